@@ -1,0 +1,277 @@
+//! Diagnostics: every problem the compiler finds is a [`Diagnostic`] with a stable code
+//! (`snn::<area>::<name>`), a primary span and label, secondary labels and a help line.
+//!
+//! Stages never stop at the first problem: they push into a [`Diagnostics`] collection and go
+//! on. Rendering (miette, fixed width, no colour for snapshots; JSON for editors) happens at the
+//! edge, in the driver.
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, SourceCode};
+use serde::Serialize;
+
+use crate::ast::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    pub span: Span,
+    pub text: String,
+}
+
+/// One problem in one source file.
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: String,
+    pub primary: Label,
+    pub secondary: Vec<Label>,
+    pub help: Option<String>,
+    /// The file the spans point into; filled in by the driver.
+    pub source: Option<Arc<SourceFile>>,
+}
+
+/// A named source text, shared by all diagnostics of one file.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            primary: Label { span, text: label.into() },
+            secondary: Vec::new(),
+            help: None,
+            source: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message, span, label) }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_label(mut self, span: Span, text: impl Into<String>) -> Diagnostic {
+        self.secondary.push(Label { span, text: text.into() });
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Renders with miette's graphical handler: unicode, no colour, fixed width, so the output
+    /// is the same on every terminal and in snapshots.
+    pub fn render(&self, width: usize) -> String {
+        let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(width);
+        let mut out = String::new();
+        handler.render_report(&mut out, self).expect("rendering into a String cannot fail");
+        out
+    }
+
+    /// 1-based line and column of a byte offset in this diagnostic's source.
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let Some(source) = &self.source else { return (0, 0) };
+        let before = &source.text[..offset.min(source.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+        (line, column)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let (line, column) = self.line_col(self.primary.span.start);
+        let labels: Vec<serde_json::Value> = self
+            .secondary
+            .iter()
+            .map(|label| {
+                let (line, column) = self.line_col(label.span.start);
+                serde_json::json!({
+                    "start": label.span.start, "end": label.span.end,
+                    "line": line, "column": column, "label": label.text,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "file": self.source.as_ref().map(|source| source.name.clone()),
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "start": self.primary.span.start,
+            "end": self.primary.span.end,
+            "line": line,
+            "column": column,
+            "label": self.primary.text,
+            "related": labels,
+            "help": self.help,
+        })
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+impl miette::Diagnostic for Diagnostic {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|help| Box::new(help) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|source| &**source as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let primary = LabeledSpan::new_primary_with_span(Some(self.primary.text.clone()), self.primary.span);
+        let secondary = self
+            .secondary
+            .iter()
+            .map(|label| LabeledSpan::new_with_span(Some(label.text.clone()), label.span));
+        Some(Box::new(std::iter::once(primary).chain(secondary)))
+    }
+}
+
+impl SourceCode for SourceFile {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let contents = self.text.read_span(span, context_lines_before, context_lines_after)?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            contents.column(),
+            contents.line_count(),
+        )))
+    }
+}
+
+/// The problems one stage found, in the order found; [`Diagnostics::sorted`] orders them by
+/// position for display.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.items.push(diagnostic);
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.items.extend(other.items);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.items.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Attaches the source file to every diagnostic that has none yet.
+    pub fn attach(&mut self, source: &Arc<SourceFile>) {
+        for diagnostic in &mut self.items {
+            if diagnostic.source.is_none() {
+                diagnostic.source = Some(source.clone());
+            }
+        }
+    }
+
+    pub fn sorted(mut self) -> Vec<Diagnostic> {
+        self.items.sort_by(|a, b| {
+            let file = |d: &Diagnostic| d.source.as_ref().map(|s| s.name.clone());
+            (file(a), a.primary.span.start, a.severity, a.code).cmp(&(file(b), b.primary.span.start, b.severity, b.code))
+        });
+        self.items.dedup_by(|a, b| a.code == b.code && a.primary.span == b.primary.span && a.message == b.message);
+        self.items
+    }
+}
+
+/// The closest candidate by edit distance, for "did you mean" help lines.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1) + 1;
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, candidate)| (*distance, *candidate))
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over chars, with case differences counted as half a change so that
+/// `leaky` finds `Leaky`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    if a.eq_ignore_ascii_case(b) {
+        return if a == b { 0 } else { 1 };
+    }
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(!ca.eq_ignore_ascii_case(cb));
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// Adds "did you mean" to a help line when a close candidate exists.
+pub fn suggestion_help<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>, fallback: String) -> String {
+    match did_you_mean(name, candidates) {
+        Some(candidate) => format!("did you mean `{candidate}`?"),
+        None => fallback,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_close_names_only() {
+        assert_eq!(did_you_mean("Leky", ["Leaky", "CubaLIF"]), Some("Leaky"));
+        assert_eq!(did_you_mean("leaky", ["Leaky", "CubaLIF"]), Some("Leaky"));
+        assert_eq!(did_you_mean("zzzzzz", ["Leaky", "CubaLIF"]), None);
+    }
+}

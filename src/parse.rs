@@ -1,0 +1,762 @@
+//! Parsing: text to [`crate::ast`], through the pest grammar in `grammar/snn.pest`.
+//!
+//! Parsing never panics. A syntax error becomes a `snn::syntax::*` diagnostic that names what
+//! was expected in words; after an error the parser re-synchronises at the next top-level item,
+//! so one typo does not hide the problems in the rest of the file.
+
+use std::sync::LazyLock;
+
+use pest::Parser;
+use pest::iterators::{Pair, Pairs};
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+
+use crate::ast::*;
+use crate::diag::{Diagnostic, Diagnostics};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/snn.pest"]
+struct SnnParser;
+
+static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
+    PrattParser::new()
+        .op(Op::infix(Rule::or_op, Assoc::Left))
+        .op(Op::infix(Rule::and_op, Assoc::Left))
+        .op(Op::infix(Rule::ge, Assoc::Left)
+            | Op::infix(Rule::le, Assoc::Left)
+            | Op::infix(Rule::eq, Assoc::Left)
+            | Op::infix(Rule::ne, Assoc::Left)
+            | Op::infix(Rule::gt, Assoc::Left)
+            | Op::infix(Rule::lt, Assoc::Left))
+        .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
+        .op(Op::infix(Rule::mul, Assoc::Left) | Op::infix(Rule::div, Assoc::Left))
+        .op(Op::prefix(Rule::neg) | Op::prefix(Rule::not))
+        .op(Op::infix(Rule::pow, Assoc::Right))
+        .op(Op::postfix(Rule::index))
+});
+
+/// Parses one file. Returns the items that parsed (all of them when there is no syntax error)
+/// and the syntax diagnostics.
+pub fn parse(text: &str) -> (File, Diagnostics) {
+    pest::set_error_detail(true);
+    let mut diagnostics = Diagnostics::default();
+    match SnnParser::parse(Rule::file, text) {
+        Ok(mut pairs) => {
+            let file_pair = pairs.next().expect("the file rule always produces one pair");
+            let items = file_pair.into_inner().filter(significant).filter(|p| p.as_rule() == Rule::item).map(build_item).collect();
+            (File { items }, diagnostics)
+        }
+        Err(error) => {
+            diagnostics.push(syntax_diagnostic(text, &error, 0));
+            let items = recover_items(text, &mut diagnostics);
+            (File { items }, diagnostics)
+        }
+    }
+}
+
+/// After a syntax error, parse each top-level item on its own so that later items are still
+/// checked. Items start at a line that begins with an item keyword or a doc comment. Each chunk
+/// is parsed with the text before it blanked out, so spans stay file offsets.
+fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> Vec<Item> {
+    let starts = item_starts(text);
+    let mut items = Vec::new();
+    for (index, &start) in starts.iter().enumerate() {
+        let end = starts.get(index + 1).copied().unwrap_or(text.len());
+        let padded = format!("{}{}", " ".repeat(start), &text[start..end]);
+        match SnnParser::parse(Rule::recover_item, &padded) {
+            Ok(mut pairs) => {
+                let pair = pairs.next().expect("the recover_item rule produces one pair");
+                let parsed_to = pair.as_span().end();
+                let item_pair = pair.into_inner().filter(significant).find(|p| p.as_rule() == Rule::item);
+                if let (Some(item_pair), true) = (item_pair, padded[parsed_to..].trim().is_empty()) {
+                    items.push(build_item(item_pair));
+                }
+            }
+            Err(error) => {
+                let diagnostic = syntax_diagnostic(&padded, &error, 0);
+                // The whole-file parse already reported the first error.
+                let duplicate = diagnostics.items.iter().any(|d| d.primary.span == diagnostic.primary.span);
+                if !duplicate {
+                    diagnostics.push(diagnostic);
+                }
+            }
+        }
+    }
+    items
+}
+
+fn item_starts(text: &str) -> Vec<usize> {
+    const ITEM_WORDS: [&str; 7] = ["import", "neuron", "synapse", "surrogate", "encoder", "network", "train"];
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    let mut in_docs = false;
+    for line in text.split_inclusive('\n') {
+        let starts_item = ITEM_WORDS
+            .iter()
+            .any(|word| line.starts_with(word) && !line[word.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'));
+        let is_doc = line.starts_with("///");
+        if (starts_item || is_doc) && !in_docs {
+            starts.push(offset);
+        }
+        // Blank lines between a doc comment and its item keep the doc attached.
+        if !line.trim().is_empty() {
+            in_docs = is_doc;
+        }
+        offset += line.len();
+    }
+    starts
+}
+
+fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, base: usize) -> Diagnostic {
+    use pest::error::{ErrorVariant, InputLocation};
+    let position = match error.location {
+        InputLocation::Pos(pos) => pos,
+        InputLocation::Span((start, _)) => start,
+    };
+    let mut expected: Vec<String> = Vec::new();
+    if let Some(attempts) = error.parse_attempts() {
+        for token in attempts.expected_tokens() {
+            let word = token_words(&token.to_string());
+            if let Some(word) = word {
+                if !expected.contains(&word) {
+                    expected.push(word);
+                }
+            }
+        }
+    }
+    if expected.is_empty() {
+        if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
+            for rule in positives {
+                if let Some(word) = rule_words(*rule) {
+                    let word = word.to_string();
+                    if !expected.contains(&word) {
+                        expected.push(word);
+                    }
+                }
+            }
+        }
+    }
+    let found = found_at(text, position);
+    let (span, label) = match found.as_str() {
+        "end of file" => (Span::new(base + position, base + position), "the file ends here".to_string()),
+        _ => {
+            let len = found_len(text, position);
+            (Span::new(base + position, base + position + len), format!("unexpected {found}"))
+        }
+    };
+    let expected_text = join_words(&expected);
+    let mut diagnostic = if found == "end of file" {
+        Diagnostic::error("snn::syntax::unexpected_eof", format!("unexpected end of file, expected {expected_text}"), span, label)
+            .with_help("a block may be missing its closing `}`")
+    } else if expected.is_empty() {
+        Diagnostic::error("snn::syntax::unexpected_token", format!("unexpected {found}"), span, label)
+            .with_help("check the statement against the language reference in docs/language.md")
+    } else {
+        Diagnostic::error("snn::syntax::unexpected_token", format!("expected {expected_text}, found {found}"), span, label)
+            .with_help(format!("write {expected_text} here"))
+    };
+    // A missing `=` or operator is reported at the next token; point also at the previous one.
+    let previous_end = text[..position].trim_end().len();
+    if previous_end < position && found != "end of file" && text[previous_end..position].contains('\n') {
+        diagnostic = diagnostic.with_label(Span::new(base + previous_end, base + previous_end), "the statement before ends here");
+    }
+    diagnostic
+}
+
+/// Literal tokens from pest's parse attempts, filtered to the ones worth telling a user.
+fn token_words(token: &str) -> Option<String> {
+    let token = token.trim();
+    if token.is_empty() || token.starts_with('\'') && token.contains("..") {
+        return None;
+    }
+    // pest prints literal tokens with their quotes, rules by name.
+    if let Some(literal) = token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        return match literal {
+            "//" | "/*" | "///" | "////" | " " | "\t" | "\r" | "\n" | "" => None,
+            _ => Some(format!("`{literal}`")),
+        };
+    }
+    if token.starts_with('\'') {
+        return None;
+    }
+    None
+}
+
+fn rule_words(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::item | Rule::file => "an item (`import`, `neuron`, `synapse`, `surrogate`, `encoder`, `network` or `train`)",
+        Rule::ident | Rule::field | Rule::path | Rule::module_path => "a name",
+        Rule::number | Rule::quantity | Rule::int => "a number",
+        Rule::string | Rule::string_inner => "a string",
+        Rule::expr | Rule::primary | Rule::paren | Rule::call | Rule::list | Rule::boolean => "an expression",
+        Rule::unit_expr | Rule::unit_atom | Rule::unit_name | Rule::inline_unit | Rule::unit_one => "a unit",
+        Rule::unit_power => "an integer power",
+        Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow | Rule::or_op | Rule::and_op
+        | Rule::ge | Rule::le | Rule::eq | Rule::ne | Rule::gt | Rule::lt => "an operator",
+        Rule::neuron_stmt | Rule::param_stmt | Rule::state_stmt | Rule::input_stmt | Rule::ode_stmt | Rule::ode_lhs
+        | Rule::update_block | Rule::update_after | Rule::spike_when | Rule::on_block | Rule::refractory_stmt
+        | Rule::compartment | Rule::observable_stmt => "a neuron statement",
+        Rule::synapse_stmt | Rule::trace_stmt | Rule::delivers_stmt => "a synapse statement",
+        Rule::network_stmt | Rule::input_layer | Rule::population | Rule::connect | Rule::setting => "a network statement",
+        Rule::train_stmt | Rule::loss_stmt | Rule::phase | Rule::hook | Rule::retry | Rule::record | Rule::clamp => "a train statement",
+        Rule::block | Rule::block_stmt | Rule::assign | Rule::deliver_stmt | Rule::call_stmt | Rule::let_stmt => "a statement",
+        Rule::assign_op => "`=`, `+=`, `-=` or `*=`",
+        Rule::shape => "a shape such as `[784]`",
+        Rule::delivery => "`current` or `conductance`",
+        Rule::modifier | Rule::param_type => "a unit or `trainable`/`per_neuron`",
+        Rule::EOI => "end of file",
+        Rule::doc | Rule::doc_text => "a doc comment",
+        _ => return None,
+    })
+}
+
+fn join_words(words: &[String]) -> String {
+    match words {
+        [] => "something else".to_string(),
+        [one] => one.clone(),
+        [init @ .., last] => {
+            let shown: Vec<&str> = init.iter().take(7).map(String::as_str).collect();
+            format!("{} or {last}", shown.join(", "))
+        }
+    }
+}
+
+fn found_at(text: &str, position: usize) -> String {
+    let rest = &text[position.min(text.len())..];
+    let Some(first) = rest.chars().next() else { return "end of file".to_string() };
+    if first.is_alphanumeric() || first == '_' {
+        let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.').collect();
+        if first.is_ascii_digit() { format!("number `{word}`") } else { format!("`{word}`") }
+    } else if first == '\n' {
+        "end of line".to_string()
+    } else {
+        format!("`{first}`")
+    }
+}
+
+fn found_len(text: &str, position: usize) -> usize {
+    let rest = &text[position.min(text.len())..];
+    let Some(first) = rest.chars().next() else { return 0 };
+    if first.is_alphanumeric() || first == '_' {
+        rest.char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '.'))
+            .map_or(rest.len(), |(i, _)| i)
+    } else {
+        first.len_utf8()
+    }
+}
+
+// ---------------------------------------------------------------- building the AST
+
+/// Keyword pairs carry no information beyond their position; builders skip them.
+fn significant(pair: &Pair<Rule>) -> bool {
+    !matches!(pair.as_rule(), Rule::kw_after | Rule::kw_at | Rule::kw_clamp | Rule::kw_compartment | Rule::kw_connect | Rule::kw_current | Rule::kw_delay | Rule::kw_deliver | Rule::kw_delivers | Rule::kw_encoder | Rule::kw_every | Rule::kw_grad | Rule::kw_import | Rule::kw_input | Rule::kw_let | Rule::kw_loss | Rule::kw_max | Rule::kw_network | Rule::kw_neuron | Rule::kw_observable | Rule::kw_on | Rule::kw_param | Rule::kw_phase | Rule::kw_population | Rule::kw_record | Rule::kw_refractory | Rule::kw_retry | Rule::kw_spike | Rule::kw_state | Rule::kw_surrogate | Rule::kw_synapse | Rule::kw_to | Rule::kw_trace | Rule::kw_train | Rule::kw_update | Rule::kw_via | Rule::kw_when | Rule::named_eq)
+}
+
+
+fn span_of(pair: &Pair<Rule>) -> Span {
+    let span = pair.as_span();
+    Span::new(span.start(), span.end())
+}
+
+fn ident(pair: Pair<Rule>) -> Ident {
+    Ident { name: pair.as_str().to_string(), span: span_of(&pair) }
+}
+
+fn docs<'i>(pairs: &mut std::iter::Peekable<impl Iterator<Item = Pair<'i, Rule>>>) -> Vec<String> {
+    let mut docs = Vec::new();
+    while let Some(pair) = pairs.peek() {
+        if pair.as_rule() != Rule::doc {
+            break;
+        }
+        let pair = pairs.next().expect("peeked");
+        let text = pair.into_inner().filter(significant).next().map_or("", |p| p.as_str());
+        docs.push(text.strip_prefix(' ').unwrap_or(text).trim_end().to_string());
+    }
+    docs
+}
+
+fn build_item(pair: Pair<Rule>) -> Item {
+    let span = span_of(&pair);
+    let mut inner = pair.into_inner().filter(significant).peekable();
+    let docs = docs(&mut inner);
+    let body = inner.next().expect("an item has a body");
+    let kind = match body.as_rule() {
+        Rule::import => ItemKind::Import(build_import(body)),
+        Rule::neuron => {
+            let mut parts = body.into_inner().filter(significant);
+            let name = ident(parts.next().expect("neuron name"));
+            ItemKind::Neuron(Neuron { name, body: parts.map(build_neuron_stmt).collect() })
+        }
+        Rule::synapse => {
+            let mut parts = body.into_inner().filter(significant);
+            let name = ident(parts.next().expect("synapse name"));
+            ItemKind::Synapse(Synapse { name, body: parts.map(build_synapse_stmt).collect() })
+        }
+        Rule::surrogate => ItemKind::Surrogate(build_surrogate(body)),
+        Rule::encoder => ItemKind::Encoder(build_encoder(body)),
+        Rule::network => {
+            let mut parts = body.into_inner().filter(significant);
+            let name = ident(parts.next().expect("network name"));
+            ItemKind::Network(Network { name, body: parts.map(build_network_stmt).collect() })
+        }
+        Rule::train => {
+            let mut parts = body.into_inner().filter(significant).peekable();
+            let name = match parts.peek().map(Pair::as_rule) {
+                Some(Rule::ident) => Some(ident(parts.next().expect("peeked"))),
+                _ => None,
+            };
+            ItemKind::Train(Train { name, body: parts.map(build_train_stmt).collect() })
+        }
+        rule => unreachable!("grammar: unexpected item {rule:?}"),
+    };
+    Item { docs, kind, span }
+}
+
+fn build_import(pair: Pair<Rule>) -> Import {
+    let span = span_of(&pair);
+    let target = pair.into_inner().filter(significant).next().expect("import target");
+    match target.as_rule() {
+        Rule::string => Import { target: string_value(target), quoted: true, span },
+        _ => Import { target: target.as_str().to_string(), quoted: false, span },
+    }
+}
+
+fn string_value(pair: Pair<Rule>) -> String {
+    pair.into_inner().filter(significant).next().map_or(String::new(), |p| p.as_str().to_string())
+}
+
+fn build_unit(pair: Pair<Rule>) -> UnitExpr {
+    let span = span_of(&pair);
+    let mut factors = Vec::new();
+    let mut sign: i32 = 1;
+    for part in pair.into_inner().filter(significant) {
+        match part.as_rule() {
+            Rule::unit_op => sign = if part.as_str() == "/" { -1 } else { 1 },
+            Rule::unit_atom => {
+                let atom_span = span_of(&part);
+                let mut atom = part.into_inner().filter(significant);
+                let name = atom.next().expect("unit name").as_str().to_string();
+                let power: i32 = atom.next().map_or(1, |p| p.as_str().parse().unwrap_or(i32::MAX));
+                factors.push(UnitFactor { name, power: sign.saturating_mul(power), span: atom_span });
+            }
+            rule => unreachable!("grammar: unexpected unit part {rule:?}"),
+        }
+    }
+    UnitExpr { factors, span }
+}
+
+fn build_param_heads(pair: Pair<Rule>) -> Vec<ParamHead> {
+    pair.into_inner().filter(significant)
+        .map(|head| {
+            let mut parts = head.into_inner().filter(significant);
+            let name = ident(parts.next().expect("parameter name"));
+            let mut unit = None;
+            let mut default = None;
+            for part in parts {
+                match part.as_rule() {
+                    Rule::unit_expr => unit = Some(build_unit(part)),
+                    Rule::expr => default = Some(build_expr(part)),
+                    rule => unreachable!("grammar: unexpected parameter part {rule:?}"),
+                }
+            }
+            ParamHead { name, unit, default }
+        })
+        .collect()
+}
+
+fn build_param(pair: Pair<Rule>) -> Param {
+    let span = span_of(&pair);
+    let mut parts = pair.into_inner().filter(significant).peekable();
+    let docs = docs(&mut parts);
+    let name = ident(parts.next().expect("param name"));
+    let mut param = Param { docs, name, unit: None, modifiers: Vec::new(), default: None, span };
+    for part in parts {
+        match part.as_rule() {
+            Rule::param_type => {
+                for piece in part.into_inner().filter(significant) {
+                    match piece.as_rule() {
+                        Rule::unit_expr => param.unit = Some(build_unit(piece)),
+                        Rule::modifier => {
+                            let modifier = if piece.as_str() == "trainable" { Modifier::Trainable } else { Modifier::PerNeuron };
+                            param.modifiers.push((modifier, span_of(&piece)));
+                        }
+                        rule => unreachable!("grammar: unexpected param type part {rule:?}"),
+                    }
+                }
+            }
+            Rule::expr => param.default = Some(build_expr(part)),
+            rule => unreachable!("grammar: unexpected param part {rule:?}"),
+        }
+    }
+    param
+}
+
+fn build_state(pair: Pair<Rule>) -> State {
+    let span = span_of(&pair);
+    let mut parts = pair.into_inner().filter(significant).peekable();
+    let docs = docs(&mut parts);
+    let name = ident(parts.next().expect("state name"));
+    let mut state = State { docs, name, unit: None, init: None, span };
+    for part in parts {
+        match part.as_rule() {
+            Rule::unit_expr => state.unit = Some(build_unit(part)),
+            Rule::expr => state.init = Some(build_expr(part)),
+            rule => unreachable!("grammar: unexpected state part {rule:?}"),
+        }
+    }
+    state
+}
+
+fn build_port(pair: Pair<Rule>) -> Port {
+    let span = span_of(&pair);
+    let mut parts = pair.into_inner().filter(significant).peekable();
+    let docs = docs(&mut parts);
+    let name = ident(parts.next().expect("input name"));
+    let unit = parts.next().map(build_unit);
+    Port { docs, name, unit, span }
+}
+
+fn build_let(pair: Pair<Rule>) -> Let {
+    let span = span_of(&pair);
+    let mut parts = pair.into_inner().filter(significant);
+    let name = ident(parts.next().expect("let name"));
+    let value = build_expr(parts.next().expect("let value"));
+    Let { name, value, span }
+}
+
+fn build_block(pair: Pair<Rule>) -> Block {
+    let span = span_of(&pair);
+    let stmts = pair
+        .into_inner().filter(significant)
+        .map(|stmt| {
+            let stmt_span = span_of(&stmt);
+            match stmt.as_rule() {
+                Rule::assign => {
+                    let mut parts = stmt.into_inner().filter(significant);
+                    let target = parts.next().expect("assign target").into_inner().filter(significant).map(ident).collect();
+                    let op = match parts.next().expect("assign op").as_str() {
+                        "+=" => AssignOp::Add,
+                        "-=" => AssignOp::Sub,
+                        "*=" => AssignOp::Mul,
+                        _ => AssignOp::Set,
+                    };
+                    let value = build_expr(parts.next().expect("assign value"));
+                    Stmt::Assign { target, op, value, span: stmt_span }
+                }
+                Rule::let_stmt => Stmt::Let(build_let(stmt)),
+                Rule::deliver_stmt => {
+                    Stmt::Deliver { value: build_expr(stmt.into_inner().filter(significant).next().expect("deliver value")), span: stmt_span }
+                }
+                Rule::call_stmt => Stmt::Call { call: build_expr_primary(stmt.into_inner().filter(significant).next().expect("call")), span: stmt_span },
+                rule => unreachable!("grammar: unexpected block statement {rule:?}"),
+            }
+        })
+        .collect();
+    Block { stmts, span }
+}
+
+fn build_on(pair: Pair<Rule>) -> OnBlock {
+    let span = span_of(&pair);
+    let mut parts = pair.into_inner().filter(significant);
+    let event = ident(parts.next().expect("event name"));
+    let body = build_block(parts.next().expect("event block"));
+    OnBlock { event, body, span }
+}
+
+fn build_neuron_stmt(pair: Pair<Rule>) -> NeuronStmt {
+    let span = span_of(&pair);
+    match pair.as_rule() {
+        Rule::param_stmt => NeuronStmt::Param(build_param(pair)),
+        Rule::state_stmt => NeuronStmt::State(build_state(pair)),
+        Rule::input_stmt => NeuronStmt::Input(build_port(pair)),
+        Rule::let_stmt => NeuronStmt::Let(build_let(pair)),
+        Rule::ode_stmt => {
+            let mut parts = pair.into_inner().filter(significant);
+            let var = ident(parts.next().expect("ode lhs").into_inner().filter(significant).next().expect("ode variable"));
+            let rhs = build_expr(parts.next().expect("ode rhs"));
+            NeuronStmt::Ode(Ode { var, rhs, span })
+        }
+        Rule::update_block => NeuronStmt::Update(build_block(pair.into_inner().filter(significant).next().expect("update block"))),
+        Rule::update_after => NeuronStmt::UpdateAfterSpike(build_block(pair.into_inner().filter(significant).next().expect("update block"))),
+        Rule::spike_when => NeuronStmt::SpikeWhen { condition: build_expr(pair.into_inner().filter(significant).next().expect("condition")), span },
+        Rule::on_block => NeuronStmt::On(build_on(pair)),
+        Rule::refractory_stmt => NeuronStmt::Refractory { period: build_expr(pair.into_inner().filter(significant).next().expect("period")), span },
+        Rule::compartment => {
+            let mut parts = pair.into_inner().filter(significant);
+            let name = ident(parts.next().expect("compartment name"));
+            NeuronStmt::Compartment(Compartment { name, body: parts.map(build_neuron_stmt).collect(), span })
+        }
+        Rule::observable_stmt => {
+            let mut parts = pair.into_inner().filter(significant);
+            let name = ident(parts.next().expect("observable name"));
+            NeuronStmt::Observable { name, value: build_expr(parts.next().expect("observable value")), span }
+        }
+        rule => unreachable!("grammar: unexpected neuron statement {rule:?}"),
+    }
+}
+
+fn build_synapse_stmt(pair: Pair<Rule>) -> SynapseStmt {
+    let span = span_of(&pair);
+    match pair.as_rule() {
+        Rule::param_stmt => SynapseStmt::Param(build_param(pair)),
+        Rule::state_stmt => SynapseStmt::State(build_state(pair)),
+        Rule::trace_stmt => {
+            let mut parts = pair.into_inner().filter(significant);
+            let name = ident(parts.next().expect("trace name"));
+            let key = ident(parts.next().expect("trace key"));
+            let value = build_expr(parts.next().expect("trace value"));
+            SynapseStmt::Trace { name, key, value, span }
+        }
+        Rule::delivers_stmt => {
+            let delivery = match pair.into_inner().filter(significant).next().expect("delivery").as_str() {
+                "conductance" => Delivery::Conductance,
+                _ => Delivery::Current,
+            };
+            SynapseStmt::Delivers { delivery, span }
+        }
+        Rule::on_block => SynapseStmt::On(build_on(pair)),
+        rule => unreachable!("grammar: unexpected synapse statement {rule:?}"),
+    }
+}
+
+fn build_surrogate(pair: Pair<Rule>) -> Surrogate {
+    let mut parts = pair.into_inner().filter(significant);
+    let name = ident(parts.next().expect("surrogate name"));
+    let mut surrogate = Surrogate { name, params: Vec::new(), lets: Vec::new(), grad: placeholder_expr() };
+    for part in parts {
+        match part.as_rule() {
+            Rule::params_decl => surrogate.params = build_param_heads(part),
+            Rule::let_stmt => surrogate.lets.push(build_let(part)),
+            Rule::grad_stmt => surrogate.grad = build_expr(part.into_inner().filter(significant).next().expect("grad value")),
+            rule => unreachable!("grammar: unexpected surrogate part {rule:?}"),
+        }
+    }
+    surrogate
+}
+
+fn build_encoder(pair: Pair<Rule>) -> Encoder {
+    let mut parts = pair.into_inner().filter(significant);
+    let name = ident(parts.next().expect("encoder name"));
+    let params = build_param_heads(parts.next().expect("encoder parameters"));
+    let mut lets = Vec::new();
+    let mut body = EncoderBody::Current(placeholder_expr());
+    let mut body_span = Span::default();
+    for part in parts {
+        let span = span_of(&part);
+        match part.as_rule() {
+            Rule::let_stmt => lets.push(build_let(part)),
+            Rule::spike_when => {
+                body = EncoderBody::SpikeWhen(build_expr(part.into_inner().filter(significant).next().expect("condition")));
+                body_span = span;
+            }
+            Rule::spike_at => {
+                body = EncoderBody::SpikeAt(build_expr(part.into_inner().filter(significant).next().expect("time")));
+                body_span = span;
+            }
+            Rule::current_stmt => {
+                body = EncoderBody::Current(build_expr(part.into_inner().filter(significant).next().expect("current")));
+                body_span = span;
+            }
+            rule => unreachable!("grammar: unexpected encoder part {rule:?}"),
+        }
+    }
+    Encoder { name, params, lets, body, body_span }
+}
+
+fn placeholder_expr() -> Expr {
+    Expr { kind: ExprKind::Quantity { value: 0.0, text: "0".into(), unit: None }, span: Span::default() }
+}
+
+fn build_shape(pair: Pair<Rule>) -> Shape {
+    let span = span_of(&pair);
+    let dims = pair.into_inner().filter(significant).map(|p| p.as_str().parse().unwrap_or(usize::MAX)).collect();
+    Shape { dims, span }
+}
+
+fn build_call_or_name(pair: Pair<Rule>) -> CallOrName {
+    let span = span_of(&pair);
+    let inner = pair.into_inner().filter(significant).next().expect("call or name");
+    match inner.as_rule() {
+        Rule::ident => CallOrName { name: ident(inner), args: None, span },
+        Rule::call => {
+            let mut parts = inner.into_inner().filter(significant);
+            let name = ident(parts.next().expect("callee"));
+            CallOrName { name, args: Some(parts.map(build_arg).collect()), span }
+        }
+        rule => unreachable!("grammar: unexpected call_or_name {rule:?}"),
+    }
+}
+
+fn build_setting(pair: Pair<Rule>) -> Setting {
+    let span = span_of(&pair);
+    let mut parts = pair.into_inner().filter(significant);
+    let key = ident(parts.next().expect("setting key"));
+    let value = build_expr(parts.next().expect("setting value"));
+    Setting { key, value, span }
+}
+
+fn build_network_stmt(pair: Pair<Rule>) -> NetworkStmt {
+    let span = span_of(&pair);
+    match pair.as_rule() {
+        Rule::param_stmt => NetworkStmt::Param(build_param(pair)),
+        Rule::input_layer => {
+            let mut parts = pair.into_inner().filter(significant).peekable();
+            let docs = docs(&mut parts);
+            let name = ident(parts.next().expect("input name"));
+            let shape = build_shape(parts.next().expect("input shape"));
+            let encoder = build_expr(parts.next().expect("encoder"));
+            NetworkStmt::Input(InputLayer { docs, name, shape, encoder, span })
+        }
+        Rule::population => {
+            let mut parts = pair.into_inner().filter(significant).peekable();
+            let docs = docs(&mut parts);
+            let name = ident(parts.next().expect("population name"));
+            let shape = build_shape(parts.next().expect("population shape"));
+            let neuron = build_call_or_name(parts.next().expect("population neuron"));
+            NetworkStmt::Population(Population { docs, name, shape, neuron, span })
+        }
+        Rule::connect => {
+            let mut parts = pair.into_inner().filter(significant).peekable();
+            let docs = docs(&mut parts);
+            let source = ident(parts.next().expect("connection source"));
+            let target = parts.next().expect("connection target").into_inner().filter(significant).map(ident).collect();
+            let kind = build_call_or_name(parts.next().expect("connection kind"));
+            let flags = parts
+                .map(|flag| {
+                    let flag_span = span_of(&flag);
+                    match flag.as_rule() {
+                        Rule::flag_fixed => ConnFlag::Fixed(flag_span),
+                        Rule::flag_trainable => ConnFlag::Trainable(flag_span),
+                        Rule::flag_feedback => ConnFlag::Feedback(flag_span),
+                        Rule::flag_delay => ConnFlag::Delay(build_expr(flag.into_inner().filter(significant).next().expect("delay"))),
+                        Rule::flag_via => ConnFlag::Via(build_call_or_name(flag.into_inner().filter(significant).next().expect("synapse"))),
+                        rule => unreachable!("grammar: unexpected connection flag {rule:?}"),
+                    }
+                })
+                .collect();
+            NetworkStmt::Connect(Connect { docs, source, target, kind, flags, span })
+        }
+        Rule::setting => NetworkStmt::Setting(build_setting(pair)),
+        rule => unreachable!("grammar: unexpected network statement {rule:?}"),
+    }
+}
+
+fn build_train_stmt(pair: Pair<Rule>) -> TrainStmt {
+    let span = span_of(&pair);
+    match pair.as_rule() {
+        Rule::setting => TrainStmt::Setting(build_setting(pair)),
+        Rule::loss_stmt => {
+            let mut parts = pair.into_inner().filter(significant).peekable();
+            let name = match parts.peek().map(Pair::as_rule) {
+                Some(Rule::ident) => Some(ident(parts.next().expect("peeked"))),
+                _ => None,
+            };
+            TrainStmt::Loss(LossStmt { name, value: build_expr(parts.next().expect("loss value")), span })
+        }
+        Rule::phase => {
+            let mut parts = pair.into_inner().filter(significant);
+            let name = ident(parts.next().expect("phase name"));
+            TrainStmt::Phase { name, body: parts.map(build_train_stmt).collect(), span }
+        }
+        Rule::hook => {
+            let mut parts = pair.into_inner().filter(significant);
+            let event = ident(parts.next().expect("hook event"));
+            TrainStmt::Hook { event, body: build_block(parts.next().expect("hook block")), span }
+        }
+        Rule::retry => {
+            let mut parts: Vec<Pair<Rule>> = pair.into_inner().filter(significant).collect();
+            let body = build_block(parts.pop().expect("retry block"));
+            let mut parts = parts.into_iter();
+            let condition = build_expr(parts.next().expect("retry condition"));
+            let max = parts.next().map(build_expr);
+            TrainStmt::Retry { condition, max, body, span }
+        }
+        Rule::record => {
+            let mut paths = Vec::new();
+            let mut to = None;
+            for part in pair.into_inner().filter(significant) {
+                match part.as_rule() {
+                    Rule::path => paths.push(part.into_inner().filter(significant).map(ident).collect()),
+                    Rule::string => to = Some(string_value(part)),
+                    rule => unreachable!("grammar: unexpected record part {rule:?}"),
+                }
+            }
+            TrainStmt::Record { paths, to, span }
+        }
+        Rule::clamp => {
+            let mut parts = pair.into_inner().filter(significant);
+            let population = ident(parts.next().expect("clamp population"));
+            TrainStmt::Clamp { population, value: build_expr(parts.next().expect("clamp value")), span }
+        }
+        rule => unreachable!("grammar: unexpected train statement {rule:?}"),
+    }
+}
+
+fn build_arg(pair: Pair<Rule>) -> Arg {
+    let mut parts: Vec<Pair<Rule>> = pair.into_inner().filter(significant).collect();
+    let value = build_expr(parts.pop().expect("argument value"));
+    let name = parts.pop().map(ident);
+    Arg { name, value }
+}
+
+fn build_expr(pair: Pair<Rule>) -> Expr {
+    PRATT
+        .map_primary(build_expr_primary)
+        .map_prefix(|op, operand| {
+            let span = span_of(&op).join(operand.span);
+            let op = if op.as_rule() == Rule::neg { UnaryOp::Neg } else { UnaryOp::Not };
+            Expr { kind: ExprKind::Unary { op, operand: Box::new(operand) }, span }
+        })
+        .map_postfix(|base, op| {
+            let span = base.span.join(span_of(&op));
+            let index = build_expr(op.into_inner().filter(significant).next().expect("index expression"));
+            Expr { kind: ExprKind::Index { base: Box::new(base), index: Box::new(index) }, span }
+        })
+        .map_infix(|lhs, op, rhs| {
+            let op = match op.as_rule() {
+                Rule::or_op => BinaryOp::Or,
+                Rule::and_op => BinaryOp::And,
+                Rule::ge => BinaryOp::Ge,
+                Rule::le => BinaryOp::Le,
+                Rule::eq => BinaryOp::Eq,
+                Rule::ne => BinaryOp::Ne,
+                Rule::gt => BinaryOp::Gt,
+                Rule::lt => BinaryOp::Lt,
+                Rule::add => BinaryOp::Add,
+                Rule::sub => BinaryOp::Sub,
+                Rule::mul => BinaryOp::Mul,
+                Rule::div => BinaryOp::Div,
+                Rule::pow => BinaryOp::Pow,
+                rule => unreachable!("grammar: unexpected infix {rule:?}"),
+            };
+            let span = lhs.span.join(rhs.span);
+            Expr { kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span }
+        })
+        .parse(pair.into_inner())
+}
+
+fn build_expr_primary(pair: Pair<Rule>) -> Expr {
+    let span = span_of(&pair);
+    let kind = match pair.as_rule() {
+        Rule::quantity => {
+            let mut parts = pair.into_inner().filter(significant);
+            let number = parts.next().expect("quantity number");
+            let text = number.as_str().to_string();
+            let value = text.parse().unwrap_or(f64::NAN);
+            ExprKind::Quantity { value, text, unit: parts.next().map(build_unit) }
+        }
+        Rule::boolean => ExprKind::Bool(pair.as_str() == "true"),
+        Rule::string => ExprKind::Str(string_value(pair)),
+        Rule::path => ExprKind::Path(pair.into_inner().filter(significant).map(ident).collect()),
+        Rule::call => {
+            let mut parts = pair.into_inner().filter(significant);
+            let func = ident(parts.next().expect("callee"));
+            ExprKind::Call { func, args: parts.map(build_arg).collect() }
+        }
+        Rule::list => ExprKind::List(pair.into_inner().filter(significant).map(build_expr).collect()),
+        Rule::paren => ExprKind::Paren(Box::new(build_expr(pair.into_inner().filter(significant).next().expect("parenthesised")))),
+        Rule::expr => return build_expr(pair),
+        rule => unreachable!("grammar: unexpected primary {rule:?}"),
+    };
+    Expr { kind, span }
+}
