@@ -1,8 +1,17 @@
 //! snnc: a declarative language for spiking neural networks, its compiler and runtime.
 //!
 //! The pipeline, one module per stage (see ARCHITECTURE.md):
-//! text → [`parse`] → [`ast`] → [`check`] (names, imports, units, shapes) → [`lower`] → [`ir`].
+//! text → [`parse`] → [`ast`] → [`lower`] (names, imports, units, shapes, learning-method
+//! support; produces the IR only when there are no errors) → [`ir`] and [`ir_train`].
+//! [`fmt`] prints the AST canonically; [`diag`] holds every diagnostic; [`driver`] is the only
+//! front-end module that touches files.
 
 pub mod ast;
 pub mod diag;
+pub mod driver;
+pub mod fmt;
+pub mod ir;
+pub mod ir_train;
+pub mod lower;
 pub mod parse;
+pub mod units;

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use pest::Parser;
-use pest::iterators::{Pair, Pairs};
+use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 
 use crate::ast::*;
@@ -253,9 +253,44 @@ fn significant(pair: &Pair<Rule>) -> bool {
 }
 
 
+/// The pair's span without trailing whitespace and comments, which pest includes when a rule
+/// ends in an optional repetition.
 fn span_of(pair: &Pair<Rule>) -> Span {
     let span = pair.as_span();
-    Span::new(span.start(), span.end())
+    let text = pair.as_str();
+    Span::new(span.start(), span.start() + significant_len(text))
+}
+
+fn significant_len(text: &str) -> usize {
+    let mut end = text.trim_end().len();
+    loop {
+        let trimmed = &text[..end];
+        let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
+        let line = &trimmed[line_start..];
+        let cut = if trimmed.ends_with("*/") {
+            trimmed.rfind("/*")
+        } else {
+            comment_start(line).map(|i| line_start + i)
+        };
+        match cut {
+            Some(cut) if cut < end => end = text[..cut].trim_end().len(),
+            _ => return end,
+        }
+    }
+}
+
+/// Start of a `//` comment in one line, outside string literals.
+fn comment_start(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut in_string = false;
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn ident(pair: Pair<Rule>) -> Ident {

@@ -1,0 +1,683 @@
+//! The IR: one validated module per model, consumed by every back end and learning method.
+//!
+//! Architecture invariants:
+//! - The IR has no spans and no units. Every constant is in SI (seconds, volts, amperes, ...);
+//!   units were checked and folded during lowering. Spans live in [`crate::lower::SourceMap`].
+//! - Expressions live in per-owner arenas ([`Exprs`]); a node only refers to nodes created
+//!   before it, so arena order is a valid evaluation order and reverse-mode differentiation is
+//!   the same loop run backwards.
+//! - Every `match` over [`Node`], [`Func`] and friends is exhaustive.
+//!
+//! Semantics of one time step `t` (identical on every back end):
+//! 1. encoders emit input events or currents;
+//! 2. projections deliver `W s_pre` to their target ports: feed-forward edges use spikes of step
+//!    `t`, feedback edges spikes of step `t - 1`;
+//! 3. each population, in declaration order: applies input jumps (`on port`), integrates its
+//!    continuous dynamics over `dt` (all right-hand sides read the state before the step),
+//!    runs its `update` blocks in order, tests its threshold (not while refractory), applies its
+//!    spike jumps, runs its `update after spike` blocks, counts refractory time down;
+//! 4. readouts and records sample the state.
+
+use std::fmt::{self, Write};
+
+pub use crate::ast::{BinaryOp, UnaryOp};
+
+/// Handle of an expression node in its owner's [`Exprs`] arena; displays as `e3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExprId(pub u32);
+
+/// Handle of a variable (state or parameter) of a population or synapse; displays as `x2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VarId(pub u32);
+
+/// Handle of an input port of a population.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PopId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InputId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProjId(pub u32);
+
+/// Values every expression may read besides its owner's variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Global {
+    /// The step length in seconds.
+    Dt,
+    /// Time since the start of the sample, in seconds.
+    Time,
+    /// 1 if the neuron spiked in this step (after the threshold test), else 0.
+    Spiked,
+    /// A fresh uniform draw in [0, 1) per step and neuron, from the counter-based RNG.
+    Rand,
+    /// The data value for this neuron (the sample's feature at the neuron's index).
+    Data,
+    /// A network parameter, by index into [`Module::params`].
+    NetParam(u32),
+    /// The surrogate's argument: threshold-test left side minus right side.
+    SurrogateX,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Func {
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Sigmoid,
+    Tanh,
+    Sin,
+    Cos,
+    Min,
+    Max,
+    /// clip(x, lo, hi)
+    Clip,
+    /// select(condition, a, b)
+    Select,
+    /// gauss(x, mu, sigma): the normal density.
+    Gauss,
+    Heaviside,
+}
+
+impl Func {
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Exp => "exp",
+            Func::Log => "log",
+            Func::Sqrt => "sqrt",
+            Func::Abs => "abs",
+            Func::Sigmoid => "sigmoid",
+            Func::Tanh => "tanh",
+            Func::Sin => "sin",
+            Func::Cos => "cos",
+            Func::Min => "min",
+            Func::Max => "max",
+            Func::Clip => "clip",
+            Func::Select => "select",
+            Func::Gauss => "gauss",
+            Func::Heaviside => "heaviside",
+        }
+    }
+
+    pub fn arity(self) -> usize {
+        match self {
+            Func::Exp | Func::Log | Func::Sqrt | Func::Abs | Func::Sigmoid | Func::Tanh | Func::Sin | Func::Cos | Func::Heaviside => 1,
+            Func::Min | Func::Max => 2,
+            Func::Clip | Func::Select | Func::Gauss => 3,
+        }
+    }
+
+    pub const ALL: [Func; 14] = [
+        Func::Exp,
+        Func::Log,
+        Func::Sqrt,
+        Func::Abs,
+        Func::Sigmoid,
+        Func::Tanh,
+        Func::Sin,
+        Func::Cos,
+        Func::Min,
+        Func::Max,
+        Func::Clip,
+        Func::Select,
+        Func::Gauss,
+        Func::Heaviside,
+    ];
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    Const(f64),
+    Var(VarId),
+    Port(PortId),
+    Global(Global),
+    Unary(UnaryOp, ExprId),
+    Binary(BinaryOp, ExprId, ExprId),
+    Call(Func, Vec<ExprId>),
+}
+
+/// An expression arena.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Exprs {
+    pub nodes: Vec<Node>,
+}
+
+impl Exprs {
+    pub fn push(&mut self, node: Node) -> ExprId {
+        // Fold constants as they are built so that dumps and kernels stay small.
+        let folded = match &node {
+            Node::Unary(UnaryOp::Neg, a) => self.constant(*a).map(|a| -a),
+            Node::Binary(op, a, b) => match (self.constant(*a), self.constant(*b)) {
+                (Some(a), Some(b)) => eval_binary(*op, a, b),
+                _ => None,
+            },
+            Node::Call(func, args) if *func != Func::Select || args.len() == 3 => {
+                let values: Option<Vec<f64>> = args.iter().map(|a| self.constant(*a)).collect();
+                values.and_then(|v| eval_func(*func, &v))
+            }
+            _ => None,
+        };
+        let node = folded.map_or(node, Node::Const);
+        if let Some(existing) = self.nodes.iter().rposition(|n| *n == node) {
+            return ExprId(existing as u32);
+        }
+        self.nodes.push(node);
+        ExprId(self.nodes.len() as u32 - 1)
+    }
+
+    pub fn get(&self, id: ExprId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+
+    pub fn constant(&self, id: ExprId) -> Option<f64> {
+        match self.get(id) {
+            Node::Const(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// Whether the expression reads any of the variables for which `is_state` holds.
+    pub fn reads(&self, id: ExprId, is_state: &dyn Fn(VarId) -> bool) -> bool {
+        match self.get(id) {
+            Node::Const(_) | Node::Port(_) | Node::Global(_) => false,
+            Node::Var(var) => is_state(*var),
+            Node::Unary(_, a) => self.reads(*a, is_state),
+            Node::Binary(_, a, b) => self.reads(*a, is_state) || self.reads(*b, is_state),
+            Node::Call(_, args) => args.iter().any(|a| self.reads(*a, is_state)),
+        }
+    }
+
+    /// Infix text of an expression, fully parenthesised where needed; `name` prints variables.
+    pub fn display(&self, id: ExprId, names: &dyn Fn(VarId) -> String, ports: &dyn Fn(PortId) -> String) -> String {
+        let mut out = String::new();
+        self.write(&mut out, id, names, ports, 0);
+        out
+    }
+
+    fn write(&self, out: &mut String, id: ExprId, names: &dyn Fn(VarId) -> String, ports: &dyn Fn(PortId) -> String, parent: u8) {
+        match self.get(id) {
+            Node::Const(value) => {
+                if *value < 0.0 && parent > 0 {
+                    let _ = write!(out, "({})", fmt_f64(*value));
+                } else {
+                    out.push_str(&fmt_f64(*value));
+                }
+            }
+            Node::Var(var) => out.push_str(&names(*var)),
+            Node::Port(port) => out.push_str(&ports(*port)),
+            Node::Global(global) => out.push_str(&global_name(*global)),
+            Node::Unary(op, a) => {
+                out.push_str(match op {
+                    UnaryOp::Neg => "-",
+                    UnaryOp::Not => "not ",
+                });
+                self.write(out, *a, names, ports, 6);
+            }
+            Node::Binary(op, a, b) => {
+                let precedence = op.precedence();
+                let open = precedence <= parent && parent > 0;
+                if open {
+                    out.push('(');
+                }
+                self.write(out, *a, names, ports, precedence);
+                let _ = write!(out, " {} ", op.symbol());
+                self.write(out, *b, names, ports, precedence + 1);
+                if open {
+                    out.push(')');
+                }
+            }
+            Node::Call(func, args) => {
+                out.push_str(func.name());
+                out.push('(');
+                for (i, arg) in args.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    self.write(out, *arg, names, ports, 0);
+                }
+                out.push(')');
+            }
+        }
+    }
+}
+
+pub fn global_name(global: Global) -> String {
+    match global {
+        Global::Dt => "dt".to_string(),
+        Global::Time => "t".to_string(),
+        Global::Spiked => "spiked".to_string(),
+        Global::Rand => "rand()".to_string(),
+        Global::Data => "data".to_string(),
+        Global::NetParam(index) => format!("net.p{index}"),
+        Global::SurrogateX => "x".to_string(),
+    }
+}
+
+pub fn eval_binary(op: BinaryOp, a: f64, b: f64) -> Option<f64> {
+    let truth = |c: bool| if c { 1.0 } else { 0.0 };
+    Some(match op {
+        BinaryOp::Or => truth(a != 0.0 || b != 0.0),
+        BinaryOp::And => truth(a != 0.0 && b != 0.0),
+        BinaryOp::Ge => truth(a >= b),
+        BinaryOp::Le => truth(a <= b),
+        BinaryOp::Eq => truth(a == b),
+        BinaryOp::Ne => truth(a != b),
+        BinaryOp::Gt => truth(a > b),
+        BinaryOp::Lt => truth(a < b),
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Pow => a.powf(b),
+    })
+}
+
+pub fn eval_func(func: Func, args: &[f64]) -> Option<f64> {
+    let arg = |i: usize| args.get(i).copied();
+    Some(match func {
+        Func::Exp => arg(0)?.exp(),
+        Func::Log => arg(0)?.ln(),
+        Func::Sqrt => arg(0)?.sqrt(),
+        Func::Abs => arg(0)?.abs(),
+        Func::Sigmoid => 1.0 / (1.0 + (-arg(0)?).exp()),
+        Func::Tanh => arg(0)?.tanh(),
+        Func::Sin => arg(0)?.sin(),
+        Func::Cos => arg(0)?.cos(),
+        Func::Min => arg(0)?.min(arg(1)?),
+        Func::Max => arg(0)?.max(arg(1)?),
+        Func::Clip => arg(0)?.max(arg(1)?).min(arg(2)?),
+        Func::Select => {
+            if arg(0)? != 0.0 {
+                arg(1)?
+            } else {
+                arg(2)?
+            }
+        }
+        Func::Gauss => {
+            let (x, mu, sigma) = (arg(0)?, arg(1)?, arg(2)?);
+            (-(x - mu).powi(2) / (2.0 * sigma * sigma)).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt())
+        }
+        Func::Heaviside => {
+            if arg(0)? > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    })
+}
+
+/// Shortest text that reads back as the same f64.
+pub fn fmt_f64(value: f64) -> String {
+    if value == value.trunc() && value.abs() < 1e15 {
+        format!("{value:.1}").trim_end_matches(".0").to_string()
+    } else {
+        format!("{value:?}")
+    }
+}
+
+/// How a variable starts: per neuron (or per synapse) at the start of each sample for states,
+/// once at model creation for parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    Const(f64),
+    Uniform { low: f64, high: f64 },
+    Normal { mean: f64, std: f64 },
+    /// Kaiming normal: N(0, sqrt(2 / fan_in)).
+    KaimingNormal,
+    /// Xavier (Glorot) uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)).
+    XavierUniform,
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Init::Const(value) => f.write_str(&fmt_f64(*value)),
+            Init::Uniform { low, high } => write!(f, "uniform({}, {})", fmt_f64(*low), fmt_f64(*high)),
+            Init::Normal { mean, std } => write!(f, "normal({}, {})", fmt_f64(*mean), fmt_f64(*std)),
+            Init::KaimingNormal => f.write_str("kaiming_normal()"),
+            Init::XavierUniform => f.write_str("xavier_uniform()"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum VarKind {
+    State { init: Init },
+    Param { value: Init, trainable: bool, per_neuron: bool },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Var {
+    /// Qualified by compartment: `soma.s`.
+    pub name: String,
+    pub kind: VarKind,
+}
+
+/// `var <- value`; all right-hand sides of one list are evaluated before any write when the
+/// list is simultaneous (continuous dynamics), in order otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    pub var: VarId,
+    pub value: ExprId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Integration {
+    /// A written per-step update.
+    Discrete,
+    /// Linear dynamics, integrated exactly (exp(-dt/tau) propagators).
+    Exact,
+    /// Linear dynamics coupled to states that are not pure decays: exponential Euler (the
+    /// other states held over the step).
+    ExponentialEuler,
+    /// Non-linear dynamics, forward Euler.
+    Euler,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputJump {
+    pub port: PortId,
+    pub updates: Vec<Update>,
+    /// Every update is `x <- x + c * port` with `c` free of state: EventProp can use it.
+    pub additive: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Threshold {
+    pub lhs: ExprId,
+    pub rhs: ExprId,
+    /// `>` or `>=`.
+    pub op: BinaryOp,
+}
+
+/// A population of identical neurons: a hybrid system.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Population {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub neuron: String,
+    pub vars: Vec<Var>,
+    pub ports: Vec<String>,
+    pub exprs: Exprs,
+    pub input_jumps: Vec<InputJump>,
+    /// Continuous dynamics, discretised; simultaneous.
+    pub dynamics: Vec<(Update, Integration)>,
+    /// `update { }` blocks, sequential.
+    pub updates: Vec<Update>,
+    pub threshold: Option<Threshold>,
+    pub on_spike: Vec<Update>,
+    pub after_spike: Vec<Update>,
+    /// Refractory period in seconds.
+    pub refractory: Option<ExprId>,
+    pub observables: Vec<(String, ExprId)>,
+}
+
+impl Population {
+    pub fn size(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn var_by_name(&self, name: &str) -> Option<VarId> {
+        self.vars.iter().position(|v| v.name == name).map(|i| VarId(i as u32))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// Emits a spike in every step where the condition holds.
+    SpikeWhen,
+    /// Emits one spike at the given time.
+    SpikeAt,
+    /// Drives its targets with this value as a current at every step.
+    Current,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub encoder: String,
+    pub kind: EncoderKind,
+    pub exprs: Exprs,
+    pub value: ExprId,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    Input(InputId),
+    Population(PopId),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Connectivity {
+    Dense,
+    OneToOne,
+    AllToAllButSelf,
+    Conv2d { kernel: usize, stride: usize, padding: usize },
+    ConvTranspose2d { kernel: usize, stride: usize, padding: usize, output_padding: usize },
+}
+
+/// A plastic synapse model attached to a projection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SynapseModel {
+    pub name: String,
+    pub vars: Vec<Var>,
+    /// Trace names with their time constants in seconds.
+    pub traces: Vec<(String, f64)>,
+    pub conductance: bool,
+    pub exprs: Exprs,
+    /// Variables are the synapse's; traces follow its vars in numbering.
+    pub on_pre: Vec<Update>,
+    pub on_post: Vec<Update>,
+    pub delivers: Option<ExprId>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Projection {
+    pub source: Source,
+    pub target: PopId,
+    pub port: PortId,
+    pub connectivity: Connectivity,
+    pub init: Init,
+    pub trainable: bool,
+    pub feedback: bool,
+    /// Delay in whole steps (feedback edges have at least one).
+    pub delay_steps: usize,
+    pub synapse: Option<SynapseModel>,
+    /// Weights held by the projection (dense: pre x post; conv: out_c x in_c x k x k).
+    pub weight_shape: Vec<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Module {
+    pub network: String,
+    /// Seconds.
+    pub dt: f64,
+    pub steps: usize,
+    /// Steps of rest with no input after each sample (Diehl & Cook).
+    pub rest_steps: usize,
+    pub params: Vec<(String, f64)>,
+    pub inputs: Vec<Input>,
+    pub populations: Vec<Population>,
+    pub projections: Vec<Projection>,
+    pub train: Option<crate::ir_train::Train>,
+}
+
+impl Module {
+    pub fn population(&self, id: PopId) -> &Population {
+        &self.populations[id.0 as usize]
+    }
+
+    pub fn source_name(&self, source: &Source) -> &str {
+        match source {
+            Source::Input(id) => &self.inputs[id.0 as usize].name,
+            Source::Population(id) => &self.populations[id.0 as usize].name,
+        }
+    }
+
+    pub fn source_size(&self, source: &Source) -> usize {
+        match source {
+            Source::Input(id) => self.inputs[id.0 as usize].shape.iter().product(),
+            Source::Population(id) => self.populations[id.0 as usize].size(),
+        }
+    }
+}
+
+fn shape_text(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+fn write_updates(out: &mut String, title: &str, pop: &Population, updates: &[Update]) {
+    if updates.is_empty() {
+        return;
+    }
+    let names = |v: VarId| pop.vars[v.0 as usize].name.clone();
+    let ports = |p: PortId| format!("in.{}", pop.ports[p.0 as usize]);
+    let _ = writeln!(out, "    {title}:");
+    for update in updates {
+        let _ = writeln!(out, "      {} <- {}", names(update.var), pop.exprs.display(update.value, &names, &ports));
+    }
+}
+
+impl fmt::Display for Module {
+    /// The stable text dump of `snnc emit ir`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        let _ = writeln!(out, "network {}", self.network);
+        let _ = writeln!(out, "  dt = {} s, steps = {}, rest steps = {}", fmt_f64(self.dt), self.steps, self.rest_steps);
+        for (index, (name, value)) in self.params.iter().enumerate() {
+            let _ = writeln!(out, "  net.p{index} {name} = {}", fmt_f64(*value));
+        }
+        let net_names = |v: VarId| format!("x{}", v.0);
+        let no_ports = |p: PortId| format!("port{}", p.0);
+        for (index, input) in self.inputs.iter().enumerate() {
+            let kind = match input.kind {
+                EncoderKind::SpikeWhen => "spike when",
+                EncoderKind::SpikeAt => "spike at",
+                EncoderKind::Current => "current",
+            };
+            let _ = writeln!(
+                out,
+                "  input{index} {} {} = {}: {kind} {}",
+                input.name,
+                shape_text(&input.shape),
+                input.encoder,
+                input.exprs.display(input.value, &net_names, &no_ports)
+            );
+        }
+        for (index, pop) in self.populations.iter().enumerate() {
+            let _ = writeln!(out, "  pop{index} {} {} = {}", pop.name, shape_text(&pop.shape), pop.neuron);
+            for var in &pop.vars {
+                match &var.kind {
+                    VarKind::State { init } => {
+                        let _ = writeln!(out, "    state {} = {init}", var.name);
+                    }
+                    VarKind::Param { value, trainable, per_neuron } => {
+                        let mut flags = String::new();
+                        if *trainable {
+                            flags.push_str(" trainable");
+                        }
+                        if *per_neuron {
+                            flags.push_str(" per_neuron");
+                        }
+                        let _ = writeln!(out, "    param {}{flags} = {value}", var.name);
+                    }
+                }
+            }
+            for port in &pop.ports {
+                let _ = writeln!(out, "    port {port}");
+            }
+            let names = |v: VarId| pop.vars[v.0 as usize].name.clone();
+            let ports = |p: PortId| format!("in.{}", pop.ports[p.0 as usize]);
+            for jump in &pop.input_jumps {
+                let additive = if jump.additive { " (additive)" } else { "" };
+                write_updates(&mut out, &format!("on in.{}{additive}", pop.ports[jump.port.0 as usize]), pop, &jump.updates);
+            }
+            if !pop.dynamics.is_empty() {
+                let _ = writeln!(out, "    dynamics:");
+                for (update, integration) in &pop.dynamics {
+                    let _ = writeln!(
+                        out,
+                        "      {} <- {}  [{:?}]",
+                        names(update.var),
+                        pop.exprs.display(update.value, &names, &ports),
+                        integration
+                    );
+                }
+            }
+            write_updates(&mut out, "update", pop, &pop.updates);
+            if let Some(threshold) = &pop.threshold {
+                let _ = writeln!(
+                    out,
+                    "    spike when {} {} {}",
+                    pop.exprs.display(threshold.lhs, &names, &ports),
+                    threshold.op.symbol(),
+                    pop.exprs.display(threshold.rhs, &names, &ports)
+                );
+            }
+            write_updates(&mut out, "on spike", pop, &pop.on_spike);
+            write_updates(&mut out, "after spike", pop, &pop.after_spike);
+            if let Some(period) = pop.refractory {
+                let _ = writeln!(out, "    refractory {} s", pop.exprs.display(period, &names, &ports));
+            }
+            for (name, value) in &pop.observables {
+                let _ = writeln!(out, "    observable {name} = {}", pop.exprs.display(*value, &names, &ports));
+            }
+        }
+        for (index, proj) in self.projections.iter().enumerate() {
+            let target = self.population(proj.target);
+            let mut flags = String::new();
+            if proj.trainable {
+                flags.push_str(" trainable");
+            } else {
+                flags.push_str(" fixed");
+            }
+            if proj.feedback {
+                flags.push_str(" feedback");
+            }
+            if proj.delay_steps > 0 {
+                let _ = write!(flags, " delay {}", proj.delay_steps);
+            }
+            let _ = writeln!(
+                out,
+                "  proj{index} {} -> {}.{} {:?} weights {} init {}{flags}",
+                self.source_name(&proj.source),
+                target.name,
+                target.ports[proj.port.0 as usize],
+                proj.connectivity,
+                shape_text(&proj.weight_shape),
+                proj.init
+            );
+            if let Some(synapse) = &proj.synapse {
+                let names = |v: VarId| {
+                    let i = v.0 as usize;
+                    if i < synapse.vars.len() { synapse.vars[i].name.clone() } else { synapse.traces[i - synapse.vars.len()].0.clone() }
+                };
+                let ports = |p: PortId| format!("port{}", p.0);
+                let delivery = if synapse.conductance { "conductance" } else { "current" };
+                let _ = writeln!(out, "    via {} delivers {delivery}", synapse.name);
+                for (name, tau) in &synapse.traces {
+                    let _ = writeln!(out, "    trace {name} tau = {} s", fmt_f64(*tau));
+                }
+                if let Some(value) = synapse.delivers {
+                    let _ = writeln!(out, "    on pre: deliver {}", synapse.exprs.display(value, &names, &ports));
+                }
+                for (title, updates) in [("on pre", &synapse.on_pre), ("on post", &synapse.on_post)] {
+                    for update in updates {
+                        let _ = writeln!(out, "    {title}: {} <- {}", names(update.var), synapse.exprs.display(update.value, &names, &ports));
+                    }
+                }
+            }
+        }
+        if let Some(train) = &self.train {
+            crate::ir_train::write_train(&mut out, self, train);
+        }
+        f.write_str(&out)
+    }
+}

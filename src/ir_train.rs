@@ -1,0 +1,320 @@
+//! The training part of the IR: data, learning method, loss graph, optimiser, schedule.
+//!
+//! Loss terms, predictions and hook conditions are expressions over readouts in one arena
+//! ([`TExprs`]); each node knows whether it is per step or per sample and its width.
+
+use std::fmt::Write;
+
+use crate::ir::{Exprs, ExprId, Module, PopId, ProjId, VarId, fmt_f64};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TExprId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Readout {
+    /// Spikes per step (0/1).
+    Spikes(PopId),
+    /// Spike count over the sample.
+    Count(PopId),
+    /// First spike time in seconds (the sample's duration when there is none).
+    FirstSpike(PopId),
+    /// A state variable per step.
+    State(PopId, VarId),
+    /// A named observable per step.
+    Observable(PopId, u32),
+    /// Sum over neurons of 1/(t_p - t_1) for every spike after the first (seeds/002's SP).
+    SpikePenalty(PopId),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TFunc {
+    Mse,
+    CrossEntropy,
+    Nll,
+    LogSoftmax,
+    Softmax,
+    /// one_hot(label, on, off)
+    OneHot,
+    /// pick(vector, label): the label's entry.
+    Pick,
+    Sum,
+    Mean,
+    Abs,
+    Exp,
+    Log,
+    Argmax,
+    Argmin,
+    SumT,
+    MeanT,
+    MaxT,
+    /// The value at the last step.
+    LastT,
+    /// Leaky cumulative sum over time: U(t) = decay U(t-1) + u(t) (seeds/004).
+    Cumulative,
+}
+
+impl TFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            TFunc::Mse => "mse",
+            TFunc::CrossEntropy => "cross_entropy",
+            TFunc::Nll => "nll",
+            TFunc::LogSoftmax => "log_softmax",
+            TFunc::Softmax => "softmax",
+            TFunc::OneHot => "one_hot",
+            TFunc::Pick => "pick",
+            TFunc::Sum => "sum",
+            TFunc::Mean => "mean",
+            TFunc::Abs => "abs",
+            TFunc::Exp => "exp",
+            TFunc::Log => "log",
+            TFunc::Argmax => "argmax",
+            TFunc::Argmin => "argmin",
+            TFunc::SumT => "sum_t",
+            TFunc::MeanT => "mean_t",
+            TFunc::MaxT => "max_t",
+            TFunc::LastT => "last_t",
+            TFunc::Cumulative => "cumulative",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TNode {
+    Const(f64),
+    Label,
+    Readout(Readout),
+    /// Sum of squared weights of a projection.
+    WeightL2(ProjId),
+    Unary(crate::ir::UnaryOp, TExprId),
+    Binary(crate::ir::BinaryOp, TExprId, TExprId),
+    Call(TFunc, Vec<TExprId>),
+}
+
+/// Width and timing of a training expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TType {
+    /// 1 for a scalar per sample.
+    pub width: usize,
+    pub per_step: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TExprs {
+    pub nodes: Vec<(TNode, TType)>,
+}
+
+impl TExprs {
+    pub fn push(&mut self, node: TNode, ty: TType) -> TExprId {
+        self.nodes.push((node, ty));
+        TExprId(self.nodes.len() as u32 - 1)
+    }
+
+    pub fn get(&self, id: TExprId) -> &TNode {
+        &self.nodes[id.0 as usize].0
+    }
+
+    pub fn ty(&self, id: TExprId) -> TType {
+        self.nodes[id.0 as usize].1
+    }
+
+    pub fn display(&self, module: &Module, id: TExprId) -> String {
+        let pop = |p: PopId| module.population(p).name.clone();
+        match self.get(id) {
+            TNode::Const(value) => fmt_f64(*value),
+            TNode::Label => "label".to_string(),
+            TNode::Readout(readout) => match readout {
+                Readout::Spikes(p) => format!("spikes({})", pop(*p)),
+                Readout::Count(p) => format!("count({})", pop(*p)),
+                Readout::FirstSpike(p) => format!("first_spike({})", pop(*p)),
+                Readout::SpikePenalty(p) => format!("spike_penalty({})", pop(*p)),
+                Readout::State(p, v) => format!("{}.{}", pop(*p), module.population(*p).vars[v.0 as usize].name),
+                Readout::Observable(p, o) => format!("{}.{}", pop(*p), module.population(*p).observables[*o as usize].0),
+            },
+            TNode::WeightL2(proj) => {
+                let proj = &module.projections[proj.0 as usize];
+                format!("weight_l2({} -> {})", module.source_name(&proj.source), module.population(proj.target).name)
+            }
+            TNode::Unary(op, a) => match op {
+                crate::ir::UnaryOp::Neg => format!("-{}", self.display(module, *a)),
+                crate::ir::UnaryOp::Not => format!("not {}", self.display(module, *a)),
+            },
+            TNode::Binary(op, a, b) => format!("({} {} {})", self.display(module, *a), op.symbol(), self.display(module, *b)),
+            TNode::Call(func, args) => {
+                let args: Vec<String> = args.iter().map(|a| self.display(module, *a)).collect();
+                format!("{}({})", func.name(), args.join(", "))
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    Mnist { dir: String, augment_shift: f64, augment_rotate_deg: f64 },
+    YinYang { train: usize, test: usize, seed: u64 },
+}
+
+/// A surrogate gradient instance: its grad expression over [`crate::ir::Global::SurrogateX`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Surrogate {
+    pub name: String,
+    pub params: Vec<(String, f64)>,
+    pub exprs: Exprs,
+    pub grad: ExprId,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Method {
+    Bptt { surrogate: Surrogate },
+    EventProp,
+    Fptt { surrogate: Surrogate, updates: usize, alpha: f64, beta: f64 },
+    Stdp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Adam,
+    Adamax,
+    Sgd,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Optimizer {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LrSchedule {
+    Constant,
+    /// lr *= gamma every `every` epochs.
+    Step { every: usize, gamma: f64 },
+    /// lr *= gamma every epoch.
+    Exponential { gamma: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossTerm {
+    pub name: String,
+    pub value: TExprId,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub epochs: usize,
+    pub losses: Vec<LossTerm>,
+    pub optimizer: Optimizer,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum HookAction {
+    /// Scale each target neuron's incoming weights to sum to `total`.
+    NormalizeColumns { projection: ProjId, total: f64 },
+    /// Add `by` to a network parameter.
+    AddToParam { param: u32, by: f64 },
+    /// Set a network parameter.
+    SetParam { param: u32, value: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retry {
+    pub condition: TExprId,
+    pub max: usize,
+    pub actions: Vec<HookAction>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Train {
+    pub data: Data,
+    pub method: Method,
+    pub exprs: TExprs,
+    /// The phases in order; a file without `phase` blocks has one phase named `main`.
+    pub phases: Vec<Phase>,
+    pub predict: Option<TExprId>,
+    pub batch: usize,
+    pub schedule: LrSchedule,
+    pub clip_grad_norm: Option<f64>,
+    pub seed: u64,
+    pub before_sample: Vec<HookAction>,
+    pub retry: Option<Retry>,
+    pub records: Vec<(PopId, Option<VarId>)>,
+    pub record_to: Option<String>,
+    pub clamps: Vec<(PopId, TExprId)>,
+}
+
+pub fn write_train(out: &mut String, module: &Module, train: &Train) {
+    let _ = writeln!(out, "train");
+    let _ = writeln!(out, "  data {:?}", train.data);
+    match &train.method {
+        Method::Bptt { surrogate } => {
+            let _ = writeln!(out, "  method bptt surrogate {}", surrogate_text(surrogate));
+        }
+        Method::Fptt { surrogate, updates, alpha, beta } => {
+            let _ = writeln!(
+                out,
+                "  method fptt updates {updates} alpha {} beta {} surrogate {}",
+                fmt_f64(*alpha),
+                fmt_f64(*beta),
+                surrogate_text(surrogate)
+            );
+        }
+        Method::EventProp => {
+            let _ = writeln!(out, "  method eventprop");
+        }
+        Method::Stdp => {
+            let _ = writeln!(out, "  method stdp");
+        }
+    }
+    let _ = writeln!(out, "  batch {} seed {} schedule {:?} clip {:?}", train.batch, train.seed, train.schedule, train.clip_grad_norm);
+    for phase in &train.phases {
+        let o = &phase.optimizer;
+        let _ = writeln!(
+            out,
+            "  phase {} epochs {} optimizer {:?} lr {} weight_decay {}",
+            phase.name,
+            phase.epochs,
+            o.kind,
+            fmt_f64(o.lr),
+            fmt_f64(o.weight_decay)
+        );
+        for term in &phase.losses {
+            let _ = writeln!(out, "    loss {} = {}", term.name, train.exprs.display(module, term.value));
+        }
+    }
+    if let Some(predict) = train.predict {
+        let _ = writeln!(out, "  predict {}", train.exprs.display(module, predict));
+    }
+    for action in &train.before_sample {
+        let _ = writeln!(out, "  every sample {action:?}");
+    }
+    if let Some(retry) = &train.retry {
+        let _ = writeln!(out, "  retry when {} max {} {:?}", train.exprs.display(module, retry.condition), retry.max, retry.actions);
+    }
+    for (pop, var) in &train.records {
+        let population = module.population(*pop);
+        match var {
+            Some(var) => {
+                let _ = writeln!(out, "  record {}.{}", population.name, population.vars[var.0 as usize].name);
+            }
+            None => {
+                let _ = writeln!(out, "  record {} spikes", population.name);
+            }
+        }
+    }
+    for (pop, value) in &train.clamps {
+        let _ = writeln!(out, "  clamp {} = {}", module.population(*pop).name, train.exprs.display(module, *value));
+    }
+}
+
+fn surrogate_text(surrogate: &Surrogate) -> String {
+    let params: Vec<String> = surrogate.params.iter().map(|(n, v)| format!("{n} = {}", fmt_f64(*v))).collect();
+    let names = |v: VarId| format!("x{}", v.0);
+    let ports = |p: crate::ir::PortId| format!("port{}", p.0);
+    format!("{}({}): grad = {}", surrogate.name, params.join(", "), surrogate.exprs.display(surrogate.grad, &names, &ports))
+}

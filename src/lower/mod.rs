@@ -1,0 +1,66 @@
+//! Checking and lowering: resolved AST to [`crate::ir::Module`].
+//!
+//! One walk does name resolution, unit checking, shape checking and lowering, so that every
+//! check sees exactly the values the IR will hold. It never stops at the first problem: each
+//! stage records diagnostics and goes on with a placeholder, and the module is returned only
+//! when there were no errors.
+//!
+//! Stages, in order: [`program`] loads the file and its imports and builds the symbol table;
+//! [`neuron`] checks every definition (neurons, synapses, surrogates, encoders) once;
+//! [`network`] instantiates populations, inputs and projections; [`train`] lowers the
+//! training block.
+
+pub mod expr;
+pub mod network;
+pub mod neuron;
+pub mod program;
+pub mod train;
+
+use std::sync::Arc;
+
+use crate::diag::{Diagnostic, Diagnostics, SourceFile};
+use crate::ir::Module;
+
+pub use program::{Program, load_program};
+
+/// Everything the front end produced for one file: diagnostics for all files involved, and
+/// the module when there were no errors.
+pub struct Outcome {
+    pub program: Program,
+    pub module: Option<Module>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Where diagnostics go while one item is being checked: each diagnostic is attached to the
+/// file of the item that produced it.
+pub struct Sink<'a> {
+    pub diagnostics: &'a mut Diagnostics,
+    pub file: Arc<SourceFile>,
+    /// When false, diagnostics are dropped (instantiating a definition that was already
+    /// checked on its own).
+    pub enabled: bool,
+}
+
+impl Sink<'_> {
+    pub fn push(&mut self, mut diagnostic: Diagnostic) {
+        if self.enabled {
+            diagnostic.source = Some(self.file.clone());
+            self.diagnostics.push(diagnostic);
+        }
+    }
+}
+
+/// Checks a source text named `name` (imports resolved against `base_dir`) and lowers it.
+pub fn compile(name: &str, text: &str, base_dir: Option<&std::path::Path>) -> Outcome {
+    let mut diagnostics = Diagnostics::default();
+    let program = load_program(name, text, base_dir, &mut diagnostics);
+    neuron::check_definitions(&program, &mut diagnostics);
+    let mut module = network::lower_network(&program, &mut diagnostics);
+    if let Some(module) = module.as_mut() {
+        module.train = train::lower_train(&program, module, &mut diagnostics);
+    } else {
+        train::check_train_without_network(&program, &mut diagnostics);
+    }
+    let module = if diagnostics.has_errors() { None } else { module };
+    Outcome { program, module, diagnostics }
+}

@@ -1,0 +1,196 @@
+//! Loading a file with its imports and building the symbol table of definitions.
+//!
+//! The standard library is embedded in the binary, so `import std::neurons` works from any
+//! directory. Quoted imports are read relative to the importing file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::ast::{self, ItemKind, Span};
+use crate::diag::{Diagnostic, Diagnostics, SourceFile, suggestion_help};
+use crate::parse::parse;
+
+/// The embedded standard library: module name and source.
+pub const STDLIB: [(&str, &str); 4] = [
+    ("neurons", include_str!("../../stdlib/neurons.snn")),
+    ("synapses", include_str!("../../stdlib/synapses.snn")),
+    ("surrogates", include_str!("../../stdlib/surrogates.snn")),
+    ("encoders", include_str!("../../stdlib/encoders.snn")),
+];
+
+/// A definition with the file it came from.
+#[derive(Clone, Debug)]
+pub struct Def<T> {
+    pub file: usize,
+    pub def: T,
+    pub span: Span,
+}
+
+#[derive(Debug, Default)]
+pub struct Program {
+    pub files: Vec<Arc<SourceFile>>,
+    pub asts: Vec<ast::File>,
+    pub neurons: BTreeMap<String, Def<ast::Neuron>>,
+    pub synapses: BTreeMap<String, Def<ast::Synapse>>,
+    pub surrogates: BTreeMap<String, Def<ast::Surrogate>>,
+    pub encoders: BTreeMap<String, Def<ast::Encoder>>,
+    /// Networks and train blocks of the main file (file 0) only.
+    pub networks: Vec<Def<ast::Network>>,
+    pub trains: Vec<Def<ast::Train>>,
+}
+
+impl Program {
+    pub fn file(&self, index: usize) -> Arc<SourceFile> {
+        self.files[index].clone()
+    }
+}
+
+pub fn load_program(name: &str, text: &str, base_dir: Option<&Path>, diagnostics: &mut Diagnostics) -> Program {
+    let mut program = Program::default();
+    let mut loaded: Vec<String> = Vec::new();
+    load_file(&mut program, &mut loaded, name.to_string(), text.to_string(), base_dir.map(Path::to_path_buf), diagnostics);
+    program
+}
+
+fn load_file(
+    program: &mut Program,
+    loaded: &mut Vec<String>,
+    name: String,
+    text: String,
+    base_dir: Option<PathBuf>,
+    diagnostics: &mut Diagnostics,
+) {
+    let file_index = program.files.len();
+    let source = Arc::new(SourceFile { name: name.clone(), text });
+    program.files.push(source.clone());
+    loaded.push(name);
+    let (file, mut parse_diagnostics) = parse(&source.text);
+    parse_diagnostics.attach(&source);
+    diagnostics.extend(parse_diagnostics);
+    let mut imports = Vec::new();
+    for item in &file.items {
+        match &item.kind {
+            ItemKind::Import(import) => imports.push(import.clone()),
+            ItemKind::Neuron(neuron) => {
+                insert(&mut program.neurons, &neuron.name, file_index, neuron.clone(), item.span, "neuron", &mut |d| report(diagnostics, &source, d), &program.files)
+            }
+            ItemKind::Synapse(synapse) => {
+                insert(&mut program.synapses, &synapse.name, file_index, synapse.clone(), item.span, "synapse", &mut |d| report(diagnostics, &source, d), &program.files)
+            }
+            ItemKind::Surrogate(surrogate) => insert(
+                &mut program.surrogates,
+                &surrogate.name,
+                file_index,
+                surrogate.clone(),
+                item.span,
+                "surrogate",
+                &mut |d| report(diagnostics, &source, d),
+                &program.files,
+            ),
+            ItemKind::Encoder(encoder) => {
+                insert(&mut program.encoders, &encoder.name, file_index, encoder.clone(), item.span, "encoder", &mut |d| report(diagnostics, &source, d), &program.files)
+            }
+            ItemKind::Network(network) => {
+                if file_index == 0 {
+                    program.networks.push(Def { file: file_index, def: network.clone(), span: item.span });
+                }
+            }
+            ItemKind::Train(train) => {
+                if file_index == 0 {
+                    program.trains.push(Def { file: file_index, def: train.clone(), span: item.span });
+                }
+            }
+        }
+    }
+    program.asts.push(file);
+    for import in imports {
+        let (key, text, dir) = if import.quoted {
+            let path = base_dir.clone().unwrap_or_default().join(&import.target);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => (path.display().to_string(), text, path.parent().map(Path::to_path_buf)),
+                Err(error) => {
+                    report(
+                        diagnostics,
+                        &source,
+                        Diagnostic::error(
+                            "snn::import::not_found",
+                            format!("cannot read imported file `{}`", import.target),
+                            import.span,
+                            format!("{error}"),
+                        )
+                        .with_help(format!("the path is relative to the importing file; looked for {}", path.display())),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            let module = import.target.strip_prefix("std::").unwrap_or("");
+            match STDLIB.iter().find(|(name, _)| *name == module) {
+                Some((name, text)) => (format!("stdlib/{name}.snn"), text.to_string(), None),
+                None => {
+                    let candidates: Vec<String> = STDLIB.iter().map(|(name, _)| format!("std::{name}")).collect();
+                    let help = suggestion_help(
+                        &import.target,
+                        candidates.iter().map(String::as_str),
+                        format!("the standard library has {}", candidates.join(", ")),
+                    );
+                    report(
+                        diagnostics,
+                        &source,
+                        Diagnostic::error(
+                            "snn::import::unknown_module",
+                            format!("unknown module `{}`", import.target),
+                            import.span,
+                            "no such module",
+                        )
+                        .with_help(help),
+                    );
+                    continue;
+                }
+            }
+        };
+        if loaded.contains(&key) {
+            continue;
+        }
+        load_file(program, loaded, key, text, dir, diagnostics);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert<T>(
+    table: &mut BTreeMap<String, Def<T>>,
+    name: &ast::Ident,
+    file: usize,
+    def: T,
+    span: Span,
+    what: &str,
+    report: &mut impl FnMut(Diagnostic),
+    files: &[Arc<SourceFile>],
+) {
+    if let Some(previous) = table.get(&name.name) {
+        let mut diagnostic = Diagnostic::error(
+            "snn::names::duplicate_definition",
+            format!("{what} `{}` is defined twice", name.name),
+            name.span,
+            "second definition",
+        )
+        .with_help(format!("rename one of the two definitions of `{}`", name.name));
+        if previous.file == file {
+            diagnostic = diagnostic.with_label(previous.span, "first defined here");
+        } else {
+            diagnostic = diagnostic.with_help(format!(
+                "`{}` is already defined in {}; rename this one or drop the import",
+                name.name, files[previous.file].name
+            ));
+        }
+        report(diagnostic);
+        return;
+    }
+    table.insert(name.name.clone(), Def { file, def, span });
+}
+
+fn report(diagnostics: &mut Diagnostics, source: &Arc<SourceFile>, mut diagnostic: Diagnostic) {
+    diagnostic.source = Some(source.clone());
+    diagnostics.push(diagnostic);
+}
