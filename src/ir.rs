@@ -162,8 +162,11 @@ impl Exprs {
             _ => None,
         };
         let node = folded.map_or(node, Node::Const);
-        if let Some(existing) = self.nodes.iter().rposition(|n| *n == node) {
-            return ExprId(existing as u32);
+        // Identical nodes are shared, except random draws: each `rand()` is its own draw.
+        if node != Node::Global(Global::Rand) {
+            if let Some(existing) = self.nodes.iter().rposition(|n| *n == node) {
+                return ExprId(existing as u32);
+            }
         }
         self.nodes.push(node);
         ExprId(self.nodes.len() as u32 - 1)
@@ -219,7 +222,7 @@ impl Exprs {
             }
             Node::Binary(op, a, b) => {
                 let precedence = op.precedence();
-                let open = precedence <= parent && parent > 0;
+                let open = precedence < parent;
                 if open {
                     out.push('(');
                 }

@@ -51,6 +51,9 @@ pub enum TFunc {
     LastT,
     /// Leaky cumulative sum over time: U(t) = decay U(t-1) + u(t) (seeds/004).
     Cumulative,
+    /// Diehl & Cook's label assignment: each neuron is assigned the class it responded to most
+    /// during the assignment pass; the prediction is the class whose neurons respond most.
+    AssignedClass,
 }
 
 impl TFunc {
@@ -75,6 +78,7 @@ impl TFunc {
             TFunc::MaxT => "max_t",
             TFunc::LastT => "last_t",
             TFunc::Cumulative => "cumulative",
+            TFunc::AssignedClass => "assigned_class",
         }
     }
 }
@@ -83,6 +87,8 @@ impl TFunc {
 pub enum TNode {
     Const(f64),
     Label,
+    /// The sample's input values (the image), in [0, 1].
+    Sample,
     Readout(Readout),
     /// Sum of squared weights of a projection.
     WeightL2(ProjId),
@@ -123,6 +129,7 @@ impl TExprs {
         match self.get(id) {
             TNode::Const(value) => fmt_f64(*value),
             TNode::Label => "label".to_string(),
+            TNode::Sample => "sample".to_string(),
             TNode::Readout(readout) => match readout {
                 Readout::Spikes(p) => format!("spikes({})", pop(*p)),
                 Readout::Count(p) => format!("count({})", pop(*p)),

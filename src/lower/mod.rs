@@ -36,6 +36,8 @@ pub struct Outcome {
 pub struct Sink<'a> {
     pub diagnostics: &'a mut Diagnostics,
     pub file: Arc<SourceFile>,
+    /// The file being checked, to tell imported files from it.
+    pub main: Arc<SourceFile>,
     /// When false, diagnostics are dropped (instantiating a definition that was already
     /// checked on its own).
     pub enabled: bool,
@@ -43,7 +45,10 @@ pub struct Sink<'a> {
 
 impl Sink<'_> {
     pub fn push(&mut self, mut diagnostic: Diagnostic) {
-        if self.enabled {
+        // Warnings about the embedded standard library are ours to act on, not the user's;
+        // they show when a stdlib file is checked directly (file 0 then has the same name).
+        let imported_stdlib = self.file.name.starts_with("stdlib/") && !Arc::ptr_eq(&self.file, &self.main);
+        if self.enabled && (diagnostic.is_error() || !imported_stdlib) {
             diagnostic.source = Some(self.file.clone());
             self.diagnostics.push(diagnostic);
         }

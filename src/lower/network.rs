@@ -27,7 +27,7 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics) -> Option
         [] => return None,
         [first, rest @ ..] => {
             for extra in rest {
-                let mut sink = Sink { diagnostics, file: program.file(extra.file), enabled: true };
+                let mut sink = Sink { diagnostics, file: program.file(extra.file), main: program.file(0), enabled: true };
                 sink.push(
                     Diagnostic::error("snn::network::duplicate", "a file describes one network", extra.def.name.span, "second network")
                         .with_label(first.def.name.span, "first network")
@@ -37,7 +37,7 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics) -> Option
             first
         }
     };
-    let mut sink = Sink { diagnostics, file: program.file(def.file), enabled: true };
+    let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
     let network = &def.def;
     let mut module = Module {
         network: network.name.name.clone(),
@@ -102,7 +102,7 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics) -> Option
             }
             NetworkStmt::Population(population) => {
                 if check_name(&mut sink, &population.name) {
-                    let (pop, units) = lower_population(program, population, &mut sink);
+                    let (pop, units) = lower_population(program, &module, population, &mut sink);
                     module.populations.push(pop);
                     info.port_units.push(units);
                 }
@@ -255,7 +255,7 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
         lowerer.expect_unit(&unit, &expected, value.span, "snn::units::encoder_argument", &format!("argument `{}` of `{}`", head.name.name, func.name));
         env.bind(&head.name.name, Binding::Expr(id), expected);
     }
-    let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), enabled: false };
+    let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
     let (kind, value) = lower_encoder_body(&encoder.def, &mut env, &mut lowered.exprs, &mut quiet);
     lowered.kind = kind;
     lowered.value = value;
@@ -332,7 +332,7 @@ fn check_shape(shape: &ast::Shape, sink: &mut Sink) -> bool {
     true
 }
 
-fn lower_population(program: &Program, population: &ast::Population, sink: &mut Sink) -> (ir::Population, Vec<Unit>) {
+fn lower_population(program: &Program, module: &Module, population: &ast::Population, sink: &mut Sink) -> (ir::Population, Vec<Unit>) {
     check_shape(&population.shape, sink);
     let shape = population.shape.dims.clone();
     let call = &population.neuron;
@@ -344,8 +344,8 @@ fn lower_population(program: &Program, population: &ast::Population, sink: &mut 
         );
         sink.push(Diagnostic::error("snn::names::unknown_neuron", format!("unknown neuron `{}`", call.name.name), call.name.span, "no such neuron").with_help(help));
         let empty = ast::Neuron { name: call.name.clone(), body: Vec::new() };
-        let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), enabled: false };
-        return (lower_neuron(&empty, &BTreeMap::new(), &population.name.name, shape, &mut quiet, false), Vec::new());
+        let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
+        return (lower_neuron(&empty, &BTreeMap::new(), &population.name.name, shape, module.dt, &mut quiet, false), Vec::new());
     };
     let declared = neuron_params(&neuron.def.body, "");
     let mut overrides = BTreeMap::new();
@@ -381,8 +381,8 @@ fn lower_population(program: &Program, population: &ast::Population, sink: &mut 
         );
         overrides.insert(name.name.clone(), Override { init, unit: found });
     }
-    let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), enabled: false };
-    let pop = lower_neuron(&neuron.def, &overrides, &population.name.name, shape, &mut quiet, false);
+    let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
+    let pop = lower_neuron(&neuron.def, &overrides, &population.name.name, shape, module.dt, &mut quiet, false);
     // Missing required parameters are reported at the population, where they must be given.
     for (name, param) in &declared {
         if param.default.is_none() && !overrides.contains_key(name) {
@@ -611,8 +611,8 @@ fn lower_projection(
                         overrides.insert(name.name.clone(), Override { init, unit });
                     }
                 }
-                let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), enabled: false };
-                let model = lower_synapse(&def.def, &overrides, None, &mut quiet);
+                let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
+                let model = lower_synapse(&def.def, &overrides, None, module.dt, &mut quiet);
                 let conductance_port = port_unit.is_none() || port_unit.dim == units::named("S").map(|u| u.dim).unwrap_or_default();
                 if model.conductance && !conductance_port {
                     sink.push(

@@ -20,21 +20,24 @@ pub struct Override {
     pub unit: Option<Unit>,
 }
 
+/// The step used to check a definition on its own, before a network gives it its `dt`.
+pub const DEFAULT_DT: f64 = 1e-3;
+
 pub fn check_definitions(program: &Program, diagnostics: &mut Diagnostics) {
     for def in program.neurons.values() {
-        let mut sink = Sink { diagnostics, file: program.file(def.file), enabled: true };
-        lower_neuron(&def.def, &BTreeMap::new(), "", vec![1], &mut sink, true);
+        let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
+        lower_neuron(&def.def, &BTreeMap::new(), "", vec![1], DEFAULT_DT, &mut sink, true);
     }
     for def in program.synapses.values() {
-        let mut sink = Sink { diagnostics, file: program.file(def.file), enabled: true };
-        lower_synapse(&def.def, &BTreeMap::new(), None, &mut sink);
+        let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
+        lower_synapse(&def.def, &BTreeMap::new(), None, DEFAULT_DT, &mut sink);
     }
     for def in program.surrogates.values() {
-        let mut sink = Sink { diagnostics, file: program.file(def.file), enabled: true };
+        let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
         lower_surrogate(&def.def, &BTreeMap::new(), &mut sink);
     }
     for def in program.encoders.values() {
-        let mut sink = Sink { diagnostics, file: program.file(def.file), enabled: true };
+        let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
         check_encoder(&def.def, &mut sink);
     }
 }
@@ -149,6 +152,7 @@ pub fn lower_neuron(
     overrides: &BTreeMap<String, Override>,
     name: &str,
     shape: Vec<usize>,
+    dt: f64,
     sink: &mut Sink,
     check: bool,
 ) -> ir::Population {
@@ -171,6 +175,8 @@ pub fn lower_neuron(
         observables: Vec::new(),
     };
     let mut env = Env::with_builtins(true);
+    // The step is a module constant: binding it folds exact propagators into numbers.
+    env.bind("dt", Binding::Const(dt), Unit::time_ms());
     env.bind("spiked", Binding::Global(Global::Spiked), Unit::none());
     let init_env = Env::with_builtins(false);
     let mut param_spans = Vec::new();
@@ -229,7 +235,7 @@ pub fn lower_neuron(
         pop.ports.push(qualified.clone());
         env.bind(qualified, Binding::Port(PortId(pop.ports.len() as u32 - 1)), declared_unit(&port.unit));
     }
-    let mut walker = NeuronWalker { pop: &mut pop, sink, odes: Vec::new(), seen_spike: None };
+    let mut walker = NeuronWalker { pop: &mut pop, sink, odes: Vec::new(), seen_spike: None, dt };
     walker.walk(&neuron.body, "", &mut env);
     walker.discretise();
     if check {
@@ -257,6 +263,7 @@ struct NeuronWalker<'p, 's, 'a> {
     /// (variable, right-hand side, unit check done, span)
     odes: Vec<(VarId, ExprId, Span)>,
     seen_spike: Option<Span>,
+    dt: f64,
 }
 
 impl<'a> NeuronWalker<'_, '_, 'a> {
@@ -568,7 +575,7 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
         let odes = std::mem::take(&mut self.odes);
         let ode_vars: Vec<VarId> = odes.iter().map(|(v, _, _)| *v).collect();
         let forms: Vec<Option<Affine>> = odes.iter().map(|(_, rhs, _)| affine(&mut self.pop.exprs, *rhs, &ode_vars)).collect();
-        let dt = self.pop.exprs.push(Node::Global(Global::Dt));
+        let dt = self.pop.exprs.push(Node::Const(self.dt));
         for (index, (var, rhs, span)) in odes.iter().enumerate() {
             let exprs = &mut self.pop.exprs;
             let x = exprs.push(Node::Var(*var));
@@ -737,7 +744,13 @@ fn scale(exprs: &mut Exprs, form: Affine, by: Option<(ExprId, BinaryOp)>, negate
 
 // ---------------------------------------------------------------- synapses
 
-pub fn lower_synapse(synapse: &ast::Synapse, overrides: &BTreeMap<String, Override>, port_unit: Option<&Unit>, sink: &mut Sink) -> ir::SynapseModel {
+pub fn lower_synapse(
+    synapse: &ast::Synapse,
+    overrides: &BTreeMap<String, Override>,
+    port_unit: Option<&Unit>,
+    dt: f64,
+    sink: &mut Sink,
+) -> ir::SynapseModel {
     let mut model = ir::SynapseModel {
         name: synapse.name.name.clone(),
         vars: Vec::new(),
@@ -749,6 +762,7 @@ pub fn lower_synapse(synapse: &ast::Synapse, overrides: &BTreeMap<String, Overri
         delivers: None,
     };
     let mut env = Env::with_builtins(true);
+    env.bind("dt", Binding::Const(dt), Unit::time_ms());
     let init_env = Env::with_builtins(false);
     let mut state_units: BTreeMap<String, Unit> = BTreeMap::new();
     let mut trace_names = Vec::new();

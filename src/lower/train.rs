@@ -15,7 +15,8 @@ pub const TRAIN_SETTINGS: [&str; 9] = ["data", "method", "predict", "optimizer",
 pub const METHODS: [&str; 4] = ["bptt", "eventprop", "fptt", "stdp"];
 pub const OPTIMIZERS: [&str; 3] = ["adam", "adamax", "sgd"];
 pub const DATASETS: [&str; 2] = ["mnist", "yin_yang"];
-const TRAIN_FUNCTIONS: [&str; 26] = [
+const TRAIN_FUNCTIONS: [&str; 27] = [
+    "assigned_class",
     "count", "rate", "first_spike", "spikes", "spike_penalty", "weight_l2", "mse", "cross_entropy", "nll", "log_softmax", "softmax",
     "one_hot", "pick", "sum", "mean", "abs", "exp", "log", "argmax", "argmin", "sum_t", "mean_t", "max_t", "last_t", "cumulative",
     "square",
@@ -23,7 +24,7 @@ const TRAIN_FUNCTIONS: [&str; 26] = [
 
 pub fn check_train_without_network(program: &Program, diagnostics: &mut Diagnostics) {
     if let Some(train) = program.trains.first() {
-        let mut sink = Sink { diagnostics, file: program.file(train.file), enabled: true };
+        let mut sink = Sink { diagnostics, file: program.file(train.file), main: program.file(0), enabled: true };
         sink.push(
             Diagnostic::error("snn::train::no_network", "a `train` block needs a `network` in the same file", train.span.truncate(5), "nothing to train")
                 .with_help("add a `network` block that declares the inputs and populations"),
@@ -49,11 +50,14 @@ struct TrainLowerer<'m, 's, 'a> {
     sink: &'s mut Sink<'a>,
     exprs: TExprs,
     classes: usize,
+    features: usize,
+    /// Whether any lowered expression read `label`.
+    reads_label: bool,
 }
 
 pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnostics) -> Option<Train> {
     let def = program.trains.first()?;
-    let mut sink = Sink { diagnostics, file: program.file(def.file), enabled: true };
+    let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
     for extra in &program.trains[1..] {
         sink.push(
             Diagnostic::error("snn::train::duplicate", "a file has one `train` block", extra.span.truncate(5), "second train block")
@@ -133,7 +137,7 @@ pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnos
         }
     };
     let gradient_method = matches!(method, Some(Method::Bptt { .. } | Method::EventProp | Method::Fptt { .. }));
-    let mut lowerer = TrainLowerer { module, sink: &mut sink, exprs: TExprs::default(), classes };
+    let mut lowerer = TrainLowerer { module, sink: &mut sink, exprs: TExprs::default(), classes, features, reads_label: false };
     let terms = lowerer.lower_losses(&losses);
     let predict = settings.get("predict").and_then(|s| lowerer.lower_predict(&s.value));
     let optimizer = settings.get("optimizer").map(|s| lowerer.lower_optimizer(&s.value));
@@ -145,10 +149,12 @@ pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnos
     if gradient_method && terms.is_empty() && phases_ast.is_empty() {
         lowerer.sink.push(missing_field("loss", header, "loss = mse(rate(out), one_hot(label, on = 0.8, off = 0.2))"));
     }
-    if gradient_method && optimizer.is_none() {
+    let phases_set_optimizers = !phases_ast.is_empty()
+        && phases_ast.iter().all(|p| matches!(p, TrainStmt::Phase { body, .. } if body.iter().any(|s| matches!(s, TrainStmt::Setting(x) if x.key.name == "optimizer"))));
+    if gradient_method && optimizer.is_none() && !phases_set_optimizers {
         lowerer.sink.push(missing_field("optimizer", header, "optimizer = adam(lr = 5e-4)"));
     }
-    if predict.is_none() && !settings.contains_key("predict") && gradient_method {
+    if predict.is_none() && !settings.contains_key("predict") && (lowerer.reads_label || matches!(method, Some(Method::Stdp))) {
         lowerer.sink.push(missing_field("predict", header, "predict = argmax(count(out))"));
     }
     let optimizer = optimizer.unwrap_or(Optimizer { kind: OptimizerKind::Adam, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.0, weight_decay: 0.0 });
@@ -372,7 +378,7 @@ fn lower_method(program: &Program, module: &Module, expr: &ast::Expr, sink: &mut
                 ),
             }
         }
-        let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), enabled: false };
+        let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
         Some(lower_surrogate(&def.def, &overrides, &mut quiet))
     };
     let number = |key: &str, default: f64| named.get(key).and_then(|e| const_number(e)).map_or(default, |v| v.0);
@@ -793,7 +799,11 @@ impl TrainLowerer<'_, '_, '_> {
         let first = &segments[0];
         if segments.len() == 1 {
             match first.name.as_str() {
-                "label" => return self.push(TNode::Label, 1, false, Some(Unit::none())),
+                "label" => {
+                    self.reads_label = true;
+                    return self.push(TNode::Label, 1, false, Some(Unit::none()));
+                }
+                "image" | "sample" => return self.push(TNode::Sample, self.features, false, Some(Unit::none())),
                 "steps" => return self.push(TNode::Const(self.module.steps as f64), 1, false, Some(Unit::none())),
                 "dt" => return self.push(TNode::Const(self.module.dt), 1, false, Some(Unit::time_ms())),
                 _ => {}
@@ -807,7 +817,7 @@ impl TrainLowerer<'_, '_, '_> {
             } else {
                 suggestion_help(
                     &first.name,
-                    ["label", "steps", "dt"].into_iter().chain(self.module.params.iter().map(|(n, _)| n.as_str())),
+                    ["label", "image", "sample", "steps", "dt"].into_iter().chain(self.module.params.iter().map(|(n, _)| n.as_str())),
                     "loss terms read `label`, `steps`, network parameters and readouts of populations".to_string(),
                 )
             };
@@ -919,6 +929,7 @@ impl TrainLowerer<'_, '_, '_> {
             "max_t" => TFunc::MaxT,
             "last_t" => TFunc::LastT,
             "cumulative" => TFunc::Cumulative,
+            "assigned_class" => TFunc::AssignedClass,
             "square" => {
                 if args.len() != 1 {
                     self.arity(func, args.len(), 1, span);
@@ -995,7 +1006,7 @@ impl TrainLowerer<'_, '_, '_> {
                 (ty0.width, ty0.per_step, none)
             }
             TFunc::Sum | TFunc::Mean => (1, ty0.per_step, unit0),
-            TFunc::Argmax | TFunc::Argmin => (1, ty0.per_step, none),
+            TFunc::Argmax | TFunc::Argmin | TFunc::AssignedClass => (1, ty0.per_step, none),
             TFunc::SumT | TFunc::MeanT | TFunc::MaxT | TFunc::LastT | TFunc::Cumulative => {
                 if !ty0.per_step {
                     self.sink.push(
