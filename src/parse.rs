@@ -108,33 +108,46 @@ fn item_starts(text: &str) -> Vec<usize> {
 
 fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, base: usize) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
-    let position = match error.location {
+    let rule_position = match error.location {
         InputLocation::Pos(pos) => pos,
         InputLocation::Span((start, _)) => start,
     };
+    // Literal tokens are tracked further than rules; report at the furthest point reached.
+    let attempts = error.parse_attempts();
+    let furthest = attempts.as_ref().map_or(rule_position, |a| a.max_position.max(rule_position));
+    // A failure inside a word (`msec` read as `ms` + `ec`) is reported at the word's start.
+    let word_start = text[..furthest.min(text.len())]
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+        .last()
+        .map_or(furthest, |(i, _)| i);
+    let position = word_start;
     let mut expected: Vec<String> = Vec::new();
-    if let Some(attempts) = error.parse_attempts() {
-        for token in attempts.expected_tokens() {
-            let word = token_words(&token.to_string());
-            if let Some(word) = word {
-                if !expected.contains(&word) {
-                    expected.push(word);
+    let mut add = |word: String| {
+        if !expected.contains(&word) {
+            expected.push(word);
+        }
+    };
+    if let Some(attempts) = &attempts {
+        if attempts.max_position == position {
+            for token in attempts.expected_tokens() {
+                if let Some(word) = token_words(&token) {
+                    add(word);
                 }
             }
         }
     }
-    if expected.is_empty() {
+    if position == rule_position {
         if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
             for rule in positives {
                 if let Some(word) = rule_words(*rule) {
-                    let word = word.to_string();
-                    if !expected.contains(&word) {
-                        expected.push(word);
-                    }
+                    add(word);
                 }
             }
         }
     }
+    let expected = summarise(expected);
     let found = found_at(text, position);
     let (span, label) = match found.as_str() {
         "end of file" => (Span::new(base + position, base + position), "the file ends here".to_string()),
@@ -162,26 +175,53 @@ fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, base: usize) 
     diagnostic
 }
 
-/// Literal tokens from pest's parse attempts, filtered to the ones worth telling a user.
-fn token_words(token: &str) -> Option<String> {
-    let token = token.trim();
-    if token.is_empty() || token.starts_with('\'') && token.contains("..") {
-        return None;
-    }
-    // pest prints literal tokens with their quotes, rules by name.
-    if let Some(literal) = token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        return match literal {
-            "//" | "/*" | "///" | "////" | " " | "\t" | "\r" | "\n" | "" => None,
-            _ => Some(format!("`{literal}`")),
+/// Collapses long token lists: the tokens that can start an expression become "an
+/// expression", binary operators "an operator".
+fn summarise(expected: Vec<String>) -> Vec<String> {
+    const EXPRESSION_START: [&str; 12] = ["`!`", "`(`", "`-`", "`[`", "`true`", "`false`", "`not`", "`\"`", "a number", "a name", "a string", "an expression"];
+    const OPERATORS: [&str; 17] =
+        ["`!=`", "`&&`", "`||`", "`*`", "`+`", "`-`", "`/`", "`^`", "`<`", "`<=`", "`==`", "`>`", "`>=`", "`and`", "`or`", "an operator", "`[`"];
+    const NOISE: [&str; 6] = ["`.`", "`_`", "`;`", "`,`", "`d`", "`/dt`"];
+    let starts = expected.iter().filter(|w| EXPRESSION_START.contains(&w.as_str())).count();
+    let operators = expected.iter().filter(|w| OPERATORS.contains(&w.as_str())).count();
+    let mut out = Vec::new();
+    for word in expected {
+        let word = if starts >= 3 && EXPRESSION_START.contains(&word.as_str()) {
+            "an expression".to_string()
+        } else if operators >= 3 && OPERATORS.contains(&word.as_str()) {
+            "an operator".to_string()
+        } else {
+            word
         };
+        if NOISE.contains(&word.as_str()) && out.len() + 1 > 1 {
+            continue;
+        }
+        if !out.contains(&word) {
+            out.push(word);
+        }
     }
-    if token.starts_with('\'') {
-        return None;
-    }
-    None
+    out
 }
 
-fn rule_words(rule: Rule) -> Option<&'static str> {
+/// Literal tokens from pest's parse attempts, in words; whitespace, comments and character
+/// ranges are left out. pest does not export its token type, so this reads its display form:
+/// a literal as written, a range as `a..z`, built-in rules as `BUILTIN_RULE`.
+fn token_words(token: &impl std::fmt::Display) -> Option<String> {
+    let token = token.to_string();
+    match token.as_str() {
+        "//" | "/*" | "///" | "////" | " " | "\t" | "\r" | "\n" | "" | "\"" | "BUILTIN_RULE" => None,
+        "0..9" | "1..9" => Some("a number".to_string()),
+        "a..z" | "A..Z" => Some("a name".to_string()),
+        range if range.chars().count() == 4 && range.chars().nth(1) == Some('.') && range.chars().nth(2) == Some('.') => None,
+        literal => Some(format!("`{literal}`")),
+    }
+}
+
+fn rule_words(rule: Rule) -> Option<String> {
+    let name = format!("{rule:?}");
+    if let Some(word) = name.strip_prefix("kw_") {
+        return Some(format!("`{word}`"));
+    }
     Some(match rule {
         Rule::item | Rule::file => "an item (`import`, `neuron`, `synapse`, `surrogate`, `encoder`, `network` or `train`)",
         Rule::ident | Rule::field | Rule::path | Rule::module_path => "a name",
@@ -206,7 +246,8 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
         Rule::EOI => "end of file",
         Rule::doc | Rule::doc_text => "a doc comment",
         _ => return None,
-    })
+    }
+    .to_string())
 }
 
 fn join_words(words: &[String]) -> String {

@@ -1,0 +1,124 @@
+//! Diagnostics: every malformed fixture in tests/fixtures/errors reports the code its header
+//! names, with one insta snapshot per fixture holding the source and the rendered message
+//! (unicode, no colour, 80 columns). Every code the compiler can emit has a fixture.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use snnc::driver::{check_text, render_all};
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/errors")
+}
+
+fn fixtures() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(fixtures_dir()).expect("fixtures folder exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_none_or(|e| e != "snn") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable fixture");
+        let code = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// expect: "))
+            .unwrap_or_else(|| panic!("{} has no `// expect: CODE` header", path.display()))
+            .trim()
+            .to_string();
+        let name = path.file_stem().expect("file name").to_string_lossy().into_owned();
+        out.push((name, code, text));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_fixture_reports_its_code_and_matches_its_snapshot() {
+    let fixtures = fixtures();
+    assert!(fixtures.len() >= 40, "at least 40 malformed models, found {}", fixtures.len());
+    let mut failures = Vec::new();
+    for (name, code, text) in &fixtures {
+        let checked = check_text(&format!("errors/{name}.snn"), text, Some(&fixtures_dir()));
+        let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code).collect();
+        if !codes.contains(&code.as_str()) {
+            failures.push(format!("{name}: expected {code}, got {codes:?}"));
+            continue;
+        }
+        let is_lint = code.starts_with("snn::lint::");
+        if !is_lint && !checked.has_errors() {
+            failures.push(format!("{name}: {code} must be an error"));
+        }
+        let rendered = render_all(&checked.diagnostics, 80);
+        insta::with_settings!({ snapshot_path => "snapshots/errors", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(name.as_str(), format!("{text}\n----- diagnostics -----\n{rendered}"));
+        });
+    }
+    assert!(failures.is_empty(), "fixtures that did not report their code:\n{}", failures.join("\n"));
+}
+
+/// The codes the compiler can emit, read from its sources.
+fn codes_in_sources() -> BTreeSet<String> {
+    let mut codes = BTreeSet::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).expect("readable src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("readable source");
+            for (index, _) in text.match_indices("\"snn::") {
+                let rest = &text[index + 1..];
+                let end = rest.find('"').expect("closed string");
+                codes.insert(rest[..end].to_string());
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn every_diagnostic_code_has_a_fixture() {
+    let covered: BTreeSet<String> = fixtures().into_iter().map(|(_, code, _)| code).collect();
+    let missing: Vec<String> = codes_in_sources().difference(&covered).cloned().collect();
+    assert!(missing.is_empty(), "codes without a fixture in tests/fixtures/errors: {missing:?}");
+}
+
+#[test]
+fn diagnostics_are_sorted_by_position_and_analysis_keeps_going() {
+    let text = "neuron A {\n    state v = 0\n    update { v = x + y }\n    spike when v\n}\n";
+    let checked = check_text("many.snn", text, None);
+    let starts: Vec<usize> = checked.diagnostics.iter().map(|d| d.primary.span.start).collect();
+    assert_eq!(checked.diagnostics.len(), 3, "two unknown names and a bad spike condition: {:?}", checked.diagnostics);
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "sorted: {starts:?}");
+}
+
+#[test]
+fn a_syntax_error_does_not_hide_problems_in_later_items() {
+    let text = "neuron A {\n    state v = = 0\n}\n\nneuron B {\n    state v = 0\n    update { v = w }\n}\n";
+    let checked = check_text("recover.snn", text, None);
+    let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["snn::syntax::unexpected_token", "snn::names::unknown"]);
+}
+
+#[test]
+fn syntax_errors_name_what_was_expected_in_words() {
+    let checked = check_text("s.snn", "network N {\n    steps 10\n}\n", None);
+    let message = &checked.diagnostics[0].message;
+    assert!(message.contains("`=`"), "{message}");
+    assert!(!message.contains("Rule") && !message.contains("kw_") && !message.contains("EOI"), "{message}");
+}
+
+#[test]
+fn json_diagnostics_carry_code_position_and_help() {
+    let checked = check_text("j.snn", "neuron A {\n    state v = 0\n    update { v = thresold }\n}\n", None);
+    let json = checked.diagnostics[0].to_json();
+    assert_eq!(json["code"], "snn::names::unknown");
+    assert_eq!(json["line"], 3);
+    assert_eq!(json["column"], 18);
+    assert_eq!(json["severity"], "error");
+    assert!(json["help"].is_string());
+}
