@@ -159,9 +159,10 @@ impl Printer<'_> {
 
     fn file(&mut self, file: &File) {
         for (index, item) in file.items.iter().enumerate() {
-            let item_start = Span::new(item.span.start, item.span.start);
-            self.comments_before(item_start.start);
-            if index > 0 && !self.out.ends_with("\n\n") {
+            self.comments_before(item.span.start);
+            let after_comment = self.next_comment > 0 && index == 0 && self.blank_between(self.last_end, item.span.start);
+            let both_imports = index > 0 && matches!(item.kind, ItemKind::Import(_)) && matches!(file.items[index - 1].kind, ItemKind::Import(_));
+            if (index > 0 && !both_imports || after_comment) && !self.out.ends_with("\n\n") {
                 self.out.push('\n');
             }
             for doc in &item.docs {
@@ -258,16 +259,21 @@ impl Printer<'_> {
     }
 
     fn block(&mut self, header: &str, block: &Block) {
+        // A block of one short statement without comments stays on one line.
+        let has_comment = self.comments.get(self.next_comment).is_some_and(|c| c.start < block.span.end);
+        if let ([stmt], false) = (block.stmts.as_slice(), has_comment) {
+            let line = format!("{header} {{ {} }}", stmt_text(stmt));
+            if line.len() + 4 * self.indent <= 100 {
+                self.line(&line);
+                self.last_end = block.span.end;
+                return;
+            }
+        }
         self.open(header);
         for stmt in &block.stmts {
             let span = stmt.span();
             self.begin(span, &[]);
-            let text = match stmt {
-                Stmt::Assign { target, op, value, .. } => format!("{} {} {}", path(target), op.symbol(), expr(value)),
-                Stmt::Let(let_) => format!("let {} = {}", let_.name, expr(&let_.value)),
-                Stmt::Deliver { value, .. } => format!("deliver {}", expr(value)),
-                Stmt::Call { call, .. } => expr(call),
-            };
+            let text = stmt_text(stmt);
             self.line(&text);
             self.end(span);
         }
@@ -494,6 +500,15 @@ impl Printer<'_> {
                 self.end(*span);
             }
         }
+    }
+}
+
+fn stmt_text(stmt: &Stmt) -> String {
+    match stmt {
+        Stmt::Assign { target, op, value, .. } => format!("{} {} {}", path(target), op.symbol(), expr(value)),
+        Stmt::Let(let_) => format!("let {} = {}", let_.name, expr(&let_.value)),
+        Stmt::Deliver { value, .. } => format!("deliver {}", expr(value)),
+        Stmt::Call { call, .. } => expr(call),
     }
 }
 

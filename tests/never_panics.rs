@@ -1,0 +1,92 @@
+//! The front end never panics: mutated copies of every shipped model go through `check` and
+//! `fmt`. (The cargo-fuzz target in fuzz/ explores further, outside CI.)
+
+use proptest::prelude::*;
+
+fn shipped_texts() -> Vec<String> {
+    let mut texts = Vec::new();
+    for dir in ["models", "stdlib"] {
+        let mut paths: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + dir)
+            .expect("folder")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "snn"))
+            .collect();
+        paths.sort();
+        texts.extend(paths.iter().map(|p| std::fs::read_to_string(p).expect("readable")));
+    }
+    texts
+}
+
+/// Tokens that make mutations interesting: the language's punctuation, keywords and units.
+const TOKENS: [&str; 24] = [
+    "{", "}", "(", ")", "[", "]", "=", "+=", "->", ":", ".", ",", "mV", "ms", "/", "*", "^", "-", "spike when", "on", "dv/dt", "1e999", "\"", "///",
+];
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Delete { at: usize, len: usize },
+    Insert { at: usize, token: usize },
+    Duplicate { at: usize, len: usize },
+    Truncate { at: usize },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (any::<usize>(), 0..TOKENS.len()).prop_map(|(at, token)| Mutation::Insert { at, token }),
+        (any::<usize>(), 1usize..80).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        any::<usize>().prop_map(|at| Mutation::Truncate { at }),
+    ]
+}
+
+fn boundary(text: &str, at: usize) -> usize {
+    let mut at = at % (text.len() + 1);
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn apply(text: &str, mutation: &Mutation) -> String {
+    match mutation {
+        Mutation::Delete { at, len } => {
+            let start = boundary(text, *at);
+            let end = boundary(text, (start + len).min(text.len()));
+            format!("{}{}", &text[..start], &text[end.max(start)..])
+        }
+        Mutation::Insert { at, token } => {
+            let at = boundary(text, *at);
+            format!("{}{}{}", &text[..at], TOKENS[*token], &text[at..])
+        }
+        Mutation::Duplicate { at, len } => {
+            let start = boundary(text, *at);
+            let end = boundary(text, (start + len).min(text.len())).max(start);
+            format!("{}{}{}", &text[..end], &text[start..end], &text[end..])
+        }
+        Mutation::Truncate { at } => text[..boundary(text, *at)].to_string(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn check_and_fmt_never_panic(file in any::<prop::sample::Index>(), mutations in prop::collection::vec(mutation(), 1..4)) {
+        let texts = shipped_texts();
+        let mut text = texts[file.index(texts.len())].clone();
+        for m in &mutations {
+            text = apply(&text, m);
+        }
+        let checked = snnc::driver::check_text("mutated.snn", &text, None);
+        for diagnostic in &checked.diagnostics {
+            // Rendering must not panic either, and spans stay inside the text.
+            prop_assert!(diagnostic.primary.span.end <= text.len() + 1);
+            let _ = diagnostic.render(80);
+        }
+        if let Ok(formatted) = snnc::fmt::format_source(&text) {
+            let again = snnc::fmt::format_source(&formatted);
+            prop_assert!(again.is_ok(), "formatted output parses");
+            prop_assert_eq!(again.unwrap(), formatted, "fmt is idempotent on mutated input");
+        }
+    }
+}
