@@ -18,6 +18,7 @@ pub mod train;
 
 use std::sync::Arc;
 
+use crate::ast::Span;
 use crate::diag::{Diagnostic, Diagnostics, SourceFile};
 use crate::ir::Module;
 
@@ -28,7 +29,18 @@ pub use program::{Program, load_program};
 pub struct Outcome {
     pub program: Program,
     pub module: Option<Module>,
+    /// Where each IR entity was declared, for diagnostics raised after lowering.
+    pub source_map: SourceMap,
     pub diagnostics: Diagnostics,
+}
+
+/// The side table from IR entities to the spans (in the main file) that declared them; the IR
+/// itself carries no spans. Indexed like `Module::inputs`, `populations`, `projections`.
+#[derive(Debug, Default)]
+pub struct SourceMap {
+    pub inputs: Vec<Span>,
+    pub populations: Vec<Span>,
+    pub projections: Vec<Span>,
 }
 
 /// Where diagnostics go while one item is being checked: each diagnostic is attached to the
@@ -60,12 +72,13 @@ pub fn compile(name: &str, text: &str, base_dir: Option<&std::path::Path>) -> Ou
     let mut diagnostics = Diagnostics::default();
     let program = load_program(name, text, base_dir, &mut diagnostics);
     neuron::check_definitions(&program, &mut diagnostics);
-    let mut module = network::lower_network(&program, &mut diagnostics);
+    let mut source_map = SourceMap::default();
+    let mut module = network::lower_network(&program, &mut diagnostics, &mut source_map);
     if let Some(module) = module.as_mut() {
         module.train = train::lower_train(&program, module, &mut diagnostics);
     } else {
         train::check_train_without_network(&program, &mut diagnostics);
     }
     let module = if diagnostics.has_errors() { None } else { module };
-    Outcome { program, module, diagnostics }
+    Outcome { program, module, source_map, diagnostics }
 }

@@ -8,7 +8,7 @@ use crate::diag::{Diagnostic, Diagnostics, suggestion_help};
 use crate::ir::{self, Connectivity, Exprs, Global, Init, InputId, Module, PopId, PortId, Projection, Source};
 use crate::lower::expr::{Binding, Env, Lowerer};
 use crate::lower::neuron::{Override, lower_encoder_body, lower_init, lower_neuron, lower_synapse};
-use crate::lower::{Program, Sink};
+use crate::lower::{Program, Sink, SourceMap};
 use crate::units::{self, Unit};
 
 pub const NETWORK_SETTINGS: [&str; 4] = ["steps", "dt", "duration", "rest"];
@@ -22,7 +22,7 @@ pub struct NetInfo {
     pub port_units: Vec<Vec<Unit>>,
 }
 
-pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics) -> Option<Module> {
+pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_map: &mut SourceMap) -> Option<Module> {
     let def = match program.networks.as_slice() {
         [] => return None,
         [first, rest @ ..] => {
@@ -98,12 +98,14 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics) -> Option
                 if check_name(&mut sink, &input.name) {
                     let lowered = lower_input(program, &module, input, &mut sink);
                     module.inputs.push(lowered);
+                    source_map.inputs.push(input.span);
                 }
             }
             NetworkStmt::Population(population) => {
                 if check_name(&mut sink, &population.name) {
                     let (pop, units) = lower_population(program, &module, population, &mut sink);
                     module.populations.push(pop);
+                    source_map.populations.push(population.span);
                     info.port_units.push(units);
                 }
             }
@@ -114,6 +116,7 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics) -> Option
         if let NetworkStmt::Connect(connect) = stmt {
             if let Some(projection) = lower_connect(program, &module, &info, connect, &mut sink) {
                 module.projections.push(projection);
+                source_map.projections.push(connect.span);
             }
         }
     }
@@ -215,16 +218,16 @@ fn network_env(module: &Module) -> Env {
 }
 
 fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink: &mut Sink) -> ir::Input {
+    let shape = checked_shape(&input.shape, sink);
     let mut lowered = ir::Input {
         name: input.name.name.clone(),
-        shape: input.shape.dims.clone(),
+        shape,
         encoder: String::new(),
         kind: ir::EncoderKind::Current,
         exprs: Exprs::default(),
         value: ir::ExprId(0),
     };
     lowered.value = lowered.exprs.push(ir::Node::Const(0.0));
-    check_shape(&input.shape, sink);
     let ast::ExprKind::Call { func, args } = &input.encoder.kind else {
         sink.push(
             Diagnostic::error("snn::network::not_an_encoder", "an input needs an encoder call", input.encoder.span, "not an encoder call")
@@ -321,20 +324,22 @@ fn param_list(params: &[ast::ParamHead]) -> String {
     params.iter().map(|p| p.name.name.clone()).collect::<Vec<_>>().join(", ")
 }
 
-fn check_shape(shape: &ast::Shape, sink: &mut Sink) -> bool {
-    if shape.dims.iter().any(|d| *d == 0 || *d == usize::MAX) || shape.dims.len() > 3 {
+/// The shape's sizes when valid (one to three positive sizes, at most 2^31 neurons); `[1]`
+/// after reporting otherwise, so later stages never see an unusable shape.
+fn checked_shape(shape: &ast::Shape, sink: &mut Sink) -> Vec<usize> {
+    let total = shape.dims.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d)).filter(|n| *n <= 1 << 31);
+    if shape.dims.iter().any(|d| *d == 0) || shape.dims.len() > 3 || total.is_none() {
         sink.push(
-            Diagnostic::error("snn::shapes::invalid", "a shape has one to three positive sizes", shape.span, "invalid shape")
+            Diagnostic::error("snn::shapes::invalid", "a shape has one to three positive sizes and at most 2^31 neurons", shape.span, "invalid shape")
                 .with_help("for example [784] or [1, 28, 28]"),
         );
-        return false;
+        return vec![1];
     }
-    true
+    shape.dims.clone()
 }
 
 fn lower_population(program: &Program, module: &Module, population: &ast::Population, sink: &mut Sink) -> (ir::Population, Vec<Unit>) {
-    check_shape(&population.shape, sink);
-    let shape = population.shape.dims.clone();
+    let shape = checked_shape(&population.shape, sink);
     let call = &population.neuron;
     let Some(neuron) = program.neurons.get(&call.name.name) else {
         let help = suggestion_help(
@@ -560,11 +565,12 @@ fn lower_projection(
                 weight = Some(value);
             }
             key => {
+                // Sizes past 2^16 are typos; refusing them also keeps shape arithmetic in range.
                 let number = match value {
-                    Init::Const(v) if v >= 0.0 && v == v.trunc() => v as usize,
+                    Init::Const(v) if (0.0..=65536.0).contains(&v) && v == v.trunc() => v as usize,
                     _ => {
                         sink.push(
-                            Diagnostic::error("snn::network::bad_setting", format!("`{key}` must be a whole number"), arg.value.span, "not a whole number")
+                            Diagnostic::error("snn::network::bad_setting", format!("`{key}` must be a whole number from 0 to 65536"), arg.value.span, "not a valid size")
                                 .with_help(format!("for example `{key} = 5`")),
                         );
                         0
@@ -699,7 +705,7 @@ fn lower_projection(
                 return None;
             };
             let (oh, ow) = if conv == "conv2d" {
-                let out = |size: usize| (size + 2 * padding).checked_sub(kernel).map(|s| s / stride + 1);
+                let out = |size: usize| size.checked_add(padding.checked_mul(2)?)?.checked_sub(kernel).map(|s| s / stride + 1);
                 match (out(h), out(w)) {
                     (Some(oh), Some(ow)) => (oh, ow),
                     _ => {
@@ -711,7 +717,9 @@ fn lower_projection(
                     }
                 }
             } else {
-                let out = |size: usize| ((size - 1) * stride + kernel + output_padding).checked_sub(2 * padding);
+                let out = |size: usize| {
+                    (size - 1).checked_mul(stride)?.checked_add(kernel)?.checked_add(output_padding)?.checked_sub(padding.checked_mul(2)?)
+                };
                 (out(h).unwrap_or(0), out(w).unwrap_or(0))
             };
             if (oh, ow) != (th, tw) {
