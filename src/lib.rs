@@ -11,6 +11,7 @@ pub mod data;
 pub mod diag;
 pub mod driver;
 pub mod fmt;
+pub mod interp;
 pub mod ir;
 pub mod ir_train;
 pub mod lower;

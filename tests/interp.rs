@@ -1,0 +1,155 @@
+//! The reference interpreter against closed-form solutions and the step semantics.
+
+use snnc::interp::{SampleRef, init_params, net_params, project, run};
+use snnc::ir::{Connectivity, Module};
+
+fn module(text: &str) -> Module {
+    let checked = snnc::driver::check_text("test.snn", text, None);
+    assert!(!checked.has_errors(), "{}", snnc::driver::render_all(&checked.diagnostics, 100));
+    checked.outcome.module.expect("lowers")
+}
+
+fn run_one(module: &Module, features: &[f32]) -> snnc::interp::Trace {
+    let params = init_params(module, 1);
+    run(module, &params, &[SampleRef { id: 0, features }], 1, &net_params(module))
+}
+
+#[test]
+fn leaky_follows_its_recurrence_with_subtractive_reset() {
+    let m = module(
+        "import std::neurons\nimport std::encoders\nnetwork N {\n    steps = 12\n    input x[1] = repeat(sample)\n    population p[1] = Leaky(beta = 0.8, threshold = 1.0)\n    connect x -> p.i : dense(weight = 1)\n}\n",
+    );
+    let trace = run_one(&m, &[0.45]);
+    let (mut v, beta, input) = (0.0f64, 0.8, 0.45f32 as f64);
+    for t in 0..12 {
+        v = beta * v + input;
+        let spike = v > 1.0;
+        if spike {
+            v -= 1.0;
+        }
+        assert_eq!(trace.spikes[t][0][0], f64::from(u8::from(spike)), "step {t}");
+        assert!((trace.states[t][0][0][0] - v).abs() < 1e-12, "step {t}: {} vs {v}", trace.states[t][0][0][0]);
+    }
+    assert!(trace.spikes.iter().any(|s| s[0][0] == 1.0), "the neuron spikes at least once");
+}
+
+/// CubaLIF after one input spike of weight w at t = 0 (tau_m dv/dt = -v + R i, tau_s di/dt = -i,
+/// R = 1 ohm): i(t) = w e^{-t/tau_s}, v(t) = w R / (tau_m - tau_s) * tau_s (e^{-t/tau_m} - e^{-t/tau_s}).
+fn cuba_v(t: f64, w: f64) -> f64 {
+    let (tau_m, tau_s) = (0.020, 0.005);
+    w / (tau_m - tau_s) * tau_s * ((-t / tau_m).exp() - (-t / tau_s).exp())
+}
+
+#[test]
+fn cuba_lif_is_integrated_exactly_for_any_dt() {
+    for dt in ["0.1 ms", "1 ms"] {
+        let m = module(&format!(
+            "import std::neurons\nimport std::encoders\nnetwork N {{\n    dt = {dt}\n    duration = 20 ms\n    input x[1] = latency(sample, t_min = 0 ms, t_max = 20 ms)\n    population p[1] = CubaLIF(v_th = 100 V)\n    connect x -> p.syn : dense(weight = 2 A)\n}}\n"
+        ));
+        // Feature 1 spikes at t_min = 0: the jump lands in step 0, then the step integrates dt.
+        let trace = run_one(&m, &[1.0]);
+        for (t, state) in trace.states.iter().enumerate() {
+            let time = (t + 1) as f64 * m.dt;
+            let v = state[0][0][0];
+            assert!((v - cuba_v(time, 2.0)).abs() < 1e-9, "dt {dt}, step {t}: {v} vs {}", cuba_v(time, 2.0));
+        }
+    }
+}
+
+#[test]
+fn refractory_neurons_hold_their_reset_and_do_not_spike() {
+    let m = module(
+        "import std::encoders\nneuron R {\n    state v = 0\n    input i\n    update { v = v + i }\n    spike when v > 0.5\n    on spike { v = 0 }\n    refractory = 3 ms\n}\nnetwork N {\n    steps = 12\n    input x[1] = repeat(sample)\n    population p[1] = R\n    connect x -> p.i : dense(weight = 1)\n}\n",
+    );
+    let trace = run_one(&m, &[1.0]);
+    let spikes: Vec<f64> = trace.spikes.iter().map(|s| s[0][0]).collect();
+    assert_eq!(spikes, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+    assert_eq!(trace.states[2][0][0][0], 0.0, "held at its reset value while refractory");
+}
+
+#[test]
+fn feedback_edges_read_the_previous_step() {
+    let m = module(
+        "import std::neurons\nimport std::encoders\nnetwork N {\n    steps = 4\n    input x[1] = repeat(sample)\n    population a[1] = LeakyZero(beta = 0, threshold = 0.5)\n    population b[1] = LeakyZero(beta = 0, threshold = 0.5)\n    connect x -> a.i : dense(weight = 1)\n    connect a -> b.i : dense(weight = 1)\n    connect b -> a.i : dense(weight = -10) feedback\n}\n",
+    );
+    let trace = run_one(&m, &[1.0]);
+    let a: Vec<f64> = trace.spikes.iter().map(|s| s[0][0]).collect();
+    let b: Vec<f64> = trace.spikes.iter().map(|s| s[1][0]).collect();
+    // a spikes at 0, b in the same step (feed-forward), inhibition reaches a at step 1.
+    assert_eq!(a, [1.0, 0.0, 1.0, 0.0]);
+    assert_eq!(b, [1.0, 0.0, 1.0, 0.0]);
+}
+
+#[test]
+fn encoders_are_seeded_per_sample_not_per_batch() {
+    let m = module(
+        "import std::neurons\nimport std::encoders\nnetwork N {\n    steps = 200\n    input x[3] = bernoulli(sample)\n    population p[1] = Leaky\n    connect x -> p.i : dense\n}\n",
+    );
+    let params = init_params(&m, 3);
+    let a = [0.2f32, 0.5, 0.9];
+    let b = [0.9f32, 0.1, 0.4];
+    let alone = run(&m, &params, &[SampleRef { id: 7, features: &b }], 3, &[]);
+    let together = run(&m, &params, &[SampleRef { id: 1, features: &a }, SampleRef { id: 7, features: &b }], 3, &[]);
+    // The input spikes of sample 7 are the same alone and in a batch: its membrane trace,
+    // which integrates them, is identical.
+    let drive = |trace: &snnc::interp::Trace, k: usize| trace.states.iter().map(|s| s[0][0][k]).collect::<Vec<f64>>();
+    assert_eq!(drive(&alone, 0), drive(&together, 1));
+    // Bernoulli rates are close to p.
+    let m2 = module(
+        "import std::neurons\nimport std::encoders\nnetwork N {\n    steps = 4000\n    input x[3] = bernoulli(sample)\n    population p[3] = LeakyZero(beta = 0, threshold = 0.5)\n    connect x -> p.i : one_to_one(weight = 1)\n}\n",
+    );
+    let trace = run(&m2, &init_params(&m2, 1), &[SampleRef { id: 0, features: &a }], 9, &[]);
+    let mut rate = [0.0; 3];
+    for i in 0..3 {
+        rate[i] = trace.spikes.iter().map(|s| s[0][i]).sum::<f64>() / 4000.0;
+        assert!((rate[i] - f64::from(a[i])).abs() < 0.03, "rate {} vs p {}", rate[i], a[i]);
+    }
+}
+
+#[test]
+fn transposed_convolution_is_the_adjoint_of_convolution() {
+    let (in_c, out_c, k, h) = (2, 3, 3, 5);
+    let oh = h - k + 1;
+    let w: Vec<f64> = (0..out_c * in_c * k * k).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
+    // The transposed convolution maps out_c -> in_c; its weights are indexed [in_c][out_c][k][k].
+    let mut wt = vec![0.0; w.len()];
+    for oc in 0..out_c {
+        for ic in 0..in_c {
+            for q in 0..k * k {
+                wt[(ic * out_c + oc) * k * k + q] = w[(oc * in_c + ic) * k * k + q];
+            }
+        }
+    }
+    let x: Vec<f64> = (0..in_c * h * h).map(|i| ((i * 31) % 7) as f64 - 3.0).collect();
+    let y: Vec<f64> = (0..out_c * oh * oh).map(|i| ((i * 17) % 5) as f64 - 2.0).collect();
+    let mut conv_x = vec![0.0; y.len()];
+    project(&Connectivity::Conv2d { kernel: k, stride: 1, padding: 0 }, &w, &x, &mut conv_x, &[in_c, h, h], &[out_c, oh, oh]);
+    let mut convt_y = vec![0.0; x.len()];
+    project(&Connectivity::ConvTranspose2d { kernel: k, stride: 1, padding: 0, output_padding: 0 }, &wt, &y, &mut convt_y, &[out_c, oh, oh], &[in_c, h, h]);
+    let lhs: f64 = conv_x.iter().zip(&y).map(|(a, b)| a * b).sum();
+    let rhs: f64 = x.iter().zip(&convt_y).map(|(a, b)| a * b).sum();
+    assert_eq!(lhs, rhs);
+    assert!(lhs != 0.0);
+}
+
+#[test]
+fn every_shipped_model_runs_a_step_on_the_interpreter() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/models")).expect("models") {
+        let path = entry.expect("entry").path();
+        let checked = snnc::driver::check_path(&path).expect("readable");
+        let mut m = checked.outcome.module.expect("lowers");
+        m.steps = 2;
+        m.rest_steps = 0;
+        let n: usize = m.inputs[0].shape.iter().product();
+        let features: Vec<f32> = (0..n).map(|i| (i % 7) as f32 / 7.0).collect();
+        let trace = run_one(&m, &features);
+        assert_eq!(trace.spikes.len(), 2, "{}", path.display());
+        for state in &trace.states {
+            for pop in state {
+                for var in pop {
+                    assert!(var.iter().all(|v| v.is_finite()), "{}: finite states", path.display());
+                }
+            }
+        }
+    }
+}
