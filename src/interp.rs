@@ -89,6 +89,14 @@ pub struct Trace {
     pub spikes: Vec<Vec<Vec<f64>>>,
     /// `states[t][pop][var][b * n + i]` after the step (parameters hold their values).
     pub states: Vec<Vec<Vec<Vec<f64>>>>,
+    /// States before the first step, `[pop][var][b * n + i]`.
+    pub initial: Vec<Vec<Vec<f64>>>,
+    /// What the backward pass needs besides states: `ports[t][pop][port][b * n + j]`.
+    pub ports: Vec<Vec<Vec<Vec<f64>>>>,
+    /// Refractory counters before each step, `refractory[t][pop][b * n + i]`.
+    pub refractory: Vec<Vec<Vec<u32>>>,
+    /// Encoder outputs, `inputs[t][input][b * n + i]`.
+    pub inputs: Vec<Vec<Vec<f64>>>,
 }
 
 /// Per-neuron context while evaluating expressions.
@@ -112,10 +120,7 @@ fn eval(exprs: &Exprs, id: ExprId, ctx: &Ctx, dt: f64) -> f64 {
             Global::Dt => dt,
             Global::Time => ctx.time,
             Global::Spiked => ctx.spiked,
-            Global::Rand => {
-                let (seed, sample, step, neuron) = ctx.rng;
-                uniform(seed, sample, step, (neuron << 16) ^ u64::from(id.0))
-            }
+            Global::Rand => rand_draw(ctx.rng, id),
             Global::Data => ctx.data,
             Global::NetParam(index) => ctx.net_params[*index as usize],
             Global::SurrogateX => f64::NAN,
@@ -176,7 +181,7 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
         history: module.populations.iter().map(|_| Vec::new()).collect(),
     };
     let max_delay = module.projections.iter().map(|p| p.delay_steps).max().unwrap_or(0);
-    let mut trace = Trace::default();
+    let mut trace = Trace { initial: state.values.clone(), ..Trace::default() };
     for step in 0..module.steps + module.rest_steps {
         let resting = step >= module.steps;
         let inputs: Vec<Vec<f64>> = module
@@ -186,11 +191,16 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
             .map(|(i, input)| encode(module, input, i, samples, step, seed, net_params, resting))
             .collect();
         let mut step_spikes = Vec::with_capacity(module.populations.len());
+        let mut step_ports = Vec::with_capacity(module.populations.len());
+        trace.refractory.push(state.refractory.clone());
         for p in 0..module.populations.len() {
             let ports = deliver(&state, &inputs, p, &step_spikes);
             let spikes = step_population(&mut state, p, &ports, step, seed, samples, net_params);
             step_spikes.push(spikes);
+            step_ports.push(ports);
         }
+        trace.ports.push(step_ports);
+        trace.inputs.push(inputs);
         for (p, spikes) in step_spikes.iter().enumerate() {
             state.history[p].push(spikes.clone());
             if state.history[p].len() > max_delay + 1 {
@@ -391,10 +401,7 @@ fn step_population(state: &mut Run, p: usize, ports: &[Vec<f64>], step: usize, s
     let dt = module.dt;
     let n_vars = pop.vars.len();
     let mut spikes = vec![0.0; state.batch * n];
-    let refractory_steps = pop.refractory.map(|id| {
-        let ctx = Ctx { vars: &[], ports: &[], spiked: 0.0, time: 0.0, data: 0.0, net_params, rng: (0, 0, 0, 0) };
-        (eval(&pop.exprs, id, &ctx, dt) / dt).round().max(0.0) as u32
-    });
+    let refractory_steps = refractory_steps(module, pop, net_params);
     let held: Vec<VarId> = pop.on_spike.iter().map(|u| u.var).collect();
     let mut vars = vec![0.0; n_vars];
     let mut port_values = vec![0.0; pop.ports.len()];
@@ -407,7 +414,7 @@ fn step_population(state: &mut Run, p: usize, ports: &[Vec<f64>], step: usize, s
         }
         let sample = samples[k / n].id;
         let time = step as f64 * dt;
-        let rng = (seed ^ 0x5EED, sample, step as u64, ((p as u64) << 24) | (k % n) as u64);
+        let rng = neuron_rng(seed, sample, step, p, k % n);
         let before = vars.clone();
         // (3a) input jumps: a jump applies when its port received input this step.
         for jump in &pop.input_jumps {
@@ -438,7 +445,7 @@ fn step_population(state: &mut Run, p: usize, ports: &[Vec<f64>], step: usize, s
             if fired {
                 spiked = 1.0;
                 apply_sequential(&pop.exprs, &pop.on_spike, &mut vars, &port_values, 1.0, time, net_params, rng, dt);
-                *counter = refractory_steps.unwrap_or(0);
+                *counter = refractory_steps;
             }
         }
         // (3e) updates after the spike test.
@@ -468,6 +475,25 @@ fn apply_sequential(
         let value = eval(exprs, update.value, &c, dt);
         vars[update.var.0 as usize] = value;
     }
+}
+
+/// The key of a neuron's random draws in one step.
+pub fn neuron_rng(seed: u64, sample: u64, step: usize, pop: usize, neuron: usize) -> (u64, u64, u64, u64) {
+    (seed ^ 0x5EED, sample, step as u64, ((pop as u64) << 24) | neuron as u64)
+}
+
+/// A `rand()` draw of expression node `id` for the key of [`neuron_rng`].
+pub fn rand_draw(rng: (u64, u64, u64, u64), id: ExprId) -> f64 {
+    let (seed, sample, step, neuron) = rng;
+    uniform(seed, sample, step, (neuron << 16) ^ u64::from(id.0))
+}
+
+/// A population's refractory period in whole steps.
+pub fn refractory_steps(module: &Module, pop: &Population, net_params: &[f64]) -> u32 {
+    pop.refractory.map_or(0, |id| {
+        let ctx = Ctx { vars: &[], ports: &[], spiked: 0.0, time: 0.0, data: 0.0, net_params, rng: (0, 0, 0, 0) };
+        (eval(&pop.exprs, id, &ctx, module.dt) / module.dt).round().max(0.0) as u32
+    })
 }
 
 /// The initial network parameters of a module.

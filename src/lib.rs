@@ -16,4 +16,7 @@ pub mod ir;
 pub mod ir_train;
 pub mod lower;
 pub mod parse;
+pub mod tape;
+pub mod runtime;
+pub mod loss;
 pub mod units;

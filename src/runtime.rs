@@ -1,0 +1,531 @@
+//! Training and evaluation on the reference back end: surrogate-gradient BPTT.
+//!
+//! For each sample the interpreter runs forward and keeps states, ports and refractory
+//! counters per step; the backward pass then walks time in reverse and, for every neuron and
+//! step, re-runs the step on a [`Tape`] from the stored state and sweeps it backwards. Weight
+//! gradients come from the port adjoints. Samples of a batch run on rayon threads; their
+//! gradients are summed in sample order, so a fixed seed gives the same weights for any thread
+//! count.
+
+use rayon::prelude::*;
+
+use crate::data::{Split, Stream};
+use crate::interp::{self, Params, SampleRef, Trace, init_params, neuron_rng};
+use crate::ir::{BinaryOp, Module, PopId, Population, Source, VarKind};
+use crate::ir_train::{LrSchedule, Method, OptimizerKind, Phase, Surrogate, Train};
+use crate::loss::{self, ReadoutGrads, Unsupported};
+use crate::tape::{Leaves, Op, Tape, record, surrogate_grad};
+
+/// Gradients of the learnable values, laid out like [`Params`].
+pub type Grads = Params;
+
+fn zeros_like(params: &Params) -> Grads {
+    Params {
+        weights: params.weights.iter().map(|w| vec![0.0; w.len()]).collect(),
+        neuron_params: params.neuron_params.iter().map(|p| p.iter().map(|v| vec![0.0; v.len()]).collect()).collect(),
+    }
+}
+
+fn add_grads(total: &mut Grads, other: &Grads) {
+    for (a, b) in total.weights.iter_mut().zip(&other.weights) {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+    }
+    for (pa, pb) in total.neuron_params.iter_mut().zip(&other.neuron_params) {
+        for (a, b) in pa.iter_mut().zip(pb) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+    }
+}
+
+/// One neuron's step recorded on a tape: the leaves of its state and ports, and the tape
+/// entries of its state after the step and of its spike.
+struct StepTape {
+    var_leaves: Vec<usize>,
+    port_leaves: Vec<usize>,
+    vars_after: Vec<usize>,
+    spike: usize,
+}
+
+/// Records one neuron's step exactly as [`interp`] computes it.
+#[allow(clippy::too_many_arguments)]
+fn record_step(
+    tape: &mut Tape,
+    module: &Module,
+    pop: &Population,
+    vars: &[f64],
+    ports: &[f64],
+    counter: u32,
+    rng: (u64, u64, u64, u64),
+    time: f64,
+    net_params: &[f64],
+    surrogate: &Surrogate,
+) -> StepTape {
+    tape.clear();
+    let var_leaves: Vec<usize> = vars.iter().map(|v| tape.leaf(*v)).collect();
+    let port_leaves: Vec<usize> = ports.iter().map(|p| tape.leaf(*p)).collect();
+    let zero = tape.constant(0.0);
+    let rand = move |id| interp::rand_draw(rng, id);
+    let mut current = var_leaves.clone();
+    let mut memo = Vec::new();
+    let mut apply = |tape: &mut Tape, updates: &[crate::ir::Update], current: &mut Vec<usize>, spiked: usize| {
+        for update in updates {
+            memo.clear();
+            let leaves = Leaves { vars: current, ports: &port_leaves, spiked, time, dt: module.dt, rand: &rand, net_params };
+            let value = record(tape, &pop.exprs, update.value, &leaves, &mut memo);
+            current[update.var.0 as usize] = value;
+        }
+    };
+    for jump in &pop.input_jumps {
+        if ports[jump.port.0 as usize] != 0.0 {
+            apply(tape, &jump.updates, &mut current, zero);
+        }
+    }
+    let snapshot = current.clone();
+    let mut memo = Vec::new();
+    for (update, _) in &pop.dynamics {
+        let leaves = Leaves { vars: &snapshot, ports: &port_leaves, spiked: zero, time, dt: module.dt, rand: &rand, net_params };
+        current[update.var.0 as usize] = record(tape, &pop.exprs, update.value, &leaves, &mut memo);
+    }
+    apply(tape, &pop.updates, &mut current, zero);
+    let mut spike = zero;
+    if counter > 0 {
+        for update in &pop.on_spike {
+            current[update.var.0 as usize] = var_leaves[update.var.0 as usize];
+        }
+    } else if let Some(threshold) = &pop.threshold {
+        let mut memo = Vec::new();
+        let leaves = Leaves { vars: &current, ports: &port_leaves, spiked: zero, time, dt: module.dt, rand: &rand, net_params };
+        let lhs = record(tape, &pop.exprs, threshold.lhs, &leaves, &mut memo);
+        let rhs = record(tape, &pop.exprs, threshold.rhs, &leaves, &mut memo);
+        let (l, r) = (tape.value(lhs), tape.value(rhs));
+        let x = tape.push(Op::Sub(lhs, rhs), l - r);
+        let fired = if threshold.op == BinaryOp::Ge { l >= r } else { l > r };
+        spike = tape.push(Op::Spike(x, surrogate_grad(surrogate, l - r)), f64::from(u8::from(fired)));
+        if fired {
+            // The reset is applied through a select whose condition is detached.
+            let condition = tape.constant(1.0);
+            let before = current.clone();
+            let mut reset = current.clone();
+            apply(tape, &pop.on_spike, &mut reset, spike);
+            for update in &pop.on_spike {
+                let v = update.var.0 as usize;
+                let value = tape.value(reset[v]);
+                current[v] = tape.push(Op::Select(condition, reset[v], before[v]), value);
+            }
+        }
+    }
+    apply(tape, &pop.after_spike, &mut current, spike);
+    StepTape { var_leaves, port_leaves, vars_after: current, spike }
+}
+
+/// The loss terms' values and the gradients for one sample.
+pub struct SampleResult {
+    pub terms: Vec<f64>,
+    pub prediction: Option<usize>,
+    pub grads: Grads,
+    pub spikes_per_pop: Vec<f64>,
+}
+
+/// Forward only: predicted class and spike counts per population.
+pub fn predict(module: &Module, train: &Train, params: &Params, sample: SampleRef, label: usize, seed: u64) -> Result<(Option<usize>, Vec<f64>), Unsupported> {
+    let trace = interp::run(module, params, &[sample], seed, &interp::net_params(module));
+    let prediction = match train.predict {
+        Some(root) => {
+            let values = loss::evaluate(module, &train.exprs, &trace, params, label, sample.features)?;
+            Some(values[root.0 as usize].data[0] as usize)
+        }
+        None => None,
+    };
+    Ok((prediction, spike_counts(module, &trace)))
+}
+
+fn spike_counts(module: &Module, trace: &Trace) -> Vec<f64> {
+    (0..module.populations.len()).map(|p| trace.spikes.iter().map(|s| s[p].iter().sum::<f64>()).sum()).collect()
+}
+
+/// Forward and backward for one sample with the given phase's loss terms.
+pub fn sample_gradients(module: &Module, train: &Train, phase: &Phase, params: &Params, sample: SampleRef, label: usize, seed: u64) -> Result<SampleResult, Unsupported> {
+    let surrogate = match &train.method {
+        Method::Bptt { surrogate } => surrogate,
+        other => return Err(Unsupported(format!("the reference back end trains with `bptt`; {} is not built yet", method_name(other)))),
+    };
+    let net = interp::net_params(module);
+    let trace = interp::run(module, params, &[sample], seed, &net);
+    let steps = trace.spikes.len();
+    let values = loss::evaluate(module, &train.exprs, &trace, params, label, sample.features)?;
+    let mut readout = ReadoutGrads::zeros(module, steps);
+    let mut terms = Vec::with_capacity(phase.losses.len());
+    for term in &phase.losses {
+        terms.push(values[term.value.0 as usize].data[0]);
+        loss::backward(&train.exprs, &values, term.value, 1.0, params, &mut readout)?;
+    }
+    let prediction = train.predict.map(|root| values[root.0 as usize].data[0] as usize);
+    let mut grads = zeros_like(params);
+    for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
+        for (x, y) in g.iter_mut().zip(r) {
+            *x += y;
+        }
+    }
+    backward_through_time(module, params, &trace, &mut readout, &mut grads, surrogate, seed, sample.id, &net);
+    Ok(SampleResult { terms, prediction, grads, spikes_per_pop: spike_counts(module, &trace) })
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match method {
+        Method::Bptt { .. } => "bptt",
+        Method::EventProp => "eventprop",
+        Method::Fptt { .. } => "fptt",
+        Method::Stdp => "stdp",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_through_time(
+    module: &Module,
+    params: &Params,
+    trace: &Trace,
+    readout: &mut ReadoutGrads,
+    grads: &mut Grads,
+    surrogate: &Surrogate,
+    seed: u64,
+    sample_id: u64,
+    net: &[f64],
+) {
+    let steps = trace.spikes.len();
+    // d loss / d state after step t, carried backwards; starts from the readout gradients.
+    let mut carry: Vec<Vec<Vec<f64>>> = module.populations.iter().map(|p| vec![vec![0.0; p.size()]; p.vars.len()]).collect();
+    let mut tape = Tape::default();
+    let mut tape_grads = Vec::new();
+    for t in (0..steps).rev() {
+        for (p, pop) in module.populations.iter().enumerate().rev() {
+            let n = pop.size();
+            let mut port_grads = vec![vec![0.0; n]; pop.ports.len()];
+            for i in 0..n {
+                let before: Vec<f64> = (0..pop.vars.len())
+                    .map(|v| if t == 0 { trace.initial[p][v][i] } else { trace.states[t - 1][p][v][i] })
+                    .collect();
+                let ports: Vec<f64> = (0..pop.ports.len()).map(|q| trace.ports[t][p][q][i]).collect();
+                let counter = trace.refractory[t][p][i];
+                let rng = neuron_rng(seed, sample_id, t, p, i);
+                let step = record_step(&mut tape, module, pop, &before, &ports, counter, rng, t as f64 * module.dt, net, surrogate);
+                tape_grads.clear();
+                tape_grads.resize(tape.ops.len(), 0.0);
+                let mut any = false;
+                for v in 0..pop.vars.len() {
+                    let g = carry[p][v][i] + readout.states[t][p][v][i];
+                    if g != 0.0 {
+                        tape_grads[step.vars_after[v]] += g;
+                        any = true;
+                    }
+                }
+                let g_spike = readout.spikes[t][p][i];
+                if g_spike != 0.0 {
+                    tape_grads[step.spike] += g_spike;
+                    any = true;
+                }
+                if !any {
+                    for v in 0..pop.vars.len() {
+                        carry[p][v][i] = 0.0;
+                    }
+                    continue;
+                }
+                tape.backward(&mut tape_grads);
+                for v in 0..pop.vars.len() {
+                    carry[p][v][i] = tape_grads[step.var_leaves[v]];
+                }
+                for (q, leaf) in step.port_leaves.iter().enumerate() {
+                    port_grads[q][i] = tape_grads[*leaf];
+                }
+            }
+            // Ports to weights and to presynaptic spikes.
+            for (index, proj) in module.projections.iter().enumerate() {
+                if proj.target != PopId(p as u32) {
+                    continue;
+                }
+                let g_port = &port_grads[proj.port.0 as usize];
+                let (source, source_spike_step): (&[f64], Option<(usize, usize)>) = match &proj.source {
+                    Source::Input(id) => (&trace.inputs[t][id.0 as usize], None),
+                    Source::Population(id) => {
+                        let q = id.0 as usize;
+                        let delay = if proj.delay_steps == 0 && q < p { 0 } else { proj.delay_steps.max(1) };
+                        match t.checked_sub(delay) {
+                            Some(ts) => (&trace.spikes[ts][q], Some((ts, q))),
+                            None => continue,
+                        }
+                    }
+                };
+                let n_pre = source.len();
+                let mut g_source = vec![0.0; n_pre];
+                project_backward(&proj.connectivity, &params.weights[index], source, g_port, &mut grads.weights[index], &mut g_source, source_shape(module, &proj.source), &pop.shape);
+                if !proj.trainable {
+                    grads.weights[index].iter_mut().for_each(|g| *g = 0.0);
+                }
+                if let Some((ts, q)) = source_spike_step {
+                    for (slot, g) in readout.spikes[ts][q].iter_mut().zip(&g_source) {
+                        *slot += g;
+                    }
+                }
+            }
+        }
+    }
+    // Parameters carried through time: their gradient is what reaches the start.
+    for (p, pop) in module.populations.iter().enumerate() {
+        for (v, var) in pop.vars.iter().enumerate() {
+            if let VarKind::Param { trainable: true, per_neuron, .. } = var.kind {
+                let slot = &mut grads.neuron_params[p][v];
+                for i in 0..pop.size() {
+                    slot[if per_neuron { i } else { 0 }] += carry[p][v][i];
+                }
+            }
+        }
+    }
+}
+
+fn source_shape<'m>(module: &'m Module, source: &Source) -> &'m [usize] {
+    match source {
+        Source::Input(id) => &module.inputs[id.0 as usize].shape,
+        Source::Population(id) => &module.population(*id).shape,
+    }
+}
+
+/// The adjoint of [`interp::project`]: `dW += x (x) g`, `dx += W g`.
+#[allow(clippy::too_many_arguments)]
+fn project_backward(
+    connectivity: &crate::ir::Connectivity,
+    w: &[f64],
+    x: &[f64],
+    g: &[f64],
+    dw: &mut [f64],
+    dx: &mut [f64],
+    in_shape: &[usize],
+    out_shape: &[usize],
+) {
+    use crate::ir::Connectivity;
+    let n_post = g.len();
+    match connectivity {
+        Connectivity::Dense | Connectivity::AllToAllButSelf => {
+            let skip_self = matches!(connectivity, Connectivity::AllToAllButSelf);
+            for (i, xi) in x.iter().enumerate() {
+                let mut sum = 0.0;
+                for j in 0..n_post {
+                    if skip_self && i == j {
+                        continue;
+                    }
+                    dw[i * n_post + j] += xi * g[j];
+                    sum += w[i * n_post + j] * g[j];
+                }
+                dx[i] += sum;
+            }
+        }
+        Connectivity::OneToOne => {
+            for i in 0..x.len().min(n_post) {
+                dw[i] += x[i] * g[i];
+                dx[i] += w[i] * g[i];
+            }
+        }
+        Connectivity::Conv2d { .. } | Connectivity::ConvTranspose2d { .. } => {
+            // Exact adjoint by linearity: the gradient of y = P(x; W) is computed through unit
+            // probes of the forward operator. Slow, and only used by the reference back end.
+            let mut y = vec![0.0; n_post];
+            for k in 0..w.len() {
+                let mut unit = vec![0.0; w.len()];
+                unit[k] = 1.0;
+                y.iter_mut().for_each(|v| *v = 0.0);
+                interp::project(connectivity, &unit, x, &mut y, in_shape, out_shape);
+                dw[k] += y.iter().zip(g).map(|(a, b)| a * b).sum::<f64>();
+            }
+            for i in 0..x.len() {
+                let mut unit = vec![0.0; x.len()];
+                unit[i] = 1.0;
+                y.iter_mut().for_each(|v| *v = 0.0);
+                interp::project(connectivity, w, &unit, &mut y, in_shape, out_shape);
+                dx[i] += y.iter().zip(g).map(|(a, b)| a * b).sum::<f64>();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- optimisation
+
+/// Adam, Adamax or SGD state for every learnable value.
+pub struct Optimizer {
+    m: Grads,
+    v: Grads,
+    step: i32,
+}
+
+impl Optimizer {
+    pub fn new(params: &Params) -> Optimizer {
+        Optimizer { m: zeros_like(params), v: zeros_like(params), step: 0 }
+    }
+
+    pub fn update(&mut self, module: &Module, params: &mut Params, grads: &Grads, config: &crate::ir_train::Optimizer, lr: f64, clip: Option<f64>) {
+        self.step += 1;
+        let mut scale = 1.0;
+        if let Some(max_norm) = clip {
+            let norm: f64 = grads.weights.iter().flatten().chain(grads.neuron_params.iter().flatten().flatten()).map(|g| g * g).sum::<f64>().sqrt();
+            if norm > max_norm {
+                scale = max_norm / norm;
+            }
+        }
+        let (b1, b2, eps, step) = (config.beta1, config.beta2, config.eps, self.step);
+        let apply = |p: &mut f64, g: f64, m: &mut f64, v: &mut f64| {
+            let g = g * scale + config.weight_decay * *p;
+            match config.kind {
+                OptimizerKind::Sgd => {
+                    *m = config.momentum * *m + g;
+                    *p -= lr * *m;
+                }
+                OptimizerKind::Adam => {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    let m_hat = *m / (1.0 - b1.powi(step));
+                    let v_hat = *v / (1.0 - b2.powi(step));
+                    *p -= lr * m_hat / (v_hat.sqrt() + eps);
+                }
+                OptimizerKind::Adamax => {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = (b2 * *v).max(g.abs());
+                    *p -= lr / (1.0 - b1.powi(step)) * *m / (*v + eps);
+                }
+            }
+        };
+        for (index, proj) in module.projections.iter().enumerate() {
+            if !proj.trainable {
+                continue;
+            }
+            for k in 0..params.weights[index].len() {
+                apply(&mut params.weights[index][k], grads.weights[index][k], &mut self.m.weights[index][k], &mut self.v.weights[index][k]);
+            }
+        }
+        for (p, pop) in module.populations.iter().enumerate() {
+            for (v, var) in pop.vars.iter().enumerate() {
+                if matches!(var.kind, VarKind::Param { trainable: true, .. }) {
+                    for k in 0..params.neuron_params[p][v].len() {
+                        apply(&mut params.neuron_params[p][v][k], grads.neuron_params[p][v][k], &mut self.m.neuron_params[p][v][k], &mut self.v.neuron_params[p][v][k]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-epoch metrics.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochMetrics {
+    pub phase: String,
+    pub epoch: usize,
+    pub lr: f64,
+    pub losses: Vec<(String, f64)>,
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+    /// Mean spikes per neuron per sample, per population, on the test set.
+    pub spikes_per_neuron: Vec<(String, f64)>,
+    pub seconds: f64,
+    pub train_samples_per_second: f64,
+}
+
+/// What to run: limits and threads.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub epochs: Option<usize>,
+    pub limit_train: Option<usize>,
+    pub limit_test: Option<usize>,
+    pub seed: u64,
+}
+
+/// Trains a module as its train block says and reports metrics after every epoch.
+pub fn train_module(
+    module: &Module,
+    data: &crate::data::Dataset,
+    config: &RunConfig,
+    mut on_epoch: impl FnMut(&EpochMetrics),
+    mut on_batch: impl FnMut(usize, usize, f64),
+) -> Result<(Params, Vec<EpochMetrics>), Unsupported> {
+    let train = module.train.as_ref().ok_or_else(|| Unsupported("the model has no train block".to_string()))?;
+    let seed = config.seed ^ train.seed;
+    let mut params = init_params(module, seed);
+    let n_train = config.limit_train.map_or(data.train.len(), |l| l.min(data.train.len()));
+    let n_test = config.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
+    let mut history = Vec::new();
+    let mut global_epoch = 0;
+    for phase in &train.phases {
+        let mut optimizer = Optimizer::new(&params);
+        let epochs = config.epochs.unwrap_or(phase.epochs);
+        for epoch in 0..epochs {
+            let started = std::time::Instant::now();
+            let lr = match train.schedule {
+                LrSchedule::Constant => phase.optimizer.lr,
+                LrSchedule::Step { every, gamma } => phase.optimizer.lr * gamma.powi((epoch / every.max(1)) as i32),
+                LrSchedule::Exponential { gamma } => phase.optimizer.lr * gamma.powi(epoch as i32),
+            };
+            let mut order: Vec<usize> = (0..n_train).collect();
+            Stream::new(seed.wrapping_add(1 + global_epoch as u64)).shuffle(&mut order);
+            let mut term_sums = vec![0.0; phase.losses.len()];
+            let mut correct = 0usize;
+            for (batch_index, chunk) in order.chunks(train.batch.max(1)).enumerate() {
+                let results: Vec<Result<SampleResult, Unsupported>> = chunk
+                    .par_iter()
+                    .map(|&i| sample_gradients(module, train, phase, &params, SampleRef { id: i as u64, features: data.train.sample(i) }, usize::from(data.train.labels[i]), seed))
+                    .collect();
+                let mut total = zeros_like(&params);
+                for (result, &i) in results.into_iter().zip(chunk) {
+                    let result = result?;
+                    add_grads(&mut total, &result.grads);
+                    for (sum, term) in term_sums.iter_mut().zip(&result.terms) {
+                        *sum += term;
+                    }
+                    correct += usize::from(result.prediction == Some(usize::from(data.train.labels[i])));
+                }
+                let scale = 1.0 / chunk.len() as f64;
+                total.weights.iter_mut().flatten().for_each(|g| *g *= scale);
+                total.neuron_params.iter_mut().flatten().flatten().for_each(|g| *g *= scale);
+                optimizer.update(module, &mut params, &total, &phase.optimizer, lr, train.clip_grad_norm);
+                let running = term_sums.iter().sum::<f64>() / ((batch_index + 1) * train.batch.max(1)).min(n_train) as f64;
+                on_batch(((batch_index + 1) * train.batch.max(1)).min(n_train), n_train, running);
+            }
+            let train_seconds = started.elapsed().as_secs_f64();
+            let (test_accuracy, spikes) = evaluate(module, train, &params, &data.test, n_test, seed)?;
+            let metrics = EpochMetrics {
+                phase: phase.name.clone(),
+                epoch: global_epoch + 1,
+                lr,
+                losses: phase.losses.iter().zip(&term_sums).map(|(t, s)| (t.name.clone(), s / n_train.max(1) as f64)).collect(),
+                train_accuracy: correct as f64 / n_train.max(1) as f64,
+                test_accuracy,
+                spikes_per_neuron: module.populations.iter().zip(spikes).map(|(p, s)| (p.name.clone(), s)).collect(),
+                seconds: started.elapsed().as_secs_f64(),
+                train_samples_per_second: n_train as f64 / train_seconds.max(1e-9),
+            };
+            on_epoch(&metrics);
+            history.push(metrics);
+            global_epoch += 1;
+        }
+    }
+    Ok((params, history))
+}
+
+/// Test accuracy and mean spikes per neuron per sample for each population.
+pub fn evaluate(module: &Module, train: &Train, params: &Params, split: &Split, n: usize, seed: u64) -> Result<(f64, Vec<f64>), Unsupported> {
+    let results: Vec<Result<(Option<usize>, Vec<f64>), Unsupported>> = (0..n)
+        .into_par_iter()
+        .map(|i| predict(module, train, params, SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) }, usize::from(split.labels[i]), seed))
+        .collect();
+    let mut correct = 0;
+    let mut spikes = vec![0.0; module.populations.len()];
+    for (i, result) in results.into_iter().enumerate() {
+        let (prediction, counts) = result?;
+        correct += usize::from(prediction == Some(usize::from(split.labels[i])));
+        for (s, c) in spikes.iter_mut().zip(counts) {
+            *s += c;
+        }
+    }
+    for (s, pop) in spikes.iter_mut().zip(&module.populations) {
+        *s /= (n.max(1) * pop.size()) as f64;
+    }
+    Ok((correct as f64 / n.max(1) as f64, spikes))
+}

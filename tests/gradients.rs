@@ -1,0 +1,166 @@
+//! Gradients of the reference back end against central finite differences in f64 on smooth
+//! sub-problems (no spikes, so the loss is differentiable), the surrogate chain on a spiking
+//! neuron, surrogate tails, determinism and a short training run.
+
+use snnc::data::yin_yang;
+use snnc::interp::{Params, SampleRef, init_params};
+use snnc::ir::Module;
+use snnc::runtime::{RunConfig, sample_gradients, train_module};
+
+fn module(text: &str) -> Module {
+    let checked = snnc::driver::check_text("g.snn", text, None);
+    assert!(!checked.has_errors(), "{}", snnc::driver::render_all(&checked.diagnostics, 100));
+    checked.outcome.module.expect("lowers")
+}
+
+fn loss_of(m: &Module, params: &Params, features: &[f32], label: usize) -> f64 {
+    let train = m.train.as_ref().expect("train");
+    sample_gradients(m, train, &train.phases[0], params, SampleRef { id: 3, features }, label, 11).expect("runs").terms.iter().sum()
+}
+
+/// Compares every weight and trainable parameter gradient with central differences.
+fn check_against_finite_differences(m: &Module, features: &[f32], label: usize) {
+    let train = m.train.as_ref().expect("train");
+    let params = init_params(m, 5);
+    let analytic = sample_gradients(m, train, &train.phases[0], &params, SampleRef { id: 3, features }, label, 11).expect("runs").grads;
+    let h = 1e-6;
+    let mut checked = 0;
+    for p in 0..params.weights.len() {
+        if !m.projections[p].trainable {
+            continue;
+        }
+        for k in 0..params.weights[p].len() {
+            let (mut plus, mut minus) = (params.clone(), params.clone());
+            plus.weights[p][k] += h;
+            minus.weights[p][k] -= h;
+            let numeric = (loss_of(m, &plus, features, label) - loss_of(m, &minus, features, label)) / (2.0 * h);
+            let a = analytic.weights[p][k];
+            assert!((a - numeric).abs() <= 1e-6 * (1.0 + numeric.abs()), "weight {p}/{k}: analytic {a}, numeric {numeric}");
+            checked += 1;
+        }
+    }
+    for p in 0..params.neuron_params.len() {
+        for v in 0..params.neuron_params[p].len() {
+            let trainable = matches!(m.populations[p].vars[v].kind, snnc::ir::VarKind::Param { trainable: true, .. });
+            for k in 0..params.neuron_params[p][v].len() {
+                if !trainable {
+                    continue;
+                }
+                let step = h * params.neuron_params[p][v][k].abs().max(1e-3);
+                let (mut plus, mut minus) = (params.clone(), params.clone());
+                plus.neuron_params[p][v][k] += step;
+                minus.neuron_params[p][v][k] -= step;
+                let numeric = (loss_of(m, &plus, features, label) - loss_of(m, &minus, features, label)) / (2.0 * step);
+                let a = analytic.neuron_params[p][v][k];
+                assert!((a - numeric).abs() <= 1e-5 * (1.0 + numeric.abs()), "param {p}/{v}/{k}: analytic {a}, numeric {numeric}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+/// The hidden layer stays far below threshold and the triangle surrogate is exactly zero there,
+/// so the surrogate gradient equals the true gradient of this smooth loss.
+#[test]
+fn subthreshold_leaky_network_with_cross_entropy_and_mse() {
+    let m = module(
+        "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    steps = 6\n    input x[5] = repeat(sample)\n    population h[4] = Leaky(beta = 0.7, threshold = 1000)\n    population out[3] = LI(beta = 0.8)\n    connect x -> h.i : dense(init = uniform(-1, 1))\n    connect h -> out.i : dense(init = uniform(-1, 1))\n    connect x -> out.i : dense(init = uniform(-1, 1))\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = triangle())\n    loss ce = cross_entropy(sum_t(out.v) / steps, label)\n    loss mse = 0.5 * mse(mean_t(out.v), one_hot(label, on = 1, off = -1))\n    loss cum = 0.1 * sum(square(last_t(cumulative(out.v, 0.9))))\n    predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}\n",
+    );
+    check_against_finite_differences(&m, &[0.3, -0.6, 0.9, 0.2, 1.0], 2);
+}
+
+#[test]
+fn trainable_per_neuron_time_constants() {
+    let m = module(
+        "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    steps = 8\n    input x[5] = repeat(sample)\n    population out[3] = LeakyIntegrator\n    connect x -> out.i : dense(init = uniform(-1, 1))\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss nll = nll(log_softmax(last_t(out.u)), label)\n    predict = argmax(last_t(out.u))\n    optimizer = adam(lr = 1e-3)\n}\n",
+    );
+    check_against_finite_differences(&m, &[0.8, -0.5, 0.2, 0.5, 1.0], 1);
+}
+
+#[test]
+fn continuous_cuba_lif_below_threshold() {
+    let m = module(
+        "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 1 ms\n    duration = 10 ms\n    input x[5] = repeat(sample)\n    population out[3] = CubaLIF(v_th = 1000 V)\n    connect x -> out.syn : dense(init = uniform(0 A, 1 A))\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(max_t(out.v) / 1 V * 100, label)\n    predict = argmax(max_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}\n",
+    );
+    check_against_finite_differences(&m, &[0.8, 0.4, 0.2, 0.6, 1.0], 0);
+}
+
+#[test]
+fn a_spike_contributes_its_surrogate_times_the_input() {
+    // One step, beta 0: v = w x, s = H(v - 1), loss = count = s; d loss / d w = sg(w x - 1) x.
+    let m = module(
+        "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    steps = 1\n    input x[5] = repeat(sample)\n    population out[1] = Leaky(beta = 0, threshold = 1)\n    connect x -> out.i : dense(init = uniform(1.5, 1.5))\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid(slope = 4))\n    loss spikes = sum(count(out))\n    optimizer = adam(lr = 1e-3)\n}\n",
+    );
+    let train = m.train.as_ref().unwrap();
+    let params = init_params(&m, 1);
+    // Only the first input is non-zero, so only its weight carries the spike's gradient.
+    let x = 0.8f32;
+    let result = sample_gradients(&m, train, &train.phases[0], &params, SampleRef { id: 0, features: &[x, 0.0, 0.0, 0.0, 0.0] }, 0, 1).unwrap();
+    let v = 1.5 * f64::from(x);
+    assert_eq!(result.terms[0], 1.0, "the neuron spikes");
+    let expected = 1.0 / (1.0 + 4.0 * (v - 1.0).abs()).powi(2) * f64::from(x);
+    assert!((result.grads.weights[0][0] - expected).abs() < 1e-12, "{} vs {expected}", result.grads.weights[0][0]);
+}
+
+#[test]
+fn every_stdlib_surrogate_is_finite_in_its_tails_and_matches_its_formula() {
+    let checked = snnc::driver::check_text("s.snn", "import std::surrogates\n", None);
+    let program = &checked.outcome.program;
+    let mut sink_diags = snnc::diag::Diagnostics::default();
+    let mut sink = snnc::lower::Sink { diagnostics: &mut sink_diags, file: program.file(0), main: program.file(0), enabled: true };
+    let formulas: [(&str, fn(f64) -> f64); 5] = [
+        ("fast_sigmoid", |x| 1.0 / (1.0 + 25.0 * x.abs()).powi(2)),
+        ("atan", |x| 1.0 / (1.0 + (std::f64::consts::PI * x).powi(2))),
+        ("sigmoid", |x| {
+            let s = 1.0 / (1.0 + (-5.0 * x).exp());
+            5.0 * s * (1.0 - s)
+        }),
+        ("straight_through", |_| 1.0),
+        ("triangle", |x| (1.0 - x.abs()).max(0.0)),
+    ];
+    for (name, def) in &program.surrogates {
+        let surrogate = snnc::lower::neuron::lower_surrogate(&def.def, &Default::default(), &mut sink);
+        for x in [-1e6, -1e3, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 1e3, 1e6] {
+            let g = snnc::tape::surrogate_grad(&surrogate, x);
+            assert!(g.is_finite(), "{name}({x}) = {g}");
+            if let Some((_, formula)) = formulas.iter().find(|(n, _)| n == name) {
+                assert!((g - formula(x)).abs() < 1e-12, "{name}({x}): {g} vs {}", formula(x));
+            }
+        }
+    }
+    assert!(program.surrogates.contains_key("gaussian_mixture"));
+}
+
+fn quick_yin_yang() -> Module {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yin_yang.snn");
+    let mut m = snnc::driver::check_path(std::path::Path::new(path)).unwrap().outcome.module.unwrap();
+    m.train.as_mut().unwrap().batch = 16;
+    m
+}
+
+#[test]
+fn same_seed_same_weights_for_any_thread_count() {
+    let m = quick_yin_yang();
+    let data = yin_yang(64, 16, 42);
+    let config = RunConfig { epochs: Some(1), limit_train: Some(64), limit_test: Some(16), seed: 1 };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| train_module(&m, &data, &config, |_| {}, |_, _, _| {}).unwrap().0)
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(1));
+}
+
+#[test]
+fn a_short_yin_yang_run_lowers_the_loss() {
+    let m = quick_yin_yang();
+    let data = yin_yang(480, 120, 42);
+    let config = RunConfig { epochs: Some(3), limit_train: None, limit_test: None, seed: 2 };
+    let (_, history) = train_module(&m, &data, &config, |_| {}, |_, _, _| {}).unwrap();
+    let first = history[0].losses[0].1;
+    let last = history[2].losses[0].1;
+    assert!(last < 0.9 * first, "loss fell from {first} to {last}");
+    assert!(history[2].train_accuracy > 0.45, "{:?}", history[2]);
+}
