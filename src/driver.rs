@@ -33,3 +33,122 @@ pub fn check_text(name: &str, text: &str, base_dir: Option<&Path>) -> Checked {
 pub fn render_all(diagnostics: &[Diagnostic], width: usize) -> String {
     diagnostics.iter().map(|d| d.render(width)).collect::<Vec<_>>().join("\n")
 }
+
+/// Options of `snnc run`.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub epochs: Option<usize>,
+    pub sets: Vec<(String, String)>,
+    pub out: Option<std::path::PathBuf>,
+    pub data_dir: Option<std::path::PathBuf>,
+    pub limit_train: Option<usize>,
+    pub limit_test: Option<usize>,
+    pub seed: u64,
+    pub progress: bool,
+}
+
+/// Applies `--set name=value` overrides: `steps`, `batch`, `epochs`, `lr`, `seed` or a network
+/// parameter.
+pub fn apply_sets(module: &mut crate::ir::Module, sets: &[(String, String)]) -> Result<(), String> {
+    for (key, value) in sets {
+        let number: f64 = value.parse().map_err(|_| format!("--set {key}={value}: `{value}` is not a number"))?;
+        let whole = || if number >= 1.0 && number == number.trunc() { Ok(number as usize) } else { Err(format!("--set {key}: needs a positive whole number")) };
+        match key.as_str() {
+            "steps" => module.steps = whole()?,
+            "batch" => module.train.as_mut().ok_or("the model has no train block")?.batch = whole()?,
+            "epochs" => module.train.as_mut().ok_or("the model has no train block")?.phases.iter_mut().for_each(|p| p.epochs = number as usize),
+            "lr" => module.train.as_mut().ok_or("the model has no train block")?.phases.iter_mut().for_each(|p| p.optimizer.lr = number),
+            "seed" => module.train.as_mut().ok_or("the model has no train block")?.seed = number as u64,
+            name => match module.params.iter_mut().find(|(n, _)| n == name) {
+                Some((_, slot)) => *slot = number,
+                None => {
+                    let mut keys = vec!["steps", "batch", "epochs", "lr", "seed"];
+                    keys.extend(module.params.iter().map(|(n, _)| n.as_str()));
+                    let help = crate::diag::did_you_mean(name, keys.iter().copied()).map_or(String::new(), |s| format!(" (did you mean `{s}`?)"));
+                    return Err(format!("--set {name}: not a setting of this model{help}; settings: {}", keys.join(", ")));
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Loads the data set a train block names.
+pub fn load_data(train: &crate::ir_train::Train, data_dir: Option<&Path>) -> Result<crate::data::Dataset, String> {
+    match &train.data {
+        crate::ir_train::Data::YinYang { train, test, seed } => Ok(crate::data::yin_yang(*train, *test, *seed)),
+        crate::ir_train::Data::Mnist { dir, .. } => {
+            let dir = crate::data::resolve_dir(dir, data_dir, |var| std::env::var(var).ok());
+            crate::data::load_mnist(&dir).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Writes `text` through a temporary file and a rename: a reader never sees half a file, and
+/// a failed write leaves the previous file intact.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path)
+}
+
+/// Saves weights and learnable neuron parameters as safetensors (f32), with the model's name
+/// and network in the metadata.
+pub fn save_checkpoint(path: &Path, module: &crate::ir::Module, params: &crate::interp::Params, model: &str) -> Result<(), String> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (index, proj) in module.projections.iter().enumerate() {
+        let name = format!("proj{index}.{}->{}", module.source_name(&proj.source), module.population(proj.target).name);
+        let bytes: Vec<u8> = params.weights[index].iter().flat_map(|w| (*w as f32).to_le_bytes()).collect();
+        tensors.push((name, proj.weight_shape.clone(), bytes));
+    }
+    for (p, pop) in module.populations.iter().enumerate() {
+        for (v, var) in pop.vars.iter().enumerate() {
+            let values = &params.neuron_params[p][v];
+            if values.is_empty() {
+                continue;
+            }
+            let bytes: Vec<u8> = values.iter().flat_map(|w| (*w as f32).to_le_bytes()).collect();
+            tensors.push((format!("{}.{}", pop.name, var.name), vec![values.len()], bytes));
+        }
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map_err(|e| e.to_string())?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<_, String>>()?;
+    let metadata = std::collections::HashMap::from([("model".to_string(), model.to_string()), ("network".to_string(), module.network.clone())]);
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
+    write_atomically(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`] into `params`; every tensor must match.
+pub fn load_checkpoint(path: &Path, module: &crate::ir::Module, params: &mut crate::interp::Params) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
+    let read = |name: &str, len: usize| -> Result<Vec<f64>, String> {
+        let view = tensors.tensor(name).map_err(|_| format!("{} has no tensor `{name}`; was it written for this model?", path.display()))?;
+        let data = view.data();
+        if data.len() != len * 4 {
+            return Err(format!("tensor `{name}` in {} has {} values, the model needs {len}", path.display(), data.len() / 4));
+        }
+        Ok(data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect())
+    };
+    for (index, proj) in module.projections.iter().enumerate() {
+        let name = format!("proj{index}.{}->{}", module.source_name(&proj.source), module.population(proj.target).name);
+        params.weights[index] = read(&name, params.weights[index].len())?;
+    }
+    for (p, pop) in module.populations.iter().enumerate() {
+        for (v, var) in pop.vars.iter().enumerate() {
+            let len = params.neuron_params[p][v].len();
+            if len > 0 {
+                params.neuron_params[p][v] = read(&format!("{}.{}", pop.name, var.name), len)?;
+            }
+        }
+    }
+    Ok(())
+}

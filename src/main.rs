@@ -44,6 +44,44 @@ enum Command {
         stage: Stage,
         file: PathBuf,
     },
+    /// Compile and train a model as its train block says (reference back end).
+    Run {
+        file: PathBuf,
+        /// Epochs per phase, instead of the file's.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Override a setting: steps, batch, epochs, lr, seed or a network parameter.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        /// Where metrics.csv, metrics.json and checkpoints go.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The MNIST folder, instead of the model's.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Back end: `interp` (the reference interpreter; the JIT and CUDA are not built yet).
+        #[arg(long, default_value = "interp")]
+        backend: String,
+        /// Train on the first N training samples only.
+        #[arg(long)]
+        limit_train: Option<usize>,
+        /// Evaluate on the first N test samples only.
+        #[arg(long)]
+        limit_test: Option<usize>,
+    },
+    /// Evaluate a trained model from a checkpoint.
+    Eval {
+        file: PathBuf,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        limit_test: Option<usize>,
+    },
     /// Format models canonically, in place.
     Fmt {
         files: Vec<PathBuf>,
@@ -62,7 +100,165 @@ fn main() -> ExitCode {
         Command::Check { files, format, time } => check(&files, format, time),
         Command::Emit { stage, file } => emit(stage, &file),
         Command::Fmt { files, check, stdout } => fmt(&files, check, stdout),
+        Command::Run { file, epochs, sets, out, data, threads, backend, limit_train, limit_test } => {
+            if backend != "interp" {
+                eprintln!("error: backend `{backend}` is not built yet; use `--backend interp`");
+                return ExitCode::FAILURE;
+            }
+            if let Some(threads) = threads {
+                if rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().is_err() {
+                    eprintln!("error: cannot start {threads} threads");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let mut parsed = Vec::new();
+            for set in sets {
+                match set.split_once('=') {
+                    Some((k, v)) => parsed.push((k.trim().to_string(), v.trim().to_string())),
+                    None => {
+                        eprintln!("error: --set {set}: write NAME=VALUE");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            let options = snnc::driver::RunOptions { epochs, sets: parsed, out, data_dir: data, limit_train, limit_test, seed: 0, progress: true };
+            report(run(&file, &options))
+        }
+        Command::Eval { file, checkpoint, data, limit_test } => report(eval(&file, &checkpoint, data.as_deref(), limit_test)),
     }
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks a file and returns its module, printing diagnostics.
+fn compile(file: &PathBuf) -> Result<snnc::ir::Module, String> {
+    let checked = check_path(file)?;
+    if !checked.diagnostics.is_empty() {
+        eprint!("{}", render_all(&checked.diagnostics, terminal_width()));
+    }
+    if checked.has_errors() {
+        return Err(format!("{} has errors", file.display()));
+    }
+    checked.outcome.module.ok_or_else(|| format!("{} defines no network", file.display()))
+}
+
+fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String> {
+    let mut module = compile(file)?;
+    snnc::driver::apply_sets(&mut module, &options.sets)?;
+    let train = module.train.as_ref().ok_or("the model has no train block")?;
+    let data = snnc::driver::load_data(train, options.data_dir.as_deref())?;
+    let stem = file.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
+    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&stem));
+    let config = snnc::runtime::RunConfig { epochs: options.epochs, limit_train: options.limit_train, limit_test: options.limit_test, seed: options.seed };
+    println!(
+        "{}: {} populations, {} steps, {} training / {} test samples, {} threads, reference back end",
+        module.network,
+        module.populations.len(),
+        module.steps,
+        options.limit_train.map_or(data.train.len(), |l| l.min(data.train.len())),
+        options.limit_test.map_or(data.test.len(), |l| l.min(data.test.len())),
+        rayon::current_num_threads()
+    );
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} loss {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut header_printed = false;
+    let mut epoch = 0;
+    let (params, history) = snnc::runtime::train_module(
+        &module,
+        &data,
+        &config,
+        |metrics| {
+            bar.finish_and_clear();
+            if !header_printed {
+                let terms: Vec<String> = metrics.losses.iter().map(|(n, _)| format!("{n:>10}")).collect();
+                println!("{:>5} {:>8} {} {:>9} {:>9} {:>10} {:>8}", "epoch", "phase", terms.join(" "), "train acc", "test acc", "samples/s", "seconds");
+                header_printed = true;
+            }
+            let terms: Vec<String> = metrics.losses.iter().map(|(_, v)| format!("{v:>10.4}")).collect();
+            println!(
+                "{:>5} {:>8} {} {:>8.2}% {:>8.2}% {:>10.0} {:>8.1}",
+                metrics.epoch,
+                metrics.phase,
+                terms.join(" "),
+                100.0 * metrics.train_accuracy,
+                100.0 * metrics.test_accuracy,
+                metrics.train_samples_per_second,
+                metrics.seconds
+            );
+            let spikes: Vec<String> = metrics.spikes_per_neuron.iter().map(|(n, s)| format!("{n} {s:.3}")).collect();
+            println!("      spikes per neuron per sample: {}", spikes.join(", "));
+        },
+        |done, total, running| {
+            if done <= 1 || bar.length() != Some(total as u64) {
+                epoch += 1;
+                bar.reset();
+                bar.set_length(total as u64);
+                bar.set_prefix(format!("epoch {epoch}"));
+            }
+            bar.set_position(done as u64);
+            bar.set_message(format!("{running:.4}"));
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    write_metrics(&out, &history)?;
+    snnc::driver::save_checkpoint(&out.join("checkpoint.safetensors"), &module, &params, &file.display().to_string())?;
+    println!("wrote {0}/metrics.csv, {0}/metrics.json and {0}/checkpoint.safetensors", out.display());
+    Ok(())
+}
+
+fn write_metrics(out: &std::path::Path, history: &[snnc::runtime::EpochMetrics]) -> Result<(), String> {
+    let mut csv = String::from("epoch,phase,lr,");
+    if let Some(first) = history.first() {
+        for (name, _) in &first.losses {
+            csv.push_str(&format!("loss_{name},"));
+        }
+        for (name, _) in &first.spikes_per_neuron {
+            csv.push_str(&format!("spikes_{name},"));
+        }
+    }
+    csv.push_str("train_accuracy,test_accuracy,train_samples_per_second,seconds\n");
+    for m in history {
+        csv.push_str(&format!("{},{},{},", m.epoch, m.phase, m.lr));
+        for (_, v) in &m.losses {
+            csv.push_str(&format!("{v},"));
+        }
+        for (_, v) in &m.spikes_per_neuron {
+            csv.push_str(&format!("{v},"));
+        }
+        csv.push_str(&format!("{},{},{},{}\n", m.train_accuracy, m.test_accuracy, m.train_samples_per_second, m.seconds));
+    }
+    let json = serde_json::to_string_pretty(history).map_err(|e| e.to_string())?;
+    for (name, bytes) in [("metrics.csv", csv.into_bytes()), ("metrics.json", json.into_bytes())] {
+        snnc::driver::write_atomically(&out.join(name), &bytes).map_err(|e| format!("cannot write {}: {e}", out.join(name).display()))?;
+    }
+    Ok(())
+}
+
+fn eval(file: &PathBuf, checkpoint: &std::path::Path, data_dir: Option<&std::path::Path>, limit_test: Option<usize>) -> Result<(), String> {
+    let module = compile(file)?;
+    let train = module.train.as_ref().ok_or("the model has no train block")?;
+    let data = snnc::driver::load_data(train, data_dir)?;
+    let mut params = snnc::interp::init_params(&module, train.seed);
+    snnc::driver::load_checkpoint(checkpoint, &module, &mut params)?;
+    let n = limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
+    let (accuracy, spikes) = snnc::runtime::evaluate(&module, train, &params, &data.test, n, train.seed).map_err(|e| e.to_string())?;
+    println!("test accuracy {:.2}% on {n} samples", 100.0 * accuracy);
+    for (pop, s) in module.populations.iter().zip(spikes) {
+        println!("  {}: {s:.3} spikes per neuron per sample", pop.name);
+    }
+    Ok(())
 }
 
 fn terminal_width() -> usize {
