@@ -35,8 +35,9 @@ pub fn render_all(diagnostics: &[Diagnostic], width: usize) -> String {
 }
 
 /// Options of `snnc run`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RunOptions {
+    pub backend: crate::runtime::Backend,
     pub epochs: Option<usize>,
     pub sets: Vec<(String, String)>,
     pub out: Option<std::path::PathBuf>,

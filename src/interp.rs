@@ -213,7 +213,7 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
     trace
 }
 
-fn initial_values(pop: &Population, p: usize, params: &Params, batch: usize, seed: u64, samples: &[SampleRef]) -> Vec<Vec<f64>> {
+pub fn initial_values(pop: &Population, p: usize, params: &Params, batch: usize, seed: u64, samples: &[SampleRef]) -> Vec<Vec<f64>> {
     let n = pop.size();
     pop.vars
         .iter()

@@ -7,6 +7,7 @@
 //! front-end module that touches files.
 
 pub mod ast;
+pub mod batched;
 pub mod data;
 pub mod diag;
 pub mod driver;

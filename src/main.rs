@@ -62,8 +62,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Back end: `interp` (the reference interpreter; the JIT and CUDA are not built yet).
-        #[arg(long, default_value = "interp")]
+        /// Back end: `batched` (whole batch rows per IR node, GEMM) or `interp` (the scalar
+        /// reference interpreter). The JIT and CUDA back ends are not built yet.
+        #[arg(long, default_value = "batched")]
         backend: String,
         /// Train on the first N training samples only.
         #[arg(long)]
@@ -101,10 +102,18 @@ fn main() -> ExitCode {
         Command::Emit { stage, file } => emit(stage, &file),
         Command::Fmt { files, check, stdout } => fmt(&files, check, stdout),
         Command::Run { file, epochs, sets, out, data, threads, backend, limit_train, limit_test } => {
-            if backend != "interp" {
-                eprintln!("error: backend `{backend}` is not built yet; use `--backend interp`");
-                return ExitCode::FAILURE;
-            }
+            let backend = match backend.as_str() {
+                "interp" => snnc::runtime::Backend::Interp,
+                "batched" => snnc::runtime::Backend::Batched,
+                "jit" | "cuda" => {
+                    eprintln!("error: backend `{backend}` is not built yet; use `--backend batched` or `--backend interp`");
+                    return ExitCode::FAILURE;
+                }
+                other => {
+                    eprintln!("error: unknown backend `{other}`; choose `batched` or `interp`");
+                    return ExitCode::FAILURE;
+                }
+            };
             if let Some(threads) = threads {
                 if rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().is_err() {
                     eprintln!("error: cannot start {threads} threads");
@@ -121,7 +130,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let options = snnc::driver::RunOptions { epochs, sets: parsed, out, data_dir: data, limit_train, limit_test, seed: 0, progress: true };
+            let options = snnc::driver::RunOptions { epochs, sets: parsed, out, data_dir: data, limit_train, limit_test, seed: 0, progress: true, backend };
             report(run(&file, &options))
         }
         Command::Eval { file, checkpoint, data, limit_test } => report(eval(&file, &checkpoint, data.as_deref(), limit_test)),
@@ -157,15 +166,22 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
     let data = snnc::driver::load_data(train, options.data_dir.as_deref())?;
     let stem = file.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
     let out = options.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&stem));
-    let config = snnc::runtime::RunConfig { epochs: options.epochs, limit_train: options.limit_train, limit_test: options.limit_test, seed: options.seed };
+    let config = snnc::runtime::RunConfig {
+        epochs: options.epochs,
+        limit_train: options.limit_train,
+        limit_test: options.limit_test,
+        seed: options.seed,
+        backend: options.backend,
+    };
     println!(
-        "{}: {} populations, {} steps, {} training / {} test samples, {} threads, reference back end",
+        "{}: {} populations, {} steps, {} training / {} test samples, {} threads, {:?} back end",
         module.network,
         module.populations.len(),
         module.steps,
         options.limit_train.map_or(data.train.len(), |l| l.min(data.train.len())),
         options.limit_test.map_or(data.test.len(), |l| l.min(data.test.len())),
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        options.backend
     );
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -253,7 +269,7 @@ fn eval(file: &PathBuf, checkpoint: &std::path::Path, data_dir: Option<&std::pat
     let mut params = snnc::interp::init_params(&module, train.seed);
     snnc::driver::load_checkpoint(checkpoint, &module, &mut params)?;
     let n = limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
-    let (accuracy, spikes) = snnc::runtime::evaluate(&module, train, &params, &data.test, n, train.seed).map_err(|e| e.to_string())?;
+    let (accuracy, spikes) = snnc::runtime::evaluate_with(snnc::runtime::Backend::Batched, &module, train, &params, &data.test, n, train.seed).map_err(|e| e.to_string())?;
     println!("test accuracy {:.2}% on {n} samples", 100.0 * accuracy);
     for (pop, s) in module.populations.iter().zip(spikes) {
         println!("  {}: {s:.3} spikes per neuron per sample", pop.name);

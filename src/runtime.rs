@@ -294,7 +294,7 @@ fn source_shape<'m>(module: &'m Module, source: &Source) -> &'m [usize] {
 
 /// The adjoint of [`interp::project`]: `dW += x (x) g`, `dx += W g`.
 #[allow(clippy::too_many_arguments)]
-fn project_backward(
+pub fn project_backward(
     connectivity: &crate::ir::Connectivity,
     w: &[f64],
     x: &[f64],
@@ -429,6 +429,15 @@ pub struct EpochMetrics {
     pub train_samples_per_second: f64,
 }
 
+/// Which implementation runs the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The scalar reference interpreter, one neuron at a time.
+    Interp,
+    /// Whole batch rows per IR node, GEMM for dense projections.
+    Batched,
+}
+
 /// What to run: limits and threads.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -436,6 +445,70 @@ pub struct RunConfig {
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
     pub seed: u64,
+    pub backend: Backend,
+}
+
+/// Samples per shard of the batched back end: fixed, so that gradients are summed in the same
+/// order whatever the number of threads.
+pub const SHARD: usize = 16;
+
+/// Forward and backward for a shard of samples on the batched back end.
+pub fn shard_gradients(module: &Module, train: &Train, phase: &Phase, params: &Params, samples: &[SampleRef], labels: &[usize], seed: u64) -> Result<Vec<SampleResult>, Unsupported> {
+    let surrogate = match &train.method {
+        Method::Bptt { surrogate } => surrogate,
+        other => return Err(Unsupported(format!("the batched back end trains with `bptt`; {} is not built yet", method_name(other)))),
+    };
+    let net = interp::net_params(module);
+    let trace = crate::batched::run(module, params, samples, seed, &net);
+    let steps = trace.spikes.len();
+    let batch = samples.len();
+    let mut readout = ReadoutGrads::zeros(module, steps);
+    // Batch layout: every population's vectors hold `batch` rows.
+    for t in 0..steps {
+        for (p, pop) in module.populations.iter().enumerate() {
+            readout.spikes[t][p] = vec![0.0; batch * pop.size()];
+            for v in 0..pop.vars.len() {
+                readout.states[t][p][v] = vec![0.0; batch * pop.size()];
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(batch);
+    for (b, sample) in samples.iter().enumerate() {
+        let one = crate::batched::sample_trace(module, &trace, b);
+        let values = loss::evaluate(module, &train.exprs, &one, params, labels[b], sample.features)?;
+        let mut grads_one = ReadoutGrads::zeros(module, steps);
+        let mut terms = Vec::with_capacity(phase.losses.len());
+        for term in &phase.losses {
+            terms.push(values[term.value.0 as usize].data[0]);
+            loss::backward(&train.exprs, &values, term.value, 1.0, params, &mut grads_one)?;
+        }
+        for t in 0..steps {
+            for (p, pop) in module.populations.iter().enumerate() {
+                let n = pop.size();
+                readout.spikes[t][p][b * n..(b + 1) * n].copy_from_slice(&grads_one.spikes[t][p]);
+                for v in 0..pop.vars.len() {
+                    readout.states[t][p][v][b * n..(b + 1) * n].copy_from_slice(&grads_one.states[t][p][v]);
+                }
+            }
+        }
+        for (total, one) in readout.weights.iter_mut().zip(&grads_one.weights) {
+            for (x, y) in total.iter_mut().zip(one) {
+                *x += y;
+            }
+        }
+        let spikes_per_pop = spike_counts(module, &one);
+        results.push(SampleResult { terms, prediction: train.predict.map(|root| values[root.0 as usize].data[0] as usize), grads: zeros_like(params), spikes_per_pop });
+    }
+    let mut grads = zeros_like(params);
+    for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
+        g.copy_from_slice(r);
+    }
+    crate::batched::backward(module, params, &trace, &mut readout, &mut grads, surrogate, samples, seed, &net);
+    // The shard's gradient travels with its first sample; the others carry zeros.
+    if let Some(first) = results.first_mut() {
+        first.grads = grads;
+    }
+    Ok(results)
 }
 
 /// Trains a module as its train block says and reports metrics after every epoch.
@@ -468,10 +541,26 @@ pub fn train_module(
             let mut term_sums = vec![0.0; phase.losses.len()];
             let mut correct = 0usize;
             for (batch_index, chunk) in order.chunks(train.batch.max(1)).enumerate() {
-                let results: Vec<Result<SampleResult, Unsupported>> = chunk
-                    .par_iter()
-                    .map(|&i| sample_gradients(module, train, phase, &params, SampleRef { id: i as u64, features: data.train.sample(i) }, usize::from(data.train.labels[i]), seed))
-                    .collect();
+                let results: Vec<Result<SampleResult, Unsupported>> = match config.backend {
+                    Backend::Interp => chunk
+                        .par_iter()
+                        .map(|&i| sample_gradients(module, train, phase, &params, SampleRef { id: i as u64, features: data.train.sample(i) }, usize::from(data.train.labels[i]), seed))
+                        .collect(),
+                    Backend::Batched => chunk
+                        .par_chunks(SHARD)
+                        .map(|shard| {
+                            let samples: Vec<SampleRef> = shard.iter().map(|&i| SampleRef { id: i as u64, features: data.train.sample(i) }).collect();
+                            let labels: Vec<usize> = shard.iter().map(|&i| usize::from(data.train.labels[i])).collect();
+                            shard_gradients(module, train, phase, &params, &samples, &labels, seed)
+                        })
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .flat_map(|r| match r {
+                            Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>(),
+                            Err(e) => vec![Err(e)],
+                        })
+                        .collect(),
+                };
                 let mut total = zeros_like(&params);
                 for (result, &i) in results.into_iter().zip(chunk) {
                     let result = result?;
@@ -489,7 +578,7 @@ pub fn train_module(
                 on_batch(((batch_index + 1) * train.batch.max(1)).min(n_train), n_train, running);
             }
             let train_seconds = started.elapsed().as_secs_f64();
-            let (test_accuracy, spikes) = evaluate(module, train, &params, &data.test, n_test, seed)?;
+            let (test_accuracy, spikes) = evaluate_with(config.backend, module, train, &params, &data.test, n_test, seed)?;
             let metrics = EpochMetrics {
                 phase: phase.name.clone(),
                 epoch: global_epoch + 1,
@@ -507,6 +596,48 @@ pub fn train_module(
         }
     }
     Ok((params, history))
+}
+
+/// Test accuracy and spikes per neuron per sample on the chosen back end.
+pub fn evaluate_with(backend: Backend, module: &Module, train: &Train, params: &Params, split: &Split, n: usize, seed: u64) -> Result<(f64, Vec<f64>), Unsupported> {
+    if backend == Backend::Interp {
+        return evaluate(module, train, params, split, n, seed);
+    }
+    let indices: Vec<usize> = (0..n).collect();
+    let net = interp::net_params(module);
+    let shards: Vec<Result<(usize, Vec<f64>), Unsupported>> = indices
+        .par_chunks(SHARD)
+        .map(|shard| {
+            let samples: Vec<SampleRef> = shard.iter().map(|&i| SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) }).collect();
+            let trace = crate::batched::run(module, params, &samples, seed, &net);
+            let mut correct = 0;
+            let mut spikes = vec![0.0; module.populations.len()];
+            for (b, &i) in shard.iter().enumerate() {
+                let one = crate::batched::sample_trace(module, &trace, b);
+                if let Some(root) = train.predict {
+                    let values = loss::evaluate(module, &train.exprs, &one, params, usize::from(split.labels[i]), samples[b].features)?;
+                    correct += usize::from(values[root.0 as usize].data[0] as usize == usize::from(split.labels[i]));
+                }
+                for (s, c) in spikes.iter_mut().zip(spike_counts(module, &one)) {
+                    *s += c;
+                }
+            }
+            Ok((correct, spikes))
+        })
+        .collect();
+    let mut correct = 0;
+    let mut spikes = vec![0.0; module.populations.len()];
+    for shard in shards {
+        let (c, s) = shard?;
+        correct += c;
+        for (total, x) in spikes.iter_mut().zip(s) {
+            *total += x;
+        }
+    }
+    for (s, pop) in spikes.iter_mut().zip(&module.populations) {
+        *s /= (n.max(1) * pop.size()) as f64;
+    }
+    Ok((correct as f64 / n.max(1) as f64, spikes))
 }
 
 /// Test accuracy and mean spikes per neuron per sample for each population.

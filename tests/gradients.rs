@@ -143,7 +143,7 @@ fn quick_yin_yang() -> Module {
 fn same_seed_same_weights_for_any_thread_count() {
     let m = quick_yin_yang();
     let data = yin_yang(64, 16, 42);
-    let config = RunConfig { epochs: Some(1), limit_train: Some(64), limit_test: Some(16), seed: 1 };
+    let config = RunConfig { epochs: Some(1), limit_train: Some(64), limit_test: Some(16), seed: 1, backend: snnc::runtime::Backend::Interp };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| train_module(&m, &data, &config, |_| {}, |_, _, _| {}).unwrap().0)
@@ -157,7 +157,7 @@ fn same_seed_same_weights_for_any_thread_count() {
 fn a_short_yin_yang_run_lowers_the_loss() {
     let m = quick_yin_yang();
     let data = yin_yang(480, 120, 42);
-    let config = RunConfig { epochs: Some(3), limit_train: None, limit_test: None, seed: 2 };
+    let config = RunConfig { epochs: Some(3), limit_train: None, limit_test: None, seed: 2, backend: snnc::runtime::Backend::Interp };
     let (_, history) = train_module(&m, &data, &config, |_| {}, |_, _, _| {}).unwrap();
     let first = history[0].losses[0].1;
     let last = history[2].losses[0].1;
