@@ -417,6 +417,8 @@ fn source_of<'t>(proj: &ir::Projection, p: usize, t: usize, inputs: &'t [Vec<f64
 /// Forward pass over a batch; the trace has the same layout as [`crate::interp::run`]'s.
 pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, net: &[f64]) -> Trace {
     let batch = samples.len();
+    // Projections of inputs that do not change over time, computed once per batch.
+    let mut hoisted: Vec<Option<Vec<f64>>> = vec![None; module.projections.len()];
     let mut values: Vec<Vec<Vec<f64>>> = module.populations.iter().enumerate().map(|(p, pop)| initial_values(pop, p, params, batch, seed, samples)).collect();
     let mut counters: Vec<Vec<u32>> = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
     let refractory: Vec<u32> = module.populations.iter().map(|pop| refractory_steps(module, pop, net)).collect();
@@ -427,7 +429,7 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
         let mut step_spikes: Vec<Vec<f64>> = Vec::new();
         let mut step_ports = Vec::new();
         for (p, pop) in module.populations.iter().enumerate() {
-            let ports = deliver(module, params, p, step, &inputs, &step_spikes, &trace.spikes, batch);
+            let ports = deliver(module, params, p, step, &inputs, &step_spikes, &trace.spikes, batch, &mut hoisted);
             let ctx = PopStep { module, pop, p, step, seed, samples, net, surrogate: None };
             let mut tape = ArrayTape::new(batch * pop.size());
             let record = ctx.record(&mut tape, &values[p], &ports, &counters[p]);
@@ -452,8 +454,23 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
     trace
 }
 
+/// Whether projection `proj` reads an input that is constant over the active steps.
+fn is_hoisted(module: &Module, proj: &ir::Projection, t: usize) -> bool {
+    t < module.steps && matches!(&proj.source, Source::Input(id) if module.inputs[id.0 as usize].is_constant_over_time())
+}
+
 #[allow(clippy::too_many_arguments)]
-fn deliver(module: &Module, params: &Params, p: usize, t: usize, inputs: &[Vec<f64>], this_step: &[Vec<f64>], spikes: &[Vec<Vec<f64>>], batch: usize) -> Vec<Vec<f64>> {
+fn deliver(
+    module: &Module,
+    params: &Params,
+    p: usize,
+    t: usize,
+    inputs: &[Vec<f64>],
+    this_step: &[Vec<f64>],
+    spikes: &[Vec<Vec<f64>>],
+    batch: usize,
+    hoisted: &mut [Option<Vec<f64>>],
+) -> Vec<Vec<f64>> {
     let pop = &module.populations[p];
     let n_post = pop.size();
     let mut ports = vec![vec![0.0; batch * n_post]; pop.ports.len()];
@@ -464,16 +481,34 @@ fn deliver(module: &Module, params: &Params, p: usize, t: usize, inputs: &[Vec<f
         let Some(source) = source_of(proj, p, t, inputs, this_step, spikes) else { continue };
         let n_pre = module.source_size(&proj.source);
         let out = &mut ports[proj.port.0 as usize];
+        if is_hoisted(module, proj, t) {
+            let cached = hoisted[index].get_or_insert_with(|| {
+                let mut y = vec![0.0; batch * n_post];
+                project_batch(module, proj, &params.weights[index], source, &mut y, batch, n_pre, n_post, &pop.shape);
+                y
+            });
+            for (o, c) in out.iter_mut().zip(cached.iter()) {
+                *o += c;
+            }
+            continue;
+        }
+        project_batch(module, proj, &params.weights[index], source, out, batch, n_pre, n_post, &pop.shape);
+    }
+    ports
+}
+
+#[allow(clippy::too_many_arguments)]
+fn project_batch(module: &Module, proj: &ir::Projection, w: &[f64], source: &[f64], out: &mut [f64], batch: usize, n_pre: usize, n_post: usize, out_shape: &[usize]) {
+    {
         if proj.connectivity == Connectivity::Dense {
-            dense(batch, n_pre, n_post, source, &params.weights[index], out);
+            dense(batch, n_pre, n_post, source, w, out);
         } else {
             let in_shape = source_shape(module, &proj.source);
             for b in 0..batch {
-                crate::interp::project(&proj.connectivity, &params.weights[index], &source[b * n_pre..(b + 1) * n_pre], &mut out[b * n_post..(b + 1) * n_post], in_shape, &pop.shape);
+                crate::interp::project(&proj.connectivity, w, &source[b * n_pre..(b + 1) * n_pre], &mut out[b * n_post..(b + 1) * n_post], in_shape, out_shape);
             }
         }
     }
-    ports
 }
 
 fn source_shape<'m>(module: &'m Module, source: &Source) -> &'m [usize] {
@@ -490,6 +525,9 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
     let batch = samples.len();
     let steps = trace.spikes.len();
     let mut carry: Vec<Vec<Vec<f64>>> = module.populations.iter().map(|p| vec![vec![0.0; p.size() * batch]; p.vars.len()]).collect();
+    // Port adjoints of hoisted projections, summed over the active steps: their weight
+    // gradient is one GEMM per batch instead of one per step.
+    let mut hoisted_grads: Vec<Option<Vec<f64>>> = vec![None; module.projections.len()];
     for t in (0..steps).rev() {
         for (p, pop) in module.populations.iter().enumerate().rev() {
             let len = pop.size() * batch;
@@ -526,6 +564,13 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
                 }
                 let g = &port_grads[proj.port.0 as usize];
                 if g.is_empty() {
+                    continue;
+                }
+                if is_hoisted(module, proj, t) {
+                    let sum = hoisted_grads[index].get_or_insert_with(|| vec![0.0; g.len()]);
+                    for (s, x) in sum.iter_mut().zip(g) {
+                        *s += x;
+                    }
                     continue;
                 }
                 let (source, spike_step): (&[f64], Option<(usize, usize)>) = match &proj.source {
@@ -576,6 +621,38 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
                         *slot += value;
                     }
                 }
+            }
+        }
+    }
+    for (index, sum) in hoisted_grads.iter().enumerate() {
+        let (Some(g), proj) = (sum, &module.projections[index]) else { continue };
+        let Source::Input(id) = &proj.source else { continue };
+        if !proj.trainable {
+            continue;
+        }
+        // The input is the same at every active step; take it from step 0.
+        let source = &trace.inputs[0][id.0 as usize];
+        let pop = module.population(proj.target);
+        let (n_pre, n_post) = (module.source_size(&proj.source), pop.size());
+        if proj.connectivity == Connectivity::Dense {
+            // SAFETY: dW = X^T G with X batch x n_pre and G batch x n_post, both row-major.
+            unsafe {
+                matrixmultiply::dgemm(n_pre, batch, n_post, 1.0, source.as_ptr(), 1, n_pre as isize, g.as_ptr(), n_post as isize, 1, 1.0, grads.weights[index].as_mut_ptr(), n_post as isize, 1);
+            }
+        } else {
+            let in_shape = source_shape(module, &proj.source);
+            let mut unused = vec![0.0; n_pre];
+            for b in 0..batch {
+                crate::runtime::project_backward(
+                    &proj.connectivity,
+                    &params.weights[index],
+                    &source[b * n_pre..(b + 1) * n_pre],
+                    &g[b * n_post..(b + 1) * n_post],
+                    &mut grads.weights[index],
+                    &mut unused,
+                    in_shape,
+                    &pop.shape,
+                );
             }
         }
     }

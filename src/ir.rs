@@ -194,6 +194,17 @@ impl Exprs {
         }
     }
 
+    /// Whether the expression reads a global for which `pred` holds.
+    pub fn reads_global(&self, id: ExprId, pred: &dyn Fn(Global) -> bool) -> bool {
+        match self.get(id) {
+            Node::Const(_) | Node::Var(_) | Node::Port(_) => false,
+            Node::Global(global) => pred(*global),
+            Node::Unary(_, a) => self.reads_global(*a, pred),
+            Node::Binary(_, a, b) => self.reads_global(*a, pred) || self.reads_global(*b, pred),
+            Node::Call(_, args) => args.iter().any(|a| self.reads_global(*a, pred)),
+        }
+    }
+
     /// Infix text of an expression, fully parenthesised where needed; `name` prints variables.
     pub fn display(&self, id: ExprId, names: &dyn Fn(VarId) -> String, ports: &dyn Fn(PortId) -> String) -> String {
         let mut out = String::new();
@@ -509,6 +520,14 @@ pub struct Module {
     pub populations: Vec<Population>,
     pub projections: Vec<Projection>,
     pub train: Option<crate::ir_train::Train>,
+}
+
+impl Input {
+    /// A current that is the same at every step of a sample (repeat encoding): its projections
+    /// can be computed once per sample.
+    pub fn is_constant_over_time(&self) -> bool {
+        self.kind == EncoderKind::Current && !self.exprs.reads_global(self.value, &|g| matches!(g, Global::Rand | Global::Time))
+    }
 }
 
 impl Module {
