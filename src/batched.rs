@@ -12,7 +12,6 @@ use crate::interp::{Params, SampleRef, Trace, initial_values, neuron_rng, rand_d
 use crate::ir::{self, BinaryOp, Connectivity, EncoderKind, ExprId, Exprs, Func, Global, Module, Node, PopId, Population, Source, UnaryOp};
 use crate::ir_train::Surrogate;
 use crate::loss::ReadoutGrads;
-use crate::tape::surrogate_grad;
 
 #[derive(Clone, Debug)]
 enum AOp {
@@ -185,6 +184,8 @@ struct Leaves<'a> {
     dt: f64,
     net_params: &'a [f64],
     data: Option<usize>,
+    /// The surrogate's argument, when recording a surrogate.
+    surrogate_x: Option<usize>,
     rand: &'a dyn Fn(ExprId) -> Vec<f64>,
 }
 
@@ -209,7 +210,7 @@ fn record(tape: &mut ArrayTape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo
             }
             Global::NetParam(i) => tape.constant(leaves.net_params[*i as usize]),
             Global::Data => leaves.data.unwrap_or_else(|| tape.constant(f64::NAN)),
-            Global::SurrogateX => tape.constant(f64::NAN),
+            Global::SurrogateX => leaves.surrogate_x.unwrap_or_else(|| tape.constant(f64::NAN)),
         },
         Node::Unary(op, a) => {
             let a = record(tape, exprs, *a, leaves, memo);
@@ -303,7 +304,7 @@ impl PopStep<'_> {
         let apply = |tape: &mut ArrayTape, updates: &[ir::Update], current: &mut Vec<usize>, spiked: usize| {
             for update in updates {
                 let mut memo = Vec::new();
-                let leaves = Leaves { vars: current, ports: &port_leaves, spiked, time, dt, net_params: self.net, data: None, rand: &rand };
+                let leaves = Leaves { vars: current, ports: &port_leaves, spiked, time, dt, net_params: self.net, data: None, surrogate_x: None, rand: &rand };
                 current[update.var.0 as usize] = record(tape, &pop.exprs, update.value, &leaves, &mut memo);
             }
         };
@@ -320,7 +321,7 @@ impl PopStep<'_> {
         let snapshot = current.clone();
         let mut memo = Vec::new();
         for (update, _) in &pop.dynamics {
-            let leaves = Leaves { vars: &snapshot, ports: &port_leaves, spiked: zero, time, dt, net_params: self.net, data: None, rand: &rand };
+            let leaves = Leaves { vars: &snapshot, ports: &port_leaves, spiked: zero, time, dt, net_params: self.net, data: None, surrogate_x: None, rand: &rand };
             current[update.var.0 as usize] = record(tape, &pop.exprs, update.value, &leaves, &mut memo);
         }
         apply(tape, &pop.updates, &mut current, zero);
@@ -329,7 +330,7 @@ impl PopStep<'_> {
         let mut spike = zero;
         if let (Some(threshold), true) = (&pop.threshold, refractory.iter().any(|r| !r)) {
             let mut memo = Vec::new();
-            let leaves = Leaves { vars: &current, ports: &port_leaves, spiked: zero, time, dt, net_params: self.net, data: None, rand: &rand };
+            let leaves = Leaves { vars: &current, ports: &port_leaves, spiked: zero, time, dt, net_params: self.net, data: None, surrogate_x: None, rand: &rand };
             let lhs = record(tape, &pop.exprs, threshold.lhs, &leaves, &mut memo);
             let rhs = record(tape, &pop.exprs, threshold.rhs, &leaves, &mut memo);
             let x = tape.map2(lhs, rhs, AOp::Sub(lhs, rhs), |a, b| a - b);
@@ -337,9 +338,15 @@ impl PopStep<'_> {
             for k in 0..tape.len {
                 fired[k] = !refractory[k] && if threshold.op == BinaryOp::Ge { l[k] >= r[k] } else { l[k] > r[k] };
             }
-            let surrogate: Vec<f64> = (0..tape.len)
-                .map(|k| if refractory[k] { 0.0 } else { self.surrogate.map_or(0.0, |s| surrogate_grad(s, l[k] - r[k])) })
-                .collect();
+            let mut surrogate = match self.surrogate {
+                Some(s) => surrogate_over(s, tape.v(x)),
+                None => vec![0.0; tape.len],
+            };
+            for (g, refractory) in surrogate.iter_mut().zip(&refractory) {
+                if *refractory {
+                    *g = 0.0;
+                }
+            }
             spike = tape.push(AOp::Spike(x, Rc::new(surrogate)), fired.iter().map(|f| f64::from(u8::from(*f))).collect());
             if fired.iter().any(|f| *f) {
                 let condition = tape.push(AOp::Constant, fired.iter().map(|f| f64::from(u8::from(*f))).collect());
@@ -363,6 +370,16 @@ impl PopStep<'_> {
     }
 }
 
+/// A surrogate's gradient at every element of `x`, evaluated over the whole array at once.
+fn surrogate_over(surrogate: &Surrogate, x: &[f64]) -> Vec<f64> {
+    let mut tape = ArrayTape::new(x.len());
+    let leaf = tape.leaf(x.to_vec());
+    let nothing = |_: ExprId| Vec::new();
+    let leaves = Leaves { vars: &[], ports: &[], spiked: leaf, time: 0.0, dt: 0.0, net_params: &[], data: None, surrogate_x: Some(leaf), rand: &nothing };
+    let value = record(&mut tape, &surrogate.exprs, surrogate.grad, &leaves, &mut Vec::new());
+    tape.v(value).to_vec()
+}
+
 fn select(tape: &mut ArrayTape, condition: usize, a: usize, b: usize) -> usize {
     let values: Vec<f64> = (0..tape.len).map(|k| if tape.v(condition)[k] != 0.0 { tape.v(a)[k] } else { tape.v(b)[k] }).collect();
     tape.push(AOp::Select(condition, a, b), values)
@@ -380,7 +397,7 @@ fn encode(module: &Module, input: &ir::Input, index: usize, samples: &[SampleRef
     let rand = |id: ExprId| -> Vec<f64> {
         (0..len).map(|k| rand_draw((seed, samples[k / n].id, step as u64, ((index as u64) << 24) | (k % n) as u64), id)).collect()
     };
-    let leaves = Leaves { vars: &[], ports: &[], spiked: data, time: step as f64 * module.dt, dt: module.dt, net_params: net, data: Some(data), rand: &rand };
+    let leaves = Leaves { vars: &[], ports: &[], spiked: data, time: step as f64 * module.dt, dt: module.dt, net_params: net, data: Some(data), surrogate_x: None, rand: &rand };
     let value = record(&mut tape, &input.exprs, input.value, &leaves, &mut Vec::new());
     let value = tape.v(value).to_vec();
     match input.kind {

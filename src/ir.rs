@@ -286,6 +286,8 @@ pub fn eval_binary(op: BinaryOp, a: f64, b: f64) -> Option<f64> {
         BinaryOp::Sub => a - b,
         BinaryOp::Mul => a * b,
         BinaryOp::Div => a / b,
+        // Squares are common (surrogates, losses) and much cheaper than powf.
+        BinaryOp::Pow if b == 2.0 => a * a,
         BinaryOp::Pow => a.powf(b),
     })
 }

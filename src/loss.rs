@@ -50,7 +50,8 @@ pub struct ReadoutGrads {
     pub spikes: Vec<Vec<Vec<f64>>>,
     /// `states[t][pop][var][i]`
     pub states: Vec<Vec<Vec<Vec<f64>>>>,
-    /// `weights[projection][k]`
+    /// `weights[projection][k]`; a projection's vector is allocated only when a loss term reads
+    /// its weights (`weight_l2`).
     pub weights: Vec<Vec<f64>>,
 }
 
@@ -59,7 +60,7 @@ impl ReadoutGrads {
         ReadoutGrads {
             spikes: vec![module.populations.iter().map(|p| vec![0.0; p.size()]).collect(); steps],
             states: vec![module.populations.iter().map(|p| vec![vec![0.0; p.size()]; p.vars.len()]).collect(); steps],
-            weights: module.projections.iter().map(|p| vec![0.0; p.weight_shape.iter().product()]).collect(),
+            weights: module.projections.iter().map(|_| Vec::new()).collect(),
         }
     }
 }
@@ -260,7 +261,11 @@ pub fn backward(
                 }
             },
             TNode::WeightL2(proj) => {
-                for (slot, w) in grads.weights[proj.0 as usize].iter_mut().zip(&params.weights[proj.0 as usize]) {
+                let target = &mut grads.weights[proj.0 as usize];
+                if target.is_empty() {
+                    target.resize(params.weights[proj.0 as usize].len(), 0.0);
+                }
+                for (slot, w) in target.iter_mut().zip(&params.weights[proj.0 as usize]) {
                     *slot += 2.0 * w * g[0];
                 }
             }

@@ -126,7 +126,9 @@ fn record_step(
 pub struct SampleResult {
     pub terms: Vec<f64>,
     pub prediction: Option<usize>,
-    pub grads: Grads,
+    /// The gradient; on the batched back end a shard's gradient travels with its first sample
+    /// and the others carry `None`.
+    pub grads: Option<Grads>,
     pub spikes_per_pop: Vec<f64>,
 }
 
@@ -171,7 +173,7 @@ pub fn sample_gradients(module: &Module, train: &Train, phase: &Phase, params: &
         }
     }
     backward_through_time(module, params, &trace, &mut readout, &mut grads, surrogate, seed, sample.id, &net);
-    Ok(SampleResult { terms, prediction, grads, spikes_per_pop: spike_counts(module, &trace) })
+    Ok(SampleResult { terms, prediction, grads: Some(grads), spikes_per_pop: spike_counts(module, &trace) })
 }
 
 fn method_name(method: &Method) -> &'static str {
@@ -492,21 +494,26 @@ pub fn shard_gradients(module: &Module, train: &Train, phase: &Phase, params: &P
             }
         }
         for (total, one) in readout.weights.iter_mut().zip(&grads_one.weights) {
+            if total.len() < one.len() {
+                total.resize(one.len(), 0.0);
+            }
             for (x, y) in total.iter_mut().zip(one) {
                 *x += y;
             }
         }
         let spikes_per_pop = spike_counts(module, &one);
-        results.push(SampleResult { terms, prediction: train.predict.map(|root| values[root.0 as usize].data[0] as usize), grads: zeros_like(params), spikes_per_pop });
+        results.push(SampleResult { terms, prediction: train.predict.map(|root| values[root.0 as usize].data[0] as usize), grads: None, spikes_per_pop });
     }
     let mut grads = zeros_like(params);
     for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
-        g.copy_from_slice(r);
+        for (x, y) in g.iter_mut().zip(r) {
+            *x += y;
+        }
     }
     crate::batched::backward(module, params, &trace, &mut readout, &mut grads, surrogate, samples, seed, &net);
     // The shard's gradient travels with its first sample; the others carry zeros.
     if let Some(first) = results.first_mut() {
-        first.grads = grads;
+        first.grads = Some(grads);
     }
     Ok(results)
 }
@@ -564,7 +571,9 @@ pub fn train_module(
                 let mut total = zeros_like(&params);
                 for (result, &i) in results.into_iter().zip(chunk) {
                     let result = result?;
-                    add_grads(&mut total, &result.grads);
+                    if let Some(grads) = &result.grads {
+                        add_grads(&mut total, grads);
+                    }
                     for (sum, term) in term_sums.iter_mut().zip(&result.terms) {
                         *sum += term;
                     }
