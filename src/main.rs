@@ -215,6 +215,13 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
             );
             let spikes: Vec<String> = metrics.spikes_per_neuron.iter().map(|(n, s)| format!("{n} {s:.3}")).collect();
             println!("      spikes per neuron per sample: {}", spikes.join(", "));
+            println!(
+                "      per test sample: {:.0} synaptic operations; FLOPs of the dense layers: SNN {:.0} vs ANN {:.0} ({:+.0}%)",
+                metrics.synaptic_ops,
+                metrics.snn_flops,
+                metrics.ann_flops,
+                100.0 * (metrics.snn_flops / metrics.ann_flops.max(1.0) - 1.0)
+            );
         },
         |done, total, running| {
             if done <= 1 || bar.length() != Some(total as u64) {
@@ -244,7 +251,7 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::runtime::EpochMetrics])
             csv.push_str(&format!("spikes_{name},"));
         }
     }
-    csv.push_str("train_accuracy,test_accuracy,train_samples_per_second,seconds\n");
+    csv.push_str("train_accuracy,test_accuracy,synaptic_ops,snn_flops,ann_flops,train_samples_per_second,seconds\n");
     for m in history {
         csv.push_str(&format!("{},{},{},", m.epoch, m.phase, m.lr));
         for (_, v) in &m.losses {
@@ -253,7 +260,10 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::runtime::EpochMetrics])
         for (_, v) in &m.spikes_per_neuron {
             csv.push_str(&format!("{v},"));
         }
-        csv.push_str(&format!("{},{},{},{}\n", m.train_accuracy, m.test_accuracy, m.train_samples_per_second, m.seconds));
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            m.train_accuracy, m.test_accuracy, m.synaptic_ops, m.snn_flops, m.ann_flops, m.train_samples_per_second, m.seconds
+        ));
     }
     let json = serde_json::to_string_pretty(history).map_err(|e| e.to_string())?;
     for (name, bytes) in [("metrics.csv", csv.into_bytes()), ("metrics.json", json.into_bytes())] {

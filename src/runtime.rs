@@ -427,6 +427,13 @@ pub struct EpochMetrics {
     pub test_accuracy: f64,
     /// Mean spikes per neuron per sample, per population, on the test set.
     pub spikes_per_neuron: Vec<(String, f64)>,
+    /// Synaptic operations per test sample: every non-zero presynaptic value times its fan-out.
+    pub synaptic_ops: f64,
+    /// seeds/003 §4.3 on the dense layers, per test sample: the SNN's FLOPs summed over steps,
+    /// `(2 M F - 1) N + 2 N` with F the step's input firing rate, and the equivalent ANN's
+    /// `(2 M - 1) N + 2 N`.
+    pub snn_flops: f64,
+    pub ann_flops: f64,
     pub seconds: f64,
     pub train_samples_per_second: f64,
 }
@@ -588,6 +595,7 @@ pub fn train_module(
             }
             let train_seconds = started.elapsed().as_secs_f64();
             let (test_accuracy, spikes) = evaluate_with(config.backend, module, train, &params, &data.test, n_test, seed)?;
+            let (synaptic_ops, snn_flops, ann_flops) = operation_counts(module, &params, &data.test, n_test.min(256), seed);
             let metrics = EpochMetrics {
                 phase: phase.name.clone(),
                 epoch: global_epoch + 1,
@@ -596,6 +604,9 @@ pub fn train_module(
                 train_accuracy: correct as f64 / n_train.max(1) as f64,
                 test_accuracy,
                 spikes_per_neuron: module.populations.iter().zip(spikes).map(|(p, s)| (p.name.clone(), s)).collect(),
+                synaptic_ops,
+                snn_flops,
+                ann_flops,
                 seconds: started.elapsed().as_secs_f64(),
                 train_samples_per_second: n_train as f64 / train_seconds.max(1e-9),
             };
@@ -605,6 +616,50 @@ pub fn train_module(
         }
     }
     Ok((params, history))
+}
+
+/// Synaptic operations, SNN FLOPs and ANN FLOPs per sample, averaged over the first `n`
+/// samples of `split` (see [`EpochMetrics`]).
+pub fn operation_counts(module: &Module, params: &Params, split: &Split, n: usize, seed: u64) -> (f64, f64, f64) {
+    if n == 0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let net = interp::net_params(module);
+    let samples: Vec<SampleRef> = (0..n).map(|i| SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) }).collect();
+    let mut totals = (0.0, 0.0, 0.0);
+    for shard in samples.chunks(SHARD) {
+        let trace = crate::batched::run(module, params, shard, seed, &net);
+        for (index, proj) in module.projections.iter().enumerate() {
+            let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
+            let fan_out = match proj.connectivity {
+                crate::ir::Connectivity::Conv2d { kernel, .. } | crate::ir::Connectivity::ConvTranspose2d { kernel, .. } => proj.weight_shape[0] * kernel * kernel,
+                _ => params.weights[index].len() / n_pre.max(1),
+            } as f64;
+            let dense = proj.connectivity == crate::ir::Connectivity::Dense;
+            let (m, big_n) = (n_pre as f64, n_post as f64);
+            for t in 0..trace.spikes.len() {
+                let values: &[f64] = match &proj.source {
+                    Source::Input(id) => &trace.inputs[t][id.0 as usize],
+                    Source::Population(id) => match t.checked_sub(if proj.delay_steps == 0 && (id.0 as usize) < proj.target.0 as usize { 0 } else { proj.delay_steps.max(1) }) {
+                        Some(ts) => &trace.spikes[ts][id.0 as usize],
+                        None => continue,
+                    },
+                };
+                for b in 0..shard.len() {
+                    let active = values[b * n_pre..(b + 1) * n_pre].iter().filter(|v| **v != 0.0).count() as f64;
+                    totals.0 += active * fan_out;
+                    if dense {
+                        let rate = active / m;
+                        totals.1 += (2.0 * m * rate - 1.0) * big_n + 2.0 * big_n;
+                    }
+                }
+            }
+            if dense {
+                totals.2 += ((2.0 * m - 1.0) * big_n + 2.0 * big_n) * shard.len() as f64;
+            }
+        }
+    }
+    (totals.0 / n as f64, totals.1 / n as f64, totals.2 / n as f64)
 }
 
 /// Test accuracy and spikes per neuron per sample on the chosen back end.

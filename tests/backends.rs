@@ -92,3 +92,21 @@ fn batched_training_is_deterministic_across_thread_counts() {
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
 }
+
+#[test]
+fn operation_counts_follow_the_lab_reports_formulas() {
+    let m = load("lab_lif_mnist_repeat.snn");
+    let params = init_params(&m, 1);
+    // Half the pixels on: with repeat encoding the input rate is exactly 0.5 at every step.
+    let pixels: Vec<f32> = (0..784).map(|i| if i % 2 == 0 { 0.6 } else { 0.0 }).collect();
+    let split = snnc::data::Split { n_features: 784, features: pixels, labels: vec![3] };
+    let (synops, snn, ann) = snnc::runtime::operation_counts(&m, &params, &split, 1, 1);
+    // seeds/003: 784-10-10 ANN = (2*784 - 1)*10 + 2*10 + (2*10 - 1)*10 + 2*10 = 15,900.
+    assert_eq!(ann, 15_900.0);
+    // The first layer's SNN FLOPs per step: (2 * 784 * 0.5 - 1) * 10 + 20 = 7,850.
+    let trace = snnc::interp::run(&m, &params, &[SampleRef { id: 1_000_000_000, features: &split.features }], 1, &net_params(&m));
+    let hidden_active: f64 = trace.spikes.iter().map(|s| s[0].iter().sum::<f64>()).sum();
+    let second: f64 = trace.spikes.iter().map(|s| (2.0 * s[0].iter().sum::<f64>() - 1.0) * 10.0 + 20.0).sum();
+    assert!((snn - (50.0 * 7_850.0 + second)).abs() < 1e-6, "{snn}");
+    assert!((synops - (50.0 * 392.0 * 10.0 + hidden_active * 10.0)).abs() < 1e-6, "{synops}");
+}
