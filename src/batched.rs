@@ -520,7 +520,7 @@ fn project_batch(module: &Module, proj: &ir::Projection, w: &[f64], source: &[f6
         if proj.connectivity == Connectivity::Dense {
             dense(batch, n_pre, n_post, source, w, out);
         } else {
-            let in_shape = source_shape(module, &proj.source);
+            let in_shape = module.source_shape(&proj.source);
             for b in 0..batch {
                 crate::interp::project(&proj.connectivity, w, &source[b * n_pre..(b + 1) * n_pre], &mut out[b * n_post..(b + 1) * n_post], in_shape, out_shape);
             }
@@ -528,12 +528,6 @@ fn project_batch(module: &Module, proj: &ir::Projection, w: &[f64], source: &[f6
     }
 }
 
-fn source_shape<'m>(module: &'m Module, source: &Source) -> &'m [usize] {
-    match source {
-        Source::Input(id) => &module.inputs[id.0 as usize].shape,
-        Source::Population(id) => &module.population(*id).shape,
-    }
-}
 
 /// BPTT over a batch: `readout` holds d loss / d (spikes, states) per step in batch layout;
 /// the weight and parameter gradients are added to `grads`.
@@ -618,7 +612,7 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
                         }
                     }
                 } else {
-                    let in_shape = source_shape(module, &proj.source);
+                    let in_shape = module.source_shape(&proj.source);
                     let mut scratch = vec![0.0; params.weights[index].len()];
                     for b in 0..batch {
                         crate::runtime::project_backward(
@@ -657,7 +651,7 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
                 matrixmultiply::dgemm(n_pre, batch, n_post, 1.0, source.as_ptr(), 1, n_pre as isize, g.as_ptr(), n_post as isize, 1, 1.0, grads.weights[index].as_mut_ptr(), n_post as isize, 1);
             }
         } else {
-            let in_shape = source_shape(module, &proj.source);
+            let in_shape = module.source_shape(&proj.source);
             let mut unused = vec![0.0; n_pre];
             for b in 0..batch {
                 crate::runtime::project_backward(

@@ -295,18 +295,12 @@ fn deliver(state: &Run, inputs: &[Vec<f64>], p: usize, this_step: &[Vec<f64>]) -
         for b in 0..state.batch {
             let x = &source[b * n_pre..(b + 1) * n_pre];
             let y = &mut out[b * n_post..(b + 1) * n_post];
-            project(&proj.connectivity, weights, x, y, source_shape(module, &proj.source), &pop.shape);
+            project(&proj.connectivity, weights, x, y, module.source_shape(&proj.source), &pop.shape);
         }
     }
     ports
 }
 
-fn source_shape<'m>(module: &'m Module, source: &Source) -> &'m [usize] {
-    match source {
-        Source::Input(id) => &module.inputs[id.0 as usize].shape,
-        Source::Population(id) => &module.population(*id).shape,
-    }
-}
 
 /// `y += x W` for one sample.
 pub fn project(connectivity: &Connectivity, w: &[f64], x: &[f64], y: &mut [f64], in_shape: &[usize], out_shape: &[usize]) {

@@ -544,6 +544,13 @@ impl Module {
         }
     }
 
+    pub fn source_shape(&self, source: &Source) -> &[usize] {
+        match source {
+            Source::Input(id) => &self.inputs[id.0 as usize].shape,
+            Source::Population(id) => &self.populations[id.0 as usize].shape,
+        }
+    }
+
     pub fn source_size(&self, source: &Source) -> usize {
         match source {
             Source::Input(id) => self.inputs[id.0 as usize].shape.iter().product(),

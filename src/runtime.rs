@@ -262,7 +262,7 @@ fn backward_through_time(
                 };
                 let n_pre = source.len();
                 let mut g_source = vec![0.0; n_pre];
-                project_backward(&proj.connectivity, &params.weights[index], source, g_port, &mut grads.weights[index], &mut g_source, source_shape(module, &proj.source), &pop.shape);
+                project_backward(&proj.connectivity, &params.weights[index], source, g_port, &mut grads.weights[index], &mut g_source, module.source_shape(&proj.source), &pop.shape);
                 if !proj.trainable {
                     grads.weights[index].iter_mut().for_each(|g| *g = 0.0);
                 }
@@ -287,12 +287,6 @@ fn backward_through_time(
     }
 }
 
-fn source_shape<'m>(module: &'m Module, source: &Source) -> &'m [usize] {
-    match source {
-        Source::Input(id) => &module.inputs[id.0 as usize].shape,
-        Source::Population(id) => &module.population(*id).shape,
-    }
-}
 
 /// The adjoint of [`interp::project`]: `dW += x (x) g`, `dx += W g`.
 #[allow(clippy::too_many_arguments)]
