@@ -385,7 +385,7 @@ fn select(tape: &mut ArrayTape, condition: usize, a: usize, b: usize) -> usize {
     tape.push(AOp::Select(condition, a, b), values)
 }
 
-fn encode(module: &Module, input: &ir::Input, index: usize, samples: &[SampleRef], step: usize, seed: u64, net: &[f64]) -> Vec<f64> {
+pub(crate) fn encode(module: &Module, input: &ir::Input, index: usize, samples: &[SampleRef], step: usize, seed: u64, net: &[f64]) -> Vec<f64> {
     let n: usize = input.shape.iter().product();
     let len = samples.len() * n;
     if step >= module.steps {
@@ -477,7 +477,7 @@ fn is_hoisted(module: &Module, proj: &ir::Projection, t: usize) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn deliver(
+pub(crate) fn deliver(
     module: &Module,
     params: &Params,
     p: usize,

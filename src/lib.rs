@@ -15,6 +15,7 @@ pub mod fmt;
 pub mod interp;
 pub mod ir;
 pub mod ir_train;
+pub mod jit;
 pub mod lower;
 pub mod parse;
 pub mod tape;

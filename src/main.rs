@@ -25,6 +25,7 @@ enum Format {
 enum Stage {
     Ast,
     Ir,
+    Clif,
 }
 
 #[derive(Subcommand)]
@@ -105,7 +106,11 @@ fn main() -> ExitCode {
             let backend = match backend.as_str() {
                 "interp" => snnc::runtime::Backend::Interp,
                 "batched" => snnc::runtime::Backend::Batched,
-                "jit" | "cuda" => {
+                "jit" => {
+                    eprintln!("error: the JIT compiles forward kernels only so far (see `snnc emit clif`); training needs its backward kernels, not built yet: use `--backend batched`");
+                    return ExitCode::FAILURE;
+                }
+                "cuda" => {
                     eprintln!("error: backend `{backend}` is not built yet; use `--backend batched` or `--backend interp`");
                     return ExitCode::FAILURE;
                 }
@@ -348,6 +353,22 @@ fn emit(stage: Stage, file: &PathBuf) -> ExitCode {
         Stage::Ir => match &checked.outcome.module {
             Some(module) => print!("{module}"),
             None if !checked.has_errors() => eprintln!("{} defines no network; there is no IR to show", file.display()),
+            None => {}
+        },
+        Stage::Clif => match &checked.outcome.module {
+            Some(module) => match snnc::jit::compile(module) {
+                Ok(compiled) => {
+                    for (pop, clif) in module.populations.iter().zip(&compiled.clif) {
+                        println!("; population {} ({}): forward step", pop.name, pop.neuron);
+                        println!("{clif}");
+                    }
+                }
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None if !checked.has_errors() => eprintln!("{} defines no network; there is no code to show", file.display()),
             None => {}
         },
     }

@@ -110,3 +110,36 @@ fn operation_counts_follow_the_lab_reports_formulas() {
     assert!((snn - (50.0 * 7_850.0 + second)).abs() < 1e-6, "{snn}");
     assert!((synops - (50.0 * 392.0 * 10.0 + hidden_active * 10.0)).abs() < 1e-6, "{synops}");
 }
+
+#[test]
+fn jit_forward_matches_the_interpreter_on_every_model() {
+    let mut names: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))
+        .expect("models")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let mut m = load(&name);
+        m.steps = m.steps.min(if m.populations.iter().any(|p| p.size() > 2000) { 2 } else { 8 });
+        m.rest_steps = m.rest_steps.min(2);
+        let compiled = snnc::jit::compile(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let n: usize = m.inputs[0].shape.iter().product();
+        let (a, b) = (features(n, 3), features(n, 4));
+        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }];
+        let params = init_params(&m, 3);
+        let net = net_params(&m);
+        let reference = snnc::interp::run(&m, &params, &samples, 5, &net);
+        let jit = snnc::jit::run(&compiled, &m, &params, &samples, 5, &net);
+        assert_eq!(reference.spikes, jit.spikes, "{name}: spike rasters");
+        assert_eq!(reference.refractory, jit.refractory, "{name}: refractory counters");
+        for (t, (x, y)) in reference.states.iter().zip(&jit.states).enumerate() {
+            for (p, (px, py)) in x.iter().zip(y).enumerate() {
+                for (v, (vx, vy)) in px.iter().zip(py).enumerate() {
+                    for (k, (a, b)) in vx.iter().zip(vy).enumerate() {
+                        assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{name}: step {t} pop {p} var {v} neuron {k}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+}

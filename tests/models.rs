@@ -126,3 +126,16 @@ fn checking_all_shipped_files_is_fast() {
     }
     assert!(started.elapsed().as_secs_f64() < 20.0);
 }
+
+#[test]
+fn golden_clif_dumps() {
+    for name in ["lab_lif_mnist", "eventprop_yin_yang_2phase", "diehl_cook_100"] {
+        let path = root().join(format!("models/{name}.snn"));
+        let module = check_path(&path).expect("readable").outcome.module.expect("lowers");
+        let compiled = snnc::jit::compile(&module).expect("compiles");
+        let text: Vec<String> = module.populations.iter().zip(&compiled.clif).map(|(p, c)| format!("; population {}\n{c}", p.name)).collect();
+        insta::with_settings!({ snapshot_path => "snapshots/clif", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(name, text.join("\n"));
+        });
+    }
+}

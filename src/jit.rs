@@ -1,0 +1,427 @@
+//! The Cranelift JIT: one native kernel per population that advances the whole batch by one
+//! step, compiled from the IR. This first version covers the forward step (f64, one element
+//! per loop iteration, transcendental functions through host calls so that results are
+//! bit-identical to the interpreter); backward kernels and f32x4 vectorisation come next.
+//!
+//! A kernel has the signature
+//! `fn(vars: *const *mut f64, ports: *const *const f64, counters: *mut u32, spikes: *mut f64,
+//!     len: i64, time: f64, net: *const f64)` and performs, for every element, exactly the
+//! sequence of [`crate::interp`]: input jumps, dynamics, updates, threshold, reset,
+//! refractory hold, updates after the spike, counter update.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value, types};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module as _};
+
+use crate::interp::{Params, SampleRef, Trace, initial_values, refractory_steps};
+use crate::ir::{self, BinaryOp, ExprId, Exprs, Func, Global, Module, Node, Population, UnaryOp};
+
+type Kernel = unsafe extern "C" fn(*const *mut f64, *const *const f64, *mut u32, *mut f64, i64, f64, *const f64);
+
+extern "C" fn host_exp(x: f64) -> f64 {
+    x.exp()
+}
+extern "C" fn host_log(x: f64) -> f64 {
+    x.ln()
+}
+extern "C" fn host_pow(x: f64, y: f64) -> f64 {
+    x.powf(y)
+}
+extern "C" fn host_tanh(x: f64) -> f64 {
+    x.tanh()
+}
+extern "C" fn host_sin(x: f64) -> f64 {
+    x.sin()
+}
+extern "C" fn host_cos(x: f64) -> f64 {
+    x.cos()
+}
+extern "C" fn host_sigmoid(x: f64) -> f64 {
+    ir::eval_func(Func::Sigmoid, &[x]).unwrap_or(f64::NAN)
+}
+extern "C" fn host_gauss(x: f64, mu: f64, sigma: f64) -> f64 {
+    ir::eval_func(Func::Gauss, &[x, mu, sigma]).unwrap_or(f64::NAN)
+}
+
+const HOST: [(&str, *const u8, usize); 8] = [
+    ("snnc_exp", host_exp as *const u8, 1),
+    ("snnc_log", host_log as *const u8, 1),
+    ("snnc_pow", host_pow as *const u8, 2),
+    ("snnc_tanh", host_tanh as *const u8, 1),
+    ("snnc_sin", host_sin as *const u8, 1),
+    ("snnc_cos", host_cos as *const u8, 1),
+    ("snnc_sigmoid", host_sigmoid as *const u8, 1),
+    ("snnc_gauss", host_gauss as *const u8, 3),
+];
+
+/// The compiled kernels of a module, one per population, and their CLIF text.
+pub struct Compiled {
+    _module: JITModule,
+    kernels: Vec<Kernel>,
+    pub clif: Vec<String>,
+}
+
+/// Compiles every population's forward step. Fails with a message for constructs this first
+/// version does not compile (random draws inside a neuron).
+pub fn compile(module: &Module) -> Result<Compiled, String> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed").map_err(|e| e.to_string())?;
+    flags.set("is_pic", "false").map_err(|e| e.to_string())?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| format!("this machine is not supported by Cranelift: {e}"))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| e.to_string())?;
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    for (name, pointer, _) in HOST {
+        builder.symbol(name, pointer);
+    }
+    let mut jit = JITModule::new(builder);
+    let mut host_ids = Vec::new();
+    for (name, _, arity) in HOST {
+        let mut sig = jit.make_signature();
+        for _ in 0..arity {
+            sig.params.push(AbiParam::new(types::F64));
+        }
+        sig.returns.push(AbiParam::new(types::F64));
+        host_ids.push(jit.declare_function(name, Linkage::Import, &sig).map_err(|e| e.to_string())?);
+    }
+    let mut ids = Vec::new();
+    let mut clif = Vec::new();
+    let mut ctx = jit.make_context();
+    let mut builder_ctx = FunctionBuilderContext::new();
+    for (p, pop) in module.populations.iter().enumerate() {
+        let signature = kernel_signature(&jit);
+        let id = jit.declare_function(&format!("step_{p}_{}", pop.name), Linkage::Local, &signature).map_err(|e| e.to_string())?;
+        ctx.func.signature = signature;
+        ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let host_refs: Vec<_> = host_ids.iter().map(|h| jit.declare_func_in_func(*h, &mut ctx.func)).collect();
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
+            let mut emitter = Emitter { b: &mut b, host: &host_refs, module, pop };
+            emitter.kernel(refractory_steps(module, pop, &[]))?;
+            b.seal_all_blocks();
+            b.finalize(jit.target_config());
+        }
+        clif.push(ctx.func.display().to_string());
+        jit.define_function(id, &mut ctx).map_err(|e| format!("{e:?}"))?;
+        jit.clear_context(&mut ctx);
+        ids.push(id);
+    }
+    jit.finalize_definitions().map_err(|e| e.to_string())?;
+    let kernels = ids
+        .iter()
+        .map(|id: &FuncId| {
+            let pointer = jit.get_finalized_function(*id);
+            // SAFETY: the function was compiled with `kernel_signature`, which matches `Kernel`.
+            unsafe { std::mem::transmute::<*const u8, Kernel>(pointer) }
+        })
+        .collect();
+    Ok(Compiled { _module: jit, kernels, clif })
+}
+
+fn kernel_signature(jit: &JITModule) -> Signature {
+    let mut sig = jit.make_signature();
+    let pointer = jit.target_config().pointer_type();
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(pointer));
+    }
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(types::F64));
+    sig.params.push(AbiParam::new(pointer));
+    sig
+}
+
+struct Emitter<'b, 'f, 'm> {
+    b: &'b mut FunctionBuilder<'f>,
+    host: &'b [cranelift_codegen::ir::FuncRef],
+    module: &'m Module,
+    pop: &'m Population,
+}
+
+/// The SSA values one expression may read.
+struct Scope<'a> {
+    vars: &'a [Value],
+    ports: &'a [Value],
+    spiked: Value,
+    time: Value,
+    net: Value,
+}
+
+impl Emitter<'_, '_, '_> {
+    fn f64(&mut self, value: f64) -> Value {
+        self.b.ins().f64const(value)
+    }
+
+    fn bool_to_f64(&mut self, condition: Value) -> Value {
+        let (one, zero) = (self.f64(1.0), self.f64(0.0));
+        self.b.ins().select(condition, one, zero)
+    }
+
+    fn call(&mut self, host: usize, args: &[Value]) -> Value {
+        let call = self.b.ins().call(self.host[host], args);
+        self.b.inst_results(call)[0]
+    }
+
+    fn expr(&mut self, exprs: &Exprs, id: ExprId, scope: &Scope, memo: &mut Vec<Option<Value>>) -> Result<Value, String> {
+        if memo.len() < exprs.nodes.len() {
+            memo.resize(exprs.nodes.len(), None);
+        }
+        if let Some(value) = memo[id.0 as usize] {
+            return Ok(value);
+        }
+        let value = match exprs.get(id) {
+            Node::Const(value) => self.f64(*value),
+            Node::Var(var) => scope.vars[var.0 as usize],
+            Node::Port(port) => scope.ports[port.0 as usize],
+            Node::Global(global) => match global {
+                Global::Dt => self.f64(self.module.dt),
+                Global::Time => scope.time,
+                Global::Spiked => scope.spiked,
+                Global::NetParam(index) => self.b.ins().load(types::F64, MemFlagsData::trusted(), scope.net, (*index * 8) as i32),
+                Global::Rand | Global::Data | Global::SurrogateX => {
+                    return Err(format!("the JIT does not compile {global:?} inside neuron `{}` yet", self.pop.neuron));
+                }
+            },
+            Node::Unary(op, a) => {
+                let a = self.expr(exprs, *a, scope, memo)?;
+                match op {
+                    UnaryOp::Neg => self.b.ins().fneg(a),
+                    UnaryOp::Not => {
+                        let zero = self.f64(0.0);
+                        let is_zero = self.b.ins().fcmp(FloatCC::Equal, a, zero);
+                        self.bool_to_f64(is_zero)
+                    }
+                }
+            }
+            Node::Binary(op, a, b) => {
+                let (x, y) = (self.expr(exprs, *a, scope, memo)?, self.expr(exprs, *b, scope, memo)?);
+                let compare = |this: &mut Self, cc: FloatCC| {
+                    let c = this.b.ins().fcmp(cc, x, y);
+                    this.bool_to_f64(c)
+                };
+                match op {
+                    BinaryOp::Add => self.b.ins().fadd(x, y),
+                    BinaryOp::Sub => self.b.ins().fsub(x, y),
+                    BinaryOp::Mul => self.b.ins().fmul(x, y),
+                    BinaryOp::Div => self.b.ins().fdiv(x, y),
+                    BinaryOp::Pow if exprs.constant(*b) == Some(2.0) => self.b.ins().fmul(x, x),
+                    BinaryOp::Pow => self.call(2, &[x, y]),
+                    BinaryOp::Gt => compare(self, FloatCC::GreaterThan),
+                    BinaryOp::Ge => compare(self, FloatCC::GreaterThanOrEqual),
+                    BinaryOp::Lt => compare(self, FloatCC::LessThan),
+                    BinaryOp::Le => compare(self, FloatCC::LessThanOrEqual),
+                    BinaryOp::Eq => compare(self, FloatCC::Equal),
+                    BinaryOp::Ne => compare(self, FloatCC::NotEqual),
+                    BinaryOp::And | BinaryOp::Or => {
+                        let zero = self.f64(0.0);
+                        let a = self.b.ins().fcmp(FloatCC::NotEqual, x, zero);
+                        let b = self.b.ins().fcmp(FloatCC::NotEqual, y, zero);
+                        let both = if *op == BinaryOp::And { self.b.ins().band(a, b) } else { self.b.ins().bor(a, b) };
+                        self.bool_to_f64(both)
+                    }
+                }
+            }
+            Node::Call(func, args) => {
+                let args = args.iter().map(|a| self.expr(exprs, *a, scope, memo)).collect::<Result<Vec<_>, _>>()?;
+                match func {
+                    Func::Exp => self.call(0, &args),
+                    Func::Log => self.call(1, &args),
+                    Func::Tanh => self.call(3, &args),
+                    Func::Sin => self.call(4, &args),
+                    Func::Cos => self.call(5, &args),
+                    Func::Sigmoid => self.call(6, &args),
+                    Func::Gauss => self.call(7, &args),
+                    Func::Sqrt => self.b.ins().sqrt(args[0]),
+                    Func::Abs => self.b.ins().fabs(args[0]),
+                    // Rust's min/max: pick the other operand when one is NaN; equal otherwise.
+                    Func::Min => self.min_max(args[0], args[1], true),
+                    Func::Max => self.min_max(args[0], args[1], false),
+                    Func::Clip => {
+                        let low = self.min_max(args[0], args[1], false);
+                        self.min_max(low, args[2], true)
+                    }
+                    Func::Select => {
+                        let zero = self.f64(0.0);
+                        let c = self.b.ins().fcmp(FloatCC::NotEqual, args[0], zero);
+                        self.b.ins().select(c, args[1], args[2])
+                    }
+                    Func::Heaviside => {
+                        let zero = self.f64(0.0);
+                        let c = self.b.ins().fcmp(FloatCC::GreaterThan, args[0], zero);
+                        self.bool_to_f64(c)
+                    }
+                }
+            }
+        };
+        memo[id.0 as usize] = Some(value);
+        Ok(value)
+    }
+
+    /// `a.min(b)` / `a.max(b)` with Rust's semantics for ordered values.
+    fn min_max(&mut self, a: Value, b: Value, min: bool) -> Value {
+        let cc = if min { FloatCC::LessThanOrEqual } else { FloatCC::GreaterThanOrEqual };
+        let keep_a = self.b.ins().fcmp(cc, a, b);
+        let b_nan = self.b.ins().fcmp(FloatCC::Unordered, b, b);
+        let pick_a = self.b.ins().bor(keep_a, b_nan);
+        self.b.ins().select(pick_a, a, b)
+    }
+
+    fn updates(&mut self, updates: &[ir::Update], current: &mut [Value], ports: &[Value], spiked: Value, time: Value, net: Value) -> Result<(), String> {
+        let pop = self.pop;
+        for update in updates {
+            let scope = Scope { vars: current, ports, spiked, time, net };
+            let value = self.expr(&pop.exprs, update.value, &scope, &mut Vec::new())?;
+            current[update.var.0 as usize] = value;
+        }
+        Ok(())
+    }
+
+    fn kernel(&mut self, refractory_steps: u32) -> Result<(), String> {
+        let pop = self.pop;
+        let pointer = self.module_pointer_type();
+        let entry = self.b.create_block();
+        let header = self.b.create_block();
+        let body = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_params_for_function_params(entry);
+        self.b.switch_to_block(entry);
+        let params = self.b.block_params(entry).to_vec();
+        let (vars_ptr, ports_ptr, counters_ptr, spikes_ptr, len, time, net) = (params[0], params[1], params[2], params[3], params[4], params[5], params[6]);
+        let k = self.b.declare_var(types::I64);
+        let zero_i = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(k, zero_i);
+        // Array base pointers, loaded once.
+        let flags = MemFlagsData::trusted();
+        let var_bases: Vec<Value> = (0..pop.vars.len()).map(|v| self.b.ins().load(pointer, flags, vars_ptr, (v * 8) as i32)).collect();
+        let port_bases: Vec<Value> = (0..pop.ports.len()).map(|q| self.b.ins().load(pointer, flags, ports_ptr, (q * 8) as i32)).collect();
+        self.b.ins().jump(header, &[]);
+
+        self.b.switch_to_block(header);
+        let kv = self.b.use_var(k);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, kv, len);
+        self.b.ins().brif(more, body, &[], exit, &[]);
+
+        self.b.switch_to_block(body);
+        let kv = self.b.use_var(k);
+        let offset8 = self.b.ins().imul_imm_s(kv, 8);
+        let offset4 = self.b.ins().imul_imm_s(kv, 4);
+        let mut before = Vec::new();
+        for base in &var_bases {
+            let address = self.b.ins().iadd(*base, offset8);
+            before.push(self.b.ins().load(types::F64, flags, address, 0));
+        }
+        let mut ports = Vec::new();
+        for base in &port_bases {
+            let address = self.b.ins().iadd(*base, offset8);
+            ports.push(self.b.ins().load(types::F64, flags, address, 0));
+        }
+        let counter_address = self.b.ins().iadd(counters_ptr, offset4);
+        let counter = self.b.ins().load(types::I32, flags, counter_address, 0);
+        let zero = self.f64(0.0);
+        let mut current = before.clone();
+        // (3a) input jumps where the port received input.
+        for jump in &pop.input_jumps {
+            let port = ports[jump.port.0 as usize];
+            let received = self.b.ins().fcmp(FloatCC::NotEqual, port, zero);
+            let mut jumped = current.clone();
+            self.updates(&jump.updates, &mut jumped, &ports, zero, time, net)?;
+            for update in &jump.updates {
+                let v = update.var.0 as usize;
+                current[v] = self.b.ins().select(received, jumped[v], current[v]);
+            }
+        }
+        // (3b) dynamics on the state before integration.
+        let snapshot = current.clone();
+        let mut memo = Vec::new();
+        for (update, _) in &pop.dynamics {
+            let scope = Scope { vars: &snapshot, ports: &ports, spiked: zero, time, net };
+            current[update.var.0 as usize] = self.expr(&pop.exprs, update.value, &scope, &mut memo)?;
+        }
+        // (3c) updates in order.
+        self.updates(&pop.updates, &mut current, &ports, zero, time, net)?;
+        // (3d) threshold unless refractory, reset, hold.
+        let refractory = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0);
+        let mut fired = self.b.ins().iconst(types::I8, 0);
+        if let Some(threshold) = &pop.threshold {
+            let scope = Scope { vars: &current, ports: &ports, spiked: zero, time, net };
+            let mut memo = Vec::new();
+            let lhs = self.expr(&pop.exprs, threshold.lhs, &scope, &mut memo)?;
+            let rhs = self.expr(&pop.exprs, threshold.rhs, &scope, &mut memo)?;
+            let cc = if threshold.op == BinaryOp::Ge { FloatCC::GreaterThanOrEqual } else { FloatCC::GreaterThan };
+            let crossed = self.b.ins().fcmp(cc, lhs, rhs);
+            let not_refractory = self.b.ins().bnot(refractory);
+            fired = self.b.ins().band(crossed, not_refractory);
+        }
+        let spiked = self.bool_to_f64(fired);
+        let mut reset = current.clone();
+        self.updates(&pop.on_spike, &mut reset, &ports, spiked, time, net)?;
+        for update in &pop.on_spike {
+            let v = update.var.0 as usize;
+            let after = self.b.ins().select(fired, reset[v], current[v]);
+            current[v] = self.b.ins().select(refractory, before[v], after);
+        }
+        // (3e) updates after the spike test.
+        self.updates(&pop.after_spike, &mut current, &ports, spiked, time, net)?;
+        for (v, base) in var_bases.iter().enumerate() {
+            let address = self.b.ins().iadd(*base, offset8);
+            self.b.ins().store(flags, current[v], address, 0);
+        }
+        let spike_address = self.b.ins().iadd(spikes_ptr, offset8);
+        self.b.ins().store(flags, spiked, spike_address, 0);
+        let decremented = self.b.ins().iadd_imm_s(counter, -1);
+        let restart = self.b.ins().iconst(types::I32, i64::from(refractory_steps));
+        let on_fire = self.b.ins().select(fired, restart, counter);
+        let next_counter = self.b.ins().select(refractory, decremented, on_fire);
+        self.b.ins().store(flags, next_counter, counter_address, 0);
+        let next = self.b.ins().iadd_imm_s(kv, 1);
+        self.b.def_var(k, next);
+        self.b.ins().jump(header, &[]);
+
+        self.b.switch_to_block(exit);
+        self.b.ins().return_(&[]);
+        Ok(())
+    }
+
+    fn module_pointer_type(&self) -> types::Type {
+        types::I64
+    }
+}
+
+/// Forward pass over a batch with the compiled kernels; the trace has the layout of
+/// [`crate::interp::run`]'s (states, spikes, ports, refractory counters and inputs).
+pub fn run(compiled: &Compiled, module: &Module, params: &Params, samples: &[SampleRef], seed: u64, net: &[f64]) -> Trace {
+    let batch = samples.len();
+    let mut values: Vec<Vec<Vec<f64>>> = module.populations.iter().enumerate().map(|(p, pop)| initial_values(pop, p, params, batch, seed, samples)).collect();
+    let mut counters: Vec<Vec<u32>> = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
+    let mut trace = Trace { initial: values.clone(), ..Trace::default() };
+    let mut hoisted = vec![None; module.projections.len()];
+    let net_values: Vec<f64> = if net.is_empty() { vec![0.0] } else { net.to_vec() };
+    for step in 0..module.steps + module.rest_steps {
+        let inputs: Vec<Vec<f64>> = module.inputs.iter().enumerate().map(|(i, input)| crate::batched::encode(module, input, i, samples, step, seed, net)).collect();
+        trace.refractory.push(counters.clone());
+        let mut step_spikes: Vec<Vec<f64>> = Vec::new();
+        let mut step_ports = Vec::new();
+        for (p, pop) in module.populations.iter().enumerate() {
+            let ports = crate::batched::deliver(module, params, p, step, &inputs, &step_spikes, &trace.spikes, batch, &mut hoisted);
+            let len = batch * pop.size();
+            let mut spikes = vec![0.0; len];
+            let var_pointers: Vec<*mut f64> = values[p].iter_mut().map(|v| v.as_mut_ptr()).collect();
+            let port_pointers: Vec<*const f64> = ports.iter().map(|v| v.as_ptr()).collect();
+            // SAFETY: every array has `len` elements, as the kernel assumes; the pointer
+            // arrays have one entry per variable and port of this population.
+            unsafe {
+                (compiled.kernels[p])(var_pointers.as_ptr(), port_pointers.as_ptr(), counters[p].as_mut_ptr(), spikes.as_mut_ptr(), len as i64, step as f64 * module.dt, net_values.as_ptr());
+            }
+            step_spikes.push(spikes);
+            step_ports.push(ports);
+        }
+        trace.states.push(values.clone());
+        trace.spikes.push(step_spikes);
+        trace.ports.push(step_ports);
+        trace.inputs.push(inputs);
+    }
+    trace
+}
