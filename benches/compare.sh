@@ -2,7 +2,7 @@
 # Runs the same configurations in snnTorch and in snnc back to back on this machine with 2
 # threads and prints training samples/s, peak RSS and the ratio. Needs the peer venv
 # (benches/peers/setup.sh) and MNIST in $SNNC_MNIST_DIR.
-#   bash benches/compare.sh [batches]
+#   bash benches/compare.sh [batches]      (SNNC_BACKEND=batched to measure the batched back end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 batches="${1:-30}"
@@ -15,7 +15,7 @@ samples=$(( batches * 128 ))
 snnc_rate() { # model -> "samples/s rss_mib"
   local log rss rate
   log=$(mktemp)
-  /usr/bin/time -v ./target/release/snnc run "$1" --threads 2 --epochs 1 --limit-train "$samples" --limit-test 128 --out "$(mktemp -d)" >"$log" 2>&1
+  /usr/bin/time -v ./target/release/snnc run "$1" --backend "${SNNC_BACKEND:-jit}" --threads 2 --epochs 1 --limit-train "$samples" --limit-test 128 --out "$(mktemp -d)" >"$log" 2>&1
   rate=$(awk '$1 == "1" && $2 == "main" { for (i = 1; i <= NF; i++) if ($i ~ /%$/) last = i; print $(last + 1) }' "$log")
   rss=$(awk -F: '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$log")
   echo "$rate $rss"

@@ -532,7 +532,16 @@ fn project_batch(module: &Module, proj: &ir::Projection, w: &[f64], source: &[f6
 /// BPTT over a batch: `readout` holds d loss / d (spikes, states) per step in batch layout;
 /// the weight and parameter gradients are added to `grads`.
 #[allow(clippy::too_many_arguments)]
-pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut ReadoutGrads, grads: &mut Params, surrogate: &Surrogate, samples: &[SampleRef], seed: u64, net: &[f64]) {
+/// How a population step's adjoint is computed: re-recorded on the array tape, or by the
+/// JIT's backward kernel.
+#[derive(Clone, Copy)]
+pub enum Adjoint<'a> {
+    Tape(&'a Surrogate),
+    Jit(&'a crate::jit::Compiled),
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut ReadoutGrads, grads: &mut Params, adjoint: Adjoint, samples: &[SampleRef], seed: u64, net: &[f64]) {
     let batch = samples.len();
     let steps = trace.spikes.len();
     let mut carry: Vec<Vec<Vec<f64>>> = module.populations.iter().map(|p| vec![vec![0.0; p.size() * batch]; p.vars.len()]).collect();
@@ -543,32 +552,41 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
         for (p, pop) in module.populations.iter().enumerate().rev() {
             let len = pop.size() * batch;
             let before = if t == 0 { &trace.initial[p] } else { &trace.states[t - 1][p] };
-            let ctx = PopStep { module, pop, p, step: t, seed, samples, net, surrogate: Some(surrogate) };
-            let mut tape = ArrayTape::new(len);
-            let record = ctx.record(&mut tape, before, &trace.ports[t][p], &trace.refractory[t][p]);
-            let mut tape_grads: Vec<Vec<f64>> = vec![Vec::new(); tape.ops.len()];
-            let mut seed_grad = |slot: usize, g: &[f64]| {
-                let target = &mut tape_grads[slot];
-                if target.is_empty() {
-                    target.resize(len, 0.0);
+            let d_after: Vec<Vec<f64>> = (0..pop.vars.len()).map(|v| carry[p][v].iter().zip(&readout.states[t][p][v]).map(|(a, b)| a + b).collect()).collect();
+            let (d_before, port_grads) = match adjoint {
+                Adjoint::Tape(surrogate) => {
+                    let ctx = PopStep { module, pop, p, step: t, seed, samples, net, surrogate: Some(surrogate) };
+                    let mut tape = ArrayTape::new(len);
+                    let record = ctx.record(&mut tape, before, &trace.ports[t][p], &trace.refractory[t][p]);
+                    let mut tape_grads: Vec<Vec<f64>> = vec![Vec::new(); tape.ops.len()];
+                    let mut seed_grad = |slot: usize, g: &[f64]| {
+                        let target = &mut tape_grads[slot];
+                        if target.is_empty() {
+                            target.resize(len, 0.0);
+                        }
+                        for (a, b) in target.iter_mut().zip(g) {
+                            *a += b;
+                        }
+                    };
+                    for v in 0..pop.vars.len() {
+                        seed_grad(record.vars_after[v], &d_after[v]);
+                    }
+                    seed_grad(record.spike, &readout.spikes[t][p]);
+                    tape.backward(&mut tape_grads);
+                    let d_before: Vec<Vec<f64>> = record
+                        .var_leaves
+                        .iter()
+                        .map(|l| {
+                            let g = std::mem::take(&mut tape_grads[*l]);
+                            if g.is_empty() { vec![0.0; len] } else { g }
+                        })
+                        .collect();
+                    let ports: Vec<Vec<f64>> = record.port_leaves.iter().map(|l| std::mem::take(&mut tape_grads[*l])).collect();
+                    (d_before, ports)
                 }
-                for (a, b) in target.iter_mut().zip(g) {
-                    *a += b;
-                }
+                Adjoint::Jit(compiled) => compiled.step_adjoint(module, p, t, before, &trace.ports[t][p], &trace.refractory[t][p], &d_after, &readout.spikes[t][p], net),
             };
-            for v in 0..pop.vars.len() {
-                let g: Vec<f64> = carry[p][v].iter().zip(&readout.states[t][p][v]).map(|(a, b)| a + b).collect();
-                seed_grad(record.vars_after[v], &g);
-            }
-            seed_grad(record.spike, &readout.spikes[t][p]);
-            tape.backward(&mut tape_grads);
-            for v in 0..pop.vars.len() {
-                carry[p][v] = std::mem::take(&mut tape_grads[record.var_leaves[v]]);
-                if carry[p][v].is_empty() {
-                    carry[p][v] = vec![0.0; len];
-                }
-            }
-            let port_grads: Vec<Vec<f64>> = record.port_leaves.iter().map(|l| std::mem::take(&mut tape_grads[*l])).collect();
+            carry[p] = d_before;
             for (index, proj) in module.projections.iter().enumerate() {
                 if proj.target != PopId(p as u32) {
                     continue;

@@ -20,6 +20,8 @@ use crate::interp::{Params, SampleRef, Trace, initial_values, refractory_steps};
 use crate::ir::{self, BinaryOp, ExprId, Exprs, Func, Global, Module, Node, Population, UnaryOp};
 
 type Kernel = unsafe extern "C" fn(*const *mut f64, *const *const f64, *mut u32, *mut f64, i64, f64, *const f64);
+type BackwardKernel =
+    unsafe extern "C" fn(*const *const f64, *const *const f64, *const u32, *const *const f64, *const f64, *const *mut f64, *const *mut f64, i64, f64, *const f64);
 
 extern "C" fn host_exp(x: f64) -> f64 {
     x.exp()
@@ -61,7 +63,10 @@ const HOST: [(&str, *const u8, usize); 8] = [
 pub struct Compiled {
     _module: JITModule,
     kernels: Vec<Kernel>,
+    /// Backward kernels, when the module trains with a surrogate gradient.
+    backward: Vec<BackwardKernel>,
     pub clif: Vec<String>,
+    pub backward_clif: Vec<String>,
 }
 
 /// Compiles every population's forward step. Fails with a message for constructs this first
@@ -88,27 +93,49 @@ pub fn compile(module: &Module) -> Result<Compiled, String> {
         sig.returns.push(AbiParam::new(types::F64));
         host_ids.push(jit.declare_function(name, Linkage::Import, &sig).map_err(|e| e.to_string())?);
     }
+    let surrogate = match module.train.as_ref().map(|t| &t.method) {
+        Some(crate::ir_train::Method::Bptt { surrogate }) => Some(surrogate),
+        _ => None,
+    };
     let mut ids = Vec::new();
+    let mut backward_ids = Vec::new();
     let mut clif = Vec::new();
+    let mut backward_clif = Vec::new();
     let mut ctx = jit.make_context();
     let mut builder_ctx = FunctionBuilderContext::new();
     for (p, pop) in module.populations.iter().enumerate() {
-        let signature = kernel_signature(&jit);
-        let id = jit.declare_function(&format!("step_{p}_{}", pop.name), Linkage::Local, &signature).map_err(|e| e.to_string())?;
-        ctx.func.signature = signature;
-        ctx.func.name = UserFuncName::user(0, id.as_u32());
-        let host_refs: Vec<_> = host_ids.iter().map(|h| jit.declare_func_in_func(*h, &mut ctx.func)).collect();
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
-            let mut emitter = Emitter { b: &mut b, host: &host_refs, module, pop };
-            emitter.kernel(refractory_steps(module, pop, &[]))?;
-            b.seal_all_blocks();
-            b.finalize(jit.target_config());
+        for backward in [false, true] {
+            if backward && surrogate.is_none() {
+                continue;
+            }
+            let signature = if backward { backward_signature(&jit) } else { kernel_signature(&jit) };
+            let name = format!("{}_{p}_{}", if backward { "backward" } else { "step" }, pop.name);
+            let id = jit.declare_function(&name, Linkage::Local, &signature).map_err(|e| e.to_string())?;
+            ctx.func.signature = signature;
+            ctx.func.name = UserFuncName::user(0, id.as_u32());
+            let host_refs: Vec<_> = host_ids.iter().map(|h| jit.declare_func_in_func(*h, &mut ctx.func)).collect();
+            {
+                let mut b = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
+                let mut emitter = Emitter { b: &mut b, host: &host_refs, module, pop, tape: None, surrogate };
+                if backward {
+                    emitter.backward_kernel()?;
+                } else {
+                    emitter.kernel(refractory_steps(module, pop, &[]))?;
+                }
+                b.seal_all_blocks();
+                b.finalize(jit.target_config());
+            }
+            let text = ctx.func.display().to_string();
+            jit.define_function(id, &mut ctx).map_err(|e| format!("{e:?}"))?;
+            jit.clear_context(&mut ctx);
+            if backward {
+                backward_clif.push(text);
+                backward_ids.push(id);
+            } else {
+                clif.push(text);
+                ids.push(id);
+            }
         }
-        clif.push(ctx.func.display().to_string());
-        jit.define_function(id, &mut ctx).map_err(|e| format!("{e:?}"))?;
-        jit.clear_context(&mut ctx);
-        ids.push(id);
     }
     jit.finalize_definitions().map_err(|e| e.to_string())?;
     let kernels = ids
@@ -119,7 +146,15 @@ pub fn compile(module: &Module) -> Result<Compiled, String> {
             unsafe { std::mem::transmute::<*const u8, Kernel>(pointer) }
         })
         .collect();
-    Ok(Compiled { _module: jit, kernels, clif })
+    let backward = backward_ids
+        .iter()
+        .map(|id: &FuncId| {
+            let pointer = jit.get_finalized_function(*id);
+            // SAFETY: compiled with `backward_signature`, which matches `BackwardKernel`.
+            unsafe { std::mem::transmute::<*const u8, BackwardKernel>(pointer) }
+        })
+        .collect();
+    Ok(Compiled { _module: jit, kernels, backward, clif, backward_clif })
 }
 
 fn kernel_signature(jit: &JITModule) -> Signature {
@@ -134,11 +169,72 @@ fn kernel_signature(jit: &JITModule) -> Signature {
     sig
 }
 
+fn backward_signature(jit: &JITModule) -> Signature {
+    let mut sig = jit.make_signature();
+    let pointer = jit.target_config().pointer_type();
+    for _ in 0..7 {
+        sig.params.push(AbiParam::new(pointer));
+    }
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(types::F64));
+    sig.params.push(AbiParam::new(pointer));
+    sig
+}
+
 struct Emitter<'b, 'f, 'm> {
     b: &'b mut FunctionBuilder<'f>,
     host: &'b [cranelift_codegen::ir::FuncRef],
     module: &'m Module,
     pop: &'m Population,
+    /// When set, every differentiable operation emitted is recorded for the adjoint sweep.
+    tape: Option<Vec<Entry>>,
+    surrogate: Option<&'m crate::ir_train::Surrogate>,
+}
+
+/// One differentiable SSA operation of a recorded step: inputs and output.
+#[derive(Clone, Copy)]
+enum Entry {
+    Unary(UnaryKind, Value, Value),
+    Binary(BinaryKind, Value, Value, Value),
+    /// select(condition, a, b) -> out; the condition gets no gradient.
+    Select(Value, Value, Value, Value),
+    Gauss(Value, Value, Value, Value),
+    /// spike(x) -> out with derivative `surrogate`.
+    Spike(Value, Value, Value),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum UnaryKind {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Sigmoid,
+    Tanh,
+    Sin,
+    Cos,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BinaryKind {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+}
+
+/// What the shared step body produced, for the forward store or the backward sweep.
+struct StepValues {
+    before: Vec<Value>,
+    ports: Vec<Value>,
+    after: Vec<Value>,
+    spiked: Value,
+    fired: Value,
+    refractory: Value,
+    counter: Value,
+    counter_address: Value,
 }
 
 /// The SSA values one expression may read.
@@ -148,9 +244,16 @@ struct Scope<'a> {
     spiked: Value,
     time: Value,
     net: Value,
+    surrogate_x: Option<Value>,
 }
 
 impl Emitter<'_, '_, '_> {
+    fn record(&mut self, entry: Entry) {
+        if let Some(tape) = &mut self.tape {
+            tape.push(entry);
+        }
+    }
+
     fn f64(&mut self, value: f64) -> Value {
         self.b.ins().f64const(value)
     }
@@ -181,6 +284,7 @@ impl Emitter<'_, '_, '_> {
                 Global::Time => scope.time,
                 Global::Spiked => scope.spiked,
                 Global::NetParam(index) => self.b.ins().load(types::F64, MemFlagsData::trusted(), scope.net, (*index * 8) as i32),
+                Global::SurrogateX if scope.surrogate_x.is_some() => scope.surrogate_x.expect("checked"),
                 Global::Rand | Global::Data | Global::SurrogateX => {
                     return Err(format!("the JIT does not compile {global:?} inside neuron `{}` yet", self.pop.neuron));
                 }
@@ -188,7 +292,11 @@ impl Emitter<'_, '_, '_> {
             Node::Unary(op, a) => {
                 let a = self.expr(exprs, *a, scope, memo)?;
                 match op {
-                    UnaryOp::Neg => self.b.ins().fneg(a),
+                    UnaryOp::Neg => {
+                        let out = self.b.ins().fneg(a);
+                        self.record(Entry::Unary(UnaryKind::Neg, a, out));
+                        out
+                    }
                     UnaryOp::Not => {
                         let zero = self.f64(0.0);
                         let is_zero = self.b.ins().fcmp(FloatCC::Equal, a, zero);
@@ -202,13 +310,24 @@ impl Emitter<'_, '_, '_> {
                     let c = this.b.ins().fcmp(cc, x, y);
                     this.bool_to_f64(c)
                 };
+                let arith = |this: &mut Self, kind: BinaryKind, a: Value, b: Value| {
+                    let out = match kind {
+                        BinaryKind::Add => this.b.ins().fadd(a, b),
+                        BinaryKind::Sub => this.b.ins().fsub(a, b),
+                        BinaryKind::Mul => this.b.ins().fmul(a, b),
+                        BinaryKind::Div => this.b.ins().fdiv(a, b),
+                        BinaryKind::Pow => this.call(2, &[a, b]),
+                    };
+                    this.record(Entry::Binary(kind, a, b, out));
+                    out
+                };
                 match op {
-                    BinaryOp::Add => self.b.ins().fadd(x, y),
-                    BinaryOp::Sub => self.b.ins().fsub(x, y),
-                    BinaryOp::Mul => self.b.ins().fmul(x, y),
-                    BinaryOp::Div => self.b.ins().fdiv(x, y),
-                    BinaryOp::Pow if exprs.constant(*b) == Some(2.0) => self.b.ins().fmul(x, x),
-                    BinaryOp::Pow => self.call(2, &[x, y]),
+                    BinaryOp::Add => arith(self, BinaryKind::Add, x, y),
+                    BinaryOp::Sub => arith(self, BinaryKind::Sub, x, y),
+                    BinaryOp::Mul => arith(self, BinaryKind::Mul, x, y),
+                    BinaryOp::Div => arith(self, BinaryKind::Div, x, y),
+                    BinaryOp::Pow if exprs.constant(*b) == Some(2.0) => arith(self, BinaryKind::Mul, x, x),
+                    BinaryOp::Pow => arith(self, BinaryKind::Pow, x, y),
                     BinaryOp::Gt => compare(self, FloatCC::GreaterThan),
                     BinaryOp::Ge => compare(self, FloatCC::GreaterThanOrEqual),
                     BinaryOp::Lt => compare(self, FloatCC::LessThan),
@@ -226,16 +345,48 @@ impl Emitter<'_, '_, '_> {
             }
             Node::Call(func, args) => {
                 let args = args.iter().map(|a| self.expr(exprs, *a, scope, memo)).collect::<Result<Vec<_>, _>>()?;
+                let unary = |this: &mut Self, kind: UnaryKind, out: Value| {
+                    this.record(Entry::Unary(kind, args[0], out));
+                    out
+                };
                 match func {
-                    Func::Exp => self.call(0, &args),
-                    Func::Log => self.call(1, &args),
-                    Func::Tanh => self.call(3, &args),
-                    Func::Sin => self.call(4, &args),
-                    Func::Cos => self.call(5, &args),
-                    Func::Sigmoid => self.call(6, &args),
-                    Func::Gauss => self.call(7, &args),
-                    Func::Sqrt => self.b.ins().sqrt(args[0]),
-                    Func::Abs => self.b.ins().fabs(args[0]),
+                    Func::Exp => {
+                        let out = self.call(0, &args);
+                        unary(self, UnaryKind::Exp, out)
+                    }
+                    Func::Log => {
+                        let out = self.call(1, &args);
+                        unary(self, UnaryKind::Log, out)
+                    }
+                    Func::Tanh => {
+                        let out = self.call(3, &args);
+                        unary(self, UnaryKind::Tanh, out)
+                    }
+                    Func::Sin => {
+                        let out = self.call(4, &args);
+                        unary(self, UnaryKind::Sin, out)
+                    }
+                    Func::Cos => {
+                        let out = self.call(5, &args);
+                        unary(self, UnaryKind::Cos, out)
+                    }
+                    Func::Sigmoid => {
+                        let out = self.call(6, &args);
+                        unary(self, UnaryKind::Sigmoid, out)
+                    }
+                    Func::Gauss => {
+                        let out = self.call(7, &args);
+                        self.record(Entry::Gauss(args[0], args[1], args[2], out));
+                        out
+                    }
+                    Func::Sqrt => {
+                        let out = self.b.ins().sqrt(args[0]);
+                        unary(self, UnaryKind::Sqrt, out)
+                    }
+                    Func::Abs => {
+                        let out = self.b.ins().fabs(args[0]);
+                        unary(self, UnaryKind::Abs, out)
+                    }
                     // Rust's min/max: pick the other operand when one is NaN; equal otherwise.
                     Func::Min => self.min_max(args[0], args[1], true),
                     Func::Max => self.min_max(args[0], args[1], false),
@@ -246,7 +397,7 @@ impl Emitter<'_, '_, '_> {
                     Func::Select => {
                         let zero = self.f64(0.0);
                         let c = self.b.ins().fcmp(FloatCC::NotEqual, args[0], zero);
-                        self.b.ins().select(c, args[1], args[2])
+                        self.select(c, args[1], args[2])
                     }
                     Func::Heaviside => {
                         let zero = self.f64(0.0);
@@ -266,60 +417,75 @@ impl Emitter<'_, '_, '_> {
         let keep_a = self.b.ins().fcmp(cc, a, b);
         let b_nan = self.b.ins().fcmp(FloatCC::Unordered, b, b);
         let pick_a = self.b.ins().bor(keep_a, b_nan);
-        self.b.ins().select(pick_a, a, b)
+        self.select(pick_a, a, b)
+    }
+
+    /// A select whose condition is detached from the gradient.
+    fn select(&mut self, condition: Value, a: Value, b: Value) -> Value {
+        let out = self.b.ins().select(condition, a, b);
+        self.record(Entry::Select(condition, a, b, out));
+        out
     }
 
     fn updates(&mut self, updates: &[ir::Update], current: &mut [Value], ports: &[Value], spiked: Value, time: Value, net: Value) -> Result<(), String> {
         let pop = self.pop;
         for update in updates {
-            let scope = Scope { vars: current, ports, spiked, time, net };
+            let scope = Scope { vars: current, ports, spiked, time, net, surrogate_x: None };
             let value = self.expr(&pop.exprs, update.value, &scope, &mut Vec::new())?;
             current[update.var.0 as usize] = value;
         }
         Ok(())
     }
 
-    fn kernel(&mut self, refractory_steps: u32) -> Result<(), String> {
-        let pop = self.pop;
-        let pointer = self.module_pointer_type();
-        let entry = self.b.create_block();
+    /// Emits the loop `for k in 0..len { body(k) }` and returns to the caller inside the body
+    /// with `k`; `finish` closes the loop.
+    fn open_loop(&mut self, len: Value) -> (Value, cranelift_codegen::ir::Block, cranelift_codegen::ir::Block, cranelift_frontend::Variable) {
         let header = self.b.create_block();
         let body = self.b.create_block();
         let exit = self.b.create_block();
-        self.b.append_block_params_for_function_params(entry);
-        self.b.switch_to_block(entry);
-        let params = self.b.block_params(entry).to_vec();
-        let (vars_ptr, ports_ptr, counters_ptr, spikes_ptr, len, time, net) = (params[0], params[1], params[2], params[3], params[4], params[5], params[6]);
         let k = self.b.declare_var(types::I64);
         let zero_i = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(k, zero_i);
-        // Array base pointers, loaded once.
-        let flags = MemFlagsData::trusted();
-        let var_bases: Vec<Value> = (0..pop.vars.len()).map(|v| self.b.ins().load(pointer, flags, vars_ptr, (v * 8) as i32)).collect();
-        let port_bases: Vec<Value> = (0..pop.ports.len()).map(|q| self.b.ins().load(pointer, flags, ports_ptr, (q * 8) as i32)).collect();
         self.b.ins().jump(header, &[]);
-
         self.b.switch_to_block(header);
         let kv = self.b.use_var(k);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, kv, len);
         self.b.ins().brif(more, body, &[], exit, &[]);
-
         self.b.switch_to_block(body);
         let kv = self.b.use_var(k);
-        let offset8 = self.b.ins().imul_imm_s(kv, 8);
-        let offset4 = self.b.ins().imul_imm_s(kv, 4);
-        let mut before = Vec::new();
-        for base in &var_bases {
-            let address = self.b.ins().iadd(*base, offset8);
-            before.push(self.b.ins().load(types::F64, flags, address, 0));
-        }
-        let mut ports = Vec::new();
-        for base in &port_bases {
-            let address = self.b.ins().iadd(*base, offset8);
-            ports.push(self.b.ins().load(types::F64, flags, address, 0));
-        }
+        (kv, header, exit, k)
+    }
+
+    fn close_loop(&mut self, kv: Value, header: cranelift_codegen::ir::Block, exit: cranelift_codegen::ir::Block, k: cranelift_frontend::Variable) {
+        let next = self.b.ins().iadd_imm_s(kv, 1);
+        self.b.def_var(k, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+        self.b.ins().return_(&[]);
+    }
+
+    fn bases(&mut self, table: Value, count: usize) -> Vec<Value> {
+        (0..count).map(|i| self.b.ins().load(types::I64, MemFlagsData::trusted(), table, (i * 8) as i32)).collect()
+    }
+
+    fn load_at(&mut self, ty: types::Type, base: Value, offset: Value) -> Value {
+        let address = self.b.ins().iadd(base, offset);
+        self.b.ins().load(ty, MemFlagsData::trusted(), address, 0)
+    }
+
+    fn store_at(&mut self, value: Value, base: Value, offset: Value) {
+        let address = self.b.ins().iadd(base, offset);
+        self.b.ins().store(MemFlagsData::trusted(), value, address, 0);
+    }
+
+    /// One element's step, exactly the sequence of [`crate::interp`].
+    #[allow(clippy::too_many_arguments)]
+    fn step_body(&mut self, var_bases: &[Value], port_bases: &[Value], counters_ptr: Value, offset8: Value, offset4: Value, time: Value, net: Value) -> Result<StepValues, String> {
+        let pop = self.pop;
+        let before: Vec<Value> = var_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
+        let ports: Vec<Value> = port_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
         let counter_address = self.b.ins().iadd(counters_ptr, offset4);
-        let counter = self.b.ins().load(types::I32, flags, counter_address, 0);
+        let counter = self.b.ins().load(types::I32, MemFlagsData::trusted(), counter_address, 0);
         let zero = self.f64(0.0);
         let mut current = before.clone();
         // (3a) input jumps where the port received input.
@@ -330,14 +496,14 @@ impl Emitter<'_, '_, '_> {
             self.updates(&jump.updates, &mut jumped, &ports, zero, time, net)?;
             for update in &jump.updates {
                 let v = update.var.0 as usize;
-                current[v] = self.b.ins().select(received, jumped[v], current[v]);
+                current[v] = self.select(received, jumped[v], current[v]);
             }
         }
         // (3b) dynamics on the state before integration.
         let snapshot = current.clone();
         let mut memo = Vec::new();
         for (update, _) in &pop.dynamics {
-            let scope = Scope { vars: &snapshot, ports: &ports, spiked: zero, time, net };
+            let scope = Scope { vars: &snapshot, ports: &ports, spiked: zero, time, net, surrogate_x: None };
             current[update.var.0 as usize] = self.expr(&pop.exprs, update.value, &scope, &mut memo)?;
         }
         // (3c) updates in order.
@@ -345,8 +511,9 @@ impl Emitter<'_, '_, '_> {
         // (3d) threshold unless refractory, reset, hold.
         let refractory = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0);
         let mut fired = self.b.ins().iconst(types::I8, 0);
+        let mut spiked = zero;
         if let Some(threshold) = &pop.threshold {
-            let scope = Scope { vars: &current, ports: &ports, spiked: zero, time, net };
+            let scope = Scope { vars: &current, ports: &ports, spiked: zero, time, net, surrogate_x: None };
             let mut memo = Vec::new();
             let lhs = self.expr(&pop.exprs, threshold.lhs, &scope, &mut memo)?;
             let rhs = self.expr(&pop.exprs, threshold.rhs, &scope, &mut memo)?;
@@ -354,40 +521,224 @@ impl Emitter<'_, '_, '_> {
             let crossed = self.b.ins().fcmp(cc, lhs, rhs);
             let not_refractory = self.b.ins().bnot(refractory);
             fired = self.b.ins().band(crossed, not_refractory);
+            spiked = self.bool_to_f64(fired);
+            if let (Some(surrogate), true) = (self.surrogate, self.tape.is_some()) {
+                let x = self.b.ins().fsub(lhs, rhs);
+                self.record(Entry::Binary(BinaryKind::Sub, lhs, rhs, x));
+                // The surrogate's own expression is not differentiated.
+                let recording = self.tape.take();
+                let scope = Scope { vars: &[], ports: &[], spiked: zero, time, net, surrogate_x: Some(x) };
+                let grad = self.expr(&surrogate.exprs, surrogate.grad, &scope, &mut Vec::new())?;
+                self.tape = recording;
+                let (one, zero) = (self.f64(1.0), self.f64(0.0));
+                let open = self.b.ins().select(refractory, zero, one);
+                let grad = self.b.ins().fmul(grad, open);
+                self.record(Entry::Spike(x, grad, spiked));
+            }
         }
-        let spiked = self.bool_to_f64(fired);
         let mut reset = current.clone();
         self.updates(&pop.on_spike, &mut reset, &ports, spiked, time, net)?;
         for update in &pop.on_spike {
             let v = update.var.0 as usize;
-            let after = self.b.ins().select(fired, reset[v], current[v]);
-            current[v] = self.b.ins().select(refractory, before[v], after);
+            let after = self.select(fired, reset[v], current[v]);
+            current[v] = self.select(refractory, before[v], after);
         }
         // (3e) updates after the spike test.
         self.updates(&pop.after_spike, &mut current, &ports, spiked, time, net)?;
-        for (v, base) in var_bases.iter().enumerate() {
-            let address = self.b.ins().iadd(*base, offset8);
-            self.b.ins().store(flags, current[v], address, 0);
-        }
-        let spike_address = self.b.ins().iadd(spikes_ptr, offset8);
-        self.b.ins().store(flags, spiked, spike_address, 0);
-        let decremented = self.b.ins().iadd_imm_s(counter, -1);
-        let restart = self.b.ins().iconst(types::I32, i64::from(refractory_steps));
-        let on_fire = self.b.ins().select(fired, restart, counter);
-        let next_counter = self.b.ins().select(refractory, decremented, on_fire);
-        self.b.ins().store(flags, next_counter, counter_address, 0);
-        let next = self.b.ins().iadd_imm_s(kv, 1);
-        self.b.def_var(k, next);
-        self.b.ins().jump(header, &[]);
+        Ok(StepValues { before, ports, after: current, spiked, fired, refractory, counter, counter_address })
+    }
 
-        self.b.switch_to_block(exit);
-        self.b.ins().return_(&[]);
+    fn kernel(&mut self, refractory_steps: u32) -> Result<(), String> {
+        let pop = self.pop;
+        let entry = self.b.create_block();
+        self.b.append_block_params_for_function_params(entry);
+        self.b.switch_to_block(entry);
+        let params = self.b.block_params(entry).to_vec();
+        let (vars_ptr, ports_ptr, counters_ptr, spikes_ptr, len, time, net) = (params[0], params[1], params[2], params[3], params[4], params[5], params[6]);
+        let var_bases = self.bases(vars_ptr, pop.vars.len());
+        let port_bases = self.bases(ports_ptr, pop.ports.len());
+        let (kv, header, exit, k) = self.open_loop(len);
+        let offset8 = self.b.ins().imul_imm_s(kv, 8);
+        let offset4 = self.b.ins().imul_imm_s(kv, 4);
+        let step = self.step_body(&var_bases, &port_bases, counters_ptr, offset8, offset4, time, net)?;
+        for (v, base) in var_bases.iter().enumerate() {
+            self.store_at(step.after[v], *base, offset8);
+        }
+        self.store_at(step.spiked, spikes_ptr, offset8);
+        let decremented = self.b.ins().iadd_imm_s(step.counter, -1);
+        let restart = self.b.ins().iconst(types::I32, i64::from(refractory_steps));
+        let on_fire = self.b.ins().select(step.fired, restart, step.counter);
+        let next_counter = self.b.ins().select(step.refractory, decremented, on_fire);
+        self.b.ins().store(MemFlagsData::trusted(), next_counter, step.counter_address, 0);
+        self.close_loop(kv, header, exit, k);
         Ok(())
     }
 
-    fn module_pointer_type(&self) -> types::Type {
-        types::I64
+    /// The backward kernel: recomputes the step from the state before it, then sweeps the
+    /// recorded operations in reverse from d(after) and d(spike) to d(before) and d(ports).
+    fn backward_kernel(&mut self) -> Result<(), String> {
+        let pop = self.pop;
+        let entry = self.b.create_block();
+        self.b.append_block_params_for_function_params(entry);
+        self.b.switch_to_block(entry);
+        let params = self.b.block_params(entry).to_vec();
+        let (before_ptr, ports_ptr, counters_ptr, d_after_ptr, d_spike_ptr, d_before_ptr, d_ports_ptr, len, time, net) =
+            (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8], params[9]);
+        let var_bases = self.bases(before_ptr, pop.vars.len());
+        let port_bases = self.bases(ports_ptr, pop.ports.len());
+        let d_after_bases = self.bases(d_after_ptr, pop.vars.len());
+        let d_before_bases = self.bases(d_before_ptr, pop.vars.len());
+        let d_port_bases = self.bases(d_ports_ptr, pop.ports.len());
+        let (kv, header, exit, k) = self.open_loop(len);
+        let offset8 = self.b.ins().imul_imm_s(kv, 8);
+        let offset4 = self.b.ins().imul_imm_s(kv, 4);
+        self.tape = Some(Vec::new());
+        let step = self.step_body(&var_bases, &port_bases, counters_ptr, offset8, offset4, time, net)?;
+        let tape = self.tape.take().unwrap_or_default();
+        let mut adjoint: std::collections::HashMap<Value, Value> = std::collections::HashMap::new();
+        let add = |this: &mut Self, adjoint: &mut std::collections::HashMap<Value, Value>, target: Value, g: Value| {
+            let sum = match adjoint.get(&target) {
+                Some(existing) => this.b.ins().fadd(*existing, g),
+                None => g,
+            };
+            adjoint.insert(target, sum);
+        };
+        for (v, base) in d_after_bases.iter().enumerate() {
+            let g = self.load_at(types::F64, *base, offset8);
+            add(self, &mut adjoint, step.after[v], g);
+        }
+        let g_spike = self.load_at(types::F64, d_spike_ptr, offset8);
+        add(self, &mut adjoint, step.spiked, g_spike);
+        for entry in tape.iter().rev() {
+            let out = match entry {
+                Entry::Unary(_, _, out) | Entry::Binary(_, _, _, out) | Entry::Select(_, _, _, out) | Entry::Gauss(_, _, _, out) | Entry::Spike(_, _, out) => *out,
+            };
+            let Some(&g) = adjoint.get(&out) else { continue };
+            match *entry {
+                Entry::Unary(kind, x, out) => {
+                    let local = match kind {
+                        UnaryKind::Neg => self.f64(-1.0),
+                        UnaryKind::Exp => out,
+                        UnaryKind::Log => {
+                            let one = self.f64(1.0);
+                            self.b.ins().fdiv(one, x)
+                        }
+                        UnaryKind::Sqrt => {
+                            let half = self.f64(0.5);
+                            self.b.ins().fdiv(half, out)
+                        }
+                        UnaryKind::Abs => {
+                            let (zero, one, minus) = (self.f64(0.0), self.f64(1.0), self.f64(-1.0));
+                            let positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+                            let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+                            let sign = self.b.ins().select(negative, minus, zero);
+                            self.b.ins().select(positive, one, sign)
+                        }
+                        UnaryKind::Sigmoid => {
+                            let one = self.f64(1.0);
+                            let rest = self.b.ins().fsub(one, out);
+                            self.b.ins().fmul(out, rest)
+                        }
+                        UnaryKind::Tanh => {
+                            let one = self.f64(1.0);
+                            let square = self.b.ins().fmul(out, out);
+                            self.b.ins().fsub(one, square)
+                        }
+                        UnaryKind::Sin => self.call(5, &[x]),
+                        UnaryKind::Cos => {
+                            let sin = self.call(4, &[x]);
+                            self.b.ins().fneg(sin)
+                        }
+                    };
+                    let contribution = self.b.ins().fmul(g, local);
+                    add(self, &mut adjoint, x, contribution);
+                }
+                Entry::Binary(kind, a, b, out) => match kind {
+                    BinaryKind::Add => {
+                        add(self, &mut adjoint, a, g);
+                        add(self, &mut adjoint, b, g);
+                    }
+                    BinaryKind::Sub => {
+                        add(self, &mut adjoint, a, g);
+                        let minus = self.b.ins().fneg(g);
+                        add(self, &mut adjoint, b, minus);
+                    }
+                    BinaryKind::Mul => {
+                        let ga = self.b.ins().fmul(g, b);
+                        let gb = self.b.ins().fmul(g, a);
+                        add(self, &mut adjoint, a, ga);
+                        add(self, &mut adjoint, b, gb);
+                    }
+                    BinaryKind::Div => {
+                        let ga = self.b.ins().fdiv(g, b);
+                        let q = self.b.ins().fdiv(out, b);
+                        let gq = self.b.ins().fmul(g, q);
+                        let gb = self.b.ins().fneg(gq);
+                        add(self, &mut adjoint, a, ga);
+                        add(self, &mut adjoint, b, gb);
+                    }
+                    BinaryKind::Pow => {
+                        let one = self.f64(1.0);
+                        let y1 = self.b.ins().fsub(b, one);
+                        let p = self.call(2, &[a, y1]);
+                        let dx = self.b.ins().fmul(b, p);
+                        let ga = self.b.ins().fmul(g, dx);
+                        let zero = self.f64(0.0);
+                        let ln = self.call(1, &[a]);
+                        let dy = self.b.ins().fmul(out, ln);
+                        let positive = self.b.ins().fcmp(FloatCC::GreaterThan, a, zero);
+                        let dy = self.b.ins().select(positive, dy, zero);
+                        let gb = self.b.ins().fmul(g, dy);
+                        add(self, &mut adjoint, a, ga);
+                        add(self, &mut adjoint, b, gb);
+                    }
+                },
+                Entry::Select(condition, a, b, _) => {
+                    let zero = self.f64(0.0);
+                    let ga = self.b.ins().select(condition, g, zero);
+                    let gb = self.b.ins().select(condition, zero, g);
+                    add(self, &mut adjoint, a, ga);
+                    add(self, &mut adjoint, b, gb);
+                }
+                Entry::Gauss(x, mu, sigma, out) => {
+                    let d = self.b.ins().fsub(x, mu);
+                    let s2 = self.b.ins().fmul(sigma, sigma);
+                    let ratio = self.b.ins().fdiv(d, s2);
+                    let slope = self.b.ins().fmul(ratio, out);
+                    let dx = self.b.ins().fneg(slope);
+                    let gx = self.b.ins().fmul(g, dx);
+                    let gmu = self.b.ins().fneg(gx);
+                    let d2 = self.b.ins().fmul(d, d);
+                    let s3 = self.b.ins().fmul(s2, sigma);
+                    let a1 = self.b.ins().fdiv(d2, s3);
+                    let one = self.f64(1.0);
+                    let a2 = self.b.ins().fdiv(one, sigma);
+                    let inner = self.b.ins().fsub(a1, a2);
+                    let ds = self.b.ins().fmul(out, inner);
+                    let gs = self.b.ins().fmul(g, ds);
+                    add(self, &mut adjoint, x, gx);
+                    add(self, &mut adjoint, mu, gmu);
+                    add(self, &mut adjoint, sigma, gs);
+                }
+                Entry::Spike(x, grad, _) => {
+                    let gx = self.b.ins().fmul(g, grad);
+                    add(self, &mut adjoint, x, gx);
+                }
+            }
+        }
+        let zero = self.f64(0.0);
+        for (v, base) in d_before_bases.iter().enumerate() {
+            let g = adjoint.get(&step.before[v]).copied().unwrap_or(zero);
+            self.store_at(g, *base, offset8);
+        }
+        for (q, base) in d_port_bases.iter().enumerate() {
+            let g = adjoint.get(&step.ports[q]).copied().unwrap_or(zero);
+            self.store_at(g, *base, offset8);
+        }
+        self.close_loop(kv, header, exit, k);
+        Ok(())
     }
+
 }
 
 /// Forward pass over a batch with the compiled kernels; the trace has the layout of
@@ -424,4 +775,59 @@ pub fn run(compiled: &Compiled, module: &Module, params: &Params, samples: &[Sam
         trace.inputs.push(inputs);
     }
     trace
+}
+
+// SAFETY: after `finalize_definitions` the JIT module's code is immutable; the kernels are
+// plain functions of their arguments, so calling them from several threads at once is safe.
+// The module itself is only touched when `Compiled` is dropped.
+unsafe impl Sync for Compiled {}
+unsafe impl Send for Compiled {}
+
+impl Compiled {
+    pub fn has_backward(&self) -> bool {
+        !self.backward.is_empty()
+    }
+
+    /// The adjoint of population `p`'s step over a batch: from d(state after) and d(spike) to
+    /// d(state before) and d(ports).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_adjoint(
+        &self,
+        module: &Module,
+        p: usize,
+        step: usize,
+        before: &[Vec<f64>],
+        ports: &[Vec<f64>],
+        counters: &[u32],
+        d_after: &[Vec<f64>],
+        d_spike: &[f64],
+        net: &[f64],
+    ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let len = counters.len();
+        let mut d_before = vec![vec![0.0; len]; before.len()];
+        let mut d_ports = vec![vec![0.0; len]; ports.len()];
+        let before_pointers: Vec<*const f64> = before.iter().map(|v| v.as_ptr()).collect();
+        let port_pointers: Vec<*const f64> = ports.iter().map(|v| v.as_ptr()).collect();
+        let d_after_pointers: Vec<*const f64> = d_after.iter().map(|v| v.as_ptr()).collect();
+        let d_before_pointers: Vec<*mut f64> = d_before.iter_mut().map(|v| v.as_mut_ptr()).collect();
+        let d_port_pointers: Vec<*mut f64> = d_ports.iter_mut().map(|v| v.as_mut_ptr()).collect();
+        let net_values: Vec<f64> = if net.is_empty() { vec![0.0] } else { net.to_vec() };
+        // SAFETY: every array has `len` elements and one pointer per variable or port, as the
+        // kernel assumes.
+        unsafe {
+            (self.backward[p])(
+                before_pointers.as_ptr(),
+                port_pointers.as_ptr(),
+                counters.as_ptr(),
+                d_after_pointers.as_ptr(),
+                d_spike.as_ptr(),
+                d_before_pointers.as_ptr(),
+                d_port_pointers.as_ptr(),
+                len as i64,
+                step as f64 * module.dt,
+                net_values.as_ptr(),
+            );
+        }
+        (d_before, d_ports)
+    }
 }

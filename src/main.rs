@@ -63,8 +63,9 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Back end: `batched` (whole batch rows per IR node, GEMM) or `interp` (the scalar
-        /// reference interpreter). The JIT and CUDA back ends are not built yet.
+        /// Back end: `jit` (Cranelift kernels per population, GEMM), `batched` (whole batch rows
+        /// per IR node, GEMM) or `interp` (the scalar reference interpreter). CUDA is not built
+        /// yet.
         #[arg(long, default_value = "batched")]
         backend: String,
         /// Train on the first N training samples only.
@@ -106,10 +107,7 @@ fn main() -> ExitCode {
             let backend = match backend.as_str() {
                 "interp" => snnc::runtime::Backend::Interp,
                 "batched" => snnc::runtime::Backend::Batched,
-                "jit" => {
-                    eprintln!("error: the JIT compiles forward kernels only so far (see `snnc emit clif`); training needs its backward kernels, not built yet: use `--backend batched`");
-                    return ExitCode::FAILURE;
-                }
+                "jit" => snnc::runtime::Backend::Jit,
                 "cuda" => {
                     eprintln!("error: backend `{backend}` is not built yet; use `--backend batched` or `--backend interp`");
                     return ExitCode::FAILURE;

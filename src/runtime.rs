@@ -439,6 +439,8 @@ pub enum Backend {
     Interp,
     /// Whole batch rows per IR node, GEMM for dense projections.
     Batched,
+    /// The batched runtime with Cranelift-compiled forward and backward kernels per population.
+    Jit,
 }
 
 /// What to run: limits and threads.
@@ -457,12 +459,30 @@ pub const SHARD: usize = 16;
 
 /// Forward and backward for a shard of samples on the batched back end.
 pub fn shard_gradients(module: &Module, train: &Train, phase: &Phase, params: &Params, samples: &[SampleRef], labels: &[usize], seed: u64) -> Result<Vec<SampleResult>, Unsupported> {
+    shard_gradients_with(None, module, train, phase, params, samples, labels, seed)
+}
+
+/// [`shard_gradients`] with the JIT's kernels when `compiled` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn shard_gradients_with(
+    compiled: Option<&crate::jit::Compiled>,
+    module: &Module,
+    train: &Train,
+    phase: &Phase,
+    params: &Params,
+    samples: &[SampleRef],
+    labels: &[usize],
+    seed: u64,
+) -> Result<Vec<SampleResult>, Unsupported> {
     let surrogate = match &train.method {
         Method::Bptt { surrogate } => surrogate,
         other => return Err(Unsupported(format!("the batched back end trains with `bptt`; {} is not built yet", method_name(other)))),
     };
     let net = interp::net_params(module);
-    let trace = crate::batched::run(module, params, samples, seed, &net);
+    let trace = match compiled {
+        Some(compiled) => crate::jit::run(compiled, module, params, samples, seed, &net),
+        None => crate::batched::run(module, params, samples, seed, &net),
+    };
     let steps = trace.spikes.len();
     let batch = samples.len();
     let mut readout = ReadoutGrads::zeros(module, steps);
@@ -511,7 +531,11 @@ pub fn shard_gradients(module: &Module, train: &Train, phase: &Phase, params: &P
             *x += y;
         }
     }
-    crate::batched::backward(module, params, &trace, &mut readout, &mut grads, surrogate, samples, seed, &net);
+    let adjoint = match compiled {
+        Some(compiled) if compiled.has_backward() => crate::batched::Adjoint::Jit(compiled),
+        _ => crate::batched::Adjoint::Tape(surrogate),
+    };
+    crate::batched::backward(module, params, &trace, &mut readout, &mut grads, adjoint, samples, seed, &net);
     // The shard's gradient travels with its first sample; the others carry zeros.
     if let Some(first) = results.first_mut() {
         first.grads = Some(grads);
@@ -532,6 +556,10 @@ pub fn train_module(
     let mut params = init_params(module, seed);
     let n_train = config.limit_train.map_or(data.train.len(), |l| l.min(data.train.len()));
     let n_test = config.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
+    let compiled = match config.backend {
+        Backend::Jit => Some(crate::jit::compile(module).map_err(Unsupported)?),
+        Backend::Interp | Backend::Batched => None,
+    };
     let mut history = Vec::new();
     let mut global_epoch = 0;
     for phase in &train.phases {
@@ -554,12 +582,12 @@ pub fn train_module(
                         .par_iter()
                         .map(|&i| sample_gradients(module, train, phase, &params, SampleRef { id: i as u64, features: data.train.sample(i) }, usize::from(data.train.labels[i]), seed))
                         .collect(),
-                    Backend::Batched => chunk
+                    Backend::Batched | Backend::Jit => chunk
                         .par_chunks(SHARD)
                         .map(|shard| {
                             let samples: Vec<SampleRef> = shard.iter().map(|&i| SampleRef { id: i as u64, features: data.train.sample(i) }).collect();
                             let labels: Vec<usize> = shard.iter().map(|&i| usize::from(data.train.labels[i])).collect();
-                            shard_gradients(module, train, phase, &params, &samples, &labels, seed)
+                            shard_gradients_with(compiled.as_ref(), module, train, phase, &params, &samples, &labels, seed)
                         })
                         .collect::<Vec<_>>()
                         .into_iter()

@@ -143,3 +143,32 @@ fn jit_forward_matches_the_interpreter_on_every_model() {
         }
     }
 }
+
+#[test]
+fn jit_gradients_match_the_array_tape() {
+    for name in ["yin_yang.snn", "lab_lif_mnist.snn", "snntorch_tutorial5.snn"] {
+        let mut m = load(name);
+        m.steps = m.steps.min(6);
+        let compiled = snnc::jit::compile(&m).expect("compiles");
+        assert!(compiled.has_backward(), "{name}: bptt models get backward kernels");
+        let train = m.train.clone().expect("train");
+        let phase = &train.phases[0];
+        let n: usize = m.inputs[0].shape.iter().product();
+        let inputs: Vec<Vec<f32>> = (0..2).map(|s| features(n, s + 5)).collect();
+        let samples: Vec<SampleRef> = inputs.iter().enumerate().map(|(i, f)| SampleRef { id: i as u64, features: f }).collect();
+        let labels = [1, 2];
+        let params = init_params(&m, 4);
+        let tape = snnc::runtime::shard_gradients(&m, &train, phase, &params, &samples, &labels, 2).expect("runs");
+        let jit = snnc::runtime::shard_gradients_with(Some(&compiled), &m, &train, phase, &params, &samples, &labels, 2).expect("runs");
+        let (a, b) = (tape[0].grads.as_ref().expect("gradient"), jit[0].grads.as_ref().expect("gradient"));
+        let mut nonzero = 0;
+        for (p, (x, y)) in a.weights.iter().zip(&b.weights).enumerate() {
+            for (k, (u, v)) in x.iter().zip(y).enumerate() {
+                assert!((u - v).abs() <= 1e-9 * (1.0 + u.abs()), "{name}: weight {p}/{k}: tape {u} vs jit {v}");
+                nonzero += usize::from(*u != 0.0);
+            }
+        }
+        assert!(nonzero > 0, "{name}: a non-trivial gradient");
+        assert_eq!(tape.iter().map(|r| r.terms.clone()).collect::<Vec<_>>(), jit.iter().map(|r| r.terms.clone()).collect::<Vec<_>>(), "{name}: losses");
+    }
+}
