@@ -124,15 +124,32 @@ pub enum UnaryOp {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExprKind {
     /// A number with an optional unit written right after it: `20 ms`.
-    Quantity { value: f64, text: String, unit: Option<UnitExpr> },
+    Quantity {
+        value: f64,
+        text: String,
+        unit: Option<UnitExpr>,
+    },
     Bool(bool),
     Str(String),
     /// `v`, `soma.s`, `out.v`.
     Path(Vec<Ident>),
-    Call { func: Ident, args: Vec<Arg> },
-    Unary { op: UnaryOp, operand: Box<Expr> },
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
-    Index { base: Box<Expr>, index: Box<Expr> },
+    Call {
+        func: Ident,
+        args: Vec<Arg>,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Index {
+        base: Box<Expr>,
+        index: Box<Expr>,
+    },
     List(Vec<Expr>),
     /// Parentheses the user wrote; kept so that spans and `fmt` stay faithful.
     Paren(Box<Expr>),
@@ -455,12 +472,33 @@ pub struct LossStmt {
 pub enum TrainStmt {
     Setting(Setting),
     Loss(LossStmt),
-    Phase { name: Ident, body: Vec<TrainStmt>, span: Span },
+    Phase {
+        name: Ident,
+        body: Vec<TrainStmt>,
+        span: Span,
+    },
     /// `every sample { ... }`.
-    Hook { event: Ident, body: Block, span: Span },
-    Retry { condition: Expr, max: Option<Expr>, body: Block, span: Span },
-    Record { paths: Vec<Vec<Ident>>, to: Option<String>, span: Span },
-    Clamp { population: Ident, value: Expr, span: Span },
+    Hook {
+        event: Ident,
+        body: Block,
+        span: Span,
+    },
+    Retry {
+        condition: Expr,
+        max: Option<Expr>,
+        body: Block,
+        span: Span,
+    },
+    Record {
+        paths: Vec<Vec<Ident>>,
+        to: Option<String>,
+        span: Span,
+    },
+    Clamp {
+        population: Ident,
+        value: Expr,
+        span: Span,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

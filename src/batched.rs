@@ -228,7 +228,9 @@ fn record(tape: &mut ArrayTape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo
                 BinaryOp::Mul => AOp::Mul(a, b),
                 BinaryOp::Div => AOp::Div(a, b),
                 BinaryOp::Pow => AOp::Pow(a, b),
-                BinaryOp::Or | BinaryOp::And | BinaryOp::Ge | BinaryOp::Le | BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Gt | BinaryOp::Lt => AOp::Constant,
+                BinaryOp::Or | BinaryOp::And | BinaryOp::Ge | BinaryOp::Le | BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Gt | BinaryOp::Lt => {
+                    AOp::Constant
+                }
             };
             tape.map2(a, b, aop, f)
         }
@@ -289,7 +291,9 @@ struct PopStep<'a> {
 impl PopStep<'_> {
     fn rand(&self, id: ExprId) -> Vec<f64> {
         let n = self.pop.size();
-        (0..self.samples.len() * n).map(|k| rand_draw(neuron_rng(self.seed, self.samples[k / n].id, self.step, self.p, k % n), id)).collect()
+        (0..self.samples.len() * n)
+            .map(|k| rand_draw(neuron_rng(self.seed, self.samples[k / n].id, self.step, self.p, k % n), id))
+            .collect()
     }
 
     /// Records the step exactly as [`crate::interp`] computes it, for every neuron of the batch.
@@ -304,7 +308,17 @@ impl PopStep<'_> {
         let apply = |tape: &mut ArrayTape, updates: &[ir::Update], current: &mut Vec<usize>, spiked: usize| {
             for update in updates {
                 let mut memo = Vec::new();
-                let leaves = Leaves { vars: current, ports: &port_leaves, spiked, time, dt, net_params: self.net, data: None, surrogate_x: None, rand: &rand };
+                let leaves = Leaves {
+                    vars: current,
+                    ports: &port_leaves,
+                    spiked,
+                    time,
+                    dt,
+                    net_params: self.net,
+                    data: None,
+                    surrogate_x: None,
+                    rand: &rand,
+                };
                 current[update.var.0 as usize] = record(tape, &pop.exprs, update.value, &leaves, &mut memo);
             }
         };
@@ -321,7 +335,17 @@ impl PopStep<'_> {
         let snapshot = current.clone();
         let mut memo = Vec::new();
         for (update, _) in &pop.dynamics {
-            let leaves = Leaves { vars: &snapshot, ports: &port_leaves, spiked: zero, time, dt, net_params: self.net, data: None, surrogate_x: None, rand: &rand };
+            let leaves = Leaves {
+                vars: &snapshot,
+                ports: &port_leaves,
+                spiked: zero,
+                time,
+                dt,
+                net_params: self.net,
+                data: None,
+                surrogate_x: None,
+                rand: &rand,
+            };
             current[update.var.0 as usize] = record(tape, &pop.exprs, update.value, &leaves, &mut memo);
         }
         apply(tape, &pop.updates, &mut current, zero);
@@ -330,7 +354,17 @@ impl PopStep<'_> {
         let mut spike = zero;
         if let (Some(threshold), true) = (&pop.threshold, refractory.iter().any(|r| !r)) {
             let mut memo = Vec::new();
-            let leaves = Leaves { vars: &current, ports: &port_leaves, spiked: zero, time, dt, net_params: self.net, data: None, surrogate_x: None, rand: &rand };
+            let leaves = Leaves {
+                vars: &current,
+                ports: &port_leaves,
+                spiked: zero,
+                time,
+                dt,
+                net_params: self.net,
+                data: None,
+                surrogate_x: None,
+                rand: &rand,
+            };
             let lhs = record(tape, &pop.exprs, threshold.lhs, &leaves, &mut memo);
             let rhs = record(tape, &pop.exprs, threshold.rhs, &leaves, &mut memo);
             let x = tape.map2(lhs, rhs, AOp::Sub(lhs, rhs), |a, b| a - b);
@@ -375,7 +409,17 @@ fn surrogate_over(surrogate: &Surrogate, x: &[f64]) -> Vec<f64> {
     let mut tape = ArrayTape::new(x.len());
     let leaf = tape.leaf(x.to_vec());
     let nothing = |_: ExprId| Vec::new();
-    let leaves = Leaves { vars: &[], ports: &[], spiked: leaf, time: 0.0, dt: 0.0, net_params: &[], data: None, surrogate_x: Some(leaf), rand: &nothing };
+    let leaves = Leaves {
+        vars: &[],
+        ports: &[],
+        spiked: leaf,
+        time: 0.0,
+        dt: 0.0,
+        net_params: &[],
+        data: None,
+        surrogate_x: Some(leaf),
+        rand: &nothing,
+    };
     let value = record(&mut tape, &surrogate.exprs, surrogate.grad, &leaves, &mut Vec::new());
     tape.v(value).to_vec()
 }
@@ -385,7 +429,15 @@ fn select(tape: &mut ArrayTape, condition: usize, a: usize, b: usize) -> usize {
     tape.push(AOp::Select(condition, a, b), values)
 }
 
-pub(crate) fn encode(module: &Module, input: &ir::Input, index: usize, samples: &[SampleRef], step: usize, seed: u64, net: &[f64]) -> Vec<f64> {
+pub(crate) fn encode(
+    module: &Module,
+    input: &ir::Input,
+    index: usize,
+    samples: &[SampleRef],
+    step: usize,
+    seed: u64,
+    net: &[f64],
+) -> Vec<f64> {
     let n: usize = input.shape.iter().product();
     let len = samples.len() * n;
     if step >= module.steps {
@@ -397,7 +449,17 @@ pub(crate) fn encode(module: &Module, input: &ir::Input, index: usize, samples: 
     let rand = |id: ExprId| -> Vec<f64> {
         (0..len).map(|k| rand_draw((seed, samples[k / n].id, step as u64, ((index as u64) << 24) | (k % n) as u64), id)).collect()
     };
-    let leaves = Leaves { vars: &[], ports: &[], spiked: data, time: step as f64 * module.dt, dt: module.dt, net_params: net, data: Some(data), surrogate_x: None, rand: &rand };
+    let leaves = Leaves {
+        vars: &[],
+        ports: &[],
+        spiked: data,
+        time: step as f64 * module.dt,
+        dt: module.dt,
+        net_params: net,
+        data: Some(data),
+        surrogate_x: None,
+        rand: &rand,
+    };
     let value = record(&mut tape, &input.exprs, input.value, &leaves, &mut Vec::new());
     let value = tape.v(value).to_vec();
     match input.kind {
@@ -412,11 +474,33 @@ fn dense(batch: usize, n_pre: usize, n_post: usize, x: &[f64], w: &[f64], y: &mu
     // SAFETY: the slices have the stated row-major shapes: x is batch x n_pre, w is
     // n_pre x n_post, y is batch x n_post.
     unsafe {
-        matrixmultiply::dgemm(batch, n_pre, n_post, 1.0, x.as_ptr(), n_pre as isize, 1, w.as_ptr(), n_post as isize, 1, 1.0, y.as_mut_ptr(), n_post as isize, 1);
+        matrixmultiply::dgemm(
+            batch,
+            n_pre,
+            n_post,
+            1.0,
+            x.as_ptr(),
+            n_pre as isize,
+            1,
+            w.as_ptr(),
+            n_post as isize,
+            1,
+            1.0,
+            y.as_mut_ptr(),
+            n_post as isize,
+            1,
+        );
     }
 }
 
-fn source_of<'t>(proj: &ir::Projection, p: usize, t: usize, inputs: &'t [Vec<f64>], this_step: &'t [Vec<f64>], spikes: &'t [Vec<Vec<f64>>]) -> Option<&'t [f64]> {
+fn source_of<'t>(
+    proj: &ir::Projection,
+    p: usize,
+    t: usize,
+    inputs: &'t [Vec<f64>],
+    this_step: &'t [Vec<f64>],
+    spikes: &'t [Vec<Vec<f64>>],
+) -> Option<&'t [f64]> {
     match &proj.source {
         Source::Input(id) => Some(&inputs[id.0 as usize]),
         Source::Population(id) => {
@@ -436,12 +520,14 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
     let batch = samples.len();
     // Projections of inputs that do not change over time, computed once per batch.
     let mut hoisted: Vec<Option<Vec<f64>>> = vec![None; module.projections.len()];
-    let mut values: Vec<Vec<Vec<f64>>> = module.populations.iter().enumerate().map(|(p, pop)| initial_values(pop, p, params, batch, seed, samples)).collect();
+    let mut values: Vec<Vec<Vec<f64>>> =
+        module.populations.iter().enumerate().map(|(p, pop)| initial_values(pop, p, params, batch, seed, samples)).collect();
     let mut counters: Vec<Vec<u32>> = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
     let refractory: Vec<u32> = module.populations.iter().map(|pop| refractory_steps(module, pop, net)).collect();
     let mut trace = Trace { initial: values.clone(), ..Trace::default() };
     for step in 0..module.steps + module.rest_steps {
-        let inputs: Vec<Vec<f64>> = module.inputs.iter().enumerate().map(|(i, input)| encode(module, input, i, samples, step, seed, net)).collect();
+        let inputs: Vec<Vec<f64>> =
+            module.inputs.iter().enumerate().map(|(i, input)| encode(module, input, i, samples, step, seed, net)).collect();
         trace.refractory.push(counters.clone());
         let mut step_spikes: Vec<Vec<f64>> = Vec::new();
         let mut step_ports = Vec::new();
@@ -515,19 +601,35 @@ pub(crate) fn deliver(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn project_batch(module: &Module, proj: &ir::Projection, w: &[f64], source: &[f64], out: &mut [f64], batch: usize, n_pre: usize, n_post: usize, out_shape: &[usize]) {
+fn project_batch(
+    module: &Module,
+    proj: &ir::Projection,
+    w: &[f64],
+    source: &[f64],
+    out: &mut [f64],
+    batch: usize,
+    n_pre: usize,
+    n_post: usize,
+    out_shape: &[usize],
+) {
     {
         if proj.connectivity == Connectivity::Dense {
             dense(batch, n_pre, n_post, source, w, out);
         } else {
             let in_shape = module.source_shape(&proj.source);
             for b in 0..batch {
-                crate::interp::project(&proj.connectivity, w, &source[b * n_pre..(b + 1) * n_pre], &mut out[b * n_post..(b + 1) * n_post], in_shape, out_shape);
+                crate::interp::project(
+                    &proj.connectivity,
+                    w,
+                    &source[b * n_pre..(b + 1) * n_pre],
+                    &mut out[b * n_post..(b + 1) * n_post],
+                    in_shape,
+                    out_shape,
+                );
             }
         }
     }
 }
-
 
 /// BPTT over a batch: `readout` holds d loss / d (spikes, states) per step in batch layout;
 /// the weight and parameter gradients are added to `grads`.
@@ -541,7 +643,17 @@ pub enum Adjoint<'a> {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut ReadoutGrads, grads: &mut Params, adjoint: Adjoint, samples: &[SampleRef], seed: u64, net: &[f64]) {
+pub fn backward(
+    module: &Module,
+    params: &Params,
+    trace: &Trace,
+    readout: &mut ReadoutGrads,
+    grads: &mut Params,
+    adjoint: Adjoint,
+    samples: &[SampleRef],
+    seed: u64,
+    net: &[f64],
+) {
     let batch = samples.len();
     let steps = trace.spikes.len();
     let mut carry: Vec<Vec<Vec<f64>>> = module.populations.iter().map(|p| vec![vec![0.0; p.size() * batch]; p.vars.len()]).collect();
@@ -552,7 +664,8 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
         for (p, pop) in module.populations.iter().enumerate().rev() {
             let len = pop.size() * batch;
             let before = if t == 0 { &trace.initial[p] } else { &trace.states[t - 1][p] };
-            let d_after: Vec<Vec<f64>> = (0..pop.vars.len()).map(|v| carry[p][v].iter().zip(&readout.states[t][p][v]).map(|(a, b)| a + b).collect()).collect();
+            let d_after: Vec<Vec<f64>> =
+                (0..pop.vars.len()).map(|v| carry[p][v].iter().zip(&readout.states[t][p][v]).map(|(a, b)| a + b).collect()).collect();
             let (d_before, port_grads) = match adjoint {
                 Adjoint::Tape(surrogate) => {
                     let ctx = PopStep { module, pop, p, step: t, seed, samples, net, surrogate: Some(surrogate) };
@@ -584,7 +697,17 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
                     let ports: Vec<Vec<f64>> = record.port_leaves.iter().map(|l| std::mem::take(&mut tape_grads[*l])).collect();
                     (d_before, ports)
                 }
-                Adjoint::Jit(compiled) => compiled.step_adjoint(module, p, t, before, &trace.ports[t][p], &trace.refractory[t][p], &d_after, &readout.spikes[t][p], net),
+                Adjoint::Jit(compiled) => compiled.step_adjoint(
+                    module,
+                    p,
+                    t,
+                    before,
+                    &trace.ports[t][p],
+                    &trace.refractory[t][p],
+                    &d_after,
+                    &readout.spikes[t][p],
+                    net,
+                ),
             };
             carry[p] = d_before;
             for (index, proj) in module.projections.iter().enumerate() {
@@ -623,10 +746,40 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
                     unsafe {
                         if proj.trainable {
                             let dw = grads.weights[index].as_mut_ptr();
-                            matrixmultiply::dgemm(n_pre, batch, n_post, 1.0, source.as_ptr(), 1, n_pre as isize, g.as_ptr(), n_post as isize, 1, 1.0, dw, n_post as isize, 1);
+                            matrixmultiply::dgemm(
+                                n_pre,
+                                batch,
+                                n_post,
+                                1.0,
+                                source.as_ptr(),
+                                1,
+                                n_pre as isize,
+                                g.as_ptr(),
+                                n_post as isize,
+                                1,
+                                1.0,
+                                dw,
+                                n_post as isize,
+                                1,
+                            );
                         }
                         if spike_step.is_some() {
-                            matrixmultiply::dgemm(batch, n_post, n_pre, 1.0, g.as_ptr(), n_post as isize, 1, w.as_ptr(), 1, n_post as isize, 0.0, g_source.as_mut_ptr(), n_pre as isize, 1);
+                            matrixmultiply::dgemm(
+                                batch,
+                                n_post,
+                                n_pre,
+                                1.0,
+                                g.as_ptr(),
+                                n_post as isize,
+                                1,
+                                w.as_ptr(),
+                                1,
+                                n_post as isize,
+                                0.0,
+                                g_source.as_mut_ptr(),
+                                n_pre as isize,
+                                1,
+                            );
                         }
                     }
                 } else {
@@ -666,7 +819,22 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
         if proj.connectivity == Connectivity::Dense {
             // SAFETY: dW = X^T G with X batch x n_pre and G batch x n_post, both row-major.
             unsafe {
-                matrixmultiply::dgemm(n_pre, batch, n_post, 1.0, source.as_ptr(), 1, n_pre as isize, g.as_ptr(), n_post as isize, 1, 1.0, grads.weights[index].as_mut_ptr(), n_post as isize, 1);
+                matrixmultiply::dgemm(
+                    n_pre,
+                    batch,
+                    n_post,
+                    1.0,
+                    source.as_ptr(),
+                    1,
+                    n_pre as isize,
+                    g.as_ptr(),
+                    n_post as isize,
+                    1,
+                    1.0,
+                    grads.weights[index].as_mut_ptr(),
+                    n_post as isize,
+                    1,
+                );
             }
         } else {
             let in_shape = module.source_shape(&proj.source);
@@ -701,11 +869,17 @@ pub fn backward(module: &Module, params: &Params, trace: &Trace, readout: &mut R
 pub fn sample_trace(module: &Module, trace: &Trace, b: usize) -> Trace {
     let sizes: Vec<usize> = module.populations.iter().map(Population::size).collect();
     Trace {
-        spikes: trace.spikes.iter().map(|s| s.iter().enumerate().map(|(p, x)| x[b * sizes[p]..(b + 1) * sizes[p]].to_vec()).collect()).collect(),
+        spikes: trace
+            .spikes
+            .iter()
+            .map(|s| s.iter().enumerate().map(|(p, x)| x[b * sizes[p]..(b + 1) * sizes[p]].to_vec()).collect())
+            .collect(),
         states: trace
             .states
             .iter()
-            .map(|s| s.iter().enumerate().map(|(p, vars)| vars.iter().map(|x| x[b * sizes[p]..(b + 1) * sizes[p]].to_vec()).collect()).collect())
+            .map(|s| {
+                s.iter().enumerate().map(|(p, vars)| vars.iter().map(|x| x[b * sizes[p]..(b + 1) * sizes[p]].to_vec()).collect()).collect()
+            })
             .collect(),
         ..Trace::default()
     }

@@ -40,10 +40,19 @@ pub struct Dataset {
 #[derive(Debug)]
 pub enum DataError {
     /// None of the candidate files for one part of the set exists.
-    Missing { what: &'static str, looked_for: Vec<PathBuf> },
+    Missing {
+        what: &'static str,
+        looked_for: Vec<PathBuf>,
+    },
     /// A file exists but is not a valid IDX file of the expected kind.
-    Corrupt { path: PathBuf, reason: String },
-    Io { path: PathBuf, error: std::io::Error },
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 impl fmt::Display for DataError {
@@ -141,9 +150,8 @@ pub fn parse_idx(bytes: &[u8], rank: usize) -> Result<(Vec<usize>, &[u8]), Strin
     if bytes.len() < header {
         return Err("shorter than its header".to_string());
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("four bytes")) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        (0..rank).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("four bytes")) as usize).collect();
     let count = dims.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d)).ok_or("dimensions overflow")?;
     let data = &bytes[header..];
     if data.len() != count {

@@ -154,10 +154,7 @@ impl miette::Diagnostic for Diagnostic {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let primary = LabeledSpan::new_primary_with_span(Some(self.primary.text.clone()), self.primary.span);
-        let secondary = self
-            .secondary
-            .iter()
-            .map(|label| LabeledSpan::new_with_span(Some(label.text.clone()), label.span));
+        let secondary = self.secondary.iter().map(|label| LabeledSpan::new_with_span(Some(label.text.clone()), label.span));
         Some(Box::new(std::iter::once(primary).chain(secondary)))
     }
 }

@@ -53,11 +53,19 @@ pub struct RunOptions {
 pub fn apply_sets(module: &mut crate::ir::Module, sets: &[(String, String)]) -> Result<(), String> {
     for (key, value) in sets {
         let number: f64 = value.parse().map_err(|_| format!("--set {key}={value}: `{value}` is not a number"))?;
-        let whole = || if number >= 1.0 && number == number.trunc() { Ok(number as usize) } else { Err(format!("--set {key}: needs a positive whole number")) };
+        let whole = || {
+            if number >= 1.0 && number == number.trunc() {
+                Ok(number as usize)
+            } else {
+                Err(format!("--set {key}: needs a positive whole number"))
+            }
+        };
         match key.as_str() {
             "steps" => module.steps = whole()?,
             "batch" => module.train.as_mut().ok_or("the model has no train block")?.batch = whole()?,
-            "epochs" => module.train.as_mut().ok_or("the model has no train block")?.phases.iter_mut().for_each(|p| p.epochs = number as usize),
+            "epochs" => {
+                module.train.as_mut().ok_or("the model has no train block")?.phases.iter_mut().for_each(|p| p.epochs = number as usize)
+            }
             "lr" => module.train.as_mut().ok_or("the model has no train block")?.phases.iter_mut().for_each(|p| p.optimizer.lr = number),
             "seed" => module.train.as_mut().ok_or("the model has no train block")?.seed = number as u64,
             name => match module.params.iter_mut().find(|(n, _)| n == name) {
@@ -65,7 +73,8 @@ pub fn apply_sets(module: &mut crate::ir::Module, sets: &[(String, String)]) -> 
                 None => {
                     let mut keys = vec!["steps", "batch", "epochs", "lr", "seed"];
                     keys.extend(module.params.iter().map(|(n, _)| n.as_str()));
-                    let help = crate::diag::did_you_mean(name, keys.iter().copied()).map_or(String::new(), |s| format!(" (did you mean `{s}`?)"));
+                    let help =
+                        crate::diag::did_you_mean(name, keys.iter().copied()).map_or(String::new(), |s| format!(" (did you mean `{s}`?)"));
                     return Err(format!("--set {name}: not a setting of this model{help}; settings: {}", keys.join(", ")));
                 }
             },
@@ -122,7 +131,8 @@ pub fn save_checkpoint(path: &Path, module: &crate::ir::Module, params: &crate::
             Ok((name.clone(), view))
         })
         .collect::<Result<_, String>>()?;
-    let metadata = std::collections::HashMap::from([("model".to_string(), model.to_string()), ("network".to_string(), module.network.clone())]);
+    let metadata =
+        std::collections::HashMap::from([("model".to_string(), model.to_string()), ("network".to_string(), module.network.clone())]);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
     write_atomically(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -130,9 +140,11 @@ pub fn save_checkpoint(path: &Path, module: &crate::ir::Module, params: &crate::
 /// Loads a checkpoint written by [`save_checkpoint`] into `params`; every tensor must match.
 pub fn load_checkpoint(path: &Path, module: &crate::ir::Module, params: &mut crate::interp::Params) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
+    let tensors =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
     let read = |name: &str, len: usize| -> Result<Vec<f64>, String> {
-        let view = tensors.tensor(name).map_err(|_| format!("{} has no tensor `{name}`; was it written for this model?", path.display()))?;
+        let view =
+            tensors.tensor(name).map_err(|_| format!("{} has no tensor `{name}`; was it written for this model?", path.display()))?;
         let data = view.data();
         if data.len() != len * 4 {
             return Err(format!("tensor `{name}` in {} has {} values, the model needs {len}", path.display(), data.len() / 4));

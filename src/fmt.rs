@@ -18,7 +18,8 @@ pub fn format_source(text: &str) -> Result<String, Diagnostics> {
     if diagnostics.has_errors() {
         return Err(diagnostics);
     }
-    let mut printer = Printer { out: String::new(), source: text, comments: collect_comments(text), next_comment: 0, indent: 0, last_end: 0 };
+    let mut printer =
+        Printer { out: String::new(), source: text, comments: collect_comments(text), next_comment: 0, indent: 0, last_end: 0 };
     printer.file(&file);
     Ok(printer.out)
 }
@@ -98,14 +99,16 @@ impl Printer<'_> {
                 break;
             }
             let (start, text) = (comment.start, comment.text.clone());
-            let same_line = self.last_end > 0
-                && !self.source[self.last_end.min(start)..start].contains('\n')
-                && self.out.ends_with('\n');
+            let same_line = self.last_end > 0 && !self.source[self.last_end.min(start)..start].contains('\n') && self.out.ends_with('\n');
             if same_line {
                 self.out.pop();
                 let _ = writeln!(self.out, " {text}");
             } else {
-                if self.blank_between(self.last_end, start) && !self.out.is_empty() && !self.out.ends_with("{\n") && !self.out.ends_with("\n\n") {
+                if self.blank_between(self.last_end, start)
+                    && !self.out.is_empty()
+                    && !self.out.ends_with("{\n")
+                    && !self.out.ends_with("\n\n")
+                {
                     self.out.push('\n');
                 }
                 for line in text.lines() {
@@ -161,7 +164,8 @@ impl Printer<'_> {
         for (index, item) in file.items.iter().enumerate() {
             self.comments_before(item.span.start);
             let after_comment = self.next_comment > 0 && index == 0 && self.blank_between(self.last_end, item.span.start);
-            let both_imports = index > 0 && matches!(item.kind, ItemKind::Import(_)) && matches!(file.items[index - 1].kind, ItemKind::Import(_));
+            let both_imports =
+                index > 0 && matches!(item.kind, ItemKind::Import(_)) && matches!(file.items[index - 1].kind, ItemKind::Import(_));
             if (index > 0 && !both_imports || after_comment) && !self.out.ends_with("\n\n") {
                 self.out.push('\n');
             }

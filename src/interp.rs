@@ -8,8 +8,8 @@
 
 use crate::data::uniform;
 use crate::ir::{
-    self, BinaryOp, Connectivity, EncoderKind, ExprId, Exprs, Global, Init, Module, Node, PopId, Population, Source,
-    UnaryOp, VarId, VarKind, eval_func,
+    self, BinaryOp, Connectivity, EncoderKind, ExprId, Exprs, Global, Init, Module, Node, PopId, Population, Source, UnaryOp, VarId,
+    VarKind, eval_func,
 };
 
 /// The values a model learns or is given: weights per projection and per-neuron parameters.
@@ -184,12 +184,8 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
     let mut trace = Trace { initial: state.values.clone(), ..Trace::default() };
     for step in 0..module.steps + module.rest_steps {
         let resting = step >= module.steps;
-        let inputs: Vec<Vec<f64>> = module
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| encode(module, input, i, samples, step, seed, net_params, resting))
-            .collect();
+        let inputs: Vec<Vec<f64>> =
+            module.inputs.iter().enumerate().map(|(i, input)| encode(module, input, i, samples, step, seed, net_params, resting)).collect();
         let mut step_spikes = Vec::with_capacity(module.populations.len());
         let mut step_ports = Vec::with_capacity(module.populations.len());
         trace.refractory.push(state.refractory.clone());
@@ -234,7 +230,16 @@ pub fn initial_values(pop: &Population, p: usize, params: &Params, batch: usize,
 }
 
 #[allow(clippy::too_many_arguments)]
-fn encode(module: &Module, input: &ir::Input, index: usize, samples: &[SampleRef], step: usize, seed: u64, net_params: &[f64], resting: bool) -> Vec<f64> {
+fn encode(
+    module: &Module,
+    input: &ir::Input,
+    index: usize,
+    samples: &[SampleRef],
+    step: usize,
+    seed: u64,
+    net_params: &[f64],
+    resting: bool,
+) -> Vec<f64> {
     let n: usize = input.shape.iter().product();
     let mut out = vec![0.0; samples.len() * n];
     if resting {
@@ -300,7 +305,6 @@ fn deliver(state: &Run, inputs: &[Vec<f64>], p: usize, this_step: &[Vec<f64>]) -
     }
     ports
 }
-
 
 /// `y += x W` for one sample.
 pub fn project(connectivity: &Connectivity, w: &[f64], x: &[f64], y: &mut [f64], in_shape: &[usize], out_shape: &[usize]) {
@@ -388,7 +392,15 @@ fn chw(shape: &[usize]) -> Option<[usize; 3]> {
 }
 
 /// Advances population `p` by one step for the whole batch; returns its spikes.
-fn step_population(state: &mut Run, p: usize, ports: &[Vec<f64>], step: usize, seed: u64, samples: &[SampleRef], net_params: &[f64]) -> Vec<f64> {
+fn step_population(
+    state: &mut Run,
+    p: usize,
+    ports: &[Vec<f64>],
+    step: usize,
+    seed: u64,
+    samples: &[SampleRef],
+    net_params: &[f64],
+) -> Vec<f64> {
     let module = state.module;
     let pop = &module.populations[p];
     let n = pop.size();

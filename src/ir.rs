@@ -341,8 +341,14 @@ pub fn fmt_f64(value: f64) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Init {
     Const(f64),
-    Uniform { low: f64, high: f64 },
-    Normal { mean: f64, std: f64 },
+    Uniform {
+        low: f64,
+        high: f64,
+    },
+    Normal {
+        mean: f64,
+        std: f64,
+    },
     /// Kaiming normal: N(0, sqrt(2 / fan_in)).
     KaimingNormal,
     /// Xavier (Glorot) uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)).
@@ -701,7 +707,8 @@ impl fmt::Display for Module {
                 }
                 for (title, updates) in [("on pre", &synapse.on_pre), ("on post", &synapse.on_post)] {
                     for update in updates {
-                        let _ = writeln!(out, "    {title}: {} <- {}", names(update.var), synapse.exprs.display(update.value, &names, &ports));
+                        let _ =
+                            writeln!(out, "    {title}: {} <- {}", names(update.var), synapse.exprs.display(update.value, &names, &ports));
                     }
                 }
             }

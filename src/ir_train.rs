@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::ir::{Exprs, ExprId, Module, PopId, ProjId, VarId, fmt_f64};
+use crate::ir::{ExprId, Exprs, Module, PopId, ProjId, VarId, fmt_f64};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TExprId(pub u32);
@@ -200,9 +200,14 @@ pub struct Optimizer {
 pub enum LrSchedule {
     Constant,
     /// lr *= gamma every `every` epochs.
-    Step { every: usize, gamma: f64 },
+    Step {
+        every: usize,
+        gamma: f64,
+    },
     /// lr *= gamma every epoch.
-    Exponential { gamma: f64 },
+    Exponential {
+        gamma: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -20,8 +20,18 @@ use crate::interp::{Params, SampleRef, Trace, initial_values, refractory_steps};
 use crate::ir::{self, BinaryOp, ExprId, Exprs, Func, Global, Module, Node, Population, UnaryOp};
 
 type Kernel = unsafe extern "C" fn(*const *mut f64, *const *const f64, *mut u32, *mut f64, i64, f64, *const f64);
-type BackwardKernel =
-    unsafe extern "C" fn(*const *const f64, *const *const f64, *const u32, *const *const f64, *const f64, *const *mut f64, *const *mut f64, i64, f64, *const f64);
+type BackwardKernel = unsafe extern "C" fn(
+    *const *const f64,
+    *const *const f64,
+    *const u32,
+    *const *const f64,
+    *const f64,
+    *const *mut f64,
+    *const *mut f64,
+    i64,
+    f64,
+    *const f64,
+);
 
 extern "C" fn host_exp(x: f64) -> f64 {
     x.exp()
@@ -427,7 +437,15 @@ impl Emitter<'_, '_, '_> {
         out
     }
 
-    fn updates(&mut self, updates: &[ir::Update], current: &mut [Value], ports: &[Value], spiked: Value, time: Value, net: Value) -> Result<(), String> {
+    fn updates(
+        &mut self,
+        updates: &[ir::Update],
+        current: &mut [Value],
+        ports: &[Value],
+        spiked: Value,
+        time: Value,
+        net: Value,
+    ) -> Result<(), String> {
         let pop = self.pop;
         for update in updates {
             let scope = Scope { vars: current, ports, spiked, time, net, surrogate_x: None };
@@ -439,7 +457,10 @@ impl Emitter<'_, '_, '_> {
 
     /// Emits the loop `for k in 0..len { body(k) }` and returns to the caller inside the body
     /// with `k`; `finish` closes the loop.
-    fn open_loop(&mut self, len: Value) -> (Value, cranelift_codegen::ir::Block, cranelift_codegen::ir::Block, cranelift_frontend::Variable) {
+    fn open_loop(
+        &mut self,
+        len: Value,
+    ) -> (Value, cranelift_codegen::ir::Block, cranelift_codegen::ir::Block, cranelift_frontend::Variable) {
         let header = self.b.create_block();
         let body = self.b.create_block();
         let exit = self.b.create_block();
@@ -456,7 +477,13 @@ impl Emitter<'_, '_, '_> {
         (kv, header, exit, k)
     }
 
-    fn close_loop(&mut self, kv: Value, header: cranelift_codegen::ir::Block, exit: cranelift_codegen::ir::Block, k: cranelift_frontend::Variable) {
+    fn close_loop(
+        &mut self,
+        kv: Value,
+        header: cranelift_codegen::ir::Block,
+        exit: cranelift_codegen::ir::Block,
+        k: cranelift_frontend::Variable,
+    ) {
         let next = self.b.ins().iadd_imm_s(kv, 1);
         self.b.def_var(k, next);
         self.b.ins().jump(header, &[]);
@@ -480,7 +507,16 @@ impl Emitter<'_, '_, '_> {
 
     /// One element's step, exactly the sequence of [`crate::interp`].
     #[allow(clippy::too_many_arguments)]
-    fn step_body(&mut self, var_bases: &[Value], port_bases: &[Value], counters_ptr: Value, offset8: Value, offset4: Value, time: Value, net: Value) -> Result<StepValues, String> {
+    fn step_body(
+        &mut self,
+        var_bases: &[Value],
+        port_bases: &[Value],
+        counters_ptr: Value,
+        offset8: Value,
+        offset4: Value,
+        time: Value,
+        net: Value,
+    ) -> Result<StepValues, String> {
         let pop = self.pop;
         let before: Vec<Value> = var_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
         let ports: Vec<Value> = port_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
@@ -554,7 +590,8 @@ impl Emitter<'_, '_, '_> {
         self.b.append_block_params_for_function_params(entry);
         self.b.switch_to_block(entry);
         let params = self.b.block_params(entry).to_vec();
-        let (vars_ptr, ports_ptr, counters_ptr, spikes_ptr, len, time, net) = (params[0], params[1], params[2], params[3], params[4], params[5], params[6]);
+        let (vars_ptr, ports_ptr, counters_ptr, spikes_ptr, len, time, net) =
+            (params[0], params[1], params[2], params[3], params[4], params[5], params[6]);
         let var_bases = self.bases(vars_ptr, pop.vars.len());
         let port_bases = self.bases(ports_ptr, pop.ports.len());
         let (kv, header, exit, k) = self.open_loop(len);
@@ -611,7 +648,11 @@ impl Emitter<'_, '_, '_> {
         add(self, &mut adjoint, step.spiked, g_spike);
         for entry in tape.iter().rev() {
             let out = match entry {
-                Entry::Unary(_, _, out) | Entry::Binary(_, _, _, out) | Entry::Select(_, _, _, out) | Entry::Gauss(_, _, _, out) | Entry::Spike(_, _, out) => *out,
+                Entry::Unary(_, _, out)
+                | Entry::Binary(_, _, _, out)
+                | Entry::Select(_, _, _, out)
+                | Entry::Gauss(_, _, _, out)
+                | Entry::Spike(_, _, out) => *out,
             };
             let Some(&g) = adjoint.get(&out) else { continue };
             match *entry {
@@ -738,20 +779,21 @@ impl Emitter<'_, '_, '_> {
         self.close_loop(kv, header, exit, k);
         Ok(())
     }
-
 }
 
 /// Forward pass over a batch with the compiled kernels; the trace has the layout of
 /// [`crate::interp::run`]'s (states, spikes, ports, refractory counters and inputs).
 pub fn run(compiled: &Compiled, module: &Module, params: &Params, samples: &[SampleRef], seed: u64, net: &[f64]) -> Trace {
     let batch = samples.len();
-    let mut values: Vec<Vec<Vec<f64>>> = module.populations.iter().enumerate().map(|(p, pop)| initial_values(pop, p, params, batch, seed, samples)).collect();
+    let mut values: Vec<Vec<Vec<f64>>> =
+        module.populations.iter().enumerate().map(|(p, pop)| initial_values(pop, p, params, batch, seed, samples)).collect();
     let mut counters: Vec<Vec<u32>> = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
     let mut trace = Trace { initial: values.clone(), ..Trace::default() };
     let mut hoisted = vec![None; module.projections.len()];
     let net_values: Vec<f64> = if net.is_empty() { vec![0.0] } else { net.to_vec() };
     for step in 0..module.steps + module.rest_steps {
-        let inputs: Vec<Vec<f64>> = module.inputs.iter().enumerate().map(|(i, input)| crate::batched::encode(module, input, i, samples, step, seed, net)).collect();
+        let inputs: Vec<Vec<f64>> =
+            module.inputs.iter().enumerate().map(|(i, input)| crate::batched::encode(module, input, i, samples, step, seed, net)).collect();
         trace.refractory.push(counters.clone());
         let mut step_spikes: Vec<Vec<f64>> = Vec::new();
         let mut step_ports = Vec::new();
@@ -764,7 +806,15 @@ pub fn run(compiled: &Compiled, module: &Module, params: &Params, samples: &[Sam
             // SAFETY: every array has `len` elements, as the kernel assumes; the pointer
             // arrays have one entry per variable and port of this population.
             unsafe {
-                (compiled.kernels[p])(var_pointers.as_ptr(), port_pointers.as_ptr(), counters[p].as_mut_ptr(), spikes.as_mut_ptr(), len as i64, step as f64 * module.dt, net_values.as_ptr());
+                (compiled.kernels[p])(
+                    var_pointers.as_ptr(),
+                    port_pointers.as_ptr(),
+                    counters[p].as_mut_ptr(),
+                    spikes.as_mut_ptr(),
+                    len as i64,
+                    step as f64 * module.dt,
+                    net_values.as_ptr(),
+                );
             }
             step_spikes.push(spikes);
             step_ports.push(ports);

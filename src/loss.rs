@@ -66,7 +66,14 @@ impl ReadoutGrads {
 }
 
 /// Evaluates every node of `exprs` for one sample (batch of one in `trace`).
-pub fn evaluate(module: &Module, exprs: &TExprs, trace: &Trace, params: &Params, label: usize, sample: &[f32]) -> Result<Vec<Value>, Unsupported> {
+pub fn evaluate(
+    module: &Module,
+    exprs: &TExprs,
+    trace: &Trace,
+    params: &Params,
+    label: usize,
+    sample: &[f32],
+) -> Result<Vec<Value>, Unsupported> {
     let steps = trace.spikes.len();
     let mut values: Vec<Value> = Vec::with_capacity(exprs.nodes.len());
     for (node, ty) in &exprs.nodes {
@@ -152,7 +159,8 @@ fn call(func: TFunc, args: &[&Value], steps: usize, width: usize) -> Result<Valu
             let b = args[1];
             let per_step = a.per_step || b.per_step;
             let t_count = if per_step { steps } else { 1 };
-            let data = (0..t_count).map(|t| (0..a.width).map(|i| (a.at(t, i) - b.at(t, i)).powi(2)).sum::<f64>() / a.width as f64).collect();
+            let data =
+                (0..t_count).map(|t| (0..a.width).map(|i| (a.at(t, i) - b.at(t, i)).powi(2)).sum::<f64>() / a.width as f64).collect();
             Value { per_step, width: 1, data }
         }
         TFunc::CrossEntropy => per_row(&|r, t| vec![-(softmax_row(r)[label(t).min(r.len() - 1)].max(1e-300)).ln()], 1),
@@ -387,7 +395,8 @@ pub fn backward(
                                     }
                                 }
                                 TFunc::MaxT => {
-                                    let best = (0..n).max_by(|x, y| va.data[x * va.width + i].total_cmp(&va.data[y * va.width + i])).unwrap_or(0);
+                                    let best =
+                                        (0..n).max_by(|x, y| va.data[x * va.width + i].total_cmp(&va.data[y * va.width + i])).unwrap_or(0);
                                     ga[best * va.width + i] += g[i];
                                 }
                                 _ => ga[(n - 1) * va.width + i] += g[i],

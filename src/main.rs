@@ -66,7 +66,7 @@ enum Command {
         /// Back end: `jit` (Cranelift kernels per population, GEMM), `batched` (whole batch rows
         /// per IR node, GEMM) or `interp` (the scalar reference interpreter). CUDA is not built
         /// yet.
-        #[arg(long, default_value = "batched")]
+        #[arg(long, default_value = "jit")]
         backend: String,
         /// Train on the first N training samples only.
         #[arg(long)]
@@ -133,7 +133,17 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let options = snnc::driver::RunOptions { epochs, sets: parsed, out, data_dir: data, limit_train, limit_test, seed: 0, progress: true, backend };
+            let options = snnc::driver::RunOptions {
+                epochs,
+                sets: parsed,
+                out,
+                data_dir: data,
+                limit_train,
+                limit_test,
+                seed: 0,
+                progress: true,
+                backend,
+            };
             report(run(&file, &options))
         }
         Command::Eval { file, checkpoint, data, limit_test } => report(eval(&file, &checkpoint, data.as_deref(), limit_test)),
@@ -202,7 +212,16 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
             bar.finish_and_clear();
             if !header_printed {
                 let terms: Vec<String> = metrics.losses.iter().map(|(n, _)| format!("{n:>10}")).collect();
-                println!("{:>5} {:>8} {} {:>9} {:>9} {:>10} {:>8}", "epoch", "phase", terms.join(" "), "train acc", "test acc", "samples/s", "seconds");
+                println!(
+                    "{:>5} {:>8} {} {:>9} {:>9} {:>10} {:>8}",
+                    "epoch",
+                    "phase",
+                    terms.join(" "),
+                    "train acc",
+                    "test acc",
+                    "samples/s",
+                    "seconds"
+                );
                 header_printed = true;
             }
             let terms: Vec<String> = metrics.losses.iter().map(|(_, v)| format!("{v:>10.4}")).collect();
@@ -282,7 +301,9 @@ fn eval(file: &PathBuf, checkpoint: &std::path::Path, data_dir: Option<&std::pat
     let mut params = snnc::interp::init_params(&module, train.seed);
     snnc::driver::load_checkpoint(checkpoint, &module, &mut params)?;
     let n = limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
-    let (accuracy, spikes) = snnc::runtime::evaluate_with(snnc::runtime::Backend::Batched, &module, train, &params, &data.test, n, train.seed).map_err(|e| e.to_string())?;
+    let (accuracy, spikes) =
+        snnc::runtime::evaluate_with(snnc::runtime::Backend::Batched, &module, train, &params, &data.test, n, train.seed)
+            .map_err(|e| e.to_string())?;
     println!("test accuracy {:.2}% on {n} samples", 100.0 * accuracy);
     for (pop, s) in module.populations.iter().zip(spikes) {
         println!("  {}: {s:.3} spikes per neuron per sample", pop.name);

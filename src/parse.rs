@@ -178,9 +178,27 @@ fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, base: usize) 
 /// Collapses long token lists: the tokens that can start an expression become "an
 /// expression", binary operators "an operator".
 fn summarise(expected: Vec<String>) -> Vec<String> {
-    const EXPRESSION_START: [&str; 12] = ["`!`", "`(`", "`-`", "`[`", "`true`", "`false`", "`not`", "`\"`", "a number", "a name", "a string", "an expression"];
-    const OPERATORS: [&str; 17] =
-        ["`!=`", "`&&`", "`||`", "`*`", "`+`", "`-`", "`/`", "`^`", "`<`", "`<=`", "`==`", "`>`", "`>=`", "`and`", "`or`", "an operator", "`[`"];
+    const EXPRESSION_START: [&str; 12] =
+        ["`!`", "`(`", "`-`", "`[`", "`true`", "`false`", "`not`", "`\"`", "a number", "a name", "a string", "an expression"];
+    const OPERATORS: [&str; 17] = [
+        "`!=`",
+        "`&&`",
+        "`||`",
+        "`*`",
+        "`+`",
+        "`-`",
+        "`/`",
+        "`^`",
+        "`<`",
+        "`<=`",
+        "`==`",
+        "`>`",
+        "`>=`",
+        "`and`",
+        "`or`",
+        "an operator",
+        "`[`",
+    ];
     const NOISE: [&str; 6] = ["`.`", "`_`", "`;`", "`,`", "`d`", "`/dt`"];
     let starts = expected.iter().filter(|w| EXPRESSION_START.contains(&w.as_str())).count();
     let operators = expected.iter().filter(|w| OPERATORS.contains(&w.as_str())).count();
@@ -222,32 +240,55 @@ fn rule_words(rule: Rule) -> Option<String> {
     if let Some(word) = name.strip_prefix("kw_") {
         return Some(format!("`{word}`"));
     }
-    Some(match rule {
-        Rule::item | Rule::file => "an item (`import`, `neuron`, `synapse`, `surrogate`, `encoder`, `network` or `train`)",
-        Rule::ident | Rule::field | Rule::path | Rule::module_path => "a name",
-        Rule::number | Rule::quantity | Rule::int => "a number",
-        Rule::string | Rule::string_inner => "a string",
-        Rule::expr | Rule::primary | Rule::paren | Rule::call | Rule::list | Rule::boolean => "an expression",
-        Rule::unit_expr | Rule::unit_atom | Rule::unit_name | Rule::inline_unit | Rule::unit_one => "a unit",
-        Rule::unit_power => "an integer power",
-        Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow | Rule::or_op | Rule::and_op
-        | Rule::ge | Rule::le | Rule::eq | Rule::ne | Rule::gt | Rule::lt => "an operator",
-        Rule::neuron_stmt | Rule::param_stmt | Rule::state_stmt | Rule::input_stmt | Rule::ode_stmt | Rule::ode_lhs
-        | Rule::update_block | Rule::update_after | Rule::spike_when | Rule::on_block | Rule::refractory_stmt
-        | Rule::compartment | Rule::observable_stmt => "a neuron statement",
-        Rule::synapse_stmt | Rule::trace_stmt | Rule::delivers_stmt => "a synapse statement",
-        Rule::network_stmt | Rule::input_layer | Rule::population | Rule::connect | Rule::setting => "a network statement",
-        Rule::train_stmt | Rule::loss_stmt | Rule::phase | Rule::hook | Rule::retry | Rule::record | Rule::clamp => "a train statement",
-        Rule::block | Rule::block_stmt | Rule::assign | Rule::deliver_stmt | Rule::call_stmt | Rule::let_stmt => "a statement",
-        Rule::assign_op => "`=`, `+=`, `-=` or `*=`",
-        Rule::shape => "a shape such as `[784]`",
-        Rule::delivery => "`current` or `conductance`",
-        Rule::modifier | Rule::param_type => "a unit or `trainable`/`per_neuron`",
-        Rule::EOI => "end of file",
-        Rule::doc | Rule::doc_text => "a doc comment",
-        _ => return None,
-    }
-    .to_string())
+    Some(
+        match rule {
+            Rule::item | Rule::file => "an item (`import`, `neuron`, `synapse`, `surrogate`, `encoder`, `network` or `train`)",
+            Rule::ident | Rule::field | Rule::path | Rule::module_path => "a name",
+            Rule::number | Rule::quantity | Rule::int => "a number",
+            Rule::string | Rule::string_inner => "a string",
+            Rule::expr | Rule::primary | Rule::paren | Rule::call | Rule::list | Rule::boolean => "an expression",
+            Rule::unit_expr | Rule::unit_atom | Rule::unit_name | Rule::inline_unit | Rule::unit_one => "a unit",
+            Rule::unit_power => "an integer power",
+            Rule::add
+            | Rule::sub
+            | Rule::mul
+            | Rule::div
+            | Rule::pow
+            | Rule::or_op
+            | Rule::and_op
+            | Rule::ge
+            | Rule::le
+            | Rule::eq
+            | Rule::ne
+            | Rule::gt
+            | Rule::lt => "an operator",
+            Rule::neuron_stmt
+            | Rule::param_stmt
+            | Rule::state_stmt
+            | Rule::input_stmt
+            | Rule::ode_stmt
+            | Rule::ode_lhs
+            | Rule::update_block
+            | Rule::update_after
+            | Rule::spike_when
+            | Rule::on_block
+            | Rule::refractory_stmt
+            | Rule::compartment
+            | Rule::observable_stmt => "a neuron statement",
+            Rule::synapse_stmt | Rule::trace_stmt | Rule::delivers_stmt => "a synapse statement",
+            Rule::network_stmt | Rule::input_layer | Rule::population | Rule::connect | Rule::setting => "a network statement",
+            Rule::train_stmt | Rule::loss_stmt | Rule::phase | Rule::hook | Rule::retry | Rule::record | Rule::clamp => "a train statement",
+            Rule::block | Rule::block_stmt | Rule::assign | Rule::deliver_stmt | Rule::call_stmt | Rule::let_stmt => "a statement",
+            Rule::assign_op => "`=`, `+=`, `-=` or `*=`",
+            Rule::shape => "a shape such as `[784]`",
+            Rule::delivery => "`current` or `conductance`",
+            Rule::modifier | Rule::param_type => "a unit or `trainable`/`per_neuron`",
+            Rule::EOI => "end of file",
+            Rule::doc | Rule::doc_text => "a doc comment",
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 fn join_words(words: &[String]) -> String {
@@ -278,9 +319,7 @@ fn found_len(text: &str, position: usize) -> usize {
     let rest = &text[position.min(text.len())..];
     let Some(first) = rest.chars().next() else { return 0 };
     if first.is_alphanumeric() || first == '_' {
-        rest.char_indices()
-            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '.'))
-            .map_or(rest.len(), |(i, _)| i)
+        rest.char_indices().find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '.')).map_or(rest.len(), |(i, _)| i)
     } else {
         first.len_utf8()
     }
@@ -290,9 +329,48 @@ fn found_len(text: &str, position: usize) -> usize {
 
 /// Keyword pairs carry no information beyond their position; builders skip them.
 fn significant(pair: &Pair<Rule>) -> bool {
-    !matches!(pair.as_rule(), Rule::kw_after | Rule::kw_at | Rule::kw_clamp | Rule::kw_compartment | Rule::kw_connect | Rule::kw_current | Rule::kw_delay | Rule::kw_deliver | Rule::kw_delivers | Rule::kw_encoder | Rule::kw_every | Rule::kw_grad | Rule::kw_import | Rule::kw_input | Rule::kw_let | Rule::kw_loss | Rule::kw_max | Rule::kw_network | Rule::kw_neuron | Rule::kw_observable | Rule::kw_on | Rule::kw_param | Rule::kw_phase | Rule::kw_population | Rule::kw_record | Rule::kw_refractory | Rule::kw_retry | Rule::kw_spike | Rule::kw_state | Rule::kw_surrogate | Rule::kw_synapse | Rule::kw_to | Rule::kw_trace | Rule::kw_train | Rule::kw_update | Rule::kw_via | Rule::kw_when | Rule::named_eq)
+    !matches!(
+        pair.as_rule(),
+        Rule::kw_after
+            | Rule::kw_at
+            | Rule::kw_clamp
+            | Rule::kw_compartment
+            | Rule::kw_connect
+            | Rule::kw_current
+            | Rule::kw_delay
+            | Rule::kw_deliver
+            | Rule::kw_delivers
+            | Rule::kw_encoder
+            | Rule::kw_every
+            | Rule::kw_grad
+            | Rule::kw_import
+            | Rule::kw_input
+            | Rule::kw_let
+            | Rule::kw_loss
+            | Rule::kw_max
+            | Rule::kw_network
+            | Rule::kw_neuron
+            | Rule::kw_observable
+            | Rule::kw_on
+            | Rule::kw_param
+            | Rule::kw_phase
+            | Rule::kw_population
+            | Rule::kw_record
+            | Rule::kw_refractory
+            | Rule::kw_retry
+            | Rule::kw_spike
+            | Rule::kw_state
+            | Rule::kw_surrogate
+            | Rule::kw_synapse
+            | Rule::kw_to
+            | Rule::kw_trace
+            | Rule::kw_train
+            | Rule::kw_update
+            | Rule::kw_via
+            | Rule::kw_when
+            | Rule::named_eq
+    )
 }
-
 
 /// The pair's span without trailing whitespace and comments, which pest includes when a rule
 /// ends in an optional repetition.
@@ -308,11 +386,7 @@ fn significant_len(text: &str) -> usize {
         let trimmed = &text[..end];
         let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
         let line = &trimmed[line_start..];
-        let cut = if trimmed.ends_with("*/") {
-            trimmed.rfind("/*")
-        } else {
-            comment_start(line).map(|i| line_start + i)
-        };
+        let cut = if trimmed.ends_with("*/") { trimmed.rfind("/*") } else { comment_start(line).map(|i| line_start + i) };
         match cut {
             Some(cut) if cut < end => end = text[..cut].trim_end().len(),
             _ => return end,
@@ -422,7 +496,8 @@ fn build_unit(pair: Pair<Rule>) -> UnitExpr {
 }
 
 fn build_param_heads(pair: Pair<Rule>) -> Vec<ParamHead> {
-    pair.into_inner().filter(significant)
+    pair.into_inner()
+        .filter(significant)
         .map(|head| {
             let mut parts = head.into_inner().filter(significant);
             let name = ident(parts.next().expect("parameter name"));
@@ -503,7 +578,8 @@ fn build_let(pair: Pair<Rule>) -> Let {
 fn build_block(pair: Pair<Rule>) -> Block {
     let span = span_of(&pair);
     let stmts = pair
-        .into_inner().filter(significant)
+        .into_inner()
+        .filter(significant)
         .map(|stmt| {
             let stmt_span = span_of(&stmt);
             match stmt.as_rule() {
@@ -520,10 +596,13 @@ fn build_block(pair: Pair<Rule>) -> Block {
                     Stmt::Assign { target, op, value, span: stmt_span }
                 }
                 Rule::let_stmt => Stmt::Let(build_let(stmt)),
-                Rule::deliver_stmt => {
-                    Stmt::Deliver { value: build_expr(stmt.into_inner().filter(significant).next().expect("deliver value")), span: stmt_span }
+                Rule::deliver_stmt => Stmt::Deliver {
+                    value: build_expr(stmt.into_inner().filter(significant).next().expect("deliver value")),
+                    span: stmt_span,
+                },
+                Rule::call_stmt => {
+                    Stmt::Call { call: build_expr_primary(stmt.into_inner().filter(significant).next().expect("call")), span: stmt_span }
                 }
-                Rule::call_stmt => Stmt::Call { call: build_expr_primary(stmt.into_inner().filter(significant).next().expect("call")), span: stmt_span },
                 rule => unreachable!("grammar: unexpected block statement {rule:?}"),
             }
         })
@@ -553,10 +632,16 @@ fn build_neuron_stmt(pair: Pair<Rule>) -> NeuronStmt {
             NeuronStmt::Ode(Ode { var, rhs, span })
         }
         Rule::update_block => NeuronStmt::Update(build_block(pair.into_inner().filter(significant).next().expect("update block"))),
-        Rule::update_after => NeuronStmt::UpdateAfterSpike(build_block(pair.into_inner().filter(significant).next().expect("update block"))),
-        Rule::spike_when => NeuronStmt::SpikeWhen { condition: build_expr(pair.into_inner().filter(significant).next().expect("condition")), span },
+        Rule::update_after => {
+            NeuronStmt::UpdateAfterSpike(build_block(pair.into_inner().filter(significant).next().expect("update block")))
+        }
+        Rule::spike_when => {
+            NeuronStmt::SpikeWhen { condition: build_expr(pair.into_inner().filter(significant).next().expect("condition")), span }
+        }
         Rule::on_block => NeuronStmt::On(build_on(pair)),
-        Rule::refractory_stmt => NeuronStmt::Refractory { period: build_expr(pair.into_inner().filter(significant).next().expect("period")), span },
+        Rule::refractory_stmt => {
+            NeuronStmt::Refractory { period: build_expr(pair.into_inner().filter(significant).next().expect("period")), span }
+        }
         Rule::compartment => {
             let mut parts = pair.into_inner().filter(significant);
             let name = ident(parts.next().expect("compartment name"));

@@ -133,7 +133,14 @@ pub struct SampleResult {
 }
 
 /// Forward only: predicted class and spike counts per population.
-pub fn predict(module: &Module, train: &Train, params: &Params, sample: SampleRef, label: usize, seed: u64) -> Result<(Option<usize>, Vec<f64>), Unsupported> {
+pub fn predict(
+    module: &Module,
+    train: &Train,
+    params: &Params,
+    sample: SampleRef,
+    label: usize,
+    seed: u64,
+) -> Result<(Option<usize>, Vec<f64>), Unsupported> {
     let trace = interp::run(module, params, &[sample], seed, &interp::net_params(module));
     let prediction = match train.predict {
         Some(root) => {
@@ -150,7 +157,15 @@ fn spike_counts(module: &Module, trace: &Trace) -> Vec<f64> {
 }
 
 /// Forward and backward for one sample with the given phase's loss terms.
-pub fn sample_gradients(module: &Module, train: &Train, phase: &Phase, params: &Params, sample: SampleRef, label: usize, seed: u64) -> Result<SampleResult, Unsupported> {
+pub fn sample_gradients(
+    module: &Module,
+    train: &Train,
+    phase: &Phase,
+    params: &Params,
+    sample: SampleRef,
+    label: usize,
+    seed: u64,
+) -> Result<SampleResult, Unsupported> {
     let surrogate = match &train.method {
         Method::Bptt { surrogate } => surrogate,
         other => return Err(Unsupported(format!("the reference back end trains with `bptt`; {} is not built yet", method_name(other)))),
@@ -207,9 +222,8 @@ fn backward_through_time(
             let n = pop.size();
             let mut port_grads = vec![vec![0.0; n]; pop.ports.len()];
             for i in 0..n {
-                let before: Vec<f64> = (0..pop.vars.len())
-                    .map(|v| if t == 0 { trace.initial[p][v][i] } else { trace.states[t - 1][p][v][i] })
-                    .collect();
+                let before: Vec<f64> =
+                    (0..pop.vars.len()).map(|v| if t == 0 { trace.initial[p][v][i] } else { trace.states[t - 1][p][v][i] }).collect();
                 let ports: Vec<f64> = (0..pop.ports.len()).map(|q| trace.ports[t][p][q][i]).collect();
                 let counter = trace.refractory[t][p][i];
                 let rng = neuron_rng(seed, sample_id, t, p, i);
@@ -262,7 +276,16 @@ fn backward_through_time(
                 };
                 let n_pre = source.len();
                 let mut g_source = vec![0.0; n_pre];
-                project_backward(&proj.connectivity, &params.weights[index], source, g_port, &mut grads.weights[index], &mut g_source, module.source_shape(&proj.source), &pop.shape);
+                project_backward(
+                    &proj.connectivity,
+                    &params.weights[index],
+                    source,
+                    g_port,
+                    &mut grads.weights[index],
+                    &mut g_source,
+                    module.source_shape(&proj.source),
+                    &pop.shape,
+                );
                 if !proj.trainable {
                     grads.weights[index].iter_mut().for_each(|g| *g = 0.0);
                 }
@@ -286,7 +309,6 @@ fn backward_through_time(
         }
     }
 }
-
 
 /// The adjoint of [`interp::project`]: `dW += x (x) g`, `dx += W g`.
 #[allow(clippy::too_many_arguments)]
@@ -359,11 +381,20 @@ impl Optimizer {
         Optimizer { m: zeros_like(params), v: zeros_like(params), step: 0 }
     }
 
-    pub fn update(&mut self, module: &Module, params: &mut Params, grads: &Grads, config: &crate::ir_train::Optimizer, lr: f64, clip: Option<f64>) {
+    pub fn update(
+        &mut self,
+        module: &Module,
+        params: &mut Params,
+        grads: &Grads,
+        config: &crate::ir_train::Optimizer,
+        lr: f64,
+        clip: Option<f64>,
+    ) {
         self.step += 1;
         let mut scale = 1.0;
         if let Some(max_norm) = clip {
-            let norm: f64 = grads.weights.iter().flatten().chain(grads.neuron_params.iter().flatten().flatten()).map(|g| g * g).sum::<f64>().sqrt();
+            let norm: f64 =
+                grads.weights.iter().flatten().chain(grads.neuron_params.iter().flatten().flatten()).map(|g| g * g).sum::<f64>().sqrt();
             if norm > max_norm {
                 scale = max_norm / norm;
             }
@@ -402,7 +433,12 @@ impl Optimizer {
             for (v, var) in pop.vars.iter().enumerate() {
                 if matches!(var.kind, VarKind::Param { trainable: true, .. }) {
                     for k in 0..params.neuron_params[p][v].len() {
-                        apply(&mut params.neuron_params[p][v][k], grads.neuron_params[p][v][k], &mut self.m.neuron_params[p][v][k], &mut self.v.neuron_params[p][v][k]);
+                        apply(
+                            &mut params.neuron_params[p][v][k],
+                            grads.neuron_params[p][v][k],
+                            &mut self.m.neuron_params[p][v][k],
+                            &mut self.v.neuron_params[p][v][k],
+                        );
                     }
                 }
             }
@@ -458,7 +494,15 @@ pub struct RunConfig {
 pub const SHARD: usize = 16;
 
 /// Forward and backward for a shard of samples on the batched back end.
-pub fn shard_gradients(module: &Module, train: &Train, phase: &Phase, params: &Params, samples: &[SampleRef], labels: &[usize], seed: u64) -> Result<Vec<SampleResult>, Unsupported> {
+pub fn shard_gradients(
+    module: &Module,
+    train: &Train,
+    phase: &Phase,
+    params: &Params,
+    samples: &[SampleRef],
+    labels: &[usize],
+    seed: u64,
+) -> Result<Vec<SampleResult>, Unsupported> {
     shard_gradients_with(None, module, train, phase, params, samples, labels, seed)
 }
 
@@ -523,7 +567,12 @@ pub fn shard_gradients_with(
             }
         }
         let spikes_per_pop = spike_counts(module, &one);
-        results.push(SampleResult { terms, prediction: train.predict.map(|root| values[root.0 as usize].data[0] as usize), grads: None, spikes_per_pop });
+        results.push(SampleResult {
+            terms,
+            prediction: train.predict.map(|root| values[root.0 as usize].data[0] as usize),
+            grads: None,
+            spikes_per_pop,
+        });
     }
     let mut grads = zeros_like(params);
     for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
@@ -580,12 +629,23 @@ pub fn train_module(
                 let results: Vec<Result<SampleResult, Unsupported>> = match config.backend {
                     Backend::Interp => chunk
                         .par_iter()
-                        .map(|&i| sample_gradients(module, train, phase, &params, SampleRef { id: i as u64, features: data.train.sample(i) }, usize::from(data.train.labels[i]), seed))
+                        .map(|&i| {
+                            sample_gradients(
+                                module,
+                                train,
+                                phase,
+                                &params,
+                                SampleRef { id: i as u64, features: data.train.sample(i) },
+                                usize::from(data.train.labels[i]),
+                                seed,
+                            )
+                        })
                         .collect(),
                     Backend::Batched | Backend::Jit => chunk
                         .par_chunks(SHARD)
                         .map(|shard| {
-                            let samples: Vec<SampleRef> = shard.iter().map(|&i| SampleRef { id: i as u64, features: data.train.sample(i) }).collect();
+                            let samples: Vec<SampleRef> =
+                                shard.iter().map(|&i| SampleRef { id: i as u64, features: data.train.sample(i) }).collect();
                             let labels: Vec<usize> = shard.iter().map(|&i| usize::from(data.train.labels[i])).collect();
                             shard_gradients_with(compiled.as_ref(), module, train, phase, &params, &samples, &labels, seed)
                         })
@@ -654,7 +714,9 @@ pub fn operation_counts(module: &Module, params: &Params, split: &Split, n: usiz
         for (index, proj) in module.projections.iter().enumerate() {
             let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
             let fan_out = match proj.connectivity {
-                crate::ir::Connectivity::Conv2d { kernel, .. } | crate::ir::Connectivity::ConvTranspose2d { kernel, .. } => proj.weight_shape[0] * kernel * kernel,
+                crate::ir::Connectivity::Conv2d { kernel, .. } | crate::ir::Connectivity::ConvTranspose2d { kernel, .. } => {
+                    proj.weight_shape[0] * kernel * kernel
+                }
                 _ => params.weights[index].len() / n_pre.max(1),
             } as f64;
             let dense = proj.connectivity == crate::ir::Connectivity::Dense;
@@ -662,7 +724,11 @@ pub fn operation_counts(module: &Module, params: &Params, split: &Split, n: usiz
             for t in 0..trace.spikes.len() {
                 let values: &[f64] = match &proj.source {
                     Source::Input(id) => &trace.inputs[t][id.0 as usize],
-                    Source::Population(id) => match t.checked_sub(if proj.delay_steps == 0 && (id.0 as usize) < proj.target.0 as usize { 0 } else { proj.delay_steps.max(1) }) {
+                    Source::Population(id) => match t.checked_sub(if proj.delay_steps == 0 && (id.0 as usize) < proj.target.0 as usize {
+                        0
+                    } else {
+                        proj.delay_steps.max(1)
+                    }) {
                         Some(ts) => &trace.spikes[ts][id.0 as usize],
                         None => continue,
                     },
@@ -685,7 +751,15 @@ pub fn operation_counts(module: &Module, params: &Params, split: &Split, n: usiz
 }
 
 /// Test accuracy and spikes per neuron per sample on the chosen back end.
-pub fn evaluate_with(backend: Backend, module: &Module, train: &Train, params: &Params, split: &Split, n: usize, seed: u64) -> Result<(f64, Vec<f64>), Unsupported> {
+pub fn evaluate_with(
+    backend: Backend,
+    module: &Module,
+    train: &Train,
+    params: &Params,
+    split: &Split,
+    n: usize,
+    seed: u64,
+) -> Result<(f64, Vec<f64>), Unsupported> {
     if backend == Backend::Interp {
         return evaluate(module, train, params, split, n, seed);
     }
@@ -694,7 +768,8 @@ pub fn evaluate_with(backend: Backend, module: &Module, train: &Train, params: &
     let shards: Vec<Result<(usize, Vec<f64>), Unsupported>> = indices
         .par_chunks(SHARD)
         .map(|shard| {
-            let samples: Vec<SampleRef> = shard.iter().map(|&i| SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) }).collect();
+            let samples: Vec<SampleRef> =
+                shard.iter().map(|&i| SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) }).collect();
             let trace = crate::batched::run(module, params, &samples, seed, &net);
             let mut correct = 0;
             let mut spikes = vec![0.0; module.populations.len()];
@@ -727,10 +802,26 @@ pub fn evaluate_with(backend: Backend, module: &Module, train: &Train, params: &
 }
 
 /// Test accuracy and mean spikes per neuron per sample for each population.
-pub fn evaluate(module: &Module, train: &Train, params: &Params, split: &Split, n: usize, seed: u64) -> Result<(f64, Vec<f64>), Unsupported> {
+pub fn evaluate(
+    module: &Module,
+    train: &Train,
+    params: &Params,
+    split: &Split,
+    n: usize,
+    seed: u64,
+) -> Result<(f64, Vec<f64>), Unsupported> {
     let results: Vec<Result<(Option<usize>, Vec<f64>), Unsupported>> = (0..n)
         .into_par_iter()
-        .map(|i| predict(module, train, params, SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) }, usize::from(split.labels[i]), seed))
+        .map(|i| {
+            predict(
+                module,
+                train,
+                params,
+                SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) },
+                usize::from(split.labels[i]),
+                seed,
+            )
+        })
         .collect();
     let mut correct = 0;
     let mut spikes = vec![0.0; module.populations.len()];

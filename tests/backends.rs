@@ -57,9 +57,13 @@ fn batched_gradients_match_the_interpreter() {
         let samples: Vec<SampleRef> = inputs.iter().enumerate().map(|(i, f)| SampleRef { id: i as u64, features: f }).collect();
         let labels = [0, 1, 2];
         let params = init_params(&m, 8);
-        let mut reference = snnc::runtime::sample_gradients(&m, &train, phase, &params, samples[0], labels[0], 2).expect("runs").grads.expect("a gradient");
+        let mut reference =
+            snnc::runtime::sample_gradients(&m, &train, phase, &params, samples[0], labels[0], 2).expect("runs").grads.expect("a gradient");
         for i in 1..3 {
-            let g = snnc::runtime::sample_gradients(&m, &train, phase, &params, samples[i], labels[i], 2).expect("runs").grads.expect("a gradient");
+            let g = snnc::runtime::sample_gradients(&m, &train, phase, &params, samples[i], labels[i], 2)
+                .expect("runs")
+                .grads
+                .expect("a gradient");
             for (a, b) in reference.weights.iter_mut().zip(&g.weights) {
                 for (x, y) in a.iter_mut().zip(b) {
                     *x += y;
@@ -83,7 +87,13 @@ fn batched_gradients_match_the_interpreter() {
 fn batched_training_is_deterministic_across_thread_counts() {
     let m = load("yin_yang.snn");
     let data = snnc::data::yin_yang(96, 16, 42);
-    let config = snnc::runtime::RunConfig { epochs: Some(1), limit_train: None, limit_test: None, seed: 1, backend: snnc::runtime::Backend::Batched };
+    let config = snnc::runtime::RunConfig {
+        epochs: Some(1),
+        limit_train: None,
+        limit_test: None,
+        seed: 1,
+        backend: snnc::runtime::Backend::Batched,
+    };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
         pool.install(|| snnc::runtime::train_module(&m, &data, &config, |_| {}, |_, _, _| {}).expect("trains").0)
@@ -169,6 +179,10 @@ fn jit_gradients_match_the_array_tape() {
             }
         }
         assert!(nonzero > 0, "{name}: a non-trivial gradient");
-        assert_eq!(tape.iter().map(|r| r.terms.clone()).collect::<Vec<_>>(), jit.iter().map(|r| r.terms.clone()).collect::<Vec<_>>(), "{name}: losses");
+        assert_eq!(
+            tape.iter().map(|r| r.terms.clone()).collect::<Vec<_>>(),
+            jit.iter().map(|r| r.terms.clone()).collect::<Vec<_>>(),
+            "{name}: losses"
+        );
     }
 }

@@ -22,7 +22,10 @@ fn loss_of(m: &Module, params: &Params, features: &[f32], label: usize) -> f64 {
 fn check_against_finite_differences(m: &Module, features: &[f32], label: usize) {
     let train = m.train.as_ref().expect("train");
     let params = init_params(m, 5);
-    let analytic = sample_gradients(m, train, &train.phases[0], &params, SampleRef { id: 3, features }, label, 11).expect("runs").grads.expect("a gradient");
+    let analytic = sample_gradients(m, train, &train.phases[0], &params, SampleRef { id: 3, features }, label, 11)
+        .expect("runs")
+        .grads
+        .expect("a gradient");
     let h = 1e-6;
     let mut checked = 0;
     for p in 0..params.weights.len() {
@@ -96,7 +99,8 @@ fn a_spike_contributes_its_surrogate_times_the_input() {
     let params = init_params(&m, 1);
     // Only the first input is non-zero, so only its weight carries the spike's gradient.
     let x = 0.8f32;
-    let result = sample_gradients(&m, train, &train.phases[0], &params, SampleRef { id: 0, features: &[x, 0.0, 0.0, 0.0, 0.0] }, 0, 1).unwrap();
+    let result =
+        sample_gradients(&m, train, &train.phases[0], &params, SampleRef { id: 0, features: &[x, 0.0, 0.0, 0.0, 0.0] }, 0, 1).unwrap();
     let v = 1.5 * f64::from(x);
     assert_eq!(result.terms[0], 1.0, "the neuron spikes");
     let expected = 1.0 / (1.0 + 4.0 * (v - 1.0).abs()).powi(2) * f64::from(x);
@@ -144,7 +148,8 @@ fn quick_yin_yang() -> Module {
 fn same_seed_same_weights_for_any_thread_count() {
     let m = quick_yin_yang();
     let data = yin_yang(64, 16, 42);
-    let config = RunConfig { epochs: Some(1), limit_train: Some(64), limit_test: Some(16), seed: 1, backend: snnc::runtime::Backend::Interp };
+    let config =
+        RunConfig { epochs: Some(1), limit_train: Some(64), limit_test: Some(16), seed: 1, backend: snnc::runtime::Backend::Interp };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| train_module(&m, &data, &config, |_| {}, |_, _, _| {}).unwrap().0)

@@ -46,7 +46,11 @@ fn every_model_names_its_source_and_target_in_a_header_comment() {
     for file in snn_files("models") {
         let text = std::fs::read_to_string(&file).expect("readable");
         let header: String = text.lines().take_while(|l| l.starts_with("//")).collect::<Vec<_>>().join("\n");
-        assert!(header.contains("seeds/") || header.contains("REFERENCE.md") || header.contains("Kriener") || header.contains("Variant of"), "{}: name the source", file.display());
+        assert!(
+            header.contains("seeds/") || header.contains("REFERENCE.md") || header.contains("Kriener") || header.contains("Variant of"),
+            "{}: name the source",
+            file.display()
+        );
         assert!(header.contains("Target") || header.contains("Variant of"), "{}: state the target", file.display());
     }
 }
@@ -106,7 +110,9 @@ fn fmt_keeps_comments_and_normalises_layout() {
 
 #[test]
 fn golden_ir_dumps() {
-    for name in ["yin_yang", "lab_lif_mnist", "snntorch_tutorial5", "eventprop_yin_yang_2phase", "energy_optimised", "sae_dense", "diehl_cook_100"] {
+    for name in
+        ["yin_yang", "lab_lif_mnist", "snntorch_tutorial5", "eventprop_yin_yang_2phase", "energy_optimised", "sae_dense", "diehl_cook_100"]
+    {
         let path = root().join(format!("models/{name}.snn"));
         let checked = check_path(&path).expect("readable");
         let module = checked.outcome.module.expect("lowers");
@@ -133,7 +139,9 @@ fn golden_clif_dumps() {
         let path = root().join(format!("models/{name}.snn"));
         let module = check_path(&path).expect("readable").outcome.module.expect("lowers");
         let compiled = snnc::jit::compile(&module).expect("compiles");
-        let text: Vec<String> = module.populations.iter().zip(&compiled.clif).map(|(p, c)| format!("; population {}\n{c}", p.name)).collect();
+        let mut text: Vec<String> =
+            module.populations.iter().zip(&compiled.clif).map(|(p, c)| format!("; population {}: forward\n{c}", p.name)).collect();
+        text.extend(module.populations.iter().zip(&compiled.backward_clif).map(|(p, c)| format!("; population {}: backward\n{c}", p.name)));
         insta::with_settings!({ snapshot_path => "snapshots/clif", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(name, text.join("\n"));
         });

@@ -19,7 +19,30 @@ fn shipped_texts() -> Vec<String> {
 
 /// Tokens that make mutations interesting: the language's punctuation, keywords and units.
 const TOKENS: [&str; 24] = [
-    "{", "}", "(", ")", "[", "]", "=", "+=", "->", ":", ".", ",", "mV", "ms", "/", "*", "^", "-", "spike when", "on", "dv/dt", "1e999", "\"", "///",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "=",
+    "+=",
+    "->",
+    ":",
+    ".",
+    ",",
+    "mV",
+    "ms",
+    "/",
+    "*",
+    "^",
+    "-",
+    "spike when",
+    "on",
+    "dv/dt",
+    "1e999",
+    "\"",
+    "///",
 ];
 
 #[derive(Debug, Clone)]

@@ -18,10 +18,13 @@ fn sources(dir: &str) -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
     rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir), &mut files);
     files.sort();
-    files.into_iter().map(|p| {
-        let text = std::fs::read_to_string(&p).expect("readable");
-        (p, text)
-    }).collect()
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("readable");
+            (p, text)
+        })
+        .collect()
 }
 
 #[test]
@@ -41,7 +44,17 @@ fn no_test_is_ignored() {
 
 #[test]
 fn the_compiler_core_does_no_io() {
-    let core = ["src/ast.rs", "src/parse.rs", "src/units.rs", "src/ir.rs", "src/ir_train.rs", "src/lower/expr.rs", "src/lower/neuron.rs", "src/lower/network.rs", "src/lower/train.rs"];
+    let core = [
+        "src/ast.rs",
+        "src/parse.rs",
+        "src/units.rs",
+        "src/ir.rs",
+        "src/ir_train.rs",
+        "src/lower/expr.rs",
+        "src/lower/neuron.rs",
+        "src/lower/network.rs",
+        "src/lower/train.rs",
+    ];
     for file in core {
         let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).expect("readable");
         for forbidden in ["std::fs", "std::thread", "Instant::now", "std::env"] {

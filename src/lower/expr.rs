@@ -126,7 +126,9 @@ impl Lowerer<'_, '_> {
             env.names.keys().map(String::as_str),
             "declare it with `param`, `state`, `input` or `let` before using it".to_string(),
         );
-        self.error(Diagnostic::error("snn::names::unknown", format!("unknown name `{name}`"), span, "not found in this scope").with_help(help));
+        self.error(
+            Diagnostic::error("snn::names::unknown", format!("unknown name `{name}`"), span, "not found in this scope").with_help(help),
+        );
         (self.constant(0.0), None)
     }
 

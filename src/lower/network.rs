@@ -56,9 +56,14 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_ma
     let mut check_name = |sink: &mut Sink, ident: &ast::Ident| {
         if let Some(first) = names.get(&ident.name) {
             sink.push(
-                Diagnostic::error("snn::names::duplicate", format!("`{}` is declared twice in this network", ident.name), ident.span, "declared again")
-                    .with_label(*first, "first declared here")
-                    .with_help("inputs, populations and network parameters share one namespace"),
+                Diagnostic::error(
+                    "snn::names::duplicate",
+                    format!("`{}` is declared twice in this network", ident.name),
+                    ident.span,
+                    "declared again",
+                )
+                .with_label(*first, "first declared here")
+                .with_help("inputs, populations and network parameters share one namespace"),
             );
             return false;
         }
@@ -75,16 +80,26 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_ma
                     Init::Const(value) => value,
                     _ => {
                         sink.push(
-                            Diagnostic::error("snn::types::not_constant", "a network parameter is a single number", default.span, "an initialiser")
-                                .with_help("network parameters are scalars, such as `param intensity = 2`"),
+                            Diagnostic::error(
+                                "snn::types::not_constant",
+                                "a network parameter is a single number",
+                                default.span,
+                                "an initialiser",
+                            )
+                            .with_help("network parameters are scalars, such as `param intensity = 2`"),
                         );
                         0.0
                     }
                 },
                 None => {
                     sink.push(
-                        Diagnostic::error("snn::network::missing_parameter", format!("network parameter `{}` has no value", param.name.name), param.span, "no value")
-                            .with_help("give it a value: `param intensity = 2`"),
+                        Diagnostic::error(
+                            "snn::network::missing_parameter",
+                            format!("network parameter `{}` has no value", param.name.name),
+                            param.span,
+                            "no value",
+                        )
+                        .with_help("give it a value: `param intensity = 2`"),
                     );
                     0.0
                 }
@@ -138,8 +153,13 @@ fn lower_settings(network: &ast::Network, module: &mut Module, sink: &mut Sink) 
                 lowerer.expect_dimensionless(&unit, setting.value.span, "`steps`");
                 if value < 1.0 || value != value.trunc() {
                     lowerer.error(
-                        Diagnostic::error("snn::network::bad_setting", "`steps` must be a positive whole number", setting.value.span, "not a positive integer")
-                            .with_help("for example `steps = 50`"),
+                        Diagnostic::error(
+                            "snn::network::bad_setting",
+                            "`steps` must be a positive whole number",
+                            setting.value.span,
+                            "not a positive integer",
+                        )
+                        .with_help("for example `steps = 50`"),
                     );
                 }
                 steps = Some(value.max(1.0) as usize);
@@ -167,14 +187,16 @@ fn lower_settings(network: &ast::Network, module: &mut Module, sink: &mut Sink) 
                 }
             }
             other => {
-                let help = suggestion_help(
-                    other,
-                    NETWORK_SETTINGS,
-                    format!("a network takes the settings {}", NETWORK_SETTINGS.join(", ")),
-                );
+                let help =
+                    suggestion_help(other, NETWORK_SETTINGS, format!("a network takes the settings {}", NETWORK_SETTINGS.join(", ")));
                 lowerer.error(
-                    Diagnostic::error("snn::network::unknown_setting", format!("unknown network setting `{other}`"), setting.key.span, "not a setting")
-                        .with_help(help),
+                    Diagnostic::error(
+                        "snn::network::unknown_setting",
+                        format!("unknown network setting `{other}`"),
+                        setting.key.span,
+                        "not a setting",
+                    )
+                    .with_help(help),
                 );
             }
         }
@@ -241,7 +263,10 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
             program.encoders.keys().map(String::as_str),
             "import std::encoders for repeat, threshold, bernoulli, poisson and latency".to_string(),
         );
-        sink.push(Diagnostic::error("snn::names::unknown_encoder", format!("unknown encoder `{}`", func.name), func.span, "no such encoder").with_help(help));
+        sink.push(
+            Diagnostic::error("snn::names::unknown_encoder", format!("unknown encoder `{}`", func.name), func.span, "no such encoder")
+                .with_help(help),
+        );
         return lowered;
     };
     lowered.encoder = func.name.clone();
@@ -255,7 +280,13 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
         let Some(value) = value else { continue };
         let mut lowerer = Lowerer { sink, exprs: &mut lowered.exprs };
         let (id, unit) = lowerer.lower(&data_env, value);
-        lowerer.expect_unit(&unit, &expected, value.span, "snn::units::encoder_argument", &format!("argument `{}` of `{}`", head.name.name, func.name));
+        lowerer.expect_unit(
+            &unit,
+            &expected,
+            value.span,
+            "snn::units::encoder_argument",
+            &format!("argument `{}` of `{}`", head.name.name, func.name),
+        );
         env.bind(&head.name.name, Binding::Expr(id), expected);
     }
     let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
@@ -267,7 +298,13 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
 
 /// Matches call arguments to declared parameters: positional first, then by name. Reports
 /// unknown, duplicate and missing arguments. Returns one slot per parameter.
-fn bind_arguments<'e>(params: &[ast::ParamHead], args: &'e [ast::Arg], func: &ast::Ident, span: Span, sink: &mut Sink) -> Vec<Option<&'e ast::Expr>> {
+fn bind_arguments<'e>(
+    params: &[ast::ParamHead],
+    args: &'e [ast::Arg],
+    func: &ast::Ident,
+    span: Span,
+    sink: &mut Sink,
+) -> Vec<Option<&'e ast::Expr>> {
     let mut slots: Vec<Option<&ast::Expr>> = vec![None; params.len()];
     let mut positional = 0;
     for arg in args {
@@ -278,7 +315,13 @@ fn bind_arguments<'e>(params: &[ast::ParamHead], args: &'e [ast::Arg], func: &as
                     sink.push(
                         Diagnostic::error(
                             "snn::call::arity",
-                            format!("`{}` takes {} argument{}, found {}", func.name, params.len(), if params.len() == 1 { "" } else { "s" }, args.len()),
+                            format!(
+                                "`{}` takes {} argument{}, found {}",
+                                func.name,
+                                params.len(),
+                                if params.len() == 1 { "" } else { "s" },
+                                args.len()
+                            ),
                             arg.value.span,
                             "one too many",
                         )
@@ -291,10 +334,19 @@ fn bind_arguments<'e>(params: &[ast::ParamHead], args: &'e [ast::Arg], func: &as
             Some(name) => match params.iter().position(|p| p.name.name == name.name) {
                 Some(index) => index,
                 None => {
-                    let help = suggestion_help(&name.name, params.iter().map(|p| p.name.name.as_str()), format!("`{}` takes ({})", func.name, param_list(params)));
+                    let help = suggestion_help(
+                        &name.name,
+                        params.iter().map(|p| p.name.name.as_str()),
+                        format!("`{}` takes ({})", func.name, param_list(params)),
+                    );
                     sink.push(
-                        Diagnostic::error("snn::call::unknown_argument", format!("`{}` has no parameter `{}`", func.name, name.name), name.span, "unknown argument")
-                            .with_help(help),
+                        Diagnostic::error(
+                            "snn::call::unknown_argument",
+                            format!("`{}` has no parameter `{}`", func.name, name.name),
+                            name.span,
+                            "unknown argument",
+                        )
+                        .with_help(help),
                     );
                     continue;
                 }
@@ -302,8 +354,13 @@ fn bind_arguments<'e>(params: &[ast::ParamHead], args: &'e [ast::Arg], func: &as
         };
         if slots[index].is_some() {
             sink.push(
-                Diagnostic::error("snn::call::duplicate_argument", format!("argument `{}` is given twice", params[index].name.name), arg.value.span, "given again")
-                    .with_help("pass each argument once"),
+                Diagnostic::error(
+                    "snn::call::duplicate_argument",
+                    format!("argument `{}` is given twice", params[index].name.name),
+                    arg.value.span,
+                    "given again",
+                )
+                .with_help("pass each argument once"),
             );
             continue;
         }
@@ -312,8 +369,13 @@ fn bind_arguments<'e>(params: &[ast::ParamHead], args: &'e [ast::Arg], func: &as
     for (head, slot) in params.iter().zip(&slots) {
         if slot.is_none() && head.default.is_none() {
             sink.push(
-                Diagnostic::error("snn::call::missing_argument", format!("`{}` needs the argument `{}`", func.name, head.name.name), span, "missing argument")
-                    .with_help(format!("`{}` takes ({})", func.name, param_list(params))),
+                Diagnostic::error(
+                    "snn::call::missing_argument",
+                    format!("`{}` needs the argument `{}`", func.name, head.name.name),
+                    span,
+                    "missing argument",
+                )
+                .with_help(format!("`{}` takes ({})", func.name, param_list(params))),
             );
         }
     }
@@ -330,8 +392,13 @@ fn checked_shape(shape: &ast::Shape, sink: &mut Sink) -> Vec<usize> {
     let total = shape.dims.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d)).filter(|n| *n <= 1 << 31);
     if shape.dims.iter().any(|d| *d == 0) || shape.dims.len() > 3 || total.is_none() {
         sink.push(
-            Diagnostic::error("snn::shapes::invalid", "a shape has one to three positive sizes and at most 2^31 neurons", shape.span, "invalid shape")
-                .with_help("for example [784] or [1, 28, 28]"),
+            Diagnostic::error(
+                "snn::shapes::invalid",
+                "a shape has one to three positive sizes and at most 2^31 neurons",
+                shape.span,
+                "invalid shape",
+            )
+            .with_help("for example [784] or [1, 28, 28]"),
         );
         return vec![1];
     }
@@ -347,7 +414,15 @@ fn lower_population(program: &Program, module: &Module, population: &ast::Popula
             program.neurons.keys().map(String::as_str),
             "import std::neurons for the standard neurons, or define it with `neuron`".to_string(),
         );
-        sink.push(Diagnostic::error("snn::names::unknown_neuron", format!("unknown neuron `{}`", call.name.name), call.name.span, "no such neuron").with_help(help));
+        sink.push(
+            Diagnostic::error(
+                "snn::names::unknown_neuron",
+                format!("unknown neuron `{}`", call.name.name),
+                call.name.span,
+                "no such neuron",
+            )
+            .with_help(help),
+        );
         let empty = ast::Neuron { name: call.name.clone(), body: Vec::new() };
         let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
         return (lower_neuron(&empty, &BTreeMap::new(), &population.name.name, shape, module.dt, &mut quiet, false), Vec::new());
@@ -366,11 +441,20 @@ fn lower_population(program: &Program, module: &Module, population: &ast::Popula
             let help = suggestion_help(
                 &name.name,
                 declared.iter().map(|(n, _)| n.as_str()),
-                format!("`{}` has the parameters {}", call.name.name, declared.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "`{}` has the parameters {}",
+                    call.name.name,
+                    declared.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                ),
             );
             sink.push(
-                Diagnostic::error("snn::call::unknown_argument", format!("`{}` has no parameter `{}`", call.name.name, name.name), name.span, "unknown parameter")
-                    .with_help(help),
+                Diagnostic::error(
+                    "snn::call::unknown_argument",
+                    format!("`{}` has no parameter `{}`", call.name.name, name.name),
+                    name.span,
+                    "unknown parameter",
+                )
+                .with_help(help),
             );
             continue;
         };
@@ -431,16 +515,23 @@ fn port_units(body: &[ast::NeuronStmt], prefix: &str) -> Vec<Unit> {
 }
 
 fn lower_connect(program: &Program, module: &Module, info: &NetInfo, connect: &ast::Connect, sink: &mut Sink) -> Option<Projection> {
-    let all_names: Vec<&str> = module.inputs.iter().map(|i| i.name.as_str()).chain(module.populations.iter().map(|p| p.name.as_str())).collect();
+    let all_names: Vec<&str> =
+        module.inputs.iter().map(|i| i.name.as_str()).chain(module.populations.iter().map(|p| p.name.as_str())).collect();
     let source = if let Some(index) = module.inputs.iter().position(|i| i.name == connect.source.name) {
         Some(Source::Input(InputId(index as u32)))
     } else if let Some(index) = module.populations.iter().position(|p| p.name == connect.source.name) {
         Some(Source::Population(PopId(index as u32)))
     } else {
-        let help = suggestion_help(&connect.source.name, all_names.iter().copied(), "declare it with `input` or `population` first".to_string());
+        let help =
+            suggestion_help(&connect.source.name, all_names.iter().copied(), "declare it with `input` or `population` first".to_string());
         sink.push(
-            Diagnostic::error("snn::names::unknown_population", format!("unknown input or population `{}`", connect.source.name), connect.source.span, "not declared")
-                .with_help(help),
+            Diagnostic::error(
+                "snn::names::unknown_population",
+                format!("unknown input or population `{}`", connect.source.name),
+                connect.source.span,
+                "not declared",
+            )
+            .with_help(help),
         );
         None
     };
@@ -452,11 +543,20 @@ fn lower_connect(program: &Program, module: &Module, info: &NetInfo, connect: &a
             let help = if is_input {
                 "inputs only send spikes; connect into a population".to_string()
             } else {
-                suggestion_help(&target_ident.name, module.populations.iter().map(|p| p.name.as_str()), "declare it with `population` first".to_string())
+                suggestion_help(
+                    &target_ident.name,
+                    module.populations.iter().map(|p| p.name.as_str()),
+                    "declare it with `population` first".to_string(),
+                )
             };
             sink.push(
-                Diagnostic::error("snn::names::unknown_population", format!("unknown population `{}`", target_ident.name), target_ident.span, "not a population")
-                    .with_help(help),
+                Diagnostic::error(
+                    "snn::names::unknown_population",
+                    format!("unknown population `{}`", target_ident.name),
+                    target_ident.span,
+                    "not a population",
+                )
+                .with_help(help),
             );
             None
         }
@@ -490,7 +590,13 @@ fn lower_connect(program: &Program, module: &Module, info: &NetInfo, connect: &a
                         format!("`{}` ({}) has the inputs: {}", pop.name, pop.neuron, pop.ports.join(", ")),
                     );
                     sink.push(
-                        Diagnostic::error("snn::names::unknown_port", format!("`{}` has no input `{port_name}`", pop.name), span, "no such input").with_help(help),
+                        Diagnostic::error(
+                            "snn::names::unknown_port",
+                            format!("`{}` has no input `{port_name}`", pop.name),
+                            span,
+                            "no such input",
+                        )
+                        .with_help(help),
                     );
                     return None;
                 }
@@ -517,8 +623,13 @@ fn lower_projection(
     if !CONNECTIVITIES.contains(&kind.name.name.as_str()) {
         let help = suggestion_help(&kind.name.name, CONNECTIVITIES, format!("connections are {}", CONNECTIVITIES.join(", ")));
         sink.push(
-            Diagnostic::error("snn::names::unknown_connectivity", format!("unknown connectivity `{}`", kind.name.name), kind.name.span, "not a connectivity")
-                .with_help(help),
+            Diagnostic::error(
+                "snn::names::unknown_connectivity",
+                format!("unknown connectivity `{}`", kind.name.name),
+                kind.name.span,
+                "not a connectivity",
+            )
+            .with_help(help),
         );
         return None;
     }
@@ -541,8 +652,13 @@ fn lower_projection(
         if !allowed.contains(&name.name.as_str()) {
             let help = suggestion_help(&name.name, allowed.iter().copied(), format!("`{}` takes {}", kind.name.name, allowed.join(", ")));
             sink.push(
-                Diagnostic::error("snn::call::unknown_argument", format!("`{}` has no option `{}`", kind.name.name, name.name), name.span, "unknown option")
-                    .with_help(help),
+                Diagnostic::error(
+                    "snn::call::unknown_argument",
+                    format!("`{}` has no option `{}`", kind.name.name, name.name),
+                    name.span,
+                    "unknown option",
+                )
+                .with_help(help),
             );
             continue;
         }
@@ -570,8 +686,13 @@ fn lower_projection(
                     Init::Const(v) if (0.0..=65536.0).contains(&v) && v == v.trunc() => v as usize,
                     _ => {
                         sink.push(
-                            Diagnostic::error("snn::network::bad_setting", format!("`{key}` must be a whole number from 0 to 65536"), arg.value.span, "not a valid size")
-                                .with_help(format!("for example `{key} = 5`")),
+                            Diagnostic::error(
+                                "snn::network::bad_setting",
+                                format!("`{key}` must be a whole number from 0 to 65536"),
+                                arg.value.span,
+                                "not a valid size",
+                            )
+                            .with_help(format!("for example `{key} = 5`")),
                         );
                         0
                     }
@@ -605,8 +726,13 @@ fn lower_projection(
                         "import std::synapses, or define it with `synapse`".to_string(),
                     );
                     sink.push(
-                        Diagnostic::error("snn::names::unknown_synapse", format!("unknown synapse `{}`", call.name.name), call.name.span, "no such synapse")
-                            .with_help(help),
+                        Diagnostic::error(
+                            "snn::names::unknown_synapse",
+                            format!("unknown synapse `{}`", call.name.name),
+                            call.name.span,
+                            "no such synapse",
+                        )
+                        .with_help(help),
                     );
                     continue;
                 };
@@ -624,7 +750,11 @@ fn lower_projection(
                     sink.push(
                         Diagnostic::error(
                             "snn::synapse::delivery_mismatch",
-                            format!("synapse `{}` delivers a conductance, but the input `{}` takes {port_unit}", call.name.name, module.population(target).ports[port.0 as usize]),
+                            format!(
+                                "synapse `{}` delivers a conductance, but the input `{}` takes {port_unit}",
+                                call.name.name,
+                                module.population(target).ports[port.0 as usize]
+                            ),
                             call.span,
                             "conductance synapse",
                         )
@@ -644,7 +774,11 @@ fn lower_projection(
             sink.push(
                 Diagnostic::warning(
                     "snn::lint::inferred_feedback",
-                    format!("`{} -> {}` closes a cycle; it is treated as a feedback edge with a one-step delay", module.source_name(&source), module.population(target).name),
+                    format!(
+                        "`{} -> {}` closes a cycle; it is treated as a feedback edge with a one-step delay",
+                        module.source_name(&source),
+                        module.population(target).name
+                    ),
                     connect.span,
                     "recurrent connection",
                 )
@@ -669,7 +803,10 @@ fn lower_projection(
                 sink.push(
                     Diagnostic::error(
                         "snn::shapes::mismatch",
-                        format!("`{}` needs equal sizes, but `{}` has {n_pre} neurons and `{}` has {n_post}", kind.name.name, connect.source.name, target_pop.name),
+                        format!(
+                            "`{}` needs equal sizes, but `{}` has {n_pre} neurons and `{}` has {n_post}",
+                            kind.name.name, connect.source.name, target_pop.name
+                        ),
                         connect.span,
                         format!("{n_pre} -> {n_post}"),
                     )
@@ -696,7 +833,13 @@ fn lower_projection(
                 sink.push(
                     Diagnostic::error(
                         "snn::shapes::rank",
-                        format!("`{conv}` connects [channels, height, width] shapes, but `{}` is {} and `{}` is {}", connect.source.name, shape_text(&source_shape), target_pop.name, shape_text(&target_pop.shape)),
+                        format!(
+                            "`{conv}` connects [channels, height, width] shapes, but `{}` is {} and `{}` is {}",
+                            connect.source.name,
+                            shape_text(&source_shape),
+                            target_pop.name,
+                            shape_text(&target_pop.shape)
+                        ),
                         connect.span,
                         "needs 3-d shapes",
                     )
@@ -710,8 +853,13 @@ fn lower_projection(
                     (Some(oh), Some(ow)) => (oh, ow),
                     _ => {
                         sink.push(
-                            Diagnostic::error("snn::shapes::conv_output", format!("kernel {kernel} is larger than the padded input {}", shape_text(&source_shape)), kind.span, "kernel too large")
-                                .with_help("use a smaller kernel or more padding"),
+                            Diagnostic::error(
+                                "snn::shapes::conv_output",
+                                format!("kernel {kernel} is larger than the padded input {}", shape_text(&source_shape)),
+                                kind.span,
+                                "kernel too large",
+                            )
+                            .with_help("use a smaller kernel or more padding"),
                         );
                         return None;
                     }
@@ -727,7 +875,12 @@ fn lower_projection(
                 sink.push(
                     Diagnostic::error(
                         "snn::shapes::conv_output",
-                        format!("`{conv}` of {} with kernel {kernel}, stride {stride}, padding {padding} gives {expected}, but `{}` is {}", shape_text(&source_shape), target_pop.name, shape_text(&target_pop.shape)),
+                        format!(
+                            "`{conv}` of {} with kernel {kernel}, stride {stride}, padding {padding} gives {expected}, but `{}` is {}",
+                            shape_text(&source_shape),
+                            target_pop.name,
+                            shape_text(&target_pop.shape)
+                        ),
                         connect.span,
                         format!("produces {expected}"),
                     )

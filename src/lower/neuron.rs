@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::ast::{self, AssignOp, BinaryOp, ExprKind, Modifier, NeuronStmt, Span, Stmt, SynapseStmt, UnaryOp};
 use crate::diag::{Diagnostic, Diagnostics, suggestion_help};
-use crate::ir::{self, Exprs, ExprId, Global, Init, InputJump, Integration, Node, PortId, Threshold, Update, Var, VarId, VarKind};
+use crate::ir::{self, ExprId, Exprs, Global, Init, InputJump, Integration, Node, PortId, Threshold, Update, Var, VarId, VarKind};
 use crate::lower::expr::{Binding, Env, Lowerer};
 use crate::lower::{Program, Sink};
 use crate::units::{self, Unit};
@@ -295,8 +295,13 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
                     let qualified = format!("{prefix}{}", let_.name.name);
                     if env.names.contains_key(&qualified) {
                         self.sink.push(
-                            Diagnostic::error("snn::names::duplicate", format!("`{qualified}` is already declared"), let_.name.span, "declared again")
-                                .with_help("give the `let` binding a name of its own"),
+                            Diagnostic::error(
+                                "snn::names::duplicate",
+                                format!("`{qualified}` is already declared"),
+                                let_.name.span,
+                                "declared again",
+                            )
+                            .with_help("give the `let` binding a name of its own"),
                         );
                     }
                     env.bind(&qualified, Binding::Expr(id), unit.unwrap_or_else(Unit::none));
@@ -427,16 +432,12 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
                 None
             }
             None => {
-                let states: Vec<&str> = self
-                    .pop
-                    .vars
-                    .iter()
-                    .filter(|v| matches!(v.kind, VarKind::State { .. }))
-                    .map(|v| v.name.as_str())
-                    .collect();
+                let states: Vec<&str> =
+                    self.pop.vars.iter().filter(|v| matches!(v.kind, VarKind::State { .. })).map(|v| v.name.as_str()).collect();
                 let help = suggestion_help(qualified, states.iter().copied(), format!("declare it with `state {qualified} = ...`"));
                 self.sink.push(
-                    Diagnostic::error("snn::names::unknown", format!("unknown name `{qualified}`"), span, "not found in this scope").with_help(help),
+                    Diagnostic::error("snn::names::unknown", format!("unknown name `{qualified}`"), span, "not found in this scope")
+                        .with_help(help),
                 );
                 None
             }
@@ -775,7 +776,13 @@ pub fn lower_synapse(
                     (None, Some(default)) => {
                         let (init, found) = lower_init(default, &init_env, sink);
                         let mut exprs = Exprs::default();
-                        Lowerer { sink, exprs: &mut exprs }.expect_unit(&found, &unit, default.span, "snn::units::mismatch", "a parameter default");
+                        Lowerer { sink, exprs: &mut exprs }.expect_unit(
+                            &found,
+                            &unit,
+                            default.span,
+                            "snn::units::mismatch",
+                            "a parameter default",
+                        );
                         init
                     }
                     (None, None) => Init::Const(0.0),
@@ -796,8 +803,13 @@ pub fn lower_synapse(
             SynapseStmt::Trace { name, key, value, .. } => {
                 if key.name != "tau" {
                     sink.push(
-                        Diagnostic::error("snn::synapse::trace_key", format!("unknown trace setting `{}`", key.name), key.span, "expected `tau`")
-                            .with_help("write `trace pre: tau = 20 ms`"),
+                        Diagnostic::error(
+                            "snn::synapse::trace_key",
+                            format!("unknown trace setting `{}`", key.name),
+                            key.span,
+                            "expected `tau`",
+                        )
+                        .with_help("write `trace pre: tau = 20 ms`"),
                     );
                 }
                 let mut exprs = Exprs::default();
@@ -825,8 +837,13 @@ pub fn lower_synapse(
             _ => {
                 let help = suggestion_help(&on.event.name, ["pre", "post"], "a synapse reacts to `pre` and `post` spikes".to_string());
                 sink.push(
-                    Diagnostic::error("snn::synapse::unknown_event", format!("a synapse has no event `{}`", on.event.name), on.event.span, "unknown event")
-                        .with_help(help),
+                    Diagnostic::error(
+                        "snn::synapse::unknown_event",
+                        format!("a synapse has no event `{}`", on.event.name),
+                        on.event.span,
+                        "unknown event",
+                    )
+                    .with_help(help),
                 );
                 continue;
             }
@@ -861,10 +878,19 @@ pub fn lower_synapse(
                     let name = target.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(".");
                     let (value_id, unit) = lowerer.lower(&env, value);
                     let Some((Binding::Var(var), var_unit)) = env.names.get(&name).cloned() else {
-                        let help = suggestion_help(&name, state_units.keys().map(String::as_str), "declare it with `state` or `trace`".to_string());
+                        let help = suggestion_help(
+                            &name,
+                            state_units.keys().map(String::as_str),
+                            "declare it with `state` or `trace`".to_string(),
+                        );
                         lowerer.error(
-                            Diagnostic::error("snn::names::not_a_state", format!("`{name}` is not a synapse state or trace"), target[0].span, "cannot assign")
-                                .with_help(help),
+                            Diagnostic::error(
+                                "snn::names::not_a_state",
+                                format!("`{name}` is not a synapse state or trace"),
+                                target[0].span,
+                                "cannot assign",
+                            )
+                            .with_help(help),
                         );
                         continue;
                     };
@@ -897,11 +923,7 @@ pub fn lower_synapse(
 
 // ---------------------------------------------------------------- surrogates and encoders
 
-pub fn lower_surrogate(
-    surrogate: &ast::Surrogate,
-    overrides: &BTreeMap<String, f64>,
-    sink: &mut Sink,
-) -> crate::ir_train::Surrogate {
+pub fn lower_surrogate(surrogate: &ast::Surrogate, overrides: &BTreeMap<String, f64>, sink: &mut Sink) -> crate::ir_train::Surrogate {
     let mut env = Env::with_builtins(false);
     let mut params = Vec::new();
     let mut exprs = Exprs::default();

@@ -72,12 +72,26 @@ fn load_file(
     for item in &file.items {
         match &item.kind {
             ItemKind::Import(import) => imports.push(import.clone()),
-            ItemKind::Neuron(neuron) => {
-                insert(&mut program.neurons, &neuron.name, file_index, neuron.clone(), item.span, "neuron", &mut |d| report(diagnostics, &source, d), &program.files)
-            }
-            ItemKind::Synapse(synapse) => {
-                insert(&mut program.synapses, &synapse.name, file_index, synapse.clone(), item.span, "synapse", &mut |d| report(diagnostics, &source, d), &program.files)
-            }
+            ItemKind::Neuron(neuron) => insert(
+                &mut program.neurons,
+                &neuron.name,
+                file_index,
+                neuron.clone(),
+                item.span,
+                "neuron",
+                &mut |d| report(diagnostics, &source, d),
+                &program.files,
+            ),
+            ItemKind::Synapse(synapse) => insert(
+                &mut program.synapses,
+                &synapse.name,
+                file_index,
+                synapse.clone(),
+                item.span,
+                "synapse",
+                &mut |d| report(diagnostics, &source, d),
+                &program.files,
+            ),
             ItemKind::Surrogate(surrogate) => insert(
                 &mut program.surrogates,
                 &surrogate.name,
@@ -88,9 +102,16 @@ fn load_file(
                 &mut |d| report(diagnostics, &source, d),
                 &program.files,
             ),
-            ItemKind::Encoder(encoder) => {
-                insert(&mut program.encoders, &encoder.name, file_index, encoder.clone(), item.span, "encoder", &mut |d| report(diagnostics, &source, d), &program.files)
-            }
+            ItemKind::Encoder(encoder) => insert(
+                &mut program.encoders,
+                &encoder.name,
+                file_index,
+                encoder.clone(),
+                item.span,
+                "encoder",
+                &mut |d| report(diagnostics, &source, d),
+                &program.files,
+            ),
             ItemKind::Network(network) => {
                 if file_index == 0 {
                     program.networks.push(Def { file: file_index, def: network.clone(), span: item.span });

@@ -17,8 +17,31 @@ pub const OPTIMIZERS: [&str; 3] = ["adam", "adamax", "sgd"];
 pub const DATASETS: [&str; 2] = ["mnist", "yin_yang"];
 const TRAIN_FUNCTIONS: [&str; 27] = [
     "assigned_class",
-    "count", "rate", "first_spike", "spikes", "spike_penalty", "weight_l2", "mse", "cross_entropy", "nll", "log_softmax", "softmax",
-    "one_hot", "pick", "sum", "mean", "abs", "exp", "log", "argmax", "argmin", "sum_t", "mean_t", "max_t", "last_t", "cumulative",
+    "count",
+    "rate",
+    "first_spike",
+    "spikes",
+    "spike_penalty",
+    "weight_l2",
+    "mse",
+    "cross_entropy",
+    "nll",
+    "log_softmax",
+    "softmax",
+    "one_hot",
+    "pick",
+    "sum",
+    "mean",
+    "abs",
+    "exp",
+    "log",
+    "argmax",
+    "argmin",
+    "sum_t",
+    "mean_t",
+    "max_t",
+    "last_t",
+    "cumulative",
     "square",
 ];
 
@@ -26,8 +49,13 @@ pub fn check_train_without_network(program: &Program, diagnostics: &mut Diagnost
     if let Some(train) = program.trains.first() {
         let mut sink = Sink { diagnostics, file: program.file(train.file), main: program.file(0), enabled: true };
         sink.push(
-            Diagnostic::error("snn::train::no_network", "a `train` block needs a `network` in the same file", train.span.truncate(5), "nothing to train")
-                .with_help("add a `network` block that declares the inputs and populations"),
+            Diagnostic::error(
+                "snn::train::no_network",
+                "a `train` block needs a `network` in the same file",
+                train.span.truncate(5),
+                "nothing to train",
+            )
+            .with_help("add a `network` block that declares the inputs and populations"),
         );
     }
 }
@@ -75,7 +103,13 @@ pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnos
                 if !TRAIN_SETTINGS.contains(&key) {
                     let help = suggestion_help(key, TRAIN_SETTINGS, format!("a train block takes {}", TRAIN_SETTINGS.join(", ")));
                     sink.push(
-                        Diagnostic::error("snn::train::unknown_setting", format!("unknown train setting `{key}`"), setting.key.span, "not a setting").with_help(help),
+                        Diagnostic::error(
+                            "snn::train::unknown_setting",
+                            format!("unknown train setting `{key}`"),
+                            setting.key.span,
+                            "not a setting",
+                        )
+                        .with_help(help),
                     );
                 } else if let Some(first) = settings.insert(key, setting) {
                     sink.push(
@@ -157,12 +191,21 @@ pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnos
     if predict.is_none() && !settings.contains_key("predict") && (lowerer.reads_label || matches!(method, Some(Method::Stdp))) {
         lowerer.sink.push(missing_field("predict", header, "predict = argmax(count(out))"));
     }
-    let optimizer = optimizer.unwrap_or(Optimizer { kind: OptimizerKind::Adam, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.0, weight_decay: 0.0 });
+    let optimizer = optimizer.unwrap_or(Optimizer {
+        kind: OptimizerKind::Adam,
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    });
     let mut phases = Vec::new();
     for stmt in phases_ast {
         let TrainStmt::Phase { name, body, .. } = stmt else { continue };
         let mut phase = Phase { name: name.name.clone(), epochs: epochs.unwrap_or(1), losses: terms.clone(), optimizer: optimizer.clone() };
-        let phase_losses: Vec<&ast::LossStmt> = body.iter().filter_map(|s| if let TrainStmt::Loss(l) = s { Some(l) } else { None }).collect();
+        let phase_losses: Vec<&ast::LossStmt> =
+            body.iter().filter_map(|s| if let TrainStmt::Loss(l) = s { Some(l) } else { None }).collect();
         if !phase_losses.is_empty() {
             phase.losses = lowerer.lower_losses(&phase_losses);
         }
@@ -172,10 +215,19 @@ pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnos
                     "epochs" => phase.epochs = lowerer.positive_int(&setting.value, "epochs").unwrap_or(1),
                     "optimizer" => phase.optimizer = lowerer.lower_optimizer(&setting.value),
                     other => {
-                        let help = suggestion_help(other, ["epochs", "optimizer", "loss"], "a phase sets `epochs`, `optimizer` and `loss`".to_string());
+                        let help = suggestion_help(
+                            other,
+                            ["epochs", "optimizer", "loss"],
+                            "a phase sets `epochs`, `optimizer` and `loss`".to_string(),
+                        );
                         lowerer.sink.push(
-                            Diagnostic::error("snn::train::unknown_setting", format!("unknown phase setting `{other}`"), setting.key.span, "not a phase setting")
-                                .with_help(help),
+                            Diagnostic::error(
+                                "snn::train::unknown_setting",
+                                format!("unknown phase setting `{other}`"),
+                                setting.key.span,
+                                "not a phase setting",
+                            )
+                            .with_help(help),
                         );
                     }
                 }
@@ -197,7 +249,13 @@ pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnos
                 if event.name != "sample" {
                     let help = suggestion_help(&event.name, ["sample"], "hooks run `every sample`".to_string());
                     lowerer.sink.push(
-                        Diagnostic::error("snn::train::unknown_event", format!("unknown hook event `{}`", event.name), event.span, "not an event").with_help(help),
+                        Diagnostic::error(
+                            "snn::train::unknown_event",
+                            format!("unknown hook event `{}`", event.name),
+                            event.span,
+                            "not an event",
+                        )
+                        .with_help(help),
                     );
                     continue;
                 }
@@ -320,7 +378,10 @@ fn lower_data(expr: &ast::Expr, sink: &mut Sink) -> Option<Data> {
         }
         other => {
             let help = suggestion_help(other, DATASETS, format!("data sets: {}", DATASETS.join(", ")));
-            sink.push(Diagnostic::error("snn::names::unknown_dataset", format!("unknown data set `{other}`"), name.span, "no such data set").with_help(help));
+            sink.push(
+                Diagnostic::error("snn::names::unknown_dataset", format!("unknown data set `{other}`"), name.span, "no such data set")
+                    .with_help(help),
+            );
             None
         }
     }
@@ -342,8 +403,13 @@ fn lower_method(program: &Program, module: &Module, expr: &ast::Expr, sink: &mut
     let surrogate = |sink: &mut Sink| -> Option<Surrogate> {
         let Some(expr) = named.get("surrogate") else {
             sink.push(
-                Diagnostic::error("snn::method::missing_surrogate", format!("`{}` needs a surrogate gradient", name.name), name.span, "no surrogate")
-                    .with_help(format!("write `{}(surrogate = fast_sigmoid(slope = 25))` and import std::surrogates", name.name)),
+                Diagnostic::error(
+                    "snn::method::missing_surrogate",
+                    format!("`{}` needs a surrogate gradient", name.name),
+                    name.span,
+                    "no surrogate",
+                )
+                .with_help(format!("write `{}(surrogate = fast_sigmoid(slope = 25))` and import std::surrogates", name.name)),
             );
             return None;
         };
@@ -353,18 +419,39 @@ fn lower_method(program: &Program, module: &Module, expr: &ast::Expr, sink: &mut
             _ => return None,
         };
         let Some(def) = program.surrogates.get(&sname.name) else {
-            let help = suggestion_help(&sname.name, program.surrogates.keys().map(String::as_str), "import std::surrogates, or define it with `surrogate`".to_string());
-            sink.push(Diagnostic::error("snn::names::unknown_surrogate", format!("unknown surrogate `{}`", sname.name), sname.span, "no such surrogate").with_help(help));
+            let help = suggestion_help(
+                &sname.name,
+                program.surrogates.keys().map(String::as_str),
+                "import std::surrogates, or define it with `surrogate`".to_string(),
+            );
+            sink.push(
+                Diagnostic::error(
+                    "snn::names::unknown_surrogate",
+                    format!("unknown surrogate `{}`", sname.name),
+                    sname.span,
+                    "no such surrogate",
+                )
+                .with_help(help),
+            );
             return None;
         };
         let mut overrides = BTreeMap::new();
         for arg in sargs {
             let Some(arg_name) = &arg.name else { continue };
             if !def.def.params.iter().any(|p| p.name.name == arg_name.name) {
-                let help = suggestion_help(&arg_name.name, def.def.params.iter().map(|p| p.name.name.as_str()), "check the surrogate's parameters".to_string());
+                let help = suggestion_help(
+                    &arg_name.name,
+                    def.def.params.iter().map(|p| p.name.name.as_str()),
+                    "check the surrogate's parameters".to_string(),
+                );
                 sink.push(
-                    Diagnostic::error("snn::call::unknown_argument", format!("`{}` has no parameter `{}`", sname.name, arg_name.name), arg_name.span, "unknown parameter")
-                        .with_help(help),
+                    Diagnostic::error(
+                        "snn::call::unknown_argument",
+                        format!("`{}` has no parameter `{}`", sname.name, arg_name.name),
+                        arg_name.span,
+                        "unknown parameter",
+                    )
+                    .with_help(help),
                 );
                 continue;
             }
@@ -384,7 +471,12 @@ fn lower_method(program: &Program, module: &Module, expr: &ast::Expr, sink: &mut
     let number = |key: &str, default: f64| named.get(key).and_then(|e| const_number(e)).map_or(default, |v| v.0);
     let method = match name.name.as_str() {
         "bptt" => Method::Bptt { surrogate: surrogate(sink)? },
-        "fptt" => Method::Fptt { surrogate: surrogate(sink)?, updates: number("updates", 10.0) as usize, alpha: number("alpha", 0.2), beta: number("beta", 0.5) },
+        "fptt" => Method::Fptt {
+            surrogate: surrogate(sink)?,
+            updates: number("updates", 10.0) as usize,
+            alpha: number("alpha", 0.2),
+            beta: number("beta", 0.5),
+        },
         "eventprop" => {
             check_eventprop(module, name.span, sink);
             Method::EventProp
@@ -392,15 +484,23 @@ fn lower_method(program: &Program, module: &Module, expr: &ast::Expr, sink: &mut
         "stdp" => {
             if !module.projections.iter().any(|p| p.synapse.is_some()) {
                 sink.push(
-                    Diagnostic::error("snn::method::stdp_without_plasticity", "`stdp` needs at least one plastic connection", name.span, "nothing to learn")
-                        .with_help("attach a plastic synapse to a connection: `connect pixels -> exc.exc : dense via DiehlCookStdp`"),
+                    Diagnostic::error(
+                        "snn::method::stdp_without_plasticity",
+                        "`stdp` needs at least one plastic connection",
+                        name.span,
+                        "nothing to learn",
+                    )
+                    .with_help("attach a plastic synapse to a connection: `connect pixels -> exc.exc : dense via DiehlCookStdp`"),
                 );
             }
             Method::Stdp
         }
         other => {
             let help = suggestion_help(other, METHODS, format!("methods: {}", METHODS.join(", ")));
-            sink.push(Diagnostic::error("snn::names::unknown_method", format!("unknown learning method `{other}`"), name.span, "no such method").with_help(help));
+            sink.push(
+                Diagnostic::error("snn::names::unknown_method", format!("unknown learning method `{other}`"), name.span, "no such method")
+                    .with_help(help),
+            );
             return None;
         }
     };
@@ -418,7 +518,10 @@ fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
                 sink.push(
                     Diagnostic::error(
                         "snn::method::eventprop_nonlinear",
-                        format!("EventProp needs linear dynamics, but `{}` ({}) integrates `{}` with {integration:?}", pop.name, pop.neuron, pop.vars[update.var.0 as usize].name),
+                        format!(
+                            "EventProp needs linear dynamics, but `{}` ({}) integrates `{}` with {integration:?}",
+                            pop.name, pop.neuron, pop.vars[update.var.0 as usize].name
+                        ),
                         span,
                         "exact gradients need linear dynamics",
                     )
@@ -438,14 +541,20 @@ fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
             );
         }
         for (port_index, port) in pop.ports.iter().enumerate() {
-            let driven = module.projections.iter().any(|p| p.target.0 as usize == module.populations.iter().position(|q| q == pop).unwrap_or(usize::MAX) && p.port.0 as usize == port_index);
+            let driven = module.projections.iter().any(|p| {
+                p.target.0 as usize == module.populations.iter().position(|q| q == pop).unwrap_or(usize::MAX)
+                    && p.port.0 as usize == port_index
+            });
             let jump = pop.input_jumps.iter().find(|j| j.port.0 as usize == port_index);
             let ok = jump.is_some_and(|j| j.additive);
             if driven && !ok {
                 sink.push(
                     Diagnostic::error(
                         "snn::method::eventprop_non_additive_jump",
-                        format!("EventProp needs additive input jumps, but input `{port}` of `{}` ({}) is not added to a state", pop.name, pop.neuron),
+                        format!(
+                            "EventProp needs additive input jumps, but input `{port}` of `{}` ({}) is not added to a state",
+                            pop.name, pop.neuron
+                        ),
                         span,
                         "the adjoint needs `on port { x += port }`",
                     )
@@ -462,9 +571,19 @@ impl TrainLowerer<'_, '_, '_> {
         match self.module.populations.iter().position(|p| p.name == ident.name) {
             Some(index) => Some(PopId(index as u32)),
             None => {
-                let help = suggestion_help(&ident.name, self.module.populations.iter().map(|p| p.name.as_str()), "name a population of the network".to_string());
+                let help = suggestion_help(
+                    &ident.name,
+                    self.module.populations.iter().map(|p| p.name.as_str()),
+                    "name a population of the network".to_string(),
+                );
                 self.sink.push(
-                    Diagnostic::error("snn::names::unknown_population", format!("unknown population `{}`", ident.name), ident.span, "not a population").with_help(help),
+                    Diagnostic::error(
+                        "snn::names::unknown_population",
+                        format!("unknown population `{}`", ident.name),
+                        ident.span,
+                        "not a population",
+                    )
+                    .with_help(help),
                 );
                 None
             }
@@ -489,16 +608,28 @@ impl TrainLowerer<'_, '_, '_> {
         if ty.per_step || ty.width != 1 {
             let shape = if ty.per_step { format!("{} values per step", ty.width) } else { format!("{} values per sample", ty.width) };
             self.sink.push(
-                Diagnostic::error("snn::loss::not_scalar", format!("{what} must be one number per sample, found {shape}"), expr.span, shape)
-                    .with_help("reduce it with `sum(...)` or `mean(...)` over neurons and `sum_t(...)`, `mean_t(...)` or `max_t(...)` over time"),
+                Diagnostic::error(
+                    "snn::loss::not_scalar",
+                    format!("{what} must be one number per sample, found {shape}"),
+                    expr.span,
+                    shape,
+                )
+                .with_help(
+                    "reduce it with `sum(...)` or `mean(...)` over neurons and `sum_t(...)`, `mean_t(...)` or `max_t(...)` over time",
+                ),
             );
             return None;
         }
         if let Some(unit) = &typed.unit {
             if !unit.is_none() {
                 self.sink.push(
-                    Diagnostic::error("snn::units::loss", format!("{what} must be dimensionless, found {unit}"), expr.span, format!("this has unit {unit}"))
-                        .with_help("divide by a reference quantity, e.g. `first_spike(out) / 0.5 ms`"),
+                    Diagnostic::error(
+                        "snn::units::loss",
+                        format!("{what} must be dimensionless, found {unit}"),
+                        expr.span,
+                        format!("this has unit {unit}"),
+                    )
+                    .with_help("divide by a reference quantity, e.g. `first_spike(out) / 0.5 ms`"),
                 );
             }
         }
@@ -510,8 +641,13 @@ impl TrainLowerer<'_, '_, '_> {
         let ty = self.exprs.ty(typed.id);
         if ty.per_step || ty.width != 1 {
             self.sink.push(
-                Diagnostic::error("snn::train::bad_predict", "`predict` must give one class per sample", expr.span, "not one value per sample")
-                    .with_help("use `argmax(count(out))` or `argmin(first_spike(out))`"),
+                Diagnostic::error(
+                    "snn::train::bad_predict",
+                    "`predict` must give one class per sample",
+                    expr.span,
+                    "not one value per sample",
+                )
+                .with_help("use `argmax(count(out))` or `argmin(first_spike(out))`"),
             );
             return None;
         }
@@ -523,8 +659,13 @@ impl TrainLowerer<'_, '_, '_> {
             Some((value, _)) if value >= 0.0 && value == value.trunc() => Some(value as usize),
             _ => {
                 self.sink.push(
-                    Diagnostic::error("snn::train::bad_setting", format!("`{what}` must be a whole number"), expr.span, "not a whole number")
-                        .with_help(format!("for example `{what} = 10`")),
+                    Diagnostic::error(
+                        "snn::train::bad_setting",
+                        format!("`{what}` must be a whole number"),
+                        expr.span,
+                        "not a whole number",
+                    )
+                    .with_help(format!("for example `{what} = 10`")),
                 );
                 None
             }
@@ -545,11 +686,17 @@ impl TrainLowerer<'_, '_, '_> {
     }
 
     fn lower_optimizer(&mut self, expr: &ast::Expr) -> Optimizer {
-        let mut optimizer = Optimizer { kind: OptimizerKind::Adam, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.0, weight_decay: 0.0 };
+        let mut optimizer =
+            Optimizer { kind: OptimizerKind::Adam, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.0, weight_decay: 0.0 };
         let ExprKind::Call { func, args } = &expr.kind else {
             self.sink.push(
-                Diagnostic::error("snn::train::bad_setting", "`optimizer` is a call such as `adam(lr = 1e-3)`", expr.span, "not an optimizer")
-                    .with_help(format!("optimizers: {}", OPTIMIZERS.join(", "))),
+                Diagnostic::error(
+                    "snn::train::bad_setting",
+                    "`optimizer` is a call such as `adam(lr = 1e-3)`",
+                    expr.span,
+                    "not an optimizer",
+                )
+                .with_help(format!("optimizers: {}", OPTIMIZERS.join(", "))),
             );
             return optimizer;
         };
@@ -559,7 +706,15 @@ impl TrainLowerer<'_, '_, '_> {
             "sgd" => OptimizerKind::Sgd,
             other => {
                 let help = suggestion_help(other, OPTIMIZERS, format!("optimizers: {}", OPTIMIZERS.join(", ")));
-                self.sink.push(Diagnostic::error("snn::names::unknown_optimizer", format!("unknown optimizer `{other}`"), func.span, "no such optimizer").with_help(help));
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::names::unknown_optimizer",
+                        format!("unknown optimizer `{other}`"),
+                        func.span,
+                        "no such optimizer",
+                    )
+                    .with_help(help),
+                );
                 return optimizer;
             }
         };
@@ -583,7 +738,13 @@ impl TrainLowerer<'_, '_, '_> {
                 other => {
                     let help = suggestion_help(other, KEYS, format!("optimizer settings: {}", KEYS.join(", ")));
                     self.sink.push(
-                        Diagnostic::error("snn::call::unknown_argument", format!("`{}` has no setting `{other}`", func.name), name.span, "unknown setting").with_help(help),
+                        Diagnostic::error(
+                            "snn::call::unknown_argument",
+                            format!("`{}` has no setting `{other}`", func.name),
+                            name.span,
+                            "unknown setting",
+                        )
+                        .with_help(help),
                     );
                 }
             }
@@ -604,8 +765,15 @@ impl TrainLowerer<'_, '_, '_> {
             "step" => LrSchedule::Step { every: number("every", 1.0) as usize, gamma: number("gamma", 0.5) },
             "exponential" => LrSchedule::Exponential { gamma: number("gamma", 0.95) },
             other => {
-                let help = suggestion_help(other, ["constant", "step", "exponential"], "schedules: constant, step(every, gamma), exponential(gamma)".to_string());
-                self.sink.push(Diagnostic::error("snn::names::unknown_schedule", format!("unknown schedule `{other}`"), name.span, "no such schedule").with_help(help));
+                let help = suggestion_help(
+                    other,
+                    ["constant", "step", "exponential"],
+                    "schedules: constant, step(every, gamma), exponential(gamma)".to_string(),
+                );
+                self.sink.push(
+                    Diagnostic::error("snn::names::unknown_schedule", format!("unknown schedule `{other}`"), name.span, "no such schedule")
+                        .with_help(help),
+                );
                 LrSchedule::Constant
             }
         }
@@ -618,8 +786,17 @@ impl TrainLowerer<'_, '_, '_> {
                 Stmt::Call { call, span } => {
                     let ExprKind::Call { func, args } = &call.kind else { continue };
                     if func.name != "normalize" {
-                        let help = suggestion_help(&func.name, ["normalize"], "hooks call `normalize(weights(a, b), total = 78)`".to_string());
-                        self.sink.push(Diagnostic::error("snn::names::unknown_function", format!("unknown hook action `{}`", func.name), func.span, "not an action").with_help(help));
+                        let help =
+                            suggestion_help(&func.name, ["normalize"], "hooks call `normalize(weights(a, b), total = 78)`".to_string());
+                        self.sink.push(
+                            Diagnostic::error(
+                                "snn::names::unknown_function",
+                                format!("unknown hook action `{}`", func.name),
+                                func.span,
+                                "not an action",
+                            )
+                            .with_help(help),
+                        );
                         continue;
                     }
                     let projection = args.first().and_then(|a| self.weights_ref(&a.value));
@@ -636,14 +813,27 @@ impl TrainLowerer<'_, '_, '_> {
                 Stmt::Assign { target, op, value, span } => {
                     let name = &target[0];
                     let Some(index) = self.module.params.iter().position(|(n, _)| *n == name.name) else {
-                        let help = suggestion_help(&name.name, self.module.params.iter().map(|(n, _)| n.as_str()), "declare it in the network with `param`".to_string());
+                        let help = suggestion_help(
+                            &name.name,
+                            self.module.params.iter().map(|(n, _)| n.as_str()),
+                            "declare it in the network with `param`".to_string(),
+                        );
                         self.sink.push(
-                            Diagnostic::error("snn::names::unknown", format!("`{}` is not a network parameter", name.name), name.span, "cannot assign").with_help(help),
+                            Diagnostic::error(
+                                "snn::names::unknown",
+                                format!("`{}` is not a network parameter", name.name),
+                                name.span,
+                                "cannot assign",
+                            )
+                            .with_help(help),
                         );
                         continue;
                     };
                     let Some((by, _)) = const_number(value) else {
-                        self.sink.push(Diagnostic::error("snn::types::not_constant", "hooks assign numbers", value.span, "not a number").with_help("for example `intensity += 1`"));
+                        self.sink.push(
+                            Diagnostic::error("snn::types::not_constant", "hooks assign numbers", value.span, "not a number")
+                                .with_help("for example `intensity += 1`"),
+                        );
                         continue;
                     };
                     let param = index as u32;
@@ -652,14 +842,24 @@ impl TrainLowerer<'_, '_, '_> {
                         ast::AssignOp::Add => actions.push(HookAction::AddToParam { param, by }),
                         ast::AssignOp::Sub => actions.push(HookAction::AddToParam { param, by: -by }),
                         ast::AssignOp::Mul => self.sink.push(
-                            Diagnostic::error("snn::types::statement_not_allowed", "hooks set (`=`) or add to (`+=`, `-=`) parameters", *span, "`*=` here")
-                                .with_help("write `x = value` or `x += step`"),
+                            Diagnostic::error(
+                                "snn::types::statement_not_allowed",
+                                "hooks set (`=`) or add to (`+=`, `-=`) parameters",
+                                *span,
+                                "`*=` here",
+                            )
+                            .with_help("write `x = value` or `x += step`"),
                         ),
                     }
                 }
                 Stmt::Let(let_) => self.sink.push(
-                    Diagnostic::error("snn::types::statement_not_allowed", "`let` is not available in hooks", let_.span, "not allowed here")
-                        .with_help("hooks contain `normalize(...)` calls and parameter assignments"),
+                    Diagnostic::error(
+                        "snn::types::statement_not_allowed",
+                        "`let` is not available in hooks",
+                        let_.span,
+                        "not allowed here",
+                    )
+                    .with_help("hooks contain `normalize(...)` calls and parameter assignments"),
                 ),
                 Stmt::Deliver { span, .. } => self.sink.push(
                     Diagnostic::error("snn::types::statement_not_allowed", "`deliver` belongs in a synapse", *span, "not allowed here")
@@ -674,26 +874,42 @@ impl TrainLowerer<'_, '_, '_> {
     fn weights_ref(&mut self, expr: &ast::Expr) -> Option<ProjId> {
         let ExprKind::Call { func, args } = &expr.kind else {
             self.sink.push(
-                Diagnostic::error("snn::train::bad_weights", "name the weights as `weights(source, target)`", expr.span, "not a weights reference")
-                    .with_help("for example `weights(pixels, exc)`"),
+                Diagnostic::error(
+                    "snn::train::bad_weights",
+                    "name the weights as `weights(source, target)`",
+                    expr.span,
+                    "not a weights reference",
+                )
+                .with_help("for example `weights(pixels, exc)`"),
             );
             return None;
         };
         let names: Vec<&ast::Ident> = args.iter().filter_map(|a| a.value.as_name()).collect();
         if func.name != "weights" || names.len() != 2 {
             self.sink.push(
-                Diagnostic::error("snn::train::bad_weights", "name the weights as `weights(source, target)`", expr.span, "not a weights reference")
-                    .with_help("for example `weights(pixels, exc)`"),
+                Diagnostic::error(
+                    "snn::train::bad_weights",
+                    "name the weights as `weights(source, target)`",
+                    expr.span,
+                    "not a weights reference",
+                )
+                .with_help("for example `weights(pixels, exc)`"),
             );
             return None;
         }
-        let found = self.module.projections.iter().position(|p| {
-            self.module.source_name(&p.source) == names[0].name && self.module.population(p.target).name == names[1].name
-        });
+        let found =
+            self.module.projections.iter().position(|p| {
+                self.module.source_name(&p.source) == names[0].name && self.module.population(p.target).name == names[1].name
+            });
         if found.is_none() {
             self.sink.push(
-                Diagnostic::error("snn::train::bad_weights", format!("there is no connection `{} -> {}`", names[0].name, names[1].name), expr.span, "no such connection")
-                    .with_help("name the source and target of a `connect` statement"),
+                Diagnostic::error(
+                    "snn::train::bad_weights",
+                    format!("there is no connection `{} -> {}`", names[0].name, names[1].name),
+                    expr.span,
+                    "no such connection",
+                )
+                .with_help("name the source and target of a `connect` statement"),
             );
         }
         found.map(|i| ProjId(i as u32))
@@ -710,9 +926,16 @@ impl TrainLowerer<'_, '_, '_> {
         match population.var_by_name(&name) {
             Some(var) => Some((pop, Some(var))),
             None => {
-                let help = suggestion_help(&name, population.vars.iter().map(|v| v.name.as_str()), "record a state of the population".to_string());
+                let help =
+                    suggestion_help(&name, population.vars.iter().map(|v| v.name.as_str()), "record a state of the population".to_string());
                 self.sink.push(
-                    Diagnostic::error("snn::names::unknown", format!("`{}` has no state `{name}`", population.name), path[1].span, "no such state").with_help(help),
+                    Diagnostic::error(
+                        "snn::names::unknown",
+                        format!("`{}` has no state `{name}`", population.name),
+                        path[1].span,
+                        "no such state",
+                    )
+                    .with_help(help),
                 );
                 None
             }
@@ -765,9 +988,14 @@ impl TrainLowerer<'_, '_, '_> {
                         if let (Some(x), Some(y)) = (&a.unit, &b.unit) {
                             if x != y {
                                 self.sink.push(
-                                    Diagnostic::error("snn::units::mismatch", format!("units of `{}` do not match: {x} and {y}", op.symbol()), rhs.span, format!("this has unit {y}"))
-                                        .with_label(lhs.span, format!("this has unit {x}"))
-                                        .with_help("both sides need the same unit"),
+                                    Diagnostic::error(
+                                        "snn::units::mismatch",
+                                        format!("units of `{}` do not match: {x} and {y}", op.symbol()),
+                                        rhs.span,
+                                        format!("this has unit {y}"),
+                                    )
+                                    .with_label(lhs.span, format!("this has unit {x}"))
+                                    .with_help("both sides need the same unit"),
                                 );
                             }
                         }
@@ -780,8 +1008,13 @@ impl TrainLowerer<'_, '_, '_> {
             ExprKind::Index { base, index } => {
                 let _ = (base, index);
                 self.sink.push(
-                    Diagnostic::error("snn::types::unsupported_expression", "indexing is not available in loss terms", expr.span, "indexing")
-                        .with_help("use `pick(values, label)` to select the target's entry"),
+                    Diagnostic::error(
+                        "snn::types::unsupported_expression",
+                        "indexing is not available in loss terms",
+                        expr.span,
+                        "indexing",
+                    )
+                    .with_help("use `pick(values, label)` to select the target's entry"),
                 );
                 None
             }
@@ -821,7 +1054,9 @@ impl TrainLowerer<'_, '_, '_> {
                     "loss terms read `label`, `steps`, network parameters and readouts of populations".to_string(),
                 )
             };
-            self.sink.push(Diagnostic::error("snn::names::unknown", format!("unknown name `{}`", first.name), span, "not found here").with_help(help));
+            self.sink.push(
+                Diagnostic::error("snn::names::unknown", format!("unknown name `{}`", first.name), span, "not found here").with_help(help),
+            );
             return None;
         }
         let pop_id = self.population(first)?;
@@ -834,10 +1069,17 @@ impl TrainLowerer<'_, '_, '_> {
         if let Some(index) = pop.observables.iter().position(|(n, _)| *n == name) {
             return self.push(TNode::Readout(Readout::Observable(pop_id, index as u32)), pop.size(), true, None);
         }
-        let candidates: Vec<&str> = pop.vars.iter().map(|v| v.name.as_str()).chain(pop.observables.iter().map(|(n, _)| n.as_str())).collect();
+        let candidates: Vec<&str> =
+            pop.vars.iter().map(|v| v.name.as_str()).chain(pop.observables.iter().map(|(n, _)| n.as_str())).collect();
         let help = suggestion_help(&name, candidates.iter().copied(), format!("`{}` has {}", pop.name, candidates.join(", ")));
         self.sink.push(
-            Diagnostic::error("snn::names::unknown", format!("`{}` has no state or observable `{name}`", pop.name), segments[1].span, "not found").with_help(help),
+            Diagnostic::error(
+                "snn::names::unknown",
+                format!("`{}` has no state or observable `{name}`", pop.name),
+                segments[1].span,
+                "not found",
+            )
+            .with_help(help),
         );
         None
     }
@@ -851,8 +1093,13 @@ impl TrainLowerer<'_, '_, '_> {
             }
             let Some(ident) = args[0].value.as_name() else {
                 this.sink.push(
-                    Diagnostic::error("snn::train::bad_readout", format!("`{name}` reads a population"), args[0].value.span, "not a population name")
-                        .with_help(format!("write `{name}(out)`")),
+                    Diagnostic::error(
+                        "snn::train::bad_readout",
+                        format!("`{name}` reads a population"),
+                        args[0].value.span,
+                        "not a population name",
+                    )
+                    .with_help(format!("write `{name}(out)`")),
                 );
                 return None;
             };
@@ -860,8 +1107,13 @@ impl TrainLowerer<'_, '_, '_> {
             let width = this.module.population(pop).size();
             if this.module.population(pop).threshold.is_none() {
                 this.sink.push(
-                    Diagnostic::error("snn::train::no_spikes", format!("`{}` never spikes, so `{name}` has nothing to read", ident.name), ident.span, "non-spiking population")
-                        .with_help(format!("read its state instead, e.g. `{}.v`", ident.name)),
+                    Diagnostic::error(
+                        "snn::train::no_spikes",
+                        format!("`{}` never spikes, so `{name}` has nothing to read", ident.name),
+                        ident.span,
+                        "non-spiking population",
+                    )
+                    .with_help(format!("read its state instead, e.g. `{}.v`", ident.name)),
                 );
             }
             this.push(TNode::Readout(make(pop)), width, per_step, Some(unit))
@@ -884,7 +1136,10 @@ impl TrainLowerer<'_, '_, '_> {
             }
             "weight_l2" => {
                 let Some(projection) = (if args.len() == 2 {
-                    let call = ast::Expr { kind: ExprKind::Call { func: ast::Ident { name: "weights".into(), span: func.span }, args: args.to_vec() }, span };
+                    let call = ast::Expr {
+                        kind: ExprKind::Call { func: ast::Ident { name: "weights".into(), span: func.span }, args: args.to_vec() },
+                        span,
+                    };
                     self.weights_ref(&call)
                 } else {
                     self.arity(func, args.len(), 2, span);
@@ -941,7 +1196,15 @@ impl TrainLowerer<'_, '_, '_> {
             }
             other => {
                 let help = suggestion_help(other, TRAIN_FUNCTIONS, format!("loss functions and readouts: {}", TRAIN_FUNCTIONS.join(", ")));
-                self.sink.push(Diagnostic::error("snn::names::unknown_function", format!("unknown function `{other}`"), func.span, "not a function here").with_help(help));
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::names::unknown_function",
+                        format!("unknown function `{other}`"),
+                        func.span,
+                        "not a function here",
+                    )
+                    .with_help(help),
+                );
                 return None;
             }
         };
@@ -965,10 +1228,15 @@ impl TrainLowerer<'_, '_, '_> {
                 let ty1 = self.exprs.ty(lowered[1].id);
                 if ty0.width != ty1.width && ty1.width != 1 {
                     self.sink.push(
-                        Diagnostic::error("snn::shapes::mismatch", format!("`mse` compares {} values with {} values", ty0.width, ty1.width), span, "sizes differ")
-                            .with_label(positional[0].value.span, format!("{} values", ty0.width))
-                            .with_label(positional[1].value.span, format!("{} values", ty1.width))
-                            .with_help("the prediction and the target need the same number of values"),
+                        Diagnostic::error(
+                            "snn::shapes::mismatch",
+                            format!("`mse` compares {} values with {} values", ty0.width, ty1.width),
+                            span,
+                            "sizes differ",
+                        )
+                        .with_label(positional[0].value.span, format!("{} values", ty0.width))
+                        .with_label(positional[1].value.span, format!("{} values", ty1.width))
+                        .with_help("the prediction and the target need the same number of values"),
                     );
                 }
                 (1, ty0.per_step || ty1.per_step, unit0.map(|u| u.powi(2)))
@@ -988,7 +1256,9 @@ impl TrainLowerer<'_, '_, '_> {
                 (1, ty0.per_step, none)
             }
             TFunc::Pick => (1, ty0.per_step, unit0),
-            TFunc::LogSoftmax | TFunc::Softmax | TFunc::Abs => (ty0.width, ty0.per_step, if func_kind == TFunc::Abs { unit0 } else { none }),
+            TFunc::LogSoftmax | TFunc::Softmax | TFunc::Abs => {
+                (ty0.width, ty0.per_step, if func_kind == TFunc::Abs { unit0 } else { none })
+            }
             TFunc::Exp | TFunc::Log => {
                 if let Some(unit) = &unit0 {
                     if !unit.is_none() {
@@ -1030,8 +1300,13 @@ impl TrainLowerer<'_, '_, '_> {
     fn arity(&mut self, func: &ast::Ident, found: usize, expected: usize, span: Span) {
         let plural = if expected == 1 { "" } else { "s" };
         self.sink.push(
-            Diagnostic::error("snn::call::arity", format!("`{}` takes {expected} argument{plural}, found {found}", func.name), span, format!("{found} given"))
-                .with_help(format!("call it with {expected} argument{plural}")),
+            Diagnostic::error(
+                "snn::call::arity",
+                format!("`{}` takes {expected} argument{plural}, found {found}", func.name),
+                span,
+                format!("{found} given"),
+            )
+            .with_help(format!("call it with {expected} argument{plural}")),
         );
     }
 }
