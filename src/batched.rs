@@ -737,67 +737,10 @@ pub fn backward(
                     }
                 };
                 let n_pre = module.source_size(&proj.source);
-                let n_post = pop.size();
                 let mut g_source = vec![0.0; batch * n_pre];
-                if proj.connectivity == Connectivity::Dense {
-                    let w = &params.weights[index];
-                    // SAFETY: row-major shapes as documented at `dense`; dW = X^T G is
-                    // n_pre x n_post, dX = G W^T is batch x n_pre.
-                    unsafe {
-                        if proj.trainable {
-                            let dw = grads.weights[index].as_mut_ptr();
-                            matrixmultiply::dgemm(
-                                n_pre,
-                                batch,
-                                n_post,
-                                1.0,
-                                source.as_ptr(),
-                                1,
-                                n_pre as isize,
-                                g.as_ptr(),
-                                n_post as isize,
-                                1,
-                                1.0,
-                                dw,
-                                n_post as isize,
-                                1,
-                            );
-                        }
-                        if spike_step.is_some() {
-                            matrixmultiply::dgemm(
-                                batch,
-                                n_post,
-                                n_pre,
-                                1.0,
-                                g.as_ptr(),
-                                n_post as isize,
-                                1,
-                                w.as_ptr(),
-                                1,
-                                n_post as isize,
-                                0.0,
-                                g_source.as_mut_ptr(),
-                                n_pre as isize,
-                                1,
-                            );
-                        }
-                    }
-                } else {
-                    let in_shape = module.source_shape(&proj.source);
-                    let mut scratch = vec![0.0; params.weights[index].len()];
-                    for b in 0..batch {
-                        crate::runtime::project_backward(
-                            &proj.connectivity,
-                            &params.weights[index],
-                            &source[b * n_pre..(b + 1) * n_pre],
-                            &g[b * n_post..(b + 1) * n_post],
-                            if proj.trainable { &mut grads.weights[index] } else { &mut scratch },
-                            &mut g_source[b * n_pre..(b + 1) * n_pre],
-                            in_shape,
-                            &pop.shape,
-                        );
-                    }
-                }
+                let dw = if proj.trainable { Some(grads.weights[index].as_mut_slice()) } else { None };
+                let dx = if spike_step.is_some() { Some(g_source.as_mut_slice()) } else { None };
+                project_grad(module, index, &params.weights[index], source, g, batch, dw, dx);
                 if let Some((ts, q)) = spike_step {
                     for (slot, value) in readout.spikes[ts][q].iter_mut().zip(&g_source) {
                         *slot += value;
@@ -814,44 +757,7 @@ pub fn backward(
         }
         // The input is the same at every active step; take it from step 0.
         let source = &trace.inputs[0][id.0 as usize];
-        let pop = module.population(proj.target);
-        let (n_pre, n_post) = (module.source_size(&proj.source), pop.size());
-        if proj.connectivity == Connectivity::Dense {
-            // SAFETY: dW = X^T G with X batch x n_pre and G batch x n_post, both row-major.
-            unsafe {
-                matrixmultiply::dgemm(
-                    n_pre,
-                    batch,
-                    n_post,
-                    1.0,
-                    source.as_ptr(),
-                    1,
-                    n_pre as isize,
-                    g.as_ptr(),
-                    n_post as isize,
-                    1,
-                    1.0,
-                    grads.weights[index].as_mut_ptr(),
-                    n_post as isize,
-                    1,
-                );
-            }
-        } else {
-            let in_shape = module.source_shape(&proj.source);
-            let mut unused = vec![0.0; n_pre];
-            for b in 0..batch {
-                crate::runtime::project_backward(
-                    &proj.connectivity,
-                    &params.weights[index],
-                    &source[b * n_pre..(b + 1) * n_pre],
-                    &g[b * n_post..(b + 1) * n_post],
-                    &mut grads.weights[index],
-                    &mut unused,
-                    in_shape,
-                    &pop.shape,
-                );
-            }
-        }
+        project_grad(module, index, &params.weights[index], source, g, batch, Some(grads.weights[index].as_mut_slice()), None);
     }
     for (p, pop) in module.populations.iter().enumerate() {
         let n = pop.size();
@@ -862,6 +768,47 @@ pub fn backward(
                 }
             }
         }
+    }
+}
+
+/// The adjoint of one projection over a batch: `dW += X^T G` and `dX = G W^T`, each only when
+/// asked for. Dense projections are GEMMs; others go sample by sample.
+#[allow(clippy::too_many_arguments)]
+fn project_grad(
+    module: &Module,
+    index: usize,
+    w: &[f64],
+    x: &[f64],
+    g: &[f64],
+    batch: usize,
+    dw: Option<&mut [f64]>,
+    dx: Option<&mut [f64]>,
+) {
+    let proj = &module.projections[index];
+    let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
+    if proj.connectivity == Connectivity::Dense {
+        // SAFETY: row-major shapes: X is batch x n_pre, G batch x n_post, W and dW n_pre x
+        // n_post, dX batch x n_pre.
+        unsafe {
+            if let Some(dw) = dw {
+                let (a, b, c) = (x.as_ptr(), g.as_ptr(), dw.as_mut_ptr());
+                matrixmultiply::dgemm(n_pre, batch, n_post, 1.0, a, 1, n_pre as isize, b, n_post as isize, 1, 1.0, c, n_post as isize, 1);
+            }
+            if let Some(dx) = dx {
+                let (a, b, c) = (g.as_ptr(), w.as_ptr(), dx.as_mut_ptr());
+                matrixmultiply::dgemm(batch, n_post, n_pre, 1.0, a, n_post as isize, 1, b, 1, n_post as isize, 1.0, c, n_pre as isize, 1);
+            }
+        }
+        return;
+    }
+    let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
+    let mut scratch_w = if dw.is_none() { vec![0.0; w.len()] } else { Vec::new() };
+    let mut scratch_x = if dx.is_none() { vec![0.0; x.len()] } else { Vec::new() };
+    let dw = dw.unwrap_or(&mut scratch_w);
+    let dx = dx.unwrap_or(&mut scratch_x);
+    for b in 0..batch {
+        let (xs, gs) = (&x[b * n_pre..(b + 1) * n_pre], &g[b * n_post..(b + 1) * n_post]);
+        crate::runtime::project_backward(&proj.connectivity, w, xs, gs, dw, &mut dx[b * n_pre..(b + 1) * n_pre], in_shape, out_shape);
     }
 }
 

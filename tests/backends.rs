@@ -13,14 +13,33 @@ fn features(n: usize, salt: usize) -> Vec<f32> {
     (0..n).map(|i| ((i * 7 + salt * 13) % 11) as f32 / 10.0).collect()
 }
 
-#[test]
-fn batched_forward_matches_the_interpreter_on_every_model() {
+fn model_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))
         .expect("models")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    for name in names {
+    names
+}
+
+/// Spike rasters and refractory counters equal, states within 1e-9 relative.
+fn assert_same_run(name: &str, reference: &snnc::interp::Trace, other: &snnc::interp::Trace) {
+    assert_eq!(reference.spikes, other.spikes, "{name}: spike rasters");
+    assert_eq!(reference.refractory, other.refractory, "{name}: refractory counters");
+    for (t, (x, y)) in reference.states.iter().zip(&other.states).enumerate() {
+        for (p, (px, py)) in x.iter().zip(y).enumerate() {
+            for (v, (vx, vy)) in px.iter().zip(py).enumerate() {
+                for (k, (a, b)) in vx.iter().zip(vy).enumerate() {
+                    assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{name}: step {t} pop {p} var {v} neuron {k}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_forward_matches_the_interpreter_on_every_model() {
+    for name in model_names() {
         let mut m = load(&name);
         // A few steps keep the conv models fast in the scalar interpreter.
         m.steps = m.steps.min(if m.populations.iter().any(|p| p.size() > 2000) { 2 } else { 8 });
@@ -32,16 +51,7 @@ fn batched_forward_matches_the_interpreter_on_every_model() {
         let net = net_params(&m);
         let reference = snnc::interp::run(&m, &params, &samples, 5, &net);
         let batched = snnc::batched::run(&m, &params, &samples, 5, &net);
-        assert_eq!(reference.spikes, batched.spikes, "{name}: spike rasters");
-        for (t, (x, y)) in reference.states.iter().zip(&batched.states).enumerate() {
-            for (p, (px, py)) in x.iter().zip(y).enumerate() {
-                for (v, (vx, vy)) in px.iter().zip(py).enumerate() {
-                    for (k, (a, b)) in vx.iter().zip(vy).enumerate() {
-                        assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{name}: step {t} pop {p} var {v} neuron {k}: {a} vs {b}");
-                    }
-                }
-            }
-        }
+        assert_same_run(&name, &reference, &batched);
     }
 }
 
@@ -123,12 +133,7 @@ fn operation_counts_follow_the_lab_reports_formulas() {
 
 #[test]
 fn jit_forward_matches_the_interpreter_on_every_model() {
-    let mut names: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))
-        .expect("models")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
+    for name in model_names() {
         let mut m = load(&name);
         m.steps = m.steps.min(if m.populations.iter().any(|p| p.size() > 2000) { 2 } else { 8 });
         m.rest_steps = m.rest_steps.min(2);
@@ -140,17 +145,7 @@ fn jit_forward_matches_the_interpreter_on_every_model() {
         let net = net_params(&m);
         let reference = snnc::interp::run(&m, &params, &samples, 5, &net);
         let jit = snnc::jit::run(&compiled, &m, &params, &samples, 5, &net);
-        assert_eq!(reference.spikes, jit.spikes, "{name}: spike rasters");
-        assert_eq!(reference.refractory, jit.refractory, "{name}: refractory counters");
-        for (t, (x, y)) in reference.states.iter().zip(&jit.states).enumerate() {
-            for (p, (px, py)) in x.iter().zip(y).enumerate() {
-                for (v, (vx, vy)) in px.iter().zip(py).enumerate() {
-                    for (k, (a, b)) in vx.iter().zip(vy).enumerate() {
-                        assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{name}: step {t} pop {p} var {v} neuron {k}: {a} vs {b}");
-                    }
-                }
-            }
-        }
+        assert_same_run(&name, &reference, &jit);
     }
 }
 
