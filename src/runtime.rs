@@ -310,6 +310,13 @@ fn backward_through_time(
     }
 }
 
+fn chw(shape: &[usize]) -> Option<[usize; 3]> {
+    match shape {
+        [c, h, w] => Some([*c, *h, *w]),
+        _ => None,
+    }
+}
+
 /// The adjoint of [`interp::project`]: `dW += x (x) g`, `dx += W g`.
 #[allow(clippy::too_many_arguments)]
 pub fn project_backward(
@@ -345,23 +352,57 @@ pub fn project_backward(
                 dx[i] += w[i] * g[i];
             }
         }
-        Connectivity::Conv2d { .. } | Connectivity::ConvTranspose2d { .. } => {
-            // Exact adjoint by linearity: the gradient of y = P(x; W) is computed through unit
-            // probes of the forward operator. Slow, and only used by the reference back end.
-            let mut y = vec![0.0; n_post];
-            for k in 0..w.len() {
-                let mut unit = vec![0.0; w.len()];
-                unit[k] = 1.0;
-                y.iter_mut().for_each(|v| *v = 0.0);
-                interp::project(connectivity, &unit, x, &mut y, in_shape, out_shape);
-                dw[k] += y.iter().zip(g).map(|(a, b)| a * b).sum::<f64>();
+        Connectivity::Conv2d { kernel, stride, padding } => {
+            let (Some([in_c, h, wd]), Some([out_c, oh, ow])) = (chw(in_shape), chw(out_shape)) else { return };
+            let (k, st, pad) = (*kernel, *stride, *padding as isize);
+            for oc in 0..out_c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let go = g[(oc * oh + oy) * ow + ox];
+                        if go == 0.0 {
+                            continue;
+                        }
+                        for ic in 0..in_c {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let iy = (oy * st + ky) as isize - pad;
+                                    let ix = (ox * st + kx) as isize - pad;
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                        let xi = (ic * h + iy as usize) * wd + ix as usize;
+                                        let wi = ((oc * in_c + ic) * k + ky) * k + kx;
+                                        dw[wi] += go * x[xi];
+                                        dx[xi] += go * w[wi];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            for i in 0..x.len() {
-                let mut unit = vec![0.0; x.len()];
-                unit[i] = 1.0;
-                y.iter_mut().for_each(|v| *v = 0.0);
-                interp::project(connectivity, w, &unit, &mut y, in_shape, out_shape);
-                dx[i] += y.iter().zip(g).map(|(a, b)| a * b).sum::<f64>();
+        }
+        Connectivity::ConvTranspose2d { kernel, stride, padding, .. } => {
+            let (Some([in_c, h, wd]), Some([out_c, oh, ow])) = (chw(in_shape), chw(out_shape)) else { return };
+            let (k, st, pad) = (*kernel, *stride, *padding as isize);
+            for ic in 0..in_c {
+                for iy in 0..h {
+                    for ix in 0..wd {
+                        let xi = (ic * h + iy) * wd + ix;
+                        for oc in 0..out_c {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let oy = (iy * st + ky) as isize - pad;
+                                    let ox = (ix * st + kx) as isize - pad;
+                                    if oy >= 0 && ox >= 0 && (oy as usize) < oh && (ox as usize) < ow {
+                                        let go = g[(oc * oh + oy as usize) * ow + ox as usize];
+                                        let wi = ((oc * in_c + ic) * k + ky) * k + kx;
+                                        dw[wi] += go * x[xi];
+                                        dx[xi] += go * w[wi];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -160,3 +160,37 @@ fn every_shipped_model_runs_a_step_on_the_interpreter() {
         }
     }
 }
+
+/// The adjoint of a linear map built column by column from unit probes of the forward map: the
+/// slow but obviously right reference for the convolution backward loops.
+#[test]
+fn convolution_adjoints_match_unit_probes_of_the_forward_map() {
+    let cases = [
+        (Connectivity::Conv2d { kernel: 3, stride: 2, padding: 1 }, [2usize, 7, 7], [3usize, 4, 4]),
+        (Connectivity::ConvTranspose2d { kernel: 3, stride: 2, padding: 1, output_padding: 0 }, [3, 4, 4], [2, 7, 7]),
+    ];
+    for (connectivity, in_shape, out_shape) in cases {
+        let (n_in, n_out): (usize, usize) = (in_shape.iter().product(), out_shape.iter().product());
+        let n_w = 3 * 2 * 9;
+        let w: Vec<f64> = (0..n_w).map(|i| ((i * 37) % 11) as f64 / 5.0 - 1.0).collect();
+        let x: Vec<f64> = (0..n_in).map(|i| ((i * 13) % 7) as f64 / 3.0 - 1.0).collect();
+        let g: Vec<f64> = (0..n_out).map(|i| ((i * 29) % 5) as f64 / 2.0 - 1.0).collect();
+        let (mut dw, mut dx) = (vec![0.0; n_w], vec![0.0; n_in]);
+        snnc::runtime::project_backward(&connectivity, &w, &x, &g, &mut dw, &mut dx, &in_shape, &out_shape);
+        let probe = |weights: &[f64], input: &[f64]| {
+            let mut y = vec![0.0; n_out];
+            project(&connectivity, weights, input, &mut y, &in_shape, &out_shape);
+            y.iter().zip(&g).map(|(a, b)| a * b).sum::<f64>()
+        };
+        for k in 0..n_w {
+            let mut unit = vec![0.0; n_w];
+            unit[k] = 1.0;
+            assert!((dw[k] - probe(&unit, &x)).abs() < 1e-12, "{connectivity:?} dW[{k}]");
+        }
+        for i in 0..n_in {
+            let mut unit = vec![0.0; n_in];
+            unit[i] = 1.0;
+            assert!((dx[i] - probe(&w, &unit)).abs() < 1e-12, "{connectivity:?} dX[{i}]");
+        }
+    }
+}
