@@ -168,7 +168,7 @@ pub fn sample_gradients(
 ) -> Result<SampleResult, Unsupported> {
     let surrogate = match &train.method {
         Method::Bptt { surrogate } => surrogate,
-        other => return Err(Unsupported(format!("the reference back end trains with `bptt`; {} is not built yet", method_name(other)))),
+        other => return Err(Unsupported(format!("training supports `method = bptt` so far; the `{}` runtime is not built yet", method_name(other)))),
     };
     let net = interp::net_params(module);
     let trace = interp::run(module, params, &[sample], seed, &net);
@@ -561,7 +561,7 @@ pub fn shard_gradients_with(
 ) -> Result<Vec<SampleResult>, Unsupported> {
     let surrogate = match &train.method {
         Method::Bptt { surrogate } => surrogate,
-        other => return Err(Unsupported(format!("the batched back end trains with `bptt`; {} is not built yet", method_name(other)))),
+        other => return Err(Unsupported(format!("training supports `method = bptt` so far; the `{}` runtime is not built yet", method_name(other)))),
     };
     let net = interp::net_params(module);
     let trace = match compiled {
