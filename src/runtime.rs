@@ -166,10 +166,7 @@ pub fn sample_gradients(
     label: usize,
     seed: u64,
 ) -> Result<SampleResult, Unsupported> {
-    let surrogate = match &train.method {
-        Method::Bptt { surrogate } => surrogate,
-        other => return Err(Unsupported(format!("training supports `method = bptt` so far; the `{}` runtime is not built yet", method_name(other)))),
-    };
+    let surrogate = bptt_surrogate(train)?;
     let net = interp::net_params(module);
     let trace = interp::run(module, params, &[sample], seed, &net);
     let steps = trace.spikes.len();
@@ -189,6 +186,16 @@ pub fn sample_gradients(
     }
     backward_through_time(module, params, &trace, &mut readout, &mut grads, surrogate, seed, sample.id, &net);
     Ok(SampleResult { terms, prediction, grads: Some(grads), spikes_per_pop: spike_counts(module, &trace) })
+}
+
+/// The surrogate of a `bptt` train block; the other methods' runtimes are not built yet.
+fn bptt_surrogate(train: &Train) -> Result<&Surrogate, Unsupported> {
+    match &train.method {
+        Method::Bptt { surrogate } => Ok(surrogate),
+        other => {
+            Err(Unsupported(format!("training supports `method = bptt` so far; the `{}` runtime is not built yet", method_name(other))))
+        }
+    }
 }
 
 fn method_name(method: &Method) -> &'static str {
@@ -559,10 +566,7 @@ pub fn shard_gradients_with(
     labels: &[usize],
     seed: u64,
 ) -> Result<Vec<SampleResult>, Unsupported> {
-    let surrogate = match &train.method {
-        Method::Bptt { surrogate } => surrogate,
-        other => return Err(Unsupported(format!("training supports `method = bptt` so far; the `{}` runtime is not built yet", method_name(other)))),
-    };
+    let surrogate = bptt_surrogate(train)?;
     let net = interp::net_params(module);
     let trace = match compiled {
         Some(compiled) => crate::jit::run(compiled, module, params, samples, seed, &net),

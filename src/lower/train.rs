@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::ast::{self, BinaryOp, ExprKind, Span, Stmt, TrainStmt, UnaryOp};
 use crate::diag::{Diagnostic, Diagnostics, suggestion_help};
-use crate::ir::{Integration, Module, PopId, ProjId, Source, VarKind};
+use crate::ir::{Integration, Module, PopId, ProjId};
 use crate::ir_train::*;
 use crate::lower::neuron::lower_surrogate;
 use crate::lower::{Program, Sink};
@@ -563,7 +563,6 @@ fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
             }
         }
     }
-    let _ = VarKind::State { init: crate::ir::Init::Const(0.0) };
 }
 
 impl TrainLowerer<'_, '_, '_> {
@@ -1122,12 +1121,7 @@ impl TrainLowerer<'_, '_, '_> {
             "count" => return readout(self, Readout::Count, false, Unit::none()),
             "spikes" => return readout(self, Readout::Spikes, true, Unit::none()),
             "first_spike" => return readout(self, Readout::FirstSpike, false, Unit::time_ms()),
-            "spike_penalty" => {
-                let typed = readout(self, Readout::SpikePenalty, false, Unit::hz())?;
-                let width = self.exprs.ty(typed.id).width;
-                let _ = width;
-                return Some(typed);
-            }
+            "spike_penalty" => return readout(self, Readout::SpikePenalty, false, Unit::hz()),
             "rate" => {
                 let count = readout(self, Readout::Count, false, Unit::none())?;
                 let width = self.exprs.ty(count.id).width;
@@ -1309,9 +1303,4 @@ impl TrainLowerer<'_, '_, '_> {
             .with_help(format!("call it with {expected} argument{plural}")),
         );
     }
-}
-
-#[allow(dead_code)]
-fn source_is_input(source: &Source) -> bool {
-    matches!(source, Source::Input(_))
 }
