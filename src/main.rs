@@ -176,6 +176,13 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
     let mut module = compile(file)?;
     snnc::driver::apply_sets(&mut module, &options.sets)?;
     let train = module.train.as_ref().ok_or("the model has no train block")?;
+    if let snnc::ir_train::Data::Mnist { augment_shift, augment_rotate_deg, .. } = &train.data {
+        if *augment_shift != 0.0 || *augment_rotate_deg != 0.0 {
+            eprintln!(
+                "warning: data augmentation (shift {augment_shift}, rotate {augment_rotate_deg}) is not applied yet; training uses the images as they are"
+            );
+        }
+    }
     let data = snnc::driver::load_data(train, options.data_dir.as_deref())?;
     let stem = file.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
     let out = options.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&stem));
