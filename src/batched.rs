@@ -6,6 +6,7 @@
 //! This is the runtime the JIT kernels plug into: the per-population elementwise work is the
 //! part a compiled kernel replaces; GEMM, the time loop and the BPTT bookkeeping stay.
 
+use std::ops::Range;
 use std::rc::Rc;
 
 use crate::interp::{Params, SampleRef, Trace, initial_values, neuron_rng, rand_draw, refractory_steps};
@@ -297,11 +298,11 @@ impl PopStep<'_> {
     }
 
     /// Records the step exactly as [`crate::interp`] computes it, for every neuron of the batch.
-    fn record(&self, tape: &mut ArrayTape, before: &[Vec<f64>], ports: &[Vec<f64>], counters: &[u32]) -> StepRecord {
+    fn record(&self, tape: &mut ArrayTape, before: &[&[f64]], ports: &[&[f64]], counters: &[u32]) -> StepRecord {
         let (pop, dt) = (self.pop, self.module.dt);
         let time = self.step as f64 * dt;
-        let var_leaves: Vec<usize> = before.iter().map(|v| tape.leaf(v.clone())).collect();
-        let port_leaves: Vec<usize> = ports.iter().map(|v| tape.leaf(v.clone())).collect();
+        let var_leaves: Vec<usize> = before.iter().map(|v| tape.leaf(v.to_vec())).collect();
+        let port_leaves: Vec<usize> = ports.iter().map(|v| tape.leaf(v.to_vec())).collect();
         let zero = tape.constant(0.0);
         let rand = |id| self.rand(id);
         let mut current = var_leaves.clone();
@@ -429,6 +430,7 @@ fn select(tape: &mut ArrayTape, condition: usize, a: usize, b: usize) -> usize {
     tape.push(AOp::Select(condition, a, b), values)
 }
 
+/// One input's encoder output for step `step` over the batch.
 pub(crate) fn encode(
     module: &Module,
     input: &ir::Input,
@@ -444,10 +446,21 @@ pub(crate) fn encode(
         return vec![0.0; len];
     }
     let mut tape = ArrayTape::new(len);
-    let data: Vec<f64> = (0..len).map(|k| f64::from(samples[k / n].features.get(k % n).copied().unwrap_or(0.0))).collect();
+    let mut data = Vec::with_capacity(len);
+    for sample in samples {
+        let features = &sample.features[..n.min(sample.features.len())];
+        data.extend(features.iter().map(|x| f64::from(*x)));
+        data.resize(data.len() + n - features.len(), 0.0);
+    }
     let data = tape.leaf(data);
+    // The random stream of a row depends on (seed, sample, step) only: mix that prefix once.
     let rand = |id: ExprId| -> Vec<f64> {
-        (0..len).map(|k| rand_draw((seed, samples[k / n].id, step as u64, ((index as u64) << 24) | (k % n) as u64), id)).collect()
+        let mut values = Vec::with_capacity(len);
+        for sample in samples {
+            let prefix = crate::data::uniform_prefix(seed, sample.id, step as u64);
+            values.extend((0..n as u64).map(|i| crate::data::uniform_from(prefix, (((index as u64) << 24 | i) << 16) ^ u64::from(id.0))));
+        }
+        values
     };
     let leaves = Leaves {
         vars: &[],
@@ -469,13 +482,31 @@ pub(crate) fn encode(
     }
 }
 
-/// `y[b, j] += sum_i x[b, i] w[i, j]` for the whole batch.
-fn dense(batch: usize, n_pre: usize, n_post: usize, x: &[f64], w: &[f64], y: &mut [f64]) {
-    // SAFETY: the slices have the stated row-major shapes: x is batch x n_pre, w is
-    // n_pre x n_post, y is batch x n_post.
+/// Writes every input's encoder output for every step into the trace; an input that does not
+/// change over time is encoded once and copied. Rest steps stay silent.
+fn encode_all(module: &Module, samples: &[SampleRef], seed: u64, net: &[f64], trace: &mut Trace) {
+    for (i, input) in module.inputs.iter().enumerate() {
+        let r = trace.batch * trace.input_sizes[i];
+        let constant = input.is_constant_over_time();
+        for t in 0..module.steps.min(trace.steps) {
+            if constant && t > 0 {
+                let (done, rest) = trace.inputs[i].split_at_mut(t * r);
+                rest[..r].copy_from_slice(&done[..r]);
+            } else {
+                let values = encode(module, input, i, samples, t, seed, net);
+                trace.inputs[i][t * r..(t + 1) * r].copy_from_slice(&values);
+            }
+        }
+    }
+}
+
+/// `y[b, j] += sum_i x[b, i] w[i, j]` for `rows` rows.
+fn dense(rows: usize, n_pre: usize, n_post: usize, x: &[f64], w: &[f64], y: &mut [f64]) {
+    // SAFETY: the slices have the stated row-major shapes: x is rows x n_pre, w is
+    // n_pre x n_post, y is rows x n_post.
     unsafe {
         matrixmultiply::dgemm(
-            batch,
+            rows,
             n_pre,
             n_post,
             1.0,
@@ -493,147 +524,184 @@ fn dense(batch: usize, n_pre: usize, n_post: usize, x: &[f64], w: &[f64], y: &mu
     }
 }
 
-fn source_of<'t>(
-    proj: &ir::Projection,
-    p: usize,
-    t: usize,
-    inputs: &'t [Vec<f64>],
-    this_step: &'t [Vec<f64>],
-    spikes: &'t [Vec<Vec<f64>>],
-) -> Option<&'t [f64]> {
-    match &proj.source {
-        Source::Input(id) => Some(&inputs[id.0 as usize]),
-        Source::Population(id) => {
-            let q = id.0 as usize;
-            if proj.delay_steps == 0 && q < p {
-                Some(&this_step[q])
-            } else {
-                let delay = proj.delay_steps.max(1);
-                t.checked_sub(delay).map(|ts| spikes[ts][q].as_slice())
-            }
-        }
-    }
+/// Below this fraction of active inputs, adding one weight row per spike beats a GEMM
+/// (measured with `snnc bench-sparse`, docs/results.md).
+pub fn event_crossover(n_post: usize) -> f64 {
+    if n_post >= 64 { 0.20 } else { 0.12 }
 }
 
-/// Forward pass over a batch; the trace has the same layout as [`crate::interp::run`]'s.
-pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, net: &[f64]) -> Trace {
-    let batch = samples.len();
-    // Projections of inputs that do not change over time, computed once per batch.
-    let mut hoisted: Vec<Option<Vec<f64>>> = vec![None; module.projections.len()];
-    let mut values: Vec<Vec<Vec<f64>>> =
-        module.populations.iter().enumerate().map(|(p, pop)| initial_values(pop, p, params, batch, seed, samples)).collect();
-    let mut counters: Vec<Vec<u32>> = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
-    let refractory: Vec<u32> = module.populations.iter().map(|pop| refractory_steps(module, pop, net)).collect();
-    let mut trace = Trace { initial: values.clone(), ..Trace::default() };
-    for step in 0..module.steps + module.rest_steps {
-        let inputs: Vec<Vec<f64>> =
-            module.inputs.iter().enumerate().map(|(i, input)| encode(module, input, i, samples, step, seed, net)).collect();
-        trace.refractory.push(counters.clone());
-        let mut step_spikes: Vec<Vec<f64>> = Vec::new();
-        let mut step_ports = Vec::new();
-        for (p, pop) in module.populations.iter().enumerate() {
-            let ports = deliver(module, params, p, step, &inputs, &step_spikes, &trace.spikes, batch, &mut hoisted);
-            let ctx = PopStep { module, pop, p, step, seed, samples, net, surrogate: None };
-            let mut tape = ArrayTape::new(batch * pop.size());
-            let record = ctx.record(&mut tape, &values[p], &ports, &counters[p]);
-            for (v, index) in record.vars_after.iter().enumerate() {
-                values[p][v] = tape.v(*index).to_vec();
-            }
-            for (k, counter) in counters[p].iter_mut().enumerate() {
-                if *counter > 0 {
-                    *counter -= 1;
-                } else if record.fired[k] {
-                    *counter = refractory[p];
+/// Whether the 0/1 rows of `x` are sparse enough for event-driven accumulation.
+fn sparse_enough(x: &[f64], n_post: usize) -> bool {
+    let active = x.iter().filter(|v| **v != 0.0).count();
+    (active as f64) < event_crossover(n_post) * x.len() as f64
+}
+
+/// Event-driven `y += x W` for 0/1 rows of `x`: one weight row added per spike.
+pub fn accumulate_events(x: &[f64], w: &[f64], y: &mut [f64], n_pre: usize, n_post: usize) {
+    for (xr, yr) in x.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
+        for (i, xi) in xr.iter().enumerate() {
+            if *xi != 0.0 {
+                for (a, b) in yr.iter_mut().zip(&w[i * n_post..(i + 1) * n_post]) {
+                    *a += b;
                 }
             }
-            step_spikes.push(tape.v(record.spike).to_vec());
-            step_ports.push(ports);
         }
-        trace.states.push(values.clone());
-        trace.spikes.push(step_spikes);
-        trace.ports.push(step_ports);
-        trace.inputs.push(inputs);
     }
-    trace
 }
 
-/// Whether projection `proj` reads an input that is constant over the active steps.
-fn is_hoisted(module: &Module, proj: &ir::Projection, t: usize) -> bool {
-    t < module.steps && matches!(&proj.source, Source::Input(id) if module.inputs[id.0 as usize].is_constant_over_time())
+/// Event-driven `dW += x^T g` for 0/1 rows of `x`: one gradient row added per spike.
+pub fn accumulate_event_grads(x: &[f64], g: &[f64], dw: &mut [f64], n_pre: usize, n_post: usize) {
+    for (xr, gr) in x.chunks_exact(n_pre).zip(g.chunks_exact(n_post)) {
+        for (i, xi) in xr.iter().enumerate() {
+            if *xi != 0.0 {
+                for (a, b) in dw[i * n_post..(i + 1) * n_post].iter_mut().zip(gr) {
+                    *a += b;
+                }
+            }
+        }
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn deliver(
-    module: &Module,
-    params: &Params,
-    p: usize,
-    t: usize,
-    inputs: &[Vec<f64>],
-    this_step: &[Vec<f64>],
-    spikes: &[Vec<Vec<f64>>],
-    batch: usize,
-    hoisted: &mut [Option<Vec<f64>>],
-) -> Vec<Vec<f64>> {
-    let pop = &module.populations[p];
-    let n_post = pop.size();
-    let mut ports = vec![vec![0.0; batch * n_post]; pop.ports.len()];
+/// `y += x W` over `rows` rows of one projection: a GEMM, event-driven accumulation for
+/// sparse spikes, or the connectivity's own loop.
+fn project_rows(module: &Module, proj: &ir::Projection, w: &[f64], x: &[f64], y: &mut [f64], rows: usize) {
+    if rows == 0 {
+        return;
+    }
+    let (n_pre, n_post) = (x.len() / rows, y.len() / rows);
+    if proj.connectivity == Connectivity::Dense {
+        if module.source_is_binary(proj) && sparse_enough(x, n_post) {
+            accumulate_events(x, w, y, n_pre, n_post);
+        } else {
+            dense(rows, n_pre, n_post, x, w, y);
+        }
+        return;
+    }
+    let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
+    for (xr, yr) in x.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
+        crate::interp::project(&proj.connectivity, w, xr, yr, in_shape, out_shape);
+    }
+}
+
+/// Whether projection `proj` reads an input that is constant over the active steps: its
+/// product is computed once per batch and its weight gradient accumulated once.
+fn is_hoisted(module: &Module, proj: &ir::Projection) -> bool {
+    matches!(&proj.source, Source::Input(id) if module.inputs[id.0 as usize].is_constant_over_time())
+}
+
+/// Sums every projection into population `p`'s ports for the steps in `range`. Sources must be
+/// written for the steps read: in a feed-forward schedule every earlier population is complete.
+fn deliver(module: &Module, params: &Params, p: usize, range: Range<usize>, trace: &mut Trace, hoisted: &mut [Option<Vec<f64>>]) {
+    let batch = trace.batch;
+    let r_post = trace.row(p);
+    let Trace { ports, spikes, inputs, .. } = trace;
     for (index, proj) in module.projections.iter().enumerate() {
         if proj.target != PopId(p as u32) {
             continue;
         }
-        let Some(source) = source_of(proj, p, t, inputs, this_step, spikes) else { continue };
-        let n_pre = module.source_size(&proj.source);
-        let out = &mut ports[proj.port.0 as usize];
-        if is_hoisted(module, proj, t) {
+        let r_pre = batch * module.source_size(&proj.source);
+        let source: &[f64] = match &proj.source {
+            Source::Input(id) => &inputs[id.0 as usize],
+            Source::Population(q) => &spikes[q.0 as usize],
+        };
+        let w = &params.weights[index];
+        let out = &mut ports[p][proj.port.0 as usize];
+        if is_hoisted(module, proj) {
             let cached = hoisted[index].get_or_insert_with(|| {
-                let mut y = vec![0.0; batch * n_post];
-                project_batch(module, proj, &params.weights[index], source, &mut y, batch, n_pre, n_post, &pop.shape);
+                let mut y = vec![0.0; r_post];
+                project_rows(module, proj, w, &source[..r_pre], &mut y, batch);
                 y
             });
-            for (o, c) in out.iter_mut().zip(cached.iter()) {
-                *o += c;
+            for t in range.start..range.end.min(module.steps) {
+                for (o, c) in out[t * r_post..(t + 1) * r_post].iter_mut().zip(cached.iter()) {
+                    *o += c;
+                }
             }
             continue;
         }
-        project_batch(module, proj, &params.weights[index], source, out, batch, n_pre, n_post, &pop.shape);
+        let delay = module.source_delay(proj);
+        let t0 = range.start.max(delay);
+        if t0 >= range.end {
+            continue;
+        }
+        let x = &source[(t0 - delay) * r_pre..(range.end - delay) * r_pre];
+        project_rows(module, proj, w, x, &mut out[t0 * r_post..range.end * r_post], (range.end - t0) * batch);
     }
-    ports
 }
 
-#[allow(clippy::too_many_arguments)]
-fn project_batch(
-    module: &Module,
-    proj: &ir::Projection,
-    w: &[f64],
-    source: &[f64],
-    out: &mut [f64],
-    batch: usize,
-    n_pre: usize,
-    n_post: usize,
-    out_shape: &[usize],
-) {
-    {
-        if proj.connectivity == Connectivity::Dense {
-            dense(batch, n_pre, n_post, source, w, out);
-        } else {
-            let in_shape = module.source_shape(&proj.source);
-            for b in 0..batch {
-                crate::interp::project(
-                    &proj.connectivity,
-                    w,
-                    &source[b * n_pre..(b + 1) * n_pre],
-                    &mut out[b * n_post..(b + 1) * n_post],
-                    in_shape,
-                    out_shape,
-                );
+/// How a population's forward step is computed over a batch: recorded on the array tape, or
+/// by the JIT's kernel.
+#[derive(Clone, Copy)]
+pub enum Kernels<'a> {
+    Tape,
+    Jit(&'a crate::jit::Compiled),
+}
+
+/// Forward pass over a batch into a [`Trace`]. A feed-forward network runs population by
+/// population over all steps (each projection one GEMM over every step's rows); a network
+/// with feedback runs step by step.
+pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, net: &[f64], kernels: Kernels) -> Trace {
+    let batch = samples.len();
+    let mut trace = Trace::new(module, batch);
+    for (p, pop) in module.populations.iter().enumerate() {
+        let r = trace.row(p);
+        for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
+            trace.states[p][v][..r].copy_from_slice(values);
+        }
+    }
+    encode_all(module, samples, seed, net, &mut trace);
+    let steps = trace.steps;
+    let mut hoisted = vec![None; module.projections.len()];
+    let mut counters: Vec<Vec<u32>> = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
+    let forward = |trace: &mut Trace, p: usize, t: usize, counters: &mut [u32]| {
+        let pop = &module.populations[p];
+        let r = trace.row(p);
+        trace.refractory[p][t * r..(t + 1) * r].copy_from_slice(counters);
+        for v in 0..pop.vars.len() {
+            let (done, next) = trace.states[p][v].split_at_mut((t + 1) * r);
+            next[..r].copy_from_slice(&done[t * r..]);
+        }
+        match kernels {
+            Kernels::Jit(compiled) => compiled.step(module, p, t, trace, counters, net),
+            Kernels::Tape => {
+                let ctx = PopStep { module, pop, p, step: t, seed, samples, net, surrogate: None };
+                let before: Vec<&[f64]> = (0..pop.vars.len()).map(|v| trace.state_before(t, p, v)).collect();
+                let ports: Vec<&[f64]> = (0..pop.ports.len()).map(|q| trace.port_at(t, p, q)).collect();
+                let mut tape = ArrayTape::new(r);
+                let record = ctx.record(&mut tape, &before, &ports, counters);
+                for (v, index) in record.vars_after.iter().enumerate() {
+                    trace.states[p][v][(t + 1) * r..(t + 2) * r].copy_from_slice(tape.v(*index));
+                }
+                trace.spikes[p][t * r..(t + 1) * r].copy_from_slice(tape.v(record.spike));
+                let period = refractory_steps(module, pop, net);
+                for (counter, fired) in counters.iter_mut().zip(&record.fired) {
+                    if *counter > 0 {
+                        *counter -= 1;
+                    } else if *fired {
+                        *counter = period;
+                    }
+                }
+            }
+        }
+    };
+    if module.is_feed_forward() {
+        for p in 0..module.populations.len() {
+            deliver(module, params, p, 0..steps, &mut trace, &mut hoisted);
+            for t in 0..steps {
+                forward(&mut trace, p, t, &mut counters[p]);
+            }
+        }
+    } else {
+        for t in 0..steps {
+            for p in 0..module.populations.len() {
+                deliver(module, params, p, t..t + 1, &mut trace, &mut hoisted);
+                forward(&mut trace, p, t, &mut counters[p]);
             }
         }
     }
+    trace
 }
 
-/// BPTT over a batch: `readout` holds d loss / d (spikes, states) per step in batch layout;
-/// the weight and parameter gradients are added to `grads`.
-#[allow(clippy::too_many_arguments)]
 /// How a population step's adjoint is computed: re-recorded on the array tape, or by the
 /// JIT's backward kernel.
 #[derive(Clone, Copy)]
@@ -642,6 +710,153 @@ pub enum Adjoint<'a> {
     Jit(&'a crate::jit::Compiled),
 }
 
+/// The per-batch context of the backward pass.
+struct Backward<'a> {
+    module: &'a Module,
+    params: &'a Params,
+    trace: &'a Trace,
+    adjoint: Adjoint<'a>,
+    samples: &'a [SampleRef<'a>],
+    seed: u64,
+    net: &'a [f64],
+}
+
+impl Backward<'_> {
+    /// The adjoint of population `p`'s step `t`: `carry` goes in as d(state after) (without
+    /// the readout's part, added here) and comes out as d(state before); the port adjoints are
+    /// written to `d_ports`.
+    fn step(
+        &self,
+        p: usize,
+        t: usize,
+        readout: &ReadoutGrads,
+        carry: &mut Vec<Vec<f64>>,
+        scratch: &mut Vec<Vec<f64>>,
+        d_ports: &mut [&mut [f64]],
+    ) {
+        let (module, trace) = (self.module, self.trace);
+        let pop = &module.populations[p];
+        let r = trace.row(p);
+        for (v, g) in carry.iter_mut().enumerate() {
+            if let Some(readout) = readout.state_at(t, p, v) {
+                for (a, b) in g.iter_mut().zip(readout) {
+                    *a += b;
+                }
+            }
+        }
+        let zeros;
+        let d_spike = match readout.spikes_at(t, p) {
+            Some(g) => g,
+            None => {
+                zeros = vec![0.0; r];
+                &zeros
+            }
+        };
+        match self.adjoint {
+            Adjoint::Jit(compiled) => {
+                compiled.step_adjoint(module, p, t, trace, carry, d_spike, scratch, d_ports, self.net);
+                std::mem::swap(carry, scratch);
+            }
+            Adjoint::Tape(surrogate) => {
+                let ctx =
+                    PopStep { module, pop, p, step: t, seed: self.seed, samples: self.samples, net: self.net, surrogate: Some(surrogate) };
+                let before: Vec<&[f64]> = (0..pop.vars.len()).map(|v| trace.state_before(t, p, v)).collect();
+                let ports: Vec<&[f64]> = (0..pop.ports.len()).map(|q| trace.port_at(t, p, q)).collect();
+                let mut tape = ArrayTape::new(r);
+                let record = ctx.record(&mut tape, &before, &ports, trace.counters_at(t, p));
+                let mut tape_grads: Vec<Vec<f64>> = vec![Vec::new(); tape.ops.len()];
+                let mut seed_grad = |slot: usize, g: &[f64]| {
+                    let target = &mut tape_grads[slot];
+                    if target.is_empty() {
+                        target.resize(r, 0.0);
+                    }
+                    for (a, b) in target.iter_mut().zip(g) {
+                        *a += b;
+                    }
+                };
+                for (v, g) in carry.iter().enumerate() {
+                    seed_grad(record.vars_after[v], g);
+                }
+                seed_grad(record.spike, d_spike);
+                tape.backward(&mut tape_grads);
+                for (v, leaf) in record.var_leaves.iter().enumerate() {
+                    let g = std::mem::take(&mut tape_grads[*leaf]);
+                    if g.is_empty() {
+                        carry[v].iter_mut().for_each(|x| *x = 0.0);
+                    } else {
+                        carry[v] = g;
+                    }
+                }
+                for (q, leaf) in record.port_leaves.iter().enumerate() {
+                    let g = &tape_grads[*leaf];
+                    if g.is_empty() {
+                        d_ports[q].iter_mut().for_each(|x| *x = 0.0);
+                    } else {
+                        d_ports[q].copy_from_slice(g);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Port adjoints of population `p` over the steps in `range` (`g_ports` holds their rows)
+    /// to weight gradients and to the spike gradients of source populations.
+    fn projections(
+        &self,
+        p: usize,
+        range: Range<usize>,
+        g_ports: &[Vec<f64>],
+        readout: &mut ReadoutGrads,
+        grads: &mut Params,
+        hoisted: &mut [Option<Vec<f64>>],
+    ) {
+        let (module, trace) = (self.module, self.trace);
+        let batch = trace.batch;
+        let r_post = trace.row(p);
+        for (index, proj) in module.projections.iter().enumerate() {
+            if proj.target != PopId(p as u32) {
+                continue;
+            }
+            let g = &g_ports[proj.port.0 as usize];
+            if is_hoisted(module, proj) {
+                let sum = hoisted[index].get_or_insert_with(|| vec![0.0; r_post]);
+                for t in range.start..range.end.min(module.steps) {
+                    let row = t - range.start;
+                    for (s, x) in sum.iter_mut().zip(&g[row * r_post..(row + 1) * r_post]) {
+                        *s += x;
+                    }
+                }
+                continue;
+            }
+            let delay = module.source_delay(proj);
+            let t0 = range.start.max(delay);
+            if t0 >= range.end {
+                continue;
+            }
+            let r_pre = batch * module.source_size(&proj.source);
+            let rows = (range.end - t0) * batch;
+            let g = &g[(t0 - range.start) * r_post..(range.end - range.start) * r_post];
+            let (from, to) = ((t0 - delay) * r_pre, (range.end - delay) * r_pre);
+            let dw = if proj.trainable { Some(grads.weights[index].as_mut_slice()) } else { None };
+            match &proj.source {
+                Source::Input(id) => {
+                    let x = &trace.inputs[id.0 as usize][from..to];
+                    project_grad(module, index, &self.params.weights[index], x, g, rows, dw, None);
+                }
+                Source::Population(q) => {
+                    let x = &trace.spikes[q.0 as usize][from..to];
+                    let dx = &mut readout.spikes_mut(q.0 as usize)[from..to];
+                    project_grad(module, index, &self.params.weights[index], x, g, rows, dw, Some(dx));
+                }
+            }
+        }
+    }
+}
+
+/// BPTT over a batch: `readout` holds d loss / d (spikes, states) in the trace's row layout;
+/// the weight and parameter gradients are added to `grads`. A feed-forward network is swept
+/// population by population (last first), each over all steps in reverse, so that every
+/// projection's gradients are one GEMM over all steps; otherwise step by step.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     module: &Module,
@@ -654,110 +869,43 @@ pub fn backward(
     seed: u64,
     net: &[f64],
 ) {
-    let batch = samples.len();
-    let steps = trace.spikes.len();
-    let mut carry: Vec<Vec<Vec<f64>>> = module.populations.iter().map(|p| vec![vec![0.0; p.size() * batch]; p.vars.len()]).collect();
+    let steps = trace.steps;
+    let ctx = Backward { module, params, trace, adjoint, samples, seed, net };
+    let mut carry: Vec<Vec<Vec<f64>>> =
+        module.populations.iter().enumerate().map(|(p, pop)| vec![vec![0.0; trace.row(p)]; pop.vars.len()]).collect();
+    let mut scratch: Vec<Vec<Vec<f64>>> = carry.clone();
     // Port adjoints of hoisted projections, summed over the active steps: their weight
     // gradient is one GEMM per batch instead of one per step.
-    let mut hoisted_grads: Vec<Option<Vec<f64>>> = vec![None; module.projections.len()];
-    for t in (0..steps).rev() {
+    let mut hoisted: Vec<Option<Vec<f64>>> = vec![None; module.projections.len()];
+    if module.is_feed_forward() {
         for (p, pop) in module.populations.iter().enumerate().rev() {
-            let len = pop.size() * batch;
-            let before = if t == 0 { &trace.initial[p] } else { &trace.states[t - 1][p] };
-            let d_after: Vec<Vec<f64>> =
-                (0..pop.vars.len()).map(|v| carry[p][v].iter().zip(&readout.states[t][p][v]).map(|(a, b)| a + b).collect()).collect();
-            let (d_before, port_grads) = match adjoint {
-                Adjoint::Tape(surrogate) => {
-                    let ctx = PopStep { module, pop, p, step: t, seed, samples, net, surrogate: Some(surrogate) };
-                    let mut tape = ArrayTape::new(len);
-                    let record = ctx.record(&mut tape, before, &trace.ports[t][p], &trace.refractory[t][p]);
-                    let mut tape_grads: Vec<Vec<f64>> = vec![Vec::new(); tape.ops.len()];
-                    let mut seed_grad = |slot: usize, g: &[f64]| {
-                        let target = &mut tape_grads[slot];
-                        if target.is_empty() {
-                            target.resize(len, 0.0);
-                        }
-                        for (a, b) in target.iter_mut().zip(g) {
-                            *a += b;
-                        }
-                    };
-                    for v in 0..pop.vars.len() {
-                        seed_grad(record.vars_after[v], &d_after[v]);
-                    }
-                    seed_grad(record.spike, &readout.spikes[t][p]);
-                    tape.backward(&mut tape_grads);
-                    let d_before: Vec<Vec<f64>> = record
-                        .var_leaves
-                        .iter()
-                        .map(|l| {
-                            let g = std::mem::take(&mut tape_grads[*l]);
-                            if g.is_empty() { vec![0.0; len] } else { g }
-                        })
-                        .collect();
-                    let ports: Vec<Vec<f64>> = record.port_leaves.iter().map(|l| std::mem::take(&mut tape_grads[*l])).collect();
-                    (d_before, ports)
-                }
-                Adjoint::Jit(compiled) => compiled.step_adjoint(
-                    module,
-                    p,
-                    t,
-                    before,
-                    &trace.ports[t][p],
-                    &trace.refractory[t][p],
-                    &d_after,
-                    &readout.spikes[t][p],
-                    net,
-                ),
-            };
-            carry[p] = d_before;
-            for (index, proj) in module.projections.iter().enumerate() {
-                if proj.target != PopId(p as u32) {
-                    continue;
-                }
-                let g = &port_grads[proj.port.0 as usize];
-                if g.is_empty() {
-                    continue;
-                }
-                if is_hoisted(module, proj, t) {
-                    let sum = hoisted_grads[index].get_or_insert_with(|| vec![0.0; g.len()]);
-                    for (s, x) in sum.iter_mut().zip(g) {
-                        *s += x;
-                    }
-                    continue;
-                }
-                let (source, spike_step): (&[f64], Option<(usize, usize)>) = match &proj.source {
-                    Source::Input(id) => (&trace.inputs[t][id.0 as usize], None),
-                    Source::Population(id) => {
-                        let q = id.0 as usize;
-                        let delay = if proj.delay_steps == 0 && q < p { 0 } else { proj.delay_steps.max(1) };
-                        match t.checked_sub(delay) {
-                            Some(ts) => (&trace.spikes[ts][q], Some((ts, q))),
-                            None => continue,
-                        }
-                    }
-                };
-                let n_pre = module.source_size(&proj.source);
-                let mut g_source = vec![0.0; batch * n_pre];
-                let dw = if proj.trainable { Some(grads.weights[index].as_mut_slice()) } else { None };
-                let dx = if spike_step.is_some() { Some(g_source.as_mut_slice()) } else { None };
-                project_grad(module, index, &params.weights[index], source, g, batch, dw, dx);
-                if let Some((ts, q)) = spike_step {
-                    for (slot, value) in readout.spikes[ts][q].iter_mut().zip(&g_source) {
-                        *slot += value;
-                    }
-                }
+            let r = trace.row(p);
+            let mut g_ports = vec![vec![0.0; steps * r]; pop.ports.len()];
+            for t in (0..steps).rev() {
+                let mut rows: Vec<&mut [f64]> = g_ports.iter_mut().map(|g| &mut g[t * r..(t + 1) * r]).collect();
+                ctx.step(p, t, readout, &mut carry[p], &mut scratch[p], &mut rows);
+            }
+            ctx.projections(p, 0..steps, &g_ports, readout, grads, &mut hoisted);
+        }
+    } else {
+        for t in (0..steps).rev() {
+            for (p, pop) in module.populations.iter().enumerate().rev() {
+                let mut g_ports = vec![vec![0.0; trace.row(p)]; pop.ports.len()];
+                let mut rows: Vec<&mut [f64]> = g_ports.iter_mut().map(Vec::as_mut_slice).collect();
+                ctx.step(p, t, readout, &mut carry[p], &mut scratch[p], &mut rows);
+                ctx.projections(p, t..t + 1, &g_ports, readout, grads, &mut hoisted);
             }
         }
     }
-    for (index, sum) in hoisted_grads.iter().enumerate() {
+    for (index, sum) in hoisted.iter().enumerate() {
         let (Some(g), proj) = (sum, &module.projections[index]) else { continue };
         let Source::Input(id) = &proj.source else { continue };
         if !proj.trainable {
             continue;
         }
         // The input is the same at every active step; take it from step 0.
-        let source = &trace.inputs[0][id.0 as usize];
-        project_grad(module, index, &params.weights[index], source, g, batch, Some(grads.weights[index].as_mut_slice()), None);
+        let x = trace.input_at(0, id.0 as usize);
+        project_grad(module, index, &params.weights[index], x, g, trace.batch, Some(grads.weights[index].as_mut_slice()), None);
     }
     for (p, pop) in module.populations.iter().enumerate() {
         let n = pop.size();
@@ -771,8 +919,9 @@ pub fn backward(
     }
 }
 
-/// The adjoint of one projection over a batch: `dW += X^T G` and `dX = G W^T`, each only when
-/// asked for. Dense projections are GEMMs; others go sample by sample.
+/// The adjoint of one projection over `rows` rows: `dW += X^T G` and `dX += G W^T`, each only
+/// when asked for. Dense projections are GEMMs (the weight gradient event-driven for sparse
+/// spikes); others go row by row.
 #[allow(clippy::too_many_arguments)]
 fn project_grad(
     module: &Module,
@@ -780,23 +929,47 @@ fn project_grad(
     w: &[f64],
     x: &[f64],
     g: &[f64],
-    batch: usize,
+    rows: usize,
     dw: Option<&mut [f64]>,
     dx: Option<&mut [f64]>,
 ) {
+    if rows == 0 {
+        return;
+    }
     let proj = &module.projections[index];
-    let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
+    let (n_pre, n_post) = (x.len() / rows, g.len() / rows);
     if proj.connectivity == Connectivity::Dense {
-        // SAFETY: row-major shapes: X is batch x n_pre, G batch x n_post, W and dW n_pre x
-        // n_post, dX batch x n_pre.
-        unsafe {
-            if let Some(dw) = dw {
-                let (a, b, c) = (x.as_ptr(), g.as_ptr(), dw.as_mut_ptr());
-                matrixmultiply::dgemm(n_pre, batch, n_post, 1.0, a, 1, n_pre as isize, b, n_post as isize, 1, 1.0, c, n_post as isize, 1);
+        if let Some(dw) = dw {
+            if module.source_is_binary(proj) && sparse_enough(x, n_post) {
+                accumulate_event_grads(x, g, dw, n_pre, n_post);
+            } else {
+                // SAFETY: row-major shapes: X is rows x n_pre, G rows x n_post, dW n_pre x n_post.
+                unsafe {
+                    let (a, b, c) = (x.as_ptr(), g.as_ptr(), dw.as_mut_ptr());
+                    matrixmultiply::dgemm(
+                        n_pre,
+                        rows,
+                        n_post,
+                        1.0,
+                        a,
+                        1,
+                        n_pre as isize,
+                        b,
+                        n_post as isize,
+                        1,
+                        1.0,
+                        c,
+                        n_post as isize,
+                        1,
+                    );
+                }
             }
-            if let Some(dx) = dx {
+        }
+        if let Some(dx) = dx {
+            // SAFETY: row-major shapes: G is rows x n_post, W n_pre x n_post, dX rows x n_pre.
+            unsafe {
                 let (a, b, c) = (g.as_ptr(), w.as_ptr(), dx.as_mut_ptr());
-                matrixmultiply::dgemm(batch, n_post, n_pre, 1.0, a, n_post as isize, 1, b, 1, n_post as isize, 1.0, c, n_pre as isize, 1);
+                matrixmultiply::dgemm(rows, n_post, n_pre, 1.0, a, n_post as isize, 1, b, 1, n_post as isize, 1.0, c, n_pre as isize, 1);
             }
         }
         return;
@@ -806,28 +979,7 @@ fn project_grad(
     let mut scratch_x = if dx.is_none() { vec![0.0; x.len()] } else { Vec::new() };
     let dw = dw.unwrap_or(&mut scratch_w);
     let dx = dx.unwrap_or(&mut scratch_x);
-    for b in 0..batch {
-        let (xs, gs) = (&x[b * n_pre..(b + 1) * n_pre], &g[b * n_post..(b + 1) * n_post]);
-        crate::runtime::project_backward(&proj.connectivity, w, xs, gs, dw, &mut dx[b * n_pre..(b + 1) * n_pre], in_shape, out_shape);
-    }
-}
-
-/// One sample's slice of a batch trace (spikes and states), for the loss graph.
-pub fn sample_trace(module: &Module, trace: &Trace, b: usize) -> Trace {
-    let sizes: Vec<usize> = module.populations.iter().map(Population::size).collect();
-    Trace {
-        spikes: trace
-            .spikes
-            .iter()
-            .map(|s| s.iter().enumerate().map(|(p, x)| x[b * sizes[p]..(b + 1) * sizes[p]].to_vec()).collect())
-            .collect(),
-        states: trace
-            .states
-            .iter()
-            .map(|s| {
-                s.iter().enumerate().map(|(p, vars)| vars.iter().map(|x| x[b * sizes[p]..(b + 1) * sizes[p]].to_vec()).collect()).collect()
-            })
-            .collect(),
-        ..Trace::default()
+    for (r, (xs, gs)) in x.chunks_exact(n_pre).zip(g.chunks_exact(n_post)).enumerate() {
+        crate::runtime::project_backward(&proj.connectivity, w, xs, gs, dw, &mut dx[r * n_pre..(r + 1) * n_pre], in_shape, out_shape);
     }
 }

@@ -184,8 +184,18 @@ pub fn splitmix64(mut x: u64) -> u64 {
 
 /// A uniform draw in [0, 1) identified by a seed and up to three counters.
 pub fn uniform(seed: u64, a: u64, b: u64, c: u64) -> f64 {
-    let h = splitmix64(splitmix64(splitmix64(seed ^ splitmix64(a)) ^ b) ^ c);
-    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    uniform_from(uniform_prefix(seed, a, b), c)
+}
+
+/// The part of [`uniform`]'s mixing that depends on `(seed, a, b)` only, for loops that draw
+/// many values with the same prefix.
+pub fn uniform_prefix(seed: u64, a: u64, b: u64) -> u64 {
+    splitmix64(splitmix64(seed ^ splitmix64(a)) ^ b)
+}
+
+/// `uniform(seed, a, b, c)` from `uniform_prefix(seed, a, b)`.
+pub fn uniform_from(prefix: u64, c: u64) -> f64 {
+    (splitmix64(prefix ^ c) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// A sequential generator over the same mixing function, for data generation and shuffling.

@@ -82,21 +82,97 @@ fn draw(init: &Init, seed: u64, stream: u64, index: u64, fan_in: usize, fan_out:
     }
 }
 
-/// What a run keeps of every step.
+/// What a run keeps of every step, stored flat per population so that the rows of all steps
+/// are contiguous (one GEMM can read or write a projection over every step at once).
+///
+/// The rows of step `t` for a population of `n` neurons are `[t * batch * n, (t + 1) * batch * n)`,
+/// sample `b`'s part of a row is `[b * n, (b + 1) * n)`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Trace {
-    /// `spikes[t][pop][b * n + i]`, 0 or 1.
-    pub spikes: Vec<Vec<Vec<f64>>>,
-    /// `states[t][pop][var][b * n + i]` after the step (parameters hold their values).
-    pub states: Vec<Vec<Vec<Vec<f64>>>>,
-    /// States before the first step, `[pop][var][b * n + i]`.
-    pub initial: Vec<Vec<Vec<f64>>>,
-    /// What the backward pass needs besides states: `ports[t][pop][port][b * n + j]`.
-    pub ports: Vec<Vec<Vec<Vec<f64>>>>,
-    /// Refractory counters before each step, `refractory[t][pop][b * n + i]`.
-    pub refractory: Vec<Vec<Vec<u32>>>,
-    /// Encoder outputs, `inputs[t][input][b * n + i]`.
-    pub inputs: Vec<Vec<Vec<f64>>>,
+    pub steps: usize,
+    pub batch: usize,
+    /// Neurons per population.
+    pub sizes: Vec<usize>,
+    /// `spikes[pop]`, 0 or 1, one row per step.
+    pub spikes: Vec<Vec<f64>>,
+    /// `states[pop][var]` with `steps + 1` rows: row 0 holds the state before the first step,
+    /// row `t + 1` the state after step `t` (parameters hold their values).
+    pub states: Vec<Vec<Vec<f64>>>,
+    /// What the backward pass needs besides states: `ports[pop][port]`, one row per step.
+    pub ports: Vec<Vec<Vec<f64>>>,
+    /// Refractory counters before each step, `refractory[pop]`, one row per step.
+    pub refractory: Vec<Vec<u32>>,
+    /// Encoder outputs, `inputs[input]`, one row per step.
+    pub inputs: Vec<Vec<f64>>,
+    pub input_sizes: Vec<usize>,
+}
+
+impl Trace {
+    /// A zeroed trace for `batch` samples over the module's `steps + rest_steps` steps.
+    pub fn new(module: &Module, batch: usize) -> Trace {
+        let steps = module.steps + module.rest_steps;
+        let sizes: Vec<usize> = module.populations.iter().map(Population::size).collect();
+        let input_sizes: Vec<usize> = module.inputs.iter().map(|i| i.shape.iter().product()).collect();
+        Trace {
+            steps,
+            batch,
+            spikes: sizes.iter().map(|n| vec![0.0; steps * batch * n]).collect(),
+            states: module
+                .populations
+                .iter()
+                .zip(&sizes)
+                .map(|(pop, n)| vec![vec![0.0; (steps + 1) * batch * n]; pop.vars.len()])
+                .collect(),
+            ports: module.populations.iter().zip(&sizes).map(|(pop, n)| vec![vec![0.0; steps * batch * n]; pop.ports.len()]).collect(),
+            refractory: sizes.iter().map(|n| vec![0; steps * batch * n]).collect(),
+            inputs: input_sizes.iter().map(|n| vec![0.0; steps * batch * n]).collect(),
+            sizes,
+            input_sizes,
+        }
+    }
+
+    /// Elements in one step's row of population `p`.
+    pub fn row(&self, p: usize) -> usize {
+        self.batch * self.sizes[p]
+    }
+
+    /// Spikes of population `p` in step `t`.
+    pub fn spikes_at(&self, t: usize, p: usize) -> &[f64] {
+        let r = self.row(p);
+        &self.spikes[p][t * r..(t + 1) * r]
+    }
+
+    /// Variable `v` of population `p` after step `t`.
+    pub fn state_after(&self, t: usize, p: usize, v: usize) -> &[f64] {
+        self.state_before(t + 1, p, v)
+    }
+
+    /// Variable `v` of population `p` before step `t`.
+    pub fn state_before(&self, t: usize, p: usize, v: usize) -> &[f64] {
+        let r = self.row(p);
+        &self.states[p][v][t * r..(t + 1) * r]
+    }
+
+    pub fn port_at(&self, t: usize, p: usize, port: usize) -> &[f64] {
+        let r = self.row(p);
+        &self.ports[p][port][t * r..(t + 1) * r]
+    }
+
+    pub fn counters_at(&self, t: usize, p: usize) -> &[u32] {
+        let r = self.row(p);
+        &self.refractory[p][t * r..(t + 1) * r]
+    }
+
+    pub fn input_at(&self, t: usize, i: usize) -> &[f64] {
+        let r = self.batch * self.input_sizes[i];
+        &self.inputs[i][t * r..(t + 1) * r]
+    }
+
+    /// Total spikes of population `p` for sample `b`.
+    pub fn spike_count(&self, p: usize, b: usize) -> f64 {
+        let n = self.sizes[p];
+        (0..self.steps).map(|t| self.spikes_at(t, p)[b * n..(b + 1) * n].iter().sum::<f64>()).sum()
+    }
 }
 
 /// Per-neuron context while evaluating expressions.
@@ -181,30 +257,42 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
         history: module.populations.iter().map(|_| Vec::new()).collect(),
     };
     let max_delay = module.projections.iter().map(|p| p.delay_steps).max().unwrap_or(0);
-    let mut trace = Trace { initial: state.values.clone(), ..Trace::default() };
+    let mut trace = Trace::new(module, batch);
+    for (p, values) in state.values.iter().enumerate() {
+        let r = trace.row(p);
+        for (v, value) in values.iter().enumerate() {
+            trace.states[p][v][..r].copy_from_slice(value);
+        }
+    }
     for step in 0..module.steps + module.rest_steps {
         let resting = step >= module.steps;
         let inputs: Vec<Vec<f64>> =
             module.inputs.iter().enumerate().map(|(i, input)| encode(module, input, i, samples, step, seed, net_params, resting)).collect();
         let mut step_spikes = Vec::with_capacity(module.populations.len());
-        let mut step_ports = Vec::with_capacity(module.populations.len());
-        trace.refractory.push(state.refractory.clone());
         for p in 0..module.populations.len() {
+            let r = trace.row(p);
+            trace.refractory[p][step * r..(step + 1) * r].copy_from_slice(&state.refractory[p]);
             let ports = deliver(&state, &inputs, p, &step_spikes);
             let spikes = step_population(&mut state, p, &ports, step, seed, samples, net_params);
+            trace.spikes[p][step * r..(step + 1) * r].copy_from_slice(&spikes);
+            for (port, values) in ports.iter().enumerate() {
+                trace.ports[p][port][step * r..(step + 1) * r].copy_from_slice(values);
+            }
+            for (v, values) in state.values[p].iter().enumerate() {
+                trace.states[p][v][(step + 1) * r..(step + 2) * r].copy_from_slice(values);
+            }
             step_spikes.push(spikes);
-            step_ports.push(ports);
         }
-        trace.ports.push(step_ports);
-        trace.inputs.push(inputs);
-        for (p, spikes) in step_spikes.iter().enumerate() {
-            state.history[p].push(spikes.clone());
+        for (i, input) in inputs.iter().enumerate() {
+            let r = input.len();
+            trace.inputs[i][step * r..(step + 1) * r].copy_from_slice(input);
+        }
+        for (p, spikes) in step_spikes.into_iter().enumerate() {
+            state.history[p].push(spikes);
             if state.history[p].len() > max_delay + 1 {
                 state.history[p].remove(0);
             }
         }
-        trace.states.push(state.values.clone());
-        trace.spikes.push(step_spikes);
     }
     trace
 }

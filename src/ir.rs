@@ -550,6 +550,35 @@ impl Module {
         }
     }
 
+    /// Whether every projection reads a population declared before its target (delays
+    /// allowed). Such a network runs population by population over all steps, so that each
+    /// projection becomes one GEMM over every step's rows.
+    pub fn is_feed_forward(&self) -> bool {
+        self.projections.iter().all(|proj| match &proj.source {
+            Source::Input(_) => true,
+            Source::Population(q) => q.0 < proj.target.0,
+        })
+    }
+
+    /// How many steps back projection `proj` reads its source: 0 for inputs and feed-forward
+    /// edges, at least 1 for feedback (a source not declared before its target).
+    pub fn source_delay(&self, proj: &Projection) -> usize {
+        match &proj.source {
+            Source::Input(_) => 0,
+            Source::Population(q) if proj.delay_steps == 0 && q.0 < proj.target.0 => 0,
+            Source::Population(_) => proj.delay_steps.max(1),
+        }
+    }
+
+    /// Whether the source of `proj` only ever emits 0 or 1 (spikes), so that it can be
+    /// accumulated event by event.
+    pub fn source_is_binary(&self, proj: &Projection) -> bool {
+        match &proj.source {
+            Source::Population(_) => true,
+            Source::Input(id) => self.inputs[id.0 as usize].kind != EncoderKind::Current,
+        }
+    }
+
     pub fn source_shape(&self, source: &Source) -> &[usize] {
         match source {
             Source::Input(id) => &self.inputs[id.0 as usize].shape,

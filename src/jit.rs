@@ -16,7 +16,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module as _};
 
-use crate::interp::{Params, SampleRef, Trace, initial_values, refractory_steps};
+use crate::interp::{Params, SampleRef, Trace, refractory_steps};
 use crate::ir::{self, BinaryOp, ExprId, Exprs, Func, Global, Module, Node, Population, UnaryOp};
 
 type Kernel = unsafe extern "C" fn(*const *mut f64, *const *const f64, *mut u32, *mut f64, i64, f64, *const f64);
@@ -782,49 +782,9 @@ impl Emitter<'_, '_, '_> {
 }
 
 /// Forward pass over a batch with the compiled kernels; the trace has the layout of
-/// [`crate::interp::run`]'s (states, spikes, ports, refractory counters and inputs).
+/// [`crate::interp::run`]'s.
 pub fn run(compiled: &Compiled, module: &Module, params: &Params, samples: &[SampleRef], seed: u64, net: &[f64]) -> Trace {
-    let batch = samples.len();
-    let mut values: Vec<Vec<Vec<f64>>> =
-        module.populations.iter().enumerate().map(|(p, pop)| initial_values(pop, p, params, batch, seed, samples)).collect();
-    let mut counters: Vec<Vec<u32>> = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
-    let mut trace = Trace { initial: values.clone(), ..Trace::default() };
-    let mut hoisted = vec![None; module.projections.len()];
-    let net_values: Vec<f64> = if net.is_empty() { vec![0.0] } else { net.to_vec() };
-    for step in 0..module.steps + module.rest_steps {
-        let inputs: Vec<Vec<f64>> =
-            module.inputs.iter().enumerate().map(|(i, input)| crate::batched::encode(module, input, i, samples, step, seed, net)).collect();
-        trace.refractory.push(counters.clone());
-        let mut step_spikes: Vec<Vec<f64>> = Vec::new();
-        let mut step_ports = Vec::new();
-        for (p, pop) in module.populations.iter().enumerate() {
-            let ports = crate::batched::deliver(module, params, p, step, &inputs, &step_spikes, &trace.spikes, batch, &mut hoisted);
-            let len = batch * pop.size();
-            let mut spikes = vec![0.0; len];
-            let var_pointers: Vec<*mut f64> = values[p].iter_mut().map(|v| v.as_mut_ptr()).collect();
-            let port_pointers: Vec<*const f64> = ports.iter().map(|v| v.as_ptr()).collect();
-            // SAFETY: every array has `len` elements, as the kernel assumes; the pointer
-            // arrays have one entry per variable and port of this population.
-            unsafe {
-                (compiled.kernels[p])(
-                    var_pointers.as_ptr(),
-                    port_pointers.as_ptr(),
-                    counters[p].as_mut_ptr(),
-                    spikes.as_mut_ptr(),
-                    len as i64,
-                    step as f64 * module.dt,
-                    net_values.as_ptr(),
-                );
-            }
-            step_spikes.push(spikes);
-            step_ports.push(ports);
-        }
-        trace.states.push(values.clone());
-        trace.spikes.push(step_spikes);
-        trace.ports.push(step_ports);
-        trace.inputs.push(inputs);
-    }
-    trace
+    crate::batched::run(module, params, samples, seed, net, crate::batched::Kernels::Jit(compiled))
 }
 
 // SAFETY: after `finalize_definitions` the JIT module's code is immutable; the kernels are
@@ -838,46 +798,69 @@ impl Compiled {
         !self.backward.is_empty()
     }
 
-    /// The adjoint of population `p`'s step over a batch: from d(state after) and d(spike) to
-    /// d(state before) and d(ports).
+    /// Advances population `p` by step `t` in place: the trace's state row `t + 1` (a copy of
+    /// row `t`) becomes the state after the step, spike row `t` is written, `counters` advance.
+    pub fn step(&self, module: &Module, p: usize, t: usize, trace: &mut Trace, counters: &mut [u32], net: &[f64]) {
+        let r = trace.row(p);
+        let var_pointers: Vec<*mut f64> = trace.states[p].iter_mut().map(|v| v[(t + 1) * r..(t + 2) * r].as_mut_ptr()).collect();
+        let port_pointers: Vec<*const f64> = trace.ports[p].iter().map(|v| v[t * r..(t + 1) * r].as_ptr()).collect();
+        let spikes = trace.spikes[p][t * r..(t + 1) * r].as_mut_ptr();
+        let net_values: Vec<f64> = if net.is_empty() { vec![0.0] } else { net.to_vec() };
+        assert_eq!(counters.len(), r, "one refractory counter per element");
+        // SAFETY: every row has `r` elements, as the kernel assumes; the pointer arrays have one
+        // entry per variable and port of this population, and the rows do not overlap.
+        unsafe {
+            (self.kernels[p])(
+                var_pointers.as_ptr(),
+                port_pointers.as_ptr(),
+                counters.as_mut_ptr(),
+                spikes,
+                r as i64,
+                t as f64 * module.dt,
+                net_values.as_ptr(),
+            );
+        }
+    }
+
+    /// The adjoint of population `p`'s step `t` over a batch: from d(state after) and d(spike)
+    /// to d(state before) (written to `d_before`) and d(ports) (written to `d_ports`).
     #[allow(clippy::too_many_arguments)]
     pub fn step_adjoint(
         &self,
         module: &Module,
         p: usize,
-        step: usize,
-        before: &[Vec<f64>],
-        ports: &[Vec<f64>],
-        counters: &[u32],
+        t: usize,
+        trace: &Trace,
         d_after: &[Vec<f64>],
         d_spike: &[f64],
+        d_before: &mut [Vec<f64>],
+        d_ports: &mut [&mut [f64]],
         net: &[f64],
-    ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
-        let len = counters.len();
-        let mut d_before = vec![vec![0.0; len]; before.len()];
-        let mut d_ports = vec![vec![0.0; len]; ports.len()];
-        let before_pointers: Vec<*const f64> = before.iter().map(|v| v.as_ptr()).collect();
-        let port_pointers: Vec<*const f64> = ports.iter().map(|v| v.as_ptr()).collect();
+    ) {
+        let r = trace.row(p);
+        let pop = &module.populations[p];
+        assert!(d_after.iter().chain(d_before.iter()).all(|v| v.len() == r) && d_ports.iter().all(|v| v.len() == r) && d_spike.len() == r);
+        let before_pointers: Vec<*const f64> = (0..pop.vars.len()).map(|v| trace.state_before(t, p, v).as_ptr()).collect();
+        let port_pointers: Vec<*const f64> = (0..pop.ports.len()).map(|q| trace.port_at(t, p, q).as_ptr()).collect();
         let d_after_pointers: Vec<*const f64> = d_after.iter().map(|v| v.as_ptr()).collect();
         let d_before_pointers: Vec<*mut f64> = d_before.iter_mut().map(|v| v.as_mut_ptr()).collect();
         let d_port_pointers: Vec<*mut f64> = d_ports.iter_mut().map(|v| v.as_mut_ptr()).collect();
         let net_values: Vec<f64> = if net.is_empty() { vec![0.0] } else { net.to_vec() };
-        // SAFETY: every array has `len` elements and one pointer per variable or port, as the
-        // kernel assumes.
+        // SAFETY: every array has `r` elements (checked above) and one pointer per variable or
+        // port, as the kernel assumes; outputs do not overlap inputs.
         unsafe {
             (self.backward[p])(
                 before_pointers.as_ptr(),
                 port_pointers.as_ptr(),
-                counters.as_ptr(),
+                trace.counters_at(t, p).as_ptr(),
                 d_after_pointers.as_ptr(),
                 d_spike.as_ptr(),
                 d_before_pointers.as_ptr(),
                 d_port_pointers.as_ptr(),
-                len as i64,
-                step as f64 * module.dt,
+                r as i64,
+                t as f64 * module.dt,
                 net_values.as_ptr(),
             );
         }
-        (d_before, d_ports)
     }
 }

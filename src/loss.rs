@@ -43,45 +43,91 @@ impl fmt::Display for Unsupported {
 
 impl std::error::Error for Unsupported {}
 
-/// Gradients of a loss with respect to what the network produced for one sample.
+/// Gradients of the loss with respect to what the network produced for a batch, in the row
+/// layout of [`Trace`]. A vector stays empty (all zeros) until a loss term or a projection's
+/// adjoint writes into it, so that populations the loss does not read cost nothing.
 #[derive(Clone, Debug, Default)]
 pub struct ReadoutGrads {
-    /// `spikes[t][pop][i]`
-    pub spikes: Vec<Vec<Vec<f64>>>,
-    /// `states[t][pop][var][i]`
-    pub states: Vec<Vec<Vec<Vec<f64>>>>,
+    pub steps: usize,
+    pub batch: usize,
+    pub sizes: Vec<usize>,
+    /// `spikes[pop]`, one row per step.
+    pub spikes: Vec<Vec<f64>>,
+    /// `states[pop][var]`, row `t` for the state after step `t`.
+    pub states: Vec<Vec<Vec<f64>>>,
     /// `weights[projection][k]`; a projection's vector is allocated only when a loss term reads
     /// its weights (`weight_l2`).
     pub weights: Vec<Vec<f64>>,
 }
 
 impl ReadoutGrads {
-    pub fn zeros(module: &Module, steps: usize) -> ReadoutGrads {
+    pub fn zeros(module: &Module, steps: usize, batch: usize) -> ReadoutGrads {
         ReadoutGrads {
-            spikes: vec![module.populations.iter().map(|p| vec![0.0; p.size()]).collect(); steps],
-            states: vec![module.populations.iter().map(|p| vec![vec![0.0; p.size()]; p.vars.len()]).collect(); steps],
+            steps,
+            batch,
+            sizes: module.populations.iter().map(|p| p.size()).collect(),
+            spikes: vec![Vec::new(); module.populations.len()],
+            states: module.populations.iter().map(|p| vec![Vec::new(); p.vars.len()]).collect(),
             weights: module.projections.iter().map(|_| Vec::new()).collect(),
         }
     }
+
+    fn len(&self, p: usize) -> usize {
+        self.steps * self.batch * self.sizes[p]
+    }
+
+    /// The spike gradient of population `p` over all steps, allocated on first use.
+    pub fn spikes_mut(&mut self, p: usize) -> &mut [f64] {
+        let len = self.len(p);
+        let slot = &mut self.spikes[p];
+        if slot.is_empty() {
+            slot.resize(len, 0.0);
+        }
+        slot
+    }
+
+    pub fn states_mut(&mut self, p: usize, v: usize) -> &mut [f64] {
+        let len = self.len(p);
+        let slot = &mut self.states[p][v];
+        if slot.is_empty() {
+            slot.resize(len, 0.0);
+        }
+        slot
+    }
+
+    /// Row `t` of population `p`'s spike gradient, `None` when it is all zeros.
+    pub fn spikes_at(&self, t: usize, p: usize) -> Option<&[f64]> {
+        let r = self.batch * self.sizes[p];
+        let slot = &self.spikes[p];
+        (!slot.is_empty()).then(|| &slot[t * r..(t + 1) * r])
+    }
+
+    pub fn state_at(&self, t: usize, p: usize, v: usize) -> Option<&[f64]> {
+        let r = self.batch * self.sizes[p];
+        let slot = &self.states[p][v];
+        (!slot.is_empty()).then(|| &slot[t * r..(t + 1) * r])
+    }
 }
 
-/// Evaluates every node of `exprs` for one sample (batch of one in `trace`).
+/// Evaluates every node of `exprs` for sample `b` of `trace`.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     module: &Module,
     exprs: &TExprs,
     trace: &Trace,
+    b: usize,
     params: &Params,
     label: usize,
     sample: &[f32],
 ) -> Result<Vec<Value>, Unsupported> {
-    let steps = trace.spikes.len();
+    let steps = trace.steps;
     let mut values: Vec<Value> = Vec::with_capacity(exprs.nodes.len());
     for (node, ty) in &exprs.nodes {
         let value = match node {
             TNode::Const(v) => Value::scalar(*v),
             TNode::Label => Value::scalar(label as f64),
             TNode::Sample => Value { per_step: false, width: sample.len(), data: sample.iter().map(|x| f64::from(*x)).collect() },
-            TNode::Readout(readout) => readout_value(module, trace, *readout, steps)?,
+            TNode::Readout(readout) => readout_value(module, trace, b, *readout)?,
             TNode::WeightL2(proj) => Value::scalar(params.weights[proj.0 as usize].iter().map(|w| w * w).sum()),
             TNode::Unary(op, a) => {
                 let a = &values[a.0 as usize];
@@ -108,18 +154,20 @@ pub fn evaluate(
     Ok(values)
 }
 
-fn readout_value(module: &Module, trace: &Trace, readout: Readout, steps: usize) -> Result<Value, Unsupported> {
+fn readout_value(module: &Module, trace: &Trace, b: usize, readout: Readout) -> Result<Value, Unsupported> {
+    let steps = trace.steps;
     Ok(match readout {
         Readout::Spikes(p) => {
             let n = module.population(p).size();
-            Value { per_step: true, width: n, data: (0..steps).flat_map(|t| trace.spikes[t][p.0 as usize][..n].to_vec()).collect() }
+            let p = p.0 as usize;
+            Value { per_step: true, width: n, data: (0..steps).flat_map(|t| trace.spikes_at(t, p)[b * n..(b + 1) * n].to_vec()).collect() }
         }
         Readout::Count(p) => {
             let n = module.population(p).size();
             let mut data = vec![0.0; n];
             for t in 0..steps {
-                for (i, slot) in data.iter_mut().enumerate() {
-                    *slot += trace.spikes[t][p.0 as usize][i];
+                for (slot, x) in data.iter_mut().zip(&trace.spikes_at(t, p.0 as usize)[b * n..(b + 1) * n]) {
+                    *slot += x;
                 }
             }
             Value { per_step: false, width: n, data }
@@ -129,7 +177,7 @@ fn readout_value(module: &Module, trace: &Trace, readout: Readout, steps: usize)
             Value {
                 per_step: true,
                 width: n,
-                data: (0..steps).flat_map(|t| trace.states[t][p.0 as usize][v.0 as usize][..n].to_vec()).collect(),
+                data: (0..steps).flat_map(|t| trace.state_after(t, p.0 as usize, v.0 as usize)[b * n..(b + 1) * n].to_vec()).collect(),
             }
         }
         Readout::FirstSpike(_) | Readout::SpikePenalty(_) | Readout::Observable(..) => {
@@ -230,10 +278,11 @@ pub fn backward(
     scale: f64,
     params: &Params,
     grads: &mut ReadoutGrads,
+    b: usize,
 ) -> Result<(), Unsupported> {
     let mut adj: Vec<Vec<f64>> = values.iter().map(|v| vec![0.0; v.data.len()]).collect();
     adj[root.0 as usize][0] = scale;
-    let steps = grads.spikes.len();
+    let steps = grads.steps;
     for index in (0..=root.0 as usize).rev() {
         if adj[index].iter().all(|g| *g == 0.0) {
             continue;
@@ -243,25 +292,22 @@ pub fn backward(
         match &exprs.nodes[index].0 {
             TNode::Const(_) | TNode::Label | TNode::Sample => {}
             TNode::Readout(readout) => match readout {
-                Readout::Spikes(p) => {
+                Readout::Spikes(p) | Readout::Count(p) => {
+                    let n = out.width;
+                    let row = grads.batch * n;
+                    let per_step = matches!(readout, Readout::Spikes(_));
+                    let slot = grads.spikes_mut(p.0 as usize);
                     for t in 0..steps {
-                        for (i, slot) in grads.spikes[t][p.0 as usize].iter_mut().enumerate() {
-                            *slot += g[t * out.width + i];
-                        }
-                    }
-                }
-                Readout::Count(p) => {
-                    for t in 0..steps {
-                        for (i, slot) in grads.spikes[t][p.0 as usize].iter_mut().enumerate() {
-                            *slot += g[i];
-                        }
+                        let from = if per_step { t * n } else { 0 };
+                        add_into(&mut slot[t * row + b * n..t * row + (b + 1) * n], &g[from..from + n]);
                     }
                 }
                 Readout::State(p, v) => {
+                    let n = out.width;
+                    let row = grads.batch * n;
+                    let slot = grads.states_mut(p.0 as usize, v.0 as usize);
                     for t in 0..steps {
-                        for (i, slot) in grads.states[t][p.0 as usize][v.0 as usize].iter_mut().enumerate() {
-                            *slot += g[t * out.width + i];
-                        }
+                        add_into(&mut slot[t * row + b * n..t * row + (b + 1) * n], &g[t * n..(t + 1) * n]);
                     }
                 }
                 Readout::FirstSpike(_) | Readout::SpikePenalty(_) | Readout::Observable(..) => {

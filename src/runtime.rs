@@ -144,16 +144,17 @@ pub fn predict(
     let trace = interp::run(module, params, &[sample], seed, &interp::net_params(module));
     let prediction = match train.predict {
         Some(root) => {
-            let values = loss::evaluate(module, &train.exprs, &trace, params, label, sample.features)?;
+            let values = loss::evaluate(module, &train.exprs, &trace, 0, params, label, sample.features)?;
             Some(values[root.0 as usize].data[0] as usize)
         }
         None => None,
     };
-    Ok((prediction, spike_counts(module, &trace)))
+    Ok((prediction, spike_counts(module, &trace, 0)))
 }
 
-fn spike_counts(module: &Module, trace: &Trace) -> Vec<f64> {
-    (0..module.populations.len()).map(|p| trace.spikes.iter().map(|s| s[p].iter().sum::<f64>()).sum()).collect()
+/// Spikes per population of sample `b`.
+fn spike_counts(module: &Module, trace: &Trace, b: usize) -> Vec<f64> {
+    (0..module.populations.len()).map(|p| trace.spike_count(p, b)).collect()
 }
 
 /// Forward and backward for one sample with the given phase's loss terms.
@@ -169,13 +170,12 @@ pub fn sample_gradients(
     let surrogate = bptt_surrogate(train)?;
     let net = interp::net_params(module);
     let trace = interp::run(module, params, &[sample], seed, &net);
-    let steps = trace.spikes.len();
-    let values = loss::evaluate(module, &train.exprs, &trace, params, label, sample.features)?;
-    let mut readout = ReadoutGrads::zeros(module, steps);
+    let values = loss::evaluate(module, &train.exprs, &trace, 0, params, label, sample.features)?;
+    let mut readout = ReadoutGrads::zeros(module, trace.steps, 1);
     let mut terms = Vec::with_capacity(phase.losses.len());
     for term in &phase.losses {
         terms.push(values[term.value.0 as usize].data[0]);
-        loss::backward(&train.exprs, &values, term.value, 1.0, params, &mut readout)?;
+        loss::backward(&train.exprs, &values, term.value, 1.0, params, &mut readout, 0)?;
     }
     let prediction = train.predict.map(|root| values[root.0 as usize].data[0] as usize);
     let mut grads = zeros_like(params);
@@ -185,7 +185,7 @@ pub fn sample_gradients(
         }
     }
     backward_through_time(module, params, &trace, &mut readout, &mut grads, surrogate, seed, sample.id, &net);
-    Ok(SampleResult { terms, prediction, grads: Some(grads), spikes_per_pop: spike_counts(module, &trace) })
+    Ok(SampleResult { terms, prediction, grads: Some(grads), spikes_per_pop: spike_counts(module, &trace, 0) })
 }
 
 /// The surrogate of a `bptt` train block; the other methods' runtimes are not built yet.
@@ -219,7 +219,7 @@ fn backward_through_time(
     sample_id: u64,
     net: &[f64],
 ) {
-    let steps = trace.spikes.len();
+    let steps = trace.steps;
     // d loss / d state after step t, carried backwards; starts from the readout gradients.
     let mut carry: Vec<Vec<Vec<f64>>> = module.populations.iter().map(|p| vec![vec![0.0; p.size()]; p.vars.len()]).collect();
     let mut tape = Tape::default();
@@ -229,23 +229,22 @@ fn backward_through_time(
             let n = pop.size();
             let mut port_grads = vec![vec![0.0; n]; pop.ports.len()];
             for i in 0..n {
-                let before: Vec<f64> =
-                    (0..pop.vars.len()).map(|v| if t == 0 { trace.initial[p][v][i] } else { trace.states[t - 1][p][v][i] }).collect();
-                let ports: Vec<f64> = (0..pop.ports.len()).map(|q| trace.ports[t][p][q][i]).collect();
-                let counter = trace.refractory[t][p][i];
+                let before: Vec<f64> = (0..pop.vars.len()).map(|v| trace.state_before(t, p, v)[i]).collect();
+                let ports: Vec<f64> = (0..pop.ports.len()).map(|q| trace.port_at(t, p, q)[i]).collect();
+                let counter = trace.counters_at(t, p)[i];
                 let rng = neuron_rng(seed, sample_id, t, p, i);
                 let step = record_step(&mut tape, module, pop, &before, &ports, counter, rng, t as f64 * module.dt, net, surrogate);
                 tape_grads.clear();
                 tape_grads.resize(tape.ops.len(), 0.0);
                 let mut any = false;
                 for v in 0..pop.vars.len() {
-                    let g = carry[p][v][i] + readout.states[t][p][v][i];
+                    let g = carry[p][v][i] + readout.state_at(t, p, v).map_or(0.0, |g| g[i]);
                     if g != 0.0 {
                         tape_grads[step.vars_after[v]] += g;
                         any = true;
                     }
                 }
-                let g_spike = readout.spikes[t][p][i];
+                let g_spike = readout.spikes_at(t, p).map_or(0.0, |g| g[i]);
                 if g_spike != 0.0 {
                     tape_grads[step.spike] += g_spike;
                     any = true;
@@ -271,12 +270,11 @@ fn backward_through_time(
                 }
                 let g_port = &port_grads[proj.port.0 as usize];
                 let (source, source_spike_step): (&[f64], Option<(usize, usize)>) = match &proj.source {
-                    Source::Input(id) => (&trace.inputs[t][id.0 as usize], None),
+                    Source::Input(id) => (trace.input_at(t, id.0 as usize), None),
                     Source::Population(id) => {
                         let q = id.0 as usize;
-                        let delay = if proj.delay_steps == 0 && q < p { 0 } else { proj.delay_steps.max(1) };
-                        match t.checked_sub(delay) {
-                            Some(ts) => (&trace.spikes[ts][q], Some((ts, q))),
+                        match t.checked_sub(module.source_delay(proj)) {
+                            Some(ts) => (trace.spikes_at(ts, q), Some((ts, q))),
                             None => continue,
                         }
                     }
@@ -297,7 +295,8 @@ fn backward_through_time(
                     grads.weights[index].iter_mut().for_each(|g| *g = 0.0);
                 }
                 if let Some((ts, q)) = source_spike_step {
-                    for (slot, g) in readout.spikes[ts][q].iter_mut().zip(&g_source) {
+                    let n_pre = g_source.len();
+                    for (slot, g) in readout.spikes_mut(q)[ts * n_pre..(ts + 1) * n_pre].iter_mut().zip(&g_source) {
                         *slot += g;
                     }
                 }
@@ -539,7 +538,10 @@ pub struct RunConfig {
 
 /// Samples per shard of the batched back end: fixed, so that gradients are summed in the same
 /// order whatever the number of threads.
-pub const SHARD: usize = 16;
+pub const SHARD: usize = 32;
+
+/// Samples per shard when evaluating (no gradients to hold, so larger shards pay).
+const EVAL_SHARD: usize = 64;
 
 /// Forward and backward for a shard of samples on the batched back end.
 pub fn shard_gradients(
@@ -568,55 +570,26 @@ pub fn shard_gradients_with(
 ) -> Result<Vec<SampleResult>, Unsupported> {
     let surrogate = bptt_surrogate(train)?;
     let net = interp::net_params(module);
-    let trace = match compiled {
-        Some(compiled) => crate::jit::run(compiled, module, params, samples, seed, &net),
-        None => crate::batched::run(module, params, samples, seed, &net),
+    let kernels = match compiled {
+        Some(compiled) => crate::batched::Kernels::Jit(compiled),
+        None => crate::batched::Kernels::Tape,
     };
-    let steps = trace.spikes.len();
+    let trace = crate::batched::run(module, params, samples, seed, &net, kernels);
     let batch = samples.len();
-    let mut readout = ReadoutGrads::zeros(module, steps);
-    // Batch layout: every population's vectors hold `batch` rows.
-    for t in 0..steps {
-        for (p, pop) in module.populations.iter().enumerate() {
-            readout.spikes[t][p] = vec![0.0; batch * pop.size()];
-            for v in 0..pop.vars.len() {
-                readout.states[t][p][v] = vec![0.0; batch * pop.size()];
-            }
-        }
-    }
+    let mut readout = ReadoutGrads::zeros(module, trace.steps, batch);
     let mut results = Vec::with_capacity(batch);
     for (b, sample) in samples.iter().enumerate() {
-        let one = crate::batched::sample_trace(module, &trace, b);
-        let values = loss::evaluate(module, &train.exprs, &one, params, labels[b], sample.features)?;
-        let mut grads_one = ReadoutGrads::zeros(module, steps);
+        let values = loss::evaluate(module, &train.exprs, &trace, b, params, labels[b], sample.features)?;
         let mut terms = Vec::with_capacity(phase.losses.len());
         for term in &phase.losses {
             terms.push(values[term.value.0 as usize].data[0]);
-            loss::backward(&train.exprs, &values, term.value, 1.0, params, &mut grads_one)?;
+            loss::backward(&train.exprs, &values, term.value, 1.0, params, &mut readout, b)?;
         }
-        for t in 0..steps {
-            for (p, pop) in module.populations.iter().enumerate() {
-                let n = pop.size();
-                readout.spikes[t][p][b * n..(b + 1) * n].copy_from_slice(&grads_one.spikes[t][p]);
-                for v in 0..pop.vars.len() {
-                    readout.states[t][p][v][b * n..(b + 1) * n].copy_from_slice(&grads_one.states[t][p][v]);
-                }
-            }
-        }
-        for (total, one) in readout.weights.iter_mut().zip(&grads_one.weights) {
-            if total.len() < one.len() {
-                total.resize(one.len(), 0.0);
-            }
-            for (x, y) in total.iter_mut().zip(one) {
-                *x += y;
-            }
-        }
-        let spikes_per_pop = spike_counts(module, &one);
         results.push(SampleResult {
             terms,
             prediction: train.predict.map(|root| values[root.0 as usize].data[0] as usize),
             grads: None,
-            spikes_per_pop,
+            spikes_per_pop: spike_counts(module, &trace, b),
         });
     }
     let mut grads = zeros_like(params);
@@ -755,7 +728,7 @@ pub fn operation_counts(module: &Module, params: &Params, split: &Split, n: usiz
     let samples: Vec<SampleRef> = (0..n).map(|i| SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) }).collect();
     let mut totals = (0.0, 0.0, 0.0);
     for shard in samples.chunks(SHARD) {
-        let trace = crate::batched::run(module, params, shard, seed, &net);
+        let trace = crate::batched::run(module, params, shard, seed, &net, crate::batched::Kernels::Tape);
         for (index, proj) in module.projections.iter().enumerate() {
             let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
             let fan_out = match proj.connectivity {
@@ -766,15 +739,11 @@ pub fn operation_counts(module: &Module, params: &Params, split: &Split, n: usiz
             } as f64;
             let dense = proj.connectivity == crate::ir::Connectivity::Dense;
             let (m, big_n) = (n_pre as f64, n_post as f64);
-            for t in 0..trace.spikes.len() {
+            for t in 0..trace.steps {
                 let values: &[f64] = match &proj.source {
-                    Source::Input(id) => &trace.inputs[t][id.0 as usize],
-                    Source::Population(id) => match t.checked_sub(if proj.delay_steps == 0 && (id.0 as usize) < proj.target.0 as usize {
-                        0
-                    } else {
-                        proj.delay_steps.max(1)
-                    }) {
-                        Some(ts) => &trace.spikes[ts][id.0 as usize],
+                    Source::Input(id) => trace.input_at(t, id.0 as usize),
+                    Source::Population(id) => match t.checked_sub(module.source_delay(proj)) {
+                        Some(ts) => trace.spikes_at(ts, id.0 as usize),
                         None => continue,
                     },
                 };
@@ -810,21 +779,29 @@ pub fn evaluate_with(
     }
     let indices: Vec<usize> = (0..n).collect();
     let net = interp::net_params(module);
+    let compiled = match backend {
+        Backend::Jit => Some(crate::jit::compile(module).map_err(Unsupported)?),
+        Backend::Interp | Backend::Batched => None,
+    };
+    let kernels = match &compiled {
+        Some(compiled) => crate::batched::Kernels::Jit(compiled),
+        None => crate::batched::Kernels::Tape,
+    };
     let shards: Vec<Result<(usize, Vec<f64>), Unsupported>> = indices
-        .par_chunks(SHARD)
+        .par_chunks(EVAL_SHARD)
         .map(|shard| {
             let samples: Vec<SampleRef> =
                 shard.iter().map(|&i| SampleRef { id: 1_000_000_000 + i as u64, features: split.sample(i) }).collect();
-            let trace = crate::batched::run(module, params, &samples, seed, &net);
+            let trace = crate::batched::run(module, params, &samples, seed, &net, kernels);
             let mut correct = 0;
             let mut spikes = vec![0.0; module.populations.len()];
             for (b, &i) in shard.iter().enumerate() {
-                let one = crate::batched::sample_trace(module, &trace, b);
                 if let Some(root) = train.predict {
-                    let values = loss::evaluate(module, &train.exprs, &one, params, usize::from(split.labels[i]), samples[b].features)?;
+                    let values =
+                        loss::evaluate(module, &train.exprs, &trace, b, params, usize::from(split.labels[i]), samples[b].features)?;
                     correct += usize::from(values[root.0 as usize].data[0] as usize == usize::from(split.labels[i]));
                 }
-                for (s, c) in spikes.iter_mut().zip(spike_counts(module, &one)) {
+                for (s, c) in spikes.iter_mut().zip(spike_counts(module, &trace, b)) {
                     *s += c;
                 }
             }

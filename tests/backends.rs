@@ -26,12 +26,12 @@ fn model_names() -> Vec<String> {
 fn assert_same_run(name: &str, reference: &snnc::interp::Trace, other: &snnc::interp::Trace) {
     assert_eq!(reference.spikes, other.spikes, "{name}: spike rasters");
     assert_eq!(reference.refractory, other.refractory, "{name}: refractory counters");
-    for (t, (x, y)) in reference.states.iter().zip(&other.states).enumerate() {
-        for (p, (px, py)) in x.iter().zip(y).enumerate() {
-            for (v, (vx, vy)) in px.iter().zip(py).enumerate() {
-                for (k, (a, b)) in vx.iter().zip(vy).enumerate() {
-                    assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{name}: step {t} pop {p} var {v} neuron {k}: {a} vs {b}");
-                }
+    assert_eq!(reference.inputs, other.inputs, "{name}: encoder outputs");
+    for (p, (px, py)) in reference.states.iter().zip(&other.states).enumerate() {
+        for (v, (vx, vy)) in px.iter().zip(py).enumerate() {
+            for (k, (a, b)) in vx.iter().zip(vy).enumerate() {
+                let (t, i) = (k / reference.row(p), k % reference.row(p));
+                assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{name}: state row {t} pop {p} var {v} element {i}: {a} vs {b}");
             }
         }
     }
@@ -50,7 +50,7 @@ fn batched_forward_matches_the_interpreter_on_every_model() {
         let params = init_params(&m, 3);
         let net = net_params(&m);
         let reference = snnc::interp::run(&m, &params, &samples, 5, &net);
-        let batched = snnc::batched::run(&m, &params, &samples, 5, &net);
+        let batched = snnc::batched::run(&m, &params, &samples, 5, &net, snnc::batched::Kernels::Tape);
         assert_same_run(&name, &reference, &batched);
     }
 }
@@ -125,8 +125,8 @@ fn operation_counts_follow_the_lab_reports_formulas() {
     assert_eq!(ann, 15_900.0);
     // The first layer's SNN FLOPs per step: (2 * 784 * 0.5 - 1) * 10 + 20 = 7,850.
     let trace = snnc::interp::run(&m, &params, &[SampleRef { id: 1_000_000_000, features: &split.features }], 1, &net_params(&m));
-    let hidden_active: f64 = trace.spikes.iter().map(|s| s[0].iter().sum::<f64>()).sum();
-    let second: f64 = trace.spikes.iter().map(|s| (2.0 * s[0].iter().sum::<f64>() - 1.0) * 10.0 + 20.0).sum();
+    let hidden_active: f64 = trace.spike_count(0, 0);
+    let second: f64 = (0..trace.steps).map(|t| (2.0 * trace.spikes_at(t, 0).iter().sum::<f64>() - 1.0) * 10.0 + 20.0).sum();
     assert!((snn - (50.0 * 7_850.0 + second)).abs() < 1e-6, "{snn}");
     assert!((synops - (50.0 * 392.0 * 10.0 + hidden_active * 10.0)).abs() < 1e-6, "{synops}");
 }

@@ -27,10 +27,10 @@ fn leaky_follows_its_recurrence_with_subtractive_reset() {
         if spike {
             v -= 1.0;
         }
-        assert_eq!(trace.spikes[t][0][0], f64::from(u8::from(spike)), "step {t}");
-        assert!((trace.states[t][0][0][0] - v).abs() < 1e-12, "step {t}: {} vs {v}", trace.states[t][0][0][0]);
+        assert_eq!(trace.spikes_at(t, 0)[0], f64::from(u8::from(spike)), "step {t}");
+        assert!((trace.state_after(t, 0, 0)[0] - v).abs() < 1e-12, "step {t}: {} vs {v}", trace.state_after(t, 0, 0)[0]);
     }
-    assert!(trace.spikes.iter().any(|s| s[0][0] == 1.0), "the neuron spikes at least once");
+    assert!((0..trace.steps).any(|t| trace.spikes_at(t, 0)[0] == 1.0), "the neuron spikes at least once");
 }
 
 /// CubaLIF after one input spike of weight w at t = 0 (tau_m dv/dt = -v + R i, tau_s di/dt = -i,
@@ -48,9 +48,9 @@ fn cuba_lif_is_integrated_exactly_for_any_dt() {
         ));
         // Feature 1 spikes at t_min = 0: the jump lands in step 0, then the step integrates dt.
         let trace = run_one(&m, &[1.0]);
-        for (t, state) in trace.states.iter().enumerate() {
+        for t in 0..trace.steps {
             let time = (t + 1) as f64 * m.dt;
-            let v = state[0][0][0];
+            let v = trace.state_after(t, 0, 0)[0];
             assert!((v - cuba_v(time, 2.0)).abs() < 1e-9, "dt {dt}, step {t}: {v} vs {}", cuba_v(time, 2.0));
         }
     }
@@ -62,9 +62,9 @@ fn refractory_neurons_hold_their_reset_and_do_not_spike() {
         "import std::encoders\nneuron R {\n    state v = 0\n    input i\n    update { v = v + i }\n    spike when v > 0.5\n    on spike { v = 0 }\n    refractory = 3 ms\n}\nnetwork N {\n    steps = 12\n    input x[1] = repeat(sample)\n    population p[1] = R\n    connect x -> p.i : dense(weight = 1)\n}\n",
     );
     let trace = run_one(&m, &[1.0]);
-    let spikes: Vec<f64> = trace.spikes.iter().map(|s| s[0][0]).collect();
+    let spikes: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at(t, 0)[0]).collect();
     assert_eq!(spikes, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
-    assert_eq!(trace.states[2][0][0][0], 0.0, "held at its reset value while refractory");
+    assert_eq!(trace.state_after(2, 0, 0)[0], 0.0, "held at its reset value while refractory");
 }
 
 #[test]
@@ -73,8 +73,8 @@ fn feedback_edges_read_the_previous_step() {
         "import std::neurons\nimport std::encoders\nnetwork N {\n    steps = 4\n    input x[1] = repeat(sample)\n    population a[1] = LeakyZero(beta = 0, threshold = 0.5)\n    population b[1] = LeakyZero(beta = 0, threshold = 0.5)\n    connect x -> a.i : dense(weight = 1)\n    connect a -> b.i : dense(weight = 1)\n    connect b -> a.i : dense(weight = -10) feedback\n}\n",
     );
     let trace = run_one(&m, &[1.0]);
-    let a: Vec<f64> = trace.spikes.iter().map(|s| s[0][0]).collect();
-    let b: Vec<f64> = trace.spikes.iter().map(|s| s[1][0]).collect();
+    let a: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at(t, 0)[0]).collect();
+    let b: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at(t, 1)[0]).collect();
     // a spikes at 0, b in the same step (feed-forward), inhibition reaches a at step 1.
     assert_eq!(a, [1.0, 0.0, 1.0, 0.0]);
     assert_eq!(b, [1.0, 0.0, 1.0, 0.0]);
@@ -92,7 +92,7 @@ fn encoders_are_seeded_per_sample_not_per_batch() {
     let together = run(&m, &params, &[SampleRef { id: 1, features: &a }, SampleRef { id: 7, features: &b }], 3, &[]);
     // The input spikes of sample 7 are the same alone and in a batch: its membrane trace,
     // which integrates them, is identical.
-    let drive = |trace: &snnc::interp::Trace, k: usize| trace.states.iter().map(|s| s[0][0][k]).collect::<Vec<f64>>();
+    let drive = |trace: &snnc::interp::Trace, k: usize| (0..trace.steps).map(|t| trace.state_after(t, 0, 0)[k]).collect::<Vec<f64>>();
     assert_eq!(drive(&alone, 0), drive(&together, 1));
     // Bernoulli rates are close to p.
     let m2 = module(
@@ -101,7 +101,7 @@ fn encoders_are_seeded_per_sample_not_per_batch() {
     let trace = run(&m2, &init_params(&m2, 1), &[SampleRef { id: 0, features: &a }], 9, &[]);
     let mut rate = [0.0; 3];
     for i in 0..3 {
-        rate[i] = trace.spikes.iter().map(|s| s[0][i]).sum::<f64>() / 4000.0;
+        rate[i] = (0..trace.steps).map(|t| trace.spikes_at(t, 0)[i]).sum::<f64>() / 4000.0;
         assert!((rate[i] - f64::from(a[i])).abs() < 0.03, "rate {} vs p {}", rate[i], a[i]);
     }
 }
@@ -150,12 +150,10 @@ fn every_shipped_model_runs_a_step_on_the_interpreter() {
         let n: usize = m.inputs[0].shape.iter().product();
         let features: Vec<f32> = (0..n).map(|i| (i % 7) as f32 / 7.0).collect();
         let trace = run_one(&m, &features);
-        assert_eq!(trace.spikes.len(), 2, "{}", path.display());
-        for state in &trace.states {
-            for pop in state {
-                for var in pop {
-                    assert!(var.iter().all(|v| v.is_finite()), "{}: finite states", path.display());
-                }
+        assert_eq!(trace.steps, 2, "{}", path.display());
+        for pop in &trace.states {
+            for var in pop {
+                assert!(var.iter().all(|v| v.is_finite()), "{}: finite states", path.display());
             }
         }
     }
