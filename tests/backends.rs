@@ -55,41 +55,111 @@ fn batched_forward_matches_the_interpreter_on_every_model() {
     }
 }
 
+/// The batched back end's shard gradient against the sum of the interpreter's per-sample
+/// gradients; `scale` multiplies the input features (small values make Bernoulli inputs sparse).
+fn assert_gradients_match(name: &str, mut m: Module, scale: f32) {
+    m.steps = m.steps.min(12);
+    let train = m.train.clone().expect("train");
+    let phase = &train.phases[0];
+    let n: usize = m.inputs[0].shape.iter().product();
+    let inputs: Vec<Vec<f32>> = (0..3).map(|s| features(n, s).iter().map(|x| x * scale).collect()).collect();
+    let samples: Vec<SampleRef> = inputs.iter().enumerate().map(|(i, f)| SampleRef { id: i as u64, features: f }).collect();
+    let labels = [0, 1, 2];
+    let params = init_params(&m, 8);
+    let mut reference =
+        snnc::runtime::sample_gradients(&m, &train, phase, &params, samples[0], labels[0], 2).expect("runs").grads.expect("a gradient");
+    for i in 1..3 {
+        let g =
+            snnc::runtime::sample_gradients(&m, &train, phase, &params, samples[i], labels[i], 2).expect("runs").grads.expect("a gradient");
+        for (a, b) in reference.weights.iter_mut().zip(&g.weights) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+    }
+    let shard = snnc::runtime::shard_gradients(&m, &train, phase, &params, &samples, &labels, 2).expect("runs");
+    let batched = shard[0].grads.as_ref().expect("the shard's gradient");
+    let mut nonzero = 0;
+    for (p, (a, b)) in reference.weights.iter().zip(&batched.weights).enumerate() {
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{name}: weight {p}/{k}: {x} vs {y}");
+            nonzero += usize::from(*x != 0.0);
+        }
+    }
+    assert!(nonzero > 0, "{name}: the gradient is not trivially zero");
+}
+
 #[test]
 fn batched_gradients_match_the_interpreter() {
     for name in ["yin_yang.snn", "lab_lif_mnist.snn"] {
-        let mut m = load(name);
-        m.steps = m.steps.min(12);
-        let train = m.train.clone().expect("train");
-        let phase = &train.phases[0];
-        let n: usize = m.inputs[0].shape.iter().product();
-        let inputs: Vec<Vec<f32>> = (0..3).map(|s| features(n, s)).collect();
-        let samples: Vec<SampleRef> = inputs.iter().enumerate().map(|(i, f)| SampleRef { id: i as u64, features: f }).collect();
-        let labels = [0, 1, 2];
-        let params = init_params(&m, 8);
-        let mut reference =
-            snnc::runtime::sample_gradients(&m, &train, phase, &params, samples[0], labels[0], 2).expect("runs").grads.expect("a gradient");
-        for i in 1..3 {
-            let g = snnc::runtime::sample_gradients(&m, &train, phase, &params, samples[i], labels[i], 2)
-                .expect("runs")
-                .grads
-                .expect("a gradient");
-            for (a, b) in reference.weights.iter_mut().zip(&g.weights) {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-            }
+        assert_gradients_match(name, load(name), 1.0);
+    }
+}
+
+#[test]
+fn event_driven_accumulation_matches_the_interpreter() {
+    // About 2% of the Bernoulli inputs fire: below the crossover, so the input projection and
+    // its weight gradient run event by event.
+    let m = load("lab_lif_mnist.snn");
+    let n = 784;
+    let density: f32 = features(n, 0).iter().map(|x| x * 0.05).sum::<f32>() / n as f32;
+    assert!(f64::from(density) < snnc::batched::event_crossover(10), "{density}");
+    assert_gradients_match("lab_lif_mnist.snn (sparse input)", m, 0.05);
+}
+
+#[test]
+fn recurrent_networks_run_step_by_step_and_match_the_interpreter() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/yin_yang.snn")).expect("model");
+    let text = text.replace(
+        "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n",
+        "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n    connect hidden -> hidden.i : dense(init = uniform(-0.2, 0.2)) feedback\n    connect out -> hidden.i : dense(init = uniform(-0.3, 0.3)) feedback\n",
+    );
+    let m = snnc::driver::check_text("recurrent.snn", &text, None).outcome.module.expect("lowers");
+    assert!(!m.is_feed_forward(), "the feedback edges make it recurrent");
+    let n: usize = m.inputs[0].shape.iter().product();
+    let (a, b) = (features(n, 1), features(n, 2));
+    let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }];
+    let params = init_params(&m, 3);
+    let net = net_params(&m);
+    let reference = snnc::interp::run(&m, &params, &samples, 5, &net);
+    assert_same_run("recurrent", &reference, &snnc::batched::run(&m, &params, &samples, 5, &net, snnc::batched::Kernels::Tape));
+    let compiled = snnc::jit::compile(&m).expect("compiles");
+    assert_same_run("recurrent", &reference, &snnc::jit::run(&compiled, &m, &params, &samples, 5, &net));
+    let train = m.train.clone().expect("train");
+    let labels = [0, 2];
+    let tape = snnc::runtime::shard_gradients(&m, &train, &train.phases[0], &params, &samples, &labels, 2).expect("runs");
+    let jit =
+        snnc::runtime::shard_gradients_with(Some(&compiled), &m, &train, &train.phases[0], &params, &samples, &labels, 2).expect("runs");
+    let (x, y) = (tape[0].grads.as_ref().expect("gradient"), jit[0].grads.as_ref().expect("gradient"));
+    for (p, (u, v)) in x.weights.iter().zip(&y.weights).enumerate() {
+        for (k, (a, b)) in u.iter().zip(v).enumerate() {
+            assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "recurrent: weight {p}/{k}: tape {a} vs jit {b}");
         }
-        let shard = snnc::runtime::shard_gradients(&m, &train, phase, &params, &samples, &labels, 2).expect("runs");
-        let batched = shard[0].grads.as_ref().expect("the shard's gradient");
-        let mut nonzero = 0;
-        for (p, (a, b)) in reference.weights.iter().zip(&batched.weights).enumerate() {
-            for (k, (x, y)) in a.iter().zip(b).enumerate() {
-                assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{name}: weight {p}/{k}: {x} vs {y}");
-                nonzero += usize::from(*x != 0.0);
-            }
+    }
+    assert_gradients_match("recurrent", m, 1.0);
+}
+
+#[test]
+fn event_kernels_equal_the_dense_products() {
+    let (rows, n_pre, n_post) = (5, 37, 11);
+    let x: Vec<f64> = (0..rows * n_pre).map(|k| f64::from(u8::from(k % 7 == 3))).collect();
+    let w: Vec<f64> = (0..n_pre * n_post).map(|k| ((k * 31 % 17) as f64 - 8.0) / 9.0).collect();
+    let g: Vec<f64> = (0..rows * n_post).map(|k| ((k * 13 % 23) as f64 - 11.0) / 7.0).collect();
+    let mut events = vec![0.5; rows * n_post];
+    snnc::batched::accumulate_events(&x, &w, &mut events, n_pre, n_post);
+    let mut grads = vec![0.25; n_pre * n_post];
+    snnc::batched::accumulate_event_grads(&x, &g, &mut grads, n_pre, n_post);
+    for r in 0..rows {
+        for j in 0..n_post {
+            let dense: f64 = 0.5 + (0..n_pre).map(|i| x[r * n_pre + i] * w[i * n_post + j]).sum::<f64>();
+            assert!((events[r * n_post + j] - dense).abs() < 1e-12, "y[{r}, {j}]");
         }
-        assert!(nonzero > 0, "{name}: the gradient is not trivially zero");
+    }
+    for i in 0..n_pre {
+        for j in 0..n_post {
+            let dense: f64 = 0.25 + (0..rows).map(|r| x[r * n_pre + i] * g[r * n_post + j]).sum::<f64>();
+            assert!((grads[i * n_post + j] - dense).abs() < 1e-12, "dW[{i}, {j}]");
+        }
     }
 }
 
