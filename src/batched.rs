@@ -501,7 +501,7 @@ fn encode_all(module: &Module, samples: &[SampleRef], seed: u64, net: &[f64], tr
 }
 
 /// `y[b, j] += sum_i x[b, i] w[i, j]` for `rows` rows.
-fn dense(rows: usize, n_pre: usize, n_post: usize, x: &[f64], w: &[f64], y: &mut [f64]) {
+pub fn dense(rows: usize, n_pre: usize, n_post: usize, x: &[f64], w: &[f64], y: &mut [f64]) {
     // SAFETY: the slices have the stated row-major shapes: x is rows x n_pre, w is
     // n_pre x n_post, y is rows x n_post.
     unsafe {
@@ -629,6 +629,114 @@ fn deliver(module: &Module, params: &Params, p: usize, range: Range<usize>, trac
     }
 }
 
+/// Products of inputs that do not change over time, for a whole batch: per hoisted projection
+/// the encoded input `x` and `y = x W` (one row per sample). Computed before the batch is
+/// split into shards, so that the GEMM, and in the backward pass the weight gradient, run once
+/// over all rows instead of once per shard (the largest GEMMs of a repeat-encoded network).
+#[derive(Default)]
+pub struct Hoisted {
+    pub x: Vec<Option<Vec<f64>>>,
+    pub y: Vec<Option<Vec<f64>>>,
+}
+
+/// A shard's part of a [`Hoisted`]: the rows from sample `from`.
+#[derive(Clone, Copy)]
+pub struct HoistedRows<'a> {
+    pub hoisted: &'a Hoisted,
+    pub from: usize,
+}
+
+/// Columns per parallel block of the batch-level GEMMs (fixed, so that results do not depend
+/// on the number of threads).
+const COLUMN_BLOCK: usize = 128;
+
+/// Raw pointers moved into rayon tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f64);
+// SAFETY: each task writes only its own column block of the output.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `c[m x n] += a[m x k] b[k x n]` with `a` given by strides, `b` and `c` row-major, split into
+/// column blocks computed in parallel.
+#[allow(clippy::too_many_arguments)]
+fn gemm_columns(m: usize, k: usize, n: usize, a: &[f64], rsa: isize, csa: isize, b: &[f64], c: &mut [f64]) {
+    use rayon::prelude::*;
+    assert!(b.len() >= k * n && c.len() >= m * n, "GEMM operands have the stated shapes");
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    (0..n.div_ceil(COLUMN_BLOCK)).into_par_iter().for_each(|block| {
+        let j0 = block * COLUMN_BLOCK;
+        let width = COLUMN_BLOCK.min(n - j0);
+        let c_ptr = c_ptr;
+        // SAFETY: shapes checked above; every block writes the columns [j0, j0 + width) of c
+        // only, so the blocks never overlap.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                width,
+                1.0,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr().add(j0),
+                n as isize,
+                1,
+                1.0,
+                c_ptr.0.add(j0),
+                n as isize,
+                1,
+            );
+        }
+    });
+}
+
+/// Encodes every time-constant input of the batch and projects it: one GEMM per hoisted dense
+/// projection over all the batch's rows.
+pub fn hoist(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, net: &[f64]) -> Hoisted {
+    let batch = samples.len();
+    let mut hoisted = Hoisted { x: vec![None; module.projections.len()], y: vec![None; module.projections.len()] };
+    for (index, proj) in module.projections.iter().enumerate() {
+        let Source::Input(id) = &proj.source else { continue };
+        if !is_hoisted(module, proj) || proj.connectivity != Connectivity::Dense || module.steps == 0 {
+            continue;
+        }
+        let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
+        let x = encode(module, &module.inputs[id.0 as usize], id.0 as usize, samples, 0, seed, net);
+        let mut y = vec![0.0; batch * n_post];
+        gemm_columns(batch, n_pre, n_post, &x, n_pre as isize, 1, &params.weights[index], &mut y);
+        hoisted.x[index] = Some(x);
+        hoisted.y[index] = Some(y);
+    }
+    hoisted
+}
+
+impl Hoisted {
+    /// Adds the weight gradients of the hoisted projections: `dW += X^T G` over the whole batch,
+    /// with `G` the shards' summed port adjoints (see [`backward`]) stacked in shard order.
+    pub fn weight_grads(&self, module: &Module, shards: &[Vec<Option<Vec<f64>>>], grads: &mut Params) {
+        for (index, x) in self.x.iter().enumerate() {
+            let Some(x) = x else { continue };
+            if !module.projections[index].trainable {
+                continue;
+            }
+            let (n_pre, n_post) =
+                (module.source_size(&module.projections[index].source), module.population(module.projections[index].target).size());
+            let rows = x.len() / n_pre;
+            let mut g = Vec::with_capacity(rows * n_post);
+            for shard in shards {
+                if let Some(sum) = &shard[index] {
+                    g.extend_from_slice(sum);
+                }
+            }
+            if g.len() != rows * n_post {
+                continue;
+            }
+            gemm_columns(n_pre, rows, n_post, x, 1, n_pre as isize, &g, &mut grads.weights[index]);
+        }
+    }
+}
+
 /// How a population's forward step is computed over a batch: recorded on the array tape, or
 /// by the JIT's kernel.
 #[derive(Clone, Copy)]
@@ -641,8 +749,22 @@ pub enum Kernels<'a> {
 /// population over all steps (each projection one GEMM over every step's rows); a network
 /// with feedback runs step by step.
 pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, net: &[f64], kernels: Kernels) -> Trace {
+    run_with(module, params, samples, seed, net, kernels, None)
+}
+
+/// [`run`] with the products of time-constant inputs taken from a batch-level [`Hoisted`].
+#[allow(clippy::too_many_arguments)]
+pub fn run_with(
+    module: &Module,
+    params: &Params,
+    samples: &[SampleRef],
+    seed: u64,
+    net: &[f64],
+    kernels: Kernels,
+    pre: Option<HoistedRows>,
+) -> Trace {
     let batch = samples.len();
-    let mut trace = Trace::new(module, batch);
+    let mut trace = Trace::reuse(module, batch);
     for (p, pop) in module.populations.iter().enumerate() {
         let r = trace.row(p);
         for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
@@ -651,7 +773,15 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
     }
     encode_all(module, samples, seed, net, &mut trace);
     let steps = trace.steps;
-    let mut hoisted = vec![None; module.projections.len()];
+    let mut hoisted: Vec<Option<Vec<f64>>> = vec![None; module.projections.len()];
+    if let Some(pre) = pre {
+        for (index, y) in pre.hoisted.y.iter().enumerate() {
+            if let Some(y) = y {
+                let n_post = module.population(module.projections[index].target).size();
+                hoisted[index] = Some(y[pre.from * n_post..(pre.from + batch) * n_post].to_vec());
+            }
+        }
+    }
     let mut counters: Vec<Vec<u32>> = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
     let forward = |trace: &mut Trace, p: usize, t: usize, counters: &mut [u32]| {
         let pop = &module.populations[p];
@@ -708,6 +838,39 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
 pub enum Adjoint<'a> {
     Tape(&'a Surrogate),
     Jit(&'a crate::jit::Compiled),
+}
+
+thread_local! {
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A zeroed buffer of `len` elements, reusing one of this thread's spare allocations.
+fn zeroed(len: usize) -> Vec<f64> {
+    let spare = SPARE_BUFFERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let best = pool.iter().position(|b| b.capacity() >= len)?;
+        Some(pool.swap_remove(best))
+    });
+    match spare {
+        Some(mut buffer) => {
+            buffer.clear();
+            buffer.resize(len, 0.0);
+            buffer
+        }
+        None => vec![0.0; len],
+    }
+}
+
+/// Returns buffers from [`zeroed`] to this thread's pool.
+fn spare(buffers: impl IntoIterator<Item = Vec<f64>>) {
+    SPARE_BUFFERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        for buffer in buffers {
+            if pool.len() < 16 {
+                pool.push(buffer);
+            }
+        }
+    });
 }
 
 /// The per-batch context of the backward pass.
@@ -854,7 +1017,9 @@ impl Backward<'_> {
 }
 
 /// BPTT over a batch: `readout` holds d loss / d (spikes, states) in the trace's row layout;
-/// the weight and parameter gradients are added to `grads`. A feed-forward network is swept
+/// the weight and parameter gradients are added to `grads`. Returns, per projection from a
+/// time-constant input, its port adjoints summed over the active steps; their weight gradient
+/// is added here unless `defer_hoisted` (a batch-level [`Hoisted`] adds it for all shards). A feed-forward network is swept
 /// population by population (last first), each over all steps in reverse, so that every
 /// projection's gradients are one GEMM over all steps; otherwise step by step.
 #[allow(clippy::too_many_arguments)]
@@ -868,24 +1033,26 @@ pub fn backward(
     samples: &[SampleRef],
     seed: u64,
     net: &[f64],
-) {
+    defer_hoisted: bool,
+) -> Vec<Option<Vec<f64>>> {
     let steps = trace.steps;
     let ctx = Backward { module, params, trace, adjoint, samples, seed, net };
-    let mut carry: Vec<Vec<Vec<f64>>> =
-        module.populations.iter().enumerate().map(|(p, pop)| vec![vec![0.0; trace.row(p)]; pop.vars.len()]).collect();
-    let mut scratch: Vec<Vec<Vec<f64>>> = carry.clone();
+    let buffers = |p: usize, count: usize| -> Vec<Vec<f64>> { (0..count).map(|_| zeroed(trace.row(p))).collect() };
+    let mut carry: Vec<Vec<Vec<f64>>> = module.populations.iter().enumerate().map(|(p, pop)| buffers(p, pop.vars.len())).collect();
+    let mut scratch: Vec<Vec<Vec<f64>>> = module.populations.iter().enumerate().map(|(p, pop)| buffers(p, pop.vars.len())).collect();
     // Port adjoints of hoisted projections, summed over the active steps: their weight
     // gradient is one GEMM per batch instead of one per step.
     let mut hoisted: Vec<Option<Vec<f64>>> = vec![None; module.projections.len()];
     if module.is_feed_forward() {
         for (p, pop) in module.populations.iter().enumerate().rev() {
             let r = trace.row(p);
-            let mut g_ports = vec![vec![0.0; steps * r]; pop.ports.len()];
+            let mut g_ports: Vec<Vec<f64>> = (0..pop.ports.len()).map(|_| zeroed(steps * r)).collect();
             for t in (0..steps).rev() {
                 let mut rows: Vec<&mut [f64]> = g_ports.iter_mut().map(|g| &mut g[t * r..(t + 1) * r]).collect();
                 ctx.step(p, t, readout, &mut carry[p], &mut scratch[p], &mut rows);
             }
             ctx.projections(p, 0..steps, &g_ports, readout, grads, &mut hoisted);
+            spare(g_ports);
         }
     } else {
         for t in (0..steps).rev() {
@@ -900,7 +1067,7 @@ pub fn backward(
     for (index, sum) in hoisted.iter().enumerate() {
         let (Some(g), proj) = (sum, &module.projections[index]) else { continue };
         let Source::Input(id) = &proj.source else { continue };
-        if !proj.trainable {
+        if !proj.trainable || defer_hoisted {
             continue;
         }
         // The input is the same at every active step; take it from step 0.
@@ -917,6 +1084,8 @@ pub fn backward(
             }
         }
     }
+    spare(carry.into_iter().chain(scratch).flatten());
+    hoisted
 }
 
 /// The adjoint of one projection over `rows` rows: `dW += X^T G` and `dX += G W^T`, each only

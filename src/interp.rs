@@ -82,6 +82,10 @@ fn draw(init: &Init, seed: u64, stream: u64, index: u64, fan_in: usize, fan_out:
     }
 }
 
+thread_local! {
+    static SPARE_TRACES: std::cell::RefCell<Vec<Trace>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// What a run keeps of every step, stored flat per population so that the rows of all steps
 /// are contiguous (one GEMM can read or write a projection over every step at once).
 ///
@@ -129,6 +133,42 @@ impl Trace {
             sizes,
             input_sizes,
         }
+    }
+
+    /// A trace for a batch on a pooled back end: a spare trace of the same shape left by
+    /// [`Trace::recycle`] on this thread is reused (its ports zeroed, everything else is
+    /// overwritten by a run), which saves allocating and faulting in tens of megabytes per
+    /// shard.
+    pub fn reuse(module: &Module, batch: usize) -> Trace {
+        let spare = SPARE_TRACES.with(|pool| pool.borrow_mut().pop());
+        match spare {
+            Some(mut trace) if trace.fits(module, batch) => {
+                trace.ports.iter_mut().flatten().for_each(|port| port.fill(0.0));
+                trace
+            }
+            _ => Trace::new(module, batch),
+        }
+    }
+
+    /// Hands the trace's buffers back to this thread's pool for [`Trace::reuse`].
+    pub fn recycle(self) {
+        SPARE_TRACES.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < 2 {
+                pool.push(self);
+            }
+        });
+    }
+
+    fn fits(&self, module: &Module, batch: usize) -> bool {
+        self.batch == batch
+            && self.steps == module.steps + module.rest_steps
+            && self.sizes.len() == module.populations.len()
+            && self.input_sizes.len() == module.inputs.len()
+            && module.populations.iter().enumerate().all(|(p, pop)| {
+                self.sizes[p] == pop.size() && self.states[p].len() == pop.vars.len() && self.ports[p].len() == pop.ports.len()
+            })
+            && module.inputs.iter().zip(&self.input_sizes).all(|(input, n)| input.shape.iter().product::<usize>() == *n)
     }
 
     /// Elements in one step's row of population `p`.

@@ -26,6 +26,7 @@ fn zeros_like(params: &Params) -> Grads {
     }
 }
 
+/// `total += other`; a vector left empty in `other` counts as zeros.
 fn add_grads(total: &mut Grads, other: &Grads) {
     for (a, b) in total.weights.iter_mut().zip(&other.weights) {
         for (x, y) in a.iter_mut().zip(b) {
@@ -129,6 +130,9 @@ pub struct SampleResult {
     /// The gradient; on the batched back end a shard's gradient travels with its first sample
     /// and the others carry `None`.
     pub grads: Option<Grads>,
+    /// With batch-level hoisting: the shard's summed port adjoints of time-constant inputs
+    /// (see [`crate::batched::Hoisted::weight_grads`]), on its first sample.
+    pub hoisted_grads: Vec<Option<Vec<f64>>>,
     pub spikes_per_pop: Vec<f64>,
 }
 
@@ -185,7 +189,7 @@ pub fn sample_gradients(
         }
     }
     backward_through_time(module, params, &trace, &mut readout, &mut grads, surrogate, seed, sample.id, &net);
-    Ok(SampleResult { terms, prediction, grads: Some(grads), spikes_per_pop: spike_counts(module, &trace, 0) })
+    Ok(SampleResult { terms, prediction, grads: Some(grads), hoisted_grads: Vec::new(), spikes_per_pop: spike_counts(module, &trace, 0) })
 }
 
 /// The surrogate of a `bptt` train block; the other methods' runtimes are not built yet.
@@ -553,7 +557,7 @@ pub fn shard_gradients(
     labels: &[usize],
     seed: u64,
 ) -> Result<Vec<SampleResult>, Unsupported> {
-    shard_gradients_with(None, module, train, phase, params, samples, labels, seed)
+    shard_gradients_with(None, module, train, phase, params, samples, labels, seed, None)
 }
 
 /// [`shard_gradients`] with the JIT's kernels when `compiled` is given.
@@ -567,6 +571,7 @@ pub fn shard_gradients_with(
     samples: &[SampleRef],
     labels: &[usize],
     seed: u64,
+    hoisted: Option<crate::batched::HoistedRows>,
 ) -> Result<Vec<SampleResult>, Unsupported> {
     let surrogate = bptt_surrogate(train)?;
     let net = interp::net_params(module);
@@ -574,7 +579,7 @@ pub fn shard_gradients_with(
         Some(compiled) => crate::batched::Kernels::Jit(compiled),
         None => crate::batched::Kernels::Tape,
     };
-    let trace = crate::batched::run(module, params, samples, seed, &net, kernels);
+    let trace = crate::batched::run_with(module, params, samples, seed, &net, kernels, hoisted);
     let batch = samples.len();
     let mut readout = ReadoutGrads::zeros(module, trace.steps, batch);
     let mut results = Vec::with_capacity(batch);
@@ -589,11 +594,23 @@ pub fn shard_gradients_with(
             terms,
             prediction: train.predict.map(|root| values[root.0 as usize].data[0] as usize),
             grads: None,
+            hoisted_grads: Vec::new(),
             spikes_per_pop: spike_counts(module, &trace, b),
         });
     }
     let mut grads = zeros_like(params);
+    if let Some(pre) = hoisted {
+        // Their weight gradient is added once for the whole batch; no shard-sized copy.
+        for (g, y) in grads.weights.iter_mut().zip(&pre.hoisted.y) {
+            if y.is_some() {
+                *g = Vec::new();
+            }
+        }
+    }
     for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
+        if g.len() < r.len() {
+            g.resize(r.len(), 0.0);
+        }
         for (x, y) in g.iter_mut().zip(r) {
             *x += y;
         }
@@ -602,11 +619,14 @@ pub fn shard_gradients_with(
         Some(compiled) if compiled.has_backward() => crate::batched::Adjoint::Jit(compiled),
         _ => crate::batched::Adjoint::Tape(surrogate),
     };
-    crate::batched::backward(module, params, &trace, &mut readout, &mut grads, adjoint, samples, seed, &net);
+    let hoisted_grads =
+        crate::batched::backward(module, params, &trace, &mut readout, &mut grads, adjoint, samples, seed, &net, hoisted.is_some());
     // The shard's gradient travels with its first sample; the others carry zeros.
     if let Some(first) = results.first_mut() {
         first.grads = Some(grads);
+        first.hoisted_grads = hoisted_grads;
     }
+    trace.recycle();
     Ok(results)
 }
 
@@ -627,6 +647,7 @@ pub fn train_module(
         Backend::Jit => Some(crate::jit::compile(module).map_err(Unsupported)?),
         Backend::Interp | Backend::Batched => None,
     };
+    let net = interp::net_params(module);
     let mut history = Vec::new();
     let mut global_epoch = 0;
     for phase in &train.phases {
@@ -643,6 +664,7 @@ pub fn train_module(
             Stream::new(seed.wrapping_add(1 + global_epoch as u64)).shuffle(&mut order);
             let mut term_sums = vec![0.0; phase.losses.len()];
             let mut correct = 0usize;
+            let mut hoisted = crate::batched::Hoisted::default();
             for (batch_index, chunk) in order.chunks(train.batch.max(1)).enumerate() {
                 let results: Vec<Result<SampleResult, Unsupported>> = match config.backend {
                     Backend::Interp => chunk
@@ -659,33 +681,45 @@ pub fn train_module(
                             )
                         })
                         .collect(),
-                    Backend::Batched | Backend::Jit => chunk
-                        .par_chunks(SHARD)
-                        .map(|shard| {
-                            let samples: Vec<SampleRef> =
-                                shard.iter().map(|&i| SampleRef { id: i as u64, features: data.train.sample(i) }).collect();
-                            let labels: Vec<usize> = shard.iter().map(|&i| usize::from(data.train.labels[i])).collect();
-                            shard_gradients_with(compiled.as_ref(), module, train, phase, &params, &samples, &labels, seed)
-                        })
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .flat_map(|r| match r {
-                            Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>(),
-                            Err(e) => vec![Err(e)],
-                        })
-                        .collect(),
+                    Backend::Batched | Backend::Jit => {
+                        let samples: Vec<SampleRef> =
+                            chunk.iter().map(|&i| SampleRef { id: i as u64, features: data.train.sample(i) }).collect();
+                        hoisted = crate::batched::hoist(module, &params, &samples, seed, &net);
+                        let hoisted = &hoisted;
+                        chunk
+                            .par_chunks(SHARD)
+                            .enumerate()
+                            .map(|(s, shard)| {
+                                let labels: Vec<usize> = shard.iter().map(|&i| usize::from(data.train.labels[i])).collect();
+                                let rows = crate::batched::HoistedRows { hoisted, from: s * SHARD };
+                                let samples = &samples[s * SHARD..s * SHARD + shard.len()];
+                                shard_gradients_with(compiled.as_ref(), module, train, phase, &params, samples, &labels, seed, Some(rows))
+                            })
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .flat_map(|r| match r {
+                                Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>(),
+                                Err(e) => vec![Err(e)],
+                            })
+                            .collect()
+                    }
                 };
                 let mut total = zeros_like(&params);
+                let mut hoisted_grads = Vec::new();
                 for (result, &i) in results.into_iter().zip(chunk) {
-                    let result = result?;
+                    let mut result = result?;
                     if let Some(grads) = &result.grads {
                         add_grads(&mut total, grads);
+                    }
+                    if !result.hoisted_grads.is_empty() {
+                        hoisted_grads.push(std::mem::take(&mut result.hoisted_grads));
                     }
                     for (sum, term) in term_sums.iter_mut().zip(&result.terms) {
                         *sum += term;
                     }
                     correct += usize::from(result.prediction == Some(usize::from(data.train.labels[i])));
                 }
+                hoisted.weight_grads(module, &hoisted_grads, &mut total);
                 let scale = 1.0 / chunk.len() as f64;
                 total.weights.iter_mut().flatten().for_each(|g| *g *= scale);
                 total.neuron_params.iter_mut().flatten().flatten().for_each(|g| *g *= scale);
@@ -805,6 +839,7 @@ pub fn evaluate_with(
                     *s += c;
                 }
             }
+            trace.recycle();
             Ok((correct, spikes))
         })
         .collect();

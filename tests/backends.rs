@@ -128,8 +128,8 @@ fn recurrent_networks_run_step_by_step_and_match_the_interpreter() {
     let train = m.train.clone().expect("train");
     let labels = [0, 2];
     let tape = snnc::runtime::shard_gradients(&m, &train, &train.phases[0], &params, &samples, &labels, 2).expect("runs");
-    let jit =
-        snnc::runtime::shard_gradients_with(Some(&compiled), &m, &train, &train.phases[0], &params, &samples, &labels, 2).expect("runs");
+    let jit = snnc::runtime::shard_gradients_with(Some(&compiled), &m, &train, &train.phases[0], &params, &samples, &labels, 2, None)
+        .expect("runs");
     let (x, y) = (tape[0].grads.as_ref().expect("gradient"), jit[0].grads.as_ref().expect("gradient"));
     for (p, (u, v)) in x.weights.iter().zip(&y.weights).enumerate() {
         for (k, (a, b)) in u.iter().zip(v).enumerate() {
@@ -234,7 +234,8 @@ fn jit_gradients_match_the_array_tape() {
         let labels = [1, 2];
         let params = init_params(&m, 4);
         let tape = snnc::runtime::shard_gradients(&m, &train, phase, &params, &samples, &labels, 2).expect("runs");
-        let jit = snnc::runtime::shard_gradients_with(Some(&compiled), &m, &train, phase, &params, &samples, &labels, 2).expect("runs");
+        let jit =
+            snnc::runtime::shard_gradients_with(Some(&compiled), &m, &train, phase, &params, &samples, &labels, 2, None).expect("runs");
         let (a, b) = (tape[0].grads.as_ref().expect("gradient"), jit[0].grads.as_ref().expect("gradient"));
         let mut nonzero = 0;
         for (p, (x, y)) in a.weights.iter().zip(&b.weights).enumerate() {
@@ -249,5 +250,31 @@ fn jit_gradients_match_the_array_tape() {
             jit.iter().map(|r| r.terms.clone()).collect::<Vec<_>>(),
             "{name}: losses"
         );
+    }
+}
+
+/// Whole training steps (batch-level hoisting, shards, reduction, optimiser) on every back end
+/// give the same weights as per-sample interpretation.
+#[test]
+fn training_steps_agree_across_back_ends() {
+    let mut m = load("yin_yang.snn");
+    let train = m.train.as_mut().expect("train");
+    train.phases[0].optimizer.kind = snnc::ir_train::OptimizerKind::Sgd;
+    train.phases[0].optimizer.lr = 0.5;
+    let data = snnc::data::yin_yang(80, 8, 7);
+    let run = |backend| {
+        let config = snnc::runtime::RunConfig { epochs: Some(1), limit_train: None, limit_test: None, seed: 3, backend };
+        snnc::runtime::train_module(&m, &data, &config, |_| {}, |_, _, _| {}).expect("trains").0
+    };
+    let reference = run(snnc::runtime::Backend::Interp);
+    let initial = init_params(&m, 3 ^ m.train.as_ref().expect("train").seed);
+    assert_ne!(reference.weights, initial.weights, "training moved the weights");
+    for backend in [snnc::runtime::Backend::Batched, snnc::runtime::Backend::Jit] {
+        let other = run(backend);
+        for (p, (a, b)) in reference.weights.iter().zip(&other.weights).enumerate() {
+            for (k, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{backend:?}: weight {p}/{k}: {x} vs {y}");
+            }
+        }
     }
 }

@@ -1,0 +1,42 @@
+//! Event-driven accumulation against the GEMM, on the projection shapes of the shipped models:
+//! the measurement behind `snnc::batched::event_crossover`.
+//!
+//!     cargo bench --bench events
+//!
+//! For each shape and spike density it prints the time of `y += x W` both ways (best of
+//! several repetitions) and their ratio; below the crossover the events win.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use snnc::batched::{accumulate_events, dense};
+
+fn best_of<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let shapes = [
+        ("lab input 784 -> 10, 32 x 50 rows", 1600, 784, 10),
+        ("tutorial-5 hidden 1000 -> 10, 32 x 25 rows", 800, 1000, 10),
+        ("784 -> 1000, 32 rows", 32, 784, 1000),
+    ];
+    println!("{:<44} {:>8} {:>12} {:>12} {:>8}", "shape", "density", "GEMM us", "events us", "ratio");
+    for (name, rows, n_pre, n_post) in shapes {
+        let w: Vec<f64> = (0..n_pre * n_post).map(|k| ((k * 7919) % 1000) as f64 / 1000.0 - 0.5).collect();
+        for density in [0.01, 0.02, 0.05, 0.10, 0.15, 0.20, 0.30] {
+            let threshold = (density * 1_000_003.0) as usize;
+            let x: Vec<f64> = (0..rows * n_pre).map(|k| f64::from(u8::from((k * 7_654_321 + 17) % 1_000_003 < threshold))).collect();
+            let mut y = vec![0.0; rows * n_post];
+            let gemm = best_of(20, || dense(rows, n_pre, n_post, black_box(&x), &w, black_box(&mut y)));
+            let events = best_of(20, || accumulate_events(black_box(&x), &w, black_box(&mut y), n_pre, n_post));
+            println!("{name:<44} {density:>8.2} {:>12.1} {:>12.1} {:>8.2}", gemm * 1e6, events * 1e6, gemm / events);
+        }
+    }
+}
