@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::rc::Rc;
 
+use crate::bits::Bits;
 use crate::interp::{Params, SampleRef, Trace, initial_values, neuron_rng, rand_draw, refractory_steps};
 use crate::ir::{self, BinaryOp, Connectivity, EncoderKind, ExprId, Exprs, Func, Global, Module, Node, PopId, Population, Source, UnaryOp};
 use crate::ir_train::Surrogate;
@@ -530,57 +531,118 @@ pub fn event_crossover(n_post: usize) -> f64 {
     if n_post >= 64 { 0.20 } else { 0.12 }
 }
 
-/// Whether the 0/1 rows of `x` are sparse enough for event-driven accumulation.
-fn sparse_enough(x: &[f64], n_post: usize) -> bool {
-    let active = x.iter().filter(|v| **v != 0.0).count();
-    (active as f64) < event_crossover(n_post) * x.len() as f64
-}
-
 /// Event-driven `y += x W` for 0/1 rows of `x`: one weight row added per spike.
 pub fn accumulate_events(x: &[f64], w: &[f64], y: &mut [f64], n_pre: usize, n_post: usize) {
-    for (xr, yr) in x.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
-        for (i, xi) in xr.iter().enumerate() {
-            if *xi != 0.0 {
-                for (a, b) in yr.iter_mut().zip(&w[i * n_post..(i + 1) * n_post]) {
-                    *a += b;
-                }
-            }
-        }
-    }
+    accumulate_row_events(Rows::Values(x), w, y, n_pre, n_post);
 }
 
 /// Event-driven `dW += x^T g` for 0/1 rows of `x`: one gradient row added per spike.
 pub fn accumulate_event_grads(x: &[f64], g: &[f64], dw: &mut [f64], n_pre: usize, n_post: usize) {
-    for (xr, gr) in x.chunks_exact(n_pre).zip(g.chunks_exact(n_post)) {
-        for (i, xi) in xr.iter().enumerate() {
-            if *xi != 0.0 {
-                for (a, b) in dw[i * n_post..(i + 1) * n_post].iter_mut().zip(gr) {
-                    *a += b;
-                }
+    accumulate_row_event_grads(Rows::Values(x), g, dw, n_pre, n_post);
+}
+
+/// The presynaptic rows of a projection: encoder values, or a range of stored spike bits.
+#[derive(Clone)]
+pub enum Rows<'a> {
+    Values(&'a [f64]),
+    Bits(&'a Bits, Range<usize>),
+}
+
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Values(x) => x.len(),
+            Rows::Bits(_, range) => range.len(),
+        }
+    }
+
+    /// Nonzero entries.
+    fn active(&self) -> usize {
+        match self {
+            Rows::Values(x) => x.iter().filter(|v| **v != 0.0).count(),
+            Rows::Bits(bits, range) => bits.count(range.clone()),
+        }
+    }
+
+    /// The rows as values; spike bits are expanded into a pooled buffer (give it back with
+    /// [`spare`]).
+    fn values(&self) -> std::borrow::Cow<'_, [f64]> {
+        match self {
+            Rows::Values(x) => std::borrow::Cow::Borrowed(x),
+            Rows::Bits(bits, range) => {
+                let mut buffer = zeroed(range.len());
+                bits.expand_into(range.start, &mut buffer);
+                std::borrow::Cow::Owned(buffer)
             }
         }
     }
+
+    /// Calls `f(row, i)` for every nonzero entry, with `n_pre` entries per row.
+    fn for_each_event(&self, n_pre: usize, mut f: impl FnMut(usize, usize)) {
+        match self {
+            Rows::Values(x) => {
+                for (k, value) in x.iter().enumerate() {
+                    if *value != 0.0 {
+                        f(k / n_pre, k % n_pre);
+                    }
+                }
+            }
+            Rows::Bits(bits, range) => bits.for_each_set(range.clone(), |k| f(k / n_pre, k % n_pre)),
+        }
+    }
+
+    /// Whether these 0/1 rows are sparse enough for event-driven accumulation into `n_post`
+    /// outputs.
+    fn sparse_for(&self, n_post: usize) -> bool {
+        (self.active() as f64) < event_crossover(n_post) * self.len() as f64
+    }
+}
+
+fn give_back(values: std::borrow::Cow<'_, [f64]>) {
+    if let std::borrow::Cow::Owned(buffer) = values {
+        spare([buffer]);
+    }
+}
+
+/// Event-driven `y += x W` over spike rows: one weight row added per spike.
+pub fn accumulate_row_events(x: Rows, w: &[f64], y: &mut [f64], n_pre: usize, n_post: usize) {
+    x.for_each_event(n_pre, |r, i| {
+        for (a, b) in y[r * n_post..(r + 1) * n_post].iter_mut().zip(&w[i * n_post..(i + 1) * n_post]) {
+            *a += b;
+        }
+    });
+}
+
+/// Event-driven `dW += x^T g` over spike rows: one gradient row added per spike.
+pub fn accumulate_row_event_grads(x: Rows, g: &[f64], dw: &mut [f64], n_pre: usize, n_post: usize) {
+    x.for_each_event(n_pre, |r, i| {
+        for (a, b) in dw[i * n_post..(i + 1) * n_post].iter_mut().zip(&g[r * n_post..(r + 1) * n_post]) {
+            *a += b;
+        }
+    });
 }
 
 /// `y += x W` over `rows` rows of one projection: a GEMM, event-driven accumulation for
 /// sparse spikes, or the connectivity's own loop.
-fn project_rows(module: &Module, proj: &ir::Projection, w: &[f64], x: &[f64], y: &mut [f64], rows: usize) {
+fn project_rows(module: &Module, proj: &ir::Projection, w: &[f64], x: Rows, y: &mut [f64], rows: usize) {
     if rows == 0 {
         return;
     }
     let (n_pre, n_post) = (x.len() / rows, y.len() / rows);
-    if proj.connectivity == Connectivity::Dense {
-        if module.source_is_binary(proj) && sparse_enough(x, n_post) {
-            accumulate_events(x, w, y, n_pre, n_post);
-        } else {
-            dense(rows, n_pre, n_post, x, w, y);
-        }
+    if proj.connectivity == Connectivity::Dense && module.source_is_binary(proj) && x.sparse_for(n_post) {
+        accumulate_row_events(x, w, y, n_pre, n_post);
         return;
     }
-    let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
-    for (xr, yr) in x.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
-        crate::interp::project(&proj.connectivity, w, xr, yr, in_shape, out_shape);
+    let values = x.values();
+    if proj.connectivity == Connectivity::Dense {
+        dense(rows, n_pre, n_post, &values, w, y);
+    } else {
+        let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
+        for (xr, yr) in values.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
+            crate::interp::project(&proj.connectivity, w, xr, yr, in_shape, out_shape);
+        }
     }
+    give_back(values);
 }
 
 /// Whether projection `proj` reads an input that is constant over the active steps: its
@@ -600,16 +662,16 @@ fn deliver(module: &Module, params: &Params, p: usize, range: Range<usize>, trac
             continue;
         }
         let r_pre = batch * module.source_size(&proj.source);
-        let source: &[f64] = match &proj.source {
-            Source::Input(id) => &inputs[id.0 as usize],
-            Source::Population(q) => &spikes[q.0 as usize],
+        let source = |from: usize, to: usize| match &proj.source {
+            Source::Input(id) => Rows::Values(&inputs[id.0 as usize][from..to]),
+            Source::Population(q) => Rows::Bits(&spikes[q.0 as usize], from..to),
         };
         let w = &params.weights[index];
         let out = &mut ports[p][proj.port.0 as usize];
         if is_hoisted(module, proj) {
             let cached = hoisted[index].get_or_insert_with(|| {
                 let mut y = vec![0.0; r_post];
-                project_rows(module, proj, w, &source[..r_pre], &mut y, batch);
+                project_rows(module, proj, w, source(0, r_pre), &mut y, batch);
                 y
             });
             for t in range.start..range.end.min(module.steps) {
@@ -624,7 +686,7 @@ fn deliver(module: &Module, params: &Params, p: usize, range: Range<usize>, trac
         if t0 >= range.end {
             continue;
         }
-        let x = &source[(t0 - delay) * r_pre..(range.end - delay) * r_pre];
+        let x = source((t0 - delay) * r_pre, (range.end - delay) * r_pre);
         project_rows(module, proj, w, x, &mut out[t0 * r_post..range.end * r_post], (range.end - t0) * batch);
     }
 }
@@ -802,7 +864,7 @@ pub fn run_with(
                 for (v, index) in record.vars_after.iter().enumerate() {
                     trace.states[p][v][(t + 1) * r..(t + 2) * r].copy_from_slice(tape.v(*index));
                 }
-                trace.spikes[p][t * r..(t + 1) * r].copy_from_slice(tape.v(record.spike));
+                trace.store_spikes(t, p, tape.v(record.spike));
                 let period = refractory_steps(module, pop, net);
                 for (counter, fired) in counters.iter_mut().zip(&record.fired) {
                     if *counter > 0 {
@@ -845,7 +907,7 @@ thread_local! {
 }
 
 /// A zeroed buffer of `len` elements, reusing one of this thread's spare allocations.
-fn zeroed(len: usize) -> Vec<f64> {
+pub(crate) fn zeroed(len: usize) -> Vec<f64> {
     let spare = SPARE_BUFFERS.with(|pool| {
         let mut pool = pool.borrow_mut();
         let best = pool.iter().position(|b| b.capacity() >= len)?;
@@ -862,7 +924,7 @@ fn zeroed(len: usize) -> Vec<f64> {
 }
 
 /// Returns buffers from [`zeroed`] to this thread's pool.
-fn spare(buffers: impl IntoIterator<Item = Vec<f64>>) {
+pub(crate) fn spare(buffers: impl IntoIterator<Item = Vec<f64>>) {
     SPARE_BUFFERS.with(|pool| {
         let mut pool = pool.borrow_mut();
         for buffer in buffers {
@@ -1003,11 +1065,11 @@ impl Backward<'_> {
             let dw = if proj.trainable { Some(grads.weights[index].as_mut_slice()) } else { None };
             match &proj.source {
                 Source::Input(id) => {
-                    let x = &trace.inputs[id.0 as usize][from..to];
+                    let x = Rows::Values(&trace.inputs[id.0 as usize][from..to]);
                     project_grad(module, index, &self.params.weights[index], x, g, rows, dw, None);
                 }
                 Source::Population(q) => {
-                    let x = &trace.spikes[q.0 as usize][from..to];
+                    let x = Rows::Bits(&trace.spikes[q.0 as usize], from..to);
                     let dx = &mut readout.spikes_mut(q.0 as usize)[from..to];
                     project_grad(module, index, &self.params.weights[index], x, g, rows, dw, Some(dx));
                 }
@@ -1071,7 +1133,7 @@ pub fn backward(
             continue;
         }
         // The input is the same at every active step; take it from step 0.
-        let x = trace.input_at(0, id.0 as usize);
+        let x = Rows::Values(trace.input_at(0, id.0 as usize));
         project_grad(module, index, &params.weights[index], x, g, trace.batch, Some(grads.weights[index].as_mut_slice()), None);
     }
     for (p, pop) in module.populations.iter().enumerate() {
@@ -1092,48 +1154,13 @@ pub fn backward(
 /// when asked for. Dense projections are GEMMs (the weight gradient event-driven for sparse
 /// spikes); others go row by row.
 #[allow(clippy::too_many_arguments)]
-fn project_grad(
-    module: &Module,
-    index: usize,
-    w: &[f64],
-    x: &[f64],
-    g: &[f64],
-    rows: usize,
-    dw: Option<&mut [f64]>,
-    dx: Option<&mut [f64]>,
-) {
+fn project_grad(module: &Module, index: usize, w: &[f64], x: Rows, g: &[f64], rows: usize, dw: Option<&mut [f64]>, dx: Option<&mut [f64]>) {
     if rows == 0 {
         return;
     }
     let proj = &module.projections[index];
     let (n_pre, n_post) = (x.len() / rows, g.len() / rows);
     if proj.connectivity == Connectivity::Dense {
-        if let Some(dw) = dw {
-            if module.source_is_binary(proj) && sparse_enough(x, n_post) {
-                accumulate_event_grads(x, g, dw, n_pre, n_post);
-            } else {
-                // SAFETY: row-major shapes: X is rows x n_pre, G rows x n_post, dW n_pre x n_post.
-                unsafe {
-                    let (a, b, c) = (x.as_ptr(), g.as_ptr(), dw.as_mut_ptr());
-                    matrixmultiply::dgemm(
-                        n_pre,
-                        rows,
-                        n_post,
-                        1.0,
-                        a,
-                        1,
-                        n_pre as isize,
-                        b,
-                        n_post as isize,
-                        1,
-                        1.0,
-                        c,
-                        n_post as isize,
-                        1,
-                    );
-                }
-            }
-        }
         if let Some(dx) = dx {
             // SAFETY: row-major shapes: G is rows x n_post, W n_pre x n_post, dX rows x n_pre.
             unsafe {
@@ -1141,14 +1168,28 @@ fn project_grad(
                 matrixmultiply::dgemm(rows, n_post, n_pre, 1.0, a, n_post as isize, 1, b, 1, n_post as isize, 1.0, c, n_pre as isize, 1);
             }
         }
+        let Some(dw) = dw else { return };
+        if module.source_is_binary(proj) && x.sparse_for(n_post) {
+            accumulate_row_event_grads(x, g, dw, n_pre, n_post);
+            return;
+        }
+        let values = x.values();
+        // SAFETY: row-major shapes: X is rows x n_pre, G rows x n_post, dW n_pre x n_post.
+        unsafe {
+            let (a, b, c) = (values.as_ptr(), g.as_ptr(), dw.as_mut_ptr());
+            matrixmultiply::dgemm(n_pre, rows, n_post, 1.0, a, 1, n_pre as isize, b, n_post as isize, 1, 1.0, c, n_post as isize, 1);
+        }
+        give_back(values);
         return;
     }
+    let values = x.values();
     let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
     let mut scratch_w = if dw.is_none() { vec![0.0; w.len()] } else { Vec::new() };
-    let mut scratch_x = if dx.is_none() { vec![0.0; x.len()] } else { Vec::new() };
+    let mut scratch_x = if dx.is_none() { vec![0.0; values.len()] } else { Vec::new() };
     let dw = dw.unwrap_or(&mut scratch_w);
     let dx = dx.unwrap_or(&mut scratch_x);
-    for (r, (xs, gs)) in x.chunks_exact(n_pre).zip(g.chunks_exact(n_post)).enumerate() {
+    for (r, (xs, gs)) in values.chunks_exact(n_pre).zip(g.chunks_exact(n_post)).enumerate() {
         crate::runtime::project_backward(&proj.connectivity, w, xs, gs, dw, &mut dx[r * n_pre..(r + 1) * n_pre], in_shape, out_shape);
     }
+    give_back(values);
 }

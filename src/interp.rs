@@ -97,8 +97,8 @@ pub struct Trace {
     pub batch: usize,
     /// Neurons per population.
     pub sizes: Vec<usize>,
-    /// `spikes[pop]`, 0 or 1, one row per step.
-    pub spikes: Vec<Vec<f64>>,
+    /// `spikes[pop]`, one bit per neuron, one row per step.
+    pub spikes: Vec<crate::bits::Bits>,
     /// `states[pop][var]` with `steps + 1` rows: row 0 holds the state before the first step,
     /// row `t + 1` the state after step `t` (parameters hold their values).
     pub states: Vec<Vec<Vec<f64>>>,
@@ -120,7 +120,7 @@ impl Trace {
         Trace {
             steps,
             batch,
-            spikes: sizes.iter().map(|n| vec![0.0; steps * batch * n]).collect(),
+            spikes: sizes.iter().map(|n| crate::bits::Bits::zeros(steps * batch * n)).collect(),
             states: module
                 .populations
                 .iter()
@@ -176,10 +176,23 @@ impl Trace {
         self.batch * self.sizes[p]
     }
 
-    /// Spikes of population `p` in step `t`.
-    pub fn spikes_at(&self, t: usize, p: usize) -> &[f64] {
+    /// Spikes of population `p` in step `t`, as 0.0 or 1.0.
+    pub fn spikes_at(&self, t: usize, p: usize) -> Vec<f64> {
         let r = self.row(p);
-        &self.spikes[p][t * r..(t + 1) * r]
+        self.spikes[p].expand(t * r..(t + 1) * r)
+    }
+
+    /// Spikes of sample `b` of population `p` in step `t`, as 0.0 or 1.0.
+    pub fn sample_spikes(&self, t: usize, p: usize, b: usize) -> Vec<f64> {
+        let (r, n) = (self.row(p), self.sizes[p]);
+        self.spikes[p].expand(t * r + b * n..t * r + (b + 1) * n)
+    }
+
+    /// Writes the spikes of population `p` in step `t`.
+    pub fn store_spikes(&mut self, t: usize, p: usize, values: &[f64]) {
+        let r = self.row(p);
+        assert_eq!(values.len(), r, "one value per neuron of the batch");
+        self.spikes[p].store(t * r, values);
     }
 
     /// Variable `v` of population `p` after step `t`.
@@ -211,7 +224,8 @@ impl Trace {
     /// Total spikes of population `p` for sample `b`.
     pub fn spike_count(&self, p: usize, b: usize) -> f64 {
         let n = self.sizes[p];
-        (0..self.steps).map(|t| self.spikes_at(t, p)[b * n..(b + 1) * n].iter().sum::<f64>()).sum()
+        let r = self.row(p);
+        (0..self.steps).map(|t| self.spikes[p].count(t * r + b * n..t * r + (b + 1) * n) as f64).sum()
     }
 }
 
@@ -314,7 +328,7 @@ pub fn run(module: &Module, params: &Params, samples: &[SampleRef], seed: u64, n
             trace.refractory[p][step * r..(step + 1) * r].copy_from_slice(&state.refractory[p]);
             let ports = deliver(&state, &inputs, p, &step_spikes);
             let spikes = step_population(&mut state, p, &ports, step, seed, samples, net_params);
-            trace.spikes[p][step * r..(step + 1) * r].copy_from_slice(&spikes);
+            trace.store_spikes(step, p, &spikes);
             for (port, values) in ports.iter().enumerate() {
                 trace.ports[p][port][step * r..(step + 1) * r].copy_from_slice(values);
             }

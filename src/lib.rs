@@ -8,6 +8,7 @@
 
 pub mod ast;
 pub mod batched;
+pub mod bits;
 pub mod data;
 pub mod diag;
 pub mod driver;

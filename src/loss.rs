@@ -160,13 +160,13 @@ fn readout_value(module: &Module, trace: &Trace, b: usize, readout: Readout) -> 
         Readout::Spikes(p) => {
             let n = module.population(p).size();
             let p = p.0 as usize;
-            Value { per_step: true, width: n, data: (0..steps).flat_map(|t| trace.spikes_at(t, p)[b * n..(b + 1) * n].to_vec()).collect() }
+            Value { per_step: true, width: n, data: (0..steps).flat_map(|t| trace.sample_spikes(t, p, b)).collect() }
         }
         Readout::Count(p) => {
             let n = module.population(p).size();
             let mut data = vec![0.0; n];
             for t in 0..steps {
-                for (slot, x) in data.iter_mut().zip(&trace.spikes_at(t, p.0 as usize)[b * n..(b + 1) * n]) {
+                for (slot, x) in data.iter_mut().zip(&trace.sample_spikes(t, p.0 as usize, b)) {
                     *slot += x;
                 }
             }

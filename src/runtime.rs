@@ -273,8 +273,8 @@ fn backward_through_time(
                     continue;
                 }
                 let g_port = &port_grads[proj.port.0 as usize];
-                let (source, source_spike_step): (&[f64], Option<(usize, usize)>) = match &proj.source {
-                    Source::Input(id) => (trace.input_at(t, id.0 as usize), None),
+                let (source, source_spike_step): (Vec<f64>, Option<(usize, usize)>) = match &proj.source {
+                    Source::Input(id) => (trace.input_at(t, id.0 as usize).to_vec(), None),
                     Source::Population(id) => {
                         let q = id.0 as usize;
                         match t.checked_sub(module.source_delay(proj)) {
@@ -283,6 +283,7 @@ fn backward_through_time(
                         }
                     }
                 };
+                let source = source.as_slice();
                 let n_pre = source.len();
                 let mut g_source = vec![0.0; n_pre];
                 project_backward(
@@ -774,8 +775,8 @@ pub fn operation_counts(module: &Module, params: &Params, split: &Split, n: usiz
             let dense = proj.connectivity == crate::ir::Connectivity::Dense;
             let (m, big_n) = (n_pre as f64, n_post as f64);
             for t in 0..trace.steps {
-                let values: &[f64] = match &proj.source {
-                    Source::Input(id) => trace.input_at(t, id.0 as usize),
+                let values: Vec<f64> = match &proj.source {
+                    Source::Input(id) => trace.input_at(t, id.0 as usize).to_vec(),
                     Source::Population(id) => match t.checked_sub(module.source_delay(proj)) {
                         Some(ts) => trace.spikes_at(ts, id.0 as usize),
                         None => continue,

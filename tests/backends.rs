@@ -149,6 +149,16 @@ fn event_kernels_equal_the_dense_products() {
     snnc::batched::accumulate_events(&x, &w, &mut events, n_pre, n_post);
     let mut grads = vec![0.25; n_pre * n_post];
     snnc::batched::accumulate_event_grads(&x, &g, &mut grads, n_pre, n_post);
+    // The same from spike bits stored at an offset that is not a word boundary.
+    let mut bits = snnc::bits::Bits::zeros(x.len() + 13);
+    bits.store(13, &x);
+    let rows_of = || snnc::batched::Rows::Bits(&bits, 13..13 + x.len());
+    let mut from_bits = vec![0.5; rows * n_post];
+    snnc::batched::accumulate_row_events(rows_of(), &w, &mut from_bits, n_pre, n_post);
+    assert_eq!(from_bits, events, "events from bits and from values");
+    let mut grads_from_bits = vec![0.25; n_pre * n_post];
+    snnc::batched::accumulate_row_event_grads(rows_of(), &g, &mut grads_from_bits, n_pre, n_post);
+    assert_eq!(grads_from_bits, grads, "event gradients from bits and from values");
     for r in 0..rows {
         for j in 0..n_post {
             let dense: f64 = 0.5 + (0..n_pre).map(|i| x[r * n_pre + i] * w[i * n_post + j]).sum::<f64>();

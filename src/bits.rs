@@ -1,0 +1,120 @@
+//! Spikes stored one bit each: the trace keeps every step's spikes for the backward pass, so
+//! bits make that store 64 times smaller than `f64`s, count with `popcount` and feed
+//! event-driven accumulation by walking set bits.
+
+use std::ops::Range;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bits {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Bits {
+    pub fn zeros(len: usize) -> Bits {
+        Bits { words: vec![0; len.div_ceil(64)], len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, k: usize) -> bool {
+        debug_assert!(k < self.len);
+        self.words[k / 64] >> (k % 64) & 1 == 1
+    }
+
+    /// Bits `[start, start + values.len())` become `values[i] != 0`.
+    pub fn store(&mut self, start: usize, values: &[f64]) {
+        assert!(start + values.len() <= self.len, "bits stored inside the set");
+        for (i, value) in values.iter().enumerate() {
+            let k = start + i;
+            let (word, bit) = (k / 64, k % 64);
+            if *value != 0.0 {
+                self.words[word] |= 1 << bit;
+            } else {
+                self.words[word] &= !(1 << bit);
+            }
+        }
+    }
+
+    /// `out[i] = bit(start + i)` as 0.0 or 1.0.
+    pub fn expand_into(&self, start: usize, out: &mut [f64]) {
+        assert!(start + out.len() <= self.len, "bits read inside the set");
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = f64::from(u8::from(self.get(start + i)));
+        }
+    }
+
+    /// The bits of `range` as 0.0 or 1.0.
+    pub fn expand(&self, range: Range<usize>) -> Vec<f64> {
+        let mut out = vec![0.0; range.len()];
+        self.expand_into(range.start, &mut out);
+        out
+    }
+
+    /// Set bits in `range`.
+    pub fn count(&self, range: Range<usize>) -> usize {
+        let mut total = 0;
+        self.for_each_word(range, |_, word| total += word.count_ones() as usize);
+        total
+    }
+
+    /// Calls `f` with the offset from `range.start` of every set bit in `range`, in order.
+    pub fn for_each_set(&self, range: Range<usize>, mut f: impl FnMut(usize)) {
+        let start = range.start;
+        self.for_each_word(range, |base, mut word| {
+            while word != 0 {
+                let bit = word.trailing_zeros() as usize;
+                f(base + bit - start);
+                word &= word - 1;
+            }
+        });
+    }
+
+    /// Calls `f(first bit index, masked word)` for every word that overlaps `range`.
+    fn for_each_word(&self, range: Range<usize>, mut f: impl FnMut(usize, u64)) {
+        assert!(range.end <= self.len, "range inside the set");
+        if range.is_empty() {
+            return;
+        }
+        let (first, last) = (range.start / 64, (range.end - 1) / 64);
+        for w in first..=last {
+            let mut word = self.words[w];
+            if w == first {
+                word &= u64::MAX << (range.start % 64);
+            }
+            if w == last && range.end % 64 != 0 {
+                word &= u64::MAX >> (64 - range.end % 64);
+            }
+            f(w * 64, word);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bits;
+
+    #[test]
+    fn stores_counts_and_walks_ranges_across_word_boundaries() {
+        let values: Vec<f64> = (0..200).map(|k| f64::from(u8::from(k % 3 == 0 || k % 7 == 1))).collect();
+        let mut bits = Bits::zeros(203);
+        bits.store(3, &values);
+        for (range, shift) in [(3..203, 3), (60..130, 60), (64..128, 64), (0..5, 0), (100..101, 100)] {
+            let expected: Vec<usize> = range.clone().filter(|k| *k >= 3 && values[k - 3] != 0.0).map(|k| k - shift).collect();
+            let mut seen = Vec::new();
+            bits.for_each_set(range.clone(), |k| seen.push(k));
+            assert_eq!(seen, expected, "{range:?}");
+            assert_eq!(bits.count(range.clone()), expected.len(), "{range:?}");
+            let expanded = bits.expand(range.clone());
+            assert_eq!(expanded.iter().filter(|x| **x == 1.0).count(), expected.len());
+        }
+        bits.store(3, &vec![0.0; 200]);
+        assert_eq!(bits.count(0..203), 0, "stores clear bits too");
+    }
+}
