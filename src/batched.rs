@@ -570,7 +570,7 @@ impl Rows<'_> {
         match self {
             Rows::Values(x) => std::borrow::Cow::Borrowed(x),
             Rows::Bits(bits, range) => {
-                let mut buffer = zeroed(range.len());
+                let mut buffer = overwritten(range.len());
                 bits.expand_into(range.start, &mut buffer);
                 std::borrow::Cow::Owned(buffer)
             }
@@ -923,7 +923,25 @@ pub(crate) fn zeroed(len: usize) -> Vec<f64> {
     }
 }
 
-/// Returns buffers from [`zeroed`] to this thread's pool.
+/// A buffer of `len` elements for a caller that overwrites every element: a spare allocation
+/// keeps whatever it held.
+pub(crate) fn overwritten(len: usize) -> Vec<f64> {
+    let spare = SPARE_BUFFERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let best = pool.iter().position(|b| b.capacity() >= len)?;
+        Some(pool.swap_remove(best))
+    });
+    match spare {
+        Some(mut buffer) => {
+            buffer.resize(len, 0.0);
+            buffer.truncate(len);
+            buffer
+        }
+        None => vec![0.0; len],
+    }
+}
+
+/// Returns buffers from [`zeroed`] and [`overwritten`] to this thread's pool.
 pub(crate) fn spare(buffers: impl IntoIterator<Item = Vec<f64>>) {
     SPARE_BUFFERS.with(|pool| {
         let mut pool = pool.borrow_mut();
@@ -1108,7 +1126,8 @@ pub fn backward(
     if module.is_feed_forward() {
         for (p, pop) in module.populations.iter().enumerate().rev() {
             let r = trace.row(p);
-            let mut g_ports: Vec<Vec<f64>> = (0..pop.ports.len()).map(|_| zeroed(steps * r)).collect();
+            // Every step's adjoint writes all of its row.
+            let mut g_ports: Vec<Vec<f64>> = (0..pop.ports.len()).map(|_| overwritten(steps * r)).collect();
             for t in (0..steps).rev() {
                 let mut rows: Vec<&mut [f64]> = g_ports.iter_mut().map(|g| &mut g[t * r..(t + 1) * r]).collect();
                 ctx.step(p, t, readout, &mut carry[p], &mut scratch[p], &mut rows);

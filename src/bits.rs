@@ -31,14 +31,28 @@ impl Bits {
     /// Bits `[start, start + values.len())` become `values[i] != 0`.
     pub fn store(&mut self, start: usize, values: &[f64]) {
         assert!(start + values.len() <= self.len, "bits stored inside the set");
-        for (i, value) in values.iter().enumerate() {
-            let k = start + i;
-            let (word, bit) = (k / 64, k % 64);
-            if *value != 0.0 {
-                self.words[word] |= 1 << bit;
-            } else {
-                self.words[word] &= !(1 << bit);
+        // Bit by bit up to a word boundary, whole words, then the tail.
+        let head = ((64 - start % 64) % 64).min(values.len());
+        let set = |words: &mut [u64], k: usize, on: bool| {
+            let mask = 1u64 << (k % 64);
+            words[k / 64] = if on { words[k / 64] | mask } else { words[k / 64] & !mask };
+        };
+        for (i, value) in values[..head].iter().enumerate() {
+            set(&mut self.words, start + i, *value != 0.0);
+        }
+        let body = &values[head..];
+        let first_word = (start + head) / 64;
+        let mut chunks = body.chunks_exact(64);
+        for (w, chunk) in chunks.by_ref().enumerate() {
+            let mut word = 0u64;
+            for (bit, value) in chunk.iter().enumerate() {
+                word |= u64::from(*value != 0.0) << bit;
             }
+            self.words[first_word + w] = word;
+        }
+        let tail_start = start + head + (body.len() / 64) * 64;
+        for (i, value) in chunks.remainder().iter().enumerate() {
+            set(&mut self.words, tail_start + i, *value != 0.0);
         }
     }
 

@@ -804,7 +804,7 @@ impl Compiled {
         let r = trace.row(p);
         let var_pointers: Vec<*mut f64> = trace.states[p].iter_mut().map(|v| v[(t + 1) * r..(t + 2) * r].as_mut_ptr()).collect();
         let port_pointers: Vec<*const f64> = trace.ports[p].iter().map(|v| v[t * r..(t + 1) * r].as_ptr()).collect();
-        let mut spikes = crate::batched::zeroed(r);
+        let mut spikes = crate::batched::overwritten(r);
         let net_values: Vec<f64> = if net.is_empty() { vec![0.0] } else { net.to_vec() };
         assert_eq!(counters.len(), r, "one refractory counter per element");
         // SAFETY: every row has `r` elements, as the kernel assumes; the pointer arrays have one

@@ -451,7 +451,9 @@ impl Optimizer {
                 scale = max_norm / norm;
             }
         }
-        let (b1, b2, eps, step) = (config.beta1, config.beta2, config.eps, self.step);
+        let (b1, b2, eps) = (config.beta1, config.beta2, config.eps);
+        // Bias corrections of this step.
+        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
         let apply = |p: &mut f64, g: f64, m: &mut f64, v: &mut f64| {
             let g = g * scale + config.weight_decay * *p;
             match config.kind {
@@ -462,24 +464,31 @@ impl Optimizer {
                 OptimizerKind::Adam => {
                     *m = b1 * *m + (1.0 - b1) * g;
                     *v = b2 * *v + (1.0 - b2) * g * g;
-                    let m_hat = *m / (1.0 - b1.powi(step));
-                    let v_hat = *v / (1.0 - b2.powi(step));
-                    *p -= lr * m_hat / (v_hat.sqrt() + eps);
+                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
                 }
                 OptimizerKind::Adamax => {
                     *m = b1 * *m + (1.0 - b1) * g;
                     *v = (b2 * *v).max(g.abs());
-                    *p -= lr / (1.0 - b1.powi(step)) * *m / (*v + eps);
+                    *p -= lr / c1 * *m / (*v + eps);
                 }
             }
         };
+        // Element-wise, so chunks on rayon threads give the same result for any thread count.
+        const CHUNK: usize = 1 << 14;
         for (index, proj) in module.projections.iter().enumerate() {
             if !proj.trainable {
                 continue;
             }
-            for k in 0..params.weights[index].len() {
-                apply(&mut params.weights[index][k], grads.weights[index][k], &mut self.m.weights[index][k], &mut self.v.weights[index][k]);
-            }
+            params.weights[index]
+                .par_chunks_mut(CHUNK)
+                .zip(grads.weights[index].par_chunks(CHUNK))
+                .zip(self.m.weights[index].par_chunks_mut(CHUNK))
+                .zip(self.v.weights[index].par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| {
+                    for k in 0..p.len() {
+                        apply(&mut p[k], g[k], &mut m[k], &mut v[k]);
+                    }
+                });
         }
         for (p, pop) in module.populations.iter().enumerate() {
             for (v, var) in pop.vars.iter().enumerate() {
