@@ -213,6 +213,7 @@ fn record(tape: &mut ArrayTape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo
             Global::NetParam(i) => tape.constant(leaves.net_params[*i as usize]),
             Global::Data => leaves.data.unwrap_or_else(|| tape.constant(f64::NAN)),
             Global::SurrogateX => leaves.surrogate_x.unwrap_or_else(|| tape.constant(f64::NAN)),
+            Global::Refractory | Global::AdjointAfter(_) | Global::AdjointSpike => tape.constant(f64::NAN),
         },
         Node::Unary(op, a) => {
             let a = record(tape, exprs, *a, leaves, memo);
@@ -1167,6 +1168,35 @@ pub fn backward(
     }
     spare(carry.into_iter().chain(scratch).flatten());
     hoisted
+}
+
+/// The adjoint of population `p`'s step `t` alone, from d(state after) and d(spike) to
+/// (d(state before), d(ports)): what [`backward`] computes at every step, exposed so that the
+/// tape and the JIT's derived kernels can be compared step by step.
+#[allow(clippy::too_many_arguments)]
+pub fn step_adjoint(
+    module: &Module,
+    params: &Params,
+    trace: &Trace,
+    adjoint: Adjoint,
+    samples: &[SampleRef],
+    seed: u64,
+    net: &[f64],
+    p: usize,
+    t: usize,
+    d_after: &[Vec<f64>],
+    d_spike: &[f64],
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let ctx = Backward { module, params, trace, adjoint, samples, seed, net };
+    let r = trace.row(p);
+    let mut readout = ReadoutGrads::zeros(module, trace.steps, trace.batch);
+    readout.spikes_mut(p)[t * r..(t + 1) * r].copy_from_slice(d_spike);
+    let mut carry = d_after.to_vec();
+    let mut scratch = vec![vec![0.0; r]; carry.len()];
+    let mut d_ports = vec![vec![0.0; r]; module.populations[p].ports.len()];
+    let mut rows: Vec<&mut [f64]> = d_ports.iter_mut().map(Vec::as_mut_slice).collect();
+    ctx.step(p, t, &readout, &mut carry, &mut scratch, &mut rows);
+    (carry, d_ports)
 }
 
 /// The adjoint of one projection over `rows` rows: `dW += X^T G` and `dX += G W^T`, each only

@@ -253,7 +253,8 @@ fn eval(exprs: &Exprs, id: ExprId, ctx: &Ctx, dt: f64) -> f64 {
             Global::Rand => rand_draw(ctx.rng, id),
             Global::Data => ctx.data,
             Global::NetParam(index) => ctx.net_params[*index as usize],
-            Global::SurrogateX => f64::NAN,
+            // Leaves of derived backward steps (crate::grad) and of surrogates: not neuron state.
+            Global::SurrogateX | Global::Refractory | Global::AdjointAfter(_) | Global::AdjointSpike => f64::NAN,
         },
         Node::Unary(op, a) => {
             let a = eval(exprs, *a, ctx, dt);

@@ -60,6 +60,12 @@ pub enum Global {
     NetParam(u32),
     /// The surrogate's argument: threshold-test left side minus right side.
     SurrogateX,
+    /// In a derived backward step ([`crate::grad`]): 1 while the neuron is refractory.
+    Refractory,
+    /// In a derived backward step: d loss / d (variable after the step), by variable index.
+    AdjointAfter(u32),
+    /// In a derived backward step: d loss / d (spike of the step).
+    AdjointSpike,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -268,6 +274,9 @@ pub fn global_name(global: Global) -> String {
         Global::Data => "data".to_string(),
         Global::NetParam(index) => format!("net.p{index}"),
         Global::SurrogateX => "x".to_string(),
+        Global::Refractory => "refractory".to_string(),
+        Global::AdjointAfter(v) => format!("d_after[{v}]"),
+        Global::AdjointSpike => "d_spike".to_string(),
     }
 }
 

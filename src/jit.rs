@@ -126,9 +126,10 @@ pub fn compile(module: &Module) -> Result<Compiled, String> {
             let host_refs: Vec<_> = host_ids.iter().map(|h| jit.declare_func_in_func(*h, &mut ctx.func)).collect();
             {
                 let mut b = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
-                let mut emitter = Emitter { b: &mut b, host: &host_refs, module, pop, tape: None, surrogate };
-                if backward {
-                    emitter.backward_kernel()?;
+                let mut emitter = Emitter { b: &mut b, host: &host_refs, module, pop };
+                if let (true, Some(surrogate)) = (backward, surrogate) {
+                    let graph = crate::grad::derive(pop, surrogate).map_err(|e| format!("population `{}`: {e}", pop.name))?;
+                    emitter.backward_kernel(&graph)?;
                 } else {
                     emitter.kernel(refractory_steps(module, pop, &[]))?;
                 }
@@ -196,49 +197,10 @@ struct Emitter<'b, 'f, 'm> {
     host: &'b [cranelift_codegen::ir::FuncRef],
     module: &'m Module,
     pop: &'m Population,
-    /// When set, every differentiable operation emitted is recorded for the adjoint sweep.
-    tape: Option<Vec<Entry>>,
-    surrogate: Option<&'m crate::ir_train::Surrogate>,
-}
-
-/// One differentiable SSA operation of a recorded step: inputs and output.
-#[derive(Clone, Copy)]
-enum Entry {
-    Unary(UnaryKind, Value, Value),
-    Binary(BinaryKind, Value, Value, Value),
-    /// select(condition, a, b) -> out; the condition gets no gradient.
-    Select(Value, Value, Value, Value),
-    Gauss(Value, Value, Value, Value),
-    /// spike(x) -> out with derivative `surrogate`.
-    Spike(Value, Value, Value),
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum UnaryKind {
-    Neg,
-    Exp,
-    Log,
-    Sqrt,
-    Abs,
-    Sigmoid,
-    Tanh,
-    Sin,
-    Cos,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum BinaryKind {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
 }
 
 /// What the shared step body produced, for the forward store or the backward sweep.
 struct StepValues {
-    before: Vec<Value>,
-    ports: Vec<Value>,
     after: Vec<Value>,
     spiked: Value,
     fired: Value,
@@ -255,15 +217,18 @@ struct Scope<'a> {
     time: Value,
     net: Value,
     surrogate_x: Option<Value>,
+    /// The extra leaves of a derived backward step ([`crate::grad`]).
+    derived: Option<&'a Derived>,
+}
+
+/// Values of the leaves only a derived backward step reads.
+struct Derived {
+    refractory: Value,
+    d_after: Vec<Value>,
+    d_spike: Value,
 }
 
 impl Emitter<'_, '_, '_> {
-    fn record(&mut self, entry: Entry) {
-        if let Some(tape) = &mut self.tape {
-            tape.push(entry);
-        }
-    }
-
     fn f64(&mut self, value: f64) -> Value {
         self.b.ins().f64const(value)
     }
@@ -295,18 +260,17 @@ impl Emitter<'_, '_, '_> {
                 Global::Spiked => scope.spiked,
                 Global::NetParam(index) => self.b.ins().load(types::F64, MemFlagsData::trusted(), scope.net, (*index * 8) as i32),
                 Global::SurrogateX if scope.surrogate_x.is_some() => scope.surrogate_x.expect("checked"),
-                Global::Rand | Global::Data | Global::SurrogateX => {
+                Global::Refractory if scope.derived.is_some() => scope.derived.expect("checked").refractory,
+                Global::AdjointAfter(v) if scope.derived.is_some() => scope.derived.expect("checked").d_after[*v as usize],
+                Global::AdjointSpike if scope.derived.is_some() => scope.derived.expect("checked").d_spike,
+                Global::Rand | Global::Data | Global::SurrogateX | Global::Refractory | Global::AdjointAfter(_) | Global::AdjointSpike => {
                     return Err(format!("the JIT does not compile {global:?} inside neuron `{}` yet", self.pop.neuron));
                 }
             },
             Node::Unary(op, a) => {
                 let a = self.expr(exprs, *a, scope, memo)?;
                 match op {
-                    UnaryOp::Neg => {
-                        let out = self.b.ins().fneg(a);
-                        self.record(Entry::Unary(UnaryKind::Neg, a, out));
-                        out
-                    }
+                    UnaryOp::Neg => self.b.ins().fneg(a),
                     UnaryOp::Not => {
                         let zero = self.f64(0.0);
                         let is_zero = self.b.ins().fcmp(FloatCC::Equal, a, zero);
@@ -320,24 +284,13 @@ impl Emitter<'_, '_, '_> {
                     let c = this.b.ins().fcmp(cc, x, y);
                     this.bool_to_f64(c)
                 };
-                let arith = |this: &mut Self, kind: BinaryKind, a: Value, b: Value| {
-                    let out = match kind {
-                        BinaryKind::Add => this.b.ins().fadd(a, b),
-                        BinaryKind::Sub => this.b.ins().fsub(a, b),
-                        BinaryKind::Mul => this.b.ins().fmul(a, b),
-                        BinaryKind::Div => this.b.ins().fdiv(a, b),
-                        BinaryKind::Pow => this.call(2, &[a, b]),
-                    };
-                    this.record(Entry::Binary(kind, a, b, out));
-                    out
-                };
                 match op {
-                    BinaryOp::Add => arith(self, BinaryKind::Add, x, y),
-                    BinaryOp::Sub => arith(self, BinaryKind::Sub, x, y),
-                    BinaryOp::Mul => arith(self, BinaryKind::Mul, x, y),
-                    BinaryOp::Div => arith(self, BinaryKind::Div, x, y),
-                    BinaryOp::Pow if exprs.constant(*b) == Some(2.0) => arith(self, BinaryKind::Mul, x, x),
-                    BinaryOp::Pow => arith(self, BinaryKind::Pow, x, y),
+                    BinaryOp::Add => self.b.ins().fadd(x, y),
+                    BinaryOp::Sub => self.b.ins().fsub(x, y),
+                    BinaryOp::Mul => self.b.ins().fmul(x, y),
+                    BinaryOp::Div => self.b.ins().fdiv(x, y),
+                    BinaryOp::Pow if exprs.constant(*b) == Some(2.0) => self.b.ins().fmul(x, x),
+                    BinaryOp::Pow => self.call(2, &[x, y]),
                     BinaryOp::Gt => compare(self, FloatCC::GreaterThan),
                     BinaryOp::Ge => compare(self, FloatCC::GreaterThanOrEqual),
                     BinaryOp::Lt => compare(self, FloatCC::LessThan),
@@ -355,48 +308,16 @@ impl Emitter<'_, '_, '_> {
             }
             Node::Call(func, args) => {
                 let args = args.iter().map(|a| self.expr(exprs, *a, scope, memo)).collect::<Result<Vec<_>, _>>()?;
-                let unary = |this: &mut Self, kind: UnaryKind, out: Value| {
-                    this.record(Entry::Unary(kind, args[0], out));
-                    out
-                };
                 match func {
-                    Func::Exp => {
-                        let out = self.call(0, &args);
-                        unary(self, UnaryKind::Exp, out)
-                    }
-                    Func::Log => {
-                        let out = self.call(1, &args);
-                        unary(self, UnaryKind::Log, out)
-                    }
-                    Func::Tanh => {
-                        let out = self.call(3, &args);
-                        unary(self, UnaryKind::Tanh, out)
-                    }
-                    Func::Sin => {
-                        let out = self.call(4, &args);
-                        unary(self, UnaryKind::Sin, out)
-                    }
-                    Func::Cos => {
-                        let out = self.call(5, &args);
-                        unary(self, UnaryKind::Cos, out)
-                    }
-                    Func::Sigmoid => {
-                        let out = self.call(6, &args);
-                        unary(self, UnaryKind::Sigmoid, out)
-                    }
-                    Func::Gauss => {
-                        let out = self.call(7, &args);
-                        self.record(Entry::Gauss(args[0], args[1], args[2], out));
-                        out
-                    }
-                    Func::Sqrt => {
-                        let out = self.b.ins().sqrt(args[0]);
-                        unary(self, UnaryKind::Sqrt, out)
-                    }
-                    Func::Abs => {
-                        let out = self.b.ins().fabs(args[0]);
-                        unary(self, UnaryKind::Abs, out)
-                    }
+                    Func::Exp => self.call(0, &args),
+                    Func::Log => self.call(1, &args),
+                    Func::Tanh => self.call(3, &args),
+                    Func::Sin => self.call(4, &args),
+                    Func::Cos => self.call(5, &args),
+                    Func::Sigmoid => self.call(6, &args),
+                    Func::Gauss => self.call(7, &args),
+                    Func::Sqrt => self.b.ins().sqrt(args[0]),
+                    Func::Abs => self.b.ins().fabs(args[0]),
                     // Rust's min/max: pick the other operand when one is NaN; equal otherwise.
                     Func::Min => self.min_max(args[0], args[1], true),
                     Func::Max => self.min_max(args[0], args[1], false),
@@ -430,11 +351,8 @@ impl Emitter<'_, '_, '_> {
         self.select(pick_a, a, b)
     }
 
-    /// A select whose condition is detached from the gradient.
     fn select(&mut self, condition: Value, a: Value, b: Value) -> Value {
-        let out = self.b.ins().select(condition, a, b);
-        self.record(Entry::Select(condition, a, b, out));
-        out
+        self.b.ins().select(condition, a, b)
     }
 
     fn updates(
@@ -448,7 +366,7 @@ impl Emitter<'_, '_, '_> {
     ) -> Result<(), String> {
         let pop = self.pop;
         for update in updates {
-            let scope = Scope { vars: current, ports, spiked, time, net, surrogate_x: None };
+            let scope = Scope { vars: current, ports, spiked, time, net, surrogate_x: None, derived: None };
             let value = self.expr(&pop.exprs, update.value, &scope, &mut Vec::new())?;
             current[update.var.0 as usize] = value;
         }
@@ -539,7 +457,7 @@ impl Emitter<'_, '_, '_> {
         let snapshot = current.clone();
         let mut memo = Vec::new();
         for (update, _) in &pop.dynamics {
-            let scope = Scope { vars: &snapshot, ports: &ports, spiked: zero, time, net, surrogate_x: None };
+            let scope = Scope { vars: &snapshot, ports: &ports, spiked: zero, time, net, surrogate_x: None, derived: None };
             current[update.var.0 as usize] = self.expr(&pop.exprs, update.value, &scope, &mut memo)?;
         }
         // (3c) updates in order.
@@ -549,7 +467,7 @@ impl Emitter<'_, '_, '_> {
         let mut fired = self.b.ins().iconst(types::I8, 0);
         let mut spiked = zero;
         if let Some(threshold) = &pop.threshold {
-            let scope = Scope { vars: &current, ports: &ports, spiked: zero, time, net, surrogate_x: None };
+            let scope = Scope { vars: &current, ports: &ports, spiked: zero, time, net, surrogate_x: None, derived: None };
             let mut memo = Vec::new();
             let lhs = self.expr(&pop.exprs, threshold.lhs, &scope, &mut memo)?;
             let rhs = self.expr(&pop.exprs, threshold.rhs, &scope, &mut memo)?;
@@ -558,19 +476,6 @@ impl Emitter<'_, '_, '_> {
             let not_refractory = self.b.ins().bnot(refractory);
             fired = self.b.ins().band(crossed, not_refractory);
             spiked = self.bool_to_f64(fired);
-            if let (Some(surrogate), true) = (self.surrogate, self.tape.is_some()) {
-                let x = self.b.ins().fsub(lhs, rhs);
-                self.record(Entry::Binary(BinaryKind::Sub, lhs, rhs, x));
-                // The surrogate's own expression is not differentiated.
-                let recording = self.tape.take();
-                let scope = Scope { vars: &[], ports: &[], spiked: zero, time, net, surrogate_x: Some(x) };
-                let grad = self.expr(&surrogate.exprs, surrogate.grad, &scope, &mut Vec::new())?;
-                self.tape = recording;
-                let (one, zero) = (self.f64(1.0), self.f64(0.0));
-                let open = self.b.ins().select(refractory, zero, one);
-                let grad = self.b.ins().fmul(grad, open);
-                self.record(Entry::Spike(x, grad, spiked));
-            }
         }
         let mut reset = current.clone();
         self.updates(&pop.on_spike, &mut reset, &ports, spiked, time, net)?;
@@ -581,7 +486,7 @@ impl Emitter<'_, '_, '_> {
         }
         // (3e) updates after the spike test.
         self.updates(&pop.after_spike, &mut current, &ports, spiked, time, net)?;
-        Ok(StepValues { before, ports, after: current, spiked, fired, refractory, counter, counter_address })
+        Ok(StepValues { after: current, spiked, fired, refractory, counter, counter_address })
     }
 
     fn kernel(&mut self, refractory_steps: u32) -> Result<(), String> {
@@ -611,9 +516,10 @@ impl Emitter<'_, '_, '_> {
         Ok(())
     }
 
-    /// The backward kernel: recomputes the step from the state before it, then sweeps the
-    /// recorded operations in reverse from d(after) and d(spike) to d(before) and d(ports).
-    fn backward_kernel(&mut self) -> Result<(), String> {
+    /// The backward kernel: the code of a derived backward step ([`crate::grad::derive`]),
+    /// from the state before the step, its ports and the adjoints after it to d(before) and
+    /// d(ports), one element per loop iteration.
+    fn backward_kernel(&mut self, graph: &crate::grad::StepGraph) -> Result<(), String> {
         let pop = self.pop;
         let entry = self.b.create_block();
         self.b.append_block_params_for_function_params(entry);
@@ -629,151 +535,23 @@ impl Emitter<'_, '_, '_> {
         let (kv, header, exit, k) = self.open_loop(len);
         let offset8 = self.b.ins().imul_imm_s(kv, 8);
         let offset4 = self.b.ins().imul_imm_s(kv, 4);
-        self.tape = Some(Vec::new());
-        let step = self.step_body(&var_bases, &port_bases, counters_ptr, offset8, offset4, time, net)?;
-        let tape = self.tape.take().unwrap_or_default();
-        let mut adjoint: std::collections::HashMap<Value, Value> = std::collections::HashMap::new();
-        let add = |this: &mut Self, adjoint: &mut std::collections::HashMap<Value, Value>, target: Value, g: Value| {
-            let sum = match adjoint.get(&target) {
-                Some(existing) => this.b.ins().fadd(*existing, g),
-                None => g,
-            };
-            adjoint.insert(target, sum);
-        };
-        for (v, base) in d_after_bases.iter().enumerate() {
-            let g = self.load_at(types::F64, *base, offset8);
-            add(self, &mut adjoint, step.after[v], g);
-        }
-        let g_spike = self.load_at(types::F64, d_spike_ptr, offset8);
-        add(self, &mut adjoint, step.spiked, g_spike);
-        for entry in tape.iter().rev() {
-            let out = match entry {
-                Entry::Unary(_, _, out)
-                | Entry::Binary(_, _, _, out)
-                | Entry::Select(_, _, _, out)
-                | Entry::Gauss(_, _, _, out)
-                | Entry::Spike(_, _, out) => *out,
-            };
-            let Some(&g) = adjoint.get(&out) else { continue };
-            match *entry {
-                Entry::Unary(kind, x, out) => {
-                    let local = match kind {
-                        UnaryKind::Neg => self.f64(-1.0),
-                        UnaryKind::Exp => out,
-                        UnaryKind::Log => {
-                            let one = self.f64(1.0);
-                            self.b.ins().fdiv(one, x)
-                        }
-                        UnaryKind::Sqrt => {
-                            let half = self.f64(0.5);
-                            self.b.ins().fdiv(half, out)
-                        }
-                        UnaryKind::Abs => {
-                            let (zero, one, minus) = (self.f64(0.0), self.f64(1.0), self.f64(-1.0));
-                            let positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-                            let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
-                            let sign = self.b.ins().select(negative, minus, zero);
-                            self.b.ins().select(positive, one, sign)
-                        }
-                        UnaryKind::Sigmoid => {
-                            let one = self.f64(1.0);
-                            let rest = self.b.ins().fsub(one, out);
-                            self.b.ins().fmul(out, rest)
-                        }
-                        UnaryKind::Tanh => {
-                            let one = self.f64(1.0);
-                            let square = self.b.ins().fmul(out, out);
-                            self.b.ins().fsub(one, square)
-                        }
-                        UnaryKind::Sin => self.call(5, &[x]),
-                        UnaryKind::Cos => {
-                            let sin = self.call(4, &[x]);
-                            self.b.ins().fneg(sin)
-                        }
-                    };
-                    let contribution = self.b.ins().fmul(g, local);
-                    add(self, &mut adjoint, x, contribution);
-                }
-                Entry::Binary(kind, a, b, out) => match kind {
-                    BinaryKind::Add => {
-                        add(self, &mut adjoint, a, g);
-                        add(self, &mut adjoint, b, g);
-                    }
-                    BinaryKind::Sub => {
-                        add(self, &mut adjoint, a, g);
-                        let minus = self.b.ins().fneg(g);
-                        add(self, &mut adjoint, b, minus);
-                    }
-                    BinaryKind::Mul => {
-                        let ga = self.b.ins().fmul(g, b);
-                        let gb = self.b.ins().fmul(g, a);
-                        add(self, &mut adjoint, a, ga);
-                        add(self, &mut adjoint, b, gb);
-                    }
-                    BinaryKind::Div => {
-                        let ga = self.b.ins().fdiv(g, b);
-                        let q = self.b.ins().fdiv(out, b);
-                        let gq = self.b.ins().fmul(g, q);
-                        let gb = self.b.ins().fneg(gq);
-                        add(self, &mut adjoint, a, ga);
-                        add(self, &mut adjoint, b, gb);
-                    }
-                    BinaryKind::Pow => {
-                        let one = self.f64(1.0);
-                        let y1 = self.b.ins().fsub(b, one);
-                        let p = self.call(2, &[a, y1]);
-                        let dx = self.b.ins().fmul(b, p);
-                        let ga = self.b.ins().fmul(g, dx);
-                        let zero = self.f64(0.0);
-                        let ln = self.call(1, &[a]);
-                        let dy = self.b.ins().fmul(out, ln);
-                        let positive = self.b.ins().fcmp(FloatCC::GreaterThan, a, zero);
-                        let dy = self.b.ins().select(positive, dy, zero);
-                        let gb = self.b.ins().fmul(g, dy);
-                        add(self, &mut adjoint, a, ga);
-                        add(self, &mut adjoint, b, gb);
-                    }
-                },
-                Entry::Select(condition, a, b, _) => {
-                    let zero = self.f64(0.0);
-                    let ga = self.b.ins().select(condition, g, zero);
-                    let gb = self.b.ins().select(condition, zero, g);
-                    add(self, &mut adjoint, a, ga);
-                    add(self, &mut adjoint, b, gb);
-                }
-                Entry::Gauss(x, mu, sigma, out) => {
-                    let d = self.b.ins().fsub(x, mu);
-                    let s2 = self.b.ins().fmul(sigma, sigma);
-                    let ratio = self.b.ins().fdiv(d, s2);
-                    let slope = self.b.ins().fmul(ratio, out);
-                    let dx = self.b.ins().fneg(slope);
-                    let gx = self.b.ins().fmul(g, dx);
-                    let gmu = self.b.ins().fneg(gx);
-                    let d2 = self.b.ins().fmul(d, d);
-                    let s3 = self.b.ins().fmul(s2, sigma);
-                    let a1 = self.b.ins().fdiv(d2, s3);
-                    let one = self.f64(1.0);
-                    let a2 = self.b.ins().fdiv(one, sigma);
-                    let inner = self.b.ins().fsub(a1, a2);
-                    let ds = self.b.ins().fmul(out, inner);
-                    let gs = self.b.ins().fmul(g, ds);
-                    add(self, &mut adjoint, x, gx);
-                    add(self, &mut adjoint, mu, gmu);
-                    add(self, &mut adjoint, sigma, gs);
-                }
-                Entry::Spike(x, grad, _) => {
-                    let gx = self.b.ins().fmul(g, grad);
-                    add(self, &mut adjoint, x, gx);
-                }
-            }
-        }
+        let before: Vec<Value> = var_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
+        let ports: Vec<Value> = port_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
+        let counter = self.load_at(types::I32, counters_ptr, offset4);
+        let held = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0);
+        let refractory = self.bool_to_f64(held);
+        let d_after: Vec<Value> = d_after_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
+        let d_spike = self.load_at(types::F64, d_spike_ptr, offset8);
+        let derived = Derived { refractory, d_after, d_spike };
         let zero = self.f64(0.0);
+        let scope = Scope { vars: &before, ports: &ports, spiked: zero, time, net, surrogate_x: None, derived: Some(&derived) };
+        let mut memo = Vec::new();
         for (v, base) in d_before_bases.iter().enumerate() {
-            let g = adjoint.get(&step.before[v]).copied().unwrap_or(zero);
+            let g = self.expr(&graph.exprs, graph.d_before[v], &scope, &mut memo)?;
             self.store_at(g, *base, offset8);
         }
         for (q, base) in d_port_bases.iter().enumerate() {
-            let g = adjoint.get(&step.ports[q]).copied().unwrap_or(zero);
+            let g = self.expr(&graph.exprs, graph.d_ports[q], &scope, &mut memo)?;
             self.store_at(g, *base, offset8);
         }
         self.close_loop(kv, header, exit, k);

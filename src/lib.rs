@@ -13,6 +13,7 @@ pub mod data;
 pub mod diag;
 pub mod driver;
 pub mod fmt;
+pub mod grad;
 pub mod interp;
 pub mod ir;
 pub mod ir_train;

@@ -25,6 +25,8 @@ enum Format {
 enum Stage {
     Ast,
     Ir,
+    /// The derived backward step of every population (`bptt` models).
+    Grad,
     Clif,
 }
 
@@ -380,6 +382,25 @@ fn emit(stage: Stage, file: &PathBuf) -> ExitCode {
             Some(module) => print!("{module}"),
             None if !checked.has_errors() => eprintln!("{} defines no network; there is no IR to show", file.display()),
             None => {}
+        },
+        Stage::Grad => match (&checked.outcome.module, checked.outcome.module.as_ref().and_then(|m| m.train.as_ref())) {
+            (Some(module), Some(train)) => {
+                let snnc::ir_train::Method::Bptt { surrogate } = &train.method else {
+                    eprintln!("error: only `method = bptt` derives a backward step");
+                    return ExitCode::FAILURE;
+                };
+                for pop in &module.populations {
+                    match snnc::grad::derive(pop, surrogate) {
+                        Ok(graph) => println!("population {} ({}): step and its adjoint\n{}", pop.name, pop.neuron, graph.text(pop)),
+                        Err(message) => {
+                            eprintln!("error: population `{}`: {message}", pop.name);
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+            (Some(_), None) => eprintln!("{} has no train block; there is no gradient to derive", file.display()),
+            (None, _) => {}
         },
         Stage::Clif => match &checked.outcome.module {
             Some(module) => match snnc::jit::compile(module) {

@@ -174,7 +174,9 @@ pub fn record(tape: &mut Tape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo:
             Global::Time => tape.constant(leaves.time),
             Global::Rand => tape.constant((leaves.rand)(id)),
             Global::NetParam(i) => tape.constant(leaves.net_params[*i as usize]),
-            Global::Data | Global::SurrogateX => tape.constant(f64::NAN),
+            Global::Data | Global::SurrogateX | Global::Refractory | Global::AdjointAfter(_) | Global::AdjointSpike => {
+                tape.constant(f64::NAN)
+            }
         },
         Node::Unary(op, a) => {
             let a = record(tape, exprs, *a, leaves, memo);

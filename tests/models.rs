@@ -147,3 +147,23 @@ fn golden_clif_dumps() {
         });
     }
 }
+
+/// The derived backward steps (`snnc emit grad`): the gradient pass's output, reviewed as text.
+#[test]
+fn golden_derived_gradients() {
+    for name in ["yin_yang", "snntorch_tutorial5", "lab_lif_mnist"] {
+        let path = root().join(format!("models/{name}.snn"));
+        let module = check_path(&path).expect("readable").outcome.module.expect("lowers");
+        let Some(snnc::ir_train::Method::Bptt { surrogate }) = module.train.as_ref().map(|t| &t.method) else {
+            panic!("{name} trains with bptt")
+        };
+        let text: Vec<String> = module
+            .populations
+            .iter()
+            .map(|pop| format!("population {}\n{}", pop.name, snnc::grad::derive(pop, surrogate).expect("derives").text(pop)))
+            .collect();
+        insta::with_settings!({ snapshot_path => "snapshots/grad", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(name, text.join("\n"));
+        });
+    }
+}

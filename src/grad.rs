@@ -1,0 +1,444 @@
+//! Gradient derivation as an IR pass: a population's whole step (input jumps, dynamics,
+//! updates, threshold, reset, refractory hold, updates after the spike) is flattened into one
+//! expression graph of ordinary IR nodes, and its reverse-mode adjoint is derived into the
+//! same arena. Back ends compile the result like any other expression: the JIT's backward
+//! kernel is the code of [`StepGraph::d_before`] and [`StepGraph::d_ports`].
+//!
+//! The leaves are the state before the step (`Node::Var`), the ports (`Node::Port`), the
+//! refractory flag ([`Global::Refractory`]) and the adjoints coming back from later in time:
+//! d loss / d state after the step ([`Global::AdjointAfter`]) and d loss / d spike
+//! ([`Global::AdjointSpike`]). The threshold's derivative is the model's surrogate, evaluated
+//! at `lhs - rhs` and zero while refractory; conditions (jump tests, the reset's condition,
+//! comparisons) are detached, as in snnTorch.
+
+use crate::ir::{BinaryOp, ExprId, Exprs, Func, Global, Node, Population, UnaryOp, Update};
+use crate::ir_train::Surrogate;
+
+/// One population step and its adjoint, in one arena.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepGraph {
+    pub exprs: Exprs,
+    /// The state after the step, per variable.
+    pub after: Vec<ExprId>,
+    /// 1 when the neuron fires in this step, else 0.
+    pub spike: ExprId,
+    /// d loss / d state before the step, per variable.
+    pub d_before: Vec<ExprId>,
+    /// d loss / d port value, per port.
+    pub d_ports: Vec<ExprId>,
+}
+
+/// Builds nodes with the algebraic simplifications that keep adjoint code small (`g * 1`,
+/// `x + 0`, products with 0); the forward part is built by plain [`Exprs::push`].
+struct Builder {
+    exprs: Exprs,
+}
+
+impl Builder {
+    fn konst(&mut self, value: f64) -> ExprId {
+        self.exprs.push(Node::Const(value))
+    }
+
+    fn is(&self, id: ExprId, value: f64) -> bool {
+        self.exprs.constant(id) == Some(value)
+    }
+
+    fn add(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        if self.is(a, 0.0) {
+            return b;
+        }
+        if self.is(b, 0.0) {
+            return a;
+        }
+        if let Some(merged) = self.merge_selects(a, b) {
+            return merged;
+        }
+        // a + (b + c) with a and b complementary selects: (a + b) + c.
+        if let Node::Binary(BinaryOp::Add, x, y) = *self.exprs.get(b) {
+            if let Some(merged) = self.merge_selects(a, x) {
+                return self.add(merged, y);
+            }
+        }
+        self.exprs.push(Node::Binary(BinaryOp::Add, a, b))
+    }
+
+    /// select(c, 0, g) + select(c, g, 0) = g: the adjoints of a select's two branches when
+    /// both branches read the same value.
+    fn merge_selects(&self, a: ExprId, b: ExprId) -> Option<ExprId> {
+        let (Node::Call(Func::Select, x), Node::Call(Func::Select, y)) = (self.exprs.get(a), self.exprs.get(b)) else { return None };
+        let complementary = x[0] == y[0] && x[1] == y[2] && x[2] == y[1];
+        match (complementary, self.is(x[1], 0.0), self.is(x[2], 0.0)) {
+            (true, true, _) => Some(x[2]),
+            (true, _, true) => Some(x[1]),
+            _ => None,
+        }
+    }
+
+    fn sub(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        if self.is(b, 0.0) {
+            return a;
+        }
+        self.exprs.push(Node::Binary(BinaryOp::Sub, a, b))
+    }
+
+    fn mul(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        if self.is(a, 1.0) {
+            return b;
+        }
+        if self.is(b, 1.0) {
+            return a;
+        }
+        if self.is(a, 0.0) || self.is(b, 0.0) {
+            return self.konst(0.0);
+        }
+        self.exprs.push(Node::Binary(BinaryOp::Mul, a, b))
+    }
+
+    fn div(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        if self.is(a, 0.0) {
+            return a;
+        }
+        self.exprs.push(Node::Binary(BinaryOp::Div, a, b))
+    }
+
+    fn pow(&mut self, x: ExprId, y: ExprId) -> ExprId {
+        match self.exprs.constant(y) {
+            Some(1.0) => x,
+            Some(2.0) => self.mul(x, x),
+            _ => self.exprs.push(Node::Binary(BinaryOp::Pow, x, y)),
+        }
+    }
+
+    fn neg(&mut self, a: ExprId) -> ExprId {
+        if let Node::Unary(UnaryOp::Neg, inner) = self.exprs.get(a) {
+            return *inner;
+        }
+        self.exprs.push(Node::Unary(UnaryOp::Neg, a))
+    }
+
+    fn call(&mut self, func: Func, args: Vec<ExprId>) -> ExprId {
+        self.exprs.push(Node::Call(func, args))
+    }
+
+    fn select(&mut self, condition: ExprId, a: ExprId, b: ExprId) -> ExprId {
+        if a == b {
+            return a;
+        }
+        if let Some(c) = self.exprs.constant(condition) {
+            return if c != 0.0 { a } else { b };
+        }
+        self.call(Func::Select, vec![condition, a, b])
+    }
+
+    fn compare(&mut self, op: BinaryOp, a: ExprId, b: ExprId) -> ExprId {
+        self.exprs.push(Node::Binary(op, a, b))
+    }
+}
+
+/// What the expressions of one update list may read while being imported.
+struct Env<'a> {
+    vars: &'a [ExprId],
+    ports: &'a [ExprId],
+    spiked: ExprId,
+    surrogate_x: Option<ExprId>,
+}
+
+/// Copies expression `id` of `source` into the graph, reading variables, ports and the spike
+/// flag from `env`; `clip` becomes `min(max(...))` so that only primitive nodes need rules.
+fn import(b: &mut Builder, source: &Exprs, id: ExprId, env: &Env, memo: &mut Vec<Option<ExprId>>) -> Result<ExprId, String> {
+    if memo.len() < source.nodes.len() {
+        memo.resize(source.nodes.len(), None);
+    }
+    if let Some(done) = memo[id.0 as usize] {
+        return Ok(done);
+    }
+    let out = match source.get(id) {
+        Node::Const(value) => b.konst(*value),
+        Node::Var(var) => env.vars[var.0 as usize],
+        Node::Port(port) => env.ports[port.0 as usize],
+        Node::Global(Global::Spiked) => env.spiked,
+        Node::Global(Global::SurrogateX) => env.surrogate_x.ok_or("the surrogate's argument outside a surrogate")?,
+        Node::Global(global @ (Global::Rand | Global::Data)) => {
+            return Err(format!("gradient derivation does not support `{}` inside a neuron yet", crate::ir::global_name(*global)));
+        }
+        Node::Global(global) => b.exprs.push(Node::Global(*global)),
+        Node::Unary(op, a) => {
+            let a = import(b, source, *a, env, memo)?;
+            b.exprs.push(Node::Unary(*op, a))
+        }
+        Node::Binary(op, x, y) => {
+            let (x, y) = (import(b, source, *x, env, memo)?, import(b, source, *y, env, memo)?);
+            b.exprs.push(Node::Binary(*op, x, y))
+        }
+        Node::Call(func, args) => {
+            let args = args.iter().map(|a| import(b, source, *a, env, memo)).collect::<Result<Vec<_>, _>>()?;
+            if *func == Func::Clip {
+                let low = b.call(Func::Max, vec![args[0], args[1]]);
+                b.call(Func::Min, vec![low, args[2]])
+            } else {
+                b.call(*func, args)
+            }
+        }
+    };
+    memo[id.0 as usize] = Some(out);
+    Ok(out)
+}
+
+fn apply(
+    b: &mut Builder,
+    pop: &Population,
+    updates: &[Update],
+    current: &mut [ExprId],
+    ports: &[ExprId],
+    spiked: ExprId,
+) -> Result<(), String> {
+    for update in updates {
+        let env = Env { vars: current, ports, spiked, surrogate_x: None };
+        let value = import(b, &pop.exprs, update.value, &env, &mut Vec::new())?;
+        current[update.var.0 as usize] = value;
+    }
+    Ok(())
+}
+
+/// Flattens population `pop`'s step into a graph and derives its adjoint with `surrogate`
+/// standing in for the threshold's derivative.
+pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, String> {
+    let mut b = Builder { exprs: Exprs::default() };
+    let before: Vec<ExprId> = (0..pop.vars.len()).map(|v| b.exprs.push(Node::Var(crate::ir::VarId(v as u32)))).collect();
+    let ports: Vec<ExprId> = (0..pop.ports.len()).map(|q| b.exprs.push(Node::Port(crate::ir::PortId(q as u32)))).collect();
+    // Without a refractory period the flag is always 0 and its selects fold away.
+    let refractory = if pop.refractory.is_some() { b.exprs.push(Node::Global(Global::Refractory)) } else { b.konst(0.0) };
+    let zero = b.konst(0.0);
+    let mut current = before.clone();
+    // (3a) input jumps where the port received input.
+    for jump in &pop.input_jumps {
+        let received = b.compare(BinaryOp::Ne, ports[jump.port.0 as usize], zero);
+        let mut jumped = current.clone();
+        apply(&mut b, pop, &jump.updates, &mut jumped, &ports, zero)?;
+        for update in &jump.updates {
+            let v = update.var.0 as usize;
+            current[v] = b.select(received, jumped[v], current[v]);
+        }
+    }
+    // (3b) dynamics, all on the state before integration.
+    let snapshot = current.clone();
+    let mut memo = Vec::new();
+    for (update, _) in &pop.dynamics {
+        let env = Env { vars: &snapshot, ports: &ports, spiked: zero, surrogate_x: None };
+        current[update.var.0 as usize] = import(&mut b, &pop.exprs, update.value, &env, &mut memo)?;
+    }
+    // (3c) updates in order.
+    apply(&mut b, pop, &pop.updates, &mut current, &ports, zero)?;
+    // (3d) threshold unless refractory; reset; hold while refractory.
+    let mut spike = zero;
+    let mut spike_x = None;
+    if let Some(threshold) = &pop.threshold {
+        let env = Env { vars: &current, ports: &ports, spiked: zero, surrogate_x: None };
+        let mut memo = Vec::new();
+        let lhs = import(&mut b, &pop.exprs, threshold.lhs, &env, &mut memo)?;
+        let rhs = import(&mut b, &pop.exprs, threshold.rhs, &env, &mut memo)?;
+        // Built before the spike so that the sweep reaches it after the spike's adjoint.
+        spike_x = Some(b.sub(lhs, rhs));
+        let crossed = b.compare(threshold.op, lhs, rhs);
+        spike = if b.is(refractory, 0.0) {
+            crossed
+        } else {
+            let open = b.exprs.push(Node::Unary(UnaryOp::Not, refractory));
+            b.compare(BinaryOp::And, crossed, open)
+        };
+    }
+    let mut reset = current.clone();
+    apply(&mut b, pop, &pop.on_spike, &mut reset, &ports, spike)?;
+    for update in &pop.on_spike {
+        let v = update.var.0 as usize;
+        let after = b.select(spike, reset[v], current[v]);
+        current[v] = b.select(refractory, before[v], after);
+    }
+    // (3e) updates after the spike test.
+    apply(&mut b, pop, &pop.after_spike, &mut current, &ports, spike)?;
+    let after = current;
+
+    // Reverse mode over the arena: nodes only refer to earlier ones, so one backward sweep
+    // visits every node after all of its uses.
+    let forward_len = b.exprs.nodes.len();
+    let mut adjoint: Vec<Option<ExprId>> = vec![None; forward_len];
+    let seed = |b: &mut Builder, adjoint: &mut Vec<Option<ExprId>>, node: ExprId, g: ExprId| {
+        let slot = &mut adjoint[node.0 as usize];
+        *slot = Some(match *slot {
+            Some(existing) => b.add(existing, g),
+            None => g,
+        });
+    };
+    for (v, node) in after.iter().enumerate() {
+        let g = b.exprs.push(Node::Global(Global::AdjointAfter(v as u32)));
+        seed(&mut b, &mut adjoint, *node, g);
+    }
+    if spike != zero {
+        let g = b.exprs.push(Node::Global(Global::AdjointSpike));
+        seed(&mut b, &mut adjoint, spike, g);
+    }
+    let mut d_before = vec![None; pop.vars.len()];
+    let mut d_ports = vec![None; pop.ports.len()];
+    for index in (0..forward_len).rev() {
+        let Some(g) = adjoint[index] else { continue };
+        let node = ExprId(index as u32);
+        if node == spike {
+            // The surrogate replaces d spike / d (lhs - rhs); nothing flows while refractory.
+            let x = spike_x.expect("a spike node has its threshold");
+            let env = Env { vars: &[], ports: &[], spiked: zero, surrogate_x: Some(x) };
+            let slope = import(&mut b, &surrogate.exprs, surrogate.grad, &env, &mut Vec::new())?;
+            let slope = b.select(refractory, zero, slope);
+            let gx = b.mul(g, slope);
+            seed(&mut b, &mut adjoint, x, gx);
+            continue;
+        }
+        match b.exprs.get(node).clone() {
+            Node::Var(var) => d_before[var.0 as usize] = Some(g),
+            Node::Port(port) => d_ports[port.0 as usize] = Some(g),
+            Node::Const(_) | Node::Global(_) => {}
+            Node::Unary(UnaryOp::Neg, a) => {
+                let ga = b.neg(g);
+                seed(&mut b, &mut adjoint, a, ga);
+            }
+            Node::Unary(UnaryOp::Not, _) => {}
+            Node::Binary(op, x, y) => {
+                let (gx, gy) = match op {
+                    BinaryOp::Add => (g, g),
+                    BinaryOp::Sub => (g, b.neg(g)),
+                    BinaryOp::Mul => (b.mul(g, y), b.mul(g, x)),
+                    BinaryOp::Div => {
+                        let gx = b.div(g, y);
+                        let q = b.div(node, y);
+                        let gq = b.mul(g, q);
+                        (gx, b.neg(gq))
+                    }
+                    BinaryOp::Pow => {
+                        // d/dx x^y = y x^(y-1) (0 where y = 0); d/dy = x^y ln x (0 unless x > 0).
+                        let one = b.konst(1.0);
+                        let y1 = b.sub(y, one);
+                        let power = b.pow(x, y1);
+                        let dx = b.mul(y, power);
+                        let y_zero = b.compare(BinaryOp::Eq, y, zero);
+                        let dx = b.select(y_zero, zero, dx);
+                        let ln = b.call(Func::Log, vec![x]);
+                        let dy = b.mul(node, ln);
+                        let positive = b.compare(BinaryOp::Gt, x, zero);
+                        let dy = b.select(positive, dy, zero);
+                        (b.mul(g, dx), b.mul(g, dy))
+                    }
+                    _ => continue,
+                };
+                seed(&mut b, &mut adjoint, x, gx);
+                seed(&mut b, &mut adjoint, y, gy);
+            }
+            Node::Call(func, args) => {
+                let local = |b: &mut Builder| -> Option<ExprId> {
+                    let a = args[0];
+                    Some(match func {
+                        Func::Exp => node,
+                        Func::Log => {
+                            let one = b.konst(1.0);
+                            b.div(one, a)
+                        }
+                        Func::Sqrt => {
+                            let half = b.konst(0.5);
+                            b.div(half, node)
+                        }
+                        Func::Abs => {
+                            let (one, minus) = (b.konst(1.0), b.konst(-1.0));
+                            let positive = b.compare(BinaryOp::Gt, a, zero);
+                            let negative = b.compare(BinaryOp::Lt, a, zero);
+                            let sign = b.select(negative, minus, zero);
+                            b.select(positive, one, sign)
+                        }
+                        Func::Sigmoid => {
+                            let one = b.konst(1.0);
+                            let rest = b.sub(one, node);
+                            b.mul(node, rest)
+                        }
+                        Func::Tanh => {
+                            let one = b.konst(1.0);
+                            let square = b.mul(node, node);
+                            b.sub(one, square)
+                        }
+                        Func::Sin => b.call(Func::Cos, vec![a]),
+                        Func::Cos => {
+                            let sin = b.call(Func::Sin, vec![a]);
+                            b.neg(sin)
+                        }
+                        _ => return None,
+                    })
+                };
+                if let Some(d) = local(&mut b) {
+                    let ga = b.mul(g, d);
+                    seed(&mut b, &mut adjoint, args[0], ga);
+                    continue;
+                }
+                match func {
+                    Func::Min | Func::Max => {
+                        // Rust's min/max: the first operand when it wins or the second is NaN.
+                        let op = if func == Func::Min { BinaryOp::Le } else { BinaryOp::Ge };
+                        let wins = b.compare(op, args[0], args[1]);
+                        let nan = b.compare(BinaryOp::Ne, args[1], args[1]);
+                        let first = b.compare(BinaryOp::Or, wins, nan);
+                        let (ga, gb) = (b.select(first, g, zero), b.select(first, zero, g));
+                        seed(&mut b, &mut adjoint, args[0], ga);
+                        seed(&mut b, &mut adjoint, args[1], gb);
+                    }
+                    Func::Select => {
+                        let (ga, gb) = (b.select(args[0], g, zero), b.select(args[0], zero, g));
+                        seed(&mut b, &mut adjoint, args[1], ga);
+                        seed(&mut b, &mut adjoint, args[2], gb);
+                    }
+                    Func::Gauss => {
+                        let (x, mu, sigma) = (args[0], args[1], args[2]);
+                        let d = b.sub(x, mu);
+                        let s2 = b.mul(sigma, sigma);
+                        let ratio = b.div(d, s2);
+                        let slope = b.mul(ratio, node);
+                        let gx = b.mul(g, slope);
+                        let gx = b.neg(gx);
+                        let gmu = b.neg(gx);
+                        let d2 = b.mul(d, d);
+                        let s3 = b.mul(s2, sigma);
+                        let a1 = b.div(d2, s3);
+                        let one = b.konst(1.0);
+                        let a2 = b.div(one, sigma);
+                        let inner = b.sub(a1, a2);
+                        let ds = b.mul(node, inner);
+                        let gs = b.mul(g, ds);
+                        seed(&mut b, &mut adjoint, x, gx);
+                        seed(&mut b, &mut adjoint, mu, gmu);
+                        seed(&mut b, &mut adjoint, sigma, gs);
+                    }
+                    // Heaviside is a comparison; the rest were handled above or expanded.
+                    _ => {}
+                }
+            }
+        }
+    }
+    let d_before = d_before.into_iter().map(|g| g.unwrap_or(zero)).collect();
+    let d_ports = d_ports.into_iter().map(|g| g.unwrap_or(zero)).collect();
+    Ok(StepGraph { exprs: b.exprs, after, spike, d_before, d_ports })
+}
+
+impl StepGraph {
+    /// The derived step as text: the state after the step, the spike, and the adjoints.
+    pub fn text(&self, pop: &Population) -> String {
+        let names = |v: crate::ir::VarId| pop.vars[v.0 as usize].name.clone();
+        let ports = |q: crate::ir::PortId| format!("in.{}", pop.ports[q.0 as usize]);
+        let show = |id: ExprId| self.exprs.display(id, &names, &ports);
+        let mut out = String::new();
+        for (v, id) in self.after.iter().enumerate() {
+            out.push_str(&format!("  {}' = {}\n", pop.vars[v].name, show(*id)));
+        }
+        out.push_str(&format!("  spike = {}\n", show(self.spike)));
+        for (v, id) in self.d_before.iter().enumerate() {
+            out.push_str(&format!("  d {} = {}\n", pop.vars[v].name, show(*id)));
+        }
+        for (q, id) in self.d_ports.iter().enumerate() {
+            out.push_str(&format!("  d in.{} = {}\n", pop.ports[q], show(*id)));
+        }
+        out
+    }
+}
