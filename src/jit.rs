@@ -126,7 +126,7 @@ pub fn compile(module: &Module) -> Result<Compiled, String> {
             let host_refs: Vec<_> = host_ids.iter().map(|h| jit.declare_func_in_func(*h, &mut ctx.func)).collect();
             {
                 let mut b = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
-                let mut emitter = Emitter { b: &mut b, host: &host_refs, module, pop };
+                let mut emitter = Emitter { b: &mut b, host: &host_refs, module, pop, lanes: 1 };
                 if let (true, Some(surrogate)) = (backward, surrogate) {
                     let graph = crate::grad::derive(pop, surrogate).map_err(|e| format!("population `{}`: {e}", pop.name))?;
                     emitter.backward_kernel(&graph)?;
@@ -197,6 +197,8 @@ struct Emitter<'b, 'f, 'm> {
     host: &'b [cranelift_codegen::ir::FuncRef],
     module: &'m Module,
     pop: &'m Population,
+    /// 1: one element per SSA value; 2: `f64x2` values, two elements per loop iteration.
+    lanes: u8,
 }
 
 /// What the shared step body produced, for the forward store or the backward sweep.
@@ -229,18 +231,50 @@ struct Derived {
 }
 
 impl Emitter<'_, '_, '_> {
+    fn vector(&self) -> bool {
+        self.lanes == 2
+    }
+
+    /// The type of one value: `f64`, or `f64x2` in a two-lane body.
+    fn float(&self) -> types::Type {
+        if self.vector() { types::F64X2 } else { types::F64 }
+    }
+
+    /// A scalar as a value of the current width.
+    fn widen(&mut self, scalar: Value) -> Value {
+        if self.vector() { self.b.ins().splat(types::F64X2, scalar) } else { scalar }
+    }
+
     fn f64(&mut self, value: f64) -> Value {
-        self.b.ins().f64const(value)
+        let scalar = self.b.ins().f64const(value);
+        self.widen(scalar)
+    }
+
+    /// A lane mask (from a vector comparison) as `f64x2` bits, for `bitselect`.
+    fn mask_bits(&mut self, condition: Value) -> Value {
+        let flags = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        self.b.ins().bitcast(types::F64X2, flags, condition)
     }
 
     fn bool_to_f64(&mut self, condition: Value) -> Value {
         let (one, zero) = (self.f64(1.0), self.f64(0.0));
-        self.b.ins().select(condition, one, zero)
+        self.select(condition, one, zero)
     }
 
+    /// A host function, called once per lane.
     fn call(&mut self, host: usize, args: &[Value]) -> Value {
-        let call = self.b.ins().call(self.host[host], args);
-        self.b.inst_results(call)[0]
+        if !self.vector() {
+            let call = self.b.ins().call(self.host[host], args);
+            return self.b.inst_results(call)[0];
+        }
+        let mut out = self.f64(0.0);
+        for lane in 0..2u8 {
+            let scalars: Vec<Value> = args.iter().map(|a| self.b.ins().extractlane(*a, lane)).collect();
+            let call = self.b.ins().call(self.host[host], &scalars);
+            let result = self.b.inst_results(call)[0];
+            out = self.b.ins().insertlane(out, result, lane);
+        }
+        out
     }
 
     fn expr(&mut self, exprs: &Exprs, id: ExprId, scope: &Scope, memo: &mut Vec<Option<Value>>) -> Result<Value, String> {
@@ -258,7 +292,10 @@ impl Emitter<'_, '_, '_> {
                 Global::Dt => self.f64(self.module.dt),
                 Global::Time => scope.time,
                 Global::Spiked => scope.spiked,
-                Global::NetParam(index) => self.b.ins().load(types::F64, MemFlagsData::trusted(), scope.net, (*index * 8) as i32),
+                Global::NetParam(index) => {
+                    let scalar = self.b.ins().load(types::F64, MemFlagsData::trusted(), scope.net, (*index * 8) as i32);
+                    self.widen(scalar)
+                }
                 Global::SurrogateX if scope.surrogate_x.is_some() => scope.surrogate_x.expect("checked"),
                 Global::Refractory if scope.derived.is_some() => scope.derived.expect("checked").refractory,
                 Global::AdjointAfter(v) if scope.derived.is_some() => scope.derived.expect("checked").d_after[*v as usize],
@@ -352,7 +389,12 @@ impl Emitter<'_, '_, '_> {
     }
 
     fn select(&mut self, condition: Value, a: Value, b: Value) -> Value {
-        self.b.ins().select(condition, a, b)
+        if self.vector() {
+            let mask = self.mask_bits(condition);
+            self.b.ins().bitselect(mask, a, b)
+        } else {
+            self.b.ins().select(condition, a, b)
+        }
     }
 
     fn updates(
@@ -377,18 +419,20 @@ impl Emitter<'_, '_, '_> {
     /// with `k`; `finish` closes the loop.
     fn open_loop(
         &mut self,
-        len: Value,
+        start: Value,
+        end: Value,
     ) -> (Value, cranelift_codegen::ir::Block, cranelift_codegen::ir::Block, cranelift_frontend::Variable) {
         let header = self.b.create_block();
         let body = self.b.create_block();
         let exit = self.b.create_block();
         let k = self.b.declare_var(types::I64);
-        let zero_i = self.b.ins().iconst(types::I64, 0);
-        self.b.def_var(k, zero_i);
+        self.b.def_var(k, start);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
         let kv = self.b.use_var(k);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, kv, len);
+        // Room for a whole iteration: `lanes` elements from k.
+        let last = self.b.ins().iadd_imm_s(kv, i64::from(self.lanes) - 1);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, last, end);
         self.b.ins().brif(more, body, &[], exit, &[]);
         self.b.switch_to_block(body);
         let kv = self.b.use_var(k);
@@ -402,15 +446,42 @@ impl Emitter<'_, '_, '_> {
         exit: cranelift_codegen::ir::Block,
         k: cranelift_frontend::Variable,
     ) {
-        let next = self.b.ins().iadd_imm_s(kv, 1);
+        let next = self.b.ins().iadd_imm_s(kv, i64::from(self.lanes));
         self.b.def_var(k, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);
+    }
+
+    /// Emits `body` over `[0, len)`: two lanes per iteration while two elements remain (when
+    /// `vectorise`), then one lane for the rest.
+    fn loops(&mut self, len: Value, vectorise: bool, mut body: impl FnMut(&mut Self, Value) -> Result<(), String>) -> Result<(), String> {
+        let mut start = self.b.ins().iconst(types::I64, 0);
+        if vectorise {
+            self.lanes = 2;
+            let (kv, header, exit, k) = self.open_loop(start, len);
+            body(self, kv)?;
+            self.close_loop(kv, header, exit, k);
+            start = self.b.use_var(k);
+            self.lanes = 1;
+        }
+        let (kv, header, exit, k) = self.open_loop(start, len);
+        body(self, kv)?;
+        self.close_loop(kv, header, exit, k);
         self.b.ins().return_(&[]);
+        Ok(())
     }
 
     fn bases(&mut self, table: Value, count: usize) -> Vec<Value> {
         (0..count).map(|i| self.b.ins().load(types::I64, MemFlagsData::trusted(), table, (i * 8) as i32)).collect()
+    }
+
+    /// Loads element `offset / 8` (and the next, in a two-lane body) of an `f64` array.
+    fn load_float(&mut self, base: Value, offset: Value) -> Value {
+        let address = self.b.ins().iadd(base, offset);
+        // Vectors are only 8-byte aligned: an unaligned access.
+        let flags = if self.vector() { MemFlagsData::new().with_notrap() } else { MemFlagsData::trusted() };
+        let ty = self.float();
+        self.b.ins().load(ty, flags, address, 0)
     }
 
     fn load_at(&mut self, ty: types::Type, base: Value, offset: Value) -> Value {
@@ -420,7 +491,8 @@ impl Emitter<'_, '_, '_> {
 
     fn store_at(&mut self, value: Value, base: Value, offset: Value) {
         let address = self.b.ins().iadd(base, offset);
-        self.b.ins().store(MemFlagsData::trusted(), value, address, 0);
+        let flags = if self.vector() { MemFlagsData::new().with_notrap() } else { MemFlagsData::trusted() };
+        self.b.ins().store(flags, value, address, 0);
     }
 
     /// One element's step, exactly the sequence of [`crate::interp`].
@@ -436,11 +508,19 @@ impl Emitter<'_, '_, '_> {
         net: Value,
     ) -> Result<StepValues, String> {
         let pop = self.pop;
-        let before: Vec<Value> = var_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
-        let ports: Vec<Value> = port_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
+        let time = self.widen(time);
+        let before: Vec<Value> = var_bases.iter().map(|base| self.load_float(*base, offset8)).collect();
+        let ports: Vec<Value> = port_bases.iter().map(|base| self.load_float(*base, offset8)).collect();
         let counter_address = self.b.ins().iadd(counters_ptr, offset4);
-        let counter = self.b.ins().load(types::I32, MemFlagsData::trusted(), counter_address, 0);
         let zero = self.f64(0.0);
+        // Two-lane bodies only run for populations without a refractory period, whose
+        // counters stay 0.
+        let (counter, refractory) = if self.vector() {
+            (self.b.ins().iconst(types::I32, 0), self.b.ins().fcmp(FloatCC::NotEqual, zero, zero))
+        } else {
+            let counter = self.b.ins().load(types::I32, MemFlagsData::trusted(), counter_address, 0);
+            (counter, self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0))
+        };
         let mut current = before.clone();
         // (3a) input jumps where the port received input.
         for jump in &pop.input_jumps {
@@ -463,8 +543,7 @@ impl Emitter<'_, '_, '_> {
         // (3c) updates in order.
         self.updates(&pop.updates, &mut current, &ports, zero, time, net)?;
         // (3d) threshold unless refractory, reset, hold.
-        let refractory = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0);
-        let mut fired = self.b.ins().iconst(types::I8, 0);
+        let mut fired = if self.vector() { refractory } else { self.b.ins().iconst(types::I8, 0) };
         let mut spiked = zero;
         if let Some(threshold) = &pop.threshold {
             let scope = Scope { vars: &current, ports: &ports, spiked: zero, time, net, surrogate_x: None, derived: None };
@@ -499,21 +578,23 @@ impl Emitter<'_, '_, '_> {
             (params[0], params[1], params[2], params[3], params[4], params[5], params[6]);
         let var_bases = self.bases(vars_ptr, pop.vars.len());
         let port_bases = self.bases(ports_ptr, pop.ports.len());
-        let (kv, header, exit, k) = self.open_loop(len);
-        let offset8 = self.b.ins().imul_imm_s(kv, 8);
-        let offset4 = self.b.ins().imul_imm_s(kv, 4);
-        let step = self.step_body(&var_bases, &port_bases, counters_ptr, offset8, offset4, time, net)?;
-        for (v, base) in var_bases.iter().enumerate() {
-            self.store_at(step.after[v], *base, offset8);
-        }
-        self.store_at(step.spiked, spikes_ptr, offset8);
-        let decremented = self.b.ins().iadd_imm_s(step.counter, -1);
-        let restart = self.b.ins().iconst(types::I32, i64::from(refractory_steps));
-        let on_fire = self.b.ins().select(step.fired, restart, step.counter);
-        let next_counter = self.b.ins().select(step.refractory, decremented, on_fire);
-        self.b.ins().store(MemFlagsData::trusted(), next_counter, step.counter_address, 0);
-        self.close_loop(kv, header, exit, k);
-        Ok(())
+        self.loops(len, pop.refractory.is_none(), |this, kv| {
+            let offset8 = this.b.ins().imul_imm_s(kv, 8);
+            let offset4 = this.b.ins().imul_imm_s(kv, 4);
+            let step = this.step_body(&var_bases, &port_bases, counters_ptr, offset8, offset4, time, net)?;
+            for (v, base) in var_bases.iter().enumerate() {
+                this.store_at(step.after[v], *base, offset8);
+            }
+            this.store_at(step.spiked, spikes_ptr, offset8);
+            if !this.vector() {
+                let decremented = this.b.ins().iadd_imm_s(step.counter, -1);
+                let restart = this.b.ins().iconst(types::I32, i64::from(refractory_steps));
+                let on_fire = this.b.ins().select(step.fired, restart, step.counter);
+                let next_counter = this.b.ins().select(step.refractory, decremented, on_fire);
+                this.b.ins().store(MemFlagsData::trusted(), next_counter, step.counter_address, 0);
+            }
+            Ok(())
+        })
     }
 
     /// The backward kernel: the code of a derived backward step ([`crate::grad::derive`]),
@@ -532,30 +613,35 @@ impl Emitter<'_, '_, '_> {
         let d_after_bases = self.bases(d_after_ptr, pop.vars.len());
         let d_before_bases = self.bases(d_before_ptr, pop.vars.len());
         let d_port_bases = self.bases(d_ports_ptr, pop.ports.len());
-        let (kv, header, exit, k) = self.open_loop(len);
-        let offset8 = self.b.ins().imul_imm_s(kv, 8);
-        let offset4 = self.b.ins().imul_imm_s(kv, 4);
-        let before: Vec<Value> = var_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
-        let ports: Vec<Value> = port_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
-        let counter = self.load_at(types::I32, counters_ptr, offset4);
-        let held = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0);
-        let refractory = self.bool_to_f64(held);
-        let d_after: Vec<Value> = d_after_bases.iter().map(|base| self.load_at(types::F64, *base, offset8)).collect();
-        let d_spike = self.load_at(types::F64, d_spike_ptr, offset8);
-        let derived = Derived { refractory, d_after, d_spike };
-        let zero = self.f64(0.0);
-        let scope = Scope { vars: &before, ports: &ports, spiked: zero, time, net, surrogate_x: None, derived: Some(&derived) };
-        let mut memo = Vec::new();
-        for (v, base) in d_before_bases.iter().enumerate() {
-            let g = self.expr(&graph.exprs, graph.d_before[v], &scope, &mut memo)?;
-            self.store_at(g, *base, offset8);
-        }
-        for (q, base) in d_port_bases.iter().enumerate() {
-            let g = self.expr(&graph.exprs, graph.d_ports[q], &scope, &mut memo)?;
-            self.store_at(g, *base, offset8);
-        }
-        self.close_loop(kv, header, exit, k);
-        Ok(())
+        self.loops(len, pop.refractory.is_none(), |this, kv| {
+            let offset8 = this.b.ins().imul_imm_s(kv, 8);
+            let offset4 = this.b.ins().imul_imm_s(kv, 4);
+            let before: Vec<Value> = var_bases.iter().map(|base| this.load_float(*base, offset8)).collect();
+            let ports: Vec<Value> = port_bases.iter().map(|base| this.load_float(*base, offset8)).collect();
+            let refractory = if this.vector() {
+                this.f64(0.0)
+            } else {
+                let counter = this.load_at(types::I32, counters_ptr, offset4);
+                let held = this.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0);
+                this.bool_to_f64(held)
+            };
+            let d_after: Vec<Value> = d_after_bases.iter().map(|base| this.load_float(*base, offset8)).collect();
+            let d_spike = this.load_float(d_spike_ptr, offset8);
+            let derived = Derived { refractory, d_after, d_spike };
+            let zero = this.f64(0.0);
+            let time = this.widen(time);
+            let scope = Scope { vars: &before, ports: &ports, spiked: zero, time, net, surrogate_x: None, derived: Some(&derived) };
+            let mut memo = Vec::new();
+            for (v, base) in d_before_bases.iter().enumerate() {
+                let g = this.expr(&graph.exprs, graph.d_before[v], &scope, &mut memo)?;
+                this.store_at(g, *base, offset8);
+            }
+            for (q, base) in d_port_bases.iter().enumerate() {
+                let g = this.expr(&graph.exprs, graph.d_ports[q], &scope, &mut memo)?;
+                this.store_at(g, *base, offset8);
+            }
+            Ok(())
+        })
     }
 }
 

@@ -219,8 +219,9 @@ fn jit_forward_matches_the_interpreter_on_every_model() {
         m.rest_steps = m.rest_steps.min(2);
         let compiled = snnc::jit::compile(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
         let n: usize = m.inputs[0].shape.iter().product();
-        let (a, b) = (features(n, 3), features(n, 4));
-        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }];
+        let (a, b, c) = (features(n, 3), features(n, 4), features(n, 5));
+        // Three samples: odd populations give odd rows, so the kernels' one-lane tail runs too.
+        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
         let params = init_params(&m, 3);
         let net = net_params(&m);
         let reference = snnc::interp::run(&m, &params, &samples, 5, &net);
@@ -313,8 +314,8 @@ fn derived_backward_steps_match_the_tape_on_every_population() {
             Err(message) => panic!("{name}: {message}"),
         };
         let n: usize = m.inputs[0].shape.iter().product();
-        let (a, b) = (features(n, 3), features(n, 4));
-        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }];
+        let (a, b, c) = (features(n, 3), features(n, 4), features(n, 5));
+        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
         let params = init_params(&m, 3);
         let net = net_params(&m);
         let trace = snnc::batched::run(&m, &params, &samples, 5, &net, snnc::batched::Kernels::Tape);
