@@ -3,13 +3,15 @@
 //!
 //!     cargo bench --bench events
 //!
-//! For each shape and spike density it prints the time of `y += x W` both ways (best of
-//! several repetitions) and their ratio; below the crossover the events win.
+//! For each shape and spike density it prints the time of `y += x W` as a GEMM, event by event
+//! from 0/1 values and from spike bits (best of several repetitions), and the GEMM's time over
+//! the bits'; where that ratio is above 1 the events win.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use snnc::batched::{accumulate_events, dense};
+use snnc::batched::{Rows, accumulate_events, accumulate_row_events, dense};
+use snnc::bits::Bits;
 
 fn best_of<F: FnMut()>(reps: usize, mut f: F) -> f64 {
     (0..reps)
@@ -27,7 +29,7 @@ fn main() {
         ("tutorial-5 hidden 1000 -> 10, 32 x 25 rows", 800, 1000, 10),
         ("784 -> 1000, 32 rows", 32, 784, 1000),
     ];
-    println!("{:<44} {:>8} {:>12} {:>12} {:>8}", "shape", "density", "GEMM us", "events us", "ratio");
+    println!("{:<44} {:>8} {:>10} {:>10} {:>10} {:>12}", "shape", "density", "GEMM us", "events us", "bits us", "GEMM/bits");
     for (name, rows, n_pre, n_post) in shapes {
         let w: Vec<f64> = (0..n_pre * n_post).map(|k| ((k * 7919) % 1000) as f64 / 1000.0 - 0.5).collect();
         for density in [0.01, 0.02, 0.05, 0.10, 0.15, 0.20, 0.30] {
@@ -36,7 +38,17 @@ fn main() {
             let mut y = vec![0.0; rows * n_post];
             let gemm = best_of(20, || dense(rows, n_pre, n_post, black_box(&x), &w, black_box(&mut y)));
             let events = best_of(20, || accumulate_events(black_box(&x), &w, black_box(&mut y), n_pre, n_post));
-            println!("{name:<44} {density:>8.2} {:>12.1} {:>12.1} {:>8.2}", gemm * 1e6, events * 1e6, gemm / events);
+            let mut bits = Bits::zeros(x.len());
+            bits.store(0, &x);
+            let from_bits =
+                best_of(20, || accumulate_row_events(Rows::Bits(black_box(&bits), 0..x.len()), &w, black_box(&mut y), n_pre, n_post));
+            println!(
+                "{name:<44} {density:>8.2} {:>10.1} {:>10.1} {:>10.1} {:>12.2}",
+                gemm * 1e6,
+                events * 1e6,
+                from_bits * 1e6,
+                gemm / from_bits
+            );
         }
     }
 }

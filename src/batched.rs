@@ -526,10 +526,17 @@ pub fn dense(rows: usize, n_pre: usize, n_post: usize, x: &[f64], w: &[f64], y: 
     }
 }
 
-/// Below this fraction of active inputs, adding one weight row per spike beats a GEMM
-/// (measured with `snnc bench-sparse`, docs/results.md).
-pub fn event_crossover(n_post: usize) -> f64 {
-    if n_post >= 64 { 0.20 } else { 0.12 }
+/// Below this fraction of active inputs, adding one weight row per spike beats a GEMM into
+/// `n_post` outputs. Measured with `cargo bench --bench events` (docs/results.md): walking set
+/// bits of stored spikes is cheaper than scanning encoder values for nonzeros, and the GEMM is
+/// least efficient on narrow outputs.
+pub fn event_crossover(n_post: usize, bits: bool) -> f64 {
+    match (n_post >= 64, bits) {
+        (false, false) => 0.15,
+        (false, true) => 0.28,
+        (true, false) => 0.30,
+        (true, true) => 0.40,
+    }
 }
 
 /// Event-driven `y += x W` for 0/1 rows of `x`: one weight row added per spike.
@@ -595,7 +602,7 @@ impl Rows<'_> {
     /// Whether these 0/1 rows are sparse enough for event-driven accumulation into `n_post`
     /// outputs.
     fn sparse_for(&self, n_post: usize) -> bool {
-        (self.active() as f64) < event_crossover(n_post) * self.len() as f64
+        (self.active() as f64) < event_crossover(n_post, matches!(self, Rows::Bits(..))) * self.len() as f64
     }
 }
 

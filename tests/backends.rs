@@ -103,7 +103,7 @@ fn event_driven_accumulation_matches_the_interpreter() {
     let m = load("lab_lif_mnist.snn");
     let n = 784;
     let density: f32 = features(n, 0).iter().map(|x| x * 0.05).sum::<f32>() / n as f32;
-    assert!(f64::from(density) < snnc::batched::event_crossover(10), "{density}");
+    assert!(f64::from(density) < snnc::batched::event_crossover(10, false), "{density}");
     assert_gradients_match("lab_lif_mnist.snn (sparse input)", m, 0.05);
 }
 
