@@ -914,39 +914,30 @@ thread_local! {
     static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A zeroed buffer of `len` elements, reusing one of this thread's spare allocations.
-pub(crate) fn zeroed(len: usize) -> Vec<f64> {
-    let spare = SPARE_BUFFERS.with(|pool| {
+/// One of this thread's spare allocations that holds at least `len` elements.
+fn take_spare(len: usize) -> Option<Vec<f64>> {
+    SPARE_BUFFERS.with(|pool| {
         let mut pool = pool.borrow_mut();
         let best = pool.iter().position(|b| b.capacity() >= len)?;
         Some(pool.swap_remove(best))
-    });
-    match spare {
-        Some(mut buffer) => {
-            buffer.clear();
-            buffer.resize(len, 0.0);
-            buffer
-        }
-        None => vec![0.0; len],
-    }
+    })
+}
+
+/// A zeroed buffer of `len` elements, reusing one of this thread's spare allocations.
+pub(crate) fn zeroed(len: usize) -> Vec<f64> {
+    let mut buffer = take_spare(len).unwrap_or_default();
+    buffer.clear();
+    buffer.resize(len, 0.0);
+    buffer
 }
 
 /// A buffer of `len` elements for a caller that overwrites every element: a spare allocation
 /// keeps whatever it held.
 pub(crate) fn overwritten(len: usize) -> Vec<f64> {
-    let spare = SPARE_BUFFERS.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let best = pool.iter().position(|b| b.capacity() >= len)?;
-        Some(pool.swap_remove(best))
-    });
-    match spare {
-        Some(mut buffer) => {
-            buffer.resize(len, 0.0);
-            buffer.truncate(len);
-            buffer
-        }
-        None => vec![0.0; len],
-    }
+    let mut buffer = take_spare(len).unwrap_or_default();
+    buffer.resize(len, 0.0);
+    buffer.truncate(len);
+    buffer
 }
 
 /// Returns buffers from [`zeroed`] and [`overwritten`] to this thread's pool.

@@ -22,6 +22,19 @@ fn model_names() -> Vec<String> {
     names
 }
 
+/// Weight gradients (or weights) equal within 1e-9 relative; returns how many are nonzero.
+fn assert_weights_close(what: &str, expected: &[Vec<f64>], actual: &[Vec<f64>]) -> usize {
+    let mut nonzero = 0;
+    for (p, (a, b)) in expected.iter().zip(actual).enumerate() {
+        assert_eq!(a.len(), b.len(), "{what}: projection {p}");
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{what}: weight {p}/{k}: {x} vs {y}");
+            nonzero += usize::from(*x != 0.0);
+        }
+    }
+    nonzero
+}
+
 /// Spike rasters and refractory counters equal, states within 1e-9 relative.
 fn assert_same_run(name: &str, reference: &snnc::interp::Trace, other: &snnc::interp::Trace) {
     assert_eq!(reference.spikes, other.spikes, "{name}: spike rasters");
@@ -79,13 +92,7 @@ fn assert_gradients_match(name: &str, mut m: Module, scale: f32) {
     }
     let shard = snnc::runtime::shard_gradients(&m, &train, phase, &params, &samples, &labels, 2).expect("runs");
     let batched = shard[0].grads.as_ref().expect("the shard's gradient");
-    let mut nonzero = 0;
-    for (p, (a, b)) in reference.weights.iter().zip(&batched.weights).enumerate() {
-        for (k, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{name}: weight {p}/{k}: {x} vs {y}");
-            nonzero += usize::from(*x != 0.0);
-        }
-    }
+    let nonzero = assert_weights_close(name, &reference.weights, &batched.weights);
     assert!(nonzero > 0, "{name}: the gradient is not trivially zero");
 }
 
@@ -131,11 +138,7 @@ fn recurrent_networks_run_step_by_step_and_match_the_interpreter() {
     let jit = snnc::runtime::shard_gradients_with(Some(&compiled), &m, &train, &train.phases[0], &params, &samples, &labels, 2, None)
         .expect("runs");
     let (x, y) = (tape[0].grads.as_ref().expect("gradient"), jit[0].grads.as_ref().expect("gradient"));
-    for (p, (u, v)) in x.weights.iter().zip(&y.weights).enumerate() {
-        for (k, (a, b)) in u.iter().zip(v).enumerate() {
-            assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "recurrent: weight {p}/{k}: tape {a} vs jit {b}");
-        }
-    }
+    assert_weights_close("recurrent, tape vs jit", &x.weights, &y.weights);
     assert_gradients_match("recurrent", m, 1.0);
 }
 
@@ -248,13 +251,7 @@ fn jit_gradients_match_the_array_tape() {
         let jit =
             snnc::runtime::shard_gradients_with(Some(&compiled), &m, &train, phase, &params, &samples, &labels, 2, None).expect("runs");
         let (a, b) = (tape[0].grads.as_ref().expect("gradient"), jit[0].grads.as_ref().expect("gradient"));
-        let mut nonzero = 0;
-        for (p, (x, y)) in a.weights.iter().zip(&b.weights).enumerate() {
-            for (k, (u, v)) in x.iter().zip(y).enumerate() {
-                assert!((u - v).abs() <= 1e-9 * (1.0 + u.abs()), "{name}: weight {p}/{k}: tape {u} vs jit {v}");
-                nonzero += usize::from(*u != 0.0);
-            }
-        }
+        let nonzero = assert_weights_close(&format!("{name}, tape vs jit"), &a.weights, &b.weights);
         assert!(nonzero > 0, "{name}: a non-trivial gradient");
         assert_eq!(
             tape.iter().map(|r| r.terms.clone()).collect::<Vec<_>>(),
@@ -282,11 +279,7 @@ fn training_steps_agree_across_back_ends() {
     assert_ne!(reference.weights, initial.weights, "training moved the weights");
     for backend in [snnc::runtime::Backend::Batched, snnc::runtime::Backend::Jit] {
         let other = run(backend);
-        for (p, (a, b)) in reference.weights.iter().zip(&other.weights).enumerate() {
-            for (k, (x, y)) in a.iter().zip(b).enumerate() {
-                assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{backend:?}: weight {p}/{k}: {x} vs {y}");
-            }
-        }
+        assert_weights_close(&format!("{backend:?}"), &reference.weights, &other.weights);
     }
 }
 
