@@ -257,10 +257,46 @@ pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, Stri
     // (3e) updates after the spike test.
     apply(&mut b, pop, &pop.after_spike, &mut current, &ports, spike)?;
     let after = current;
-
-    // Reverse mode over the arena: nodes only refer to earlier ones, so one backward sweep
-    // visits every node after all of its uses.
+    // Everything the sweep differentiates lies below this index; what follows are adjoints.
     let forward_len = b.exprs.nodes.len();
+
+    // Seeds: the adjoints coming back from later in time.
+    let mut seeds = Vec::new();
+    for (v, node) in after.iter().enumerate() {
+        seeds.push((*node, b.exprs.push(Node::Global(Global::AdjointAfter(v as u32)))));
+    }
+    let mut spike_rule = None;
+    if let (Some(x), false) = (spike_x, spike == zero) {
+        seeds.push((spike, b.exprs.push(Node::Global(Global::AdjointSpike))));
+        // The surrogate replaces d spike / d (lhs - rhs); nothing flows while refractory.
+        let env = Env { vars: &[], ports: &[], spiked: zero, surrogate_x: Some(x) };
+        let slope = import(&mut b, &surrogate.exprs, surrogate.grad, &env, &mut Vec::new())?;
+        let slope = b.select(refractory, zero, slope);
+        spike_rule = Some(SpikeRule { spike, x, slope });
+    }
+    let (d_before, d_ports) = sweep(&mut b, forward_len, &seeds, spike_rule, pop.vars.len(), pop.ports.len());
+    Ok(StepGraph { exprs: b.exprs, after, spike, d_before, d_ports })
+}
+
+/// The spike's stand-in derivative: d spike = g * slope, sent to the threshold's argument.
+struct SpikeRule {
+    spike: ExprId,
+    x: ExprId,
+    slope: ExprId,
+}
+
+/// Reverse mode over the first `forward_len` nodes of the arena from the `(node, adjoint)`
+/// seeds: nodes only refer to earlier ones, so one backward sweep visits every node after all
+/// of its uses. Returns the adjoints of the variable and port leaves.
+fn sweep(
+    b: &mut Builder,
+    forward_len: usize,
+    seeds: &[(ExprId, ExprId)],
+    spike_rule: Option<SpikeRule>,
+    n_vars: usize,
+    n_ports: usize,
+) -> (Vec<ExprId>, Vec<ExprId>) {
+    let zero = b.konst(0.0);
     let mut adjoint: Vec<Option<ExprId>> = vec![None; forward_len];
     let seed = |b: &mut Builder, adjoint: &mut Vec<Option<ExprId>>, node: ExprId, g: ExprId| {
         let slot = &mut adjoint[node.0 as usize];
@@ -269,36 +305,26 @@ pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, Stri
             None => g,
         });
     };
-    for (v, node) in after.iter().enumerate() {
-        let g = b.exprs.push(Node::Global(Global::AdjointAfter(v as u32)));
-        seed(&mut b, &mut adjoint, *node, g);
+    for (node, g) in seeds {
+        seed(b, &mut adjoint, *node, *g);
     }
-    if spike != zero {
-        let g = b.exprs.push(Node::Global(Global::AdjointSpike));
-        seed(&mut b, &mut adjoint, spike, g);
-    }
-    let mut d_before = vec![None; pop.vars.len()];
-    let mut d_ports = vec![None; pop.ports.len()];
+    let mut d_vars = vec![None; n_vars];
+    let mut d_ports = vec![None; n_ports];
     for index in (0..forward_len).rev() {
         let Some(g) = adjoint[index] else { continue };
         let node = ExprId(index as u32);
-        if node == spike {
-            // The surrogate replaces d spike / d (lhs - rhs); nothing flows while refractory.
-            let x = spike_x.expect("a spike node has its threshold");
-            let env = Env { vars: &[], ports: &[], spiked: zero, surrogate_x: Some(x) };
-            let slope = import(&mut b, &surrogate.exprs, surrogate.grad, &env, &mut Vec::new())?;
-            let slope = b.select(refractory, zero, slope);
-            let gx = b.mul(g, slope);
-            seed(&mut b, &mut adjoint, x, gx);
+        if let Some(rule) = spike_rule.as_ref().filter(|r| r.spike == node) {
+            let gx = b.mul(g, rule.slope);
+            seed(b, &mut adjoint, rule.x, gx);
             continue;
         }
         match b.exprs.get(node).clone() {
-            Node::Var(var) => d_before[var.0 as usize] = Some(g),
+            Node::Var(var) => d_vars[var.0 as usize] = Some(g),
             Node::Port(port) => d_ports[port.0 as usize] = Some(g),
             Node::Const(_) | Node::Global(_) => {}
             Node::Unary(UnaryOp::Neg, a) => {
                 let ga = b.neg(g);
-                seed(&mut b, &mut adjoint, a, ga);
+                seed(b, &mut adjoint, a, ga);
             }
             Node::Unary(UnaryOp::Not, _) => {}
             Node::Binary(op, x, y) => {
@@ -328,50 +354,13 @@ pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, Stri
                     }
                     _ => continue,
                 };
-                seed(&mut b, &mut adjoint, x, gx);
-                seed(&mut b, &mut adjoint, y, gy);
+                seed(b, &mut adjoint, x, gx);
+                seed(b, &mut adjoint, y, gy);
             }
             Node::Call(func, args) => {
-                let local = |b: &mut Builder| -> Option<ExprId> {
-                    let a = args[0];
-                    Some(match func {
-                        Func::Exp => node,
-                        Func::Log => {
-                            let one = b.konst(1.0);
-                            b.div(one, a)
-                        }
-                        Func::Sqrt => {
-                            let half = b.konst(0.5);
-                            b.div(half, node)
-                        }
-                        Func::Abs => {
-                            let (one, minus) = (b.konst(1.0), b.konst(-1.0));
-                            let positive = b.compare(BinaryOp::Gt, a, zero);
-                            let negative = b.compare(BinaryOp::Lt, a, zero);
-                            let sign = b.select(negative, minus, zero);
-                            b.select(positive, one, sign)
-                        }
-                        Func::Sigmoid => {
-                            let one = b.konst(1.0);
-                            let rest = b.sub(one, node);
-                            b.mul(node, rest)
-                        }
-                        Func::Tanh => {
-                            let one = b.konst(1.0);
-                            let square = b.mul(node, node);
-                            b.sub(one, square)
-                        }
-                        Func::Sin => b.call(Func::Cos, vec![a]),
-                        Func::Cos => {
-                            let sin = b.call(Func::Sin, vec![a]);
-                            b.neg(sin)
-                        }
-                        _ => return None,
-                    })
-                };
-                if let Some(d) = local(&mut b) {
+                if let Some(d) = local_derivative(b, func, node, args[0], zero) {
                     let ga = b.mul(g, d);
-                    seed(&mut b, &mut adjoint, args[0], ga);
+                    seed(b, &mut adjoint, args[0], ga);
                     continue;
                 }
                 match func {
@@ -382,13 +371,13 @@ pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, Stri
                         let nan = b.compare(BinaryOp::Ne, args[1], args[1]);
                         let first = b.compare(BinaryOp::Or, wins, nan);
                         let (ga, gb) = (b.select(first, g, zero), b.select(first, zero, g));
-                        seed(&mut b, &mut adjoint, args[0], ga);
-                        seed(&mut b, &mut adjoint, args[1], gb);
+                        seed(b, &mut adjoint, args[0], ga);
+                        seed(b, &mut adjoint, args[1], gb);
                     }
                     Func::Select => {
                         let (ga, gb) = (b.select(args[0], g, zero), b.select(args[0], zero, g));
-                        seed(&mut b, &mut adjoint, args[1], ga);
-                        seed(&mut b, &mut adjoint, args[2], gb);
+                        seed(b, &mut adjoint, args[1], ga);
+                        seed(b, &mut adjoint, args[2], gb);
                     }
                     Func::Gauss => {
                         let (x, mu, sigma) = (args[0], args[1], args[2]);
@@ -407,9 +396,9 @@ pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, Stri
                         let inner = b.sub(a1, a2);
                         let ds = b.mul(node, inner);
                         let gs = b.mul(g, ds);
-                        seed(&mut b, &mut adjoint, x, gx);
-                        seed(&mut b, &mut adjoint, mu, gmu);
-                        seed(&mut b, &mut adjoint, sigma, gs);
+                        seed(b, &mut adjoint, x, gx);
+                        seed(b, &mut adjoint, mu, gmu);
+                        seed(b, &mut adjoint, sigma, gs);
                     }
                     // Heaviside is a comparison; the rest were handled above or expanded.
                     _ => {}
@@ -417,9 +406,68 @@ pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, Stri
             }
         }
     }
-    let d_before = d_before.into_iter().map(|g| g.unwrap_or(zero)).collect();
-    let d_ports = d_ports.into_iter().map(|g| g.unwrap_or(zero)).collect();
-    Ok(StepGraph { exprs: b.exprs, after, spike, d_before, d_ports })
+    (d_vars.into_iter().map(|g| g.unwrap_or(zero)).collect(), d_ports.into_iter().map(|g| g.unwrap_or(zero)).collect())
+}
+
+/// d f(a) / d a of the one-argument functions, in terms of `a` and the node's value `out`.
+fn local_derivative(b: &mut Builder, func: Func, out: ExprId, a: ExprId, zero: ExprId) -> Option<ExprId> {
+    Some(match func {
+        Func::Exp => out,
+        Func::Log => {
+            let one = b.konst(1.0);
+            b.div(one, a)
+        }
+        Func::Sqrt => {
+            let half = b.konst(0.5);
+            b.div(half, out)
+        }
+        Func::Abs => {
+            let (one, minus) = (b.konst(1.0), b.konst(-1.0));
+            let positive = b.compare(BinaryOp::Gt, a, zero);
+            let negative = b.compare(BinaryOp::Lt, a, zero);
+            let sign = b.select(negative, minus, zero);
+            b.select(positive, one, sign)
+        }
+        Func::Sigmoid => {
+            let one = b.konst(1.0);
+            let rest = b.sub(one, out);
+            b.mul(out, rest)
+        }
+        Func::Tanh => {
+            let one = b.konst(1.0);
+            let square = b.mul(out, out);
+            b.sub(one, square)
+        }
+        Func::Sin => b.call(Func::Cos, vec![a]),
+        Func::Cos => {
+            let sin = b.call(Func::Sin, vec![a]);
+            b.neg(sin)
+        }
+        _ => return None,
+    })
+}
+
+/// One expression of a population and its derivatives with respect to the population's
+/// variables and ports, as IR (for observables read by a loss).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExprGradient {
+    pub exprs: Exprs,
+    pub value: ExprId,
+    pub d_vars: Vec<ExprId>,
+    pub d_ports: Vec<ExprId>,
+}
+
+/// Derives expression `id` of `pop`'s arena with respect to its variables and ports.
+pub fn derive_expr(pop: &Population, id: ExprId) -> Result<ExprGradient, String> {
+    let mut b = Builder { exprs: Exprs::default() };
+    let vars: Vec<ExprId> = (0..pop.vars.len()).map(|v| b.exprs.push(Node::Var(crate::ir::VarId(v as u32)))).collect();
+    let ports: Vec<ExprId> = (0..pop.ports.len()).map(|q| b.exprs.push(Node::Port(crate::ir::PortId(q as u32)))).collect();
+    let zero = b.konst(0.0);
+    let env = Env { vars: &vars, ports: &ports, spiked: zero, surrogate_x: None };
+    let value = import(&mut b, &pop.exprs, id, &env, &mut Vec::new())?;
+    let one = b.konst(1.0);
+    let (d_vars, d_ports) = sweep(&mut b, value.0 as usize + 1, &[(value, one)], None, pop.vars.len(), pop.ports.len());
+    Ok(ExprGradient { exprs: b.exprs, value, d_vars, d_ports })
 }
 
 impl StepGraph {

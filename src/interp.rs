@@ -241,6 +241,13 @@ struct Ctx<'a> {
     rng: (u64, u64, u64, u64),
 }
 
+/// Expression `id` of a population at one neuron's variables and ports (observables and their
+/// derived gradients; no spike flag, data or random draws).
+pub fn eval_at(exprs: &Exprs, id: ExprId, vars: &[f64], ports: &[f64], time: f64, net_params: &[f64], dt: f64) -> f64 {
+    let ctx = Ctx { vars, ports, spiked: 0.0, time, data: 0.0, net_params, rng: (0, 0, 0, 0) };
+    eval(exprs, id, &ctx, dt)
+}
+
 fn eval(exprs: &Exprs, id: ExprId, ctx: &Ctx, dt: f64) -> f64 {
     match exprs.get(id) {
         Node::Const(value) => *value,

@@ -180,10 +180,30 @@ fn readout_value(module: &Module, trace: &Trace, b: usize, readout: Readout) -> 
                 data: (0..steps).flat_map(|t| trace.state_after(t, p.0 as usize, v.0 as usize)[b * n..(b + 1) * n].to_vec()).collect(),
             }
         }
-        Readout::FirstSpike(_) | Readout::SpikePenalty(_) | Readout::Observable(..) => {
-            return Err(Unsupported(format!("the reference back end does not compute {readout:?} yet (it belongs to EventProp and FPTT)")));
+        Readout::Observable(p, o) => {
+            let pop = module.population(p);
+            let (n, id) = (pop.size(), pop.observables[o as usize].1);
+            let net = crate::interp::net_params(module);
+            let mut data = Vec::with_capacity(steps * n);
+            for t in 0..steps {
+                for i in 0..n {
+                    let (vars, ports) = neuron_at(trace, p.0 as usize, t, b * n + i);
+                    data.push(crate::interp::eval_at(&pop.exprs, id, &vars, &ports, t as f64 * module.dt, &net, module.dt));
+                }
+            }
+            Value { per_step: true, width: n, data }
+        }
+        Readout::FirstSpike(_) | Readout::SpikePenalty(_) => {
+            return Err(Unsupported(format!("the reference back end does not compute {readout:?} yet (it belongs to EventProp)")));
         }
     })
+}
+
+/// One neuron's variables after step `t` and its ports during the step.
+fn neuron_at(trace: &Trace, p: usize, t: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+    let vars = (0..trace.states[p].len()).map(|v| trace.state_after(t, p, v)[k]).collect();
+    let ports = (0..trace.ports[p].len()).map(|q| trace.port_at(t, p, q)[k]).collect();
+    (vars, ports)
 }
 
 fn softmax_row(row: &[f64]) -> Vec<f64> {
@@ -271,7 +291,11 @@ fn call(func: TFunc, args: &[&Value], steps: usize, width: usize) -> Result<Valu
 
 /// Backpropagates d(root)/d(...) into `grads`, scaled by `scale`.
 #[allow(clippy::too_many_arguments)]
+/// Adds d (scale * root) / d (spikes, states, weights) of sample `b` to `grads`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
+    module: &Module,
+    trace: &Trace,
     exprs: &TExprs,
     values: &[Value],
     root: TExprId,
@@ -310,8 +334,41 @@ pub fn backward(
                         add_into(&mut slot[t * row + b * n..t * row + (b + 1) * n], &g[t * n..(t + 1) * n]);
                     }
                 }
-                Readout::FirstSpike(_) | Readout::SpikePenalty(_) | Readout::Observable(..) => {
-                    return Err(Unsupported(format!("no gradient for {readout:?} in the reference back end yet")));
+                Readout::Observable(p, o) => {
+                    // The observable's derivatives come from the gradient pass, as IR.
+                    let pop = module.population(*p);
+                    let (n, id) = (pop.size(), pop.observables[*o as usize].1);
+                    let derived = crate::grad::derive_expr(pop, id).map_err(Unsupported)?;
+                    if derived.d_ports.iter().any(|d| derived.exprs.constant(*d) != Some(0.0)) {
+                        return Err(Unsupported(format!(
+                            "observable `{}` reads an input; its gradient is not built yet",
+                            pop.observables[*o as usize].0
+                        )));
+                    }
+                    let net = crate::interp::net_params(module);
+                    let row = grads.batch * n;
+                    for t in 0..steps {
+                        for i in 0..n {
+                            let g = g[t * n + i];
+                            if g == 0.0 {
+                                continue;
+                            }
+                            let (vars, ports) = neuron_at(trace, p.0 as usize, t, b * n + i);
+                            for (v, d) in derived.d_vars.iter().enumerate() {
+                                if derived.exprs.constant(*d) == Some(0.0) {
+                                    continue;
+                                }
+                                let slope =
+                                    crate::interp::eval_at(&derived.exprs, *d, &vars, &ports, t as f64 * module.dt, &net, module.dt);
+                                grads.states_mut(p.0 as usize, v)[t * row + b * n + i] += g * slope;
+                            }
+                        }
+                    }
+                }
+                Readout::FirstSpike(_) | Readout::SpikePenalty(_) => {
+                    return Err(Unsupported(format!(
+                        "no gradient for {readout:?} in the reference back end yet (it belongs to EventProp)"
+                    )));
                 }
             },
             TNode::WeightL2(proj) => {

@@ -179,7 +179,7 @@ pub fn sample_gradients(
     let mut terms = Vec::with_capacity(phase.losses.len());
     for term in &phase.losses {
         terms.push(values[term.value.0 as usize].data[0]);
-        loss::backward(&train.exprs, &values, term.value, 1.0, params, &mut readout, 0)?;
+        loss::backward(module, &trace, &train.exprs, &values, term.value, 1.0, params, &mut readout, 0)?;
     }
     let prediction = train.predict.map(|root| values[root.0 as usize].data[0] as usize);
     let mut grads = zeros_like(params);
@@ -598,7 +598,7 @@ pub fn shard_gradients_with(
         let mut terms = Vec::with_capacity(phase.losses.len());
         for term in &phase.losses {
             terms.push(values[term.value.0 as usize].data[0]);
-            loss::backward(&train.exprs, &values, term.value, 1.0, params, &mut readout, b)?;
+            loss::backward(module, &trace, &train.exprs, &values, term.value, 1.0, params, &mut readout, b)?;
         }
         results.push(SampleResult {
             terms,

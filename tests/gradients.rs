@@ -81,6 +81,16 @@ fn trainable_per_neuron_time_constants() {
     check_against_finite_differences(&m, &[0.8, -0.5, 0.2, 0.5, 1.0], 1);
 }
 
+/// A loss on neuron observables (the multi-compartment energy term of seeds/000 is one): their
+/// derivatives come from the gradient pass as IR; trainable time constants included.
+#[test]
+fn losses_on_observables() {
+    let m = module(
+        "import std::encoders\nimport std::surrogates\nneuron Obs {\n    param tau: ms trainable per_neuron = normal(5 ms, 0.5 ms)\n    state u = 0\n    state w = 0.1\n    input i\n    update {\n        u = exp(-dt / tau) * u + i\n        w = 0.5 * w + 0.1 * u\n    }\n    observable energy = abs(u - w) + sigmoid(u) * w\n    observable sq = u * u\n}\nnetwork N {\n    steps = 6\n    input x[5] = repeat(sample)\n    population out[3] = Obs\n    connect x -> out.i : dense(init = uniform(-1, 1))\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss e = mean_t(mean(out.energy))\n    loss ce = cross_entropy(last_t(out.sq), label)\n    predict = argmax(last_t(out.u))\n    optimizer = adam(lr = 1e-3)\n}\n",
+    );
+    check_against_finite_differences(&m, &[0.8, -0.5, 0.2, 0.5, 1.0], 1);
+}
+
 #[test]
 fn continuous_cuba_lif_below_threshold() {
     let m = module(
