@@ -1,7 +1,8 @@
-//! The Cranelift JIT: one native kernel per population that advances the whole batch by one
-//! step, compiled from the IR. This first version covers the forward step (f64, one element
-//! per loop iteration, transcendental functions through host calls so that results are
-//! bit-identical to the interpreter); backward kernels and f32x4 vectorisation come next.
+//! The Cranelift JIT: per population, a forward kernel that advances the whole batch by one
+//! step, and a backward kernel compiled from the step's derived adjoint ([`crate::grad`]).
+//! Values are f64, two lanes (`f64x2`) per loop iteration with a one-lane tail; refractory
+//! counters stay per lane; transcendental functions go through host calls, lane by lane, so
+//! that results are bit-identical to the interpreter.
 //!
 //! A kernel has the signature
 //! `fn(vars: *const *mut f64, ports: *const *const f64, counters: *mut u32, spikes: *mut f64,
@@ -207,7 +208,8 @@ struct StepValues {
     spiked: Value,
     fired: Value,
     refractory: Value,
-    counter: Value,
+    /// The refractory counter of each lane.
+    counters: Vec<Value>,
     counter_address: Value,
 }
 
@@ -484,15 +486,37 @@ impl Emitter<'_, '_, '_> {
         self.b.ins().load(ty, flags, address, 0)
     }
 
-    fn load_at(&mut self, ty: types::Type, base: Value, offset: Value) -> Value {
-        let address = self.b.ins().iadd(base, offset);
-        self.b.ins().load(ty, MemFlagsData::trusted(), address, 0)
-    }
-
     fn store_at(&mut self, value: Value, base: Value, offset: Value) {
         let address = self.b.ins().iadd(base, offset);
         let flags = if self.vector() { MemFlagsData::new().with_notrap() } else { MemFlagsData::trusted() };
         self.b.ins().store(flags, value, address, 0);
+    }
+
+    /// The refractory counters of this iteration's lanes and whether each is refractory: an
+    /// `i8` flag in a one-lane body, an `i64x2` lane mask in a two-lane one. Populations
+    /// without a refractory period keep their counters at 0 and read none.
+    fn refractory(&mut self, counter_address: Value) -> (Vec<Value>, Value) {
+        let lanes = usize::from(self.lanes);
+        if self.pop.refractory.is_none() {
+            let counters = vec![self.b.ins().iconst(types::I32, 0); lanes];
+            let flag = if self.vector() {
+                let zero = self.f64(0.0);
+                self.b.ins().fcmp(FloatCC::NotEqual, zero, zero)
+            } else {
+                self.b.ins().iconst(types::I8, 0)
+            };
+            return (counters, flag);
+        }
+        let counters: Vec<Value> =
+            (0..lanes).map(|lane| self.b.ins().load(types::I32, MemFlagsData::trusted(), counter_address, (lane * 4) as i32)).collect();
+        let flags: Vec<Value> = counters.iter().map(|c| self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, *c, 0)).collect();
+        if !self.vector() {
+            return (counters, flags[0]);
+        }
+        let masks: Vec<Value> = flags.iter().map(|f| self.b.ins().bmask(types::I64, *f)).collect();
+        let mut mask = self.b.ins().splat(types::I64X2, masks[0]);
+        mask = self.b.ins().insertlane(mask, masks[1], 1);
+        (counters, mask)
     }
 
     /// One element's step, exactly the sequence of [`crate::interp`].
@@ -513,14 +537,7 @@ impl Emitter<'_, '_, '_> {
         let ports: Vec<Value> = port_bases.iter().map(|base| self.load_float(*base, offset8)).collect();
         let counter_address = self.b.ins().iadd(counters_ptr, offset4);
         let zero = self.f64(0.0);
-        // Two-lane bodies only run for populations without a refractory period, whose
-        // counters stay 0.
-        let (counter, refractory) = if self.vector() {
-            (self.b.ins().iconst(types::I32, 0), self.b.ins().fcmp(FloatCC::NotEqual, zero, zero))
-        } else {
-            let counter = self.b.ins().load(types::I32, MemFlagsData::trusted(), counter_address, 0);
-            (counter, self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0))
-        };
+        let (counters, refractory) = self.refractory(counter_address);
         let mut current = before.clone();
         // (3a) input jumps where the port received input.
         for jump in &pop.input_jumps {
@@ -543,7 +560,12 @@ impl Emitter<'_, '_, '_> {
         // (3c) updates in order.
         self.updates(&pop.updates, &mut current, &ports, zero, time, net)?;
         // (3d) threshold unless refractory, reset, hold.
-        let mut fired = if self.vector() { refractory } else { self.b.ins().iconst(types::I8, 0) };
+        let mut fired = if self.vector() {
+            let zero = self.f64(0.0);
+            self.b.ins().fcmp(FloatCC::NotEqual, zero, zero)
+        } else {
+            self.b.ins().iconst(types::I8, 0)
+        };
         let mut spiked = zero;
         if let Some(threshold) = &pop.threshold {
             let scope = Scope { vars: &current, ports: &ports, spiked: zero, time, net, surrogate_x: None, derived: None };
@@ -565,7 +587,7 @@ impl Emitter<'_, '_, '_> {
         }
         // (3e) updates after the spike test.
         self.updates(&pop.after_spike, &mut current, &ports, spiked, time, net)?;
-        Ok(StepValues { after: current, spiked, fired, refractory, counter, counter_address })
+        Ok(StepValues { after: current, spiked, fired, refractory, counters, counter_address })
     }
 
     fn kernel(&mut self, refractory_steps: u32) -> Result<(), String> {
@@ -578,7 +600,7 @@ impl Emitter<'_, '_, '_> {
             (params[0], params[1], params[2], params[3], params[4], params[5], params[6]);
         let var_bases = self.bases(vars_ptr, pop.vars.len());
         let port_bases = self.bases(ports_ptr, pop.ports.len());
-        self.loops(len, pop.refractory.is_none(), |this, kv| {
+        self.loops(len, true, |this, kv| {
             let offset8 = this.b.ins().imul_imm_s(kv, 8);
             let offset4 = this.b.ins().imul_imm_s(kv, 4);
             let step = this.step_body(&var_bases, &port_bases, counters_ptr, offset8, offset4, time, net)?;
@@ -586,12 +608,21 @@ impl Emitter<'_, '_, '_> {
                 this.store_at(step.after[v], *base, offset8);
             }
             this.store_at(step.spiked, spikes_ptr, offset8);
-            if !this.vector() {
-                let decremented = this.b.ins().iadd_imm_s(step.counter, -1);
-                let restart = this.b.ins().iconst(types::I32, i64::from(refractory_steps));
-                let on_fire = this.b.ins().select(step.fired, restart, step.counter);
-                let next_counter = this.b.ins().select(step.refractory, decremented, on_fire);
-                this.b.ins().store(MemFlagsData::trusted(), next_counter, step.counter_address, 0);
+            if pop.refractory.is_some() {
+                for (lane, counter) in step.counters.iter().enumerate() {
+                    let (fired, refractory) = if this.vector() {
+                        let fired = this.b.ins().extractlane(step.fired, lane as u8);
+                        let refractory = this.b.ins().extractlane(step.refractory, lane as u8);
+                        (this.b.ins().icmp_imm_s(IntCC::NotEqual, fired, 0), this.b.ins().icmp_imm_s(IntCC::NotEqual, refractory, 0))
+                    } else {
+                        (step.fired, step.refractory)
+                    };
+                    let decremented = this.b.ins().iadd_imm_s(*counter, -1);
+                    let restart = this.b.ins().iconst(types::I32, i64::from(refractory_steps));
+                    let on_fire = this.b.ins().select(fired, restart, *counter);
+                    let next_counter = this.b.ins().select(refractory, decremented, on_fire);
+                    this.b.ins().store(MemFlagsData::trusted(), next_counter, step.counter_address, (lane * 4) as i32);
+                }
             }
             Ok(())
         })
@@ -613,18 +644,14 @@ impl Emitter<'_, '_, '_> {
         let d_after_bases = self.bases(d_after_ptr, pop.vars.len());
         let d_before_bases = self.bases(d_before_ptr, pop.vars.len());
         let d_port_bases = self.bases(d_ports_ptr, pop.ports.len());
-        self.loops(len, pop.refractory.is_none(), |this, kv| {
+        self.loops(len, true, |this, kv| {
             let offset8 = this.b.ins().imul_imm_s(kv, 8);
             let offset4 = this.b.ins().imul_imm_s(kv, 4);
             let before: Vec<Value> = var_bases.iter().map(|base| this.load_float(*base, offset8)).collect();
             let ports: Vec<Value> = port_bases.iter().map(|base| this.load_float(*base, offset8)).collect();
-            let refractory = if this.vector() {
-                this.f64(0.0)
-            } else {
-                let counter = this.load_at(types::I32, counters_ptr, offset4);
-                let held = this.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, counter, 0);
-                this.bool_to_f64(held)
-            };
+            let counter_address = this.b.ins().iadd(counters_ptr, offset4);
+            let (_, held) = this.refractory(counter_address);
+            let refractory = this.bool_to_f64(held);
             let d_after: Vec<Value> = d_after_bases.iter().map(|base| this.load_float(*base, offset8)).collect();
             let d_spike = this.load_float(d_spike_ptr, offset8);
             let derived = Derived { refractory, d_after, d_spike };
