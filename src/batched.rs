@@ -1,5 +1,5 @@
 //! The batched back end: the same semantics as [`crate::interp`], with every IR node evaluated
-//! over whole batch rows at once and dense projections through a GEMM (matrixmultiply). BPTT
+//! over whole batch rows at once and dense projections through a GEMM (the `gemm` crate). BPTT
 //! re-records each population step on an array tape from the stored state and sweeps it
 //! backwards; weight gradients are GEMMs of presynaptic spikes with port adjoints.
 //!
@@ -502,27 +502,43 @@ fn encode_all(module: &Module, samples: &[SampleRef], seed: u64, net: &[f64], tr
     }
 }
 
+/// `c[m x n] += a[m x k] b[k x n]` with every operand given by (row stride, column stride),
+/// through the `gemm` crate on this thread (1.6-1.75x matrixmultiply on the runtime's shapes:
+/// `cargo bench --bench gemm`).
+///
+/// # Safety
+/// The pointers must address matrices of the stated shapes and strides, and `c` must not
+/// overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_add(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f64,
+    rsa: isize,
+    csa: isize,
+    b: *const f64,
+    rsb: isize,
+    csb: isize,
+    c: *mut f64,
+    rsc: isize,
+    csc: isize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: forwarded from the caller; `gemm` takes column strides before row strides and
+    // computes c = 1 * c + 1 * a b.
+    unsafe { gemm::gemm(m, n, k, c, csc, rsc, true, a, csa, rsa, b, csb, rsb, 1.0, 1.0, false, false, false, gemm::Parallelism::None) }
+}
+
 /// `y[b, j] += sum_i x[b, i] w[i, j]` for `rows` rows.
 pub fn dense(rows: usize, n_pre: usize, n_post: usize, x: &[f64], w: &[f64], y: &mut [f64]) {
-    // SAFETY: the slices have the stated row-major shapes: x is rows x n_pre, w is
-    // n_pre x n_post, y is rows x n_post.
+    assert!(x.len() >= rows * n_pre && w.len() >= n_pre * n_post && y.len() >= rows * n_post, "GEMM operands have the stated shapes");
+    // SAFETY: shapes checked above (x is rows x n_pre, w is n_pre x n_post, y is rows x
+    // n_post, all row-major); y is a separate slice.
     unsafe {
-        matrixmultiply::dgemm(
-            rows,
-            n_pre,
-            n_post,
-            1.0,
-            x.as_ptr(),
-            n_pre as isize,
-            1,
-            w.as_ptr(),
-            n_post as isize,
-            1,
-            1.0,
-            y.as_mut_ptr(),
-            n_post as isize,
-            1,
-        );
+        gemm_add(rows, n_pre, n_post, x.as_ptr(), n_pre as isize, 1, w.as_ptr(), n_post as isize, 1, y.as_mut_ptr(), n_post as isize, 1)
     }
 }
 
@@ -741,22 +757,7 @@ fn gemm_columns(m: usize, k: usize, n: usize, a: &[f64], rsa: isize, csa: isize,
         // SAFETY: shapes checked above; every block writes the columns [j0, j0 + width) of c
         // only, so the blocks never overlap.
         unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                width,
-                1.0,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr().add(j0),
-                n as isize,
-                1,
-                1.0,
-                c_ptr.0.add(j0),
-                n as isize,
-                1,
-            );
+            gemm_add(m, k, width, a.as_ptr(), rsa, csa, b.as_ptr().add(j0), n as isize, 1, c_ptr.0.add(j0), n as isize, 1);
         }
     });
 }
@@ -1212,7 +1213,7 @@ fn project_grad(module: &Module, index: usize, w: &[f64], x: Rows, g: &[f64], ro
             // SAFETY: row-major shapes: G is rows x n_post, W n_pre x n_post, dX rows x n_pre.
             unsafe {
                 let (a, b, c) = (g.as_ptr(), w.as_ptr(), dx.as_mut_ptr());
-                matrixmultiply::dgemm(rows, n_post, n_pre, 1.0, a, n_post as isize, 1, b, 1, n_post as isize, 1.0, c, n_pre as isize, 1);
+                gemm_add(rows, n_post, n_pre, a, n_post as isize, 1, b, 1, n_post as isize, c, n_pre as isize, 1);
             }
         }
         let Some(dw) = dw else { return };
@@ -1224,7 +1225,7 @@ fn project_grad(module: &Module, index: usize, w: &[f64], x: Rows, g: &[f64], ro
         // SAFETY: row-major shapes: X is rows x n_pre, G rows x n_post, dW n_pre x n_post.
         unsafe {
             let (a, b, c) = (values.as_ptr(), g.as_ptr(), dw.as_mut_ptr());
-            matrixmultiply::dgemm(n_pre, rows, n_post, 1.0, a, 1, n_pre as isize, b, n_post as isize, 1, 1.0, c, n_post as isize, 1);
+            gemm_add(n_pre, rows, n_post, a, 1, n_pre as isize, b, n_post as isize, 1, c, n_post as isize, 1);
         }
         give_back(values);
         return;
