@@ -608,15 +608,18 @@ pub fn shard_gradients_with(
             spikes_per_pop: spike_counts(module, &trace, b),
         });
     }
-    let mut grads = zeros_like(params);
-    if let Some(pre) = hoisted {
-        // Their weight gradient is added once for the whole batch; no shard-sized copy.
-        for (g, y) in grads.weights.iter_mut().zip(&pre.hoisted.y) {
-            if y.is_some() {
-                *g = Vec::new();
-            }
-        }
-    }
+    // Projections hoisted at batch level get their weight gradient once for the whole batch:
+    // no shard-sized buffer for them.
+    let deferred = |index: usize| hoisted.is_some_and(|pre| pre.hoisted.y[index].is_some());
+    let mut grads = Grads {
+        weights: params
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(index, w)| if deferred(index) { Vec::new() } else { vec![0.0; w.len()] })
+            .collect(),
+        neuron_params: params.neuron_params.iter().map(|p| p.iter().map(|v| vec![0.0; v.len()]).collect()).collect(),
+    };
     for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
         if g.len() < r.len() {
             g.resize(r.len(), 0.0);
