@@ -858,10 +858,6 @@ pub fn run_with(
         let pop = &module.populations[p];
         let r = trace.row(p);
         trace.refractory[p][t * r..(t + 1) * r].copy_from_slice(counters);
-        for v in 0..pop.vars.len() {
-            let (done, next) = trace.states[p][v].split_at_mut((t + 1) * r);
-            next[..r].copy_from_slice(&done[t * r..]);
-        }
         match kernels {
             Kernels::Jit(compiled) => compiled.step(module, p, t, trace, counters, net),
             Kernels::Tape => {

@@ -5,8 +5,9 @@
 //! that results are bit-identical to the interpreter.
 //!
 //! A kernel has the signature
-//! `fn(vars: *const *mut f64, ports: *const *const f64, counters: *mut u32, spikes: *mut f64,
-//!     len: i64, time: f64, net: *const f64)` and performs, for every element, exactly the
+//! `fn(vars_in: *const *const f64, vars_out: *const *mut f64, ports: *const *const f64,
+//!     counters: *mut u32, spikes: *mut f64, len: i64, time: f64, net: *const f64)` (state
+//! before the step in, state after it out) and performs, for every element, exactly the
 //! sequence of [`crate::interp`]: input jumps, dynamics, updates, threshold, reset,
 //! refractory hold, updates after the spike, counter update.
 
@@ -20,7 +21,7 @@ use cranelift_module::{FuncId, Linkage, Module as _};
 use crate::interp::{Params, SampleRef, Trace, refractory_steps};
 use crate::ir::{self, BinaryOp, ExprId, Exprs, Func, Global, Module, Node, Population, UnaryOp};
 
-type Kernel = unsafe extern "C" fn(*const *mut f64, *const *const f64, *mut u32, *mut f64, i64, f64, *const f64);
+type Kernel = unsafe extern "C" fn(*const *const f64, *const *mut f64, *const *const f64, *mut u32, *mut f64, i64, f64, *const f64);
 type BackwardKernel = unsafe extern "C" fn(
     *const *const f64,
     *const *const f64,
@@ -172,7 +173,7 @@ pub fn compile(module: &Module) -> Result<Compiled, String> {
 fn kernel_signature(jit: &JITModule) -> Signature {
     let mut sig = jit.make_signature();
     let pointer = jit.target_config().pointer_type();
-    for _ in 0..4 {
+    for _ in 0..5 {
         sig.params.push(AbiParam::new(pointer));
     }
     sig.params.push(AbiParam::new(types::I64));
@@ -596,15 +597,16 @@ impl Emitter<'_, '_, '_> {
         self.b.append_block_params_for_function_params(entry);
         self.b.switch_to_block(entry);
         let params = self.b.block_params(entry).to_vec();
-        let (vars_ptr, ports_ptr, counters_ptr, spikes_ptr, len, time, net) =
-            (params[0], params[1], params[2], params[3], params[4], params[5], params[6]);
-        let var_bases = self.bases(vars_ptr, pop.vars.len());
+        let (vars_in_ptr, vars_out_ptr, ports_ptr, counters_ptr, spikes_ptr, len, time, net) =
+            (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7]);
+        let var_bases = self.bases(vars_in_ptr, pop.vars.len());
+        let out_bases = self.bases(vars_out_ptr, pop.vars.len());
         let port_bases = self.bases(ports_ptr, pop.ports.len());
         self.loops(len, true, |this, kv| {
             let offset8 = this.b.ins().imul_imm_s(kv, 8);
             let offset4 = this.b.ins().imul_imm_s(kv, 4);
             let step = this.step_body(&var_bases, &port_bases, counters_ptr, offset8, offset4, time, net)?;
-            for (v, base) in var_bases.iter().enumerate() {
+            for (v, base) in out_bases.iter().enumerate() {
                 this.store_at(step.after[v], *base, offset8);
             }
             this.store_at(step.spiked, spikes_ptr, offset8);
@@ -689,11 +691,18 @@ impl Compiled {
         !self.backward.is_empty()
     }
 
-    /// Advances population `p` by step `t` in place: the trace's state row `t + 1` (a copy of
-    /// row `t`) becomes the state after the step, spike row `t` is written, `counters` advance.
+    /// Advances population `p` by step `t`: reads the trace's state row `t`, writes row `t + 1`
+    /// and spike row `t`; `counters` advance.
     pub fn step(&self, module: &Module, p: usize, t: usize, trace: &mut Trace, counters: &mut [u32], net: &[f64]) {
         let r = trace.row(p);
-        let var_pointers: Vec<*mut f64> = trace.states[p].iter_mut().map(|v| v[(t + 1) * r..(t + 2) * r].as_mut_ptr()).collect();
+        for var in &trace.states[p] {
+            assert!(var.len() >= (t + 2) * r, "state rows t and t + 1 exist");
+        }
+        // Rows t and t + 1 of each variable's allocation: disjoint, both in bounds (checked).
+        let bases: Vec<*mut f64> = trace.states[p].iter_mut().map(|v| v.as_mut_ptr()).collect();
+        // SAFETY: offsets within the allocations, as checked above.
+        let in_pointers: Vec<*const f64> = bases.iter().map(|b| unsafe { b.add(t * r) } as *const f64).collect();
+        let out_pointers: Vec<*mut f64> = bases.iter().map(|b| unsafe { b.add((t + 1) * r) }).collect();
         let port_pointers: Vec<*const f64> = trace.ports[p].iter().map(|v| v[t * r..(t + 1) * r].as_ptr()).collect();
         let mut spikes = crate::batched::overwritten(r);
         let net_values: Vec<f64> = if net.is_empty() { vec![0.0] } else { net.to_vec() };
@@ -702,7 +711,8 @@ impl Compiled {
         // entry per variable and port of this population, and the rows do not overlap.
         unsafe {
             (self.kernels[p])(
-                var_pointers.as_ptr(),
+                in_pointers.as_ptr(),
+                out_pointers.as_ptr(),
                 port_pointers.as_ptr(),
                 counters.as_mut_ptr(),
                 spikes.as_mut_ptr(),
