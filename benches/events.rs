@@ -8,20 +8,12 @@
 //! the bits'; where that ratio is above 1 the events win.
 
 use std::hint::black_box;
-use std::time::Instant;
+mod common;
+
+use common::best_of;
 
 use snnc::batched::{Rows, accumulate_events, accumulate_row_events, dense};
 use snnc::bits::Bits;
-
-fn best_of<F: FnMut()>(reps: usize, mut f: F) -> f64 {
-    (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn main() {
     let shapes = [

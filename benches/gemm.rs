@@ -4,17 +4,9 @@
 //!     cargo bench --bench gemm
 
 use std::hint::black_box;
-use std::time::Instant;
+mod common;
 
-fn best_of<F: FnMut()>(reps: usize, mut f: F) -> f64 {
-    (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+use common::best_of;
 
 fn main() {
     // (name, m, k, n): y[m x n] += x[m x k] w[k x n], all row-major.
