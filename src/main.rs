@@ -8,6 +8,28 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use snnc::driver::{check_path, render_all};
 
+/// Writes to standard output; a closed pipe (`snnc emit ir model.snn | head`) ends the program
+/// quietly instead of panicking as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = write!(std::io::stdout().lock(), $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to standard output: {error}");
+            std::process::exit(1);
+        }
+    }};
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        out!($($arg)*);
+        out!("\n");
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "snnc", version, about = "A declarative language for spiking neural networks")]
 struct Cli {
@@ -111,11 +133,13 @@ fn main() -> ExitCode {
                 "batched" => snnc::runtime::Backend::Batched,
                 "jit" => snnc::runtime::Backend::Jit,
                 "cuda" => {
-                    eprintln!("error: backend `{backend}` is not built yet; use `--backend batched` or `--backend interp`");
+                    eprintln!(
+                        "error: backend `{backend}` is not built yet; use `--backend jit`, `--backend batched` or `--backend interp`"
+                    );
                     return ExitCode::FAILURE;
                 }
                 other => {
-                    eprintln!("error: unknown backend `{other}`; choose `batched` or `interp`");
+                    eprintln!("error: unknown backend `{other}`; choose `jit`, `batched` or `interp`");
                     return ExitCode::FAILURE;
                 }
             };
@@ -195,7 +219,7 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
         seed: options.seed,
         backend: options.backend,
     };
-    println!(
+    outln!(
         "{}: {} populations, {} steps, {} training / {} test samples, {} threads, {:?} back end",
         module.network,
         module.populations.len(),
@@ -221,7 +245,7 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
             bar.finish_and_clear();
             if !header_printed {
                 let terms: Vec<String> = metrics.losses.iter().map(|(n, _)| format!("{n:>10}")).collect();
-                println!(
+                outln!(
                     "{:>5} {:>8} {} {:>9} {:>9} {:>10} {:>8}",
                     "epoch",
                     "phase",
@@ -234,7 +258,7 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
                 header_printed = true;
             }
             let terms: Vec<String> = metrics.losses.iter().map(|(_, v)| format!("{v:>10.4}")).collect();
-            println!(
+            outln!(
                 "{:>5} {:>8} {} {:>8.2}% {:>8.2}% {:>10.0} {:>8.1}",
                 metrics.epoch,
                 metrics.phase,
@@ -245,8 +269,8 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
                 metrics.seconds
             );
             let spikes: Vec<String> = metrics.spikes_per_neuron.iter().map(|(n, s)| format!("{n} {s:.3}")).collect();
-            println!("      spikes per neuron per sample: {}", spikes.join(", "));
-            println!(
+            outln!("      spikes per neuron per sample: {}", spikes.join(", "));
+            outln!(
                 "      per test sample: {:.0} synaptic operations; FLOPs of the dense layers: SNN {:.0} vs ANN {:.0} ({:+.0}%)",
                 metrics.synaptic_ops,
                 metrics.snn_flops,
@@ -268,7 +292,7 @@ fn run(file: &PathBuf, options: &snnc::driver::RunOptions) -> Result<(), String>
     .map_err(|e| e.to_string())?;
     write_metrics(&out, &history)?;
     snnc::driver::save_checkpoint(&out.join("checkpoint.safetensors"), &module, &params, &file.display().to_string())?;
-    println!("wrote {0}/metrics.csv, {0}/metrics.json and {0}/checkpoint.safetensors", out.display());
+    outln!("wrote {0}/metrics.csv, {0}/metrics.json and {0}/checkpoint.safetensors", out.display());
     Ok(())
 }
 
@@ -313,9 +337,9 @@ fn eval(file: &PathBuf, checkpoint: &std::path::Path, data_dir: Option<&std::pat
     let (accuracy, spikes) =
         snnc::runtime::evaluate_with(snnc::runtime::Backend::Batched, &module, train, &params, &data.test, n, train.seed)
             .map_err(|e| e.to_string())?;
-    println!("test accuracy {:.2}% on {n} samples", 100.0 * accuracy);
+    outln!("test accuracy {:.2}% on {n} samples", 100.0 * accuracy);
     for (pop, s) in module.populations.iter().zip(spikes) {
-        println!("  {}: {s:.3} spikes per neuron per sample", pop.name);
+        outln!("  {}: {s:.3} spikes per neuron per sample", pop.name);
     }
     Ok(())
 }
@@ -352,7 +376,7 @@ fn check(files: &[PathBuf], format: Format, time: bool) -> ExitCode {
         }
     }
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json).expect("JSON values serialise")),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&json).expect("JSON values serialise")),
         Format::Human => {
             let verdict = if failed { "failed" } else { "ok" };
             eprintln!("checked {} file(s): {errors} error(s), {warnings} warning(s): {verdict}", files.len());
@@ -375,11 +399,11 @@ fn emit(stage: Stage, file: &PathBuf) -> ExitCode {
     match stage {
         Stage::Ast => {
             if let Some(ast) = checked.outcome.program.asts.first() {
-                println!("{ast:#?}");
+                outln!("{ast:#?}");
             }
         }
         Stage::Ir => match &checked.outcome.module {
-            Some(module) => print!("{module}"),
+            Some(module) => out!("{module}"),
             None if !checked.has_errors() => eprintln!("{} defines no network; there is no IR to show", file.display()),
             None => {}
         },
@@ -391,7 +415,7 @@ fn emit(stage: Stage, file: &PathBuf) -> ExitCode {
                 };
                 for pop in &module.populations {
                     match snnc::grad::derive(pop, surrogate) {
-                        Ok(graph) => println!("population {} ({}): step and its adjoint\n{}", pop.name, pop.neuron, graph.text(pop)),
+                        Ok(graph) => outln!("population {} ({}): step and its adjoint\n{}", pop.name, pop.neuron, graph.text(pop)),
                         Err(message) => {
                             eprintln!("error: population `{}`: {message}", pop.name);
                             return ExitCode::FAILURE;
@@ -406,8 +430,8 @@ fn emit(stage: Stage, file: &PathBuf) -> ExitCode {
             Some(module) => match snnc::jit::compile(module) {
                 Ok(compiled) => {
                     for (pop, clif) in module.populations.iter().zip(&compiled.clif) {
-                        println!("; population {} ({}): forward step", pop.name, pop.neuron);
-                        println!("{clif}");
+                        outln!("; population {} ({}): forward step", pop.name, pop.neuron);
+                        outln!("{clif}");
                     }
                 }
                 Err(message) => {
@@ -448,7 +472,7 @@ fn fmt(files: &[PathBuf], check_only: bool, stdout: bool) -> ExitCode {
             }
         };
         if stdout {
-            print!("{formatted}");
+            out!("{formatted}");
         } else if check_only {
             if formatted != text {
                 eprintln!("{} is not formatted", file.display());

@@ -113,3 +113,26 @@ proptest! {
         }
     }
 }
+
+/// A reader that stops early (`snnc emit ast model.snn | head`) closes the pipe while snnc is
+/// still writing: snnc ends quietly with success instead of panicking.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    use std::io::Read;
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/sae_sparse.snn");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_snnc"))
+        .args(["emit", "ast", model])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("snnc starts");
+    // The syntax tree is about 250 KB, more than a pipe holds: snnc is blocked writing when the
+    // pipe closes.
+    let mut first = [0u8; 64];
+    child.stdout.as_mut().expect("piped").read_exact(&mut first).expect("snnc writes");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("snnc ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+}
