@@ -816,6 +816,13 @@ pub enum Kernels<'a> {
     Jit(&'a crate::jit::Compiled),
 }
 
+impl<'a> Kernels<'a> {
+    /// The JIT's kernels when compiled, else the array tape.
+    pub fn of(compiled: Option<&'a crate::jit::Compiled>) -> Kernels<'a> {
+        compiled.map_or(Kernels::Tape, Kernels::Jit)
+    }
+}
+
 /// Forward pass over a batch into a [`Trace`]. A feed-forward network runs population by
 /// population over all steps (each projection one GEMM over every step's rows); a network
 /// with feedback runs step by step.
@@ -933,7 +940,6 @@ pub(crate) fn zeroed(len: usize) -> Vec<f64> {
 pub(crate) fn overwritten(len: usize) -> Vec<f64> {
     let mut buffer = take_spare(len).unwrap_or_default();
     buffer.resize(len, 0.0);
-    buffer.truncate(len);
     buffer
 }
 
@@ -983,14 +989,9 @@ impl Backward<'_> {
                 }
             }
         }
-        let zeros;
-        let d_spike = match readout.spikes_at(t, p) {
-            Some(g) => g,
-            None => {
-                zeros = vec![0.0; r];
-                &zeros
-            }
-        };
+        // A population whose spikes no loss or projection reads gets zeros.
+        let zeros = readout.spikes_at(t, p).is_none().then(|| zeroed(r));
+        let d_spike = readout.spikes_at(t, p).or(zeros.as_deref()).expect("a spike gradient or zeros");
         match self.adjoint {
             Adjoint::Jit(compiled) => {
                 compiled.step_adjoint(module, p, t, trace, carry, d_spike, scratch, d_ports, self.net);
@@ -1036,6 +1037,7 @@ impl Backward<'_> {
                 }
             }
         }
+        spare(zeros);
     }
 
     /// Port adjoints of population `p` over the steps in `range` (`g_ports` holds their rows)

@@ -20,8 +20,13 @@ use crate::tape::{Leaves, Op, Tape, record, surrogate_grad};
 pub type Grads = Params;
 
 fn zeros_like(params: &Params) -> Grads {
+    zeros_except(params, |_| false)
+}
+
+/// Zero gradients, with the weights of projections for which `skip` holds left empty.
+fn zeros_except(params: &Params, skip: impl Fn(usize) -> bool) -> Grads {
     Params {
-        weights: params.weights.iter().map(|w| vec![0.0; w.len()]).collect(),
+        weights: params.weights.iter().enumerate().map(|(index, w)| if skip(index) { Vec::new() } else { vec![0.0; w.len()] }).collect(),
         neuron_params: params.neuron_params.iter().map(|p| p.iter().map(|v| vec![0.0; v.len()]).collect()).collect(),
     }
 }
@@ -585,10 +590,7 @@ pub fn shard_gradients_with(
 ) -> Result<Vec<SampleResult>, Unsupported> {
     let surrogate = bptt_surrogate(train)?;
     let net = interp::net_params(module);
-    let kernels = match compiled {
-        Some(compiled) => crate::batched::Kernels::Jit(compiled),
-        None => crate::batched::Kernels::Tape,
-    };
+    let kernels = crate::batched::Kernels::of(compiled);
     let trace = crate::batched::run_with(module, params, samples, seed, &net, kernels, hoisted);
     let batch = samples.len();
     let mut readout = ReadoutGrads::zeros(module, trace.steps, batch);
@@ -611,15 +613,7 @@ pub fn shard_gradients_with(
     // Projections hoisted at batch level get their weight gradient once for the whole batch:
     // no shard-sized buffer for them.
     let deferred = |index: usize| hoisted.is_some_and(|pre| pre.hoisted.y[index].is_some());
-    let mut grads = Grads {
-        weights: params
-            .weights
-            .iter()
-            .enumerate()
-            .map(|(index, w)| if deferred(index) { Vec::new() } else { vec![0.0; w.len()] })
-            .collect(),
-        neuron_params: params.neuron_params.iter().map(|p| p.iter().map(|v| vec![0.0; v.len()]).collect()).collect(),
-    };
+    let mut grads = zeros_except(params, deferred);
     for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
         if g.len() < r.len() {
             g.resize(r.len(), 0.0);
@@ -830,10 +824,7 @@ pub fn evaluate_with(
         Backend::Jit => Some(crate::jit::compile(module).map_err(Unsupported)?),
         Backend::Interp | Backend::Batched => None,
     };
-    let kernels = match &compiled {
-        Some(compiled) => crate::batched::Kernels::Jit(compiled),
-        None => crate::batched::Kernels::Tape,
-    };
+    let kernels = crate::batched::Kernels::of(compiled.as_ref());
     let shards: Vec<Result<(usize, Vec<f64>), Unsupported>> = indices
         .par_chunks(EVAL_SHARD)
         .map(|shard| {
