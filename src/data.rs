@@ -195,7 +195,12 @@ pub fn uniform_prefix(seed: u64, a: u64, b: u64) -> u64 {
 
 /// `uniform(seed, a, b, c)` from `uniform_prefix(seed, a, b)`.
 pub fn uniform_from(prefix: u64, c: u64) -> f64 {
-    (splitmix64(prefix ^ c) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    (random_bits(prefix, c) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// The 64 random bits behind `uniform_from(prefix, c)`, for draws at other precisions.
+pub fn random_bits(prefix: u64, c: u64) -> u64 {
+    splitmix64(prefix ^ c)
 }
 
 /// A sequential generator over the same mixing function, for data generation and shuffling.

@@ -1,26 +1,20 @@
 //! snnc: a declarative language for spiking neural networks, its compiler and runtime.
 //!
-//! The pipeline, one module per stage (see ARCHITECTURE.md):
-//! text → [`parse`] → [`ast`] → [`lower`] (names, imports, units, shapes, learning-method
-//! support; produces the IR only when there are no errors) → [`ir`] and [`ir_train`].
-//! [`fmt`] prints the AST canonically; [`diag`] holds every diagnostic; [`driver`] is the only
-//! front-end module that touches files.
+//! The folders are the stages (see ARCHITECTURE.md); each imports only the ones below it:
+//! - [`front`]: text to a syntax tree with spans, diagnostics, units, the formatter;
+//! - [`lower`]: names, imports, units, shapes and learning-method support, to the IR;
+//! - [`ir`]: the module every engine and method consumes, its validator and its passes (the
+//!   flattened step graph and its adjoint);
+//! - [`exec`]: engine-independent state (parameters, traces, random keys), the engines (the
+//!   scalar oracle and the Cranelift JIT) behind one trait, and the kernels they call;
+//! - [`train`]: the training loop, learning methods behind one trait, optimisers, losses and
+//!   metrics;
+//! - [`cli`]: the only code that touches files.
 
-pub mod ast;
-pub mod batched;
-pub mod bits;
+pub mod cli;
 pub mod data;
-pub mod diag;
-pub mod driver;
-pub mod fmt;
-pub mod grad;
-pub mod interp;
+pub mod exec;
+pub mod front;
 pub mod ir;
-pub mod ir_train;
-pub mod jit;
-pub mod loss;
 pub mod lower;
-pub mod parse;
-pub mod runtime;
-pub mod tape;
-pub mod units;
+pub mod train;

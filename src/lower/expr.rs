@@ -6,11 +6,11 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ast::{self, BinaryOp, ExprKind, Span, UnaryOp};
-use crate::diag::{Diagnostic, suggestion_help};
+use crate::front::ast::{self, BinaryOp, ExprKind, Span, UnaryOp};
+use crate::front::diag::{Diagnostic, suggestion_help};
 use crate::ir::{ExprId, Exprs, Func, Global, Node, PortId, VarId};
 use crate::lower::Sink;
-use crate::units::{self, Unit};
+use crate::front::units::{self, Unit};
 
 #[derive(Clone, Debug)]
 pub enum Binding {
@@ -252,7 +252,7 @@ impl Lowerer<'_, '_> {
             Func::Sqrt => unit(0).and_then(|found| {
                 if found.dim.0.iter().all(|e| e % 2 == 0) {
                     let mut half = found.clone();
-                    half.dim = crate::units::Dim(found.dim.0.map(|e| e / 2));
+                    half.dim = crate::front::units::Dim(found.dim.0.map(|e| e / 2));
                     half.scale = found.scale / 2;
                     half.text = format!("sqrt({})", found.text);
                     Some(half)
@@ -359,7 +359,7 @@ pub fn unit_help(expected: &Unit, found: &Unit) -> String {
     let ratio = expected.div(found);
     if ratio.is_time() {
         format!("multiply by a time (e.g. `* dt`) to turn {found} into {expected}")
-    } else if ratio.dim == crate::units::Dim::TIME.inv() {
+    } else if ratio.dim == crate::front::units::Dim::TIME.inv() {
         format!("divide by a time constant (e.g. `/ tau`) to turn {found} into {expected}")
     } else if found.is_none() {
         format!("write the value with a unit, e.g. `1 {expected}`")

@@ -18,8 +18,8 @@ pub mod train;
 
 use std::sync::Arc;
 
-use crate::ast::Span;
-use crate::diag::{Diagnostic, Diagnostics, SourceFile};
+use crate::front::ast::Span;
+use crate::front::diag::{Diagnostic, Diagnostics, SourceFile};
 use crate::ir::Module;
 
 pub use program::{Program, load_program};

@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::ast::{self, AssignOp, BinaryOp, ExprKind, Modifier, NeuronStmt, Span, Stmt, SynapseStmt, UnaryOp};
-use crate::diag::{Diagnostic, Diagnostics, suggestion_help};
+use crate::front::ast::{self, AssignOp, BinaryOp, ExprKind, Modifier, NeuronStmt, Span, Stmt, SynapseStmt, UnaryOp};
+use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
 use crate::ir::{self, ExprId, Exprs, Global, Init, InputJump, Integration, Node, PortId, Threshold, Update, Var, VarId, VarKind};
 use crate::lower::expr::{Binding, Env, Lowerer};
 use crate::lower::{Program, Sink};
-use crate::units::{self, Unit};
+use crate::front::units::{self, Unit};
 
 /// A parameter value given at instantiation: `Leaky(beta = 0.5)`.
 #[derive(Clone, Debug)]
@@ -923,7 +923,7 @@ pub fn lower_synapse(
 
 // ---------------------------------------------------------------- surrogates and encoders
 
-pub fn lower_surrogate(surrogate: &ast::Surrogate, overrides: &BTreeMap<String, f64>, sink: &mut Sink) -> crate::ir_train::Surrogate {
+pub fn lower_surrogate(surrogate: &ast::Surrogate, overrides: &BTreeMap<String, f64>, sink: &mut Sink) -> crate::ir::train::Surrogate {
     let mut env = Env::with_builtins(false);
     let mut params = Vec::new();
     let mut exprs = Exprs::default();
@@ -950,7 +950,7 @@ pub fn lower_surrogate(surrogate: &ast::Surrogate, overrides: &BTreeMap<String, 
     }
     let (grad, unit) = lowerer.lower(&env, &surrogate.grad);
     lowerer.expect_dimensionless(&unit, surrogate.grad.span, "a surrogate gradient");
-    crate::ir_train::Surrogate { name: surrogate.name.name.clone(), params, exprs, grad }
+    crate::ir::train::Surrogate { name: surrogate.name.name.clone(), params, exprs, grad }
 }
 
 fn check_encoder(encoder: &ast::Encoder, sink: &mut Sink) {

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::ast::{self, ItemKind, Span};
-use crate::diag::{Diagnostic, Diagnostics, SourceFile, suggestion_help};
-use crate::parse::parse;
+use crate::front::ast::{self, ItemKind, Span};
+use crate::front::diag::{Diagnostic, Diagnostics, SourceFile, suggestion_help};
+use crate::front::parse::parse;
 
 /// The embedded standard library: module name and source.
 pub const STDLIB: [(&str, &str); 4] = [

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::ast::{self, BinaryOp, ExprKind, Span, Stmt, TrainStmt, UnaryOp};
-use crate::diag::{Diagnostic, Diagnostics, suggestion_help};
+use crate::front::ast::{self, BinaryOp, ExprKind, Span, Stmt, TrainStmt, UnaryOp};
+use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
 use crate::ir::{Integration, Module, PopId, ProjId};
-use crate::ir_train::*;
+use crate::ir::train::*;
 use crate::lower::neuron::lower_surrogate;
 use crate::lower::{Program, Sink};
-use crate::units::{self, Unit};
+use crate::front::units::{self, Unit};
 
 pub const TRAIN_SETTINGS: [&str; 9] = ["data", "method", "predict", "optimizer", "batch", "epochs", "schedule", "clip", "seed"];
 pub const METHODS: [&str; 4] = ["bptt", "eventprop", "fptt", "stdp"];
@@ -1036,12 +1036,12 @@ impl TrainLowerer<'_, '_, '_> {
                     return self.push(TNode::Label, 1, false, Some(Unit::none()));
                 }
                 "image" | "sample" => return self.push(TNode::Sample, self.features, false, Some(Unit::none())),
-                "steps" => return self.push(TNode::Const(self.module.steps as f64), 1, false, Some(Unit::none())),
+                "steps" => return self.push(TNode::Steps, 1, false, Some(Unit::none())),
                 "dt" => return self.push(TNode::Const(self.module.dt), 1, false, Some(Unit::time_ms())),
                 _ => {}
             }
-            if let Some((_, value)) = self.module.params.iter().find(|(n, _)| *n == first.name) {
-                return self.push(TNode::Const(*value), 1, false, Some(Unit::none()));
+            if let Some(index) = self.module.params.iter().position(|(n, _)| *n == first.name) {
+                return self.push(TNode::NetParam(index as u32), 1, false, Some(Unit::none()));
             }
             let is_pop = self.module.populations.iter().any(|p| p.name == first.name);
             let help = if is_pop {
@@ -1125,7 +1125,7 @@ impl TrainLowerer<'_, '_, '_> {
             "rate" => {
                 let count = readout(self, Readout::Count, false, Unit::none())?;
                 let width = self.exprs.ty(count.id).width;
-                let steps = self.exprs.push(TNode::Const(self.module.steps as f64), TType { width: 1, per_step: false });
+                let steps = self.exprs.push(TNode::Steps, TType { width: 1, per_step: false });
                 return self.push(TNode::Binary(BinaryOp::Div, count.id, steps), width, false, Some(Unit::none()));
             }
             "weight_l2" => {

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::diag::Diagnostic;
+use crate::exec::real::Real;
+use crate::exec::state::Params;
+use crate::front::diag::Diagnostic;
 use crate::lower::{Outcome, compile};
 
 /// The result of checking one file on disk.
@@ -37,7 +39,8 @@ pub fn render_all(diagnostics: &[Diagnostic], width: usize) -> String {
 /// Options of `snnc run`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub backend: crate::runtime::Backend,
+    pub engine: crate::exec::engine::EngineKind,
+    pub precision: crate::exec::real::Precision,
     pub epochs: Option<usize>,
     pub sets: Vec<(String, String)>,
     pub out: Option<std::path::PathBuf>,
@@ -46,6 +49,13 @@ pub struct RunOptions {
     pub limit_test: Option<usize>,
     pub seed: u64,
     pub progress: bool,
+}
+
+/// Applies `--set` overrides to a checked module and validates the result: engines take only
+/// a validated module.
+pub fn prepare(mut module: crate::ir::Module, sets: &[(String, String)]) -> Result<crate::ir::validate::Valid, String> {
+    apply_sets(&mut module, sets)?;
+    crate::ir::validate::validate(module).map_err(|e| format!("the model is not valid after lowering: {e}"))
 }
 
 /// Applies `--set name=value` overrides: `steps`, `batch`, `epochs`, `lr`, `seed` or a network
@@ -74,7 +84,7 @@ pub fn apply_sets(module: &mut crate::ir::Module, sets: &[(String, String)]) -> 
                     let mut keys = vec!["steps", "batch", "epochs", "lr", "seed"];
                     keys.extend(module.params.iter().map(|(n, _)| n.as_str()));
                     let help =
-                        crate::diag::did_you_mean(name, keys.iter().copied()).map_or(String::new(), |s| format!(" (did you mean `{s}`?)"));
+                        crate::front::diag::did_you_mean(name, keys.iter().copied()).map_or(String::new(), |s| format!(" (did you mean `{s}`?)"));
                     return Err(format!("--set {name}: not a setting of this model{help}; settings: {}", keys.join(", ")));
                 }
             },
@@ -84,10 +94,10 @@ pub fn apply_sets(module: &mut crate::ir::Module, sets: &[(String, String)]) -> 
 }
 
 /// Loads the data set a train block names.
-pub fn load_data(train: &crate::ir_train::Train, data_dir: Option<&Path>) -> Result<crate::data::Dataset, String> {
+pub fn load_data(train: &crate::ir::train::Train, data_dir: Option<&Path>) -> Result<crate::data::Dataset, String> {
     match &train.data {
-        crate::ir_train::Data::YinYang { train, test, seed } => Ok(crate::data::yin_yang(*train, *test, *seed)),
-        crate::ir_train::Data::Mnist { dir, .. } => {
+        crate::ir::train::Data::YinYang { train, test, seed } => Ok(crate::data::yin_yang(*train, *test, *seed)),
+        crate::ir::train::Data::Mnist { dir, .. } => {
             let dir = crate::data::resolve_dir(dir, data_dir, |var| std::env::var(var).ok());
             crate::data::load_mnist(&dir).map_err(|e| e.to_string())
         }
@@ -105,14 +115,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temp, path)
 }
 
-/// Saves weights and learnable neuron parameters as safetensors (f32), with the model's name
-/// and network in the metadata.
-pub fn save_checkpoint(path: &Path, module: &crate::ir::Module, params: &crate::interp::Params, model: &str) -> Result<(), String> {
+/// Saves weights and learnable neuron parameters as safetensors in the run's precision, with
+/// the model's name and network in the metadata.
+pub fn save_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params: &Params<F>, model: &str) -> Result<(), String> {
+    let dtype = if F::BYTES == 4 { safetensors::Dtype::F32 } else { safetensors::Dtype::F64 };
+    let bytes_of = |values: &[F]| -> Vec<u8> {
+        values.iter().flat_map(|w| if F::BYTES == 4 { (w.into_f64() as f32).to_le_bytes().to_vec() } else { w.into_f64().to_le_bytes().to_vec() }).collect()
+    };
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (index, proj) in module.projections.iter().enumerate() {
         let name = format!("proj{index}.{}->{}", module.source_name(&proj.source), module.population(proj.target).name);
-        let bytes: Vec<u8> = params.weights[index].iter().flat_map(|w| (*w as f32).to_le_bytes()).collect();
-        tensors.push((name, proj.weight_shape.clone(), bytes));
+        tensors.push((name, proj.weight_shape.clone(), bytes_of(&params.weights[index])));
     }
     for (p, pop) in module.populations.iter().enumerate() {
         for (v, var) in pop.vars.iter().enumerate() {
@@ -120,14 +133,13 @@ pub fn save_checkpoint(path: &Path, module: &crate::ir::Module, params: &crate::
             if values.is_empty() {
                 continue;
             }
-            let bytes: Vec<u8> = values.iter().flat_map(|w| (*w as f32).to_le_bytes()).collect();
-            tensors.push((format!("{}.{}", pop.name, var.name), vec![values.len()], bytes));
+            tensors.push((format!("{}.{}", pop.name, var.name), vec![values.len()], bytes_of(values)));
         }
     }
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(name, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map_err(|e| e.to_string())?;
+            let view = safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).map_err(|e| e.to_string())?;
             Ok((name.clone(), view))
         })
         .collect::<Result<_, String>>()?;
@@ -137,19 +149,31 @@ pub fn save_checkpoint(path: &Path, module: &crate::ir::Module, params: &crate::
     write_atomically(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Loads a checkpoint written by [`save_checkpoint`] into `params`; every tensor must match.
-pub fn load_checkpoint(path: &Path, module: &crate::ir::Module, params: &mut crate::interp::Params) -> Result<(), String> {
+/// Loads a checkpoint written by [`save_checkpoint`] (in either precision) into `params`; every
+/// tensor must match.
+pub fn load_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params: &mut Params<F>) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let tensors =
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
-    let read = |name: &str, len: usize| -> Result<Vec<f64>, String> {
+    let read = |name: &str, len: usize| -> Result<Vec<F>, String> {
         let view =
             tensors.tensor(name).map_err(|_| format!("{} has no tensor `{name}`; was it written for this model?", path.display()))?;
         let data = view.data();
-        if data.len() != len * 4 {
-            return Err(format!("tensor `{name}` in {} has {} values, the model needs {len}", path.display(), data.len() / 4));
+        let width = match view.dtype() {
+            safetensors::Dtype::F32 => 4,
+            safetensors::Dtype::F64 => 8,
+            other => return Err(format!("tensor `{name}` in {} is {other:?}; checkpoints hold F32 or F64", path.display())),
+        };
+        if data.len() != len * width {
+            return Err(format!("tensor `{name}` in {} has {} values, the model needs {len}", path.display(), data.len() / width));
         }
-        Ok(data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect())
+        Ok(data
+            .chunks_exact(width)
+            .map(|c| match c {
+                [a, b, c, d] => F::of(f64::from(f32::from_le_bytes([*a, *b, *c, *d]))),
+                _ => F::of(f64::from_le_bytes(c.try_into().expect("eight bytes"))),
+            })
+            .collect())
     };
     for (index, proj) in module.projections.iter().enumerate() {
         let name = format!("proj{index}.{}->{}", module.source_name(&proj.source), module.population(proj.target).name);

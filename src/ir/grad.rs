@@ -12,7 +12,7 @@
 //! comparisons) are detached, as in snnTorch.
 
 use crate::ir::{BinaryOp, ExprId, Exprs, Func, Global, Node, Population, UnaryOp, Update};
-use crate::ir_train::Surrogate;
+use crate::ir::train::Surrogate;
 
 /// One population step and its adjoint, in one arena.
 #[derive(Clone, Debug, PartialEq)]
@@ -200,66 +200,31 @@ fn apply(
     Ok(())
 }
 
+/// The forward part of a flattened step, before any adjoint is derived.
+struct Flat {
+    after: Vec<ExprId>,
+    spike: ExprId,
+    /// The threshold's argument `lhs - rhs`, when the population has a threshold.
+    spike_x: Option<ExprId>,
+    refractory: ExprId,
+    /// Nodes below this index are the forward step.
+    forward_len: usize,
+}
+
+/// Population `pop`'s step as one graph without its adjoint: what the JIT's forward kernel
+/// computes (`after`, `spike`); `d_before` and `d_ports` are empty.
+pub fn step_graph(pop: &Population) -> Result<StepGraph, String> {
+    let mut b = Builder { exprs: Exprs::default() };
+    let flat = flatten(&mut b, pop)?;
+    Ok(StepGraph { exprs: b.exprs, after: flat.after, spike: flat.spike, d_before: Vec::new(), d_ports: Vec::new() })
+}
+
 /// Flattens population `pop`'s step into a graph and derives its adjoint with `surrogate`
 /// standing in for the threshold's derivative.
 pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, String> {
     let mut b = Builder { exprs: Exprs::default() };
-    let before: Vec<ExprId> = (0..pop.vars.len()).map(|v| b.exprs.push(Node::Var(crate::ir::VarId(v as u32)))).collect();
-    let ports: Vec<ExprId> = (0..pop.ports.len()).map(|q| b.exprs.push(Node::Port(crate::ir::PortId(q as u32)))).collect();
-    // Without a refractory period the flag is always 0 and its selects fold away.
-    let refractory = if pop.refractory.is_some() { b.exprs.push(Node::Global(Global::Refractory)) } else { b.konst(0.0) };
+    let Flat { after, spike, spike_x, refractory, forward_len } = flatten(&mut b, pop)?;
     let zero = b.konst(0.0);
-    let mut current = before.clone();
-    // (3a) input jumps where the port received input.
-    for jump in &pop.input_jumps {
-        let received = b.compare(BinaryOp::Ne, ports[jump.port.0 as usize], zero);
-        let mut jumped = current.clone();
-        apply(&mut b, pop, &jump.updates, &mut jumped, &ports, zero)?;
-        for update in &jump.updates {
-            let v = update.var.0 as usize;
-            current[v] = b.select(received, jumped[v], current[v]);
-        }
-    }
-    // (3b) dynamics, all on the state before integration.
-    let snapshot = current.clone();
-    let mut memo = Vec::new();
-    for (update, _) in &pop.dynamics {
-        let env = Env { vars: &snapshot, ports: &ports, spiked: zero, surrogate_x: None };
-        current[update.var.0 as usize] = import(&mut b, &pop.exprs, update.value, &env, &mut memo)?;
-    }
-    // (3c) updates in order.
-    apply(&mut b, pop, &pop.updates, &mut current, &ports, zero)?;
-    // (3d) threshold unless refractory; reset; hold while refractory.
-    let mut spike = zero;
-    let mut spike_x = None;
-    if let Some(threshold) = &pop.threshold {
-        let env = Env { vars: &current, ports: &ports, spiked: zero, surrogate_x: None };
-        let mut memo = Vec::new();
-        let lhs = import(&mut b, &pop.exprs, threshold.lhs, &env, &mut memo)?;
-        let rhs = import(&mut b, &pop.exprs, threshold.rhs, &env, &mut memo)?;
-        // Built before the spike so that the sweep reaches it after the spike's adjoint.
-        spike_x = Some(b.sub(lhs, rhs));
-        let crossed = b.compare(threshold.op, lhs, rhs);
-        spike = if b.is(refractory, 0.0) {
-            crossed
-        } else {
-            let open = b.exprs.push(Node::Unary(UnaryOp::Not, refractory));
-            b.compare(BinaryOp::And, crossed, open)
-        };
-    }
-    let mut reset = current.clone();
-    apply(&mut b, pop, &pop.on_spike, &mut reset, &ports, spike)?;
-    for update in &pop.on_spike {
-        let v = update.var.0 as usize;
-        let after = b.select(spike, reset[v], current[v]);
-        current[v] = b.select(refractory, before[v], after);
-    }
-    // (3e) updates after the spike test.
-    apply(&mut b, pop, &pop.after_spike, &mut current, &ports, spike)?;
-    let after = current;
-    // Everything the sweep differentiates lies below this index; what follows are adjoints.
-    let forward_len = b.exprs.nodes.len();
-
     // Seeds: the adjoints coming back from later in time.
     let mut seeds = Vec::new();
     for (v, node) in after.iter().enumerate() {
@@ -276,6 +241,64 @@ pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, Stri
     }
     let (d_before, d_ports) = sweep(&mut b, forward_len, &seeds, spike_rule, pop.vars.len(), pop.ports.len());
     Ok(StepGraph { exprs: b.exprs, after, spike, d_before, d_ports })
+}
+
+/// Builds the forward step of `pop` into `b`, in the order of the step semantics.
+fn flatten(b: &mut Builder, pop: &Population) -> Result<Flat, String> {
+    let before: Vec<ExprId> = (0..pop.vars.len()).map(|v| b.exprs.push(Node::Var(crate::ir::VarId(v as u32)))).collect();
+    let ports: Vec<ExprId> = (0..pop.ports.len()).map(|q| b.exprs.push(Node::Port(crate::ir::PortId(q as u32)))).collect();
+    // Without a refractory period the flag is always 0 and its selects fold away.
+    let refractory = if pop.refractory.is_some() { b.exprs.push(Node::Global(Global::Refractory)) } else { b.konst(0.0) };
+    let zero = b.konst(0.0);
+    let mut current = before.clone();
+    // (3a) input jumps where the port received input.
+    for jump in &pop.input_jumps {
+        let received = b.compare(BinaryOp::Ne, ports[jump.port.0 as usize], zero);
+        let mut jumped = current.clone();
+        apply(b, pop, &jump.updates, &mut jumped, &ports, zero)?;
+        for update in &jump.updates {
+            let v = update.var.0 as usize;
+            current[v] = b.select(received, jumped[v], current[v]);
+        }
+    }
+    // (3b) dynamics, all on the state before integration.
+    let snapshot = current.clone();
+    let mut memo = Vec::new();
+    for (update, _) in &pop.dynamics {
+        let env = Env { vars: &snapshot, ports: &ports, spiked: zero, surrogate_x: None };
+        current[update.var.0 as usize] = import(b, &pop.exprs, update.value, &env, &mut memo)?;
+    }
+    // (3c) updates in order.
+    apply(b, pop, &pop.updates, &mut current, &ports, zero)?;
+    // (3d) threshold unless refractory; reset; hold while refractory.
+    let mut spike = zero;
+    let mut spike_x = None;
+    if let Some(threshold) = &pop.threshold {
+        let env = Env { vars: &current, ports: &ports, spiked: zero, surrogate_x: None };
+        let mut memo = Vec::new();
+        let lhs = import(b, &pop.exprs, threshold.lhs, &env, &mut memo)?;
+        let rhs = import(b, &pop.exprs, threshold.rhs, &env, &mut memo)?;
+        // Built before the spike so that the sweep reaches it after the spike's adjoint.
+        spike_x = Some(b.sub(lhs, rhs));
+        let crossed = b.compare(threshold.op, lhs, rhs);
+        spike = if b.is(refractory, 0.0) {
+            crossed
+        } else {
+            let open = b.exprs.push(Node::Unary(UnaryOp::Not, refractory));
+            b.compare(BinaryOp::And, crossed, open)
+        };
+    }
+    let mut reset = current.clone();
+    apply(b, pop, &pop.on_spike, &mut reset, &ports, spike)?;
+    for update in &pop.on_spike {
+        let v = update.var.0 as usize;
+        let after = b.select(spike, reset[v], current[v]);
+        current[v] = b.select(refractory, before[v], after);
+    }
+    // (3e) updates after the spike test.
+    apply(b, pop, &pop.after_spike, &mut current, &ports, spike)?;
+    // Everything the sweep differentiates lies below this index; what follows are adjoints.
+    Ok(Flat { after: current, spike, spike_x, refractory, forward_len: b.exprs.nodes.len() })
 }
 
 /// The spike's stand-in derivative: d spike = g * slope, sent to the threshold's argument.

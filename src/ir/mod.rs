@@ -18,9 +18,13 @@
 //!    spike jumps, runs its `update after spike` blocks, counts refractory time down;
 //! 4. readouts and records sample the state.
 
+pub mod grad;
+pub mod train;
+pub mod validate;
+
 use std::fmt::{self, Write};
 
-pub use crate::ast::{BinaryOp, UnaryOp};
+pub use crate::front::ast::{BinaryOp, UnaryOp};
 
 /// Handle of an expression node in its owner's [`Exprs`] arena; displays as `e3`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,7 +64,7 @@ pub enum Global {
     NetParam(u32),
     /// The surrogate's argument: threshold-test left side minus right side.
     SurrogateX,
-    /// In a derived backward step ([`crate::grad`]): 1 while the neuron is refractory.
+    /// In a derived backward step ([`crate::ir::grad`]): 1 while the neuron is refractory.
     Refractory,
     /// In a derived backward step: d loss / d (variable after the step), by variable index.
     AdjointAfter(u32),
@@ -189,6 +193,24 @@ impl Exprs {
         }
     }
 
+    /// The value of an expression that reads only constants, `dt` and network parameters
+    /// (refractory periods, encoder settings); NaN where it reads anything else.
+    pub fn eval_constant(&self, id: ExprId, dt: f64, net: &[f64]) -> f64 {
+        match self.get(id) {
+            Node::Const(value) => *value,
+            Node::Global(Global::Dt) => dt,
+            Node::Global(Global::NetParam(index)) => net.get(*index as usize).copied().unwrap_or(f64::NAN),
+            Node::Global(_) | Node::Var(_) | Node::Port(_) => f64::NAN,
+            Node::Unary(UnaryOp::Neg, a) => -self.eval_constant(*a, dt, net),
+            Node::Unary(UnaryOp::Not, a) => f64::from(u8::from(self.eval_constant(*a, dt, net) == 0.0)),
+            Node::Binary(op, a, b) => eval_binary(*op, self.eval_constant(*a, dt, net), self.eval_constant(*b, dt, net)).unwrap_or(f64::NAN),
+            Node::Call(func, args) => {
+                let values: Vec<f64> = args.iter().map(|a| self.eval_constant(*a, dt, net)).collect();
+                eval_func(*func, &values).unwrap_or(f64::NAN)
+            }
+        }
+    }
+
     /// Whether the expression reads any of the variables for which `is_state` holds.
     pub fn reads(&self, id: ExprId, is_state: &dyn Fn(VarId) -> bool) -> bool {
         match self.get(id) {
@@ -280,11 +302,14 @@ pub fn global_name(global: Global) -> String {
     }
 }
 
-pub fn eval_binary(op: BinaryOp, a: f64, b: f64) -> Option<f64> {
-    let truth = |c: bool| if c { 1.0 } else { 0.0 };
+/// A binary operation on two values, in any float type: constant folding runs it in f64, the
+/// oracle in the precision it is instantiated with. Comparisons give 1 or 0.
+pub fn eval_binary<F: num_traits::Float>(op: BinaryOp, a: F, b: F) -> Option<F> {
+    let truth = |c: bool| if c { F::one() } else { F::zero() };
+    let zero = F::zero();
     Some(match op {
-        BinaryOp::Or => truth(a != 0.0 || b != 0.0),
-        BinaryOp::And => truth(a != 0.0 && b != 0.0),
+        BinaryOp::Or => truth(a != zero || b != zero),
+        BinaryOp::And => truth(a != zero && b != zero),
         BinaryOp::Ge => truth(a >= b),
         BinaryOp::Le => truth(a <= b),
         BinaryOp::Eq => truth(a == b),
@@ -296,19 +321,22 @@ pub fn eval_binary(op: BinaryOp, a: f64, b: f64) -> Option<f64> {
         BinaryOp::Mul => a * b,
         BinaryOp::Div => a / b,
         // Squares are common (surrogates, losses) and much cheaper than powf.
-        BinaryOp::Pow if b == 2.0 => a * a,
+        BinaryOp::Pow if b == F::one() + F::one() => a * a,
         BinaryOp::Pow => a.powf(b),
     })
 }
 
-pub fn eval_func(func: Func, args: &[f64]) -> Option<f64> {
+/// A built-in function of the neuron language, in any float type (see [`eval_binary`]); the
+/// JIT's host calls run exactly this.
+pub fn eval_func<F: num_traits::Float>(func: Func, args: &[F]) -> Option<F> {
     let arg = |i: usize| args.get(i).copied();
+    let (zero, one) = (F::zero(), F::one());
     Some(match func {
         Func::Exp => arg(0)?.exp(),
         Func::Log => arg(0)?.ln(),
         Func::Sqrt => arg(0)?.sqrt(),
         Func::Abs => arg(0)?.abs(),
-        Func::Sigmoid => 1.0 / (1.0 + (-arg(0)?).exp()),
+        Func::Sigmoid => one / (one + (-arg(0)?).exp()),
         Func::Tanh => arg(0)?.tanh(),
         Func::Sin => arg(0)?.sin(),
         Func::Cos => arg(0)?.cos(),
@@ -316,7 +344,7 @@ pub fn eval_func(func: Func, args: &[f64]) -> Option<f64> {
         Func::Max => arg(0)?.max(arg(1)?),
         Func::Clip => arg(0)?.max(arg(1)?).min(arg(2)?),
         Func::Select => {
-            if arg(0)? != 0.0 {
+            if arg(0)? != zero {
                 arg(1)?
             } else {
                 arg(2)?
@@ -324,13 +352,15 @@ pub fn eval_func(func: Func, args: &[f64]) -> Option<f64> {
         }
         Func::Gauss => {
             let (x, mu, sigma) = (arg(0)?, arg(1)?, arg(2)?);
-            (-(x - mu).powi(2) / (2.0 * sigma * sigma)).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt())
+            let two = one + one;
+            let tau = F::from(2.0 * std::f64::consts::PI)?;
+            (-(x - mu).powi(2) / (two * sigma * sigma)).exp() / (sigma * tau.sqrt())
         }
         Func::Heaviside => {
-            if arg(0)? > 0.0 {
-                1.0
+            if arg(0)? > zero {
+                one
             } else {
-                0.0
+                zero
             }
         }
     })
@@ -536,7 +566,7 @@ pub struct Module {
     pub inputs: Vec<Input>,
     pub populations: Vec<Population>,
     pub projections: Vec<Projection>,
-    pub train: Option<crate::ir_train::Train>,
+    pub train: Option<crate::ir::train::Train>,
 }
 
 impl Input {
@@ -548,6 +578,16 @@ impl Input {
 }
 
 impl Module {
+    /// Population `pop`'s refractory period in whole steps for the network parameters `net`.
+    pub fn refractory_steps(&self, pop: &Population, net: &[f64]) -> u32 {
+        pop.refractory.map_or(0, |id| (pop.exprs.eval_constant(id, self.dt, net) / self.dt).round().max(0.0) as u32)
+    }
+
+    /// The network parameters' values as the module states them.
+    pub fn net_values(&self) -> Vec<f64> {
+        self.params.iter().map(|(_, v)| *v).collect()
+    }
+
     pub fn population(&self, id: PopId) -> &Population {
         &self.populations[id.0 as usize]
     }
@@ -569,11 +609,12 @@ impl Module {
         })
     }
 
-    /// How many steps back projection `proj` reads its source: 0 for inputs and feed-forward
-    /// edges, at least 1 for feedback (a source not declared before its target).
+    /// How many steps back projection `proj` reads its source: its delay for inputs and
+    /// feed-forward edges (usually 0), at least 1 for feedback (a source not declared before
+    /// its target).
     pub fn source_delay(&self, proj: &Projection) -> usize {
         match &proj.source {
-            Source::Input(_) => 0,
+            Source::Input(_) => proj.delay_steps,
             Source::Population(q) if proj.delay_steps == 0 && q.0 < proj.target.0 => 0,
             Source::Population(_) => proj.delay_steps.max(1),
         }
@@ -752,7 +793,7 @@ impl fmt::Display for Module {
             }
         }
         if let Some(train) = &self.train {
-            crate::ir_train::write_train(&mut out, self, train);
+            crate::ir::train::write_train(&mut out, self, train);
         }
         f.write_str(&out)
     }

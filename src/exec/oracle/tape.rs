@@ -1,14 +1,15 @@
-//! A small reverse-mode tape over IR expressions, for the reference back end's gradients.
+//! A small reverse-mode tape over IR expressions, for the oracle's gradients.
 //!
 //! One neuron's step is re-run on a tape from its stored state (recomputation instead of
 //! storing every intermediate), then swept backwards. The threshold is a [`Op::Spike`] node
 //! whose derivative is the model's surrogate; the conditional reset is a [`Op::Select`] whose
 //! condition is detached, as in snnTorch.
 
+use crate::exec::real::Real;
 use crate::ir::{self, BinaryOp, ExprId, Exprs, Func, Global, Node, UnaryOp};
 
 #[derive(Clone, Copy, Debug)]
-pub enum Op {
+pub enum Op<F> {
     Leaf,
     Neg(usize),
     Add(usize, usize),
@@ -32,44 +33,49 @@ pub enum Op {
     /// A value without gradient (comparisons, heaviside, random draws).
     Constant,
     /// spike = H(x); d spike / dx = surrogate(x) (stored at record time).
-    Spike(usize, f64),
+    Spike(usize, F),
 }
 
-#[derive(Default)]
-pub struct Tape {
-    pub ops: Vec<Op>,
-    pub values: Vec<f64>,
+pub struct Tape<F> {
+    pub ops: Vec<Op<F>>,
+    pub values: Vec<F>,
 }
 
-impl Tape {
+impl<F> Default for Tape<F> {
+    fn default() -> Tape<F> {
+        Tape { ops: Vec::new(), values: Vec::new() }
+    }
+}
+
+impl<F: Real> Tape<F> {
     pub fn clear(&mut self) {
         self.ops.clear();
         self.values.clear();
     }
 
-    pub fn push(&mut self, op: Op, value: f64) -> usize {
+    pub fn push(&mut self, op: Op<F>, value: F) -> usize {
         self.ops.push(op);
         self.values.push(value);
         self.ops.len() - 1
     }
 
-    pub fn leaf(&mut self, value: f64) -> usize {
+    pub fn leaf(&mut self, value: F) -> usize {
         self.push(Op::Leaf, value)
     }
 
-    pub fn constant(&mut self, value: f64) -> usize {
+    pub fn constant(&mut self, value: F) -> usize {
         self.push(Op::Constant, value)
     }
 
-    pub fn value(&self, index: usize) -> f64 {
+    pub fn value(&self, index: usize) -> F {
         self.values[index]
     }
 
     /// Propagates `grads` (one slot per tape entry, seeded by the caller) to every entry.
-    pub fn backward(&self, grads: &mut [f64]) {
+    pub fn backward(&self, grads: &mut [F]) {
         for index in (0..self.ops.len()).rev() {
             let g = grads[index];
-            if g == 0.0 {
+            if g == F::zero() {
                 continue;
             }
             let v = |i: usize| self.values[i];
@@ -95,17 +101,17 @@ impl Tape {
                 }
                 Op::Pow(a, b) => {
                     let (x, y) = (v(a), v(b));
-                    grads[a] += g * if y == 0.0 { 0.0 } else { y * x.powf(y - 1.0) };
-                    if x > 0.0 {
+                    grads[a] += g * if y == F::zero() { F::zero() } else { y * x.powf(y - F::one()) };
+                    if x > F::zero() {
                         grads[b] += g * out * x.ln();
                     }
                 }
                 Op::Exp(a) => grads[a] += g * out,
                 Op::Log(a) => grads[a] += g / v(a),
-                Op::Sqrt(a) => grads[a] += g * 0.5 / out,
-                Op::Abs(a) => grads[a] += g * v(a).signum() * f64::from(u8::from(v(a) != 0.0)),
-                Op::Sigmoid(a) => grads[a] += g * out * (1.0 - out),
-                Op::Tanh(a) => grads[a] += g * (1.0 - out * out),
+                Op::Sqrt(a) => grads[a] += g * F::of(0.5) / out,
+                Op::Abs(a) => grads[a] += if v(a) == F::zero() { F::zero() } else { g * v(a).signum() },
+                Op::Sigmoid(a) => grads[a] += g * out * (F::one() - out),
+                Op::Tanh(a) => grads[a] += g * (F::one() - out * out),
                 Op::Sin(a) => grads[a] += g * v(a).cos(),
                 Op::Cos(a) => grads[a] -= g * v(a).sin(),
                 Op::Min(a, b) => {
@@ -123,7 +129,7 @@ impl Tape {
                     }
                 }
                 Op::Select(c, a, b) => {
-                    if v(c) != 0.0 {
+                    if v(c) != F::zero() {
                         grads[a] += g
                     } else {
                         grads[b] += g
@@ -134,7 +140,7 @@ impl Tape {
                     let dx = -d / (s * s) * out;
                     grads[x] += g * dx;
                     grads[mu] -= g * dx;
-                    grads[sigma] += g * out * (d * d / (s * s * s) - 1.0 / s);
+                    grads[sigma] += g * out * (d * d / (s * s * s) - F::one() / s);
                 }
                 Op::Spike(x, surrogate) => grads[x] += g * surrogate,
             }
@@ -143,21 +149,21 @@ impl Tape {
 }
 
 /// Where the leaves of an expression come from when it is recorded on a tape.
-pub struct Leaves<'a> {
+pub struct Leaves<'a, F> {
     /// Tape index of each variable.
     pub vars: &'a [usize],
     /// Tape index of each port.
     pub ports: &'a [usize],
     /// Tape index of the `spiked` value.
     pub spiked: usize,
-    pub time: f64,
-    pub dt: f64,
-    pub rand: &'a dyn Fn(ExprId) -> f64,
-    pub net_params: &'a [f64],
+    pub time: F,
+    pub dt: F,
+    pub rand: &'a dyn Fn(ExprId) -> F,
+    pub net: &'a [F],
 }
 
 /// Records expression `id` of `exprs` on the tape; `memo` caches nodes within one phase.
-pub fn record(tape: &mut Tape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo: &mut Vec<Option<usize>>) -> usize {
+pub fn record<F: Real>(tape: &mut Tape<F>, exprs: &Exprs, id: ExprId, leaves: &Leaves<F>, memo: &mut Vec<Option<usize>>) -> usize {
     if memo.len() < exprs.nodes.len() {
         memo.resize(exprs.nodes.len(), None);
     }
@@ -165,7 +171,7 @@ pub fn record(tape: &mut Tape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo:
         return index;
     }
     let index = match exprs.get(id) {
-        Node::Const(value) => tape.constant(*value),
+        Node::Const(value) => tape.constant(F::of(*value)),
         Node::Var(var) => leaves.vars[var.0 as usize],
         Node::Port(port) => leaves.ports[port.0 as usize],
         Node::Global(global) => match global {
@@ -173,22 +179,22 @@ pub fn record(tape: &mut Tape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo:
             Global::Dt => tape.constant(leaves.dt),
             Global::Time => tape.constant(leaves.time),
             Global::Rand => tape.constant((leaves.rand)(id)),
-            Global::NetParam(i) => tape.constant(leaves.net_params[*i as usize]),
+            Global::NetParam(i) => tape.constant(leaves.net[*i as usize]),
             Global::Data | Global::SurrogateX | Global::Refractory | Global::AdjointAfter(_) | Global::AdjointSpike => {
-                tape.constant(f64::NAN)
+                tape.constant(F::nan())
             }
         },
         Node::Unary(op, a) => {
             let a = record(tape, exprs, *a, leaves, memo);
             match op {
                 UnaryOp::Neg => tape.push(Op::Neg(a), -tape.value(a)),
-                UnaryOp::Not => tape.constant(f64::from(u8::from(tape.value(a) == 0.0))),
+                UnaryOp::Not => tape.constant(if tape.value(a) == F::zero() { F::one() } else { F::zero() }),
             }
         }
         Node::Binary(op, a, b) => {
             let (a, b) = (record(tape, exprs, *a, leaves, memo), record(tape, exprs, *b, leaves, memo));
             let (x, y) = (tape.value(a), tape.value(b));
-            let value = ir::eval_binary(*op, x, y).unwrap_or(f64::NAN);
+            let value = ir::eval_binary(*op, x, y).unwrap_or(F::nan());
             match op {
                 BinaryOp::Add => tape.push(Op::Add(a, b), value),
                 BinaryOp::Sub => tape.push(Op::Sub(a, b), value),
@@ -202,8 +208,8 @@ pub fn record(tape: &mut Tape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo:
         }
         Node::Call(func, args) => {
             let args: Vec<usize> = args.iter().map(|a| record(tape, exprs, *a, leaves, memo)).collect();
-            let values: Vec<f64> = args.iter().map(|a| tape.value(*a)).collect();
-            let value = ir::eval_func(*func, &values).unwrap_or(f64::NAN);
+            let values: Vec<F> = args.iter().map(|a| tape.value(*a)).collect();
+            let value = ir::eval_func(*func, &values).unwrap_or(F::nan());
             let op = match func {
                 Func::Exp => Op::Exp(args[0]),
                 Func::Log => Op::Log(args[0]),
@@ -232,26 +238,26 @@ pub fn record(tape: &mut Tape, exprs: &Exprs, id: ExprId, leaves: &Leaves, memo:
 }
 
 /// Evaluates a surrogate's gradient at `x`.
-pub fn surrogate_grad(surrogate: &crate::ir_train::Surrogate, x: f64) -> f64 {
+pub fn surrogate_grad<F: Real>(surrogate: &crate::ir::train::Surrogate, x: F) -> F {
     eval_with_x(&surrogate.exprs, surrogate.grad, x)
 }
 
-fn eval_with_x(exprs: &Exprs, id: ExprId, x: f64) -> f64 {
+fn eval_with_x<F: Real>(exprs: &Exprs, id: ExprId, x: F) -> F {
     match exprs.get(id) {
-        Node::Const(value) => *value,
+        Node::Const(value) => F::of(*value),
         Node::Global(Global::SurrogateX) => x,
-        Node::Global(_) | Node::Var(_) | Node::Port(_) => f64::NAN,
+        Node::Global(_) | Node::Var(_) | Node::Port(_) => F::nan(),
         Node::Unary(op, a) => {
             let a = eval_with_x(exprs, *a, x);
             match op {
                 UnaryOp::Neg => -a,
-                UnaryOp::Not => f64::from(u8::from(a == 0.0)),
+                UnaryOp::Not => if a == F::zero() { F::one() } else { F::zero() },
             }
         }
-        Node::Binary(op, a, b) => ir::eval_binary(*op, eval_with_x(exprs, *a, x), eval_with_x(exprs, *b, x)).unwrap_or(f64::NAN),
+        Node::Binary(op, a, b) => ir::eval_binary(*op, eval_with_x(exprs, *a, x), eval_with_x(exprs, *b, x)).unwrap_or(F::nan()),
         Node::Call(func, args) => {
-            let values: Vec<f64> = args.iter().map(|a| eval_with_x(exprs, *a, x)).collect();
-            ir::eval_func(*func, &values).unwrap_or(f64::NAN)
+            let values: Vec<F> = args.iter().map(|a| eval_with_x(exprs, *a, x)).collect();
+            ir::eval_func(*func, &values).unwrap_or(F::nan())
         }
     }
 }
@@ -265,7 +271,7 @@ mod tests {
         // f(a, b) = exp(a * b) / (1 + b^2) + max(a, 0.3)
         let f = |a: f64, b: f64| (a * b).exp() / (1.0 + b * b) + a.max(0.3);
         let (a0, b0) = (0.7, -0.4);
-        let mut tape = Tape::default();
+        let mut tape = Tape::<f64>::default();
         let a = tape.leaf(a0);
         let b = tape.leaf(b0);
         let ab = tape.push(Op::Mul(a, b), a0 * b0);

@@ -3,9 +3,10 @@
 
 use std::fmt;
 
-use crate::interp::{Params, Trace};
+use crate::exec::real::Real;
+use crate::exec::state::{Params, ReadoutGrads, Trace};
 use crate::ir::{BinaryOp, Module, UnaryOp, eval_binary};
-use crate::ir_train::{Readout, TExprId, TExprs, TFunc, TNode};
+use crate::ir::train::{Readout, TExprId, TExprs, TFunc, TNode};
 
 /// A value of a training expression for one sample: `data[t * width + i]` when per step.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,103 +33,67 @@ impl Value {
     }
 }
 
+/// A training expression that cannot be evaluated or differentiated here.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Unsupported(pub String);
+pub enum LossError {
+    /// A readout that belongs to a learning method whose runtime is not built.
+    Readout { readout: &'static str, method: &'static str },
+    /// The derivative of an observable could not be derived.
+    Observable { name: String, message: String },
+    /// An observable that reads an input port: its gradient needs the port's adjoint.
+    ObservableReadsInput { name: String },
+}
 
-impl fmt::Display for Unsupported {
+impl fmt::Display for LossError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            LossError::Readout { readout, method } => write!(f, "`{readout}` is computed by the `{method}` runtime, which is not built yet"),
+            LossError::Observable { name, message } => write!(f, "observable `{name}`: {message}"),
+            LossError::ObservableReadsInput { name } => write!(f, "observable `{name}` reads an input; its gradient is not built yet"),
+        }
     }
 }
 
-impl std::error::Error for Unsupported {}
+impl std::error::Error for LossError {}
 
-/// Gradients of the loss with respect to what the network produced for a batch, in the row
-/// layout of [`Trace`]. A vector stays empty (all zeros) until a loss term or a projection's
-/// adjoint writes into it, so that populations the loss does not read cost nothing.
-#[derive(Clone, Debug, Default)]
-pub struct ReadoutGrads {
-    pub steps: usize,
-    pub batch: usize,
-    pub sizes: Vec<usize>,
-    /// `spikes[pop]`, one row per step.
-    pub spikes: Vec<Vec<f64>>,
-    /// `states[pop][var]`, row `t` for the state after step `t`.
-    pub states: Vec<Vec<Vec<f64>>>,
-    /// `weights[projection][k]`; a projection's vector is allocated only when a loss term reads
-    /// its weights (`weight_l2`).
-    pub weights: Vec<Vec<f64>>,
-}
-
-impl ReadoutGrads {
-    pub fn zeros(module: &Module, steps: usize, batch: usize) -> ReadoutGrads {
-        ReadoutGrads {
-            steps,
-            batch,
-            sizes: module.populations.iter().map(|p| p.size()).collect(),
-            spikes: vec![Vec::new(); module.populations.len()],
-            states: module.populations.iter().map(|p| vec![Vec::new(); p.vars.len()]).collect(),
-            weights: module.projections.iter().map(|_| Vec::new()).collect(),
-        }
-    }
-
-    fn len(&self, p: usize) -> usize {
-        self.steps * self.batch * self.sizes[p]
-    }
-
-    /// The spike gradient of population `p` over all steps, allocated on first use.
-    pub fn spikes_mut(&mut self, p: usize) -> &mut [f64] {
-        let len = self.len(p);
-        let slot = &mut self.spikes[p];
-        if slot.is_empty() {
-            slot.resize(len, 0.0);
-        }
-        slot
-    }
-
-    pub fn states_mut(&mut self, p: usize, v: usize) -> &mut [f64] {
-        let len = self.len(p);
-        let slot = &mut self.states[p][v];
-        if slot.is_empty() {
-            slot.resize(len, 0.0);
-        }
-        slot
-    }
-
-    /// Row `t` of population `p`'s spike gradient, `None` when it is all zeros.
-    pub fn spikes_at(&self, t: usize, p: usize) -> Option<&[f64]> {
-        let r = self.batch * self.sizes[p];
-        let slot = &self.spikes[p];
-        (!slot.is_empty()).then(|| &slot[t * r..(t + 1) * r])
-    }
-
-    pub fn state_at(&self, t: usize, p: usize, v: usize) -> Option<&[f64]> {
-        let r = self.batch * self.sizes[p];
-        let slot = &self.states[p][v];
-        (!slot.is_empty()).then(|| &slot[t * r..(t + 1) * r])
-    }
+/// What a sample gives a training expression besides the trace.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleInputs<'a> {
+    pub label: usize,
+    pub features: &'a [f32],
+    /// The network parameters' current values.
+    pub net: &'a [f64],
 }
 
 /// Evaluates every node of `exprs` for sample `b` of `trace`.
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate(
+/// Only the nodes that `roots` depend on are computed; the others stay empty.
+pub fn evaluate<F: Real>(
     module: &Module,
     exprs: &TExprs,
-    trace: &Trace,
+    trace: &Trace<F>,
     b: usize,
-    params: &Params,
-    label: usize,
-    sample: &[f32],
-) -> Result<Vec<Value>, Unsupported> {
+    params: &Params<F>,
+    inputs: SampleInputs,
+    roots: &[TExprId],
+) -> Result<Vec<Value>, LossError> {
+    let (label, sample) = (inputs.label, inputs.features);
     let steps = trace.steps;
+    let needed = needed(exprs, roots);
     let mut values: Vec<Value> = Vec::with_capacity(exprs.nodes.len());
-    for (node, ty) in &exprs.nodes {
+    for (index, (node, ty)) in exprs.nodes.iter().enumerate() {
+        if !needed[index] {
+            values.push(Value { per_step: false, width: 0, data: Vec::new() });
+            continue;
+        }
         let value = match node {
             TNode::Const(v) => Value::scalar(*v),
             TNode::Label => Value::scalar(label as f64),
             TNode::Sample => Value { per_step: false, width: sample.len(), data: sample.iter().map(|x| f64::from(*x)).collect() },
-            TNode::Readout(readout) => readout_value(module, trace, b, *readout)?,
-            TNode::WeightL2(proj) => Value::scalar(params.weights[proj.0 as usize].iter().map(|w| w * w).sum()),
+            TNode::Readout(readout) => readout_value(module, trace, b, *readout, inputs.net)?,
+            TNode::Steps => Value::scalar(module.steps as f64),
+            TNode::NetParam(index) => Value::scalar(inputs.net[*index as usize]),
+            TNode::WeightL2(proj) => Value::scalar(params.weights[proj.0 as usize].iter().map(|w| w.into_f64() * w.into_f64()).sum()),
             TNode::Unary(op, a) => {
                 let a = &values[a.0 as usize];
                 let data = a.data.iter().map(|x| if *op == UnaryOp::Neg { -x } else { f64::from(u8::from(*x == 0.0)) }).collect();
@@ -154,19 +119,42 @@ pub fn evaluate(
     Ok(values)
 }
 
-fn readout_value(module: &Module, trace: &Trace, b: usize, readout: Readout) -> Result<Value, Unsupported> {
+/// Which nodes `roots` depend on (arena order is evaluation order, so one backward pass).
+fn needed(exprs: &TExprs, roots: &[TExprId]) -> Vec<bool> {
+    let mut needed = vec![false; exprs.nodes.len()];
+    for root in roots {
+        needed[root.0 as usize] = true;
+    }
+    for index in (0..exprs.nodes.len()).rev() {
+        if !needed[index] {
+            continue;
+        }
+        match &exprs.nodes[index].0 {
+            TNode::Unary(_, a) => needed[a.0 as usize] = true,
+            TNode::Binary(_, a, b) => {
+                needed[a.0 as usize] = true;
+                needed[b.0 as usize] = true;
+            }
+            TNode::Call(_, args) => args.iter().for_each(|a| needed[a.0 as usize] = true),
+            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::NetParam(_) | TNode::Readout(_) | TNode::WeightL2(_) => {}
+        }
+    }
+    needed
+}
+
+fn readout_value<F: Real>(module: &Module, trace: &Trace<F>, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError> {
     let steps = trace.steps;
     Ok(match readout {
         Readout::Spikes(p) => {
             let n = module.population(p).size();
             let p = p.0 as usize;
-            Value { per_step: true, width: n, data: (0..steps).flat_map(|t| trace.sample_spikes(t, p, b)).collect() }
+            Value { per_step: true, width: n, data: (0..steps).flat_map(|t| trace.sample_spikes::<f64>(t, p, b)).collect() }
         }
         Readout::Count(p) => {
             let n = module.population(p).size();
             let mut data = vec![0.0; n];
             for t in 0..steps {
-                for (slot, x) in data.iter_mut().zip(&trace.sample_spikes(t, p.0 as usize, b)) {
+                for (slot, x) in data.iter_mut().zip(&trace.sample_spikes::<f64>(t, p.0 as usize, b)) {
                     *slot += x;
                 }
             }
@@ -177,33 +165,36 @@ fn readout_value(module: &Module, trace: &Trace, b: usize, readout: Readout) -> 
             Value {
                 per_step: true,
                 width: n,
-                data: (0..steps).flat_map(|t| trace.state_after(t, p.0 as usize, v.0 as usize)[b * n..(b + 1) * n].to_vec()).collect(),
+                data: (0..steps).flat_map(|t| trace.state_after(t, p.0 as usize, v.0 as usize)[b * n..(b + 1) * n].iter().map(|x| x.into_f64())).collect(),
             }
         }
         Readout::Observable(p, o) => {
             let pop = module.population(p);
             let (n, id) = (pop.size(), pop.observables[o as usize].1);
-            let net = crate::interp::net_params(module);
             let mut data = Vec::with_capacity(steps * n);
             for t in 0..steps {
                 for i in 0..n {
                     let (vars, ports) = neuron_at(trace, p.0 as usize, t, b * n + i);
-                    data.push(crate::interp::eval_at(&pop.exprs, id, &vars, &ports, t as f64 * module.dt, &net, module.dt));
+                    data.push(eval_at(&pop.exprs, id, &vars, &ports, t as f64 * module.dt, net, module.dt));
                 }
             }
             Value { per_step: true, width: n, data }
         }
-        Readout::FirstSpike(_) | Readout::SpikePenalty(_) => {
-            return Err(Unsupported(format!("the reference back end does not compute {readout:?} yet (it belongs to EventProp)")));
-        }
+        Readout::FirstSpike(_) => return Err(LossError::Readout { readout: "first_spike", method: "eventprop" }),
+        Readout::SpikePenalty(_) => return Err(LossError::Readout { readout: "spike_penalty", method: "eventprop" }),
     })
 }
 
 /// One neuron's variables after step `t` and its ports during the step.
-fn neuron_at(trace: &Trace, p: usize, t: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
-    let vars = (0..trace.states[p].len()).map(|v| trace.state_after(t, p, v)[k]).collect();
-    let ports = (0..trace.ports[p].len()).map(|q| trace.port_at(t, p, q)[k]).collect();
+fn neuron_at<F: Real>(trace: &Trace<F>, p: usize, t: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+    let vars = (0..trace.states[p].len()).map(|v| trace.state_after(t, p, v)[k].into_f64()).collect();
+    let ports = (0..trace.ports[p].len()).map(|q| trace.port_at(t, p, q)[k].into_f64()).collect();
     (vars, ports)
+}
+
+/// An observable's value at one neuron, evaluated in f64 from the trace's values.
+fn eval_at(exprs: &crate::ir::Exprs, id: crate::ir::ExprId, vars: &[f64], ports: &[f64], time: f64, net: &[f64], dt: f64) -> f64 {
+    crate::exec::oracle::eval_at(exprs, id, vars, ports, time, net, dt)
 }
 
 fn softmax_row(row: &[f64]) -> Vec<f64> {
@@ -213,7 +204,7 @@ fn softmax_row(row: &[f64]) -> Vec<f64> {
     exps.iter().map(|e| e / sum).collect()
 }
 
-fn call(func: TFunc, args: &[&Value], steps: usize, width: usize) -> Result<Value, Unsupported> {
+fn call(func: TFunc, args: &[&Value], steps: usize, width: usize) -> Result<Value, LossError> {
     let a = args[0];
     let t_count = if a.per_step { steps } else { 1 };
     let row = |t: usize| &a.data[t * a.width..(t + 1) * a.width];
@@ -285,25 +276,24 @@ fn call(func: TFunc, args: &[&Value], steps: usize, width: usize) -> Result<Valu
             }
             Value { data, ..a.clone() }
         }
-        TFunc::AssignedClass => return Err(Unsupported("label assignment runs with the STDP runtime, which is not built yet".to_string())),
+        TFunc::AssignedClass => return Err(LossError::Readout { readout: "assigned_class", method: "stdp" }),
     })
 }
 
-/// Backpropagates d(root)/d(...) into `grads`, scaled by `scale`.
-#[allow(clippy::too_many_arguments)]
 /// Adds d (scale * root) / d (spikes, states, weights) of sample `b` to `grads`.
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
+pub fn backward<F: Real>(
     module: &Module,
-    trace: &Trace,
+    trace: &Trace<F>,
     exprs: &TExprs,
     values: &[Value],
     root: TExprId,
     scale: f64,
-    params: &Params,
-    grads: &mut ReadoutGrads,
+    params: &Params<F>,
+    grads: &mut ReadoutGrads<F>,
     b: usize,
-) -> Result<(), Unsupported> {
+    net: &[f64],
+) -> Result<(), LossError> {
     let mut adj: Vec<Vec<f64>> = values.iter().map(|v| vec![0.0; v.data.len()]).collect();
     adj[root.0 as usize][0] = scale;
     let steps = grads.steps;
@@ -314,7 +304,7 @@ pub fn backward(
         let g = std::mem::take(&mut adj[index]);
         let out = &values[index];
         match &exprs.nodes[index].0 {
-            TNode::Const(_) | TNode::Label | TNode::Sample => {}
+            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::NetParam(_) => {}
             TNode::Readout(readout) => match readout {
                 Readout::Spikes(p) | Readout::Count(p) => {
                     let n = out.width;
@@ -338,14 +328,12 @@ pub fn backward(
                     // The observable's derivatives come from the gradient pass, as IR.
                     let pop = module.population(*p);
                     let (n, id) = (pop.size(), pop.observables[*o as usize].1);
-                    let derived = crate::grad::derive_expr(pop, id).map_err(Unsupported)?;
+                    let name = pop.observables[*o as usize].0.clone();
+                    let derived =
+                        crate::ir::grad::derive_expr(pop, id).map_err(|message| LossError::Observable { name: name.clone(), message })?;
                     if derived.d_ports.iter().any(|d| derived.exprs.constant(*d) != Some(0.0)) {
-                        return Err(Unsupported(format!(
-                            "observable `{}` reads an input; its gradient is not built yet",
-                            pop.observables[*o as usize].0
-                        )));
+                        return Err(LossError::ObservableReadsInput { name });
                     }
-                    let net = crate::interp::net_params(module);
                     let row = grads.batch * n;
                     for t in 0..steps {
                         for i in 0..n {
@@ -358,26 +346,22 @@ pub fn backward(
                                 if derived.exprs.constant(*d) == Some(0.0) {
                                     continue;
                                 }
-                                let slope =
-                                    crate::interp::eval_at(&derived.exprs, *d, &vars, &ports, t as f64 * module.dt, &net, module.dt);
-                                grads.states_mut(p.0 as usize, v)[t * row + b * n + i] += g * slope;
+                                let slope = eval_at(&derived.exprs, *d, &vars, &ports, t as f64 * module.dt, net, module.dt);
+                                grads.states_mut(p.0 as usize, v)[t * row + b * n + i] += F::of(g * slope);
                             }
                         }
                     }
                 }
-                Readout::FirstSpike(_) | Readout::SpikePenalty(_) => {
-                    return Err(Unsupported(format!(
-                        "no gradient for {readout:?} in the reference back end yet (it belongs to EventProp)"
-                    )));
-                }
+                Readout::FirstSpike(_) => return Err(LossError::Readout { readout: "first_spike", method: "eventprop" }),
+                Readout::SpikePenalty(_) => return Err(LossError::Readout { readout: "spike_penalty", method: "eventprop" }),
             },
             TNode::WeightL2(proj) => {
                 let target = &mut grads.weights[proj.0 as usize];
                 if target.is_empty() {
-                    target.resize(params.weights[proj.0 as usize].len(), 0.0);
+                    target.resize(params.weights[proj.0 as usize].len(), F::zero());
                 }
                 for (slot, w) in target.iter_mut().zip(&params.weights[proj.0 as usize]) {
-                    *slot += 2.0 * w * g[0];
+                    *slot += F::of(2.0 * w.into_f64() * g[0]);
                 }
             }
             TNode::Unary(op, a) => {
@@ -525,8 +509,8 @@ pub fn backward(
     Ok(())
 }
 
-fn add_into(target: &mut [f64], source: &[f64]) {
+fn add_into<F: Real>(target: &mut [F], source: &[f64]) {
     for (t, s) in target.iter_mut().zip(source) {
-        *t += s;
+        *t += F::of(*s);
     }
 }

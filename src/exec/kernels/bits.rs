@@ -1,8 +1,10 @@
 //! Spikes stored one bit each: the trace keeps every step's spikes for the backward pass, so
-//! bits make that store 64 times smaller than `f64`s, count with `popcount` and feed
+//! bits make that store 32 times smaller than `f32`s, count with `popcount` and feed
 //! event-driven accumulation by walking set bits.
 
 use std::ops::Range;
+
+use crate::exec::real::Real;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bits {
@@ -29,7 +31,7 @@ impl Bits {
     }
 
     /// Bits `[start, start + values.len())` become `values[i] != 0`.
-    pub fn store(&mut self, start: usize, values: &[f64]) {
+    pub fn store<F: Real>(&mut self, start: usize, values: &[F]) {
         assert!(start + values.len() <= self.len, "bits stored inside the set");
         // Bit by bit up to a word boundary, whole words, then the tail.
         let head = ((64 - start % 64) % 64).min(values.len());
@@ -38,7 +40,7 @@ impl Bits {
             words[k / 64] = if on { words[k / 64] | mask } else { words[k / 64] & !mask };
         };
         for (i, value) in values[..head].iter().enumerate() {
-            set(&mut self.words, start + i, *value != 0.0);
+            set(&mut self.words, start + i, *value != F::zero());
         }
         let body = &values[head..];
         let first_word = (start + head) / 64;
@@ -46,27 +48,27 @@ impl Bits {
         for (w, chunk) in chunks.by_ref().enumerate() {
             let mut word = 0u64;
             for (bit, value) in chunk.iter().enumerate() {
-                word |= u64::from(*value != 0.0) << bit;
+                word |= u64::from(*value != F::zero()) << bit;
             }
             self.words[first_word + w] = word;
         }
         let tail_start = start + head + (body.len() / 64) * 64;
         for (i, value) in chunks.remainder().iter().enumerate() {
-            set(&mut self.words, tail_start + i, *value != 0.0);
+            set(&mut self.words, tail_start + i, *value != F::zero());
         }
     }
 
     /// `out[i] = bit(start + i)` as 0.0 or 1.0.
-    pub fn expand_into(&self, start: usize, out: &mut [f64]) {
+    pub fn expand_into<F: Real>(&self, start: usize, out: &mut [F]) {
         assert!(start + out.len() <= self.len, "bits read inside the set");
         for (i, slot) in out.iter_mut().enumerate() {
-            *slot = f64::from(u8::from(self.get(start + i)));
+            *slot = if self.get(start + i) { F::one() } else { F::zero() };
         }
     }
 
     /// The bits of `range` as 0.0 or 1.0.
-    pub fn expand(&self, range: Range<usize>) -> Vec<f64> {
-        let mut out = vec![0.0; range.len()];
+    pub fn expand<F: Real>(&self, range: Range<usize>) -> Vec<F> {
+        let mut out = vec![F::zero(); range.len()];
         self.expand_into(range.start, &mut out);
         out
     }

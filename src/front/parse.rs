@@ -1,4 +1,4 @@
-//! Parsing: text to [`crate::ast`], through the pest grammar in `grammar/snn.pest`.
+//! Parsing: text to [`crate::front::ast`], through the pest grammar in `grammar/snn.pest`.
 //!
 //! Parsing never panics. A syntax error becomes a `snn::syntax::*` diagnostic that names what
 //! was expected in words; after an error the parser re-synchronises at the next top-level item,
@@ -10,8 +10,8 @@ use pest::Parser;
 use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 
-use crate::ast::*;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::front::ast::*;
+use crate::front::diag::{Diagnostic, Diagnostics};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/snn.pest"]

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::ast::UnitExpr;
+use crate::front::ast::UnitExpr;
 
 /// Exponents of (s, m, kg, A, K, mol).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

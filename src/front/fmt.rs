@@ -9,9 +9,9 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::ast::*;
-use crate::diag::Diagnostics;
-use crate::parse::parse;
+use crate::front::ast::*;
+use crate::front::diag::Diagnostics;
+use crate::front::parse::parse;
 
 pub fn format_source(text: &str) -> Result<String, Diagnostics> {
     let (file, diagnostics) = parse(text);

@@ -90,6 +90,11 @@ pub enum TNode {
     /// The sample's input values (the image), in [0, 1].
     Sample,
     Readout(Readout),
+    /// The number of active steps of a sample, read at run time (so that `--set steps=N`
+    /// reaches `rate(p)`).
+    Steps,
+    /// A network parameter, read at run time.
+    NetParam(u32),
     /// Sum of squared weights of a projection.
     WeightL2(ProjId),
     Unary(crate::ir::UnaryOp, TExprId),
@@ -130,6 +135,8 @@ impl TExprs {
             TNode::Const(value) => fmt_f64(*value),
             TNode::Label => "label".to_string(),
             TNode::Sample => "sample".to_string(),
+            TNode::Steps => "steps".to_string(),
+            TNode::NetParam(index) => module.params[*index as usize].0.clone(),
             TNode::Readout(readout) => match readout {
                 Readout::Spikes(p) => format!("spikes({})", pop(*p)),
                 Readout::Count(p) => format!("count({})", pop(*p)),
@@ -176,6 +183,25 @@ pub enum Method {
     EventProp,
     Fptt { surrogate: Surrogate, updates: usize, alpha: f64, beta: f64 },
     Stdp,
+}
+
+impl Method {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Bptt { .. } => "bptt",
+            Method::EventProp => "eventprop",
+            Method::Fptt { .. } => "fptt",
+            Method::Stdp => "stdp",
+        }
+    }
+
+    /// The surrogate gradient of a method that runs BPTT through a threshold.
+    pub fn surrogate(&self) -> Option<&Surrogate> {
+        match self {
+            Method::Bptt { surrogate } | Method::Fptt { surrogate, .. } => Some(surrogate),
+            Method::EventProp | Method::Stdp => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

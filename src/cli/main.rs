@@ -1,0 +1,610 @@
+//! The `snnc` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use snnc::cli::driver::{RunOptions, check_path, render_all};
+use snnc::exec::engine::EngineKind;
+use snnc::exec::real::{Precision, Real};
+use snnc::exec::state::Params;
+use snnc::train::Observer;
+use snnc::train::hooks::RecordText;
+
+/// Writes to standard output; a closed pipe (`snnc emit ir model.snn | head`) ends the program
+/// quietly instead of panicking as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = write!(std::io::stdout().lock(), $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to standard output: {error}");
+            std::process::exit(1);
+        }
+    }};
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        out!($($arg)*);
+        out!("\n");
+    }};
+}
+
+#[derive(Parser)]
+#[command(name = "snnc", version, about = "A declarative language for spiking neural networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Stage {
+    Ast,
+    Ir,
+    /// The derived backward step of every population (`bptt` models).
+    Grad,
+    Clif,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    Jit,
+    Interp,
+    Cuda,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    F32,
+    F64,
+}
+
+impl Backend {
+    fn engine(self) -> Result<EngineKind, String> {
+        match self {
+            Backend::Jit => Ok(EngineKind::Jit),
+            Backend::Interp => Ok(EngineKind::Oracle),
+            Backend::Cuda => Err("the CUDA engine is not built yet; use `--backend jit` or `--backend interp`".to_string()),
+        }
+    }
+}
+
+impl PrecisionArg {
+    fn precision(self) -> Precision {
+        match self {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F64 => Precision::F64,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, resolve and check models; exit 1 on any error.
+    Check {
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Print how long checking took.
+        #[arg(long)]
+        time: bool,
+    },
+    /// Print what the compiler made of a model at one stage.
+    Emit {
+        #[arg(value_enum)]
+        stage: Stage,
+        file: PathBuf,
+    },
+    /// Compile and train a model as its train block says.
+    Run {
+        file: PathBuf,
+        /// Epochs per phase, instead of the file's.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Override a setting: steps, batch, epochs, lr, seed or a network parameter.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        /// Where metrics.csv, metrics.json and checkpoints go.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The MNIST folder, instead of the model's.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Engine: `jit` (Cranelift kernels, GEMM and event-driven projections) or `interp` (the
+        /// scalar reference interpreter). CUDA is not built yet.
+        #[arg(long, value_enum, default_value = "jit")]
+        backend: Backend,
+        /// Float type of parameters, states and kernels.
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: PrecisionArg,
+        /// Train on the first N training samples only.
+        #[arg(long)]
+        limit_train: Option<usize>,
+        /// Evaluate on the first N test samples only.
+        #[arg(long)]
+        limit_test: Option<usize>,
+    },
+    /// Evaluate a trained model from a checkpoint.
+    Eval {
+        file: PathBuf,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        limit_test: Option<usize>,
+        /// Override a setting, as for `run`.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        #[arg(long, value_enum, default_value = "jit")]
+        backend: Backend,
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: PrecisionArg,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Format models canonically, in place.
+    Fmt {
+        files: Vec<PathBuf>,
+        /// Do not write; exit 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
+        /// Print the formatted text instead of writing it.
+        #[arg(long)]
+        stdout: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files, format, time } => check(&files, format, time),
+        Command::Emit { stage, file } => emit(stage, &file),
+        Command::Fmt { files, check, stdout } => fmt(&files, check, stdout),
+        Command::Run { file, epochs, sets, out, data, threads, backend, precision, limit_train, limit_test } => {
+            let options = (|| -> Result<RunOptions, String> {
+                start_threads(threads)?;
+                Ok(RunOptions {
+                    engine: backend.engine()?,
+                    precision: precision.precision(),
+                    epochs,
+                    sets: parse_sets(&sets)?,
+                    out,
+                    data_dir: data,
+                    limit_train,
+                    limit_test,
+                    seed: 0,
+                    progress: true,
+                })
+            })();
+            report(options.and_then(|options| match options.precision {
+                Precision::F32 => run::<f32>(&file, &options),
+                Precision::F64 => run::<f64>(&file, &options),
+            }))
+        }
+        Command::Eval { file, checkpoint, data, limit_test, sets, backend, precision, threads } => {
+            let options = (|| -> Result<RunOptions, String> {
+                start_threads(threads)?;
+                Ok(RunOptions {
+                    engine: backend.engine()?,
+                    precision: precision.precision(),
+                    epochs: None,
+                    sets: parse_sets(&sets)?,
+                    out: None,
+                    data_dir: data,
+                    limit_train: None,
+                    limit_test,
+                    seed: 0,
+                    progress: false,
+                })
+            })();
+            report(options.and_then(|options| match options.precision {
+                Precision::F32 => eval::<f32>(&file, &checkpoint, &options),
+                Precision::F64 => eval::<f64>(&file, &checkpoint, &options),
+            }))
+        }
+    }
+}
+
+fn start_threads(threads: Option<usize>) -> Result<(), String> {
+    if let Some(threads) = threads {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|_| format!("cannot start {threads} threads"))?;
+    }
+    Ok(())
+}
+
+fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, String> {
+    sets.iter()
+        .map(|set| match set.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+            None => Err(format!("--set {set}: write NAME=VALUE")),
+        })
+        .collect()
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks a file and returns its module, printing diagnostics.
+fn compile(file: &PathBuf) -> Result<snnc::ir::Module, String> {
+    let checked = check_path(file)?;
+    if !checked.diagnostics.is_empty() {
+        eprint!("{}", render_all(&checked.diagnostics, terminal_width()));
+    }
+    if checked.has_errors() {
+        return Err(format!("{} has errors", file.display()));
+    }
+    checked.outcome.module.ok_or_else(|| format!("{} defines no network", file.display()))
+}
+
+/// What `snnc run` shows and writes while the loop runs: the progress bar, the per-epoch table,
+/// a checkpoint after every epoch (atomically) and the records.
+struct Console<'a> {
+    bar: indicatif::ProgressBar,
+    header_printed: bool,
+    epoch: usize,
+    out: &'a std::path::Path,
+    module: &'a snnc::ir::Module,
+    model: String,
+    history: Vec<snnc::train::EpochMetrics>,
+    records: Option<(std::fs::File, std::fs::File)>,
+    failure: Option<String>,
+}
+
+impl<F: Real> Observer<F> for Console<'_> {
+    fn batch(&mut self, done: usize, total: usize, running: f64) {
+        if done <= 1 || self.bar.length() != Some(total as u64) {
+            self.epoch += 1;
+            self.bar.reset();
+            self.bar.set_length(total as u64);
+            self.bar.set_prefix(format!("epoch {}", self.epoch));
+        }
+        self.bar.set_position(done as u64);
+        self.bar.set_message(format!("{running:.4}"));
+    }
+
+    fn records(&mut self, records: &RecordText) {
+        use std::io::Write as _;
+        if let Some((spikes, variables)) = &mut self.records {
+            let written = spikes.write_all(records.spikes.as_bytes()).and_then(|()| variables.write_all(records.variables.as_bytes()));
+            if let Err(error) = written {
+                self.failure.get_or_insert(format!("cannot write records: {error}"));
+            }
+        }
+    }
+
+    fn epoch(&mut self, metrics: &snnc::train::EpochMetrics, params: &Params<F>) {
+        self.bar.finish_and_clear();
+        print_epoch(metrics, &mut self.header_printed);
+        self.history.push(metrics.clone());
+        // After every epoch, so that a run stopped later keeps what it learned; each write
+        // replaces the previous file atomically.
+        let written = write_metrics(self.out, &self.history)
+            .and_then(|()| snnc::cli::driver::save_checkpoint(&self.out.join("checkpoint.safetensors"), self.module, params, &self.model));
+        if let Err(error) = written {
+            self.failure.get_or_insert(error);
+        }
+    }
+}
+
+fn print_epoch(metrics: &snnc::train::EpochMetrics, header_printed: &mut bool) {
+    if !*header_printed {
+        let terms: Vec<String> = metrics.losses.iter().map(|(n, _)| format!("{n:>10}")).collect();
+        outln!("{:>5} {:>8} {} {:>9} {:>9} {:>10} {:>8}", "epoch", "phase", terms.join(" "), "train acc", "test acc", "samples/s", "seconds");
+        *header_printed = true;
+    }
+    let terms: Vec<String> = metrics.losses.iter().map(|(_, v)| format!("{v:>10.4}")).collect();
+    outln!(
+        "{:>5} {:>8} {} {:>8.2}% {:>8.2}% {:>10.0} {:>8.1}",
+        metrics.epoch,
+        metrics.phase,
+        terms.join(" "),
+        100.0 * metrics.train_accuracy,
+        100.0 * metrics.test_accuracy,
+        metrics.train_samples_per_second,
+        metrics.seconds
+    );
+    let spikes: Vec<String> = metrics.spikes_per_neuron.iter().map(|(n, s)| format!("{n} {s:.3}")).collect();
+    outln!("      spikes per neuron per sample: {}", spikes.join(", "));
+    outln!(
+        "      per test sample: {:.0} synaptic operations; FLOPs of the dense layers: SNN {:.0} vs ANN {:.0} ({:+.0}%)",
+        metrics.synaptic_ops,
+        metrics.snn_flops,
+        metrics.ann_flops,
+        100.0 * (metrics.snn_flops / metrics.ann_flops.max(1.0) - 1.0)
+    );
+}
+
+/// Opens the two record files of a train block (spikes, and variables beside them).
+fn open_records(out: &std::path::Path, module: &snnc::ir::Module) -> Result<Option<(std::fs::File, std::fs::File)>, String> {
+    use std::io::Write as _;
+    let Some(train) = &module.train else { return Ok(None) };
+    if train.records.is_empty() {
+        return Ok(None);
+    }
+    let name = train.record_to.clone().unwrap_or_else(|| "records.csv".to_string());
+    let spikes_path = out.join(&name);
+    let stem = spikes_path.file_stem().map_or_else(|| "records".to_string(), |s| s.to_string_lossy().into_owned());
+    let variables_path = out.join(format!("{stem}.variables.csv"));
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let (spike_header, variable_header) = snnc::train::hooks::record_headers(module, &train.records);
+    let open = |path: &std::path::Path, header: &str| -> Result<std::fs::File, String> {
+        let mut file = std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        file.write_all(header.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(file)
+    };
+    Ok(Some((open(&spikes_path, &spike_header)?, open(&variables_path, &variable_header)?)))
+}
+
+fn run<F: Real>(file: &PathBuf, options: &RunOptions) -> Result<(), String> {
+    let module = snnc::cli::driver::prepare(compile(file)?, &options.sets)?;
+    let train = module.train.as_ref().ok_or("the model has no train block")?;
+    if let snnc::ir::train::Data::Mnist { augment_shift, augment_rotate_deg, .. } = &train.data {
+        if *augment_shift != 0.0 || *augment_rotate_deg != 0.0 {
+            eprintln!(
+                "warning: data augmentation (shift {augment_shift}, rotate {augment_rotate_deg}) is not applied yet; training uses the images as they are"
+            );
+        }
+    }
+    let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
+    let stem = file.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
+    let out = options.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&stem));
+    let config = snnc::train::RunConfig {
+        epochs: options.epochs,
+        limit_train: options.limit_train,
+        limit_test: options.limit_test,
+        seed: options.seed,
+        engine: options.engine,
+    };
+    outln!(
+        "{}: {} populations, {} steps, {} training / {} test samples, {} threads, {:?} engine in {}",
+        module.network,
+        module.populations.len(),
+        module.steps,
+        options.limit_train.map_or(data.train.len(), |l| l.min(data.train.len())),
+        options.limit_test.map_or(data.test.len(), |l| l.min(data.test.len())),
+        rayon::current_num_threads(),
+        options.engine,
+        F::NAME
+    );
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} loss {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut console = Console {
+        bar,
+        header_printed: false,
+        epoch: 0,
+        out: &out,
+        module: &module,
+        model: file.display().to_string(),
+        history: Vec::new(),
+        records: open_records(&out, &module)?,
+        failure: None,
+    };
+    snnc::train::train_module::<F>(&module, &data, &config, None, &mut console).map_err(|e| e.to_string())?;
+    if let Some(failure) = console.failure {
+        return Err(failure);
+    }
+    outln!("wrote {0}/metrics.csv, {0}/metrics.json and {0}/checkpoint.safetensors", out.display());
+    Ok(())
+}
+
+fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -> Result<(), String> {
+    let mut csv = String::from("epoch,phase,lr,");
+    if let Some(first) = history.first() {
+        for (name, _) in &first.losses {
+            csv.push_str(&format!("loss_{name},"));
+        }
+        for (name, _) in &first.spikes_per_neuron {
+            csv.push_str(&format!("spikes_{name},"));
+        }
+    }
+    csv.push_str("train_accuracy,test_accuracy,synaptic_ops,snn_flops,ann_flops,train_samples_per_second,seconds\n");
+    for m in history {
+        csv.push_str(&format!("{},{},{},", m.epoch, m.phase, m.lr));
+        for (_, v) in &m.losses {
+            csv.push_str(&format!("{v},"));
+        }
+        for (_, v) in &m.spikes_per_neuron {
+            csv.push_str(&format!("{v},"));
+        }
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            m.train_accuracy, m.test_accuracy, m.synaptic_ops, m.snn_flops, m.ann_flops, m.train_samples_per_second, m.seconds
+        ));
+    }
+    let json = serde_json::to_string_pretty(history).map_err(|e| e.to_string())?;
+    for (name, bytes) in [("metrics.csv", csv.into_bytes()), ("metrics.json", json.into_bytes())] {
+        snnc::cli::driver::write_atomically(&out.join(name), &bytes).map_err(|e| format!("cannot write {}: {e}", out.join(name).display()))?;
+    }
+    Ok(())
+}
+
+fn eval<F: Real>(file: &PathBuf, checkpoint: &std::path::Path, options: &RunOptions) -> Result<(), String> {
+    let module = snnc::cli::driver::prepare(compile(file)?, &options.sets)?;
+    let train = module.train.as_ref().ok_or("the model has no train block")?;
+    let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
+    let mut params = snnc::exec::state::init_params::<F>(&module, train.seed);
+    snnc::cli::driver::load_checkpoint(checkpoint, &module, &mut params)?;
+    let config = snnc::train::RunConfig { limit_test: options.limit_test, seed: options.seed, engine: options.engine, ..Default::default() };
+    let evaluation = snnc::train::evaluate_module(&module, &data, &params, &config).map_err(|e| e.to_string())?;
+    let n = options.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
+    outln!("test accuracy {:.2}% on {n} samples ({:?} engine in {})", 100.0 * evaluation.accuracy, options.engine, F::NAME);
+    for (pop, s) in module.populations.iter().zip(evaluation.spikes_per_neuron) {
+        outln!("  {}: {s:.3} spikes per neuron per sample", pop.name);
+    }
+    Ok(())
+}
+
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100)
+}
+
+fn check(files: &[PathBuf], format: Format, time: bool) -> ExitCode {
+    let started = Instant::now();
+    let mut failed = false;
+    let mut json = Vec::new();
+    let mut errors = 0;
+    let mut warnings = 0;
+    for file in files {
+        let checked = match check_path(file) {
+            Ok(checked) => checked,
+            Err(message) => {
+                eprintln!("error: {message}");
+                failed = true;
+                continue;
+            }
+        };
+        failed |= checked.has_errors();
+        errors += checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        warnings += checked.diagnostics.iter().filter(|d| !d.is_error()).count();
+        match format {
+            Format::Human => {
+                if !checked.diagnostics.is_empty() {
+                    eprint!("{}", render_all(&checked.diagnostics, terminal_width()));
+                }
+            }
+            Format::Json => json.extend(checked.diagnostics.iter().map(|d| d.to_json())),
+        }
+    }
+    match format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&json).expect("JSON values serialise")),
+        Format::Human => {
+            let verdict = if failed { "failed" } else { "ok" };
+            eprintln!("checked {} file(s): {errors} error(s), {warnings} warning(s): {verdict}", files.len());
+        }
+    }
+    if time {
+        eprintln!("checking took {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn emit(stage: Stage, file: &PathBuf) -> ExitCode {
+    let checked = match check_path(file) {
+        Ok(checked) => checked,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match stage {
+        Stage::Ast => {
+            if let Some(ast) = checked.outcome.program.asts.first() {
+                outln!("{ast:#?}");
+            }
+        }
+        Stage::Ir => match &checked.outcome.module {
+            Some(module) => out!("{module}"),
+            None if !checked.has_errors() => eprintln!("{} defines no network; there is no IR to show", file.display()),
+            None => {}
+        },
+        Stage::Grad => match (&checked.outcome.module, checked.outcome.module.as_ref().and_then(|m| m.train.as_ref())) {
+            (Some(module), Some(train)) => {
+                let Some(surrogate) = train.method.surrogate() else {
+                    eprintln!("error: the `{}` method derives no surrogate-gradient backward step", train.method.name());
+                    return ExitCode::FAILURE;
+                };
+                for pop in &module.populations {
+                    match snnc::ir::grad::derive(pop, surrogate) {
+                        Ok(graph) => outln!("population {} ({}): step and its adjoint\n{}", pop.name, pop.neuron, graph.text(pop)),
+                        Err(message) => {
+                            eprintln!("error: population `{}`: {message}", pop.name);
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+            (Some(_), None) => eprintln!("{} has no train block; there is no gradient to derive", file.display()),
+            (None, _) => {}
+        },
+        Stage::Clif => match checked.outcome.module.clone().map(snnc::ir::validate::validate) {
+            Some(Ok(module)) => match snnc::exec::engine::compile_module::<f32>(&module) {
+                Ok(compiled) => {
+                    for (name, clif) in &compiled.clif {
+                        outln!("; {name}");
+                        outln!("{clif}");
+                    }
+                }
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            Some(Err(error)) => {
+                eprintln!("error: the model is not valid after lowering: {error}");
+                return ExitCode::FAILURE;
+            }
+            None if !checked.has_errors() => eprintln!("{} defines no network; there is no code to show", file.display()),
+            None => {}
+        },
+    }
+    if !checked.diagnostics.is_empty() {
+        eprint!("{}", render_all(&checked.diagnostics, terminal_width()));
+    }
+    if checked.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn fmt(files: &[PathBuf], check_only: bool, stdout: bool) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(error) => {
+                eprintln!("error: cannot read {}: {error}", file.display());
+                status = ExitCode::FAILURE;
+                continue;
+            }
+        };
+        let formatted = match snnc::front::fmt::format_source(&text) {
+            Ok(formatted) => formatted,
+            Err(diagnostics) => {
+                let source = std::sync::Arc::new(snnc::front::diag::SourceFile { name: file.display().to_string(), text: text.clone() });
+                let mut diagnostics = diagnostics;
+                diagnostics.attach(&source);
+                eprint!("{}", render_all(&diagnostics.sorted(), terminal_width()));
+                status = ExitCode::FAILURE;
+                continue;
+            }
+        };
+        if stdout {
+            out!("{formatted}");
+        } else if check_only {
+            if formatted != text {
+                eprintln!("{} is not formatted", file.display());
+                status = ExitCode::FAILURE;
+            }
+        } else if formatted != text {
+            if let Err(error) = snnc::front::fmt::write_atomically(file, &formatted) {
+                eprintln!("error: cannot write {}: {error}", file.display());
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    status
+}

@@ -1,0 +1,3 @@
+//! The command line's library half: files, data, checkpoints and `--set` ([`driver`]).
+
+pub mod driver;

@@ -1,0 +1,230 @@
+//! The engine seam: one trait that every engine implements, so that the training loop and the
+//! learning methods never ask which engine runs. The scalar oracle ([`Oracle`]) and the
+//! compiled engine ([`Jit`]: Cranelift kernels with the schedules of [`crate::exec::schedule`])
+//! implement it; a CUDA engine will be one more implementation.
+//!
+//! An engine runs a shard of a batch forward (optionally step by step with a [`StepHook`] after
+//! every population's step) and runs the backward pass of BPTT from the loss's gradients with
+//! respect to the trace to the parameters' gradients. Work that pays once per batch (products
+//! of inputs constant over time) goes through [`Engine::prepare`] and [`Engine::finish_batch`].
+
+use crate::exec::jit::{Compiled, JitError, compile};
+use crate::exec::oracle;
+use crate::exec::real::Real;
+use crate::exec::schedule;
+use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ReadoutGrads, SampleRef, Trace};
+use crate::ir::grad::StepGraph;
+use crate::ir::train::Method;
+use crate::ir::validate::Valid;
+
+/// Which engine runs a model, chosen once per run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// The scalar reference interpreter, one neuron at a time: the oracle.
+    Oracle,
+    /// Cranelift kernels per population and encoder, GEMM and event-driven projections.
+    #[default]
+    Jit,
+}
+
+/// Why an engine cannot be built or cannot do what was asked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineError {
+    Jit(JitError),
+    /// A population's step could not be differentiated (`rand()` inside a neuron).
+    Gradient { population: String, message: String },
+    /// Gradients were asked of a model whose method has no surrogate gradient.
+    NoGradient { method: &'static str },
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Jit(error) => write!(f, "{error}"),
+            EngineError::Gradient { population, message } => write!(f, "population `{population}`: {message}"),
+            EngineError::NoGradient { method } => write!(f, "the `{method}` method has no surrogate gradient to run backwards"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// How a forward pass may touch the parameters: shared by parallel shards, or mutable for a
+/// hook that changes weights inside the forward loop (plasticity).
+pub enum ParamsAccess<'a, F> {
+    Shared(&'a Params<F>),
+    Mutable(&'a mut Params<F>),
+}
+
+impl<F> ParamsAccess<'_, F> {
+    pub fn get(&self) -> &Params<F> {
+        match self {
+            ParamsAccess::Shared(params) => params,
+            ParamsAccess::Mutable(params) => params,
+        }
+    }
+
+    pub fn get_mut(&mut self) -> Option<&mut Params<F>> {
+        match self {
+            ParamsAccess::Shared(_) => None,
+            ParamsAccess::Mutable(params) => Some(params),
+        }
+    }
+}
+
+/// Called by an engine after every population's step when a forward pass runs step by step.
+pub trait StepHook<F> {
+    /// Population `p` has done step `t`: its state after the step is row `t + 1` of the trace
+    /// and its spikes row `t`. The hook may read them (records), overwrite them (clamps: later
+    /// populations and steps see the new values) and, when the forward pass was given the
+    /// parameters mutably, change the parameters.
+    fn after_population(&mut self, t: usize, p: usize, trace: &mut Trace<F>, params: Option<&mut Params<F>>);
+}
+
+/// What every call of a run reads: the validated module, the run's seed and the values of the
+/// network parameters.
+pub struct Ctx<'a, F> {
+    pub module: &'a Valid,
+    pub seed: u64,
+    pub net: &'a [F],
+}
+
+/// A shard of a batch: its samples and, when the batch was prepared, where its rows start in
+/// the batch-level products.
+#[derive(Clone, Copy)]
+pub struct Shard<'a, F> {
+    pub samples: &'a [SampleRef<'a>],
+    pub hoisted: Option<HoistedRows<'a, F>>,
+}
+
+/// Per projection from a time-constant input: a shard's port adjoints summed over the active
+/// steps, for [`Engine::finish_batch`].
+pub type HoistedSums<F> = Vec<Option<Vec<F>>>;
+
+/// An engine: runs a validated module over shards of a batch, forwards and backwards.
+pub trait Engine<F: Real>: Sync {
+    fn kind(&self) -> EngineKind;
+
+    /// Batch-level work before the batch is split into shards.
+    fn prepare(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Hoisted<F>;
+
+    /// Runs a shard forward through every step. With a hook, step by step.
+    fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F>;
+
+    /// BPTT: from d loss / d trace (`readout`) to the parameters' gradients, added to `grads`.
+    fn backward(
+        &self,
+        ctx: &Ctx<F>,
+        params: &Params<F>,
+        shard: Shard<F>,
+        trace: &Trace<F>,
+        readout: &mut ReadoutGrads<F>,
+        grads: &mut Grads<F>,
+    ) -> Result<HoistedSums<F>, EngineError>;
+
+    /// Batch-level end of the backward pass: the weight gradients of hoisted projections.
+    fn finish_batch(&self, ctx: &Ctx<F>, hoisted: &Hoisted<F>, sums: &[HoistedSums<F>], grads: &mut Grads<F>);
+}
+
+/// Builds the engine of `kind` for a validated module: compiles the JIT's kernels (and, for a
+/// surrogate-gradient method, derives every population's adjoint) once per run.
+pub fn build<F: Real>(kind: EngineKind, module: &Valid) -> Result<Box<dyn Engine<F>>, EngineError> {
+    Ok(match kind {
+        EngineKind::Oracle => Box::new(Oracle),
+        EngineKind::Jit => Box::new(Jit { compiled: compile_module(module)? }),
+    })
+}
+
+/// The JIT's kernels for a module, with backward kernels when its method has a surrogate.
+pub fn compile_module<F: Real>(module: &Valid) -> Result<Compiled<F>, EngineError> {
+    let graphs = derived_graphs(module)?;
+    compile(module, &graphs).map_err(EngineError::Jit)
+}
+
+/// Every population's step with its derived adjoint, for a method with a surrogate gradient.
+pub fn derived_graphs(module: &Valid) -> Result<Vec<StepGraph>, EngineError> {
+    let Some(surrogate) = module.train.as_ref().and_then(|t| t.method.surrogate()) else { return Ok(Vec::new()) };
+    module
+        .populations
+        .iter()
+        .map(|pop| {
+            crate::ir::grad::derive(pop, surrogate).map_err(|message| EngineError::Gradient { population: pop.name.clone(), message })
+        })
+        .collect()
+}
+
+/// The scalar reference interpreter and its tape.
+pub struct Oracle;
+
+impl<F: Real> Engine<F> for Oracle {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Oracle
+    }
+
+    fn prepare(&self, ctx: &Ctx<F>, _params: &Params<F>, _samples: &[SampleRef]) -> Hoisted<F> {
+        Hoisted::none(ctx.module)
+    }
+
+    fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F> {
+        oracle::run(ctx.module, params, shard.samples, ctx.seed, ctx.net, hook)
+    }
+
+    fn backward(
+        &self,
+        ctx: &Ctx<F>,
+        params: &Params<F>,
+        shard: Shard<F>,
+        trace: &Trace<F>,
+        readout: &mut ReadoutGrads<F>,
+        grads: &mut Grads<F>,
+    ) -> Result<HoistedSums<F>, EngineError> {
+        let method = ctx.module.train.as_ref().map(|t| &t.method);
+        let surrogate = method.and_then(Method::surrogate).ok_or(EngineError::NoGradient { method: method.map_or("none", Method::name) })?;
+        oracle::backward::backward(ctx.module, params, trace, readout, grads, surrogate, shard.samples, ctx.seed, ctx.net);
+        Ok(Vec::new())
+    }
+
+    fn finish_batch(&self, _ctx: &Ctx<F>, _hoisted: &Hoisted<F>, _sums: &[HoistedSums<F>], _grads: &mut Grads<F>) {}
+}
+
+/// The compiled engine: Cranelift kernels per population and encoder.
+pub struct Jit<F> {
+    pub compiled: Compiled<F>,
+}
+
+impl<F: Real> Engine<F> for Jit<F> {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Jit
+    }
+
+    fn prepare(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Hoisted<F> {
+        schedule::hoist(&self.compiled, ctx.module, params, samples, ctx.seed, ctx.net)
+    }
+
+    fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F> {
+        schedule::run(&self.compiled, ctx.module, params, shard.samples, ctx.seed, ctx.net, shard.hoisted, hook)
+    }
+
+    fn backward(
+        &self,
+        ctx: &Ctx<F>,
+        params: &Params<F>,
+        shard: Shard<F>,
+        trace: &Trace<F>,
+        readout: &mut ReadoutGrads<F>,
+        grads: &mut Grads<F>,
+    ) -> Result<HoistedSums<F>, EngineError> {
+        if !self.compiled.has_backward() {
+            let method = ctx.module.train.as_ref().map_or("none", |t| t.method.name());
+            return Err(EngineError::NoGradient { method });
+        }
+        let batch = shard.hoisted.map(|rows| rows.hoisted);
+        Ok(schedule::backward(&self.compiled, ctx.module, params, trace, readout, grads, ctx.net, batch))
+    }
+
+    fn finish_batch(&self, ctx: &Ctx<F>, hoisted: &Hoisted<F>, sums: &[HoistedSums<F>], grads: &mut Grads<F>) {
+        if !hoisted.is_empty() {
+            schedule::hoisted_weight_grads(ctx.module, hoisted, sums, grads);
+        }
+    }
+}

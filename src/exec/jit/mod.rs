@@ -1,0 +1,511 @@
+//! The Cranelift JIT: per population, a forward kernel compiled from the population's
+//! flattened step graph ([`crate::ir::grad::step_graph`]) and a backward kernel compiled from
+//! its derived adjoint ([`crate::ir::grad::derive`]); per input, an encoder kernel. One copy of
+//! the step semantics, the graph, feeds both directions (and a CUDA emitter next). Values are
+//! `f32` or `f64` ([`Real`]), a full 128-bit vector of lanes per loop iteration (`f32x4`,
+//! `f64x2`) with a one-lane tail; refractory counters stay per lane; transcendental functions
+//! go through host calls that run the oracle's own functions, so results are bit-identical
+//! to the oracle in the same precision.
+//!
+//! Kernel signatures (`F` the float type):
+//! - forward: `fn(vars_in: *const *const F, vars_out: *const *mut F, ports: *const *const F,
+//!   counters: *mut u32, spikes: *mut F, len: i64, time: F, net: *const F)`;
+//! - backward: `fn(before: *const *const F, ports: *const *const F, counters: *const u32,
+//!   d_after: *const *const F, d_spike: *const F, d_before: *const *mut F,
+//!   d_ports: *const *mut F, len: i64, time: F, net: *const F)`;
+//! - encoder: `fn(data: *const f32, out: *mut F, len: i64, time: F, step: F, net: *const F,
+//!   prefix: u64, input: u64)`, one call per sample and step.
+
+mod emit;
+
+use std::marker::PhantomData;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value, types};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module as _};
+
+use crate::exec::real::Real;
+use crate::exec::state::Trace;
+use crate::ir::grad::StepGraph;
+use crate::ir::{self, EncoderKind, Func, Module, Population};
+pub use emit::EmitError;
+use emit::{Emitter, Scope};
+
+type Kernel<F> = unsafe extern "C" fn(*const *const F, *const *mut F, *const *const F, *mut u32, *mut F, i64, F, *const F);
+type BackwardKernel<F> =
+    unsafe extern "C" fn(*const *const F, *const *const F, *const u32, *const *const F, *const F, *const *mut F, *const *mut F, i64, F, *const F);
+type EncoderKernel<F> = unsafe extern "C" fn(*const f32, *mut F, i64, F, F, *const F, u64, u64);
+
+extern "C" fn host_exp<F: Real>(x: F) -> F {
+    x.exp()
+}
+extern "C" fn host_log<F: Real>(x: F) -> F {
+    x.ln()
+}
+extern "C" fn host_pow<F: Real>(x: F, y: F) -> F {
+    x.powf(y)
+}
+extern "C" fn host_tanh<F: Real>(x: F) -> F {
+    x.tanh()
+}
+extern "C" fn host_sin<F: Real>(x: F) -> F {
+    x.sin()
+}
+extern "C" fn host_cos<F: Real>(x: F) -> F {
+    x.cos()
+}
+extern "C" fn host_sigmoid<F: Real>(x: F) -> F {
+    ir::eval_func(Func::Sigmoid, &[x]).unwrap_or(F::nan())
+}
+extern "C" fn host_gauss<F: Real>(x: F, mu: F, sigma: F) -> F {
+    ir::eval_func(Func::Gauss, &[x, mu, sigma]).unwrap_or(F::nan())
+}
+
+/// The host functions, in the order of [`emit::Host`], with their arity.
+fn host_functions<F: Real>() -> [(&'static str, *const u8, usize); 8] {
+    [
+        ("snnc_exp", host_exp::<F> as *const u8, 1),
+        ("snnc_log", host_log::<F> as *const u8, 1),
+        ("snnc_pow", host_pow::<F> as *const u8, 2),
+        ("snnc_tanh", host_tanh::<F> as *const u8, 1),
+        ("snnc_sin", host_sin::<F> as *const u8, 1),
+        ("snnc_cos", host_cos::<F> as *const u8, 1),
+        ("snnc_sigmoid", host_sigmoid::<F> as *const u8, 1),
+        ("snnc_gauss", host_gauss::<F> as *const u8, 3),
+    ]
+}
+
+/// Why a module could not be compiled.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JitError {
+    /// The host is not supported by Cranelift, or Cranelift rejected a setting.
+    Target(String),
+    /// A population's step cannot be flattened into a graph (`rand()` inside a neuron).
+    Graph { population: String, message: String },
+    /// A kernel reads a value it has no source for.
+    Emit { kernel: String, error: EmitError },
+    /// Cranelift failed to compile a kernel.
+    Codegen { kernel: String, message: String },
+}
+
+impl std::fmt::Display for JitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JitError::Target(message) => write!(f, "the JIT cannot target this machine: {message}"),
+            JitError::Graph { population, message } => write!(f, "population `{population}`: {message}"),
+            JitError::Emit { kernel, error: EmitError::Unsupported { global } } => {
+                write!(f, "kernel `{kernel}`: the JIT does not compile `{}` there", ir::global_name(*global))
+            }
+            JitError::Codegen { kernel, message } => write!(f, "kernel `{kernel}`: code generation failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for JitError {}
+
+/// The compiled kernels of a module and their CLIF text.
+pub struct Compiled<F> {
+    _module: JITModule,
+    forward: Vec<Kernel<F>>,
+    /// Backward kernels, when the module trains with a surrogate gradient.
+    backward: Vec<BackwardKernel<F>>,
+    encoders: Vec<EncoderKernel<F>>,
+    /// Refractory period of each population in steps, for the network parameters compiled in.
+    pub refractory_steps: Vec<u32>,
+    /// CLIF of every kernel, by name, in compilation order.
+    pub clif: Vec<(String, String)>,
+    precision: PhantomData<F>,
+}
+
+// SAFETY: after `finalize_definitions` the JIT module's code is immutable; the kernels are
+// plain functions of their arguments, so calling them from several threads at once is safe.
+// The module itself is only touched when `Compiled` is dropped.
+unsafe impl<F> Sync for Compiled<F> {}
+unsafe impl<F> Send for Compiled<F> {}
+
+/// Which kernel a function is.
+#[derive(Clone, Copy)]
+enum KernelKind {
+    Forward,
+    Backward,
+    Encoder,
+}
+
+/// Compiles every population's forward step (and backward step when `graphs` holds derived
+/// adjoints) and every input's encoder.
+pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compiled<F>, JitError> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed").map_err(|e| JitError::Target(e.to_string()))?;
+    flags.set("is_pic", "false").map_err(|e| JitError::Target(e.to_string()))?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| JitError::Target(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| JitError::Target(e.to_string()))?;
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    let hosts = host_functions::<F>();
+    for (name, pointer, _) in hosts {
+        builder.symbol(name, pointer);
+    }
+    let mut jit = JITModule::new(builder);
+    let scalar = Emitter::for_real::<F>();
+    let mut host_ids = Vec::new();
+    for (name, _, arity) in hosts {
+        let mut sig = jit.make_signature();
+        for _ in 0..arity {
+            sig.params.push(AbiParam::new(scalar));
+        }
+        sig.returns.push(AbiParam::new(scalar));
+        host_ids.push(jit.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Target(e.to_string()))?);
+    }
+    let net = module.net_values();
+    let refractory_steps: Vec<u32> = module.populations.iter().map(|pop| module.refractory_steps(pop, &net)).collect();
+    let mut jobs: Vec<(KernelKind, usize, String)> = Vec::new();
+    for (p, pop) in module.populations.iter().enumerate() {
+        jobs.push((KernelKind::Forward, p, format!("step_{p}_{}", pop.name)));
+    }
+    if !graphs.is_empty() {
+        for (p, pop) in module.populations.iter().enumerate() {
+            jobs.push((KernelKind::Backward, p, format!("backward_{p}_{}", pop.name)));
+        }
+    }
+    for (i, input) in module.inputs.iter().enumerate() {
+        jobs.push((KernelKind::Encoder, i, format!("encode_{i}_{}", input.name)));
+    }
+    let mut ids = Vec::new();
+    let mut clif = Vec::new();
+    let mut ctx = jit.make_context();
+    let mut builder_ctx = FunctionBuilderContext::new();
+    for (kind, index, name) in jobs {
+        let signature = match kind {
+            KernelKind::Forward => signature(&jit, 5, &[types::I64, scalar], 1),
+            KernelKind::Backward => signature(&jit, 7, &[types::I64, scalar], 1),
+            KernelKind::Encoder => signature(&jit, 2, &[types::I64, scalar, scalar], 1).with_tail(&[types::I64, types::I64]),
+        };
+        let id = jit.declare_function(&name, Linkage::Local, &signature).map_err(|e| JitError::Codegen { kernel: name.clone(), message: e.to_string() })?;
+        ctx.func.signature = signature;
+        ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let host_refs: Vec<_> = host_ids.iter().map(|h| jit.declare_func_in_func(*h, &mut ctx.func)).collect();
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut builder_ctx);
+            let mut emitter = Emitter { b: &mut b, host: &host_refs, dt: module.dt, lanes: 1, scalar };
+            let emitted = match kind {
+                KernelKind::Forward => {
+                    let pop = &module.populations[index];
+                    let graph = crate::ir::grad::step_graph(pop).map_err(|message| JitError::Graph { population: pop.name.clone(), message })?;
+                    forward_kernel(&mut emitter, pop, &graph, refractory_steps[index])
+                }
+                KernelKind::Backward => backward_kernel(&mut emitter, &module.populations[index], &graphs[index]),
+                KernelKind::Encoder => encoder_kernel::<F>(&mut emitter, module, index),
+            };
+            emitted.map_err(|error| JitError::Emit { kernel: name.clone(), error })?;
+            b.seal_all_blocks();
+            b.finalize(jit.target_config());
+        }
+        clif.push((name.clone(), ctx.func.display().to_string()));
+        jit.define_function(id, &mut ctx).map_err(|e| JitError::Codegen { kernel: name.clone(), message: format!("{e:?}") })?;
+        jit.clear_context(&mut ctx);
+        ids.push((kind, id));
+    }
+    jit.finalize_definitions().map_err(|e| JitError::Target(e.to_string()))?;
+    let pointers: Vec<(KernelKind, *const u8)> = ids.iter().map(|(kind, id): &(KernelKind, FuncId)| (*kind, jit.get_finalized_function(*id))).collect();
+    let mut compiled =
+        Compiled { _module: jit, forward: Vec::new(), backward: Vec::new(), encoders: Vec::new(), refractory_steps, clif, precision: PhantomData };
+    for (kind, p) in pointers {
+        // SAFETY: each function was compiled with the signature of its kind, which matches the
+        // function pointer type it becomes.
+        unsafe {
+            match kind {
+                KernelKind::Forward => compiled.forward.push(std::mem::transmute::<*const u8, Kernel<F>>(p)),
+                KernelKind::Backward => compiled.backward.push(std::mem::transmute::<*const u8, BackwardKernel<F>>(p)),
+                KernelKind::Encoder => compiled.encoders.push(std::mem::transmute::<*const u8, EncoderKernel<F>>(p)),
+            }
+        }
+    }
+    Ok(compiled)
+}
+
+/// A signature of `pointers` pointer arguments, then `rest`, then `trailing` pointers.
+fn signature(jit: &JITModule, pointers: usize, rest: &[types::Type], trailing: usize) -> Signature {
+    let mut sig = jit.make_signature();
+    let pointer = jit.target_config().pointer_type();
+    for _ in 0..pointers {
+        sig.params.push(AbiParam::new(pointer));
+    }
+    for ty in rest {
+        sig.params.push(AbiParam::new(*ty));
+    }
+    for _ in 0..trailing {
+        sig.params.push(AbiParam::new(pointer));
+    }
+    sig
+}
+
+trait SignatureExt {
+    fn with_tail(self, tail: &[types::Type]) -> Signature;
+}
+
+impl SignatureExt for Signature {
+    fn with_tail(mut self, tail: &[types::Type]) -> Signature {
+        for ty in tail {
+            self.params.push(AbiParam::new(*ty));
+        }
+        self
+    }
+}
+
+/// The entry block's parameters.
+fn entry(e: &mut Emitter) -> Vec<Value> {
+    let entry = e.b.create_block();
+    e.b.append_block_params_for_function_params(entry);
+    e.b.switch_to_block(entry);
+    e.b.block_params(entry).to_vec()
+}
+
+/// The refractory counters of this iteration's lanes and the refractory flag (1.0 or 0.0 per
+/// lane). Populations without a refractory period keep their counters at 0 and read none.
+fn refractory(e: &mut Emitter, pop: &Population, counter_address: Value) -> (Vec<Value>, Value) {
+    let lanes = usize::from(e.lanes);
+    if pop.refractory.is_none() {
+        let zero = e.b.ins().iconst(types::I32, 0);
+        let flag = e.constant(0.0);
+        return (vec![zero; lanes], flag);
+    }
+    let counters: Vec<Value> =
+        (0..lanes).map(|lane| e.b.ins().load(types::I32, MemFlagsData::trusted(), counter_address, (lane * 4) as i32)).collect();
+    let (one, zero) = (e.scalar_const(1.0), e.scalar_const(0.0));
+    let flags: Vec<Value> = counters
+        .iter()
+        .map(|c| {
+            let held = e.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, *c, 0);
+            e.b.ins().select(held, one, zero)
+        })
+        .collect();
+    let flag = e.from_lanes(&flags);
+    (counters, flag)
+}
+
+/// The forward kernel: the code of the step graph's `after` and `spike`, and the counters.
+fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph, refractory_steps: u32) -> Result<(), EmitError> {
+    let params = entry(e);
+    let (vars_in, vars_out, ports_ptr, counters_ptr, spikes_ptr, len, time, net) =
+        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7]);
+    let var_bases = e.bases(vars_in, pop.vars.len());
+    let out_bases = e.bases(vars_out, pop.vars.len());
+    let port_bases = e.bases(ports_ptr, pop.ports.len());
+    e.loops(len, true, |e, k| {
+        let bytes = e.bytes();
+        let offset = e.b.ins().imul_imm_s(k, bytes);
+        let offset4 = e.b.ins().imul_imm_s(k, 4);
+        let before: Vec<Value> = var_bases.iter().map(|base| e.load_float(*base, offset)).collect();
+        let ports: Vec<Value> = port_bases.iter().map(|base| e.load_float(*base, offset)).collect();
+        let counter_address = e.b.ins().iadd(counters_ptr, offset4);
+        let (counters, flag) = refractory(e, pop, counter_address);
+        let time = e.widen(time);
+        let scope = Scope { vars: &before, ports: &ports, refractory: Some(flag), ..Scope::new(time, net) };
+        let mut memo = Vec::new();
+        for (v, base) in out_bases.iter().enumerate() {
+            let value = e.expr(&graph.exprs, graph.after[v], &scope, &mut memo)?;
+            e.store_at(value, *base, offset);
+        }
+        let spike = e.expr(&graph.exprs, graph.spike, &scope, &mut memo)?;
+        e.store_at(spike, spikes_ptr, offset);
+        if pop.refractory.is_some() {
+            let spikes = e.lanes_of(spike);
+            for (lane, (counter, spike)) in counters.iter().zip(spikes).enumerate() {
+                let zero = e.scalar_const(0.0);
+                let fired = e.b.ins().fcmp(FloatCC::NotEqual, spike, zero);
+                let held = e.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, *counter, 0);
+                let decremented = e.b.ins().iadd_imm_s(*counter, -1);
+                let restart = e.b.ins().iconst(types::I32, i64::from(refractory_steps));
+                let on_fire = e.b.ins().select(fired, restart, *counter);
+                let next = e.b.ins().select(held, decremented, on_fire);
+                e.b.ins().store(MemFlagsData::trusted(), next, counter_address, (lane * 4) as i32);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The backward kernel: the code of a derived backward step, from the state before the step,
+/// its ports and the adjoints after it to d(before) and d(ports).
+fn backward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Result<(), EmitError> {
+    let params = entry(e);
+    let (before_ptr, ports_ptr, counters_ptr, d_after_ptr, d_spike_ptr, d_before_ptr, d_ports_ptr, len, time, net) =
+        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8], params[9]);
+    let var_bases = e.bases(before_ptr, pop.vars.len());
+    let port_bases = e.bases(ports_ptr, pop.ports.len());
+    let d_after_bases = e.bases(d_after_ptr, pop.vars.len());
+    let d_before_bases = e.bases(d_before_ptr, pop.vars.len());
+    let d_port_bases = e.bases(d_ports_ptr, pop.ports.len());
+    e.loops(len, true, |e, k| {
+        let bytes = e.bytes();
+        let offset = e.b.ins().imul_imm_s(k, bytes);
+        let offset4 = e.b.ins().imul_imm_s(k, 4);
+        let before: Vec<Value> = var_bases.iter().map(|base| e.load_float(*base, offset)).collect();
+        let ports: Vec<Value> = port_bases.iter().map(|base| e.load_float(*base, offset)).collect();
+        let counter_address = e.b.ins().iadd(counters_ptr, offset4);
+        let (_, flag) = refractory(e, pop, counter_address);
+        let d_after: Vec<Value> = d_after_bases.iter().map(|base| e.load_float(*base, offset)).collect();
+        let d_spike = e.load_float(d_spike_ptr, offset);
+        let time = e.widen(time);
+        let scope = Scope { vars: &before, ports: &ports, refractory: Some(flag), d_after: &d_after, d_spike: Some(d_spike), ..Scope::new(time, net) };
+        let mut memo = Vec::new();
+        for (v, base) in d_before_bases.iter().enumerate() {
+            let g = e.expr(&graph.exprs, graph.d_before[v], &scope, &mut memo)?;
+            e.store_at(g, *base, offset);
+        }
+        for (q, base) in d_port_bases.iter().enumerate() {
+            let g = e.expr(&graph.exprs, graph.d_ports[q], &scope, &mut memo)?;
+            e.store_at(g, *base, offset);
+        }
+        Ok(())
+    })
+}
+
+/// The encoder kernel of input `index`: one sample's elements in one step, with `rand()`
+/// drawn from the counter-based generator exactly as [`crate::exec::state::rand_draw`].
+fn encoder_kernel<F: Real>(e: &mut Emitter, module: &Module, index: usize) -> Result<(), EmitError> {
+    let input = &module.inputs[index];
+    let params = entry(e);
+    let (data_ptr, out_ptr, len, time, step, net, prefix, input_key) =
+        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7]);
+    let dt = module.dt;
+    e.loops(len, false, |e, k| {
+        let bytes = e.bytes();
+        let offset = e.b.ins().imul_imm_s(k, bytes);
+        let offset4 = e.b.ins().imul_imm_s(k, 4);
+        let address = e.b.ins().iadd(data_ptr, offset4);
+        let raw = e.b.ins().load(types::F32, MemFlagsData::trusted(), address, 0);
+        let data = if e.scalar == types::F32 { raw } else { e.b.ins().fpromote(types::F64, raw) };
+        // The element's counter: (input << 24 | k) << 16, xor the node id per draw.
+        let element = e.b.ins().bor(input_key, k);
+        let element = e.b.ins().ishl_imm_s(element, 16);
+        let mixed = e.b.ins().bxor(prefix, element);
+        let draw = move |e: &mut Emitter, id: ir::ExprId| {
+            let counter = e.b.ins().bxor_imm_s(mixed, i64::from(id.0));
+            let bits = e.splitmix64(counter);
+            e.unit::<F>(bits)
+        };
+        let scope = Scope { data: Some(data), rand: Some(&draw), ..Scope::new(time, net) };
+        let value = e.expr(&input.exprs, input.value, &scope, &mut Vec::new())?;
+        let out = match input.kind {
+            EncoderKind::Current => value,
+            EncoderKind::SpikeWhen => {
+                let zero = e.scalar_const(0.0);
+                let on = e.b.ins().fcmp(FloatCC::NotEqual, value, zero);
+                e.bool_to_float(on)
+            }
+            EncoderKind::SpikeAt => {
+                let dt = e.scalar_const(dt);
+                let steps = e.b.ins().fdiv(value, dt);
+                let whole = e.b.ins().floor(steps);
+                let now = e.b.ins().fcmp(FloatCC::Equal, whole, step);
+                e.bool_to_float(now)
+            }
+        };
+        e.store_at(out, out_ptr, offset);
+        Ok(())
+    })
+}
+
+impl<F: Real> Compiled<F> {
+    pub fn has_backward(&self) -> bool {
+        !self.backward.is_empty()
+    }
+
+    /// Advances population `p` by step `t`: reads the trace's state row `t` and ports, writes
+    /// row `t + 1` and the spikes of step `t`; `counters` advance.
+    pub fn step(&self, module: &Module, p: usize, t: usize, trace: &mut Trace<F>, counters: &mut [u32], net: &[F]) {
+        let r = trace.row(p);
+        for var in &trace.states[p] {
+            assert!(var.len() >= (t + 2) * r, "state rows t and t + 1 exist");
+        }
+        assert_eq!(counters.len(), r, "one refractory counter per element");
+        let bases: Vec<*mut F> = trace.states[p].iter_mut().map(|v| v.as_mut_ptr()).collect();
+        // SAFETY: offsets within the allocations, as checked above.
+        let in_pointers: Vec<*const F> = bases.iter().map(|b| unsafe { b.add(t * r) } as *const F).collect();
+        let out_pointers: Vec<*mut F> = bases.iter().map(|b| unsafe { b.add((t + 1) * r) }).collect();
+        let port_pointers: Vec<*const F> = trace.ports[p].iter().map(|v| v[t * r..(t + 1) * r].as_ptr()).collect();
+        let mut spikes = crate::exec::pool::overwritten::<F>(r);
+        let net_values: Vec<F> = if net.is_empty() { vec![F::zero()] } else { net.to_vec() };
+        let _ = module;
+        // SAFETY: every row has `r` elements, as the kernel assumes; the pointer arrays have one
+        // entry per variable and port of this population, and the rows do not overlap.
+        unsafe {
+            (self.forward[p])(
+                in_pointers.as_ptr(),
+                out_pointers.as_ptr(),
+                port_pointers.as_ptr(),
+                counters.as_mut_ptr(),
+                spikes.as_mut_ptr(),
+                r as i64,
+                F::of(t as f64 * module.dt),
+                net_values.as_ptr(),
+            );
+        }
+        trace.store_spikes(t, p, &spikes);
+        crate::exec::pool::spare([spikes]);
+    }
+
+    /// The adjoint of population `p`'s step `t` over a batch: from d(state after) and d(spike)
+    /// to d(state before) (written to `d_before`) and d(ports) (written to `d_ports`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_adjoint(&self, module: &Module, p: usize, t: usize, trace: &Trace<F>, d_after: &[Vec<F>], d_spike: &[F], d_before: &mut [Vec<F>], d_ports: &mut [&mut [F]], net: &[F]) {
+        let r = trace.row(p);
+        let pop = &module.populations[p];
+        assert!(d_after.iter().chain(d_before.iter()).all(|v| v.len() == r) && d_ports.iter().all(|v| v.len() == r) && d_spike.len() == r);
+        let before_pointers: Vec<*const F> = (0..pop.vars.len()).map(|v| trace.state_before(t, p, v).as_ptr()).collect();
+        let port_pointers: Vec<*const F> = (0..pop.ports.len()).map(|q| trace.port_at(t, p, q).as_ptr()).collect();
+        let d_after_pointers: Vec<*const F> = d_after.iter().map(|v| v.as_ptr()).collect();
+        let d_before_pointers: Vec<*mut F> = d_before.iter_mut().map(|v| v.as_mut_ptr()).collect();
+        let d_port_pointers: Vec<*mut F> = d_ports.iter_mut().map(|v| v.as_mut_ptr()).collect();
+        let net_values: Vec<F> = if net.is_empty() { vec![F::zero()] } else { net.to_vec() };
+        // SAFETY: every array has `r` elements (checked above) and one pointer per variable or
+        // port, as the kernel assumes; outputs do not overlap inputs.
+        unsafe {
+            (self.backward[p])(
+                before_pointers.as_ptr(),
+                port_pointers.as_ptr(),
+                trace.counters_at(t, p).as_ptr(),
+                d_after_pointers.as_ptr(),
+                d_spike.as_ptr(),
+                d_before_pointers.as_ptr(),
+                d_port_pointers.as_ptr(),
+                r as i64,
+                F::of(t as f64 * module.dt),
+                net_values.as_ptr(),
+            );
+        }
+    }
+
+    /// Encoder `index`'s output for one sample in step `t` into `out` (one value per element):
+    /// `features` are the sample's data (missing elements read 0), `prefix` its random key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode(&self, module: &Module, index: usize, features: &[f32], t: usize, prefix: u64, net: &[F], out: &mut [F]) {
+        let n = out.len();
+        let padded;
+        let data = if features.len() >= n {
+            &features[..n]
+        } else {
+            padded = features.iter().copied().chain(std::iter::repeat(0.0)).take(n).collect::<Vec<f32>>();
+            &padded
+        };
+        let net_values: Vec<F> = if net.is_empty() { vec![F::zero()] } else { net.to_vec() };
+        // SAFETY: `data` and `out` have `n` elements each, as the kernel assumes.
+        unsafe {
+            (self.encoders[index])(
+                data.as_ptr(),
+                out.as_mut_ptr(),
+                n as i64,
+                F::of(t as f64 * module.dt),
+                F::of(t as f64),
+                net_values.as_ptr(),
+                prefix,
+                (index as u64) << 24,
+            );
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Event-driven accumulation: for binary presynaptic values below a measured density, adding
+//! one weight row per spike (and, backwards, one gradient row per spike) beats a GEMM. The
+//! crossovers come from `cargo bench --bench events` (docs/results.md).
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::exec::kernels::bits::Bits;
+use crate::exec::pool;
+use crate::exec::real::Real;
+
+/// How many products (forward or weight gradient) took the event-driven path since the
+/// process started: tests read it to know that the path actually ran.
+static EVENT_PASSES: AtomicU64 = AtomicU64::new(0);
+
+/// The number of event-driven passes so far (see [`EVENT_PASSES`]).
+pub fn event_passes() -> u64 {
+    EVENT_PASSES.load(Ordering::Relaxed)
+}
+
+/// Below this fraction of active inputs, adding one weight row per spike beats a GEMM into
+/// `n_post` outputs. Walking set bits of stored spikes is cheaper than scanning encoder values
+/// for nonzeros, and the GEMM is least efficient on narrow outputs.
+pub fn event_crossover(n_post: usize, bits: bool) -> f64 {
+    match (n_post >= 64, bits) {
+        (false, false) => 0.15,
+        (false, true) => 0.28,
+        (true, false) => 0.30,
+        (true, true) => 0.40,
+    }
+}
+
+/// The presynaptic rows of a projection: encoder values, or a range of stored spike bits.
+#[derive(Clone)]
+pub enum Rows<'a, F> {
+    Values(&'a [F]),
+    Bits(&'a Bits, Range<usize>),
+}
+
+impl<F: Real> Rows<'_, F> {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Values(x) => x.len(),
+            Rows::Bits(_, range) => range.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Nonzero entries.
+    pub fn active(&self) -> usize {
+        match self {
+            Rows::Values(x) => x.iter().filter(|v| **v != F::zero()).count(),
+            Rows::Bits(bits, range) => bits.count(range.clone()),
+        }
+    }
+
+    /// The rows as values; spike bits are expanded into a pooled buffer (hand it back with
+    /// [`give_back`]).
+    pub fn values(&self) -> Cow<'_, [F]> {
+        match self {
+            Rows::Values(x) => Cow::Borrowed(x),
+            Rows::Bits(bits, range) => {
+                let mut buffer = pool::overwritten(range.len());
+                bits.expand_into(range.start, &mut buffer);
+                Cow::Owned(buffer)
+            }
+        }
+    }
+
+    /// Calls `f(row, i)` for every nonzero entry, with `n_pre` entries per row.
+    fn for_each_event(&self, n_pre: usize, mut f: impl FnMut(usize, usize)) {
+        match self {
+            Rows::Values(x) => {
+                for (k, value) in x.iter().enumerate() {
+                    if *value != F::zero() {
+                        f(k / n_pre, k % n_pre);
+                    }
+                }
+            }
+            Rows::Bits(bits, range) => bits.for_each_set(range.clone(), |k| f(k / n_pre, k % n_pre)),
+        }
+    }
+
+    /// Whether these 0/1 rows are sparse enough for event-driven accumulation into `n_post`
+    /// outputs.
+    pub fn sparse_for(&self, n_post: usize) -> bool {
+        (self.active() as f64) < event_crossover(n_post, matches!(self, Rows::Bits(..))) * self.len() as f64
+    }
+}
+
+/// Returns a buffer that [`Rows::values`] expanded to the pool.
+pub fn give_back<F: Real>(values: Cow<'_, [F]>) {
+    if let Cow::Owned(buffer) = values {
+        pool::spare([buffer]);
+    }
+}
+
+/// Event-driven `y += x W` over 0/1 rows: one weight row added per spike.
+pub fn accumulate<F: Real>(x: Rows<F>, w: &[F], y: &mut [F], n_pre: usize, n_post: usize) {
+    EVENT_PASSES.fetch_add(1, Ordering::Relaxed);
+    x.for_each_event(n_pre, |r, i| {
+        for (a, b) in y[r * n_post..(r + 1) * n_post].iter_mut().zip(&w[i * n_post..(i + 1) * n_post]) {
+            *a += *b;
+        }
+    });
+}
+
+/// Event-driven `dW += x^T g` over 0/1 rows: one gradient row added per spike.
+pub fn accumulate_grads<F: Real>(x: Rows<F>, g: &[F], dw: &mut [F], n_pre: usize, n_post: usize) {
+    EVENT_PASSES.fetch_add(1, Ordering::Relaxed);
+    x.for_each_event(n_pre, |r, i| {
+        for (a, b) in dw[i * n_post..(i + 1) * n_post].iter_mut().zip(&g[r * n_post..(r + 1) * n_post]) {
+            *a += *b;
+        }
+    });
+}

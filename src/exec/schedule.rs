@@ -1,0 +1,438 @@
+//! The compiled engine's schedules: how the JIT's per-population kernels, the encoders and the
+//! projections (GEMM, event-driven accumulation, the other connectivities) are put together
+//! over a batch, forwards and backwards.
+//!
+//! A feed-forward network (every projection reads a population declared before its target, or
+//! an input) runs population by population over all steps, so that each projection is one GEMM
+//! or one event-driven pass over every step's rows, forwards and backwards. A network with
+//! feedback, or a run with a per-step hook, runs step by step. Inputs constant over time are
+//! projected once per batch ([`hoist`]) and their weight gradient is one GEMM per batch.
+
+use std::ops::Range;
+
+use crate::exec::engine::{ParamsAccess, StepHook};
+use crate::exec::jit::Compiled;
+use crate::exec::kernels::connectivity::{project, project_backward};
+use crate::exec::kernels::events::{self, Rows, give_back};
+use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gemm_columns};
+use crate::exec::pool::{overwritten, spare, zeroed};
+use crate::exec::real::Real;
+use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ReadoutGrads, SampleRef, Trace, initial_values};
+use crate::data::uniform_prefix;
+use crate::ir::{self, Connectivity, Module, PopId, Source};
+
+/// Writes every input's encoder output for every active step into the trace; an input that
+/// does not change over time is encoded once and copied. Rest steps stay silent.
+fn encode_all<F: Real>(compiled: &Compiled<F>, module: &Module, samples: &[SampleRef], seed: u64, net: &[F], trace: &mut Trace<F>) {
+    for (i, input) in module.inputs.iter().enumerate() {
+        let n = trace.input_sizes[i];
+        let r = trace.batch * n;
+        let constant = input.is_constant_over_time();
+        for t in 0..module.steps.min(trace.steps) {
+            let row = &mut trace.inputs[i][..(t + 1) * r];
+            if constant && t > 0 {
+                let (done, rest) = row.split_at_mut(t * r);
+                rest.copy_from_slice(&done[..r]);
+                continue;
+            }
+            for (b, sample) in samples.iter().enumerate() {
+                let out = &mut row[t * r + b * n..t * r + (b + 1) * n];
+                compiled.encode(module, i, sample.features, t, uniform_prefix(seed, sample.id, t as u64), net, out);
+            }
+        }
+    }
+}
+
+/// Encoder `i`'s output at step 0 for a batch (inputs constant over time).
+fn encode_once<F: Real>(compiled: &Compiled<F>, module: &Module, i: usize, samples: &[SampleRef], seed: u64, net: &[F]) -> Vec<F> {
+    let n: usize = module.inputs[i].shape.iter().product();
+    let mut out = vec![F::zero(); samples.len() * n];
+    for (b, sample) in samples.iter().enumerate() {
+        compiled.encode(module, i, sample.features, 0, uniform_prefix(seed, sample.id, 0), net, &mut out[b * n..(b + 1) * n]);
+    }
+    out
+}
+
+/// `y += x W` over `rows` rows of one projection: a GEMM, event-driven accumulation for
+/// sparse spikes, or the connectivity's own loop.
+fn project_rows<F: Real>(module: &Module, proj: &ir::Projection, w: &[F], x: Rows<F>, y: &mut [F], rows: usize) {
+    if rows == 0 {
+        return;
+    }
+    let (n_pre, n_post) = (x.len() / rows, y.len() / rows);
+    if proj.connectivity == Connectivity::Dense && module.source_is_binary(proj) && x.sparse_for(n_post) {
+        events::accumulate(x, w, y, n_pre, n_post);
+        return;
+    }
+    let values = x.values();
+    if proj.connectivity == Connectivity::Dense {
+        dense(rows, n_pre, n_post, &values, w, y);
+    } else {
+        let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
+        for (xr, yr) in values.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
+            project(&proj.connectivity, w, xr, yr, in_shape, out_shape);
+        }
+    }
+    give_back(values);
+}
+
+/// Whether projection `proj` reads an input that is constant over the active steps, without
+/// delay: its product is computed once per batch and its weight gradient accumulated once.
+pub fn is_hoisted(module: &Module, proj: &ir::Projection) -> bool {
+    matches!(&proj.source, Source::Input(id) if module.inputs[id.0 as usize].is_constant_over_time()) && proj.delay_steps == 0
+}
+
+/// Sums every projection into population `p`'s ports for the steps in `range`. Sources must be
+/// written for the steps read: in a feed-forward schedule every earlier population is complete.
+fn deliver<F: Real>(module: &Module, params: &Params<F>, p: usize, range: Range<usize>, trace: &mut Trace<F>, hoisted: &mut [Option<Vec<F>>]) {
+    let batch = trace.batch;
+    let r_post = trace.row(p);
+    let Trace { ports, spikes, inputs, .. } = trace;
+    for (index, proj) in module.projections.iter().enumerate() {
+        if proj.target != PopId(p as u32) {
+            continue;
+        }
+        let r_pre = batch * module.source_size(&proj.source);
+        let source = |from: usize, to: usize| match &proj.source {
+            Source::Input(id) => Rows::Values(&inputs[id.0 as usize][from..to]),
+            Source::Population(q) => Rows::Bits(&spikes[q.0 as usize], from..to),
+        };
+        let w = &params.weights[index];
+        let out = &mut ports[p][proj.port.0 as usize];
+        if is_hoisted(module, proj) {
+            let cached = hoisted[index].get_or_insert_with(|| {
+                let mut y = vec![F::zero(); r_post];
+                project_rows(module, proj, w, source(0, r_pre), &mut y, batch);
+                y
+            });
+            for t in range.start..range.end.min(module.steps) {
+                for (o, c) in out[t * r_post..(t + 1) * r_post].iter_mut().zip(cached.iter()) {
+                    *o += *c;
+                }
+            }
+            continue;
+        }
+        let delay = module.source_delay(proj);
+        let t0 = range.start.max(delay);
+        if t0 >= range.end {
+            continue;
+        }
+        let x = source((t0 - delay) * r_pre, (range.end - delay) * r_pre);
+        project_rows(module, proj, w, x, &mut out[t0 * r_post..range.end * r_post], (range.end - t0) * batch);
+    }
+}
+
+/// Encodes every time-constant input of the batch and projects it: one GEMM per hoisted dense
+/// projection over all the batch's rows.
+pub fn hoist<F: Real>(compiled: &Compiled<F>, module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64, net: &[F]) -> Hoisted<F> {
+    let batch = samples.len();
+    let mut hoisted = Hoisted::none(module);
+    for (index, proj) in module.projections.iter().enumerate() {
+        let Source::Input(id) = &proj.source else { continue };
+        if !is_hoisted(module, proj) || proj.connectivity != Connectivity::Dense || module.steps == 0 {
+            continue;
+        }
+        let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
+        let x = encode_once(compiled, module, id.0 as usize, samples, seed, net);
+        let mut y = vec![F::zero(); batch * n_post];
+        hoisted.column_blocks += gemm_columns(batch, n_pre, n_post, &x, n_pre as isize, 1, &params.weights[index], &mut y);
+        hoisted.x[index] = Some(x);
+        hoisted.y[index] = Some(y);
+    }
+    hoisted
+}
+
+/// Adds the weight gradients of the hoisted projections: `dW += X^T G` over the whole batch,
+/// with `G` the shards' summed port adjoints (see [`backward`]) stacked in shard order.
+pub fn hoisted_weight_grads<F: Real>(module: &Module, hoisted: &Hoisted<F>, shards: &[Vec<Option<Vec<F>>>], grads: &mut Grads<F>) {
+    for (index, x) in hoisted.x.iter().enumerate() {
+        let Some(x) = x else { continue };
+        let proj = &module.projections[index];
+        if !proj.trainable {
+            continue;
+        }
+        let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
+        let rows = x.len() / n_pre;
+        let mut g = Vec::with_capacity(rows * n_post);
+        for shard in shards {
+            if let Some(sum) = &shard[index] {
+                g.extend_from_slice(sum);
+            }
+        }
+        if g.len() != rows * n_post {
+            continue;
+        }
+        gemm_columns(n_pre, rows, n_post, x, 1, n_pre as isize, &g, &mut grads.weights[index]);
+    }
+}
+
+/// Forward pass over a batch into a [`Trace`]. A feed-forward network without a hook runs
+/// population by population over all steps; otherwise step by step, with `hook` after every
+/// population's step.
+#[allow(clippy::too_many_arguments)]
+pub fn run<F: Real>(
+    compiled: &Compiled<F>,
+    module: &Module,
+    mut params: ParamsAccess<F>,
+    samples: &[SampleRef],
+    seed: u64,
+    net: &[F],
+    pre: Option<HoistedRows<F>>,
+    mut hook: Option<&mut dyn StepHook<F>>,
+) -> Trace<F> {
+    let batch = samples.len();
+    let mut trace = Trace::reuse(module, batch);
+    for (p, pop) in module.populations.iter().enumerate() {
+        let r = trace.row(p);
+        for (v, values) in initial_values(pop, p, params.get(), batch, seed, samples).iter().enumerate() {
+            trace.states[p][v][..r].copy_from_slice(values);
+        }
+    }
+    encode_all(compiled, module, samples, seed, net, &mut trace);
+    let steps = trace.steps;
+    let mut hoisted: Vec<Option<Vec<F>>> = vec![None; module.projections.len()];
+    if let Some(pre) = pre {
+        for (index, y) in pre.hoisted.y.iter().enumerate() {
+            if let Some(y) = y {
+                let n_post = module.population(module.projections[index].target).size();
+                hoisted[index] = Some(y[pre.from * n_post..(pre.from + batch) * n_post].to_vec());
+            }
+        }
+    }
+    let mut counters: Vec<Vec<u32>> = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
+    let forward = |trace: &mut Trace<F>, p: usize, t: usize, counters: &mut [u32]| {
+        let r = trace.row(p);
+        trace.refractory[p][t * r..(t + 1) * r].copy_from_slice(counters);
+        compiled.step(module, p, t, trace, counters, net);
+    };
+    if module.is_feed_forward() && hook.is_none() {
+        for p in 0..module.populations.len() {
+            deliver(module, params.get(), p, 0..steps, &mut trace, &mut hoisted);
+            for t in 0..steps {
+                forward(&mut trace, p, t, &mut counters[p]);
+            }
+        }
+    } else {
+        for t in 0..steps {
+            for p in 0..module.populations.len() {
+                deliver(module, params.get(), p, t..t + 1, &mut trace, &mut hoisted);
+                forward(&mut trace, p, t, &mut counters[p]);
+                if let Some(hook) = hook.as_deref_mut() {
+                    hook.after_population(t, p, &mut trace, params.get_mut());
+                }
+            }
+        }
+    }
+    trace
+}
+
+/// The per-batch context of the backward pass.
+struct Backward<'a, F> {
+    module: &'a Module,
+    params: &'a Params<F>,
+    trace: &'a Trace<F>,
+    compiled: &'a Compiled<F>,
+    net: &'a [F],
+}
+
+impl<F: Real> Backward<'_, F> {
+    /// The adjoint of population `p`'s step `t`: `carry` goes in as d(state after) (without
+    /// the readout's part, added here) and comes out as d(state before); the port adjoints are
+    /// written to `d_ports`.
+    fn step(&self, p: usize, t: usize, readout: &ReadoutGrads<F>, carry: &mut Vec<Vec<F>>, scratch: &mut Vec<Vec<F>>, d_ports: &mut [&mut [F]]) {
+        let r = self.trace.row(p);
+        for (v, g) in carry.iter_mut().enumerate() {
+            if let Some(readout) = readout.state_at(t, p, v) {
+                for (a, b) in g.iter_mut().zip(readout) {
+                    *a += *b;
+                }
+            }
+        }
+        // A population whose spikes no loss or projection reads gets zeros.
+        let zeros = readout.spikes_at(t, p).is_none().then(|| zeroed(r));
+        let d_spike = readout.spikes_at(t, p).or(zeros.as_deref()).expect("a spike gradient or zeros");
+        self.compiled.step_adjoint(self.module, p, t, self.trace, carry, d_spike, scratch, d_ports, self.net);
+        std::mem::swap(carry, scratch);
+        spare(zeros);
+    }
+
+    /// Port adjoints of population `p` over the steps in `range` (`g_ports` holds their rows)
+    /// to weight gradients and to the spike gradients of source populations.
+    fn projections(&self, p: usize, range: Range<usize>, g_ports: &[Vec<F>], readout: &mut ReadoutGrads<F>, grads: &mut Grads<F>, hoisted: &mut [Option<Vec<F>>]) {
+        let (module, trace) = (self.module, self.trace);
+        let batch = trace.batch;
+        let r_post = trace.row(p);
+        for (index, proj) in module.projections.iter().enumerate() {
+            if proj.target != PopId(p as u32) {
+                continue;
+            }
+            let g = &g_ports[proj.port.0 as usize];
+            if is_hoisted(module, proj) {
+                let sum = hoisted[index].get_or_insert_with(|| vec![F::zero(); r_post]);
+                for t in range.start..range.end.min(module.steps) {
+                    let row = t - range.start;
+                    for (s, x) in sum.iter_mut().zip(&g[row * r_post..(row + 1) * r_post]) {
+                        *s += *x;
+                    }
+                }
+                continue;
+            }
+            let delay = module.source_delay(proj);
+            let t0 = range.start.max(delay);
+            if t0 >= range.end {
+                continue;
+            }
+            let r_pre = batch * module.source_size(&proj.source);
+            let rows = (range.end - t0) * batch;
+            let g = &g[(t0 - range.start) * r_post..(range.end - range.start) * r_post];
+            let (from, to) = ((t0 - delay) * r_pre, (range.end - delay) * r_pre);
+            let dw = if proj.trainable { Some(grads.weights[index].as_mut_slice()) } else { None };
+            match &proj.source {
+                Source::Input(id) => {
+                    let x = Rows::Values(&trace.inputs[id.0 as usize][from..to]);
+                    project_grad(module, index, &self.params.weights[index], x, g, rows, dw, None);
+                }
+                Source::Population(q) => {
+                    let x = Rows::Bits(&trace.spikes[q.0 as usize], from..to);
+                    let dx = &mut readout.spikes_mut(q.0 as usize)[from..to];
+                    project_grad(module, index, &self.params.weights[index], x, g, rows, dw, Some(dx));
+                }
+            }
+        }
+    }
+}
+
+/// BPTT over a batch: `readout` holds d loss / d (spikes, states) in the trace's row layout;
+/// the weight and parameter gradients are added to `grads`. Returns, per projection from a
+/// time-constant input, its port adjoints summed over the active steps; their weight gradient
+/// is added here unless the batch-level products `batch` hold the projection (then
+/// [`hoisted_weight_grads`] adds it for the whole batch). A feed-forward network is swept population by population (last first), each over
+/// all steps in reverse, so that every projection's gradients are one GEMM over all steps;
+/// otherwise step by step.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<F: Real>(
+    compiled: &Compiled<F>,
+    module: &Module,
+    params: &Params<F>,
+    trace: &Trace<F>,
+    readout: &mut ReadoutGrads<F>,
+    grads: &mut Grads<F>,
+    net: &[F],
+    batch: Option<&Hoisted<F>>,
+) -> Vec<Option<Vec<F>>> {
+    let steps = trace.steps;
+    let ctx = Backward { module, params, trace, compiled, net };
+    let buffers = |p: usize, count: usize| -> Vec<Vec<F>> { (0..count).map(|_| zeroed(trace.row(p))).collect() };
+    let mut carry: Vec<Vec<Vec<F>>> = module.populations.iter().enumerate().map(|(p, pop)| buffers(p, pop.vars.len())).collect();
+    let mut scratch: Vec<Vec<Vec<F>>> = module.populations.iter().enumerate().map(|(p, pop)| buffers(p, pop.vars.len())).collect();
+    // Port adjoints of hoisted projections, summed over the active steps: their weight
+    // gradient is one GEMM per batch instead of one per step.
+    let mut hoisted: Vec<Option<Vec<F>>> = vec![None; module.projections.len()];
+    if module.is_feed_forward() {
+        for (p, pop) in module.populations.iter().enumerate().rev() {
+            let r = trace.row(p);
+            // Every step's adjoint writes all of its row.
+            let mut g_ports: Vec<Vec<F>> = (0..pop.ports.len()).map(|_| overwritten(steps * r)).collect();
+            for t in (0..steps).rev() {
+                let mut rows: Vec<&mut [F]> = g_ports.iter_mut().map(|g| &mut g[t * r..(t + 1) * r]).collect();
+                ctx.step(p, t, readout, &mut carry[p], &mut scratch[p], &mut rows);
+            }
+            ctx.projections(p, 0..steps, &g_ports, readout, grads, &mut hoisted);
+            spare(g_ports);
+        }
+    } else {
+        for t in (0..steps).rev() {
+            for (p, pop) in module.populations.iter().enumerate().rev() {
+                let mut g_ports = vec![vec![F::zero(); trace.row(p)]; pop.ports.len()];
+                let mut rows: Vec<&mut [F]> = g_ports.iter_mut().map(Vec::as_mut_slice).collect();
+                ctx.step(p, t, readout, &mut carry[p], &mut scratch[p], &mut rows);
+                ctx.projections(p, t..t + 1, &g_ports, readout, grads, &mut hoisted);
+            }
+        }
+    }
+    for (index, sum) in hoisted.iter().enumerate() {
+        let (Some(g), proj) = (sum, &module.projections[index]) else { continue };
+        let Source::Input(id) = &proj.source else { continue };
+        if !proj.trainable || batch.is_some_and(|b| b.y[index].is_some()) {
+            continue;
+        }
+        // The input is the same at every active step; take it from step 0.
+        let x = Rows::Values(trace.input_at(0, id.0 as usize));
+        project_grad(module, index, &params.weights[index], x, g, trace.batch, Some(grads.weights[index].as_mut_slice()), None);
+    }
+    for (p, pop) in module.populations.iter().enumerate() {
+        let n = pop.size();
+        for (v, var) in pop.vars.iter().enumerate() {
+            if let ir::VarKind::Param { trainable: true, per_neuron, .. } = var.kind {
+                for (k, g) in carry[p][v].iter().enumerate() {
+                    grads.neuron_params[p][v][if per_neuron { k % n } else { 0 }] += *g;
+                }
+            }
+        }
+    }
+    spare(carry.into_iter().chain(scratch).flatten());
+    hoisted
+}
+
+/// The adjoint of population `p`'s step `t` alone, from d(state after) and d(spike) to
+/// (d(state before), d(ports)): what [`backward`] computes at every step, exposed so that the
+/// derived kernels can be compared with the oracle's tape step by step.
+#[allow(clippy::too_many_arguments)]
+pub fn step_adjoint<F: Real>(
+    compiled: &Compiled<F>,
+    module: &Module,
+    params: &Params<F>,
+    trace: &Trace<F>,
+    net: &[F],
+    p: usize,
+    t: usize,
+    d_after: &[Vec<F>],
+    d_spike: &[F],
+) -> (Vec<Vec<F>>, Vec<Vec<F>>) {
+    let ctx = Backward { module, params, trace, compiled, net };
+    let r = trace.row(p);
+    let mut readout = ReadoutGrads::zeros(module, trace.steps, trace.batch);
+    readout.spikes_mut(p)[t * r..(t + 1) * r].copy_from_slice(d_spike);
+    let mut carry = d_after.to_vec();
+    let mut scratch = vec![vec![F::zero(); r]; carry.len()];
+    let mut d_ports = vec![vec![F::zero(); r]; module.populations[p].ports.len()];
+    let mut rows: Vec<&mut [F]> = d_ports.iter_mut().map(Vec::as_mut_slice).collect();
+    ctx.step(p, t, &readout, &mut carry, &mut scratch, &mut rows);
+    (carry, d_ports)
+}
+
+/// The adjoint of one projection over `rows` rows: `dW += X^T G` and `dX += G W^T`, each only
+/// when asked for. Dense projections are GEMMs (the weight gradient event-driven for sparse
+/// spikes); others go row by row.
+#[allow(clippy::too_many_arguments)]
+fn project_grad<F: Real>(module: &Module, index: usize, w: &[F], x: Rows<F>, g: &[F], rows: usize, dw: Option<&mut [F]>, dx: Option<&mut [F]>) {
+    if rows == 0 {
+        return;
+    }
+    let proj = &module.projections[index];
+    let (n_pre, n_post) = (x.len() / rows, g.len() / rows);
+    if proj.connectivity == Connectivity::Dense {
+        if let Some(dx) = dx {
+            dense_input_grad(rows, n_pre, n_post, g, w, dx);
+        }
+        let Some(dw) = dw else { return };
+        if module.source_is_binary(proj) && x.sparse_for(n_post) {
+            events::accumulate_grads(x, g, dw, n_pre, n_post);
+            return;
+        }
+        let values = x.values();
+        dense_weight_grad(rows, n_pre, n_post, &values, g, dw);
+        give_back(values);
+        return;
+    }
+    let values = x.values();
+    let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
+    let mut scratch_w = if dw.is_none() { vec![F::zero(); w.len()] } else { Vec::new() };
+    let mut scratch_x = if dx.is_none() { vec![F::zero(); values.len()] } else { Vec::new() };
+    let dw = dw.unwrap_or(&mut scratch_w);
+    let dx = dx.unwrap_or(&mut scratch_x);
+    for (r, (xs, gs)) in values.chunks_exact(n_pre).zip(g.chunks_exact(n_post)).enumerate() {
+        project_backward(&proj.connectivity, w, xs, gs, dw, &mut dx[r * n_pre..(r + 1) * n_pre], in_shape, out_shape);
+    }
+    give_back(values);
+}

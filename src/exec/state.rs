@@ -1,0 +1,436 @@
+//! Engine-independent state: the parameters a model learns ([`Params`]), what a run keeps of
+//! every step ([`Trace`]), the samples of a batch ([`SampleRef`]) and the keys of random draws.
+//! Every engine reads and writes these; none of them owns them.
+
+use std::any::Any;
+use std::cell::RefCell;
+
+use crate::data::{random_bits, uniform, uniform_prefix};
+use crate::exec::kernels::bits::Bits;
+use crate::exec::real::Real;
+use crate::ir::{self, Connectivity, ExprId, Init, Module, Population, VarKind};
+
+/// The values a model learns or is given: weights per projection and per-neuron parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params<F> {
+    /// Row-major, laid out as [`ir::Projection::weight_shape`].
+    pub weights: Vec<Vec<F>>,
+    /// For each population and variable: per-neuron values of parameters that are variables
+    /// (trainable or per-neuron); empty for states.
+    pub neuron_params: Vec<Vec<Vec<F>>>,
+}
+
+/// Gradients of the learnable values, laid out like [`Params`].
+pub type Grads<F> = Params<F>;
+
+impl<F: Real> Params<F> {
+    /// Zeros of the same layout.
+    pub fn zeros_like(&self) -> Params<F> {
+        self.zeros_except(|_| false)
+    }
+
+    /// Zeros of the same layout, with the weights of projections for which `skip` holds left
+    /// empty (their gradient is added elsewhere).
+    pub fn zeros_except(&self, skip: impl Fn(usize) -> bool) -> Params<F> {
+        Params {
+            weights: self.weights.iter().enumerate().map(|(i, w)| if skip(i) { Vec::new() } else { vec![F::zero(); w.len()] }).collect(),
+            neuron_params: self.neuron_params.iter().map(|p| p.iter().map(|v| vec![F::zero(); v.len()]).collect()).collect(),
+        }
+    }
+
+    /// `self += other`; a vector left empty in `other` counts as zeros.
+    pub fn add(&mut self, other: &Params<F>) {
+        for (a, b) in self.weights.iter_mut().zip(&other.weights) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += *y;
+            }
+        }
+        for (pa, pb) in self.neuron_params.iter_mut().zip(&other.neuron_params) {
+            for (a, b) in pa.iter_mut().zip(pb) {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += *y;
+                }
+            }
+        }
+    }
+
+    /// Every value times `factor`.
+    pub fn scale(&mut self, factor: F) {
+        self.weights.iter_mut().flatten().for_each(|g| *g *= factor);
+        self.neuron_params.iter_mut().flatten().flatten().for_each(|g| *g *= factor);
+    }
+
+    /// The same values in another precision.
+    pub fn convert<G: Real>(&self) -> Params<G> {
+        Params {
+            weights: self.weights.iter().map(|w| w.iter().map(|x| G::of(x.into_f64())).collect()).collect(),
+            neuron_params: self.neuron_params.iter().map(|p| p.iter().map(|v| v.iter().map(|x| G::of(x.into_f64())).collect()).collect()).collect(),
+        }
+    }
+
+    /// Whether any value is NaN or infinite.
+    pub fn has_non_finite(&self) -> bool {
+        self.weights.iter().flatten().chain(self.neuron_params.iter().flatten().flatten()).any(|x| !x.is_finite())
+    }
+}
+
+/// Draws the initial parameters. Weight `k` of projection `p` uses draw (seed, p, k).
+pub fn init_params<F: Real>(module: &Module, seed: u64) -> Params<F> {
+    let weights = module
+        .projections
+        .iter()
+        .enumerate()
+        .map(|(p, proj)| {
+            let count: usize = proj.weight_shape.iter().product();
+            let (fan_in, fan_out) = fans(module, proj);
+            (0..count).map(|k| F::of(draw(&proj.init, seed, 1 + p as u64, k as u64, fan_in, fan_out))).collect()
+        })
+        .collect();
+    let neuron_params = module
+        .populations
+        .iter()
+        .enumerate()
+        .map(|(p, pop)| {
+            pop.vars
+                .iter()
+                .enumerate()
+                .map(|(v, var)| match &var.kind {
+                    VarKind::Param { value, per_neuron, .. } => {
+                        let n = if *per_neuron { pop.size() } else { 1 };
+                        let stream = 1_000_000 + (p as u64) * 1000 + v as u64;
+                        (0..n).map(|k| F::of(draw(value, seed, stream, k as u64, 1, 1))).collect()
+                    }
+                    VarKind::State { .. } => Vec::new(),
+                })
+                .collect()
+        })
+        .collect();
+    Params { weights, neuron_params }
+}
+
+fn fans(module: &Module, proj: &ir::Projection) -> (usize, usize) {
+    match &proj.connectivity {
+        Connectivity::Dense | Connectivity::AllToAllButSelf => (module.source_size(&proj.source), module.population(proj.target).size()),
+        Connectivity::OneToOne => (1, 1),
+        Connectivity::Conv2d { kernel, .. } | Connectivity::ConvTranspose2d { kernel, .. } => {
+            let [out_c, in_c, ..] = proj.weight_shape[..] else { return (1, 1) };
+            (in_c * kernel * kernel, out_c * kernel * kernel)
+        }
+    }
+}
+
+fn draw(init: &Init, seed: u64, stream: u64, index: u64, fan_in: usize, fan_out: usize) -> f64 {
+    let u = |k: u64| uniform(seed, stream, index, k);
+    let normal = || (-2.0 * u(1).max(f64::MIN_POSITIVE).ln()).sqrt() * (2.0 * std::f64::consts::PI * u(2)).cos();
+    match init {
+        Init::Const(value) => *value,
+        Init::Uniform { low, high } => low + (high - low) * u(0),
+        Init::Normal { mean, std } => mean + std * normal(),
+        Init::KaimingNormal => normal() * (2.0 / fan_in as f64).sqrt(),
+        Init::XavierUniform => {
+            let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            -a + 2.0 * a * u(0)
+        }
+    }
+}
+
+thread_local! {
+    /// Spare traces of either precision, for [`Trace::reuse`].
+    static SPARE_TRACES: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What a run keeps of every step, stored flat per population so that the rows of all steps
+/// are contiguous (one GEMM can read or write a projection over every step at once).
+///
+/// The rows of step `t` for a population of `n` neurons are `[t * batch * n, (t + 1) * batch * n)`,
+/// sample `b`'s part of a row is `[b * n, (b + 1) * n)`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trace<F> {
+    pub steps: usize,
+    pub batch: usize,
+    /// Neurons per population.
+    pub sizes: Vec<usize>,
+    /// `spikes[pop]`, one bit per neuron, one row per step.
+    pub spikes: Vec<Bits>,
+    /// `states[pop][var]` with `steps + 1` rows: row 0 holds the state before the first step,
+    /// row `t + 1` the state after step `t` (parameters hold their values).
+    pub states: Vec<Vec<Vec<F>>>,
+    /// What the backward pass needs besides states: `ports[pop][port]`, one row per step.
+    pub ports: Vec<Vec<Vec<F>>>,
+    /// Refractory counters before each step, `refractory[pop]`, one row per step.
+    pub refractory: Vec<Vec<u32>>,
+    /// Encoder outputs, `inputs[input]`, one row per step.
+    pub inputs: Vec<Vec<F>>,
+    pub input_sizes: Vec<usize>,
+}
+
+impl<F: Real> Trace<F> {
+    /// A zeroed trace for `batch` samples over the module's `steps + rest_steps` steps.
+    pub fn new(module: &Module, batch: usize) -> Trace<F> {
+        let steps = module.steps + module.rest_steps;
+        let sizes: Vec<usize> = module.populations.iter().map(Population::size).collect();
+        let input_sizes: Vec<usize> = module.inputs.iter().map(|i| i.shape.iter().product()).collect();
+        Trace {
+            steps,
+            batch,
+            spikes: sizes.iter().map(|n| Bits::zeros(steps * batch * n)).collect(),
+            states: module
+                .populations
+                .iter()
+                .zip(&sizes)
+                .map(|(pop, n)| vec![vec![F::zero(); (steps + 1) * batch * n]; pop.vars.len()])
+                .collect(),
+            ports: module.populations.iter().zip(&sizes).map(|(pop, n)| vec![vec![F::zero(); steps * batch * n]; pop.ports.len()]).collect(),
+            refractory: sizes.iter().map(|n| vec![0; steps * batch * n]).collect(),
+            inputs: input_sizes.iter().map(|n| vec![F::zero(); steps * batch * n]).collect(),
+            sizes,
+            input_sizes,
+        }
+    }
+
+    /// A trace for a batch on a pooled back end: a spare trace of the same shape left by
+    /// [`Trace::recycle`] on this thread is reused (its ports zeroed, everything else is
+    /// overwritten by a run), which saves allocating and faulting in tens of megabytes per
+    /// shard.
+    pub fn reuse(module: &Module, batch: usize) -> Trace<F> {
+        let spare = SPARE_TRACES.with(|pool| pool.borrow_mut().pop());
+        match spare.map(|any| any.downcast::<Trace<F>>()) {
+            Some(Ok(mut trace)) if trace.fits(module, batch) => {
+                trace.ports.iter_mut().flatten().for_each(|port| port.fill(F::zero()));
+                *trace
+            }
+            _ => Trace::new(module, batch),
+        }
+    }
+
+    /// Hands the trace's buffers back to this thread's pool for [`Trace::reuse`].
+    pub fn recycle(self) {
+        SPARE_TRACES.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < 2 {
+                pool.push(Box::new(self));
+            }
+        });
+    }
+
+    fn fits(&self, module: &Module, batch: usize) -> bool {
+        self.batch == batch
+            && self.steps == module.steps + module.rest_steps
+            && self.sizes.len() == module.populations.len()
+            && self.input_sizes.len() == module.inputs.len()
+            && module.populations.iter().enumerate().all(|(p, pop)| {
+                self.sizes[p] == pop.size() && self.states[p].len() == pop.vars.len() && self.ports[p].len() == pop.ports.len()
+            })
+            && module.inputs.iter().zip(&self.input_sizes).all(|(input, n)| input.shape.iter().product::<usize>() == *n)
+    }
+
+    /// Elements in one step's row of population `p`.
+    pub fn row(&self, p: usize) -> usize {
+        self.batch * self.sizes[p]
+    }
+
+    /// Spikes of population `p` in step `t`, as 0.0 or 1.0.
+    pub fn spikes_at<G: Real>(&self, t: usize, p: usize) -> Vec<G> {
+        let r = self.row(p);
+        self.spikes[p].expand(t * r..(t + 1) * r)
+    }
+
+    /// Spikes of sample `b` of population `p` in step `t`, as 0.0 or 1.0.
+    pub fn sample_spikes<G: Real>(&self, t: usize, p: usize, b: usize) -> Vec<G> {
+        let (r, n) = (self.row(p), self.sizes[p]);
+        self.spikes[p].expand(t * r + b * n..t * r + (b + 1) * n)
+    }
+
+    /// Writes the spikes of population `p` in step `t`.
+    pub fn store_spikes(&mut self, t: usize, p: usize, values: &[F]) {
+        let r = self.row(p);
+        assert_eq!(values.len(), r, "one value per neuron of the batch");
+        self.spikes[p].store(t * r, values);
+    }
+
+    /// Variable `v` of population `p` after step `t`.
+    pub fn state_after(&self, t: usize, p: usize, v: usize) -> &[F] {
+        self.state_before(t + 1, p, v)
+    }
+
+    /// Variable `v` of population `p` before step `t`.
+    pub fn state_before(&self, t: usize, p: usize, v: usize) -> &[F] {
+        let r = self.row(p);
+        &self.states[p][v][t * r..(t + 1) * r]
+    }
+
+    pub fn port_at(&self, t: usize, p: usize, port: usize) -> &[F] {
+        let r = self.row(p);
+        &self.ports[p][port][t * r..(t + 1) * r]
+    }
+
+    pub fn counters_at(&self, t: usize, p: usize) -> &[u32] {
+        let r = self.row(p);
+        &self.refractory[p][t * r..(t + 1) * r]
+    }
+
+    pub fn input_at(&self, t: usize, i: usize) -> &[F] {
+        let r = self.batch * self.input_sizes[i];
+        &self.inputs[i][t * r..(t + 1) * r]
+    }
+
+    /// Total spikes of population `p` for sample `b`.
+    pub fn spike_count(&self, p: usize, b: usize) -> f64 {
+        let n = self.sizes[p];
+        let r = self.row(p);
+        (0..self.steps).map(|t| self.spikes[p].count(t * r + b * n..t * r + (b + 1) * n) as f64).sum()
+    }
+}
+
+/// One sample's identity for the random streams: its index in the data set.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleRef<'a> {
+    pub id: u64,
+    pub features: &'a [f32],
+}
+
+pub fn initial_values<F: Real>(pop: &Population, p: usize, params: &Params<F>, batch: usize, seed: u64, samples: &[SampleRef]) -> Vec<Vec<F>> {
+    let n = pop.size();
+    pop.vars
+        .iter()
+        .enumerate()
+        .map(|(v, var)| match &var.kind {
+            VarKind::Param { .. } => {
+                let values = &params.neuron_params[p][v];
+                (0..batch * n).map(|k| if values.len() == 1 { values[0] } else { values[k % n] }).collect()
+            }
+            VarKind::State { init } => (0..batch * n)
+                .map(|k| {
+                    let stream = 2_000_000 + samples[k / n].id * 64 + v as u64;
+                    F::of(draw(init, seed ^ 0xA5A5, stream, ((p as u64) << 32) | (k % n) as u64, 1, 1))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The key of a neuron's random draws in one step.
+pub fn neuron_rng(seed: u64, sample: u64, step: usize, pop: usize, neuron: usize) -> (u64, u64, u64, u64) {
+    (seed ^ 0x5EED, sample, step as u64, ((pop as u64) << 24) | neuron as u64)
+}
+
+/// A `rand()` draw of expression node `id` for the key of [`neuron_rng`].
+pub fn rand_draw<F: Real>(rng: (u64, u64, u64, u64), id: ExprId) -> F {
+    let (seed, sample, step, neuron) = rng;
+    F::unit(random_bits(uniform_prefix(seed, sample, step), rand_counter(neuron, id)))
+}
+
+/// The last counter of a `rand()` draw: the neuron (or input element) and the expression node.
+pub fn rand_counter(neuron: u64, id: ExprId) -> u64 {
+    (neuron << 16) ^ u64::from(id.0)
+}
+
+/// The key of an encoder's draws for element `i` of input `index` in one step (the same
+/// prefix as [`neuron_rng`] with the input's own seed and element numbering).
+pub fn input_rng(seed: u64, sample: u64, step: usize, index: usize, i: usize) -> (u64, u64, u64, u64) {
+    (seed, sample, step as u64, ((index as u64) << 24) | i as u64)
+}
+
+/// The initial network parameters of a module.
+pub fn net_params<F: Real>(module: &Module) -> Vec<F> {
+    module.params.iter().map(|(_, v)| F::of(*v)).collect()
+}
+
+/// Gradients of the loss with respect to what the network produced for a batch, in the row
+/// layout of [`Trace`]. A vector stays empty (all zeros) until a loss term or a projection's
+/// adjoint writes into it, so that populations the loss does not read cost nothing.
+#[derive(Clone, Debug, Default)]
+pub struct ReadoutGrads<F> {
+    pub steps: usize,
+    pub batch: usize,
+    pub sizes: Vec<usize>,
+    /// `spikes[pop]`, one row per step.
+    pub spikes: Vec<Vec<F>>,
+    /// `states[pop][var]`, row `t` for the state after step `t`.
+    pub states: Vec<Vec<Vec<F>>>,
+    /// `weights[projection][k]`; a projection's vector is allocated only when a loss term reads
+    /// its weights (`weight_l2`).
+    pub weights: Vec<Vec<F>>,
+}
+
+impl<F: Real> ReadoutGrads<F> {
+    pub fn zeros(module: &Module, steps: usize, batch: usize) -> ReadoutGrads<F> {
+        ReadoutGrads {
+            steps,
+            batch,
+            sizes: module.populations.iter().map(|p| p.size()).collect(),
+            spikes: vec![Vec::new(); module.populations.len()],
+            states: module.populations.iter().map(|p| vec![Vec::new(); p.vars.len()]).collect(),
+            weights: module.projections.iter().map(|_| Vec::new()).collect(),
+        }
+    }
+
+    fn len(&self, p: usize) -> usize {
+        self.steps * self.batch * self.sizes[p]
+    }
+
+    /// The spike gradient of population `p` over all steps, allocated on first use.
+    pub fn spikes_mut(&mut self, p: usize) -> &mut [F] {
+        let len = self.len(p);
+        let slot = &mut self.spikes[p];
+        if slot.is_empty() {
+            slot.resize(len, F::zero());
+        }
+        slot
+    }
+
+    pub fn states_mut(&mut self, p: usize, v: usize) -> &mut [F] {
+        let len = self.len(p);
+        let slot = &mut self.states[p][v];
+        if slot.is_empty() {
+            slot.resize(len, F::zero());
+        }
+        slot
+    }
+
+    /// Row `t` of population `p`'s spike gradient, `None` when it is all zeros.
+    pub fn spikes_at(&self, t: usize, p: usize) -> Option<&[F]> {
+        let r = self.batch * self.sizes[p];
+        let slot = &self.spikes[p];
+        (!slot.is_empty()).then(|| &slot[t * r..(t + 1) * r])
+    }
+
+    pub fn state_at(&self, t: usize, p: usize, v: usize) -> Option<&[F]> {
+        let r = self.batch * self.sizes[p];
+        let slot = &self.states[p][v];
+        (!slot.is_empty()).then(|| &slot[t * r..(t + 1) * r])
+    }
+}
+
+/// Products of inputs that do not change over time, for a whole batch: per hoisted projection
+/// the encoded input `x` and `y = x W` (one row per sample). An engine computes them before
+/// the batch is split into shards, so that the GEMM, and in the backward pass the weight
+/// gradient, run once over all rows instead of once per shard; an engine that does not hoist
+/// leaves every entry empty.
+#[derive(Clone, Debug, Default)]
+pub struct Hoisted<F> {
+    pub x: Vec<Option<Vec<F>>>,
+    pub y: Vec<Option<Vec<F>>>,
+    /// Column blocks the batch-level GEMMs were split into (see
+    /// [`crate::exec::kernels::gemm::COLUMN_BLOCK`]).
+    pub column_blocks: usize,
+}
+
+impl<F> Hoisted<F> {
+    /// Nothing hoisted.
+    pub fn none(module: &Module) -> Hoisted<F> {
+        let count = module.projections.len();
+        Hoisted { x: (0..count).map(|_| None).collect(), y: (0..count).map(|_| None).collect(), column_blocks: 0 }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.iter().all(Option::is_none)
+    }
+}
+
+/// A shard's part of a [`Hoisted`]: the rows from sample `from`.
+#[derive(Clone, Copy, Debug)]
+pub struct HoistedRows<'a, F> {
+    pub hoisted: &'a Hoisted<F>,
+    pub from: usize,
+}

@@ -1,0 +1,164 @@
+//! What the train block asks for around each sample, for every learning method: `every
+//! sample` actions (weight normalisation, network parameters), `retry when ... max N`, `clamp`
+//! (a population's spikes held at given values while evaluating) and `record` (spikes and
+//! variables written as CSV while training).
+
+use std::fmt::Write as _;
+
+use crate::exec::engine::StepHook;
+use crate::exec::real::Real;
+use crate::exec::state::{Params, Trace};
+use crate::ir::train::{HookAction, TExprId, Train};
+use crate::ir::{Module, PopId, VarId};
+use crate::train::loss::{self, LossError, SampleInputs};
+
+/// Whether the train block's per-sample actions must run sample by sample: a retry, or an
+/// action that is not idempotent (adding to a parameter). Otherwise they can run once per
+/// batch: every sample of a batch sees the same weights, and setting a parameter or
+/// normalising weights twice changes nothing.
+pub fn needs_sequential(train: &Train) -> bool {
+    train.retry.is_some() || train.before_sample.iter().any(|a| matches!(a, HookAction::AddToParam { .. }))
+}
+
+/// Applies hook actions to the weights and the network parameters' values.
+pub fn apply_actions<F: Real>(module: &Module, actions: &[HookAction], params: &mut Params<F>, net: &mut [f64]) {
+    for action in actions {
+        match action {
+            HookAction::NormalizeColumns { projection, total } => {
+                let index = projection.0 as usize;
+                let n_post = module.population(module.projections[index].target).size();
+                normalize_columns(&mut params.weights[index], n_post, *total);
+            }
+            HookAction::AddToParam { param, by } => net[*param as usize] += by,
+            HookAction::SetParam { param, value } => net[*param as usize] = *value,
+        }
+    }
+}
+
+/// Scales every column of an `n_pre x n_post` weight matrix to sum to `total` (columns that sum
+/// to zero stay as they are).
+pub fn normalize_columns<F: Real>(weights: &mut [F], n_post: usize, total: f64) {
+    if n_post == 0 {
+        return;
+    }
+    let mut sums = vec![0.0f64; n_post];
+    for row in weights.chunks_exact(n_post) {
+        for (s, w) in sums.iter_mut().zip(row) {
+            *s += w.into_f64();
+        }
+    }
+    let factors: Vec<F> = sums.iter().map(|s| if *s == 0.0 { F::one() } else { F::of(total / s) }).collect();
+    for row in weights.chunks_exact_mut(n_post) {
+        for (w, f) in row.iter_mut().zip(&factors) {
+            *w *= *f;
+        }
+    }
+}
+
+/// Whether the retry condition holds for sample `b` of `trace`.
+pub fn retry_holds<F: Real>(
+    module: &Module,
+    train: &Train,
+    condition: TExprId,
+    trace: &Trace<F>,
+    params: &Params<F>,
+    inputs: SampleInputs,
+) -> Result<bool, LossError> {
+    let values = loss::evaluate(module, &train.exprs, trace, 0, params, inputs, &[condition])?;
+    Ok(values[condition.0 as usize].data[0] != 0.0)
+}
+
+/// Holds the clamped populations' spikes at the values of their expressions while a batch
+/// runs forward step by step.
+pub struct Clamps {
+    /// Per clamped population: its spike values for every sample of the batch, one row.
+    pub rows: Vec<(PopId, Vec<f64>)>,
+}
+
+impl Clamps {
+    /// The clamp values of a batch from the train block's clamp expressions, which read the
+    /// label (and constants) only.
+    pub fn of<F: Real>(module: &Module, train: &Train, params: &Params<F>, samples: &[(usize, &[f32])], net: &[f64]) -> Result<Clamps, LossError> {
+        let mut rows = Vec::new();
+        let empty: Trace<F> = Trace::new(module, 1);
+        for (pop, expr) in &train.clamps {
+            let n = module.population(*pop).size();
+            let mut row = Vec::with_capacity(samples.len() * n);
+            for (label, features) in samples {
+                let values = loss::evaluate(module, &train.exprs, &empty, 0, params, SampleInputs { label: *label, features, net }, &[*expr])?;
+                let value = &values[expr.0 as usize];
+                row.extend((0..n).map(|i| value.data[if value.width == 1 { 0 } else { i }]));
+            }
+            rows.push((*pop, row));
+        }
+        Ok(Clamps { rows })
+    }
+}
+
+impl<F: Real> StepHook<F> for Clamps {
+    fn after_population(&mut self, t: usize, p: usize, trace: &mut Trace<F>, _params: Option<&mut Params<F>>) {
+        for (pop, row) in &self.rows {
+            if pop.0 as usize == p {
+                let spikes: Vec<F> = row.iter().map(|v| if *v != 0.0 { F::one() } else { F::zero() }).collect();
+                trace.store_spikes(t, p, &spikes);
+            }
+        }
+    }
+}
+
+/// CSV text of a train block's `record` statements for one trace: spikes as
+/// `sample,step,population,neuron` rows (one per spike) and recorded variables as
+/// `sample,step,population,neuron,<variable>...` rows, one per neuron and step.
+#[derive(Debug, Default)]
+pub struct RecordText {
+    pub spikes: String,
+    pub variables: String,
+}
+
+/// The header lines of the two record files.
+pub fn record_headers(module: &Module, records: &[(PopId, Option<VarId>)]) -> (String, String) {
+    let mut columns = Vec::new();
+    for (pop, var) in records {
+        if let Some(v) = var {
+            let population = module.population(*pop);
+            columns.push(format!("{}.{}", population.name, population.vars[v.0 as usize].name));
+        }
+    }
+    ("sample,step,population,neuron\n".to_string(), format!("sample,step,population,neuron,{}\n", columns.join(",")))
+}
+
+/// Appends the records of every sample of `trace` (`ids` the samples' identities).
+pub fn record_trace<F: Real>(module: &Module, records: &[(PopId, Option<VarId>)], trace: &Trace<F>, ids: &[u64], out: &mut RecordText) {
+    let spiking: Vec<PopId> = records.iter().filter(|(_, v)| v.is_none()).map(|(p, _)| *p).collect();
+    let variables: Vec<(PopId, VarId)> = records.iter().filter_map(|(p, v)| v.map(|v| (*p, v))).collect();
+    let populations: Vec<PopId> = {
+        let mut seen: Vec<PopId> = variables.iter().map(|(p, _)| *p).collect();
+        seen.dedup();
+        seen
+    };
+    for (b, id) in ids.iter().enumerate() {
+        for t in 0..trace.steps {
+            for pop in &spiking {
+                let (p, n) = (pop.0 as usize, trace.sizes[pop.0 as usize]);
+                let r = trace.row(p);
+                trace.spikes[p].for_each_set(t * r + b * n..t * r + (b + 1) * n, |i| {
+                    let _ = writeln!(out.spikes, "{id},{t},{},{i}", module.population(*pop).name);
+                });
+            }
+            for pop in &populations {
+                let (p, n) = (pop.0 as usize, trace.sizes[pop.0 as usize]);
+                for i in 0..n {
+                    let _ = write!(out.variables, "{id},{t},{},{i}", module.population(*pop).name);
+                    for (q, v) in &variables {
+                        if q == pop {
+                            let _ = write!(out.variables, ",{}", trace.state_after(t, p, v.0 as usize)[b * n + i]);
+                        } else {
+                            out.variables.push(',');
+                        }
+                    }
+                    out.variables.push('\n');
+                }
+            }
+        }
+    }
+}

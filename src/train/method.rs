@@ -1,0 +1,113 @@
+//! The learning-method seam. The training loop ([`crate::train::run`]) owns data order,
+//! epochs, phases, learning-rate schedules, metrics, records and checkpoints; a method plugs in
+//! with what it does with one batch: BPTT runs forward, backward through time and an
+//! optimiser step; STDP will change weights inside the forward loop through a
+//! [`crate::exec::engine::StepHook`]; FPTT will take a gradient every K steps; EventProp will
+//! record spike times and integrate an adjoint backwards. A method sees the engine only
+//! through [`crate::exec::engine::Engine`].
+
+use crate::exec::engine::{Ctx, Engine, EngineError};
+use crate::exec::real::Real;
+use crate::exec::state::{Params, SampleRef};
+use crate::ir::train::{Method, Phase, Train};
+use crate::ir::validate::Valid;
+use crate::train::hooks::RecordText;
+use crate::train::loss::LossError;
+
+/// Why a run stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunError {
+    /// The model has no train block.
+    NoTrainBlock,
+    /// The method's runtime is not built yet.
+    MethodNotBuilt { method: &'static str },
+    Engine(EngineError),
+    Loss(LossError),
+    /// A loss, a gradient or a parameter became NaN or infinite.
+    NonFinite { what: &'static str, epoch: usize, batch: usize },
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::NoTrainBlock => write!(f, "the model has no train block"),
+            RunError::MethodNotBuilt { method } => write!(f, "training supports `method = bptt` so far; the `{method}` runtime is not built yet"),
+            RunError::Engine(error) => write!(f, "{error}"),
+            RunError::Loss(error) => write!(f, "{error}"),
+            RunError::NonFinite { what, epoch, batch } => write!(f, "{what} became NaN or infinite in epoch {epoch}, batch {batch}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<EngineError> for RunError {
+    fn from(error: EngineError) -> RunError {
+        RunError::Engine(error)
+    }
+}
+
+impl From<LossError> for RunError {
+    fn from(error: LossError) -> RunError {
+        RunError::Loss(error)
+    }
+}
+
+/// One training example.
+#[derive(Clone, Copy, Debug)]
+pub struct Example<'a> {
+    pub sample: SampleRef<'a>,
+    pub label: usize,
+}
+
+/// What a method works with during one phase.
+pub struct Session<'a, F> {
+    pub module: &'a Valid,
+    pub train: &'a Train,
+    pub phase: &'a Phase,
+    pub engine: &'a dyn Engine<F>,
+    pub seed: u64,
+    /// Whether the train block records anything (then traces are written as CSV).
+    pub recording: bool,
+}
+
+impl<'a, F: Real> Session<'a, F> {
+    /// The engine's context for the network parameters `net`.
+    pub fn ctx<'n>(&self, net: &'n [F]) -> Ctx<'n, F>
+    where
+        'a: 'n,
+    {
+        Ctx { module: self.module, seed: self.seed, net }
+    }
+}
+
+/// What a method reports for one batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Each loss term summed over the batch's samples.
+    pub terms: Vec<f64>,
+    /// Samples whose prediction equals the label.
+    pub correct: usize,
+    /// The records of the batch's samples, in sample order.
+    pub records: RecordText,
+}
+
+/// A learning method: learns from one batch at a time.
+pub trait LearningMethod<F: Real>: Send {
+    fn name(&self) -> &'static str;
+
+    /// A new phase starts (a fresh optimiser, say).
+    fn begin_phase(&mut self, params: &Params<F>);
+
+    /// Learns from `batch`: changes `params` (and the network parameters' values `net`, which
+    /// `every sample` and `retry` actions may change) as the method says.
+    fn train_batch(&mut self, session: &Session<F>, params: &mut Params<F>, net: &mut Vec<f64>, batch: &[Example], lr: f64) -> Result<BatchOutcome, RunError>;
+}
+
+/// The method a train block names, through the seam.
+pub fn method_for<F: Real>(method: &Method) -> Result<Box<dyn LearningMethod<F>>, RunError> {
+    match method {
+        Method::Bptt { .. } => Ok(Box::new(crate::train::bptt::Bptt::default())),
+        Method::EventProp | Method::Fptt { .. } | Method::Stdp => Err(RunError::MethodNotBuilt { method: method.name() }),
+    }
+}

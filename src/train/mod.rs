@@ -1,0 +1,15 @@
+//! Training: the loop ([`run`]), the learning-method seam ([`method`]) with one module per
+//! method ([`bptt`] now; `stdp`, `eventprop` and `fptt` next), optimisers and schedules
+//! ([`optim`]), loss terms and their gradients ([`loss`]), the train block's per-sample hooks,
+//! clamps and records ([`hooks`]) and evaluation metrics ([`metrics`]).
+
+pub mod bptt;
+pub mod hooks;
+pub mod loss;
+pub mod method;
+pub mod metrics;
+pub mod optim;
+pub mod run;
+
+pub use method::RunError;
+pub use run::{EpochMetrics, Observer, Quiet, RunConfig, evaluate_module, train_module};

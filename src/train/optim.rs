@@ -1,0 +1,113 @@
+//! Optimisers (Adam, Adamax, SGD with momentum, weight decay, gradient-norm clipping) and
+//! learning-rate schedules, element-wise over [`Params`].
+
+use rayon::prelude::*;
+
+use crate::exec::real::Real;
+use crate::exec::state::{Grads, Params};
+use crate::ir::train::{LrSchedule, OptimizerKind};
+use crate::ir::{Module, VarKind};
+
+/// Elements per parallel chunk: fixed, so that results do not depend on the thread count.
+pub const CHUNK: usize = 1 << 14;
+
+/// The learning rate of `epoch` (0-based within its phase) under `schedule`.
+pub fn learning_rate(schedule: &LrSchedule, base: f64, epoch: usize) -> f64 {
+    match schedule {
+        LrSchedule::Constant => base,
+        LrSchedule::Step { every, gamma } => base * gamma.powi((epoch / (*every).max(1)) as i32),
+        LrSchedule::Exponential { gamma } => base * gamma.powi(epoch as i32),
+    }
+}
+
+/// Adam, Adamax or SGD state for every learnable value.
+pub struct Optimizer<F> {
+    m: Grads<F>,
+    v: Grads<F>,
+    step: i32,
+}
+
+impl<F: Real> Optimizer<F> {
+    pub fn new(params: &Params<F>) -> Optimizer<F> {
+        Optimizer { m: params.zeros_like(), v: params.zeros_like(), step: 0 }
+    }
+
+    /// Chunks the weight update of the last step was split into (for tests of determinism).
+    pub fn chunks(params: &Params<F>) -> usize {
+        params.weights.iter().map(|w| w.len().div_ceil(CHUNK)).sum()
+    }
+
+    /// One step of the optimiser on every trainable value.
+    pub fn update(&mut self, module: &Module, params: &mut Params<F>, grads: &Grads<F>, config: &crate::ir::train::Optimizer, lr: f64, clip: Option<f64>) {
+        self.step += 1;
+        let mut scale = 1.0;
+        if let Some(max_norm) = clip {
+            let norm: f64 = grads
+                .weights
+                .iter()
+                .flatten()
+                .chain(grads.neuron_params.iter().flatten().flatten())
+                .map(|g| g.into_f64() * g.into_f64())
+                .sum::<f64>()
+                .sqrt();
+            if norm > max_norm {
+                scale = max_norm / norm;
+            }
+        }
+        let of = F::of;
+        let (b1, b2, eps) = (of(config.beta1), of(config.beta2), of(config.eps));
+        let (lr, scale, decay, momentum) = (of(lr), of(scale), of(config.weight_decay), of(config.momentum));
+        // Bias corrections of this step, in f64 and then rounded once.
+        let (c1, c2) = (of(1.0 - config.beta1.powi(self.step)), of(1.0 - config.beta2.powi(self.step)));
+        let one = F::one();
+        let kind = config.kind;
+        let apply = move |p: &mut F, g: F, m: &mut F, v: &mut F| {
+            let g = g * scale + decay * *p;
+            match kind {
+                OptimizerKind::Sgd => {
+                    *m = momentum * *m + g;
+                    *p -= lr * *m;
+                }
+                OptimizerKind::Adam => {
+                    *m = b1 * *m + (one - b1) * g;
+                    *v = b2 * *v + (one - b2) * g * g;
+                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                }
+                OptimizerKind::Adamax => {
+                    *m = b1 * *m + (one - b1) * g;
+                    *v = (b2 * *v).max(g.abs());
+                    *p -= lr / c1 * *m / (*v + eps);
+                }
+            }
+        };
+        for (index, proj) in module.projections.iter().enumerate() {
+            if !proj.trainable {
+                continue;
+            }
+            params.weights[index]
+                .par_chunks_mut(CHUNK)
+                .zip(grads.weights[index].par_chunks(CHUNK))
+                .zip(self.m.weights[index].par_chunks_mut(CHUNK))
+                .zip(self.v.weights[index].par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| {
+                    for k in 0..p.len() {
+                        apply(&mut p[k], g[k], &mut m[k], &mut v[k]);
+                    }
+                });
+        }
+        for (p, pop) in module.populations.iter().enumerate() {
+            for (v, var) in pop.vars.iter().enumerate() {
+                if matches!(var.kind, VarKind::Param { trainable: true, .. }) {
+                    for k in 0..params.neuron_params[p][v].len() {
+                        apply(
+                            &mut params.neuron_params[p][v][k],
+                            grads.neuron_params[p][v][k],
+                            &mut self.m.neuron_params[p][v][k],
+                            &mut self.v.neuron_params[p][v][k],
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The training loop: phases, epochs, data order, learning-rate schedules, metrics and
+//! records; the learning method plugs in per batch ([`crate::train::method`]) and the engine
+//! is built once per run ([`crate::exec::engine::build`]).
+
+use crate::data::{Dataset, Stream};
+use crate::exec::engine::{self, Ctx, EngineKind};
+use crate::exec::real::Real;
+use crate::exec::state::{Params, SampleRef, init_params};
+use crate::ir::validate::Valid;
+use crate::train::hooks::RecordText;
+use crate::train::method::{Example, RunError, Session, method_for};
+use crate::train::metrics::{self, Evaluation};
+use crate::train::optim::learning_rate;
+
+/// Per-epoch metrics.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochMetrics {
+    pub phase: String,
+    pub epoch: usize,
+    pub lr: f64,
+    pub losses: Vec<(String, f64)>,
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+    /// Mean spikes per neuron per sample, per population, on the test set.
+    pub spikes_per_neuron: Vec<(String, f64)>,
+    /// Synaptic operations per test sample: every non-zero presynaptic value times its fan-out.
+    pub synaptic_ops: f64,
+    /// seeds/003 §4.3 on the dense layers, per test sample: the SNN's FLOPs summed over steps,
+    /// `(2 M F - 1) N + 2 N` with F the step's input firing rate, and the equivalent ANN's
+    /// `(2 M - 1) N + 2 N`.
+    pub snn_flops: f64,
+    pub ann_flops: f64,
+    pub seconds: f64,
+    pub train_samples_per_second: f64,
+}
+
+/// What to run: limits, seed and engine.
+#[derive(Clone, Debug, Default)]
+pub struct RunConfig {
+    pub epochs: Option<usize>,
+    pub limit_train: Option<usize>,
+    pub limit_test: Option<usize>,
+    pub seed: u64,
+    pub engine: EngineKind,
+}
+
+/// What the loop reports while it runs; the CLI writes files and progress from it.
+pub trait Observer<F> {
+    /// After every batch: samples done in this epoch, of `total`, and the running mean loss.
+    fn batch(&mut self, _done: usize, _total: usize, _running_loss: f64) {}
+    /// Records of the samples just trained, in sample order.
+    fn records(&mut self, _records: &RecordText) {}
+    /// After every epoch, with the parameters at its end.
+    fn epoch(&mut self, _metrics: &EpochMetrics, _params: &Params<F>) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl<F> Observer<F> for Quiet {}
+
+/// The random seed a run uses: the configuration's, mixed with the train block's.
+pub fn run_seed(module: &Valid, config: &RunConfig) -> u64 {
+    config.seed ^ module.train.as_ref().map_or(0, |t| t.seed)
+}
+
+/// Trains a module as its train block says, from `initial` parameters (or freshly drawn
+/// ones), and reports metrics after every epoch.
+pub fn train_module<F: Real>(
+    module: &Valid,
+    data: &Dataset,
+    config: &RunConfig,
+    initial: Option<Params<F>>,
+    observer: &mut dyn Observer<F>,
+) -> Result<(Params<F>, Vec<EpochMetrics>), RunError> {
+    let train = module.train.as_ref().ok_or(RunError::NoTrainBlock)?;
+    let seed = run_seed(module, config);
+    let mut params = initial.unwrap_or_else(|| init_params(module, seed));
+    let mut method = method_for::<F>(&train.method)?;
+    let engine = engine::build::<F>(config.engine, module)?;
+    let n_train = config.limit_train.map_or(data.train.len(), |l| l.min(data.train.len()));
+    let n_test = config.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
+    let mut net: Vec<f64> = module.net_values();
+    let mut history = Vec::new();
+    let mut global_epoch = 0;
+    for phase in &train.phases {
+        method.begin_phase(&params);
+        let session = Session { module, train, phase, engine: engine.as_ref(), seed, recording: !train.records.is_empty() };
+        let epochs = config.epochs.unwrap_or(phase.epochs);
+        for epoch in 0..epochs {
+            let started = std::time::Instant::now();
+            let lr = learning_rate(&train.schedule, phase.optimizer.lr, epoch);
+            let mut order: Vec<usize> = (0..n_train).collect();
+            Stream::new(seed.wrapping_add(1 + global_epoch as u64)).shuffle(&mut order);
+            let mut term_sums = vec![0.0; phase.losses.len()];
+            let mut correct = 0usize;
+            for (batch_index, chunk) in order.chunks(train.batch.max(1)).enumerate() {
+                let batch: Vec<Example> = chunk
+                    .iter()
+                    .map(|&i| Example { sample: SampleRef { id: i as u64, features: data.train.sample(i) }, label: usize::from(data.train.labels[i]) })
+                    .collect();
+                let outcome = method.train_batch(&session, &mut params, &mut net, &batch, lr).map_err(|e| match e {
+                    RunError::NonFinite { what, .. } => RunError::NonFinite { what, epoch: global_epoch + 1, batch: batch_index + 1 },
+                    other => other,
+                })?;
+                if params.has_non_finite() {
+                    return Err(RunError::NonFinite { what: "a parameter", epoch: global_epoch + 1, batch: batch_index + 1 });
+                }
+                for (sum, term) in term_sums.iter_mut().zip(&outcome.terms) {
+                    *sum += term;
+                }
+                correct += outcome.correct;
+                if session.recording {
+                    observer.records(&outcome.records);
+                }
+                let done = ((batch_index + 1) * train.batch.max(1)).min(n_train);
+                observer.batch(done, n_train, term_sums.iter().sum::<f64>() / done.max(1) as f64);
+            }
+            let train_seconds = started.elapsed().as_secs_f64();
+            let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
+            let ctx = Ctx { module, seed, net: &net_f };
+            let Evaluation { accuracy, spikes_per_neuron } = metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?;
+            let (synaptic_ops, snn_flops, ann_flops) = metrics::operation_counts(engine.as_ref(), &ctx, &params, &data.test, n_test.min(256));
+            let epoch_metrics = EpochMetrics {
+                phase: phase.name.clone(),
+                epoch: global_epoch + 1,
+                lr,
+                losses: phase.losses.iter().zip(&term_sums).map(|(t, s)| (t.name.clone(), s / n_train.max(1) as f64)).collect(),
+                train_accuracy: correct as f64 / n_train.max(1) as f64,
+                test_accuracy: accuracy,
+                spikes_per_neuron: module.populations.iter().zip(spikes_per_neuron).map(|(p, s)| (p.name.clone(), s)).collect(),
+                synaptic_ops,
+                snn_flops,
+                ann_flops,
+                seconds: started.elapsed().as_secs_f64(),
+                train_samples_per_second: n_train as f64 / train_seconds.max(1e-9),
+            };
+            observer.epoch(&epoch_metrics, &params);
+            history.push(epoch_metrics);
+            global_epoch += 1;
+        }
+    }
+    Ok((params, history))
+}
+
+/// Evaluates trained parameters on the test split with the engine `kind`.
+pub fn evaluate_module<F: Real>(module: &Valid, data: &Dataset, params: &Params<F>, config: &RunConfig) -> Result<Evaluation, RunError> {
+    let train = module.train.as_ref().ok_or(RunError::NoTrainBlock)?;
+    let engine = engine::build::<F>(config.engine, module)?;
+    let n_test = config.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
+    let net = module.net_values();
+    let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
+    let ctx = Ctx { module, seed: run_seed(module, config), net: &net_f };
+    Ok(metrics::evaluate(engine.as_ref(), &ctx, train, params, &data.test, n_test, &net)?)
+}
