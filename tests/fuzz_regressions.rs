@@ -9,11 +9,11 @@ fn fuzz_crashes_stay_fixed() {
         let path = entry.expect("entry").path();
         let bytes = std::fs::read(&path).expect("readable");
         let text = String::from_utf8_lossy(&bytes);
-        let checked = snnc::driver::check_text("fuzz.snn", &text, None);
+        let checked = snnc::cli::driver::check_text("fuzz.snn", &text, None);
         for diagnostic in &checked.diagnostics {
             let _ = diagnostic.render(80);
         }
-        let _ = snnc::fmt::format_source(&text);
+        let _ = snnc::front::fmt::format_source(&text);
         count += 1;
     }
     assert!(count > 0, "the regression corpus is not empty");

@@ -2,30 +2,34 @@
 //! sub-problems (no spikes, so the loss is differentiable), the surrogate chain on a spiking
 //! neuron, surrogate tails, determinism and a short training run.
 
-use snnc::data::yin_yang;
-use snnc::interp::{Params, SampleRef, init_params};
-use snnc::ir::Module;
-use snnc::runtime::{RunConfig, sample_gradients, train_module};
+mod common;
 
-fn module(text: &str) -> Module {
-    let checked = snnc::driver::check_text("g.snn", text, None);
-    assert!(!checked.has_errors(), "{}", snnc::driver::render_all(&checked.diagnostics, 100));
-    checked.outcome.module.expect("lowers")
+use snnc::data::yin_yang;
+use snnc::exec::engine::EngineKind;
+use snnc::exec::state::{Grads, Params, SampleRef, init_params};
+use snnc::ir::validate::Valid;
+use snnc::train::method::Example;
+use snnc::train::{RunConfig, train_module};
+
+fn module(text: &str) -> Valid {
+    common::valid(common::module(text))
 }
 
-fn loss_of(m: &Module, params: &Params, features: &[f32], label: usize) -> f64 {
-    let train = m.train.as_ref().expect("train");
-    sample_gradients(m, train, &train.phases[0], params, SampleRef { id: 3, features }, label, 11).expect("runs").terms.iter().sum()
+/// Loss terms and gradient of one sample on the f64 oracle.
+fn sample_gradients(m: &Valid, params: &Params<f64>, features: &[f32], id: u64, label: usize, seed: u64) -> (Vec<f64>, Grads<f64>) {
+    let engine = common::build::<f64>(EngineKind::Oracle, m);
+    let (outcome, grads) = common::gradients(m, engine.as_ref(), params, &[Example { sample: SampleRef { id, features }, label }], seed);
+    (outcome.terms, grads)
+}
+
+fn loss_of(m: &Valid, params: &Params<f64>, features: &[f32], label: usize) -> f64 {
+    sample_gradients(m, params, features, 3, label, 11).0.iter().sum()
 }
 
 /// Compares every weight and trainable parameter gradient with central differences.
-fn check_against_finite_differences(m: &Module, features: &[f32], label: usize) {
-    let train = m.train.as_ref().expect("train");
-    let params = init_params(m, 5);
-    let analytic = sample_gradients(m, train, &train.phases[0], &params, SampleRef { id: 3, features }, label, 11)
-        .expect("runs")
-        .grads
-        .expect("a gradient");
+fn check_against_finite_differences(m: &Valid, features: &[f32], label: usize) {
+    let params = init_params::<f64>(m, 5);
+    let analytic = sample_gradients(m, &params, features, 3, label, 11).1;
     let h = 1e-6;
     let mut checked = 0;
     for p in 0..params.weights.len() {
@@ -105,24 +109,22 @@ fn a_spike_contributes_its_surrogate_times_the_input() {
     let m = module(
         "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    steps = 1\n    input x[5] = repeat(sample)\n    population out[1] = Leaky(beta = 0, threshold = 1)\n    connect x -> out.i : dense(init = uniform(1.5, 1.5))\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid(slope = 4))\n    loss spikes = sum(count(out))\n    optimizer = adam(lr = 1e-3)\n}\n",
     );
-    let train = m.train.as_ref().unwrap();
-    let params = init_params(&m, 1);
+    let params = init_params::<f64>(&m, 1);
     // Only the first input is non-zero, so only its weight carries the spike's gradient.
     let x = 0.8f32;
-    let result =
-        sample_gradients(&m, train, &train.phases[0], &params, SampleRef { id: 0, features: &[x, 0.0, 0.0, 0.0, 0.0] }, 0, 1).unwrap();
+    let (terms, grads) = sample_gradients(&m, &params, &[x, 0.0, 0.0, 0.0, 0.0], 0, 0, 1);
     let v = 1.5 * f64::from(x);
-    assert_eq!(result.terms[0], 1.0, "the neuron spikes");
+    assert_eq!(terms[0], 1.0, "the neuron spikes");
     let expected = 1.0 / (1.0 + 4.0 * (v - 1.0).abs()).powi(2) * f64::from(x);
-    let g = result.grads.expect("a gradient").weights[0][0];
+    let g = grads.weights[0][0];
     assert!((g - expected).abs() < 1e-12, "{g} vs {expected}");
 }
 
 #[test]
 fn every_stdlib_surrogate_is_finite_in_its_tails_and_matches_its_formula() {
-    let checked = snnc::driver::check_text("s.snn", "import std::surrogates\n", None);
+    let checked = snnc::cli::driver::check_text("s.snn", "import std::surrogates\n", None);
     let program = &checked.outcome.program;
-    let mut sink_diags = snnc::diag::Diagnostics::default();
+    let mut sink_diags = snnc::front::diag::Diagnostics::default();
     let mut sink = snnc::lower::Sink { diagnostics: &mut sink_diags, file: program.file(0), main: program.file(0), enabled: true };
     let formulas: [(&str, fn(f64) -> f64); 5] = [
         ("fast_sigmoid", |x| 1.0 / (1.0 + 25.0 * x.abs()).powi(2)),
@@ -137,7 +139,9 @@ fn every_stdlib_surrogate_is_finite_in_its_tails_and_matches_its_formula() {
     for (name, def) in &program.surrogates {
         let surrogate = snnc::lower::neuron::lower_surrogate(&def.def, &Default::default(), &mut sink);
         for x in [-1e6, -1e3, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 1e3, 1e6] {
-            let g = snnc::tape::surrogate_grad(&surrogate, x);
+            let g: f64 = snnc::exec::oracle::tape::surrogate_grad(&surrogate, x);
+            let g32: f32 = snnc::exec::oracle::tape::surrogate_grad(&surrogate, x as f32);
+            assert!(g32.is_finite(), "{name}({x}) in f32 = {g32}");
             assert!(g.is_finite(), "{name}({x}) = {g}");
             if let Some((_, formula)) = formulas.iter().find(|(n, _)| n == name) {
                 assert!((g - formula(x)).abs() < 1e-12, "{name}({x}): {g} vs {}", formula(x));
@@ -147,22 +151,20 @@ fn every_stdlib_surrogate_is_finite_in_its_tails_and_matches_its_formula() {
     assert!(program.surrogates.contains_key("gaussian_mixture"));
 }
 
-fn quick_yin_yang() -> Module {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yin_yang.snn");
-    let mut m = snnc::driver::check_path(std::path::Path::new(path)).unwrap().outcome.module.unwrap();
+fn quick_yin_yang() -> Valid {
+    let mut m = common::load("yin_yang.snn");
     m.train.as_mut().unwrap().batch = 16;
-    m
+    common::valid(m)
 }
 
 #[test]
 fn same_seed_same_weights_for_any_thread_count() {
     let m = quick_yin_yang();
     let data = yin_yang(64, 16, 42);
-    let config =
-        RunConfig { epochs: Some(1), limit_train: Some(64), limit_test: Some(16), seed: 1, backend: snnc::runtime::Backend::Interp };
+    let config = RunConfig { epochs: Some(1), limit_train: Some(64), limit_test: Some(16), seed: 1, engine: EngineKind::Oracle };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| train_module(&m, &data, &config, |_| {}, |_, _, _| {}).unwrap().0)
+        pool.install(|| train_module::<f64>(&m, &data, &config, None, &mut snnc::train::Quiet).unwrap().0)
     };
     let one = run(1);
     assert_eq!(one, run(2));
@@ -173,8 +175,8 @@ fn same_seed_same_weights_for_any_thread_count() {
 fn a_short_yin_yang_run_lowers_the_loss() {
     let m = quick_yin_yang();
     let data = yin_yang(480, 120, 42);
-    let config = RunConfig { epochs: Some(3), limit_train: None, limit_test: None, seed: 2, backend: snnc::runtime::Backend::Interp };
-    let (_, history) = train_module(&m, &data, &config, |_| {}, |_, _, _| {}).unwrap();
+    let config = RunConfig { epochs: Some(3), limit_train: None, limit_test: None, seed: 2, engine: EngineKind::Oracle };
+    let (_, history) = train_module::<f64>(&m, &data, &config, None, &mut snnc::train::Quiet).unwrap();
     let first = history[0].losses[0].1;
     let last = history[2].losses[0].1;
     assert!(last < 0.9 * first, "loss fell from {first} to {last}");

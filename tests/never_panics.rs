@@ -100,14 +100,14 @@ proptest! {
         for m in &mutations {
             text = apply(&text, m);
         }
-        let checked = snnc::driver::check_text("mutated.snn", &text, None);
+        let checked = snnc::cli::driver::check_text("mutated.snn", &text, None);
         for diagnostic in &checked.diagnostics {
             // Rendering must not panic either, and spans stay inside the text.
             prop_assert!(diagnostic.primary.span.end <= text.len() + 1);
             let _ = diagnostic.render(80);
         }
-        if let Ok(formatted) = snnc::fmt::format_source(&text) {
-            let again = snnc::fmt::format_source(&formatted);
+        if let Ok(formatted) = snnc::front::fmt::format_source(&text) {
+            let again = snnc::front::fmt::format_source(&formatted);
             prop_assert!(again.is_ok(), "formatted output parses");
             prop_assert_eq!(again.unwrap(), formatted, "fmt is idempotent on mutated input");
         }

@@ -5,10 +5,10 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let checked = snnc::driver::check_text("fuzz.snn", text, None);
+        let checked = snnc::cli::driver::check_text("fuzz.snn", text, None);
         for diagnostic in &checked.diagnostics {
             let _ = diagnostic.render(80);
         }
-        let _ = snnc::fmt::format_source(text);
+        let _ = snnc::front::fmt::format_source(text);
     }
 });

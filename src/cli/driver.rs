@@ -83,8 +83,8 @@ pub fn apply_sets(module: &mut crate::ir::Module, sets: &[(String, String)]) -> 
                 None => {
                     let mut keys = vec!["steps", "batch", "epochs", "lr", "seed"];
                     keys.extend(module.params.iter().map(|(n, _)| n.as_str()));
-                    let help =
-                        crate::front::diag::did_you_mean(name, keys.iter().copied()).map_or(String::new(), |s| format!(" (did you mean `{s}`?)"));
+                    let help = crate::front::diag::did_you_mean(name, keys.iter().copied())
+                        .map_or(String::new(), |s| format!(" (did you mean `{s}`?)"));
                     return Err(format!("--set {name}: not a setting of this model{help}; settings: {}", keys.join(", ")));
                 }
             },
@@ -120,7 +120,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn save_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params: &Params<F>, model: &str) -> Result<(), String> {
     let dtype = if F::BYTES == 4 { safetensors::Dtype::F32 } else { safetensors::Dtype::F64 };
     let bytes_of = |values: &[F]| -> Vec<u8> {
-        values.iter().flat_map(|w| if F::BYTES == 4 { (w.into_f64() as f32).to_le_bytes().to_vec() } else { w.into_f64().to_le_bytes().to_vec() }).collect()
+        values
+            .iter()
+            .flat_map(|w| if F::BYTES == 4 { (w.into_f64() as f32).to_le_bytes().to_vec() } else { w.into_f64().to_le_bytes().to_vec() })
+            .collect()
     };
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (index, proj) in module.projections.iter().enumerate() {

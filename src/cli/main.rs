@@ -312,7 +312,16 @@ impl<F: Real> Observer<F> for Console<'_> {
 fn print_epoch(metrics: &snnc::train::EpochMetrics, header_printed: &mut bool) {
     if !*header_printed {
         let terms: Vec<String> = metrics.losses.iter().map(|(n, _)| format!("{n:>10}")).collect();
-        outln!("{:>5} {:>8} {} {:>9} {:>9} {:>10} {:>8}", "epoch", "phase", terms.join(" "), "train acc", "test acc", "samples/s", "seconds");
+        outln!(
+            "{:>5} {:>8} {} {:>9} {:>9} {:>10} {:>8}",
+            "epoch",
+            "phase",
+            terms.join(" "),
+            "train acc",
+            "test acc",
+            "samples/s",
+            "seconds"
+        );
         *header_printed = true;
     }
     let terms: Vec<String> = metrics.losses.iter().map(|(_, v)| format!("{v:>10.4}")).collect();
@@ -440,7 +449,8 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -
     }
     let json = serde_json::to_string_pretty(history).map_err(|e| e.to_string())?;
     for (name, bytes) in [("metrics.csv", csv.into_bytes()), ("metrics.json", json.into_bytes())] {
-        snnc::cli::driver::write_atomically(&out.join(name), &bytes).map_err(|e| format!("cannot write {}: {e}", out.join(name).display()))?;
+        snnc::cli::driver::write_atomically(&out.join(name), &bytes)
+            .map_err(|e| format!("cannot write {}: {e}", out.join(name).display()))?;
     }
     Ok(())
 }
@@ -451,7 +461,8 @@ fn eval<F: Real>(file: &PathBuf, checkpoint: &std::path::Path, options: &RunOpti
     let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
     let mut params = snnc::exec::state::init_params::<F>(&module, train.seed);
     snnc::cli::driver::load_checkpoint(checkpoint, &module, &mut params)?;
-    let config = snnc::train::RunConfig { limit_test: options.limit_test, seed: options.seed, engine: options.engine, ..Default::default() };
+    let config =
+        snnc::train::RunConfig { limit_test: options.limit_test, seed: options.seed, engine: options.engine, ..Default::default() };
     let evaluation = snnc::train::evaluate_module(&module, &data, &params, &config).map_err(|e| e.to_string())?;
     let n = options.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
     outln!("test accuracy {:.2}% on {n} samples ({:?} engine in {})", 100.0 * evaluation.accuracy, options.engine, F::NAME);

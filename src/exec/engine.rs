@@ -32,9 +32,14 @@ pub enum EngineKind {
 pub enum EngineError {
     Jit(JitError),
     /// A population's step could not be differentiated (`rand()` inside a neuron).
-    Gradient { population: String, message: String },
+    Gradient {
+        population: String,
+        message: String,
+    },
     /// Gradients were asked of a model whose method has no surrogate gradient.
-    NoGradient { method: &'static str },
+    NoGradient {
+        method: &'static str,
+    },
 }
 
 impl std::fmt::Display for EngineError {
@@ -179,7 +184,8 @@ impl<F: Real> Engine<F> for Oracle {
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError> {
         let method = ctx.module.train.as_ref().map(|t| &t.method);
-        let surrogate = method.and_then(Method::surrogate).ok_or(EngineError::NoGradient { method: method.map_or("none", Method::name) })?;
+        let surrogate =
+            method.and_then(Method::surrogate).ok_or(EngineError::NoGradient { method: method.map_or("none", Method::name) })?;
         oracle::backward::backward(ctx.module, params, trace, readout, grads, surrogate, shard.samples, ctx.seed, ctx.net);
         Ok(Vec::new())
     }

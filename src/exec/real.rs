@@ -9,9 +9,7 @@ use std::ops::{AddAssign, MulAssign, SubAssign};
 use std::thread::LocalKey;
 
 /// A float type the engines can compute in: `f32` or `f64`.
-pub trait Real:
-    num_traits::Float + AddAssign + SubAssign + MulAssign + Sum + Default + Debug + Display + Send + Sync + 'static
-{
+pub trait Real: num_traits::Float + AddAssign + SubAssign + MulAssign + Sum + Default + Debug + Display + Send + Sync + 'static {
     /// `f32` or `f64`, as `--precision` spells it.
     const NAME: &'static str;
     /// Bytes per value.

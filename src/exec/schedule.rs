@@ -10,6 +10,7 @@
 
 use std::ops::Range;
 
+use crate::data::uniform_prefix;
 use crate::exec::engine::{ParamsAccess, StepHook};
 use crate::exec::jit::Compiled;
 use crate::exec::kernels::connectivity::{project, project_backward};
@@ -18,7 +19,6 @@ use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gem
 use crate::exec::pool::{overwritten, spare, zeroed};
 use crate::exec::real::Real;
 use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ReadoutGrads, SampleRef, Trace, initial_values};
-use crate::data::uniform_prefix;
 use crate::ir::{self, Connectivity, Module, PopId, Source};
 
 /// Writes every input's encoder output for every active step into the trace; an input that
@@ -84,7 +84,14 @@ pub fn is_hoisted(module: &Module, proj: &ir::Projection) -> bool {
 
 /// Sums every projection into population `p`'s ports for the steps in `range`. Sources must be
 /// written for the steps read: in a feed-forward schedule every earlier population is complete.
-fn deliver<F: Real>(module: &Module, params: &Params<F>, p: usize, range: Range<usize>, trace: &mut Trace<F>, hoisted: &mut [Option<Vec<F>>]) {
+fn deliver<F: Real>(
+    module: &Module,
+    params: &Params<F>,
+    p: usize,
+    range: Range<usize>,
+    trace: &mut Trace<F>,
+    hoisted: &mut [Option<Vec<F>>],
+) {
     let batch = trace.batch;
     let r_post = trace.row(p);
     let Trace { ports, spikes, inputs, .. } = trace;
@@ -124,7 +131,14 @@ fn deliver<F: Real>(module: &Module, params: &Params<F>, p: usize, range: Range<
 
 /// Encodes every time-constant input of the batch and projects it: one GEMM per hoisted dense
 /// projection over all the batch's rows.
-pub fn hoist<F: Real>(compiled: &Compiled<F>, module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64, net: &[F]) -> Hoisted<F> {
+pub fn hoist<F: Real>(
+    compiled: &Compiled<F>,
+    module: &Module,
+    params: &Params<F>,
+    samples: &[SampleRef],
+    seed: u64,
+    net: &[F],
+) -> Hoisted<F> {
     let batch = samples.len();
     let mut hoisted = Hoisted::none(module);
     for (index, proj) in module.projections.iter().enumerate() {
@@ -239,7 +253,15 @@ impl<F: Real> Backward<'_, F> {
     /// The adjoint of population `p`'s step `t`: `carry` goes in as d(state after) (without
     /// the readout's part, added here) and comes out as d(state before); the port adjoints are
     /// written to `d_ports`.
-    fn step(&self, p: usize, t: usize, readout: &ReadoutGrads<F>, carry: &mut Vec<Vec<F>>, scratch: &mut Vec<Vec<F>>, d_ports: &mut [&mut [F]]) {
+    fn step(
+        &self,
+        p: usize,
+        t: usize,
+        readout: &ReadoutGrads<F>,
+        carry: &mut Vec<Vec<F>>,
+        scratch: &mut Vec<Vec<F>>,
+        d_ports: &mut [&mut [F]],
+    ) {
         let r = self.trace.row(p);
         for (v, g) in carry.iter_mut().enumerate() {
             if let Some(readout) = readout.state_at(t, p, v) {
@@ -258,7 +280,15 @@ impl<F: Real> Backward<'_, F> {
 
     /// Port adjoints of population `p` over the steps in `range` (`g_ports` holds their rows)
     /// to weight gradients and to the spike gradients of source populations.
-    fn projections(&self, p: usize, range: Range<usize>, g_ports: &[Vec<F>], readout: &mut ReadoutGrads<F>, grads: &mut Grads<F>, hoisted: &mut [Option<Vec<F>>]) {
+    fn projections(
+        &self,
+        p: usize,
+        range: Range<usize>,
+        g_ports: &[Vec<F>],
+        readout: &mut ReadoutGrads<F>,
+        grads: &mut Grads<F>,
+        hoisted: &mut [Option<Vec<F>>],
+    ) {
         let (module, trace) = (self.module, self.trace);
         let batch = trace.batch;
         let r_post = trace.row(p);
@@ -405,7 +435,16 @@ pub fn step_adjoint<F: Real>(
 /// when asked for. Dense projections are GEMMs (the weight gradient event-driven for sparse
 /// spikes); others go row by row.
 #[allow(clippy::too_many_arguments)]
-fn project_grad<F: Real>(module: &Module, index: usize, w: &[F], x: Rows<F>, g: &[F], rows: usize, dw: Option<&mut [F]>, dx: Option<&mut [F]>) {
+fn project_grad<F: Real>(
+    module: &Module,
+    index: usize,
+    w: &[F],
+    x: Rows<F>,
+    g: &[F],
+    rows: usize,
+    dw: Option<&mut [F]>,
+    dx: Option<&mut [F]>,
+) {
     if rows == 0 {
         return;
     }

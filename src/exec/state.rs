@@ -64,7 +64,11 @@ impl<F: Real> Params<F> {
     pub fn convert<G: Real>(&self) -> Params<G> {
         Params {
             weights: self.weights.iter().map(|w| w.iter().map(|x| G::of(x.into_f64())).collect()).collect(),
-            neuron_params: self.neuron_params.iter().map(|p| p.iter().map(|v| v.iter().map(|x| G::of(x.into_f64())).collect()).collect()).collect(),
+            neuron_params: self
+                .neuron_params
+                .iter()
+                .map(|p| p.iter().map(|v| v.iter().map(|x| G::of(x.into_f64())).collect()).collect())
+                .collect(),
         }
     }
 
@@ -180,7 +184,12 @@ impl<F: Real> Trace<F> {
                 .zip(&sizes)
                 .map(|(pop, n)| vec![vec![F::zero(); (steps + 1) * batch * n]; pop.vars.len()])
                 .collect(),
-            ports: module.populations.iter().zip(&sizes).map(|(pop, n)| vec![vec![F::zero(); steps * batch * n]; pop.ports.len()]).collect(),
+            ports: module
+                .populations
+                .iter()
+                .zip(&sizes)
+                .map(|(pop, n)| vec![vec![F::zero(); steps * batch * n]; pop.ports.len()])
+                .collect(),
             refractory: sizes.iter().map(|n| vec![0; steps * batch * n]).collect(),
             inputs: input_sizes.iter().map(|n| vec![F::zero(); steps * batch * n]).collect(),
             sizes,
@@ -289,7 +298,14 @@ pub struct SampleRef<'a> {
     pub features: &'a [f32],
 }
 
-pub fn initial_values<F: Real>(pop: &Population, p: usize, params: &Params<F>, batch: usize, seed: u64, samples: &[SampleRef]) -> Vec<Vec<F>> {
+pub fn initial_values<F: Real>(
+    pop: &Population,
+    p: usize,
+    params: &Params<F>,
+    batch: usize,
+    seed: u64,
+    samples: &[SampleRef],
+) -> Vec<Vec<F>> {
     let n = pop.size();
     pop.vars
         .iter()

@@ -11,8 +11,8 @@
 //! at `lhs - rhs` and zero while refractory; conditions (jump tests, the reset's condition,
 //! comparisons) are detached, as in snnTorch.
 
-use crate::ir::{BinaryOp, ExprId, Exprs, Func, Global, Node, Population, UnaryOp, Update};
 use crate::ir::train::Surrogate;
+use crate::ir::{BinaryOp, ExprId, Exprs, Func, Global, Node, Population, UnaryOp, Update};
 
 /// One population step and its adjoint, in one arena.
 #[derive(Clone, Debug, PartialEq)]

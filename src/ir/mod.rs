@@ -203,7 +203,9 @@ impl Exprs {
             Node::Global(_) | Node::Var(_) | Node::Port(_) => f64::NAN,
             Node::Unary(UnaryOp::Neg, a) => -self.eval_constant(*a, dt, net),
             Node::Unary(UnaryOp::Not, a) => f64::from(u8::from(self.eval_constant(*a, dt, net) == 0.0)),
-            Node::Binary(op, a, b) => eval_binary(*op, self.eval_constant(*a, dt, net), self.eval_constant(*b, dt, net)).unwrap_or(f64::NAN),
+            Node::Binary(op, a, b) => {
+                eval_binary(*op, self.eval_constant(*a, dt, net), self.eval_constant(*b, dt, net)).unwrap_or(f64::NAN)
+            }
             Node::Call(func, args) => {
                 let values: Vec<f64> = args.iter().map(|a| self.eval_constant(*a, dt, net)).collect();
                 eval_func(*func, &values).unwrap_or(f64::NAN)

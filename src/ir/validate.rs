@@ -95,7 +95,8 @@ pub fn validate(module: Module) -> Result<Valid, ValidationError> {
                 return Err(ValidationError::Index { owner, what: "port", index: jump.port.0 });
             }
         }
-        let roots = pop.threshold.iter().flat_map(|t| [t.lhs, t.rhs]).chain(pop.refractory).chain(pop.observables.iter().map(|(_, id)| *id));
+        let roots =
+            pop.threshold.iter().flat_map(|t| [t.lhs, t.rhs]).chain(pop.refractory).chain(pop.observables.iter().map(|(_, id)| *id));
         for id in roots {
             check_id(&pop.exprs, id, &owner)?;
         }
@@ -173,9 +174,5 @@ fn check_exprs(exprs: &Exprs, owner: &str, n_vars: u32, n_ports: u32, n_net: u32
 }
 
 fn check_id(exprs: &Exprs, id: ExprId, owner: &str) -> Result<(), ValidationError> {
-    if (id.0 as usize) < exprs.nodes.len() {
-        Ok(())
-    } else {
-        Err(ValidationError::ArenaOrder { owner: owner.to_string(), node: id.0 })
-    }
+    if (id.0 as usize) < exprs.nodes.len() { Ok(()) } else { Err(ValidationError::ArenaOrder { owner: owner.to_string(), node: id.0 }) }
 }

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::front::ast::{self, BinaryOp, ExprKind, Span, UnaryOp};
 use crate::front::diag::{Diagnostic, suggestion_help};
+use crate::front::units::{self, Unit};
 use crate::ir::{ExprId, Exprs, Func, Global, Node, PortId, VarId};
 use crate::lower::Sink;
-use crate::front::units::{self, Unit};
 
 #[derive(Clone, Debug)]
 pub enum Binding {

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use crate::front::ast::{self, ConnFlag, NetworkStmt, Span};
 use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
+use crate::front::units::{self, Unit};
 use crate::ir::{self, Connectivity, Exprs, Global, Init, InputId, Module, PopId, PortId, Projection, Source};
 use crate::lower::expr::{Binding, Env, Lowerer};
 use crate::lower::neuron::{Override, lower_encoder_body, lower_init, lower_neuron, lower_synapse};
 use crate::lower::{Program, Sink, SourceMap};
-use crate::front::units::{self, Unit};
 
 pub const NETWORK_SETTINGS: [&str; 4] = ["steps", "dt", "duration", "rest"];
 pub const CONNECTIVITIES: [&str; 5] = ["dense", "one_to_one", "all_to_all_but_self", "conv2d", "conv_transpose2d"];

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use crate::front::ast::{self, AssignOp, BinaryOp, ExprKind, Modifier, NeuronStmt, Span, Stmt, SynapseStmt, UnaryOp};
 use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
+use crate::front::units::{self, Unit};
 use crate::ir::{self, ExprId, Exprs, Global, Init, InputJump, Integration, Node, PortId, Threshold, Update, Var, VarId, VarKind};
 use crate::lower::expr::{Binding, Env, Lowerer};
 use crate::lower::{Program, Sink};
-use crate::front::units::{self, Unit};
 
 /// A parameter value given at instantiation: `Leaky(beta = 0.5)`.
 #[derive(Clone, Debug)]

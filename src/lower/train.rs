@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use crate::front::ast::{self, BinaryOp, ExprKind, Span, Stmt, TrainStmt, UnaryOp};
 use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
-use crate::ir::{Integration, Module, PopId, ProjId};
+use crate::front::units::{self, Unit};
 use crate::ir::train::*;
+use crate::ir::{Integration, Module, PopId, ProjId};
 use crate::lower::neuron::lower_surrogate;
 use crate::lower::{Program, Sink};
-use crate::front::units::{self, Unit};
 
 pub const TRAIN_SETTINGS: [&str; 9] = ["data", "method", "predict", "optimizer", "batch", "epochs", "schedule", "clip", "seed"];
 pub const METHODS: [&str; 4] = ["bptt", "eventprop", "fptt", "stdp"];

@@ -43,65 +43,94 @@ impl<F: Real> LearningMethod<F> for Bptt<F> {
         self.optimizer = Some(Optimizer::new(params));
     }
 
-    fn train_batch(&mut self, session: &Session<F>, params: &mut Params<F>, net: &mut Vec<f64>, batch: &[Example], lr: f64) -> Result<BatchOutcome, RunError> {
-        let (module, train) = (session.module, session.train);
-        let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
-        let mut total = params.zeros_like();
-        let add = |result: ShardResult<F>, total: &mut Grads<F>, outcome: &mut BatchOutcome| {
-            total.add(&result.grads);
-            for (sum, term) in outcome.terms.iter_mut().zip(&result.terms) {
-                *sum += term;
-            }
-            outcome.correct += result.correct;
-            outcome.records.spikes.push_str(&result.records.spikes);
-            outcome.records.variables.push_str(&result.records.variables);
-        };
-        if hooks::needs_sequential(train) {
-            for example in batch {
-                hooks::apply_actions(module, &train.before_sample, params, net);
-                let (trace, net_used) = present_with_retry(session, params, net, example)?;
-                let result = shard_from_trace(session, params, &net_used, &[*example], trace, None)?;
-                add(result, &mut total, &mut outcome);
-            }
-        } else {
-            hooks::apply_actions(module, &train.before_sample, params, net);
-            let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
-            let ctx = session.ctx(&net_f);
-            let samples: Vec<SampleRef> = batch.iter().map(|e| e.sample).collect();
-            let hoisted = session.engine.prepare(&ctx, params, &samples);
-            let shared: &Params<F> = params;
-            let results: Vec<Result<ShardResult<F>, RunError>> = batch
-                .par_chunks(SHARD)
-                .enumerate()
-                .map(|(s, examples)| {
-                    let samples = &samples[s * SHARD..s * SHARD + examples.len()];
-                    let shard = Shard { samples, hoisted: Some(HoistedRows { hoisted: &hoisted, from: s * SHARD }) };
-                    let trace = session.engine.forward(&ctx, ParamsAccess::Shared(shared), shard, None);
-                    shard_from_trace(session, shared, net, examples, trace, Some(shard))
-                })
-                .collect();
-            let mut sums = Vec::with_capacity(results.len());
-            for result in results {
-                let mut result = result?;
-                sums.push(std::mem::take(&mut result.hoisted_sums));
-                add(result, &mut total, &mut outcome);
-            }
-            session.engine.finish_batch(&ctx, &hoisted, &sums, &mut total);
-        }
-        total.scale(F::of(1.0 / batch.len().max(1) as f64));
+    fn train_batch(
+        &mut self,
+        session: &Session<F>,
+        params: &mut Params<F>,
+        net: &mut Vec<f64>,
+        batch: &[Example],
+        lr: f64,
+    ) -> Result<BatchOutcome, RunError> {
+        let (outcome, total) = batch_gradients(session, params, net, batch)?;
         if outcome.terms.iter().any(|t| !t.is_finite()) {
             return Err(RunError::NonFinite { what: "a loss term", epoch: 0, batch: 0 });
         }
+        if total.has_non_finite() {
+            return Err(RunError::NonFinite { what: "a gradient", epoch: 0, batch: 0 });
+        }
         let optimizer = self.optimizer.get_or_insert_with(|| Optimizer::new(params));
-        optimizer.update(module, params, &total, &session.phase.optimizer, lr, train.clip_grad_norm);
+        optimizer.update(session.module, params, &total, &session.phase.optimizer, lr, session.train.clip_grad_norm);
         Ok(outcome)
     }
+}
+
+/// Loss terms and the mean gradient of a batch, without the optimiser step: what
+/// [`Bptt::train_batch`] computes before it updates the parameters (and what tests compare
+/// across engines). `params` and `net` change only by the train block's `every sample`
+/// actions.
+pub fn batch_gradients<F: Real>(
+    session: &Session<F>,
+    params: &mut Params<F>,
+    net: &mut Vec<f64>,
+    batch: &[Example],
+) -> Result<(BatchOutcome, Grads<F>), RunError> {
+    let (module, train) = (session.module, session.train);
+    let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
+    let mut total = params.zeros_like();
+    let add = |result: ShardResult<F>, total: &mut Grads<F>, outcome: &mut BatchOutcome| {
+        total.add(&result.grads);
+        for (sum, term) in outcome.terms.iter_mut().zip(&result.terms) {
+            *sum += term;
+        }
+        outcome.correct += result.correct;
+        outcome.records.spikes.push_str(&result.records.spikes);
+        outcome.records.variables.push_str(&result.records.variables);
+    };
+    if hooks::needs_sequential(train) {
+        for example in batch {
+            hooks::apply_actions(module, &train.before_sample, params, net);
+            let (trace, net_used) = present_with_retry(session, params, net, example)?;
+            let result = shard_from_trace(session, params, &net_used, &[*example], trace, None)?;
+            add(result, &mut total, &mut outcome);
+        }
+    } else {
+        hooks::apply_actions(module, &train.before_sample, params, net);
+        let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
+        let ctx = session.ctx(&net_f);
+        let samples: Vec<SampleRef> = batch.iter().map(|e| e.sample).collect();
+        let hoisted = session.engine.prepare(&ctx, params, &samples);
+        let shared: &Params<F> = params;
+        let results: Vec<Result<ShardResult<F>, RunError>> = batch
+            .par_chunks(SHARD)
+            .enumerate()
+            .map(|(s, examples)| {
+                let samples = &samples[s * SHARD..s * SHARD + examples.len()];
+                let shard = Shard { samples, hoisted: Some(HoistedRows { hoisted: &hoisted, from: s * SHARD }) };
+                let trace = session.engine.forward(&ctx, ParamsAccess::Shared(shared), shard, None);
+                shard_from_trace(session, shared, net, examples, trace, Some(shard))
+            })
+            .collect();
+        let mut sums = Vec::with_capacity(results.len());
+        for result in results {
+            let mut result = result?;
+            sums.push(std::mem::take(&mut result.hoisted_sums));
+            add(result, &mut total, &mut outcome);
+        }
+        session.engine.finish_batch(&ctx, &hoisted, &sums, &mut total);
+    }
+    total.scale(F::of(1.0 / batch.len().max(1) as f64));
+    Ok((outcome, total))
 }
 
 /// Runs one example forward as the train block says: again with the `retry` actions applied
 /// while the retry condition holds, at most `max` more times. Returns the last trace and the
 /// network parameters it ran with.
-fn present_with_retry<F: Real>(session: &Session<F>, params: &Params<F>, net: &mut [f64], example: &Example) -> Result<(Trace<F>, Vec<f64>), RunError> {
+fn present_with_retry<F: Real>(
+    session: &Session<F>,
+    params: &Params<F>,
+    net: &mut [f64],
+    example: &Example,
+) -> Result<(Trace<F>, Vec<f64>), RunError> {
     let (module, train) = (session.module, session.train);
     let mut attempt = 0;
     loop {

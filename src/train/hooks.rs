@@ -78,14 +78,21 @@ pub struct Clamps {
 impl Clamps {
     /// The clamp values of a batch from the train block's clamp expressions, which read the
     /// label (and constants) only.
-    pub fn of<F: Real>(module: &Module, train: &Train, params: &Params<F>, samples: &[(usize, &[f32])], net: &[f64]) -> Result<Clamps, LossError> {
+    pub fn of<F: Real>(
+        module: &Module,
+        train: &Train,
+        params: &Params<F>,
+        samples: &[(usize, &[f32])],
+        net: &[f64],
+    ) -> Result<Clamps, LossError> {
         let mut rows = Vec::new();
         let empty: Trace<F> = Trace::new(module, 1);
         for (pop, expr) in &train.clamps {
             let n = module.population(*pop).size();
             let mut row = Vec::with_capacity(samples.len() * n);
             for (label, features) in samples {
-                let values = loss::evaluate(module, &train.exprs, &empty, 0, params, SampleInputs { label: *label, features, net }, &[*expr])?;
+                let values =
+                    loss::evaluate(module, &train.exprs, &empty, 0, params, SampleInputs { label: *label, features, net }, &[*expr])?;
                 let value = &values[expr.0 as usize];
                 row.extend((0..n).map(|i| value.data[if value.width == 1 { 0 } else { i }]));
             }

@@ -5,8 +5,8 @@ use std::fmt;
 
 use crate::exec::real::Real;
 use crate::exec::state::{Params, ReadoutGrads, Trace};
-use crate::ir::{BinaryOp, Module, UnaryOp, eval_binary};
 use crate::ir::train::{Readout, TExprId, TExprs, TFunc, TNode};
+use crate::ir::{BinaryOp, Module, UnaryOp, eval_binary};
 
 /// A value of a training expression for one sample: `data[t * width + i]` when per step.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,7 +47,9 @@ pub enum LossError {
 impl fmt::Display for LossError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LossError::Readout { readout, method } => write!(f, "`{readout}` is computed by the `{method}` runtime, which is not built yet"),
+            LossError::Readout { readout, method } => {
+                write!(f, "`{readout}` is computed by the `{method}` runtime, which is not built yet")
+            }
             LossError::Observable { name, message } => write!(f, "observable `{name}`: {message}"),
             LossError::ObservableReadsInput { name } => write!(f, "observable `{name}` reads an input; its gradient is not built yet"),
         }
@@ -136,7 +138,8 @@ fn needed(exprs: &TExprs, roots: &[TExprId]) -> Vec<bool> {
                 needed[b.0 as usize] = true;
             }
             TNode::Call(_, args) => args.iter().for_each(|a| needed[a.0 as usize] = true),
-            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::NetParam(_) | TNode::Readout(_) | TNode::WeightL2(_) => {}
+            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::NetParam(_) | TNode::Readout(_) | TNode::WeightL2(_) => {
+            }
         }
     }
     needed
@@ -165,7 +168,9 @@ fn readout_value<F: Real>(module: &Module, trace: &Trace<F>, b: usize, readout: 
             Value {
                 per_step: true,
                 width: n,
-                data: (0..steps).flat_map(|t| trace.state_after(t, p.0 as usize, v.0 as usize)[b * n..(b + 1) * n].iter().map(|x| x.into_f64())).collect(),
+                data: (0..steps)
+                    .flat_map(|t| trace.state_after(t, p.0 as usize, v.0 as usize)[b * n..(b + 1) * n].iter().map(|x| x.into_f64()))
+                    .collect(),
             }
         }
         Readout::Observable(p, o) => {

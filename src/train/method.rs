@@ -20,18 +20,26 @@ pub enum RunError {
     /// The model has no train block.
     NoTrainBlock,
     /// The method's runtime is not built yet.
-    MethodNotBuilt { method: &'static str },
+    MethodNotBuilt {
+        method: &'static str,
+    },
     Engine(EngineError),
     Loss(LossError),
     /// A loss, a gradient or a parameter became NaN or infinite.
-    NonFinite { what: &'static str, epoch: usize, batch: usize },
+    NonFinite {
+        what: &'static str,
+        epoch: usize,
+        batch: usize,
+    },
 }
 
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RunError::NoTrainBlock => write!(f, "the model has no train block"),
-            RunError::MethodNotBuilt { method } => write!(f, "training supports `method = bptt` so far; the `{method}` runtime is not built yet"),
+            RunError::MethodNotBuilt { method } => {
+                write!(f, "training supports `method = bptt` so far; the `{method}` runtime is not built yet")
+            }
             RunError::Engine(error) => write!(f, "{error}"),
             RunError::Loss(error) => write!(f, "{error}"),
             RunError::NonFinite { what, epoch, batch } => write!(f, "{what} became NaN or infinite in epoch {epoch}, batch {batch}"),
@@ -101,7 +109,14 @@ pub trait LearningMethod<F: Real>: Send {
 
     /// Learns from `batch`: changes `params` (and the network parameters' values `net`, which
     /// `every sample` and `retry` actions may change) as the method says.
-    fn train_batch(&mut self, session: &Session<F>, params: &mut Params<F>, net: &mut Vec<f64>, batch: &[Example], lr: f64) -> Result<BatchOutcome, RunError>;
+    fn train_batch(
+        &mut self,
+        session: &Session<F>,
+        params: &mut Params<F>,
+        net: &mut Vec<f64>,
+        batch: &[Example],
+        lr: f64,
+    ) -> Result<BatchOutcome, RunError>;
 }
 
 /// The method a train block names, through the seam.

@@ -28,13 +28,22 @@ pub struct Evaluation {
 }
 
 /// Test accuracy and spikes per neuron on the first `n` samples of `split`.
-pub fn evaluate<F: Real>(engine: &dyn Engine<F>, ctx: &Ctx<F>, train: &Train, params: &Params<F>, split: &Split, n: usize, net: &[f64]) -> Result<Evaluation, LossError> {
+pub fn evaluate<F: Real>(
+    engine: &dyn Engine<F>,
+    ctx: &Ctx<F>,
+    train: &Train,
+    params: &Params<F>,
+    split: &Split,
+    n: usize,
+    net: &[f64],
+) -> Result<Evaluation, LossError> {
     let module = ctx.module;
     let indices: Vec<usize> = (0..n).collect();
     let shards: Vec<Result<(usize, Vec<f64>), LossError>> = indices
         .par_chunks(EVAL_SHARD)
         .map(|shard| {
-            let samples: Vec<SampleRef> = shard.iter().map(|&i| SampleRef { id: TEST_ID_OFFSET + i as u64, features: split.sample(i) }).collect();
+            let samples: Vec<SampleRef> =
+                shard.iter().map(|&i| SampleRef { id: TEST_ID_OFFSET + i as u64, features: split.sample(i) }).collect();
             let trace = if train.clamps.is_empty() {
                 engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, None)
             } else {
@@ -90,7 +99,9 @@ pub fn operation_counts<F: Real>(engine: &dyn Engine<F>, ctx: &Ctx<F>, params: &
         for (index, proj) in module.projections.iter().enumerate() {
             let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
             let fan_out = match proj.connectivity {
-                Connectivity::Conv2d { kernel, .. } | Connectivity::ConvTranspose2d { kernel, .. } => proj.weight_shape[0] * kernel * kernel,
+                Connectivity::Conv2d { kernel, .. } | Connectivity::ConvTranspose2d { kernel, .. } => {
+                    proj.weight_shape[0] * kernel * kernel
+                }
                 _ => params.weights[index].len() / n_pre.max(1),
             } as f64;
             let dense = proj.connectivity == Connectivity::Dense;

@@ -38,7 +38,15 @@ impl<F: Real> Optimizer<F> {
     }
 
     /// One step of the optimiser on every trainable value.
-    pub fn update(&mut self, module: &Module, params: &mut Params<F>, grads: &Grads<F>, config: &crate::ir::train::Optimizer, lr: f64, clip: Option<f64>) {
+    pub fn update(
+        &mut self,
+        module: &Module,
+        params: &mut Params<F>,
+        grads: &Grads<F>,
+        config: &crate::ir::train::Optimizer,
+        lr: f64,
+        clip: Option<f64>,
+    ) {
         self.step += 1;
         let mut scale = 1.0;
         if let Some(max_norm) = clip {

@@ -97,7 +97,10 @@ pub fn train_module<F: Real>(
             for (batch_index, chunk) in order.chunks(train.batch.max(1)).enumerate() {
                 let batch: Vec<Example> = chunk
                     .iter()
-                    .map(|&i| Example { sample: SampleRef { id: i as u64, features: data.train.sample(i) }, label: usize::from(data.train.labels[i]) })
+                    .map(|&i| Example {
+                        sample: SampleRef { id: i as u64, features: data.train.sample(i) },
+                        label: usize::from(data.train.labels[i]),
+                    })
                     .collect();
                 let outcome = method.train_batch(&session, &mut params, &mut net, &batch, lr).map_err(|e| match e {
                     RunError::NonFinite { what, .. } => RunError::NonFinite { what, epoch: global_epoch + 1, batch: batch_index + 1 },
@@ -119,8 +122,10 @@ pub fn train_module<F: Real>(
             let train_seconds = started.elapsed().as_secs_f64();
             let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
             let ctx = Ctx { module, seed, net: &net_f };
-            let Evaluation { accuracy, spikes_per_neuron } = metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?;
-            let (synaptic_ops, snn_flops, ann_flops) = metrics::operation_counts(engine.as_ref(), &ctx, &params, &data.test, n_test.min(256));
+            let Evaluation { accuracy, spikes_per_neuron } =
+                metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?;
+            let (synaptic_ops, snn_flops, ann_flops) =
+                metrics::operation_counts(engine.as_ref(), &ctx, &params, &data.test, n_test.min(256));
             let epoch_metrics = EpochMetrics {
                 phase: phase.name.clone(),
                 epoch: global_epoch + 1,

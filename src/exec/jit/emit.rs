@@ -294,7 +294,12 @@ impl Emitter<'_, '_> {
 
     /// Emits `body(k)` over `[0, len)`: a full vector per iteration while one fits (when
     /// `vectorise`), then one lane for the rest; then returns from the function.
-    pub fn loops(&mut self, len: Value, vectorise: bool, mut body: impl FnMut(&mut Self, Value) -> Result<(), EmitError>) -> Result<(), EmitError> {
+    pub fn loops(
+        &mut self,
+        len: Value,
+        vectorise: bool,
+        mut body: impl FnMut(&mut Self, Value) -> Result<(), EmitError>,
+    ) -> Result<(), EmitError> {
         let mut start = self.b.ins().iconst(types::I64, 0);
         if vectorise {
             self.lanes = self.max_lanes();

@@ -35,8 +35,18 @@ pub use emit::EmitError;
 use emit::{Emitter, Scope};
 
 type Kernel<F> = unsafe extern "C" fn(*const *const F, *const *mut F, *const *const F, *mut u32, *mut F, i64, F, *const F);
-type BackwardKernel<F> =
-    unsafe extern "C" fn(*const *const F, *const *const F, *const u32, *const *const F, *const F, *const *mut F, *const *mut F, i64, F, *const F);
+type BackwardKernel<F> = unsafe extern "C" fn(
+    *const *const F,
+    *const *const F,
+    *const u32,
+    *const *const F,
+    *const F,
+    *const *mut F,
+    *const *mut F,
+    i64,
+    F,
+    *const F,
+);
 type EncoderKernel<F> = unsafe extern "C" fn(*const f32, *mut F, i64, F, F, *const F, u64, u64);
 
 extern "C" fn host_exp<F: Real>(x: F) -> F {
@@ -184,7 +194,9 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
             KernelKind::Backward => signature(&jit, 7, &[types::I64, scalar], 1),
             KernelKind::Encoder => signature(&jit, 2, &[types::I64, scalar, scalar], 1).with_tail(&[types::I64, types::I64]),
         };
-        let id = jit.declare_function(&name, Linkage::Local, &signature).map_err(|e| JitError::Codegen { kernel: name.clone(), message: e.to_string() })?;
+        let id = jit
+            .declare_function(&name, Linkage::Local, &signature)
+            .map_err(|e| JitError::Codegen { kernel: name.clone(), message: e.to_string() })?;
         ctx.func.signature = signature;
         ctx.func.name = UserFuncName::user(0, id.as_u32());
         let host_refs: Vec<_> = host_ids.iter().map(|h| jit.declare_func_in_func(*h, &mut ctx.func)).collect();
@@ -194,7 +206,8 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
             let emitted = match kind {
                 KernelKind::Forward => {
                     let pop = &module.populations[index];
-                    let graph = crate::ir::grad::step_graph(pop).map_err(|message| JitError::Graph { population: pop.name.clone(), message })?;
+                    let graph =
+                        crate::ir::grad::step_graph(pop).map_err(|message| JitError::Graph { population: pop.name.clone(), message })?;
                     forward_kernel(&mut emitter, pop, &graph, refractory_steps[index])
                 }
                 KernelKind::Backward => backward_kernel(&mut emitter, &module.populations[index], &graphs[index]),
@@ -210,9 +223,17 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
         ids.push((kind, id));
     }
     jit.finalize_definitions().map_err(|e| JitError::Target(e.to_string()))?;
-    let pointers: Vec<(KernelKind, *const u8)> = ids.iter().map(|(kind, id): &(KernelKind, FuncId)| (*kind, jit.get_finalized_function(*id))).collect();
-    let mut compiled =
-        Compiled { _module: jit, forward: Vec::new(), backward: Vec::new(), encoders: Vec::new(), refractory_steps, clif, precision: PhantomData };
+    let pointers: Vec<(KernelKind, *const u8)> =
+        ids.iter().map(|(kind, id): &(KernelKind, FuncId)| (*kind, jit.get_finalized_function(*id))).collect();
+    let mut compiled = Compiled {
+        _module: jit,
+        forward: Vec::new(),
+        backward: Vec::new(),
+        encoders: Vec::new(),
+        refractory_steps,
+        clif,
+        precision: PhantomData,
+    };
     for (kind, p) in pointers {
         // SAFETY: each function was compiled with the signature of its kind, which matches the
         // function pointer type it becomes.
@@ -351,7 +372,14 @@ fn backward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Resu
         let d_after: Vec<Value> = d_after_bases.iter().map(|base| e.load_float(*base, offset)).collect();
         let d_spike = e.load_float(d_spike_ptr, offset);
         let time = e.widen(time);
-        let scope = Scope { vars: &before, ports: &ports, refractory: Some(flag), d_after: &d_after, d_spike: Some(d_spike), ..Scope::new(time, net) };
+        let scope = Scope {
+            vars: &before,
+            ports: &ports,
+            refractory: Some(flag),
+            d_after: &d_after,
+            d_spike: Some(d_spike),
+            ..Scope::new(time, net)
+        };
         let mut memo = Vec::new();
         for (v, base) in d_before_bases.iter().enumerate() {
             let g = e.expr(&graph.exprs, graph.d_before[v], &scope, &mut memo)?;
@@ -453,7 +481,18 @@ impl<F: Real> Compiled<F> {
     /// The adjoint of population `p`'s step `t` over a batch: from d(state after) and d(spike)
     /// to d(state before) (written to `d_before`) and d(ports) (written to `d_ports`).
     #[allow(clippy::too_many_arguments)]
-    pub fn step_adjoint(&self, module: &Module, p: usize, t: usize, trace: &Trace<F>, d_after: &[Vec<F>], d_spike: &[F], d_before: &mut [Vec<F>], d_ports: &mut [&mut [F]], net: &[F]) {
+    pub fn step_adjoint(
+        &self,
+        module: &Module,
+        p: usize,
+        t: usize,
+        trace: &Trace<F>,
+        d_after: &[Vec<F>],
+        d_spike: &[F],
+        d_before: &mut [Vec<F>],
+        d_ports: &mut [&mut [F]],
+        net: &[F],
+    ) {
         let r = trace.row(p);
         let pop = &module.populations[p];
         assert!(d_after.iter().chain(d_before.iter()).all(|v| v.len() == r) && d_ports.iter().all(|v| v.len() == r) && d_spike.len() == r);

@@ -127,7 +127,7 @@ mod tests {
             bits.for_each_set(range.clone(), |k| seen.push(k));
             assert_eq!(seen, expected, "{range:?}");
             assert_eq!(bits.count(range.clone()), expected.len(), "{range:?}");
-            let expanded = bits.expand(range.clone());
+            let expanded: Vec<f64> = bits.expand(range.clone());
             assert_eq!(expanded.iter().filter(|x| **x == 1.0).count(), expected.len());
         }
         bits.store(3, &vec![0.0; 200]);

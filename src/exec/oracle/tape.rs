@@ -251,7 +251,13 @@ fn eval_with_x<F: Real>(exprs: &Exprs, id: ExprId, x: F) -> F {
             let a = eval_with_x(exprs, *a, x);
             match op {
                 UnaryOp::Neg => -a,
-                UnaryOp::Not => if a == F::zero() { F::one() } else { F::zero() },
+                UnaryOp::Not => {
+                    if a == F::zero() {
+                        F::one()
+                    } else {
+                        F::zero()
+                    }
+                }
             }
         }
         Node::Binary(op, a, b) => ir::eval_binary(*op, eval_with_x(exprs, *a, x), eval_with_x(exprs, *b, x)).unwrap_or(F::nan()),

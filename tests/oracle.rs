@@ -1,17 +1,22 @@
-//! The reference interpreter against closed-form solutions and the step semantics.
+//! The oracle (the reference interpreter) against closed-form solutions and the step
+//! semantics.
 
-use snnc::interp::{SampleRef, init_params, net_params, project, run};
+mod common;
+
+use common::module;
+use snnc::exec::engine::ParamsAccess;
+use snnc::exec::kernels::connectivity::{project, project_backward};
+use snnc::exec::state::{Params, SampleRef, Trace, init_params, net_params};
 use snnc::ir::{Connectivity, Module};
 
-fn module(text: &str) -> Module {
-    let checked = snnc::driver::check_text("test.snn", text, None);
-    assert!(!checked.has_errors(), "{}", snnc::driver::render_all(&checked.diagnostics, 100));
-    checked.outcome.module.expect("lowers")
+fn run(module: &Module, params: &Params<f64>, samples: &[SampleRef], seed: u64, net: &[f64]) -> Trace<f64> {
+    let net = if net.is_empty() { net_params(module) } else { net.to_vec() };
+    snnc::exec::oracle::run(module, ParamsAccess::Shared(params), samples, seed, &net, None)
 }
 
-fn run_one(module: &Module, features: &[f32]) -> snnc::interp::Trace {
+fn run_one(module: &Module, features: &[f32]) -> Trace<f64> {
     let params = init_params(module, 1);
-    run(module, &params, &[SampleRef { id: 0, features }], 1, &net_params(module))
+    run(module, &params, &[SampleRef { id: 0, features }], 1, &[])
 }
 
 #[test]
@@ -27,10 +32,10 @@ fn leaky_follows_its_recurrence_with_subtractive_reset() {
         if spike {
             v -= 1.0;
         }
-        assert_eq!(trace.spikes_at(t, 0)[0], f64::from(u8::from(spike)), "step {t}");
+        assert_eq!(trace.spikes_at::<f64>(t, 0)[0], f64::from(u8::from(spike)), "step {t}");
         assert!((trace.state_after(t, 0, 0)[0] - v).abs() < 1e-12, "step {t}: {} vs {v}", trace.state_after(t, 0, 0)[0]);
     }
-    assert!((0..trace.steps).any(|t| trace.spikes_at(t, 0)[0] == 1.0), "the neuron spikes at least once");
+    assert!((0..trace.steps).any(|t| trace.spikes_at::<f64>(t, 0)[0] == 1.0), "the neuron spikes at least once");
 }
 
 /// CubaLIF after one input spike of weight w at t = 0 (tau_m dv/dt = -v + R i, tau_s di/dt = -i,
@@ -62,7 +67,7 @@ fn refractory_neurons_hold_their_reset_and_do_not_spike() {
         "import std::encoders\nneuron R {\n    state v = 0\n    input i\n    update { v = v + i }\n    spike when v > 0.5\n    on spike { v = 0 }\n    refractory = 3 ms\n}\nnetwork N {\n    steps = 12\n    input x[1] = repeat(sample)\n    population p[1] = R\n    connect x -> p.i : dense(weight = 1)\n}\n",
     );
     let trace = run_one(&m, &[1.0]);
-    let spikes: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at(t, 0)[0]).collect();
+    let spikes: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at::<f64>(t, 0)[0]).collect();
     assert_eq!(spikes, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
     assert_eq!(trace.state_after(2, 0, 0)[0], 0.0, "held at its reset value while refractory");
 }
@@ -73,8 +78,8 @@ fn feedback_edges_read_the_previous_step() {
         "import std::neurons\nimport std::encoders\nnetwork N {\n    steps = 4\n    input x[1] = repeat(sample)\n    population a[1] = LeakyZero(beta = 0, threshold = 0.5)\n    population b[1] = LeakyZero(beta = 0, threshold = 0.5)\n    connect x -> a.i : dense(weight = 1)\n    connect a -> b.i : dense(weight = 1)\n    connect b -> a.i : dense(weight = -10) feedback\n}\n",
     );
     let trace = run_one(&m, &[1.0]);
-    let a: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at(t, 0)[0]).collect();
-    let b: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at(t, 1)[0]).collect();
+    let a: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at::<f64>(t, 0)[0]).collect();
+    let b: Vec<f64> = (0..trace.steps).map(|t| trace.spikes_at::<f64>(t, 1)[0]).collect();
     // a spikes at 0, b in the same step (feed-forward), inhibition reaches a at step 1.
     assert_eq!(a, [1.0, 0.0, 1.0, 0.0]);
     assert_eq!(b, [1.0, 0.0, 1.0, 0.0]);
@@ -92,7 +97,7 @@ fn encoders_are_seeded_per_sample_not_per_batch() {
     let together = run(&m, &params, &[SampleRef { id: 1, features: &a }, SampleRef { id: 7, features: &b }], 3, &[]);
     // The input spikes of sample 7 are the same alone and in a batch: its membrane trace,
     // which integrates them, is identical.
-    let drive = |trace: &snnc::interp::Trace, k: usize| (0..trace.steps).map(|t| trace.state_after(t, 0, 0)[k]).collect::<Vec<f64>>();
+    let drive = |trace: &Trace<f64>, k: usize| (0..trace.steps).map(|t| trace.state_after(t, 0, 0)[k]).collect::<Vec<f64>>();
     assert_eq!(drive(&alone, 0), drive(&together, 1));
     // Bernoulli rates are close to p.
     let m2 = module(
@@ -101,7 +106,7 @@ fn encoders_are_seeded_per_sample_not_per_batch() {
     let trace = run(&m2, &init_params(&m2, 1), &[SampleRef { id: 0, features: &a }], 9, &[]);
     let mut rate = [0.0; 3];
     for i in 0..3 {
-        rate[i] = (0..trace.steps).map(|t| trace.spikes_at(t, 0)[i]).sum::<f64>() / 4000.0;
+        rate[i] = (0..trace.steps).map(|t| trace.spikes_at::<f64>(t, 0)[i]).sum::<f64>() / 4000.0;
         assert!((rate[i] - f64::from(a[i])).abs() < 0.03, "rate {} vs p {}", rate[i], a[i]);
     }
 }
@@ -143,7 +148,7 @@ fn transposed_convolution_is_the_adjoint_of_convolution() {
 fn every_shipped_model_runs_a_step_on_the_interpreter() {
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/models")).expect("models") {
         let path = entry.expect("entry").path();
-        let checked = snnc::driver::check_path(&path).expect("readable");
+        let checked = snnc::cli::driver::check_path(&path).expect("readable");
         let mut m = checked.outcome.module.expect("lowers");
         m.steps = 2;
         m.rest_steps = 0;
@@ -174,7 +179,7 @@ fn convolution_adjoints_match_unit_probes_of_the_forward_map() {
         let x: Vec<f64> = (0..n_in).map(|i| ((i * 13) % 7) as f64 / 3.0 - 1.0).collect();
         let g: Vec<f64> = (0..n_out).map(|i| ((i * 29) % 5) as f64 / 2.0 - 1.0).collect();
         let (mut dw, mut dx) = (vec![0.0; n_w], vec![0.0; n_in]);
-        snnc::runtime::project_backward(&connectivity, &w, &x, &g, &mut dw, &mut dx, &in_shape, &out_shape);
+        project_backward(&connectivity, &w, &x, &g, &mut dw, &mut dx, &in_shape, &out_shape);
         let probe = |weights: &[f64], input: &[f64]| {
             let mut y = vec![0.0; n_out];
             project(&connectivity, weights, input, &mut y, &in_shape, &out_shape);

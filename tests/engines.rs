@@ -1,0 +1,369 @@
+//! The compiled engine against the oracle on the same model and seed: in f64 spike rasters
+//! identical and states within 1e-9, in f32 rasters identical and states within a few ulps;
+//! gradients likewise; the derived backward kernels against the oracle's tape step by step;
+//! whole training steps; determinism across thread counts on a model large enough to run in
+//! parallel; the event-driven path.
+
+mod common;
+
+use common::{build, examples, features, gradients, load, model_names, valid};
+use snnc::exec::engine::{Ctx, Engine, EngineKind, ParamsAccess, Shard};
+use snnc::exec::real::Real;
+use snnc::exec::state::{Params, SampleRef, Trace, init_params, net_params};
+use snnc::ir::validate::Valid;
+
+/// Values equal within `ulps` units in the last place of the larger magnitude (or of 1).
+fn close<F: Real>(a: F, b: F, ulps: f64) -> bool {
+    let scale = a.abs().max(b.abs()).max(F::one()).into_f64();
+    (a - b).abs().into_f64() <= ulps * F::epsilon().into_f64() * scale
+}
+
+/// Spike rasters, refractory counters and encoder outputs equal, states within `ulps`.
+fn assert_same_run<F: Real>(name: &str, reference: &Trace<F>, other: &Trace<F>, ulps: f64) {
+    assert_eq!(reference.spikes, other.spikes, "{name}: spike rasters");
+    assert_eq!(reference.refractory, other.refractory, "{name}: refractory counters");
+    assert_eq!(reference.inputs, other.inputs, "{name}: encoder outputs");
+    for (p, (px, py)) in reference.states.iter().zip(&other.states).enumerate() {
+        for (v, (vx, vy)) in px.iter().zip(py).enumerate() {
+            for (k, (a, b)) in vx.iter().zip(vy).enumerate() {
+                let (t, i) = (k / reference.row(p), k % reference.row(p));
+                assert!(close(*a, *b, ulps), "{name}: state row {t} pop {p} var {v} element {i}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+/// Weight gradients close within `tolerance` relative; returns how many are nonzero.
+fn assert_weights_close<F: Real>(what: &str, expected: &Params<F>, actual: &Params<F>, tolerance: f64) -> usize {
+    let mut nonzero = 0;
+    for (p, (a, b)) in expected.weights.iter().zip(&actual.weights).enumerate() {
+        assert_eq!(a.len(), b.len(), "{what}: projection {p}");
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            let (x, y) = (x.into_f64(), y.into_f64());
+            assert!((x - y).abs() <= tolerance * (1.0 + x.abs()), "{what}: weight {p}/{k}: {x} vs {y}");
+            nonzero += usize::from(x != 0.0);
+        }
+    }
+    nonzero
+}
+
+/// A shipped model with few steps, so that the oracle runs the conv models quickly.
+fn short(name: &str, steps: usize) -> Valid {
+    let mut m = load(name);
+    m.steps = m.steps.min(if m.populations.iter().any(|p| p.size() > 2000) { 2 } else { steps });
+    m.rest_steps = m.rest_steps.min(2);
+    valid(m)
+}
+
+fn forward<F: Real>(engine: &dyn Engine<F>, m: &Valid, params: &Params<F>, samples: &[SampleRef]) -> Trace<F> {
+    let net = net_params::<F>(m);
+    let ctx = Ctx { module: m, seed: 5, net: &net };
+    engine.forward(&ctx, ParamsAccess::Shared(params), Shard { samples, hoisted: None }, None)
+}
+
+fn forward_matches_on_every_model<F: Real>(ulps: f64) {
+    for name in model_names() {
+        let m = short(&name, 8);
+        let n: usize = m.inputs[0].shape.iter().product();
+        let (a, b, c) = (features(n, 3), features(n, 4), features(n, 5));
+        // Three samples: odd populations give odd rows, so the kernels' one-lane tail runs too.
+        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
+        let params = init_params::<F>(&m, 3);
+        let reference = forward(build::<F>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+        let jit = forward(build::<F>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
+        assert_same_run(&format!("{name} in {}", F::NAME), &reference, &jit, ulps);
+    }
+}
+
+#[test]
+fn jit_forward_matches_the_f64_oracle_on_every_model() {
+    forward_matches_on_every_model::<f64>(1e-9 / f64::EPSILON);
+}
+
+#[test]
+fn jit_forward_matches_the_f32_oracle_on_every_model() {
+    // Projections sum hundreds of terms in another order (a GEMM against the oracle's loop),
+    // and the differences carry over steps; the neuron kernels alone are exact (next test).
+    forward_matches_on_every_model::<f32>(64.0);
+}
+
+/// The compiled neuron step against the oracle's, from the same state, ports and counters:
+/// bit-identical in f32 on every population of every shipped model and every step.
+#[test]
+fn jit_neuron_steps_are_bit_identical_to_the_f32_oracle() {
+    for name in model_names() {
+        let m = short(&name, 8);
+        let n: usize = m.inputs[0].shape.iter().product();
+        let (a, b, c) = (features(n, 3), features(n, 4), features(n, 5));
+        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
+        let params = init_params::<f32>(&m, 3);
+        let net = net_params::<f32>(&m);
+        let reference = forward(build::<f32>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+        let compiled = snnc::exec::engine::compile_module::<f32>(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for p in 0..m.populations.len() {
+            for t in 0..reference.steps {
+                let mut trace = reference.clone();
+                let mut counters = trace.counters_at(t, p).to_vec();
+                compiled.step(&m, p, t, &mut trace, &mut counters, &net);
+                assert_eq!(trace.spikes[p], reference.spikes[p], "{name}: spikes of population {p} at step {t}");
+                for (v, (x, y)) in trace.states[p].iter().zip(&reference.states[p]).enumerate() {
+                    assert!(x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}: population {p} variable {v} after step {t}");
+                }
+                if t + 1 < reference.steps {
+                    assert_eq!(counters, reference.counters_at(t + 1, p), "{name}: refractory counters of population {p} after step {t}");
+                }
+            }
+        }
+    }
+}
+
+fn gradients_match<F: Real>(name: &str, m: &Valid, scale: f32, tolerance: f64) {
+    let n: usize = m.inputs[0].shape.iter().product();
+    let inputs: Vec<Vec<f32>> = (0..3).map(|s| features(n, s).iter().map(|x| x * scale).collect()).collect();
+    let batch = examples(&inputs, &[0, 1, 2]);
+    let params = init_params::<F>(m, 8);
+    let (oracle_outcome, oracle) = gradients(m, build::<F>(EngineKind::Oracle, m).as_ref(), &params, &batch, 2);
+    let (jit_outcome, jit) = gradients(m, build::<F>(EngineKind::Jit, m).as_ref(), &params, &batch, 2);
+    let nonzero = assert_weights_close(&format!("{name} in {}", F::NAME), &oracle, &jit, tolerance);
+    assert!(nonzero > 0, "{name}: the gradient is not trivially zero");
+    for (a, b) in oracle_outcome.terms.iter().zip(&jit_outcome.terms) {
+        assert!((a - b).abs() <= tolerance * (1.0 + a.abs()), "{name}: loss {a} vs {b}");
+    }
+}
+
+#[test]
+fn jit_gradients_match_the_oracle() {
+    for name in ["yin_yang.snn", "lab_lif_mnist.snn", "snntorch_tutorial5.snn"] {
+        let m = short(name, 12);
+        gradients_match::<f64>(name, &m, 1.0, 1e-9);
+        gradients_match::<f32>(name, &m, 1.0, 1e-4);
+    }
+}
+
+#[test]
+fn event_driven_accumulation_ran_and_matches_the_oracle() {
+    // About 2% of the Bernoulli inputs fire: below the crossover, so the input projection and
+    // its weight gradient run event by event.
+    let m = short("lab_lif_mnist.snn", 12);
+    let density: f32 = features(784, 0).iter().map(|x| x * 0.05).sum::<f32>() / 784.0;
+    assert!(f64::from(density) < snnc::exec::kernels::events::event_crossover(10, false), "{density}");
+    let before = snnc::exec::kernels::events::event_passes();
+    gradients_match::<f64>("lab_lif_mnist.snn (sparse input)", &m, 0.05, 1e-9);
+    assert!(snnc::exec::kernels::events::event_passes() > before, "the event-driven kernels ran");
+}
+
+#[test]
+fn recurrent_networks_run_step_by_step_and_match_the_oracle() {
+    let text = std::fs::read_to_string(common::root().join("models/yin_yang.snn")).expect("model");
+    let text = text.replace(
+        "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n",
+        "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n    connect hidden -> hidden.i : dense(init = uniform(-0.2, 0.2)) feedback\n    connect out -> hidden.i : dense(init = uniform(-0.3, 0.3)) feedback\n",
+    );
+    let m = valid(common::module(&text));
+    assert!(!m.is_feed_forward(), "the feedback edges make it recurrent");
+    let n: usize = m.inputs[0].shape.iter().product();
+    let (a, b) = (features(n, 1), features(n, 2));
+    let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }];
+    let params = init_params::<f64>(&m, 3);
+    let reference = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+    let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
+    assert_same_run("recurrent", &reference, &jit, 1e-9 / f64::EPSILON);
+    gradients_match::<f64>("recurrent", &m, 1.0, 1e-9);
+}
+
+#[test]
+fn delays_from_inputs_and_populations_shift_what_arrives() {
+    let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 1 ms\n    steps = 8\n    input x[5] = repeat(sample)\n    population a[5] = Leaky(beta = 0.5, threshold = 0.5)\n    population b[5] = Leaky(beta = 0.5, threshold = 100)\n    connect x -> a.i : one_to_one(weight = 1) delay 3 ms\n    connect a -> b.i : one_to_one(weight = 1) delay 2 ms\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss l = sum(count(b))\n    predict = argmax(count(b))\n    optimizer = adam(lr = 1e-3)\n}\n";
+    let m = valid(common::module(text));
+    let features = [1.0f32, 0.0, 0.0, 0.0, 0.0];
+    let samples = [SampleRef { id: 0, features: &features }];
+    let params = init_params::<f64>(&m, 1);
+    for kind in [EngineKind::Oracle, EngineKind::Jit] {
+        let trace = forward(build::<f64>(kind, &m).as_ref(), &m, &params, &samples);
+        // The input reaches `a` at step 3; `a` spikes there, and `b` hears it 2 steps later.
+        for t in 0..3 {
+            assert_eq!(trace.state_after(t, 0, 0)[0], 0.0, "{kind:?}: nothing before the delay, step {t}");
+        }
+        assert_eq!(trace.spikes_at::<f64>(3, 0)[0], 1.0, "{kind:?}: `a` fires when the input arrives");
+        assert_eq!(trace.state_after(4, 1, 0)[0], 0.0, "{kind:?}: `b` hears nothing yet at step 4");
+        assert_eq!(trace.state_after(5, 1, 0)[0], 1.0, "{kind:?}: `b` hears the spike of step 3 at step 5");
+    }
+}
+
+/// The JIT's backward kernels are compiled from the derived IR (snnc::ir::grad); on every
+/// population of every shipped model, one step's adjoint equals the oracle's tape, from
+/// arbitrary adjoints after the step.
+#[test]
+fn derived_backward_steps_match_the_tape_on_every_population() {
+    use snnc::exec::oracle::backward::{NeuronStep, record_step};
+    use snnc::exec::oracle::tape::Tape;
+    let surrogate = load("yin_yang.snn").train.expect("train").method.surrogate().expect("bptt").clone();
+    let mut checked = 0;
+    for name in model_names() {
+        let mut m = load(&name);
+        m.steps = m.steps.min(if m.populations.iter().any(|p| p.size() > 2000) { 2 } else { 4 });
+        m.rest_steps = 0;
+        let mut train = load("yin_yang.snn").train.expect("train");
+        train.method = snnc::ir::train::Method::Bptt { surrogate: surrogate.clone() };
+        m.train = Some(train);
+        let m = valid(m);
+        let compiled = match snnc::exec::engine::compile_module::<f64>(&m) {
+            Ok(compiled) => compiled,
+            // Neurons that draw random numbers are not compiled (the forward test says so).
+            Err(snnc::exec::engine::EngineError::Gradient { .. }) => continue,
+            Err(error) => panic!("{name}: {error}"),
+        };
+        let n: usize = m.inputs[0].shape.iter().product();
+        let (a, b, c) = (features(n, 3), features(n, 4), features(n, 5));
+        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
+        let params = init_params::<f64>(&m, 3);
+        let net = net_params::<f64>(&m);
+        let trace = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+        let t = trace.steps - 1;
+        for (p, pop) in m.populations.iter().enumerate() {
+            let r = trace.row(p);
+            let d_after: Vec<Vec<f64>> =
+                (0..pop.vars.len()).map(|v| (0..r).map(|k| ((k * 7 + v * 3) % 11) as f64 / 5.0 - 1.0).collect()).collect();
+            let d_spike: Vec<f64> = (0..r).map(|k| ((k * 5) % 13) as f64 / 6.0 - 1.0).collect();
+            let (jit_before, jit_ports) =
+                snnc::exec::schedule::step_adjoint(&compiled, &m, &params, &trace, &net, p, t, &d_after, &d_spike);
+            let mut tape = Tape::default();
+            for k in 0..r {
+                let before: Vec<f64> = (0..pop.vars.len()).map(|v| trace.state_before(t, p, v)[k]).collect();
+                let ports: Vec<f64> = (0..pop.ports.len()).map(|q| trace.port_at(t, p, q)[k]).collect();
+                let step = NeuronStep {
+                    module: &m,
+                    pop,
+                    counter: trace.counters_at(t, p)[k],
+                    rng: snnc::exec::state::neuron_rng(5, samples[k / pop.size()].id, t, p, k % pop.size()),
+                    time: t as f64 * m.dt,
+                    net: &net,
+                    surrogate: &surrogate,
+                };
+                let recorded = record_step(&mut tape, &step, &before, &ports);
+                let mut grads = vec![0.0; tape.ops.len()];
+                for (v, slot) in recorded.vars_after.iter().enumerate() {
+                    grads[*slot] += d_after[v][k];
+                }
+                grads[recorded.spike] += d_spike[k];
+                tape.backward(&mut grads);
+                for (what, leaves, jit) in [("state", &recorded.var_leaves, &jit_before), ("port", &recorded.port_leaves, &jit_ports)] {
+                    for (i, leaf) in leaves.iter().enumerate() {
+                        let (a, b) = (grads[*leaf], jit[i][k]);
+                        assert!(
+                            (a - b).abs() <= 1e-9 * (1.0 + a.abs()),
+                            "{name} {}: d {what} {i} element {k}: tape {a} vs jit {b}",
+                            pop.name
+                        );
+                    }
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked} populations compared");
+}
+
+/// Whole training steps (batch-level hoisting, shards, reduction, optimiser) give the same
+/// weights on the oracle and the JIT.
+#[test]
+fn training_steps_agree_across_engines() {
+    let mut m = load("yin_yang.snn");
+    let train = m.train.as_mut().expect("train");
+    train.phases[0].optimizer.kind = snnc::ir::train::OptimizerKind::Sgd;
+    train.phases[0].optimizer.lr = 0.5;
+    let m = valid(m);
+    let data = snnc::data::yin_yang(80, 8, 7);
+    let run = |engine| {
+        let config = snnc::train::RunConfig { epochs: Some(1), seed: 3, engine, ..Default::default() };
+        snnc::train::train_module::<f64>(&m, &data, &config, None, &mut snnc::train::Quiet).expect("trains").0
+    };
+    let reference = run(EngineKind::Oracle);
+    let initial = init_params::<f64>(&m, 3 ^ m.train.as_ref().expect("train").seed);
+    assert_ne!(reference.weights, initial.weights, "training moved the weights");
+    assert_weights_close("jit", &reference, &run(EngineKind::Jit), 1e-9);
+}
+
+/// An MNIST-sized network (784-300-10, repeat encoding) whose batch of 96 is three shards, whose
+/// hoisted input GEMM has three column blocks and whose optimiser step has many chunks: the
+/// weights after training are bit-identical on 1, 2 and 3 threads.
+#[test]
+fn jit_training_is_deterministic_across_thread_counts() {
+    let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork Wide {\n    steps = 5\n    input pixels[784] = repeat(image)\n    population hidden[300] = Leaky(beta = 0.9, threshold = 1.0)\n    population out[10] = Leaky(beta = 0.9, threshold = 1.0)\n    connect pixels -> hidden.i : dense(init = uniform(-0.05, 0.1))\n    connect hidden -> out.i : dense(init = uniform(-0.1, 0.2))\n}\ntrain {\n    data = mnist(dir = \"unused\")\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(count(out), label)\n    predict = argmax(count(out))\n    optimizer = adam(lr = 1e-3)\n    batch = 96\n    epochs = 1\n}\n";
+    let m = valid(common::module(text));
+    let n = 192;
+    let pixels: Vec<f32> = (0..n * 784).map(|k| (snnc::data::splitmix64(k as u64) % 256) as f32 / 255.0).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let split = |features: Vec<f32>, labels: Vec<u8>| snnc::data::Split { n_features: 784, features, labels };
+    let data = snnc::data::Dataset {
+        train: split(pixels.clone(), labels.clone()),
+        test: split(pixels[..16 * 784].to_vec(), labels[..16].to_vec()),
+        classes: 10,
+    };
+    // The parallel structure the test relies on.
+    let params = init_params::<f32>(&m, 1);
+    assert!(96 / snnc::train::bptt::SHARD >= 2, "several shards per batch");
+    assert!(snnc::train::optim::Optimizer::chunks(&params) >= 4, "several optimiser chunks");
+    let engine = build::<f32>(EngineKind::Jit, &m);
+    let net = net_params::<f32>(&m);
+    let samples: Vec<SampleRef> = (0..96).map(|i| SampleRef { id: i, features: data.train.sample(i as usize) }).collect();
+    let hoisted = engine.prepare(&Ctx { module: &m, seed: 1, net: &net }, &params, &samples);
+    assert!(hoisted.column_blocks >= 3, "{} column blocks", hoisted.column_blocks);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let config =
+            snnc::train::RunConfig { epochs: Some(1), seed: 1, engine: EngineKind::Jit, limit_test: Some(16), ..Default::default() };
+        pool.install(|| snnc::train::train_module::<f32>(&m, &data, &config, None, &mut snnc::train::Quiet).expect("trains").0)
+    };
+    let one = run(1);
+    assert_ne!(one, params, "training moved the weights");
+    assert_eq!(one, run(2), "2 threads");
+    assert_eq!(one, run(3), "3 threads");
+}
+
+#[test]
+fn operation_counts_follow_the_lab_reports_formulas() {
+    let m = valid(load("lab_lif_mnist_repeat.snn"));
+    let params = init_params::<f64>(&m, 1);
+    // Half the pixels on: with repeat encoding the input rate is exactly 0.5 at every step.
+    let pixels: Vec<f32> = (0..784).map(|i| if i % 2 == 0 { 0.6 } else { 0.0 }).collect();
+    let split = snnc::data::Split { n_features: 784, features: pixels, labels: vec![3] };
+    let engine = build::<f64>(EngineKind::Oracle, &m);
+    let net = net_params::<f64>(&m);
+    let ctx = Ctx { module: &m, seed: 1, net: &net };
+    let (synops, snn, ann) = snnc::train::metrics::operation_counts(engine.as_ref(), &ctx, &params, &split, 1);
+    // seeds/003: 784-10-10 ANN = (2*784 - 1)*10 + 2*10 + (2*10 - 1)*10 + 2*10 = 15,900.
+    assert_eq!(ann, 15_900.0);
+    // The first layer's SNN FLOPs per step: (2 * 784 * 0.5 - 1) * 10 + 20 = 7,850.
+    let samples = [SampleRef { id: snnc::train::metrics::TEST_ID_OFFSET, features: &split.features }];
+    let trace = engine.forward(&ctx, ParamsAccess::Shared(&params), Shard { samples: &samples, hoisted: None }, None);
+    let hidden_active: f64 = trace.spike_count(0, 0);
+    let second: f64 = (0..trace.steps).map(|t| (2.0 * trace.spikes_at::<f64>(t, 0).iter().sum::<f64>() - 1.0) * 10.0 + 20.0).sum();
+    assert!((snn - (50.0 * 7_850.0 + second)).abs() < 1e-6, "{snn}");
+    assert!((synops - (50.0 * 392.0 * 10.0 + hidden_active * 10.0)).abs() < 1e-6, "{synops}");
+}
+
+/// The f32 oracle agrees with the f64 oracle statistically: gradient cosine above 0.999 on the
+/// shipped surrogate-gradient models.
+#[test]
+fn f32_and_f64_gradients_point_the_same_way() {
+    for name in ["yin_yang.snn", "lab_lif_mnist.snn", "snntorch_tutorial5.snn", "lab_lif_mnist_ce.snn"] {
+        let m = short(name, 12);
+        let n: usize = m.inputs[0].shape.iter().product();
+        let inputs: Vec<Vec<f32>> = (0..4).map(|s| features(n, s + 1)).collect();
+        let batch = examples(&inputs, &[0, 1, 2, 1]);
+        let params64 = init_params::<f64>(&m, 8);
+        let params32: Params<f32> = params64.convert();
+        let (_, g64) = gradients(&m, build::<f64>(EngineKind::Oracle, &m).as_ref(), &params64, &batch, 2);
+        let (_, g32) = gradients(&m, build::<f32>(EngineKind::Oracle, &m).as_ref(), &params32, &batch, 2);
+        let (mut dot, mut a2, mut b2) = (0.0, 0.0, 0.0);
+        for (x, y) in g64.weights.iter().flatten().zip(g32.weights.iter().flatten()) {
+            let y = f64::from(*y);
+            dot += x * y;
+            a2 += x * x;
+            b2 += y * y;
+        }
+        let cosine = dot / (a2.sqrt() * b2.sqrt());
+        assert!(cosine > 0.999, "{name}: cosine {cosine}");
+    }
+}
