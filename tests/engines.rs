@@ -302,7 +302,8 @@ fn jit_training_is_deterministic_across_thread_counts() {
     };
     // The parallel structure the test relies on.
     let params = init_params::<f32>(&m, 1);
-    assert!(96 / snnc::train::bptt::SHARD >= 2, "several shards per batch");
+    let batch = m.train.as_ref().expect("train").batch;
+    assert!(batch / snnc::train::bptt::SHARD >= 2, "several shards per batch");
     assert!(snnc::train::optim::Optimizer::chunks(&params) >= 4, "several optimiser chunks");
     let engine = build::<f32>(EngineKind::Jit, &m);
     let net = net_params::<f32>(&m);

@@ -126,7 +126,8 @@ fn every_stdlib_surrogate_is_finite_in_its_tails_and_matches_its_formula() {
     let program = &checked.outcome.program;
     let mut sink_diags = snnc::front::diag::Diagnostics::default();
     let mut sink = snnc::lower::Sink { diagnostics: &mut sink_diags, file: program.file(0), main: program.file(0), enabled: true };
-    let formulas: [(&str, fn(f64) -> f64); 5] = [
+    type Formula = (&'static str, fn(f64) -> f64);
+    let formulas: [Formula; 5] = [
         ("fast_sigmoid", |x| 1.0 / (1.0 + 25.0 * x.abs()).powi(2)),
         ("atan", |x| 1.0 / (1.0 + (std::f64::consts::PI * x).powi(2))),
         ("sigmoid", |x| {

@@ -248,7 +248,7 @@ fn report(result: Result<(), String>) -> ExitCode {
 }
 
 /// Checks a file and returns its module, printing diagnostics.
-fn compile(file: &PathBuf) -> Result<snnc::ir::Module, String> {
+fn compile(file: &std::path::Path) -> Result<snnc::ir::Module, String> {
     let checked = check_path(file)?;
     if !checked.diagnostics.is_empty() {
         eprint!("{}", render_all(&checked.diagnostics, terminal_width()));
@@ -367,15 +367,15 @@ fn open_records(out: &std::path::Path, module: &snnc::ir::Module) -> Result<Opti
     Ok(Some((open(&spikes_path, &spike_header)?, open(&variables_path, &variable_header)?)))
 }
 
-fn run<F: Real>(file: &PathBuf, options: &RunOptions) -> Result<(), String> {
+fn run<F: Real>(file: &std::path::Path, options: &RunOptions) -> Result<(), String> {
     let module = snnc::cli::driver::prepare(compile(file)?, &options.sets)?;
     let train = module.train.as_ref().ok_or("the model has no train block")?;
-    if let snnc::ir::train::Data::Mnist { augment_shift, augment_rotate_deg, .. } = &train.data {
-        if *augment_shift != 0.0 || *augment_rotate_deg != 0.0 {
-            eprintln!(
-                "warning: data augmentation (shift {augment_shift}, rotate {augment_rotate_deg}) is not applied yet; training uses the images as they are"
-            );
-        }
+    if let snnc::ir::train::Data::Mnist { augment_shift, augment_rotate_deg, .. } = &train.data
+        && (*augment_shift != 0.0 || *augment_rotate_deg != 0.0)
+    {
+        eprintln!(
+            "warning: data augmentation (shift {augment_shift}, rotate {augment_rotate_deg}) is not applied yet; training uses the images as they are"
+        );
     }
     let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
     let stem = file.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
@@ -455,7 +455,7 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -
     Ok(())
 }
 
-fn eval<F: Real>(file: &PathBuf, checkpoint: &std::path::Path, options: &RunOptions) -> Result<(), String> {
+fn eval<F: Real>(file: &std::path::Path, checkpoint: &std::path::Path, options: &RunOptions) -> Result<(), String> {
     let module = snnc::cli::driver::prepare(compile(file)?, &options.sets)?;
     let train = module.train.as_ref().ok_or("the model has no train block")?;
     let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
@@ -516,7 +516,7 @@ fn check(files: &[PathBuf], format: Format, time: bool) -> ExitCode {
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-fn emit(stage: Stage, file: &PathBuf) -> ExitCode {
+fn emit(stage: Stage, file: &std::path::Path) -> ExitCode {
     let checked = match check_path(file) {
         Ok(checked) => checked,
         Err(message) => {
@@ -610,11 +610,11 @@ fn fmt(files: &[PathBuf], check_only: bool, stdout: bool) -> ExitCode {
                 eprintln!("{} is not formatted", file.display());
                 status = ExitCode::FAILURE;
             }
-        } else if formatted != text {
-            if let Err(error) = snnc::front::fmt::write_atomically(file, &formatted) {
-                eprintln!("error: cannot write {}: {error}", file.display());
-                status = ExitCode::FAILURE;
-            }
+        } else if formatted != text
+            && let Err(error) = snnc::front::fmt::write_atomically(file, &formatted)
+        {
+            eprintln!("error: cannot write {}: {error}", file.display());
+            status = ExitCode::FAILURE;
         }
     }
     status

@@ -220,17 +220,17 @@ pub fn run<F: Real>(
         compiled.step(module, p, t, trace, counters, net);
     };
     if module.is_feed_forward() && hook.is_none() {
-        for p in 0..module.populations.len() {
+        for (p, counters) in counters.iter_mut().enumerate() {
             deliver(module, params.get(), p, 0..steps, &mut trace, &mut hoisted);
             for t in 0..steps {
-                forward(&mut trace, p, t, &mut counters[p]);
+                forward(&mut trace, p, t, counters);
             }
         }
     } else {
         for t in 0..steps {
-            for p in 0..module.populations.len() {
+            for (p, counters) in counters.iter_mut().enumerate() {
                 deliver(module, params.get(), p, t..t + 1, &mut trace, &mut hoisted);
-                forward(&mut trace, p, t, &mut counters[p]);
+                forward(&mut trace, p, t, counters);
                 if let Some(hook) = hook.as_deref_mut() {
                     hook.after_population(t, p, &mut trace, params.get_mut());
                 }

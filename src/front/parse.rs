@@ -129,21 +129,21 @@ fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, base: usize) 
             expected.push(word);
         }
     };
-    if let Some(attempts) = &attempts {
-        if attempts.max_position == position {
-            for token in attempts.expected_tokens() {
-                if let Some(word) = token_words(&token) {
-                    add(word);
-                }
+    if let Some(attempts) = &attempts
+        && attempts.max_position == position
+    {
+        for token in attempts.expected_tokens() {
+            if let Some(word) = token_words(&token) {
+                add(word);
             }
         }
     }
-    if position == rule_position {
-        if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
-            for rule in positives {
-                if let Some(word) = rule_words(*rule) {
-                    add(word);
-                }
+    if position == rule_position
+        && let ErrorVariant::ParsingError { positives, .. } = &error.variant
+    {
+        for rule in positives {
+            if let Some(word) = rule_words(*rule) {
+                add(word);
             }
         }
     }
@@ -419,7 +419,7 @@ fn docs<'i>(pairs: &mut std::iter::Peekable<impl Iterator<Item = Pair<'i, Rule>>
             break;
         }
         let pair = pairs.next().expect("peeked");
-        let text = pair.into_inner().filter(significant).next().map_or("", |p| p.as_str());
+        let text = pair.into_inner().find(significant).map_or("", |p| p.as_str());
         docs.push(text.strip_prefix(' ').unwrap_or(text).trim_end().to_string());
     }
     docs
@@ -464,7 +464,7 @@ fn build_item(pair: Pair<Rule>) -> Item {
 
 fn build_import(pair: Pair<Rule>) -> Import {
     let span = span_of(&pair);
-    let target = pair.into_inner().filter(significant).next().expect("import target");
+    let target = pair.into_inner().find(significant).expect("import target");
     match target.as_rule() {
         Rule::string => Import { target: string_value(target), quoted: true, span },
         _ => Import { target: target.as_str().to_string(), quoted: false, span },
@@ -472,7 +472,7 @@ fn build_import(pair: Pair<Rule>) -> Import {
 }
 
 fn string_value(pair: Pair<Rule>) -> String {
-    pair.into_inner().filter(significant).next().map_or(String::new(), |p| p.as_str().to_string())
+    pair.into_inner().find(significant).map_or(String::new(), |p| p.as_str().to_string())
 }
 
 fn build_unit(pair: Pair<Rule>) -> UnitExpr {
@@ -596,12 +596,11 @@ fn build_block(pair: Pair<Rule>) -> Block {
                     Stmt::Assign { target, op, value, span: stmt_span }
                 }
                 Rule::let_stmt => Stmt::Let(build_let(stmt)),
-                Rule::deliver_stmt => Stmt::Deliver {
-                    value: build_expr(stmt.into_inner().filter(significant).next().expect("deliver value")),
-                    span: stmt_span,
-                },
+                Rule::deliver_stmt => {
+                    Stmt::Deliver { value: build_expr(stmt.into_inner().find(significant).expect("deliver value")), span: stmt_span }
+                }
                 Rule::call_stmt => {
-                    Stmt::Call { call: build_expr_primary(stmt.into_inner().filter(significant).next().expect("call")), span: stmt_span }
+                    Stmt::Call { call: build_expr_primary(stmt.into_inner().find(significant).expect("call")), span: stmt_span }
                 }
                 rule => unreachable!("grammar: unexpected block statement {rule:?}"),
             }
@@ -627,21 +626,15 @@ fn build_neuron_stmt(pair: Pair<Rule>) -> NeuronStmt {
         Rule::let_stmt => NeuronStmt::Let(build_let(pair)),
         Rule::ode_stmt => {
             let mut parts = pair.into_inner().filter(significant);
-            let var = ident(parts.next().expect("ode lhs").into_inner().filter(significant).next().expect("ode variable"));
+            let var = ident(parts.next().expect("ode lhs").into_inner().find(significant).expect("ode variable"));
             let rhs = build_expr(parts.next().expect("ode rhs"));
             NeuronStmt::Ode(Ode { var, rhs, span })
         }
-        Rule::update_block => NeuronStmt::Update(build_block(pair.into_inner().filter(significant).next().expect("update block"))),
-        Rule::update_after => {
-            NeuronStmt::UpdateAfterSpike(build_block(pair.into_inner().filter(significant).next().expect("update block")))
-        }
-        Rule::spike_when => {
-            NeuronStmt::SpikeWhen { condition: build_expr(pair.into_inner().filter(significant).next().expect("condition")), span }
-        }
+        Rule::update_block => NeuronStmt::Update(build_block(pair.into_inner().find(significant).expect("update block"))),
+        Rule::update_after => NeuronStmt::UpdateAfterSpike(build_block(pair.into_inner().find(significant).expect("update block"))),
+        Rule::spike_when => NeuronStmt::SpikeWhen { condition: build_expr(pair.into_inner().find(significant).expect("condition")), span },
         Rule::on_block => NeuronStmt::On(build_on(pair)),
-        Rule::refractory_stmt => {
-            NeuronStmt::Refractory { period: build_expr(pair.into_inner().filter(significant).next().expect("period")), span }
-        }
+        Rule::refractory_stmt => NeuronStmt::Refractory { period: build_expr(pair.into_inner().find(significant).expect("period")), span },
         Rule::compartment => {
             let mut parts = pair.into_inner().filter(significant);
             let name = ident(parts.next().expect("compartment name"));
@@ -669,7 +662,7 @@ fn build_synapse_stmt(pair: Pair<Rule>) -> SynapseStmt {
             SynapseStmt::Trace { name, key, value, span }
         }
         Rule::delivers_stmt => {
-            let delivery = match pair.into_inner().filter(significant).next().expect("delivery").as_str() {
+            let delivery = match pair.into_inner().find(significant).expect("delivery").as_str() {
                 "conductance" => Delivery::Conductance,
                 _ => Delivery::Current,
             };
@@ -688,7 +681,7 @@ fn build_surrogate(pair: Pair<Rule>) -> Surrogate {
         match part.as_rule() {
             Rule::params_decl => surrogate.params = build_param_heads(part),
             Rule::let_stmt => surrogate.lets.push(build_let(part)),
-            Rule::grad_stmt => surrogate.grad = build_expr(part.into_inner().filter(significant).next().expect("grad value")),
+            Rule::grad_stmt => surrogate.grad = build_expr(part.into_inner().find(significant).expect("grad value")),
             rule => unreachable!("grammar: unexpected surrogate part {rule:?}"),
         }
     }
@@ -707,15 +700,15 @@ fn build_encoder(pair: Pair<Rule>) -> Encoder {
         match part.as_rule() {
             Rule::let_stmt => lets.push(build_let(part)),
             Rule::spike_when => {
-                body = EncoderBody::SpikeWhen(build_expr(part.into_inner().filter(significant).next().expect("condition")));
+                body = EncoderBody::SpikeWhen(build_expr(part.into_inner().find(significant).expect("condition")));
                 body_span = span;
             }
             Rule::spike_at => {
-                body = EncoderBody::SpikeAt(build_expr(part.into_inner().filter(significant).next().expect("time")));
+                body = EncoderBody::SpikeAt(build_expr(part.into_inner().find(significant).expect("time")));
                 body_span = span;
             }
             Rule::current_stmt => {
-                body = EncoderBody::Current(build_expr(part.into_inner().filter(significant).next().expect("current")));
+                body = EncoderBody::Current(build_expr(part.into_inner().find(significant).expect("current")));
                 body_span = span;
             }
             rule => unreachable!("grammar: unexpected encoder part {rule:?}"),
@@ -736,7 +729,7 @@ fn build_shape(pair: Pair<Rule>) -> Shape {
 
 fn build_call_or_name(pair: Pair<Rule>) -> CallOrName {
     let span = span_of(&pair);
-    let inner = pair.into_inner().filter(significant).next().expect("call or name");
+    let inner = pair.into_inner().find(significant).expect("call or name");
     match inner.as_rule() {
         Rule::ident => CallOrName { name: ident(inner), args: None, span },
         Rule::call => {
@@ -789,8 +782,8 @@ fn build_network_stmt(pair: Pair<Rule>) -> NetworkStmt {
                         Rule::flag_fixed => ConnFlag::Fixed(flag_span),
                         Rule::flag_trainable => ConnFlag::Trainable(flag_span),
                         Rule::flag_feedback => ConnFlag::Feedback(flag_span),
-                        Rule::flag_delay => ConnFlag::Delay(build_expr(flag.into_inner().filter(significant).next().expect("delay"))),
-                        Rule::flag_via => ConnFlag::Via(build_call_or_name(flag.into_inner().filter(significant).next().expect("synapse"))),
+                        Rule::flag_delay => ConnFlag::Delay(build_expr(flag.into_inner().find(significant).expect("delay"))),
+                        Rule::flag_via => ConnFlag::Via(build_call_or_name(flag.into_inner().find(significant).expect("synapse"))),
                         rule => unreachable!("grammar: unexpected connection flag {rule:?}"),
                     }
                 })
@@ -870,7 +863,7 @@ fn build_expr(pair: Pair<Rule>) -> Expr {
         })
         .map_postfix(|base, op| {
             let span = base.span.join(span_of(&op));
-            let index = build_expr(op.into_inner().filter(significant).next().expect("index expression"));
+            let index = build_expr(op.into_inner().find(significant).expect("index expression"));
             Expr { kind: ExprKind::Index { base: Box::new(base), index: Box::new(index) }, span }
         })
         .map_infix(|lhs, op, rhs| {
@@ -915,7 +908,7 @@ fn build_expr_primary(pair: Pair<Rule>) -> Expr {
             ExprKind::Call { func, args: parts.map(build_arg).collect() }
         }
         Rule::list => ExprKind::List(pair.into_inner().filter(significant).map(build_expr).collect()),
-        Rule::paren => ExprKind::Paren(Box::new(build_expr(pair.into_inner().filter(significant).next().expect("parenthesised")))),
+        Rule::paren => ExprKind::Paren(Box::new(build_expr(pair.into_inner().find(significant).expect("parenthesised")))),
         Rule::expr => return build_expr(pair),
         rule => unreachable!("grammar: unexpected primary {rule:?}"),
     };

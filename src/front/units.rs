@@ -16,6 +16,9 @@ impl Dim {
     pub const NONE: Dim = Dim([0; 6]);
     pub const TIME: Dim = Dim([1, 0, 0, 0, 0, 0]);
 
+    /// The dimension of a product (exponents add). Not `std::ops::Mul`: dimensions are
+    /// combined only through [`Unit`]'s methods, which also track the scale.
+    #[allow(clippy::should_implement_trait)]
     pub fn mul(self, other: Dim) -> Dim {
         let mut out = [0; 6];
         for (i, slot) in out.iter_mut().enumerate() {

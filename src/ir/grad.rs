@@ -54,10 +54,10 @@ impl Builder {
             return merged;
         }
         // a + (b + c) with a and b complementary selects: (a + b) + c.
-        if let Node::Binary(BinaryOp::Add, x, y) = *self.exprs.get(b) {
-            if let Some(merged) = self.merge_selects(a, x) {
-                return self.add(merged, y);
-            }
+        if let Node::Binary(BinaryOp::Add, x, y) = *self.exprs.get(b)
+            && let Some(merged) = self.merge_selects(a, x)
+        {
+            return self.add(merged, y);
         }
         self.exprs.push(Node::Binary(BinaryOp::Add, a, b))
     }

@@ -173,10 +173,10 @@ impl Exprs {
         };
         let node = folded.map_or(node, Node::Const);
         // Identical nodes are shared, except random draws: each `rand()` is its own draw.
-        if node != Node::Global(Global::Rand) {
-            if let Some(existing) = self.nodes.iter().rposition(|n| *n == node) {
-                return ExprId(existing as u32);
-            }
+        if node != Node::Global(Global::Rand)
+            && let Some(existing) = self.nodes.iter().rposition(|n| *n == node)
+        {
+            return ExprId(existing as u32);
         }
         self.nodes.push(node);
         ExprId(self.nodes.len() as u32 - 1)

@@ -234,18 +234,18 @@ impl Lowerer<'_, '_> {
         let span_of = |i: usize| lowered[i].2;
         let unit = match function {
             Func::Exp | Func::Log | Func::Sigmoid | Func::Tanh | Func::Sin | Func::Cos | Func::Heaviside => {
-                if let Some(found) = unit(0) {
-                    if !found.is_none() {
-                        self.error(
-                            Diagnostic::error(
-                                "snn::units::function_argument",
-                                format!("`{}` takes a dimensionless argument, found {found}", function.name()),
-                                span_of(0),
-                                format!("this has unit {found}"),
-                            )
-                            .with_help("divide by a quantity of the same unit, e.g. `exp(-dt / tau)`"),
-                        );
-                    }
+                if let Some(found) = unit(0)
+                    && !found.is_none()
+                {
+                    self.error(
+                        Diagnostic::error(
+                            "snn::units::function_argument",
+                            format!("`{}` takes a dimensionless argument, found {found}", function.name()),
+                            span_of(0),
+                            format!("this has unit {found}"),
+                        )
+                        .with_help("divide by a quantity of the same unit, e.g. `exp(-dt / tau)`"),
+                    );
                 }
                 if function == Func::Heaviside { Some(Unit::none()) } else { unit(0).map(|_| Unit::none()) }
             }
@@ -325,18 +325,18 @@ impl Lowerer<'_, '_> {
     }
 
     pub fn expect_dimensionless(&mut self, unit: &Option<Unit>, span: Span, what: &str) {
-        if let Some(unit) = unit {
-            if !unit.is_none() {
-                self.error(
-                    Diagnostic::error(
-                        "snn::units::expected_dimensionless",
-                        format!("{what} must be dimensionless, found {unit}"),
-                        span,
-                        format!("this has unit {unit}"),
-                    )
-                    .with_help("divide by a reference quantity of the same unit"),
-                );
-            }
+        if let Some(unit) = unit
+            && !unit.is_none()
+        {
+            self.error(
+                Diagnostic::error(
+                    "snn::units::expected_dimensionless",
+                    format!("{what} must be dimensionless, found {unit}"),
+                    span,
+                    format!("this has unit {unit}"),
+                )
+                .with_help("divide by a reference quantity of the same unit"),
+            );
         }
     }
 

@@ -128,11 +128,11 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_ma
         }
     }
     for stmt in &network.body {
-        if let NetworkStmt::Connect(connect) = stmt {
-            if let Some(projection) = lower_connect(program, &module, &info, connect, &mut sink) {
-                module.projections.push(projection);
-                source_map.projections.push(connect.span);
-            }
+        if let NetworkStmt::Connect(connect) = stmt
+            && let Some(projection) = lower_connect(program, &module, &info, connect, &mut sink)
+        {
+            module.projections.push(projection);
+            source_map.projections.push(connect.span);
         }
     }
     Some(module)
@@ -390,7 +390,7 @@ fn param_list(params: &[ast::ParamHead]) -> String {
 /// after reporting otherwise, so later stages never see an unusable shape.
 fn checked_shape(shape: &ast::Shape, sink: &mut Sink) -> Vec<usize> {
     let total = shape.dims.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d)).filter(|n| *n <= 1 << 31);
-    if shape.dims.iter().any(|d| *d == 0) || shape.dims.len() > 3 || total.is_none() {
+    if shape.dims.contains(&0) || shape.dims.len() > 3 || total.is_none() {
         sink.push(
             Diagnostic::error(
                 "snn::shapes::invalid",
@@ -665,18 +665,18 @@ fn lower_projection(
         let (value, unit) = lower_init(&arg.value, &Env::with_builtins(false), sink);
         match name.name.as_str() {
             "init" => {
-                if let (Some(unit), Init::Const(_) | Init::Uniform { .. } | Init::Normal { .. }) = (&unit, &value) {
-                    if unit != port_unit {
-                        sink.push(weight_unit_error(unit, port_unit, arg.value.span));
-                    }
+                if let (Some(unit), Init::Const(_) | Init::Uniform { .. } | Init::Normal { .. }) = (&unit, &value)
+                    && unit != port_unit
+                {
+                    sink.push(weight_unit_error(unit, port_unit, arg.value.span));
                 }
                 init = Some(value);
             }
             "weight" => {
-                if let Some(unit) = &unit {
-                    if unit != port_unit {
-                        sink.push(weight_unit_error(unit, port_unit, arg.value.span));
-                    }
+                if let Some(unit) = &unit
+                    && unit != port_unit
+                {
+                    sink.push(weight_unit_error(unit, port_unit, arg.value.span));
                 }
                 weight = Some(value);
             }
@@ -768,23 +768,24 @@ fn lower_projection(
     }
     // A connection into a population declared no later than its source closes a cycle: it is
     // recurrent and reads the previous step's spikes.
-    if let Source::Population(source_id) = &source {
-        if source_id.0 >= target.0 && !feedback {
-            feedback = true;
-            sink.push(
-                Diagnostic::warning(
-                    "snn::lint::inferred_feedback",
-                    format!(
-                        "`{} -> {}` closes a cycle; it is treated as a feedback edge with a one-step delay",
-                        module.source_name(&source),
-                        module.population(target).name
-                    ),
-                    connect.span,
-                    "recurrent connection",
-                )
-                .with_help("mark it `feedback` to say so explicitly"),
-            );
-        }
+    if let Source::Population(source_id) = &source
+        && source_id.0 >= target.0
+        && !feedback
+    {
+        feedback = true;
+        sink.push(
+            Diagnostic::warning(
+                "snn::lint::inferred_feedback",
+                format!(
+                    "`{} -> {}` closes a cycle; it is treated as a feedback edge with a one-step delay",
+                    module.source_name(&source),
+                    module.population(target).name
+                ),
+                connect.span,
+                "recurrent connection",
+            )
+            .with_help("mark it `feedback` to say so explicitly"),
+        );
     }
     if feedback {
         delay_steps = delay_steps.max(1);

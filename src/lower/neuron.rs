@@ -276,10 +276,10 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
         let mut inner = Env::default();
         for (name, (binding, unit)) in &env.names {
             inner.names.insert(name.clone(), (binding.clone(), unit.clone()));
-            if let Some(local) = name.strip_prefix(prefix) {
-                if !local.contains('.') {
-                    inner.names.insert(local.to_string(), (binding.clone(), unit.clone()));
-                }
+            if let Some(local) = name.strip_prefix(prefix)
+                && !local.contains('.')
+            {
+                inner.names.insert(local.to_string(), (binding.clone(), unit.clone()));
             }
         }
         inner.allow_rand = env.allow_rand;
@@ -316,19 +316,19 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
                     let var_unit = env.names[&qualified].1.clone();
                     let (rhs, found) = self.lowerer().lower(env, &ode.rhs);
                     let expected = var_unit.div(&Unit::time_ms());
-                    if let Some(found) = &found {
-                        if *found != expected {
-                            self.sink.push(
-                                Diagnostic::error(
-                                    "snn::units::ode",
-                                    format!("the right side of `d{}/dt` must have unit {expected}, found {found}", ode.var.name),
-                                    ode.rhs.span,
-                                    format!("this has unit {found}"),
-                                )
-                                .with_label(ode.var.span, format!("`{}` has unit {var_unit}", ode.var.name))
-                                .with_help(crate::lower::expr::unit_help(&expected, found)),
-                            );
-                        }
+                    if let Some(found) = &found
+                        && *found != expected
+                    {
+                        self.sink.push(
+                            Diagnostic::error(
+                                "snn::units::ode",
+                                format!("the right side of `d{}/dt` must have unit {expected}, found {found}", ode.var.name),
+                                ode.rhs.span,
+                                format!("this has unit {found}"),
+                            )
+                            .with_label(ode.var.span, format!("`{}` has unit {var_unit}", ode.var.name))
+                            .with_help(crate::lower::expr::unit_help(&expected, found)),
+                        );
                     }
                     if let Some((_, _, first)) = self.odes.iter().find(|(v, _, _)| *v == var) {
                         self.sink.push(
@@ -463,19 +463,19 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
                         AssignOp::Mul => self.pop.exprs.push(Node::Binary(BinaryOp::Mul, current, value_id)),
                     };
                     let expected = if *op == AssignOp::Mul { Unit::none() } else { var_unit.clone() };
-                    if let Some(found) = &value_unit {
-                        if *found != expected {
-                            self.sink.push(
-                                Diagnostic::error(
-                                    "snn::units::assignment",
-                                    format!("`{qualified} {}` expects {expected}, found {found}", op.symbol()),
-                                    value.span,
-                                    format!("this has unit {found}"),
-                                )
-                                .with_label(target_span, format!("`{qualified}` has unit {var_unit}"))
-                                .with_help(crate::lower::expr::unit_help(&expected, found)),
-                            );
-                        }
+                    if let Some(found) = &value_unit
+                        && *found != expected
+                    {
+                        self.sink.push(
+                            Diagnostic::error(
+                                "snn::units::assignment",
+                                format!("`{qualified} {}` expects {expected}, found {found}", op.symbol()),
+                                value.span,
+                                format!("this has unit {found}"),
+                            )
+                            .with_label(target_span, format!("`{qualified}` has unit {var_unit}"))
+                            .with_help(crate::lower::expr::unit_help(&expected, found)),
+                        );
                     }
                     let _ = span;
                     updates.push(Update { var, value: new_value });
@@ -530,19 +530,19 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
         };
         let (lhs_id, lhs_unit) = self.lowerer().lower(env, lhs);
         let (rhs_id, rhs_unit) = self.lowerer().lower(env, rhs);
-        if let (Some(a), Some(b)) = (&lhs_unit, &rhs_unit) {
-            if a != b {
-                self.sink.push(
-                    Diagnostic::error(
-                        "snn::units::threshold",
-                        format!("the spike condition compares {a} with {b}"),
-                        rhs.span,
-                        format!("this has unit {b}"),
-                    )
-                    .with_label(lhs.span, format!("this has unit {a}"))
-                    .with_help("a threshold must have the unit of the quantity it is compared with"),
-                );
-            }
+        if let (Some(a), Some(b)) = (&lhs_unit, &rhs_unit)
+            && a != b
+        {
+            self.sink.push(
+                Diagnostic::error(
+                    "snn::units::threshold",
+                    format!("the spike condition compares {a} with {b}"),
+                    rhs.span,
+                    format!("this has unit {b}"),
+                )
+                .with_label(lhs.span, format!("this has unit {a}"))
+                .with_help("a threshold must have the unit of the quantity it is compared with"),
+            );
         }
         self.pop.threshold = Some(Threshold { lhs: lhs_id, rhs: rhs_id, op });
     }
@@ -859,18 +859,18 @@ pub fn lower_synapse(
                                 .with_help("a synapse delivers its weight when the presynaptic neuron spikes"),
                         );
                     }
-                    if let (Some(port_unit), Some(unit)) = (port_unit, &unit) {
-                        if port_unit != unit {
-                            lowerer.error(
-                                Diagnostic::error(
-                                    "snn::units::weight",
-                                    format!("the synapse delivers {unit} into a port in {port_unit}"),
-                                    value.span,
-                                    format!("this has unit {unit}"),
-                                )
-                                .with_help(format!("give the synapse's weight the unit {port_unit}")),
-                            );
-                        }
+                    if let (Some(port_unit), Some(unit)) = (port_unit, &unit)
+                        && port_unit != unit
+                    {
+                        lowerer.error(
+                            Diagnostic::error(
+                                "snn::units::weight",
+                                format!("the synapse delivers {unit} into a port in {port_unit}"),
+                                value.span,
+                                format!("this has unit {unit}"),
+                            )
+                            .with_help(format!("give the synapse's weight the unit {port_unit}")),
+                        );
                     }
                     model.delivers = Some(id);
                 }

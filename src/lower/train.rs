@@ -619,18 +619,18 @@ impl TrainLowerer<'_, '_, '_> {
             );
             return None;
         }
-        if let Some(unit) = &typed.unit {
-            if !unit.is_none() {
-                self.sink.push(
-                    Diagnostic::error(
-                        "snn::units::loss",
-                        format!("{what} must be dimensionless, found {unit}"),
-                        expr.span,
-                        format!("this has unit {unit}"),
-                    )
-                    .with_help("divide by a reference quantity, e.g. `first_spike(out) / 0.5 ms`"),
-                );
-            }
+        if let Some(unit) = &typed.unit
+            && !unit.is_none()
+        {
+            self.sink.push(
+                Diagnostic::error(
+                    "snn::units::loss",
+                    format!("{what} must be dimensionless, found {unit}"),
+                    expr.span,
+                    format!("this has unit {unit}"),
+                )
+                .with_help("divide by a reference quantity, e.g. `first_spike(out) / 0.5 ms`"),
+            );
         }
         Some(typed.id)
     }
@@ -984,19 +984,19 @@ impl TrainLowerer<'_, '_, '_> {
                     BinaryOp::Div => a.unit.zip(b.unit).map(|(x, y)| x.div(&y)),
                     BinaryOp::Pow => a.unit.clone().map(|u| if u.is_none() { u } else { u.powi(2) }),
                     _ => {
-                        if let (Some(x), Some(y)) = (&a.unit, &b.unit) {
-                            if x != y {
-                                self.sink.push(
-                                    Diagnostic::error(
-                                        "snn::units::mismatch",
-                                        format!("units of `{}` do not match: {x} and {y}", op.symbol()),
-                                        rhs.span,
-                                        format!("this has unit {y}"),
-                                    )
-                                    .with_label(lhs.span, format!("this has unit {x}"))
-                                    .with_help("both sides need the same unit"),
-                                );
-                            }
+                        if let (Some(x), Some(y)) = (&a.unit, &b.unit)
+                            && x != y
+                        {
+                            self.sink.push(
+                                Diagnostic::error(
+                                    "snn::units::mismatch",
+                                    format!("units of `{}` do not match: {x} and {y}", op.symbol()),
+                                    rhs.span,
+                                    format!("this has unit {y}"),
+                                )
+                                .with_label(lhs.span, format!("this has unit {x}"))
+                                .with_help("both sides need the same unit"),
+                            );
                         }
                         if op.is_comparison() { Some(Unit::none()) } else { a.unit }
                     }
@@ -1129,7 +1129,7 @@ impl TrainLowerer<'_, '_, '_> {
                 return self.push(TNode::Binary(BinaryOp::Div, count.id, steps), width, false, Some(Unit::none()));
             }
             "weight_l2" => {
-                let Some(projection) = (if args.len() == 2 {
+                let projection = (if args.len() == 2 {
                     let call = ast::Expr {
                         kind: ExprKind::Call { func: ast::Ident { name: "weights".into(), span: func.span }, args: args.to_vec() },
                         span,
@@ -1138,9 +1138,7 @@ impl TrainLowerer<'_, '_, '_> {
                 } else {
                     self.arity(func, args.len(), 2, span);
                     None
-                }) else {
-                    return None;
-                };
+                })?;
                 return self.push(TNode::WeightL2(projection), 1, false, Some(Unit::none()));
             }
             "one_hot" => {
@@ -1254,18 +1252,18 @@ impl TrainLowerer<'_, '_, '_> {
                 (ty0.width, ty0.per_step, if func_kind == TFunc::Abs { unit0 } else { none })
             }
             TFunc::Exp | TFunc::Log => {
-                if let Some(unit) = &unit0 {
-                    if !unit.is_none() {
-                        self.sink.push(
-                            Diagnostic::error(
-                                "snn::units::function_argument",
-                                format!("`{name}` takes a dimensionless argument, found {unit}"),
-                                positional[0].value.span,
-                                format!("this has unit {unit}"),
-                            )
-                            .with_help("divide by a reference quantity, e.g. `exp(first_spike(out) / 6.4 ms)`"),
-                        );
-                    }
+                if let Some(unit) = &unit0
+                    && !unit.is_none()
+                {
+                    self.sink.push(
+                        Diagnostic::error(
+                            "snn::units::function_argument",
+                            format!("`{name}` takes a dimensionless argument, found {unit}"),
+                            positional[0].value.span,
+                            format!("this has unit {unit}"),
+                        )
+                        .with_help("divide by a reference quantity, e.g. `exp(first_spike(out) / 6.4 ms)`"),
+                    );
                 }
                 (ty0.width, ty0.per_step, none)
             }

@@ -47,7 +47,7 @@ impl<F: Real> LearningMethod<F> for Bptt<F> {
         &mut self,
         session: &Session<F>,
         params: &mut Params<F>,
-        net: &mut Vec<f64>,
+        net: &mut [f64],
         batch: &[Example],
         lr: f64,
     ) -> Result<BatchOutcome, RunError> {
@@ -71,7 +71,7 @@ impl<F: Real> LearningMethod<F> for Bptt<F> {
 pub fn batch_gradients<F: Real>(
     session: &Session<F>,
     params: &mut Params<F>,
-    net: &mut Vec<f64>,
+    net: &mut [f64],
     batch: &[Example],
 ) -> Result<(BatchOutcome, Grads<F>), RunError> {
     let (module, train) = (session.module, session.train);

@@ -413,10 +413,10 @@ pub fn backward<F: Real>(
                 match func {
                     TFunc::Mse => {
                         let vb = &values[args[1].0 as usize];
-                        for t in 0..if out.per_step { out.steps() } else { 1 } {
+                        for (t, g) in g.iter().enumerate().take(if out.per_step { out.steps() } else { 1 }) {
                             for i in 0..va.width {
                                 let ia = (if va.per_step { t } else { 0 }) * va.width + i;
-                                ga[ia] += g[t] * 2.0 * (va.at(t, i) - vb.at(t, i)) / va.width as f64;
+                                ga[ia] += g * 2.0 * (va.at(t, i) - vb.at(t, i)) / va.width as f64;
                             }
                         }
                     }

@@ -113,7 +113,7 @@ pub trait LearningMethod<F: Real>: Send {
         &mut self,
         session: &Session<F>,
         params: &mut Params<F>,
-        net: &mut Vec<f64>,
+        net: &mut [f64],
         batch: &[Example],
         lr: f64,
     ) -> Result<BatchOutcome, RunError>;

@@ -31,6 +31,9 @@ pub(super) enum Host {
     Gauss,
 }
 
+/// Emits the draw of a `rand()` node.
+pub(super) type Draw<'a> = &'a dyn Fn(&mut Emitter, ExprId) -> Value;
+
 /// Where the leaves of an expression come from in the kernel being emitted.
 pub(super) struct Scope<'a> {
     pub vars: &'a [Value],
@@ -47,7 +50,7 @@ pub(super) struct Scope<'a> {
     /// The encoded element's data value, in an encoder.
     pub data: Option<Value>,
     /// The draw of `rand()` node `id`, in an encoder.
-    pub rand: Option<&'a dyn Fn(&mut Emitter, ExprId) -> Value>,
+    pub rand: Option<Draw<'a>>,
 }
 
 impl Scope<'_> {
@@ -337,7 +340,7 @@ impl Emitter<'_, '_> {
     }
 
     /// A value per lane, built from scalars.
-    pub fn from_lanes(&mut self, scalars: &[Value]) -> Value {
+    pub fn vector_of(&mut self, scalars: &[Value]) -> Value {
         if !self.vector() {
             return scalars[0];
         }

@@ -304,7 +304,7 @@ fn refractory(e: &mut Emitter, pop: &Population, counter_address: Value) -> (Vec
             e.b.ins().select(held, one, zero)
         })
         .collect();
-    let flag = e.from_lanes(&flags);
+    let flag = e.vector_of(&flags);
     (counters, flag)
 }
 

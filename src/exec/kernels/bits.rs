@@ -104,7 +104,7 @@ impl Bits {
             if w == first {
                 word &= u64::MAX << (range.start % 64);
             }
-            if w == last && range.end % 64 != 0 {
+            if w == last && !range.end.is_multiple_of(64) {
                 word &= u64::MAX >> (64 - range.end % 64);
             }
             f(w * 64, word);

@@ -90,8 +90,6 @@ fn chw(shape: &[usize]) -> Option<[usize; 3]> {
     }
 }
 
-/// Advances population `p` by one step for the whole batch; returns its spikes.
-
 /// The adjoint of [`project`]: `dW += x (x) g`, `dx += W g`.
 #[allow(clippy::too_many_arguments)]
 pub fn project_backward<F: Real>(

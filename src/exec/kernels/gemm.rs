@@ -74,6 +74,13 @@ struct SendPtr<F>(*mut F);
 unsafe impl<F> Send for SendPtr<F> {}
 unsafe impl<F> Sync for SendPtr<F> {}
 
+impl<F> SendPtr<F> {
+    /// The pointer, taken through a method so that closures capture the whole `Send` wrapper.
+    fn get(self) -> *mut F {
+        self.0
+    }
+}
+
 /// `c[m x n] += a[m x k] b[k x n]` with `a` given by strides, `b` and `c` row-major, split into
 /// column blocks of [`COLUMN_BLOCK`] computed in parallel. Returns the number of blocks.
 #[allow(clippy::too_many_arguments)]
@@ -86,11 +93,10 @@ pub fn gemm_columns<F: Real>(m: usize, k: usize, n: usize, a: &[F], rsa: isize, 
     (0..blocks).into_par_iter().for_each(|block| {
         let j0 = block * COLUMN_BLOCK;
         let width = COLUMN_BLOCK.min(n - j0);
-        let c_ptr = c_ptr;
         // SAFETY: shapes checked above; every block writes the columns [j0, j0 + width) of c
         // only, so the blocks never overlap.
         unsafe {
-            gemm_add(m, k, width, a.as_ptr(), rsa, csa, b.as_ptr().add(j0), n as isize, 1, c_ptr.0.add(j0), n as isize, 1);
+            gemm_add(m, k, width, a.as_ptr(), rsa, csa, b.as_ptr().add(j0), n as isize, 1, c_ptr.get().add(j0), n as isize, 1);
         }
     });
     blocks

@@ -146,9 +146,7 @@ pub fn backward<F: Real>(
                     any = true;
                 }
                 if !any {
-                    for v in 0..pop.vars.len() {
-                        carry[p][v][k] = F::zero();
-                    }
+                    carry[p].iter_mut().for_each(|values| values[k] = F::zero());
                     continue;
                 }
                 tape.backward(&mut tape_grads);

@@ -101,14 +101,14 @@ pub fn run<F: Real>(
             let r = values.len();
             trace.inputs[i][step * r..(step + 1) * r].copy_from_slice(&values);
         }
-        for p in 0..module.populations.len() {
+        for (p, counters) in counters.iter_mut().enumerate() {
             let r = trace.row(p);
-            trace.refractory[p][step * r..(step + 1) * r].copy_from_slice(&counters[p]);
+            trace.refractory[p][step * r..(step + 1) * r].copy_from_slice(counters);
             let ports = deliver(module, params.get(), &trace, p, step);
             for (port, values) in ports.iter().enumerate() {
                 trace.ports[p][port][step * r..(step + 1) * r].copy_from_slice(values);
             }
-            step_population(module, &mut trace, &mut counters[p], p, step, seed, samples, net);
+            step_population(module, &mut trace, counters, p, step, seed, samples, net);
             if let Some(hook) = hook.as_deref_mut() {
                 hook.after_population(step, p, &mut trace, params.get_mut());
             }
