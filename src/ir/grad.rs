@@ -423,7 +423,8 @@ fn sweep(
                         seed(b, &mut adjoint, mu, gmu);
                         seed(b, &mut adjoint, sigma, gs);
                     }
-                    // Heaviside is a comparison; the rest were handled above or expanded.
+                    // Heaviside is a comparison and detach blocks the gradient; the rest were
+                    // handled above or expanded.
                     _ => {}
                 }
             }

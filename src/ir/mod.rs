@@ -91,6 +91,9 @@ pub enum Func {
     /// gauss(x, mu, sigma): the normal density.
     Gauss,
     Heaviside,
+    /// detach(x): the value of `x` with no derivative (a reset that does not carry gradient,
+    /// as in snnTorch's `Leaky`).
+    Detach,
 }
 
 impl Func {
@@ -110,18 +113,28 @@ impl Func {
             Func::Select => "select",
             Func::Gauss => "gauss",
             Func::Heaviside => "heaviside",
+            Func::Detach => "detach",
         }
     }
 
     pub fn arity(self) -> usize {
         match self {
-            Func::Exp | Func::Log | Func::Sqrt | Func::Abs | Func::Sigmoid | Func::Tanh | Func::Sin | Func::Cos | Func::Heaviside => 1,
+            Func::Exp
+            | Func::Log
+            | Func::Sqrt
+            | Func::Abs
+            | Func::Sigmoid
+            | Func::Tanh
+            | Func::Sin
+            | Func::Cos
+            | Func::Heaviside
+            | Func::Detach => 1,
             Func::Min | Func::Max => 2,
             Func::Clip | Func::Select | Func::Gauss => 3,
         }
     }
 
-    pub const ALL: [Func; 14] = [
+    pub const ALL: [Func; 15] = [
         Func::Exp,
         Func::Log,
         Func::Sqrt,
@@ -136,6 +149,7 @@ impl Func {
         Func::Select,
         Func::Gauss,
         Func::Heaviside,
+        Func::Detach,
     ];
 }
 
@@ -365,6 +379,7 @@ pub fn eval_func<F: num_traits::Float>(func: Func, args: &[F]) -> Option<F> {
                 zero
             }
         }
+        Func::Detach => arg(0)?,
     })
 }
 

@@ -269,7 +269,7 @@ impl Lowerer<'_, '_> {
                     None
                 }
             }),
-            Func::Abs => unit(0),
+            Func::Abs | Func::Detach => unit(0),
             Func::Min | Func::Max => self.expect_same(&unit(0), &unit(1), span_of(0), span_of(1), function.name()),
             Func::Clip => {
                 let low = self.expect_same(&unit(0), &unit(1), span_of(0), span_of(1), "clip");

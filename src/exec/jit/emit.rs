@@ -257,6 +257,7 @@ impl Emitter<'_, '_> {
                         let c = self.b.ins().fcmp(FloatCC::NotEqual, args[0], zero);
                         self.select(c, args[1], args[2])
                     }
+                    Func::Detach => args[0],
                     Func::Heaviside => {
                         let zero = self.constant(0.0);
                         let c = self.b.ins().fcmp(FloatCC::GreaterThan, args[0], zero);

@@ -228,7 +228,8 @@ pub fn record<F: Real>(tape: &mut Tape<F>, exprs: &Exprs, id: ExprId, leaves: &L
                 }
                 Func::Select => Op::Select(args[0], args[1], args[2]),
                 Func::Gauss => Op::Gauss(args[0], args[1], args[2]),
-                Func::Heaviside => Op::Constant,
+                // Comparisons and detached values carry no gradient.
+                Func::Heaviside | Func::Detach => Op::Constant,
             };
             tape.push(op, value)
         }
