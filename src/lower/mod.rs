@@ -75,7 +75,7 @@ pub fn compile(name: &str, text: &str, base_dir: Option<&std::path::Path>) -> Ou
     let mut source_map = SourceMap::default();
     let mut module = network::lower_network(&program, &mut diagnostics, &mut source_map);
     if let Some(module) = module.as_mut() {
-        module.train = train::lower_train(&program, module, &mut diagnostics);
+        module.train = train::lower_train(&program, module, &source_map, &mut diagnostics);
     } else {
         train::check_train_without_network(&program, &mut diagnostics);
     }

@@ -83,7 +83,12 @@ struct TrainLowerer<'m, 's, 'a> {
     reads_label: bool,
 }
 
-pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnostics) -> Option<Train> {
+pub fn lower_train(
+    program: &Program,
+    module: &Module,
+    source_map: &crate::lower::SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> Option<Train> {
     let def = program.trains.first()?;
     let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
     for extra in &program.trains[1..] {
@@ -164,7 +169,7 @@ pub fn lower_train(program: &Program, module: &Module, diagnostics: &mut Diagnos
         }
     }
     let method = match settings.get("method") {
-        Some(setting) => lower_method(program, module, &setting.value, &mut sink),
+        Some(setting) => lower_method(program, module, source_map, &setting.value, &mut sink),
         None => {
             sink.push(missing_field("method", header, "method = bptt(surrogate = fast_sigmoid(slope = 25))"));
             None
@@ -387,7 +392,13 @@ fn lower_data(expr: &ast::Expr, sink: &mut Sink) -> Option<Data> {
     }
 }
 
-fn lower_method(program: &Program, module: &Module, expr: &ast::Expr, sink: &mut Sink) -> Option<Method> {
+fn lower_method(
+    program: &Program,
+    module: &Module,
+    source_map: &crate::lower::SourceMap,
+    expr: &ast::Expr,
+    sink: &mut Sink,
+) -> Option<Method> {
     let (name, args) = match &expr.kind {
         ExprKind::Call { func, args } => (func, args.as_slice()),
         ExprKind::Path(p) if p.len() == 1 => (&p[0], &[][..]),
@@ -469,6 +480,9 @@ fn lower_method(program: &Program, module: &Module, expr: &ast::Expr, sink: &mut
         Some(lower_surrogate(&def.def, &overrides, &mut quiet))
     };
     let number = |key: &str, default: f64| named.get(key).and_then(|e| const_number(e)).map_or(default, |v| v.0);
+    if matches!(name.name.as_str(), "bptt" | "fptt") {
+        check_no_plasticity(program, module, source_map, name, sink);
+    }
     let method = match name.name.as_str() {
         "bptt" => Method::Bptt { surrogate: surrogate(sink)? },
         "fptt" => Method::Fptt {
@@ -505,6 +519,23 @@ fn lower_method(program: &Program, module: &Module, expr: &ast::Expr, sink: &mut
         }
     };
     Some(method)
+}
+
+/// Gradient methods learn weights by gradient descent: a plastic synapse (`via`) would be
+/// silently ignored, so it is an error at the connection.
+fn check_no_plasticity(program: &Program, module: &Module, source_map: &crate::lower::SourceMap, method: &ast::Ident, sink: &mut Sink) {
+    for (index, proj) in module.projections.iter().enumerate() {
+        let (Some(synapse), Some(span)) = (&proj.synapse, source_map.projections.get(index)) else { continue };
+        let mut diagnostic = Diagnostic::error(
+            "snn::method::plasticity_under_gradient",
+            format!("`{}` learns by gradient; the plastic synapse `{}` on this connection would do nothing", method.name, synapse.name),
+            *span,
+            "plastic connection",
+        )
+        .with_help(format!("drop `via {}` to train this connection by gradient, or use `method = stdp`", synapse.name));
+        diagnostic.source = Some(program.file(program.networks[0].file));
+        sink.diagnostics.push(diagnostic);
+    }
 }
 
 /// EventProp needs linear, exactly integrable dynamics with additive input jumps (seeds/002).
