@@ -170,6 +170,41 @@ pub fn write_idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
     out
 }
 
+// ---------------------------------------------------------------- augmentation
+
+/// A square image of `side x side` pixels, shifted by up to `shift` of its side in each
+/// direction and rotated by up to `rotate_deg` degrees about its centre (both drawn uniformly
+/// from the key), sampled back with bilinear interpolation; pixels from outside are 0
+/// (seeds/002's MNIST augmentation). The key makes it reproducible per (epoch, sample).
+pub fn augment_image(image: &[f32], side: usize, shift: f64, rotate_deg: f64, key: u64) -> Vec<f32> {
+    let prefix = uniform_prefix(key, 0xA06, 0);
+    let draw = |c: u64| 2.0 * uniform_from(prefix, c) - 1.0;
+    let (dx, dy) = (draw(0) * shift * side as f64, draw(1) * shift * side as f64);
+    let angle = draw(2) * rotate_deg.to_radians();
+    let (sin, cos) = angle.sin_cos();
+    let centre = (side as f64 - 1.0) / 2.0;
+    let pixel = |x: isize, y: isize| -> f64 {
+        if x < 0 || y < 0 || x >= side as isize || y >= side as isize { 0.0 } else { f64::from(image[y as usize * side + x as usize]) }
+    };
+    let mut out = vec![0.0; side * side];
+    for y in 0..side {
+        for x in 0..side {
+            // The inverse map: where output pixel (x, y) comes from in the input.
+            let (u, v) = (x as f64 - centre - dx, y as f64 - centre - dy);
+            let (sx, sy) = (cos * u + sin * v + centre, -sin * u + cos * v + centre);
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as isize, y0 as isize);
+            let value = pixel(x0, y0) * (1.0 - fx) * (1.0 - fy)
+                + pixel(x0 + 1, y0) * fx * (1.0 - fy)
+                + pixel(x0, y0 + 1) * (1.0 - fx) * fy
+                + pixel(x0 + 1, y0 + 1) * fx * fy;
+            out[y * side + x] = value as f32;
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------- random numbers
 
 /// splitmix64: a stateless mixing function. Draw `k` of a stream is `mix(seed, k)`, so any
@@ -330,5 +365,26 @@ mod tests {
         assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         assert!((mean - 0.5).abs() < 0.01, "{mean}");
+    }
+
+    #[test]
+    fn augmentation_without_shift_or_rotation_is_the_identity_and_otherwise_moves_pixels() {
+        let image: Vec<f32> = (0..28 * 28).map(|i| ((i * 37) % 256) as f32 / 255.0).collect();
+        assert_eq!(augment_image(&image, 28, 0.0, 0.0, 5), image);
+        let moved = augment_image(&image, 28, 0.1, 20.0, 5);
+        assert_ne!(moved, image);
+        assert_eq!(moved, augment_image(&image, 28, 0.1, 20.0, 5), "the same key gives the same image");
+        assert_ne!(moved, augment_image(&image, 28, 0.1, 20.0, 6), "another key another image");
+        // A centred dot stays within the shift's reach of the centre.
+        let mut dot = vec![0.0f32; 28 * 28];
+        dot[14 * 28 + 14] = 1.0;
+        let out = augment_image(&dot, 28, 0.1, 0.0, 9);
+        let (mut cx, mut cy, mut mass) = (0.0, 0.0, 0.0);
+        for (k, v) in out.iter().enumerate() {
+            cx += (k % 28) as f64 * f64::from(*v);
+            cy += (k / 28) as f64 * f64::from(*v);
+            mass += f64::from(*v);
+        }
+        assert!((mass - 1.0).abs() < 1e-6 && (cx / mass - 14.0).abs() <= 2.8 + 1e-9 && (cy / mass - 14.0).abs() <= 2.8 + 1e-9);
     }
 }

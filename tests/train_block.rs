@@ -205,3 +205,22 @@ fn retry_shows_a_silent_sample_again_with_more_gain() {
     let retried = collect.epochs[0].losses[0].1;
     assert!((retried - silent_loss).abs() > 1e-3, "the retries trained on samples with gain > 0: loss {retried}");
 }
+
+/// MNIST's shift and rotation augmentation (seeds/002) is applied to the training images.
+#[test]
+fn mnist_augmentation_changes_what_is_trained_on() {
+    let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork M {\n    steps = 4\n    input pixels[784] = repeat(image)\n    population out[10] = Leaky(beta = 0.9, threshold = 1.0)\n    connect pixels -> out.i : dense(init = uniform(-0.05, 0.1))\n}\ntrain {\n    data = mnist(dir = \"unused\", shift = SHIFT, rotate = ROTATE)\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(count(out), label)\n    predict = argmax(count(out))\n    optimizer = adam(lr = 1e-2)\n    batch = 8\n    epochs = 1\n}\n";
+    let n = 16;
+    let images: Vec<f32> = (0..n * 784).map(|k| if (k % 784) / 28 % 7 < 3 && k % 28 > 10 { 1.0 } else { 0.0 }).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let split = |features: Vec<f32>, labels: Vec<u8>| snnc::data::Split { n_features: 784, features, labels };
+    let data = Dataset { train: split(images.clone(), labels.clone()), test: split(images, labels), classes: 10 };
+    let train = |shift: &str, rotate: &str| {
+        let module = common::valid(common::module(&text.replace("SHIFT", shift).replace("ROTATE", rotate)));
+        let config = RunConfig { seed: 1, engine: EngineKind::Jit, ..Default::default() };
+        train_module::<f64>(&module, &data, &config, None, &mut snnc::train::Quiet).expect("trains").0
+    };
+    let plain = train("0", "0");
+    assert_ne!(plain, train("0.1", "0"), "shift");
+    assert_ne!(plain, train("0", "20"), "rotation");
+}

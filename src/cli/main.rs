@@ -370,13 +370,6 @@ fn open_records(out: &std::path::Path, module: &snnc::ir::Module) -> Result<Opti
 fn run<F: Real>(file: &std::path::Path, options: &RunOptions) -> Result<(), String> {
     let module = snnc::cli::driver::prepare(compile(file)?, &options.sets)?;
     let train = module.train.as_ref().ok_or("the model has no train block")?;
-    if let snnc::ir::train::Data::Mnist { augment_shift, augment_rotate_deg, .. } = &train.data
-        && (*augment_shift != 0.0 || *augment_rotate_deg != 0.0)
-    {
-        eprintln!(
-            "warning: data augmentation (shift {augment_shift}, rotate {augment_rotate_deg}) is not applied yet; training uses the images as they are"
-        );
-    }
     let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
     let stem = file.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
     let out = options.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&stem));

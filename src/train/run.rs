@@ -2,10 +2,11 @@
 //! records; the learning method plugs in per batch ([`crate::train::method`]) and the engine
 //! is built once per run ([`crate::exec::engine::build`]).
 
-use crate::data::{Dataset, Stream};
+use crate::data::{Dataset, Stream, augment_image};
 use crate::exec::engine::{self, Ctx, EngineKind};
 use crate::exec::real::Real;
 use crate::exec::state::{Params, SampleRef, init_params};
+use crate::ir::train::Data;
 use crate::ir::validate::Valid;
 use crate::train::hooks::RecordText;
 use crate::train::method::{Example, RunError, Session, method_for};
@@ -95,10 +96,25 @@ pub fn train_module<F: Real>(
             let mut term_sums = vec![0.0; phase.losses.len()];
             let mut correct = 0usize;
             for (batch_index, chunk) in order.chunks(train.batch.max(1)).enumerate() {
+                // Augmented copies of the batch's images (MNIST shift and rotation), drawn anew
+                // every epoch.
+                let augmented: Vec<Vec<f32>> = match &train.data {
+                    Data::Mnist { augment_shift, augment_rotate_deg, .. } if *augment_shift != 0.0 || *augment_rotate_deg != 0.0 => {
+                        let side = (data.train.n_features as f64).sqrt() as usize;
+                        let key = |i: usize| seed ^ ((global_epoch as u64) << 40) ^ i as u64;
+                        chunk
+                            .iter()
+                            .map(|&i| augment_image(data.train.sample(i), side, *augment_shift, *augment_rotate_deg, key(i)))
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let features = |k: usize, i: usize| augmented.get(k).map_or_else(|| data.train.sample(i), Vec::as_slice);
                 let batch: Vec<Example> = chunk
                     .iter()
-                    .map(|&i| Example {
-                        sample: SampleRef { id: i as u64, features: data.train.sample(i) },
+                    .enumerate()
+                    .map(|(k, &i)| Example {
+                        sample: SampleRef { id: i as u64, features: features(k, i) },
                         label: usize::from(data.train.labels[i]),
                     })
                     .collect();
