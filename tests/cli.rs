@@ -1,0 +1,124 @@
+//! The command line end to end: `snnc run` writes metrics and a checkpoint, `snnc eval` reads
+//! the checkpoint back and reports the same accuracy on the engine it is given, `--set`
+//! reaches the run (and is refused when it names nothing), checkpoints round-trip in both
+//! precisions.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn snnc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_snnc")).args(args).current_dir(common::root()).output().expect("snnc runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("snnc-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn last_test_accuracy(out: &std::path::Path) -> f64 {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).expect("metrics.json")).expect("JSON");
+    json.as_array().expect("epochs").last().expect("an epoch")["test_accuracy"].as_f64().expect("a number")
+}
+
+#[test]
+fn run_then_eval_reports_the_same_accuracy_on_either_engine() {
+    let out = scratch("run");
+    let out_text = out.to_string_lossy().into_owned();
+    let run = snnc(&["run", "models/yin_yang.snn", "--epochs", "2", "--limit-train", "512", "--limit-test", "200", "--out", &out_text]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(out.join("checkpoint.safetensors").exists() && out.join("metrics.csv").exists());
+    let accuracy = last_test_accuracy(&out);
+    assert!(accuracy > 0.5, "two short epochs learn something: {accuracy}");
+    let checkpoint = out.join("checkpoint.safetensors").to_string_lossy().into_owned();
+    for engine in ["jit", "interp"] {
+        let eval = snnc(&["eval", "models/yin_yang.snn", "--checkpoint", &checkpoint, "--limit-test", "200", "--backend", engine]);
+        assert!(eval.status.success(), "{}", text(&eval));
+        let expected = format!("test accuracy {:.2}% on 200 samples", 100.0 * accuracy);
+        assert!(text(&eval).contains(&expected), "{engine}: expected `{expected}` in\n{}", text(&eval));
+    }
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn set_reaches_the_run_and_unknown_settings_are_refused() {
+    let out = scratch("set");
+    let out_text = out.to_string_lossy().into_owned();
+    let run = snnc(&[
+        "run",
+        "models/yin_yang.snn",
+        "--set",
+        "steps=3",
+        "--set",
+        "lr=0.01",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "64",
+        "--limit-test",
+        "32",
+        "--out",
+        &out_text,
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("3 steps"), "{}", text(&run));
+    let json = std::fs::read_to_string(out.join("metrics.json")).expect("metrics");
+    assert!(json.contains("\"lr\": 0.01"), "{json}");
+    let bad = snnc(&["run", "models/yin_yang.snn", "--set", "stpes=3", "--out", &out_text]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("did you mean `steps`"), "{}", text(&bad));
+    let not_a_number = snnc(&["run", "models/yin_yang.snn", "--set", "steps=many", "--out", &out_text]);
+    assert!(!not_a_number.status.success() && text(&not_a_number).contains("not a number"), "{}", text(&not_a_number));
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn f64_runs_and_the_oracle_runs_from_the_command_line() {
+    let out = scratch("precision");
+    let out_text = out.to_string_lossy().into_owned();
+    for extra in [["--precision", "f64"], ["--backend", "interp"]] {
+        let mut args = vec!["run", "models/yin_yang.snn", "--epochs", "1", "--limit-train", "64", "--limit-test", "32", "--out", &out_text];
+        args.extend(extra);
+        let run = snnc(&args);
+        assert!(run.status.success(), "{extra:?}: {}", text(&run));
+    }
+    let cuda = snnc(&["run", "models/yin_yang.snn", "--backend", "cuda", "--out", &out_text]);
+    assert!(!cuda.status.success() && text(&cuda).contains("not built yet"), "{}", text(&cuda));
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn checkpoints_round_trip_in_both_precisions() {
+    let module = common::valid(common::load("yin_yang.snn"));
+    let dir = scratch("checkpoint");
+    let path = dir.join("c.safetensors");
+    let mut params = snnc::exec::state::init_params::<f32>(&module, 7);
+    params.weights[0][3] = 0.125;
+    snnc::cli::driver::save_checkpoint(&path, &module, &params, "yin_yang").expect("saves");
+    let mut loaded = snnc::exec::state::init_params::<f32>(&module, 8);
+    assert_ne!(loaded, params);
+    snnc::cli::driver::load_checkpoint(&path, &module, &mut loaded).expect("loads");
+    assert_eq!(loaded, params, "f32 round trip");
+    let wide: snnc::exec::state::Params<f64> = params.convert();
+    snnc::cli::driver::save_checkpoint(&path, &module, &wide, "yin_yang").expect("saves");
+    let mut back = snnc::exec::state::init_params::<f64>(&module, 8);
+    snnc::cli::driver::load_checkpoint(&path, &module, &mut back).expect("loads");
+    assert_eq!(back, wide, "f64 round trip");
+    // An f64 checkpoint loads into an f32 run, rounded.
+    let mut narrow = snnc::exec::state::init_params::<f32>(&module, 8);
+    snnc::cli::driver::load_checkpoint(&path, &module, &mut narrow).expect("loads");
+    assert_eq!(narrow, params);
+    // A checkpoint of another model is refused with its tensor's name.
+    let other = common::valid(common::load("lab_lif_mnist.snn"));
+    let mut wrong = snnc::exec::state::init_params::<f32>(&other, 1);
+    let error = snnc::cli::driver::load_checkpoint(&path, &other, &mut wrong).expect_err("another model");
+    assert!(error.contains("proj0"), "{error}");
+    std::fs::remove_dir_all(dir).ok();
+}
