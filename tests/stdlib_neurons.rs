@@ -163,9 +163,10 @@ fn leaky_follows_snntorch_leaky() {
     run.finish(&[0, 1, 2]);
 }
 
-/// Discrete leaky integrate-and-fire with reset to zero in the step of the spike (the stdlib's
-/// own equation; seeds/003's LIF with a hard reset): v[t] = beta v[t-1] + x[t], s[t] =
-/// H(v[t] - threshold), then v[t] = 0 where s[t] = 1. Defaults beta 0.95, threshold 1.
+/// Discrete leaky integrate-and-fire with reset to zero in the step of the spike, as the stdlib
+/// documents it (no seed uses it; unlike snnTorch's `reset_mechanism = "zero"`, which zeroes the
+/// step after the spike, input included): v[t] = beta v[t-1] + x[t], s[t] = H(v[t] - threshold),
+/// then v[t] = 0 where s[t] = 1. Defaults beta 0.95, threshold 1.
 #[test]
 fn leaky_zero_resets_to_zero_in_the_step_of_the_spike() {
     let features = [0.6f32, 0.9, 1.5];
@@ -314,8 +315,8 @@ fn diehl_cook_exc_follows_diehl_and_cook() {
     run.finish(&[0, 1]);
 }
 
-/// Diehl & Cook 2015 inhibitory neuron (seeds/001; REFERENCE.md B): tau_m dv/dt = (v_rest - v)
-/// + ge (e_exc - v) + gi (e_inh - v), dge/dt = -ge / tau_ge, dgi/dt = -gi / tau_gi; spike when
+/// Diehl & Cook 2015 inhibitory neuron (seeds/001; REFERENCE.md B):
+/// `tau_m dv/dt = (v_rest - v) + ge (e_exc - v) + gi (e_inh - v)`, dge/dt = -ge / tau_ge, dgi/dt = -gi / tau_gi; spike when
 /// v > v_thresh, then v = v_reset, clamped there for the refractory period. Euler for v, exact
 /// decay for ge and gi, as the IR integrates them (see `diehl_cook_exc_follows_diehl_and_cook`).
 /// Reference constants: v_rest -60 mV, v_reset -45 mV, v_thresh -40 mV, e_exc 0, e_inh -85 mV,

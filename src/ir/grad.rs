@@ -290,10 +290,14 @@ fn flatten(b: &mut Builder, pop: &Population) -> Result<Flat, String> {
     }
     let mut reset = current.clone();
     apply(b, pop, &pop.on_spike, &mut reset, &ports, spike)?;
+    let held = pop.held_while_refractory();
     for update in &pop.on_spike {
         let v = update.var.0 as usize;
-        let after = b.select(spike, reset[v], current[v]);
-        current[v] = b.select(refractory, before[v], after);
+        current[v] = b.select(spike, reset[v], current[v]);
+    }
+    for var in held {
+        let v = var.0 as usize;
+        current[v] = b.select(refractory, before[v], current[v]);
     }
     // (3e) updates after the spike test.
     apply(b, pop, &pop.after_spike, &mut current, &ports, spike)?;

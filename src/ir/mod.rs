@@ -11,11 +11,14 @@
 //! Semantics of one time step `t` (identical on every back end):
 //! 1. encoders emit input events or currents;
 //! 2. projections deliver `W s_pre` to their target ports: feed-forward edges use spikes of step
-//!    `t`, feedback edges spikes of step `t - 1`;
+//!    `t`, feedback edges spikes of step `t - 1`, an edge with a `delay` of d steps the values
+//!    of step `t - d`;
 //! 3. each population, in declaration order: applies input jumps (`on port`), integrates its
 //!    continuous dynamics over `dt` (all right-hand sides read the state before the step),
 //!    runs its `update` blocks in order, tests its threshold (not while refractory), applies its
-//!    spike jumps, runs its `update after spike` blocks, counts refractory time down;
+//!    spike jumps, runs its `update after spike` blocks, counts refractory time down; while
+//!    refractory, the variables its spike resets to a value are held
+//!    ([`Population::held_while_refractory`]);
 //! 4. readouts and records sample the state.
 
 pub mod grad;
@@ -498,6 +501,21 @@ pub struct Population {
 impl Population {
     pub fn size(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// The variables held at their value while the neuron is refractory: those its spike
+    /// resets to a value that does not read them (`v = v_reset`, `v -= threshold` reads `v` and
+    /// is not a reset to a value). Increments such as an adaptive threshold's `theta +=
+    /// theta_plus` keep following their dynamics (Diehl & Cook clamp only the membrane).
+    pub fn held_while_refractory(&self) -> Vec<VarId> {
+        self.on_spike
+            .iter()
+            .filter(|update| {
+                let var = update.var;
+                !self.exprs.reads(update.value, &|v| v == var)
+            })
+            .map(|update| update.var)
+            .collect()
     }
 
     pub fn var_by_name(&self, name: &str) -> Option<VarId> {

@@ -65,8 +65,8 @@ pub fn record_step<F: Real>(tape: &mut Tape<F>, step: &NeuronStep<F>, vars: &[F]
     apply(tape, &pop.updates, &mut current, zero);
     let mut spike = zero;
     if step.counter > 0 {
-        for update in &pop.on_spike {
-            current[update.var.0 as usize] = var_leaves[update.var.0 as usize];
+        for var in pop.held_while_refractory() {
+            current[var.0 as usize] = var_leaves[var.0 as usize];
         }
     } else if let Some(threshold) = &pop.threshold {
         let mut memo = Vec::new();

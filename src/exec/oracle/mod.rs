@@ -196,7 +196,7 @@ fn step_population<F: Real>(
     let time = F::of(step as f64 * module.dt);
     let mut spikes = vec![F::zero(); r];
     let refractory_steps = refractory_steps(module, pop, net);
-    let held: Vec<VarId> = pop.on_spike.iter().map(|u| u.var).collect();
+    let held: Vec<VarId> = pop.held_while_refractory();
     let mut after: Vec<Vec<F>> = vec![vec![F::zero(); r]; pop.vars.len()];
     for k in 0..r {
         let before: Vec<F> = (0..pop.vars.len()).map(|v| trace.state_before(step, p, v)[k]).collect();
