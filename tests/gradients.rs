@@ -138,7 +138,7 @@ fn every_stdlib_surrogate_is_finite_in_its_tails_and_matches_its_formula() {
         ("triangle", |x| (1.0 - x.abs()).max(0.0)),
     ];
     for (name, def) in &program.surrogates {
-        let surrogate = snnc::lower::neuron::lower_surrogate(&def.def, &Default::default(), &mut sink);
+        let surrogate = snnc::lower::surrogate::lower_surrogate(&def.def, &Default::default(), &mut sink);
         for x in [-1e6, -1e3, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 1e3, 1e6] {
             let g: f64 = snnc::exec::oracle::tape::surrogate_grad(&surrogate, x);
             let g32: f32 = snnc::exec::oracle::tape::surrogate_grad(&surrogate, x as f32);

@@ -10,10 +10,13 @@
 //! [`network`] instantiates populations, inputs and projections; [`train`] lowers the
 //! training block.
 
+pub mod affine;
 pub mod expr;
 pub mod network;
 pub mod neuron;
 pub mod program;
+pub mod surrogate;
+pub mod synapse;
 pub mod train;
 
 use std::sync::Arc;

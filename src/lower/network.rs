@@ -8,7 +8,9 @@ use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
 use crate::front::units::{self, Unit};
 use crate::ir::{self, Connectivity, Exprs, Global, Init, InputId, Module, PopId, PortId, Projection, Source};
 use crate::lower::expr::{Binding, Env, Lowerer};
-use crate::lower::neuron::{Override, lower_encoder_body, lower_init, lower_neuron, lower_synapse};
+use crate::lower::neuron::{Override, lower_init, lower_neuron};
+use crate::lower::surrogate::lower_encoder_body;
+use crate::lower::synapse::lower_synapse;
 use crate::lower::{Program, Sink, SourceMap};
 
 pub const NETWORK_SETTINGS: [&str; 4] = ["steps", "dt", "duration", "rest"];

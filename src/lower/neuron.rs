@@ -6,11 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::front::ast::{self, AssignOp, BinaryOp, ExprKind, Modifier, NeuronStmt, Span, Stmt, SynapseStmt, UnaryOp};
+use crate::front::ast::{self, AssignOp, BinaryOp, ExprKind, Modifier, NeuronStmt, Span, Stmt};
 use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
 use crate::front::units::{self, Unit};
 use crate::ir::{self, ExprId, Exprs, Global, Init, InputJump, Integration, Node, PortId, Threshold, Update, Var, VarId, VarKind};
+use crate::lower::affine::{Affine, affine, reads_port};
 use crate::lower::expr::{Binding, Env, Lowerer};
+use crate::lower::surrogate::{check_encoder, lower_surrogate};
+use crate::lower::synapse::lower_synapse;
 use crate::lower::{Program, Sink};
 
 /// A parameter value given at instantiation: `Leaky(beta = 0.5)`.
@@ -91,7 +94,7 @@ pub fn lower_init(expr: &ast::Expr, env: &Env, sink: &mut Sink) -> (Init, Option
     }
 }
 
-fn constant_or_report(lowerer: &mut Lowerer, id: ExprId, span: Span) -> Option<f64> {
+pub(crate) fn constant_or_report(lowerer: &mut Lowerer, id: ExprId, span: Span) -> Option<f64> {
     if let Some(value) = lowerer.exprs.constant(id) {
         return Some(value);
     }
@@ -102,18 +105,24 @@ fn constant_or_report(lowerer: &mut Lowerer, id: ExprId, span: Span) -> Option<f
     None
 }
 
-fn declared_unit(unit: &Option<ast::UnitExpr>) -> Unit {
+pub(crate) fn declared_unit(unit: &Option<ast::UnitExpr>) -> Unit {
     unit.as_ref().map_or_else(Unit::none, units::eval)
 }
 
 /// A neuron's declarations in order, flattened over compartments (`soma.s`).
-struct Decls<'n> {
+pub(crate) struct Decls<'n> {
     params: Vec<(String, &'n ast::Param)>,
     states: Vec<(String, &'n ast::State)>,
     ports: Vec<(String, &'n ast::Port)>,
 }
 
-fn collect_decls<'n>(body: &'n [NeuronStmt], prefix: &str, decls: &mut Decls<'n>, sink: &mut Sink, seen: &mut BTreeMap<String, Span>) {
+pub(crate) fn collect_decls<'n>(
+    body: &'n [NeuronStmt],
+    prefix: &str,
+    decls: &mut Decls<'n>,
+    sink: &mut Sink,
+    seen: &mut BTreeMap<String, Span>,
+) {
     for stmt in body {
         let (name, span) = match stmt {
             NeuronStmt::Param(param) => (&param.name, param.name.span),
@@ -652,344 +661,6 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
                 }
             };
             self.pop.dynamics.push((Update { var: *var, value }, integration));
-        }
-    }
-}
-
-fn reads_port(exprs: &Exprs, id: ExprId, port: PortId) -> bool {
-    match exprs.get(id) {
-        Node::Port(p) => *p == port,
-        Node::Const(_) | Node::Var(_) | Node::Global(_) => false,
-        Node::Unary(_, a) => reads_port(exprs, *a, port),
-        Node::Binary(_, a, b) => reads_port(exprs, *a, port) || reads_port(exprs, *b, port),
-        Node::Call(_, args) => args.iter().any(|a| reads_port(exprs, *a, port)),
-    }
-}
-
-/// `sum_i terms_i.1 * terms_i.0 + constant`, with coefficients free of the states.
-struct Affine {
-    terms: Vec<(VarId, ExprId)>,
-    constant: ExprId,
-}
-
-impl Affine {
-    fn coeff(&self, var: VarId) -> Option<ExprId> {
-        self.terms.iter().find(|(v, _)| *v == var).map(|(_, c)| *c)
-    }
-}
-
-/// The affine form of `id` in the variables `states`, or `None` when it is not affine.
-fn affine(exprs: &mut Exprs, id: ExprId, states: &[VarId]) -> Option<Affine> {
-    let is_state = |v: VarId| states.contains(&v);
-    if !exprs.reads(id, &is_state) {
-        return Some(Affine { terms: Vec::new(), constant: id });
-    }
-    let node = exprs.get(id).clone();
-    match node {
-        Node::Var(var) => {
-            let one = exprs.push(Node::Const(1.0));
-            let zero = exprs.push(Node::Const(0.0));
-            Some(Affine { terms: vec![(var, one)], constant: zero })
-        }
-        Node::Unary(UnaryOp::Neg, a) => {
-            let form = affine(exprs, a, states)?;
-            Some(scale(exprs, form, None, true))
-        }
-        Node::Binary(op @ (BinaryOp::Add | BinaryOp::Sub), a, b) => {
-            let left = affine(exprs, a, states)?;
-            let mut right = affine(exprs, b, states)?;
-            if op == BinaryOp::Sub {
-                right = scale(exprs, right, None, true);
-            }
-            let mut terms = left.terms;
-            for (var, coeff) in right.terms {
-                match terms.iter_mut().find(|(v, _)| *v == var) {
-                    Some((_, existing)) => *existing = exprs.push(Node::Binary(BinaryOp::Add, *existing, coeff)),
-                    None => terms.push((var, coeff)),
-                }
-            }
-            let constant = exprs.push(Node::Binary(BinaryOp::Add, left.constant, right.constant));
-            Some(Affine { terms, constant })
-        }
-        Node::Binary(BinaryOp::Mul, a, b) => {
-            if !exprs.reads(a, &is_state) {
-                let form = affine(exprs, b, states)?;
-                Some(scale(exprs, form, Some((a, BinaryOp::Mul)), false))
-            } else if !exprs.reads(b, &is_state) {
-                let form = affine(exprs, a, states)?;
-                Some(scale(exprs, form, Some((b, BinaryOp::Mul)), false))
-            } else {
-                None
-            }
-        }
-        Node::Binary(BinaryOp::Div, a, b) if !exprs.reads(b, &is_state) => {
-            let form = affine(exprs, a, states)?;
-            Some(scale(exprs, form, Some((b, BinaryOp::Div)), false))
-        }
-        _ => None,
-    }
-}
-
-fn scale(exprs: &mut Exprs, form: Affine, by: Option<(ExprId, BinaryOp)>, negate: bool) -> Affine {
-    let apply = |exprs: &mut Exprs, id: ExprId| -> ExprId {
-        let id = match by {
-            Some((factor, op)) => exprs.push(Node::Binary(op, id, factor)),
-            None => id,
-        };
-        if negate { exprs.push(Node::Unary(UnaryOp::Neg, id)) } else { id }
-    };
-    let terms = form.terms.iter().map(|(v, c)| (*v, apply(exprs, *c))).collect();
-    let constant = apply(exprs, form.constant);
-    Affine { terms, constant }
-}
-
-// ---------------------------------------------------------------- synapses
-
-pub fn lower_synapse(
-    synapse: &ast::Synapse,
-    overrides: &BTreeMap<String, Override>,
-    port_unit: Option<&Unit>,
-    dt: f64,
-    sink: &mut Sink,
-) -> ir::SynapseModel {
-    let mut model = ir::SynapseModel {
-        name: synapse.name.name.clone(),
-        vars: Vec::new(),
-        traces: Vec::new(),
-        conductance: false,
-        exprs: Exprs::default(),
-        on_pre: Vec::new(),
-        on_post: Vec::new(),
-        delivers: None,
-    };
-    let mut env = Env::with_builtins(true);
-    env.bind("dt", Binding::Const(dt), Unit::time_ms());
-    let init_env = Env::with_builtins(false);
-    let mut state_units: BTreeMap<String, Unit> = BTreeMap::new();
-    let mut trace_names = Vec::new();
-    for stmt in &synapse.body {
-        match stmt {
-            SynapseStmt::Param(param) => {
-                let unit = declared_unit(&param.unit);
-                let value = match (overrides.get(&param.name.name), &param.default) {
-                    (Some(given), _) => given.init.clone(),
-                    (None, Some(default)) => {
-                        let (init, found) = lower_init(default, &init_env, sink);
-                        let mut exprs = Exprs::default();
-                        Lowerer { sink, exprs: &mut exprs }.expect_unit(
-                            &found,
-                            &unit,
-                            default.span,
-                            "snn::units::mismatch",
-                            "a parameter default",
-                        );
-                        init
-                    }
-                    (None, None) => Init::Const(0.0),
-                };
-                let binding = match value {
-                    Init::Const(value) => Binding::Const(value),
-                    _ => Binding::Const(0.0),
-                };
-                env.bind(&param.name.name, binding, unit);
-            }
-            SynapseStmt::State(state) => {
-                let unit = declared_unit(&state.unit);
-                let init = state.init.as_ref().map_or(Init::Const(0.0), |e| lower_init(e, &init_env, sink).0);
-                model.vars.push(Var { name: state.name.name.clone(), kind: VarKind::State { init } });
-                env.bind(&state.name.name, Binding::Var(VarId(model.vars.len() as u32 - 1)), unit.clone());
-                state_units.insert(state.name.name.clone(), unit);
-            }
-            SynapseStmt::Trace { name, key, value, .. } => {
-                if key.name != "tau" {
-                    sink.push(
-                        Diagnostic::error(
-                            "snn::synapse::trace_key",
-                            format!("unknown trace setting `{}`", key.name),
-                            key.span,
-                            "expected `tau`",
-                        )
-                        .with_help("write `trace pre: tau = 20 ms`"),
-                    );
-                }
-                let mut exprs = Exprs::default();
-                let mut lowerer = Lowerer { sink, exprs: &mut exprs };
-                let (id, unit) = lowerer.lower(&env, value);
-                lowerer.expect_unit(&unit, &Unit::time_ms(), value.span, "snn::units::mismatch", "a trace time constant");
-                let tau = exprs.constant(id).unwrap_or(0.0);
-                model.traces.push((name.name.clone(), tau));
-                trace_names.push(name.name.clone());
-            }
-            SynapseStmt::Delivers { delivery, .. } => model.conductance = *delivery == ast::Delivery::Conductance,
-            SynapseStmt::On(_) => {}
-        }
-    }
-    for (index, name) in trace_names.iter().enumerate() {
-        let id = VarId((model.vars.len() + index) as u32);
-        env.bind(name, Binding::Var(id), Unit::none());
-        state_units.insert(name.clone(), Unit::none());
-    }
-    for stmt in &synapse.body {
-        let SynapseStmt::On(on) = stmt else { continue };
-        let pre = match on.event.name.as_str() {
-            "pre" => true,
-            "post" => false,
-            _ => {
-                let help = suggestion_help(&on.event.name, ["pre", "post"], "a synapse reacts to `pre` and `post` spikes".to_string());
-                sink.push(
-                    Diagnostic::error(
-                        "snn::synapse::unknown_event",
-                        format!("a synapse has no event `{}`", on.event.name),
-                        on.event.span,
-                        "unknown event",
-                    )
-                    .with_help(help),
-                );
-                continue;
-            }
-        };
-        for stmt in &on.body.stmts {
-            let mut lowerer = Lowerer { sink, exprs: &mut model.exprs };
-            match stmt {
-                Stmt::Deliver { value, span } => {
-                    let (id, unit) = lowerer.lower(&env, value);
-                    if !pre {
-                        lowerer.error(
-                            Diagnostic::error("snn::synapse::deliver_on_post", "`deliver` belongs in `on pre`", *span, "in `on post`")
-                                .with_help("a synapse delivers its weight when the presynaptic neuron spikes"),
-                        );
-                    }
-                    if let (Some(port_unit), Some(unit)) = (port_unit, &unit)
-                        && port_unit != unit
-                    {
-                        lowerer.error(
-                            Diagnostic::error(
-                                "snn::units::weight",
-                                format!("the synapse delivers {unit} into a port in {port_unit}"),
-                                value.span,
-                                format!("this has unit {unit}"),
-                            )
-                            .with_help(format!("give the synapse's weight the unit {port_unit}")),
-                        );
-                    }
-                    model.delivers = Some(id);
-                }
-                Stmt::Assign { target, op, value, .. } => {
-                    let name = target.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(".");
-                    let (value_id, unit) = lowerer.lower(&env, value);
-                    let Some((Binding::Var(var), var_unit)) = env.names.get(&name).cloned() else {
-                        let help = suggestion_help(
-                            &name,
-                            state_units.keys().map(String::as_str),
-                            "declare it with `state` or `trace`".to_string(),
-                        );
-                        lowerer.error(
-                            Diagnostic::error(
-                                "snn::names::not_a_state",
-                                format!("`{name}` is not a synapse state or trace"),
-                                target[0].span,
-                                "cannot assign",
-                            )
-                            .with_help(help),
-                        );
-                        continue;
-                    };
-                    if *op != AssignOp::Mul {
-                        lowerer.expect_unit(&unit, &var_unit, value.span, "snn::units::assignment", &format!("assignment to `{name}`"));
-                    }
-                    let current = lowerer.exprs.push(Node::Var(var));
-                    let new_value = match op {
-                        AssignOp::Set => value_id,
-                        AssignOp::Add => lowerer.exprs.push(Node::Binary(BinaryOp::Add, current, value_id)),
-                        AssignOp::Sub => lowerer.exprs.push(Node::Binary(BinaryOp::Sub, current, value_id)),
-                        AssignOp::Mul => lowerer.exprs.push(Node::Binary(BinaryOp::Mul, current, value_id)),
-                    };
-                    let update = Update { var, value: new_value };
-                    if pre { model.on_pre.push(update) } else { model.on_post.push(update) }
-                }
-                Stmt::Let(let_) => {
-                    let (id, unit) = lowerer.lower(&env, &let_.value);
-                    env.bind(&let_.name.name, Binding::Expr(id), unit.unwrap_or_else(Unit::none));
-                }
-                Stmt::Call { span, .. } => lowerer.error(
-                    Diagnostic::error("snn::types::statement_not_allowed", "a call is not a statement here", *span, "not allowed here")
-                        .with_help("synapse blocks contain `deliver`, assignments and `let` bindings"),
-                ),
-            }
-        }
-    }
-    model
-}
-
-// ---------------------------------------------------------------- surrogates and encoders
-
-pub fn lower_surrogate(surrogate: &ast::Surrogate, overrides: &BTreeMap<String, f64>, sink: &mut Sink) -> crate::ir::train::Surrogate {
-    let mut env = Env::with_builtins(false);
-    let mut params = Vec::new();
-    let mut exprs = Exprs::default();
-    for head in &surrogate.params {
-        let value = match (overrides.get(&head.name.name), &head.default) {
-            (Some(value), _) => *value,
-            (None, Some(default)) => {
-                let (init, _) = lower_init(default, &Env::with_builtins(false), sink);
-                match init {
-                    Init::Const(value) => value,
-                    _ => 0.0,
-                }
-            }
-            (None, None) => 0.0,
-        };
-        params.push((head.name.name.clone(), value));
-        env.bind(&head.name.name, Binding::Const(value), Unit::none());
-    }
-    env.bind("x", Binding::Global(Global::SurrogateX), Unit::none());
-    let mut lowerer = Lowerer { sink, exprs: &mut exprs };
-    for let_ in &surrogate.lets {
-        let (id, unit) = lowerer.lower(&env, &let_.value);
-        env.bind(&let_.name.name, Binding::Expr(id), unit.unwrap_or_else(Unit::none));
-    }
-    let (grad, unit) = lowerer.lower(&env, &surrogate.grad);
-    lowerer.expect_dimensionless(&unit, surrogate.grad.span, "a surrogate gradient");
-    crate::ir::train::Surrogate { name: surrogate.name.name.clone(), params, exprs, grad }
-}
-
-fn check_encoder(encoder: &ast::Encoder, sink: &mut Sink) {
-    let mut env = Env::with_builtins(true);
-    env.allow_rand = true;
-    let mut exprs = Exprs::default();
-    for (index, head) in encoder.params.iter().enumerate() {
-        let unit = declared_unit(&head.unit);
-        if let Some(default) = &head.default {
-            let mut lowerer = Lowerer { sink, exprs: &mut exprs };
-            let (_, found) = lowerer.lower(&Env::with_builtins(false), default);
-            lowerer.expect_unit(&found, &unit, default.span, "snn::units::mismatch", &format!("default of `{}`", head.name.name));
-        }
-        env.bind(&head.name.name, Binding::Var(VarId(index as u32)), unit);
-    }
-    lower_encoder_body(encoder, &mut env, &mut exprs, sink);
-}
-
-/// Lowers an encoder's body with its parameters already bound in `env`.
-pub fn lower_encoder_body(encoder: &ast::Encoder, env: &mut Env, exprs: &mut Exprs, sink: &mut Sink) -> (ir::EncoderKind, ExprId) {
-    let mut lowerer = Lowerer { sink, exprs };
-    for let_ in &encoder.lets {
-        let (id, unit) = lowerer.lower(env, &let_.value);
-        env.bind(&let_.name.name, Binding::Expr(id), unit.unwrap_or_else(Unit::none));
-    }
-    match &encoder.body {
-        ast::EncoderBody::SpikeWhen(condition) => {
-            let (id, unit) = lowerer.lower(env, condition);
-            lowerer.expect_dimensionless(&unit, condition.span, "an encoder's spike condition");
-            (ir::EncoderKind::SpikeWhen, id)
-        }
-        ast::EncoderBody::SpikeAt(time) => {
-            let (id, unit) = lowerer.lower(env, time);
-            lowerer.expect_unit(&unit, &Unit::time_ms(), time.span, "snn::units::mismatch", "a spike time");
-            (ir::EncoderKind::SpikeAt, id)
-        }
-        ast::EncoderBody::Current(value) => {
-            let (id, _) = lowerer.lower(env, value);
-            (ir::EncoderKind::Current, id)
         }
     }
 }

@@ -1,0 +1,222 @@
+//! The learning method of a train block and the checks that the model supports it.
+
+use std::collections::BTreeMap;
+
+use crate::front::ast::{self, ExprKind, Span};
+use crate::front::diag::{Diagnostic, suggestion_help};
+use crate::ir::train::*;
+use crate::ir::{Integration, Module};
+use crate::lower::surrogate::lower_surrogate;
+use crate::lower::{Program, Sink};
+
+use super::{METHODS, const_number, named_args};
+
+pub(super) fn lower_method(
+    program: &Program,
+    module: &Module,
+    source_map: &crate::lower::SourceMap,
+    expr: &ast::Expr,
+    sink: &mut Sink,
+) -> Option<Method> {
+    let (name, args) = match &expr.kind {
+        ExprKind::Call { func, args } => (func, args.as_slice()),
+        ExprKind::Path(p) if p.len() == 1 => (&p[0], &[][..]),
+        _ => {
+            sink.push(
+                Diagnostic::error("snn::train::bad_method", "`method` names a learning method", expr.span, "not a method")
+                    .with_help(format!("methods: {}", METHODS.join(", "))),
+            );
+            return None;
+        }
+    };
+    let named = named_args(args);
+    let surrogate = |sink: &mut Sink| -> Option<Surrogate> {
+        let Some(expr) = named.get("surrogate") else {
+            sink.push(
+                Diagnostic::error(
+                    "snn::method::missing_surrogate",
+                    format!("`{}` needs a surrogate gradient", name.name),
+                    name.span,
+                    "no surrogate",
+                )
+                .with_help(format!("write `{}(surrogate = fast_sigmoid(slope = 25))` and import std::surrogates", name.name)),
+            );
+            return None;
+        };
+        let (sname, sargs) = match &expr.kind {
+            ExprKind::Call { func, args } => (func, args.as_slice()),
+            ExprKind::Path(p) if p.len() == 1 => (&p[0], &[][..]),
+            _ => return None,
+        };
+        let Some(def) = program.surrogates.get(&sname.name) else {
+            let help = suggestion_help(
+                &sname.name,
+                program.surrogates.keys().map(String::as_str),
+                "import std::surrogates, or define it with `surrogate`".to_string(),
+            );
+            sink.push(
+                Diagnostic::error(
+                    "snn::names::unknown_surrogate",
+                    format!("unknown surrogate `{}`", sname.name),
+                    sname.span,
+                    "no such surrogate",
+                )
+                .with_help(help),
+            );
+            return None;
+        };
+        let mut overrides = BTreeMap::new();
+        for arg in sargs {
+            let Some(arg_name) = &arg.name else { continue };
+            if !def.def.params.iter().any(|p| p.name.name == arg_name.name) {
+                let help = suggestion_help(
+                    &arg_name.name,
+                    def.def.params.iter().map(|p| p.name.name.as_str()),
+                    "check the surrogate's parameters".to_string(),
+                );
+                sink.push(
+                    Diagnostic::error(
+                        "snn::call::unknown_argument",
+                        format!("`{}` has no parameter `{}`", sname.name, arg_name.name),
+                        arg_name.span,
+                        "unknown parameter",
+                    )
+                    .with_help(help),
+                );
+                continue;
+            }
+            match const_number(&arg.value) {
+                Some((value, _)) => {
+                    overrides.insert(arg_name.name.clone(), value);
+                }
+                None => sink.push(
+                    Diagnostic::error("snn::types::not_constant", "surrogate parameters are numbers", arg.value.span, "not a number")
+                        .with_help("for example `fast_sigmoid(slope = 25)`"),
+                ),
+            }
+        }
+        let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
+        Some(lower_surrogate(&def.def, &overrides, &mut quiet))
+    };
+    let number = |key: &str, default: f64| named.get(key).and_then(|e| const_number(e)).map_or(default, |v| v.0);
+    if matches!(name.name.as_str(), "bptt" | "fptt") {
+        check_no_plasticity(program, module, source_map, name, sink);
+    }
+    let method = match name.name.as_str() {
+        "bptt" => Method::Bptt { surrogate: surrogate(sink)? },
+        "fptt" => Method::Fptt {
+            surrogate: surrogate(sink)?,
+            updates: number("updates", 10.0) as usize,
+            alpha: number("alpha", 0.2),
+            beta: number("beta", 0.5),
+        },
+        "eventprop" => {
+            check_eventprop(module, name.span, sink);
+            Method::EventProp
+        }
+        "stdp" => {
+            if !module.projections.iter().any(|p| p.synapse.is_some()) {
+                sink.push(
+                    Diagnostic::error(
+                        "snn::method::stdp_without_plasticity",
+                        "`stdp` needs at least one plastic connection",
+                        name.span,
+                        "nothing to learn",
+                    )
+                    .with_help("attach a plastic synapse to a connection: `connect pixels -> exc.exc : dense via DiehlCookStdp`"),
+                );
+            }
+            Method::Stdp
+        }
+        other => {
+            let help = suggestion_help(other, METHODS, format!("methods: {}", METHODS.join(", ")));
+            sink.push(
+                Diagnostic::error("snn::names::unknown_method", format!("unknown learning method `{other}`"), name.span, "no such method")
+                    .with_help(help),
+            );
+            return None;
+        }
+    };
+    Some(method)
+}
+
+/// Gradient methods learn weights by gradient descent: a plastic synapse (`via`) would be
+/// silently ignored, so it is an error at the connection.
+pub(super) fn check_no_plasticity(
+    program: &Program,
+    module: &Module,
+    source_map: &crate::lower::SourceMap,
+    method: &ast::Ident,
+    sink: &mut Sink,
+) {
+    for (index, proj) in module.projections.iter().enumerate() {
+        let (Some(synapse), Some(span)) = (&proj.synapse, source_map.projections.get(index)) else { continue };
+        let mut diagnostic = Diagnostic::error(
+            "snn::method::plasticity_under_gradient",
+            format!("`{}` learns by gradient; the plastic synapse `{}` on this connection would do nothing", method.name, synapse.name),
+            *span,
+            "plastic connection",
+        )
+        .with_help(format!("drop `via {}` to train this connection by gradient, or use `method = stdp`", synapse.name));
+        diagnostic.source = Some(program.file(program.networks[0].file));
+        sink.diagnostics.push(diagnostic);
+    }
+}
+
+/// EventProp needs linear, exactly integrable dynamics with additive input jumps (seeds/002).
+pub(super) fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
+    for pop in &module.populations {
+        if pop.threshold.is_none() {
+            continue;
+        }
+        for (update, integration) in &pop.dynamics {
+            if *integration != Integration::Exact {
+                sink.push(
+                    Diagnostic::error(
+                        "snn::method::eventprop_nonlinear",
+                        format!(
+                            "EventProp needs linear dynamics, but `{}` ({}) integrates `{}` with {integration:?}",
+                            pop.name, pop.neuron, pop.vars[update.var.0 as usize].name
+                        ),
+                        span,
+                        "exact gradients need linear dynamics",
+                    )
+                    .with_help("use a neuron with linear dynamics such as CubaLIF, or train with `bptt`"),
+                );
+            }
+        }
+        if !pop.updates.is_empty() {
+            sink.push(
+                Diagnostic::error(
+                    "snn::method::eventprop_discrete",
+                    format!("EventProp needs continuous dynamics, but `{}` ({}) uses `update` blocks", pop.name, pop.neuron),
+                    span,
+                    "per-step updates",
+                )
+                .with_help("write the dynamics as `dv/dt = ...`, or train with `bptt`"),
+            );
+        }
+        for (port_index, port) in pop.ports.iter().enumerate() {
+            let driven = module.projections.iter().any(|p| {
+                p.target.0 as usize == module.populations.iter().position(|q| q == pop).unwrap_or(usize::MAX)
+                    && p.port.0 as usize == port_index
+            });
+            let jump = pop.input_jumps.iter().find(|j| j.port.0 as usize == port_index);
+            let ok = jump.is_some_and(|j| j.additive);
+            if driven && !ok {
+                sink.push(
+                    Diagnostic::error(
+                        "snn::method::eventprop_non_additive_jump",
+                        format!(
+                            "EventProp needs additive input jumps, but input `{port}` of `{}` ({}) is not added to a state",
+                            pop.name, pop.neuron
+                        ),
+                        span,
+                        "the adjoint needs `on port { x += port }`",
+                    )
+                    .with_help(format!("give the neuron `on {port} {{ i += {port} }}`, or train with `bptt`")),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! The `train` block: data, learning method, loss terms, prediction, optimiser, schedule,
+//! phases, hooks, records and clamps. [`method`] checks that the model supports its learning
+//! method, [`expr`] lowers training expressions (losses, predictions, conditions) and
+//! [`hooks`] the per-sample actions and records; this file holds the block and its settings.
+
+mod expr;
+mod hooks;
+mod method;
+
+use std::collections::BTreeMap;
+
+use crate::front::ast::{self, ExprKind, Span, TrainStmt, UnaryOp};
+use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
+use crate::front::units::{self, Unit};
+use crate::ir::Module;
+use crate::ir::train::*;
+use crate::lower::{Program, Sink};
+use method::lower_method;
+
+pub const TRAIN_SETTINGS: [&str; 9] = ["data", "method", "predict", "optimizer", "batch", "epochs", "schedule", "clip", "seed"];
+pub const METHODS: [&str; 4] = ["bptt", "eventprop", "fptt", "stdp"];
+pub const OPTIMIZERS: [&str; 3] = ["adam", "adamax", "sgd"];
+pub const DATASETS: [&str; 2] = ["mnist", "yin_yang"];
+
+pub fn check_train_without_network(program: &Program, diagnostics: &mut Diagnostics) {
+    if let Some(train) = program.trains.first() {
+        let mut sink = Sink { diagnostics, file: program.file(train.file), main: program.file(0), enabled: true };
+        sink.push(
+            Diagnostic::error(
+                "snn::train::no_network",
+                "a `train` block needs a `network` in the same file",
+                train.span.truncate(5),
+                "nothing to train",
+            )
+            .with_help("add a `network` block that declares the inputs and populations"),
+        );
+    }
+}
+
+impl Span {
+    fn truncate(self, len: usize) -> Span {
+        Span::new(self.start, self.end.min(self.start + len))
+    }
+}
+
+/// A training expression's type: width, timing and unit.
+#[derive(Clone, Debug)]
+struct Typed {
+    id: TExprId,
+    unit: Option<Unit>,
+}
+
+struct TrainLowerer<'m, 's, 'a> {
+    module: &'m Module,
+    sink: &'s mut Sink<'a>,
+    exprs: TExprs,
+    classes: usize,
+    features: usize,
+    /// Whether any lowered expression read `label`.
+    reads_label: bool,
+}
+
+pub fn lower_train(
+    program: &Program,
+    module: &Module,
+    source_map: &crate::lower::SourceMap,
+    diagnostics: &mut Diagnostics,
+) -> Option<Train> {
+    let def = program.trains.first()?;
+    let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
+    for extra in &program.trains[1..] {
+        sink.push(
+            Diagnostic::error("snn::train::duplicate", "a file has one `train` block", extra.span.truncate(5), "second train block")
+                .with_help("use `phase` blocks for several stages of training"),
+        );
+    }
+    let train = &def.def;
+    let mut settings: BTreeMap<&str, &ast::Setting> = BTreeMap::new();
+    let mut losses = Vec::new();
+    let mut phases_ast = Vec::new();
+    for stmt in &train.body {
+        match stmt {
+            TrainStmt::Setting(setting) => {
+                let key = setting.key.name.as_str();
+                if !TRAIN_SETTINGS.contains(&key) {
+                    let help = suggestion_help(key, TRAIN_SETTINGS, format!("a train block takes {}", TRAIN_SETTINGS.join(", ")));
+                    sink.push(
+                        Diagnostic::error(
+                            "snn::train::unknown_setting",
+                            format!("unknown train setting `{key}`"),
+                            setting.key.span,
+                            "not a setting",
+                        )
+                        .with_help(help),
+                    );
+                } else if let Some(first) = settings.insert(key, setting) {
+                    sink.push(
+                        Diagnostic::error("snn::names::duplicate", format!("`{key}` is set twice"), setting.key.span, "set again")
+                            .with_label(first.key.span, "first set here")
+                            .with_help("keep one of them"),
+                    );
+                }
+            }
+            TrainStmt::Loss(loss) => losses.push(loss),
+            TrainStmt::Phase { .. } => phases_ast.push(stmt),
+            _ => {}
+        }
+    }
+    let header = Span::new(def.span.start, def.span.start + 5);
+    let data = match settings.get("data") {
+        Some(setting) => lower_data(&setting.value, &mut sink),
+        None => {
+            sink.push(missing_field("data", header, "data = mnist(dir = env(\"SNNC_MNIST_DIR\", \"data/mnist\"))"));
+            None
+        }
+    };
+    let classes = match &data {
+        Some(Data::YinYang { .. }) => 3,
+        _ => 10,
+    };
+    let features = match &data {
+        Some(Data::YinYang { .. }) => 5,
+        _ => 784,
+    };
+    for input in &module.inputs {
+        let size: usize = input.shape.iter().product();
+        if size != features && data.is_some() {
+            let span = program.networks[0]
+                .def
+                .body
+                .iter()
+                .find_map(|s| match s {
+                    ast::NetworkStmt::Input(i) if i.name.name == input.name => Some(i.shape.span),
+                    _ => None,
+                })
+                .unwrap_or(header);
+            let mut diagnostic = Diagnostic::error(
+                "snn::shapes::input_size",
+                format!("input `{}` has {size} neurons, but each sample of the data set has {features} values", input.name),
+                span,
+                format!("{size} neurons"),
+            )
+            .with_help(format!("declare `{}` with {features} neurons, e.g. [{features}]", input.name));
+            diagnostic.source = Some(program.file(program.networks[0].file));
+            sink.diagnostics.push(diagnostic);
+        }
+    }
+    let method = match settings.get("method") {
+        Some(setting) => lower_method(program, module, source_map, &setting.value, &mut sink),
+        None => {
+            sink.push(missing_field("method", header, "method = bptt(surrogate = fast_sigmoid(slope = 25))"));
+            None
+        }
+    };
+    let gradient_method = matches!(method, Some(Method::Bptt { .. } | Method::EventProp | Method::Fptt { .. }));
+    let mut lowerer = TrainLowerer { module, sink: &mut sink, exprs: TExprs::default(), classes, features, reads_label: false };
+    let terms = lowerer.lower_losses(&losses);
+    let predict = settings.get("predict").and_then(|s| lowerer.lower_predict(&s.value));
+    let optimizer = settings.get("optimizer").map(|s| lowerer.lower_optimizer(&s.value));
+    let batch = settings.get("batch").map_or(Some(32), |s| lowerer.positive_int(&s.value, "batch"));
+    let epochs = settings.get("epochs").map_or(Some(1), |s| lowerer.positive_int(&s.value, "epochs"));
+    let seed = settings.get("seed").map_or(Some(0), |s| lowerer.positive_int(&s.value, "seed"));
+    let schedule = settings.get("schedule").map_or(LrSchedule::Constant, |s| lowerer.lower_schedule(&s.value));
+    let clip = settings.get("clip").and_then(|s| lowerer.number(&s.value, "clip"));
+    if gradient_method && terms.is_empty() && phases_ast.is_empty() {
+        lowerer.sink.push(missing_field("loss", header, "loss = mse(rate(out), one_hot(label, on = 0.8, off = 0.2))"));
+    }
+    let phases_set_optimizers = !phases_ast.is_empty()
+        && phases_ast.iter().all(|p| matches!(p, TrainStmt::Phase { body, .. } if body.iter().any(|s| matches!(s, TrainStmt::Setting(x) if x.key.name == "optimizer"))));
+    if gradient_method && optimizer.is_none() && !phases_set_optimizers {
+        lowerer.sink.push(missing_field("optimizer", header, "optimizer = adam(lr = 5e-4)"));
+    }
+    if predict.is_none() && !settings.contains_key("predict") && (lowerer.reads_label || matches!(method, Some(Method::Stdp))) {
+        lowerer.sink.push(missing_field("predict", header, "predict = argmax(count(out))"));
+    }
+    let optimizer = optimizer.unwrap_or(Optimizer {
+        kind: OptimizerKind::Adam,
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    });
+    let mut phases = Vec::new();
+    for stmt in phases_ast {
+        let TrainStmt::Phase { name, body, .. } = stmt else { continue };
+        let mut phase = Phase { name: name.name.clone(), epochs: epochs.unwrap_or(1), losses: terms.clone(), optimizer: optimizer.clone() };
+        let phase_losses: Vec<&ast::LossStmt> =
+            body.iter().filter_map(|s| if let TrainStmt::Loss(l) = s { Some(l) } else { None }).collect();
+        if !phase_losses.is_empty() {
+            phase.losses = lowerer.lower_losses(&phase_losses);
+        }
+        for stmt in body {
+            if let TrainStmt::Setting(setting) = stmt {
+                match setting.key.name.as_str() {
+                    "epochs" => phase.epochs = lowerer.positive_int(&setting.value, "epochs").unwrap_or(1),
+                    "optimizer" => phase.optimizer = lowerer.lower_optimizer(&setting.value),
+                    other => {
+                        let help = suggestion_help(
+                            other,
+                            ["epochs", "optimizer", "loss"],
+                            "a phase sets `epochs`, `optimizer` and `loss`".to_string(),
+                        );
+                        lowerer.sink.push(
+                            Diagnostic::error(
+                                "snn::train::unknown_setting",
+                                format!("unknown phase setting `{other}`"),
+                                setting.key.span,
+                                "not a phase setting",
+                            )
+                            .with_help(help),
+                        );
+                    }
+                }
+            }
+        }
+        phases.push(phase);
+    }
+    if phases.is_empty() {
+        phases.push(Phase { name: "main".to_string(), epochs: epochs.unwrap_or(1), losses: terms, optimizer });
+    }
+    let mut before_sample = Vec::new();
+    let mut retry = None;
+    let mut records = Vec::new();
+    let mut record_to = None;
+    let mut clamps = Vec::new();
+    for stmt in &train.body {
+        match stmt {
+            TrainStmt::Hook { event, body, .. } => {
+                if event.name != "sample" {
+                    let help = suggestion_help(&event.name, ["sample"], "hooks run `every sample`".to_string());
+                    lowerer.sink.push(
+                        Diagnostic::error(
+                            "snn::train::unknown_event",
+                            format!("unknown hook event `{}`", event.name),
+                            event.span,
+                            "not an event",
+                        )
+                        .with_help(help),
+                    );
+                    continue;
+                }
+                before_sample.extend(lowerer.lower_actions(body));
+            }
+            TrainStmt::Retry { condition, max, body, .. } => {
+                let condition = lowerer.lower_scalar(condition, "a retry condition");
+                let max = max.as_ref().and_then(|m| lowerer.positive_int(m, "max")).unwrap_or(10);
+                let actions = lowerer.lower_actions(body);
+                if let Some(condition) = condition {
+                    retry = Some(Retry { condition, max, actions });
+                }
+            }
+            TrainStmt::Record { paths, to, .. } => {
+                for path in paths {
+                    if let Some(record) = lowerer.lower_record(path) {
+                        records.push(record);
+                    }
+                }
+                record_to = to.clone();
+            }
+            TrainStmt::Clamp { population, value, .. } => {
+                let Some(pop) = lowerer.population(population) else { continue };
+                let Some(typed) = lowerer.lower(value) else { continue };
+                let width = lowerer.exprs.ty(typed.id).width;
+                let size = module.population(pop).size();
+                if width != size && width != 1 {
+                    lowerer.sink.push(
+                        Diagnostic::error(
+                            "snn::shapes::mismatch",
+                            format!("`{}` has {size} neurons, but the clamped value has {width} entries", population.name),
+                            value.span,
+                            format!("{width} values"),
+                        )
+                        .with_help("clamp a population to a value of its own size"),
+                    );
+                }
+                clamps.push((pop, typed.id));
+            }
+            TrainStmt::Setting(_) | TrainStmt::Loss(_) | TrainStmt::Phase { .. } => {}
+        }
+    }
+    let exprs = lowerer.exprs;
+    Some(Train {
+        data: data?,
+        method: method?,
+        exprs,
+        phases,
+        predict,
+        batch: batch?,
+        schedule,
+        clip_grad_norm: clip,
+        seed: seed? as u64,
+        before_sample,
+        retry,
+        records,
+        record_to,
+        clamps,
+    })
+}
+
+fn missing_field(field: &str, span: Span, example: &str) -> Diagnostic {
+    Diagnostic::error("snn::train::missing_field", format!("the train block has no `{field}`"), span, format!("`{field}` missing"))
+        .with_help(format!("add, for example, `{example}`"))
+}
+
+fn named_args(args: &[ast::Arg]) -> BTreeMap<&str, &ast::Expr> {
+    args.iter().filter_map(|a| a.name.as_ref().map(|n| (n.name.as_str(), &a.value))).collect()
+}
+
+fn string_arg(expr: &ast::Expr) -> Option<String> {
+    match &expr.kind {
+        ExprKind::Str(text) => Some(text.clone()),
+        // env("VAR", "default"): the variable when set, else the default; resolved at run time
+        // by the driver, kept here as "$VAR|default".
+        ExprKind::Call { func, args } if func.name == "env" && args.len() == 2 => {
+            let var = string_arg(&args[0].value)?;
+            let default = string_arg(&args[1].value)?;
+            Some(format!("${var}|{default}"))
+        }
+        _ => None,
+    }
+}
+
+fn const_number(expr: &ast::Expr) -> Option<(f64, Option<Unit>)> {
+    match &expr.kind {
+        ExprKind::Quantity { value, unit, .. } => {
+            let unit = unit.as_ref().map_or_else(Unit::none, units::eval);
+            Some((value * unit.factor(), Some(unit)))
+        }
+        ExprKind::Unary { op: UnaryOp::Neg, operand } => const_number(operand).map(|(v, u)| (-v, u)),
+        ExprKind::Paren(inner) => const_number(inner),
+        _ => None,
+    }
+}
+
+fn lower_data(expr: &ast::Expr, sink: &mut Sink) -> Option<Data> {
+    let (name, args) = match &expr.kind {
+        ExprKind::Call { func, args } => (func, args.as_slice()),
+        ExprKind::Path(p) if p.len() == 1 => (&p[0], &[][..]),
+        _ => {
+            sink.push(
+                Diagnostic::error("snn::train::bad_data", "`data` names a data set", expr.span, "not a data set")
+                    .with_help("use `mnist(dir = ...)` or `yin_yang()`"),
+            );
+            return None;
+        }
+    };
+    let named = named_args(args);
+    match name.name.as_str() {
+        "mnist" => {
+            let dir = named.get("dir").and_then(|e| string_arg(e)).unwrap_or_else(|| "$SNNC_MNIST_DIR|data/mnist".to_string());
+            let shift = named.get("shift").and_then(|e| const_number(e)).map_or(0.0, |v| v.0);
+            let rotate = named.get("rotate").and_then(|e| const_number(e)).map_or(0.0, |v| v.0);
+            Some(Data::Mnist { dir, augment_shift: shift, augment_rotate_deg: rotate })
+        }
+        "yin_yang" => {
+            let get = |key: &str, default: f64| named.get(key).and_then(|e| const_number(e)).map_or(default, |v| v.0);
+            Some(Data::YinYang { train: get("train", 5000.0) as usize, test: get("test", 1000.0) as usize, seed: get("seed", 42.0) as u64 })
+        }
+        other => {
+            let help = suggestion_help(other, DATASETS, format!("data sets: {}", DATASETS.join(", ")));
+            sink.push(
+                Diagnostic::error("snn::names::unknown_dataset", format!("unknown data set `{other}`"), name.span, "no such data set")
+                    .with_help(help),
+            );
+            None
+        }
+    }
+}
+
+impl TrainLowerer<'_, '_, '_> {
+    fn positive_int(&mut self, expr: &ast::Expr, what: &str) -> Option<usize> {
+        match const_number(expr) {
+            Some((value, _)) if value >= 0.0 && value == value.trunc() => Some(value as usize),
+            _ => {
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::train::bad_setting",
+                        format!("`{what}` must be a whole number"),
+                        expr.span,
+                        "not a whole number",
+                    )
+                    .with_help(format!("for example `{what} = 10`")),
+                );
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, expr: &ast::Expr, what: &str) -> Option<f64> {
+        match const_number(expr) {
+            Some((value, _)) => Some(value),
+            None => {
+                self.sink.push(
+                    Diagnostic::error("snn::train::bad_setting", format!("`{what}` must be a number"), expr.span, "not a number")
+                        .with_help(format!("for example `{what} = 1.0`")),
+                );
+                None
+            }
+        }
+    }
+
+    fn lower_optimizer(&mut self, expr: &ast::Expr) -> Optimizer {
+        let mut optimizer =
+            Optimizer { kind: OptimizerKind::Adam, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.0, weight_decay: 0.0 };
+        let ExprKind::Call { func, args } = &expr.kind else {
+            self.sink.push(
+                Diagnostic::error(
+                    "snn::train::bad_setting",
+                    "`optimizer` is a call such as `adam(lr = 1e-3)`",
+                    expr.span,
+                    "not an optimizer",
+                )
+                .with_help(format!("optimizers: {}", OPTIMIZERS.join(", "))),
+            );
+            return optimizer;
+        };
+        optimizer.kind = match func.name.as_str() {
+            "adam" => OptimizerKind::Adam,
+            "adamax" => OptimizerKind::Adamax,
+            "sgd" => OptimizerKind::Sgd,
+            other => {
+                let help = suggestion_help(other, OPTIMIZERS, format!("optimizers: {}", OPTIMIZERS.join(", ")));
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::names::unknown_optimizer",
+                        format!("unknown optimizer `{other}`"),
+                        func.span,
+                        "no such optimizer",
+                    )
+                    .with_help(help),
+                );
+                return optimizer;
+            }
+        };
+        const KEYS: [&str; 6] = ["lr", "beta1", "beta2", "eps", "momentum", "weight_decay"];
+        for arg in args {
+            let Some(name) = &arg.name else {
+                self.sink.push(
+                    Diagnostic::error("snn::call::positional_argument", "optimizer settings are passed by name", arg.value.span, "no name")
+                        .with_help(format!("write `{}(lr = ...)`", func.name)),
+                );
+                continue;
+            };
+            let Some(value) = self.number(&arg.value, &name.name) else { continue };
+            match name.name.as_str() {
+                "lr" => optimizer.lr = value,
+                "beta1" => optimizer.beta1 = value,
+                "beta2" => optimizer.beta2 = value,
+                "eps" => optimizer.eps = value,
+                "momentum" => optimizer.momentum = value,
+                "weight_decay" => optimizer.weight_decay = value,
+                other => {
+                    let help = suggestion_help(other, KEYS, format!("optimizer settings: {}", KEYS.join(", ")));
+                    self.sink.push(
+                        Diagnostic::error(
+                            "snn::call::unknown_argument",
+                            format!("`{}` has no setting `{other}`", func.name),
+                            name.span,
+                            "unknown setting",
+                        )
+                        .with_help(help),
+                    );
+                }
+            }
+        }
+        optimizer
+    }
+
+    fn lower_schedule(&mut self, expr: &ast::Expr) -> LrSchedule {
+        let (name, args) = match &expr.kind {
+            ExprKind::Call { func, args } => (func, args.as_slice()),
+            ExprKind::Path(p) if p.len() == 1 => (&p[0], &[][..]),
+            _ => return LrSchedule::Constant,
+        };
+        let named = named_args(args);
+        let number = |key: &str, default: f64| named.get(key).and_then(|e| const_number(e)).map_or(default, |v| v.0);
+        match name.name.as_str() {
+            "constant" => LrSchedule::Constant,
+            "step" => LrSchedule::Step { every: number("every", 1.0) as usize, gamma: number("gamma", 0.5) },
+            "exponential" => LrSchedule::Exponential { gamma: number("gamma", 0.95) },
+            other => {
+                let help = suggestion_help(
+                    other,
+                    ["constant", "step", "exponential"],
+                    "schedules: constant, step(every, gamma), exponential(gamma)".to_string(),
+                );
+                self.sink.push(
+                    Diagnostic::error("snn::names::unknown_schedule", format!("unknown schedule `{other}`"), name.span, "no such schedule")
+                        .with_help(help),
+                );
+                LrSchedule::Constant
+            }
+        }
+    }
+}
