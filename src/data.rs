@@ -233,9 +233,19 @@ pub fn uniform_from(prefix: u64, c: u64) -> f64 {
     (random_bits(prefix, c) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-/// The 64 random bits behind `uniform_from(prefix, c)`, for draws at other precisions.
+/// The 64 random bits behind `uniform_from(prefix, c)`.
 pub fn random_bits(prefix: u64, c: u64) -> u64 {
     splitmix64(prefix ^ c)
+}
+
+/// A 32-bit mixing function (Chris Wellons' `lowbias32`, a bijection with low bias): the
+/// per-element stage of the model's `rand()` draws, cheap on 32-bit vector lanes.
+pub fn lowbias32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
 }
 
 /// A sequential generator over the same mixing function, for data generation and shuffling.

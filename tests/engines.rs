@@ -146,7 +146,7 @@ fn event_driven_accumulation_ran_and_matches_the_oracle() {
     // its weight gradient run event by event.
     let m = short("lab_lif_mnist.snn", 12);
     let density: f32 = features(784, 0).iter().map(|x| x * 0.05).sum::<f32>() / 784.0;
-    assert!(f64::from(density) < snnc::exec::kernels::events::event_crossover(10, false), "{density}");
+    assert!(f64::from(density) < snnc::exec::kernels::events::event_crossover::<f64>(10, false), "{density}");
     let before = snnc::exec::kernels::events::event_passes();
     gradients_match::<f64>("lab_lif_mnist.snn (sparse input)", &m, 0.05, 1e-9);
     assert!(snnc::exec::kernels::events::event_passes() > before, "the event-driven kernels ran");

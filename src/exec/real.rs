@@ -14,7 +14,8 @@ pub trait Real: num_traits::Float + AddAssign + SubAssign + MulAssign + Sum + De
     const NAME: &'static str;
     /// Bytes per value.
     const BYTES: usize;
-    /// Right shift that keeps the mantissa's worth of a 64-bit random word (see [`Real::unit`]).
+    /// Right shift that keeps the bits of a 32-bit random word that this type holds exactly
+    /// (see [`Real::unit`]).
     const UNIT_SHIFT: u32;
 
     /// The nearest value of this type.
@@ -22,9 +23,9 @@ pub trait Real: num_traits::Float + AddAssign + SubAssign + MulAssign + Sum + De
 
     fn into_f64(self) -> f64;
 
-    /// A uniform draw in [0, 1) from 64 random bits: the top mantissa-width bits scaled down,
-    /// so that every value is exact in this type and the JIT computes the same.
-    fn unit(bits: u64) -> Self;
+    /// A uniform draw in [0, 1) from 32 random bits: the top bits this type holds exactly (24
+    /// for f32, all 32 for f64) scaled down, so that the JIT computes the same value.
+    fn unit(bits: u32) -> Self;
 
     /// This thread's pool of spare buffers of this type (see [`crate::exec::pool`]).
     fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>>;
@@ -38,7 +39,7 @@ thread_local! {
 impl Real for f32 {
     const NAME: &'static str = "f32";
     const BYTES: usize = 4;
-    const UNIT_SHIFT: u32 = 40;
+    const UNIT_SHIFT: u32 = 8;
 
     fn of(value: f64) -> f32 {
         value as f32
@@ -48,7 +49,7 @@ impl Real for f32 {
         f64::from(self)
     }
 
-    fn unit(bits: u64) -> f32 {
+    fn unit(bits: u32) -> f32 {
         (bits >> Self::UNIT_SHIFT) as f32 * (1.0 / (1u64 << 24) as f32)
     }
 
@@ -60,7 +61,7 @@ impl Real for f32 {
 impl Real for f64 {
     const NAME: &'static str = "f64";
     const BYTES: usize = 8;
-    const UNIT_SHIFT: u32 = 11;
+    const UNIT_SHIFT: u32 = 0;
 
     fn of(value: f64) -> f64 {
         value
@@ -70,8 +71,8 @@ impl Real for f64 {
         self
     }
 
-    fn unit(bits: u64) -> f64 {
-        (bits >> Self::UNIT_SHIFT) as f64 * (1.0 / (1u64 << 53) as f64)
+    fn unit(bits: u32) -> f64 {
+        f64::from(bits) * (1.0 / (1u64 << 32) as f64)
     }
 
     fn pool() -> &'static LocalKey<RefCell<Vec<Vec<f64>>>> {
@@ -93,7 +94,7 @@ mod tests {
 
     #[test]
     fn unit_draws_are_in_range_and_exact() {
-        for bits in [0u64, 1, u64::MAX, 0x8000_0000_0000_0000, 0x1234_5678_9ABC_DEF0] {
+        for bits in [0u32, 1, u32::MAX, 0x8000_0000, 0x1234_5678] {
             let (a, b) = (f32::unit(bits), f64::unit(bits));
             assert!((0.0..1.0).contains(&a) && (0.0..1.0).contains(&b), "{bits:x}: {a} {b}");
             // The f32 draw is the f64 draw truncated to 24 bits: never above it.

@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use crate::data::{random_bits, uniform, uniform_prefix};
+use crate::data::{lowbias32, random_bits, uniform, uniform_prefix};
 use crate::exec::kernels::bits::Bits;
 use crate::exec::real::Real;
 use crate::ir::{self, Connectivity, ExprId, Init, Module, Population, VarKind};
@@ -325,26 +325,38 @@ pub fn initial_values<F: Real>(
         .collect()
 }
 
+/// The key of one element's `rand()` draws in one step. A draw of expression node `id` is
+/// `unit(lowbias32(base ^ element))` with `base` the low 32 bits of
+/// `splitmix64(prefix ^ (stream << 16) ^ id)` ([`rand_base`]): one 64-bit mix per node, stream
+/// and step, and a 32-bit mix per element, which vector lanes compute four at a time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RandKey {
+    /// `uniform_prefix(seed, sample, step)`.
+    pub prefix: u64,
+    /// The input or population.
+    pub stream: u64,
+    /// The input element or neuron.
+    pub element: u32,
+}
+
 /// The key of a neuron's random draws in one step.
-pub fn neuron_rng(seed: u64, sample: u64, step: usize, pop: usize, neuron: usize) -> (u64, u64, u64, u64) {
-    (seed ^ 0x5EED, sample, step as u64, ((pop as u64) << 24) | neuron as u64)
+pub fn neuron_rng(seed: u64, sample: u64, step: usize, pop: usize, neuron: usize) -> RandKey {
+    RandKey { prefix: uniform_prefix(seed ^ 0x5EED, sample, step as u64), stream: pop as u64, element: neuron as u32 }
 }
 
-/// A `rand()` draw of expression node `id` for the key of [`neuron_rng`].
-pub fn rand_draw<F: Real>(rng: (u64, u64, u64, u64), id: ExprId) -> F {
-    let (seed, sample, step, neuron) = rng;
-    F::unit(random_bits(uniform_prefix(seed, sample, step), rand_counter(neuron, id)))
+/// The key of an encoder's draws for element `i` of input `index` in one step.
+pub fn input_rng(seed: u64, sample: u64, step: usize, index: usize, i: usize) -> RandKey {
+    RandKey { prefix: uniform_prefix(seed, sample, step as u64), stream: index as u64, element: i as u32 }
 }
 
-/// The last counter of a `rand()` draw: the neuron (or input element) and the expression node.
-pub fn rand_counter(neuron: u64, id: ExprId) -> u64 {
-    (neuron << 16) ^ u64::from(id.0)
+/// The 32-bit base of node `id`'s draws in one stream and step (see [`RandKey`]).
+pub fn rand_base(prefix: u64, stream: u64, id: ExprId) -> u32 {
+    random_bits(prefix, (stream << 16) ^ u64::from(id.0)) as u32
 }
 
-/// The key of an encoder's draws for element `i` of input `index` in one step (the same
-/// prefix as [`neuron_rng`] with the input's own seed and element numbering).
-pub fn input_rng(seed: u64, sample: u64, step: usize, index: usize, i: usize) -> (u64, u64, u64, u64) {
-    (seed, sample, step as u64, ((index as u64) << 24) | i as u64)
+/// A `rand()` draw of expression node `id` for `key`.
+pub fn rand_draw<F: Real>(key: RandKey, id: ExprId) -> F {
+    F::unit(lowbias32(rand_base(key.prefix, key.stream, id) ^ key.element))
 }
 
 /// The initial network parameters of a module.

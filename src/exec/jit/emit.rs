@@ -375,11 +375,53 @@ impl Emitter<'_, '_> {
         b.ins().bxor(x, shifted)
     }
 
-    /// A uniform draw in [0, 1) from 64 random bits, exactly as [`Real::unit`].
+    /// An `i32` constant of the current width.
+    fn int_constant(&mut self, value: u32) -> Value {
+        let scalar = self.b.ins().iconst(types::I32, i64::from(value as i32));
+        if self.vector() { self.b.ins().splat(types::I32.by(u32::from(self.lanes)).expect("i32 lanes"), scalar) } else { scalar }
+    }
+
+    /// [`crate::data::lowbias32`] of an `i32` value or of `i32` lanes.
+    pub fn lowbias32(&mut self, x: Value) -> Value {
+        let mut x = x;
+        for (shift, factor) in [(16, Some(0x7feb_352d_u32)), (15, Some(0x846c_a68b_u32)), (16, None)] {
+            let shifted = self.b.ins().ushr_imm_s(x, shift);
+            x = self.b.ins().bxor(x, shifted);
+            if let Some(factor) = factor {
+                let factor = self.int_constant(factor);
+                x = self.b.ins().imul(x, factor);
+            }
+        }
+        x
+    }
+
+    /// A uniform draw in [0, 1) from 32 random bits (an `i32` value or lanes), exactly as
+    /// [`Real::unit`].
     pub fn unit<F: Real>(&mut self, bits: Value) -> Value {
-        let top = self.b.ins().ushr_imm_s(bits, i64::from(F::UNIT_SHIFT));
-        let value = self.b.ins().fcvt_from_uint(self.scalar, top);
-        let scale = self.scalar_const(1.0 / (1u64 << (64 - F::UNIT_SHIFT)) as f64);
+        let ty = self.float();
+        let value = if F::BYTES == 4 {
+            // 24 bits: a non-negative i32, converted exactly.
+            let top = self.b.ins().ushr_imm_s(bits, i64::from(F::UNIT_SHIFT));
+            self.b.ins().fcvt_from_sint(ty, top)
+        } else {
+            let wide = self.b.ins().uextend(types::I64, bits);
+            self.b.ins().fcvt_from_sint(ty, wide)
+        };
+        let scale = self.constant(1.0 / (1u64 << (32 - F::UNIT_SHIFT)) as f64);
         self.b.ins().fmul(value, scale)
+    }
+
+    /// The element index of each lane from the loop counter `k`, as `i32` lanes.
+    pub fn lane_indices(&mut self, k: Value) -> Value {
+        let k = self.b.ins().ireduce(types::I32, k);
+        if !self.vector() {
+            return k;
+        }
+        let ty = types::I32.by(u32::from(self.lanes)).expect("i32 lanes");
+        let offsets: Vec<u8> = (0..u32::from(self.lanes)).flat_map(u32::to_le_bytes).collect();
+        let constant = self.b.func.dfg.constants.insert(offsets.into());
+        let offsets = self.b.ins().vconst(ty, constant);
+        let base = self.b.ins().splat(ty, k);
+        self.b.ins().iadd(base, offsets)
     }
 }

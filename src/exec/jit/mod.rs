@@ -398,36 +398,58 @@ fn backward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Resu
 fn encoder_kernel<F: Real>(e: &mut Emitter, module: &Module, index: usize) -> Result<(), EmitError> {
     let input = &module.inputs[index];
     let params = entry(e);
-    let (data_ptr, out_ptr, len, time, step, net, prefix, input_key) =
+    let (data_ptr, out_ptr, len, time, step, net, prefix, stream) =
         (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7]);
     let dt = module.dt;
-    e.loops(len, false, |e, k| {
+    // One 64-bit mix per `rand()` node for the whole call (see `RandKey`), before the loops.
+    let shifted = e.b.ins().ishl_imm_s(stream, 16);
+    let keyed = e.b.ins().bxor(prefix, shifted);
+    let bases: Vec<(ir::ExprId, Value)> = (0..input.exprs.nodes.len() as u32)
+        .map(ir::ExprId)
+        .filter(|id| *input.exprs.get(*id) == ir::Node::Global(ir::Global::Rand))
+        .map(|id| {
+            let counter = e.b.ins().bxor_imm_s(keyed, i64::from(id.0));
+            let bits = e.splitmix64(counter);
+            (id, e.b.ins().ireduce(types::I32, bits))
+        })
+        .collect();
+    // f32 data loads straight into f32x4 lanes; f64 encoders run one element at a time.
+    let vectorise = e.scalar == types::F32;
+    e.loops(len, vectorise, |e, k| {
         let bytes = e.bytes();
         let offset = e.b.ins().imul_imm_s(k, bytes);
         let offset4 = e.b.ins().imul_imm_s(k, 4);
         let address = e.b.ins().iadd(data_ptr, offset4);
-        let raw = e.b.ins().load(types::F32, MemFlagsData::trusted(), address, 0);
-        let data = if e.scalar == types::F32 { raw } else { e.b.ins().fpromote(types::F64, raw) };
-        // The element's counter: (input << 24 | k) << 16, xor the node id per draw.
-        let element = e.b.ins().bor(input_key, k);
-        let element = e.b.ins().ishl_imm_s(element, 16);
-        let mixed = e.b.ins().bxor(prefix, element);
-        let draw = move |e: &mut Emitter, id: ir::ExprId| {
-            let counter = e.b.ins().bxor_imm_s(mixed, i64::from(id.0));
-            let bits = e.splitmix64(counter);
+        let data = if e.scalar == types::F32 {
+            e.load_float(data_ptr, offset4)
+        } else {
+            let raw = e.b.ins().load(types::F32, MemFlagsData::trusted(), address, 0);
+            e.b.ins().fpromote(types::F64, raw)
+        };
+        let elements = e.lane_indices(k);
+        let widen_base = |e: &mut Emitter, base: Value| {
+            if e.vector() { e.b.ins().splat(types::I32.by(u32::from(e.lanes)).expect("i32 lanes"), base) } else { base }
+        };
+        let draw = |e: &mut Emitter, id: ir::ExprId| {
+            let base = bases.iter().find(|(node, _)| *node == id).map(|(_, base)| *base).expect("a base per rand() node");
+            let base = widen_base(e, base);
+            let mixed = e.b.ins().bxor(base, elements);
+            let bits = e.lowbias32(mixed);
             e.unit::<F>(bits)
         };
+        let time = e.widen(time);
+        let step = e.widen(step);
         let scope = Scope { data: Some(data), rand: Some(&draw), ..Scope::new(time, net) };
         let value = e.expr(&input.exprs, input.value, &scope, &mut Vec::new())?;
         let out = match input.kind {
             EncoderKind::Current => value,
             EncoderKind::SpikeWhen => {
-                let zero = e.scalar_const(0.0);
+                let zero = e.constant(0.0);
                 let on = e.b.ins().fcmp(FloatCC::NotEqual, value, zero);
                 e.bool_to_float(on)
             }
             EncoderKind::SpikeAt => {
-                let dt = e.scalar_const(dt);
+                let dt = e.constant(dt);
                 let steps = e.b.ins().fdiv(value, dt);
                 let whole = e.b.ins().floor(steps);
                 let now = e.b.ins().fcmp(FloatCC::Equal, whole, step);
@@ -543,7 +565,7 @@ impl<F: Real> Compiled<F> {
                 F::of(t as f64),
                 net_values.as_ptr(),
                 prefix,
-                (index as u64) << 24,
+                index as u64,
             );
         }
     }

@@ -20,14 +20,20 @@ pub fn event_passes() -> u64 {
 }
 
 /// Below this fraction of active inputs, adding one weight row per spike beats a GEMM into
-/// `n_post` outputs. Walking set bits of stored spikes is cheaper than scanning encoder values
-/// for nonzeros, and the GEMM is least efficient on narrow outputs.
-pub fn event_crossover(n_post: usize, bits: bool) -> f64 {
-    match (n_post >= 64, bits) {
-        (false, false) => 0.15,
-        (false, true) => 0.28,
-        (true, false) => 0.30,
-        (true, true) => 0.40,
+/// `n_post` outputs, in the precision of `F`. Measured with `cargo bench --bench events`
+/// (docs/results.md): walking set bits of stored spikes is much cheaper than scanning encoder
+/// values for nonzeros, and the f32 GEMM is fast enough that scanning values into a narrow
+/// layer never pays.
+pub fn event_crossover<F: Real>(n_post: usize, bits: bool) -> f64 {
+    match (F::BYTES == 4, n_post >= 64, bits) {
+        (true, false, false) => 0.0,
+        (true, false, true) => 0.06,
+        (true, true, false) => 0.25,
+        (true, true, true) => 0.27,
+        (false, false, false) => 0.15,
+        (false, false, true) => 0.28,
+        (false, true, false) => 0.30,
+        (false, true, true) => 0.40,
     }
 }
 
@@ -88,7 +94,7 @@ impl<F: Real> Rows<'_, F> {
     /// Whether these 0/1 rows are sparse enough for event-driven accumulation into `n_post`
     /// outputs.
     pub fn sparse_for(&self, n_post: usize) -> bool {
-        (self.active() as f64) < event_crossover(n_post, matches!(self, Rows::Bits(..))) * self.len() as f64
+        (self.active() as f64) < event_crossover::<F>(n_post, matches!(self, Rows::Bits(..))) * self.len() as f64
     }
 }
 

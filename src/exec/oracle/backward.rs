@@ -25,7 +25,7 @@ pub struct NeuronStep<'a, F> {
     pub module: &'a Module,
     pub pop: &'a Population,
     pub counter: u32,
-    pub rng: (u64, u64, u64, u64),
+    pub rng: crate::exec::state::RandKey,
     pub time: F,
     pub net: &'a [F],
     pub surrogate: &'a Surrogate,

@@ -14,7 +14,7 @@ pub mod tape;
 use crate::exec::engine::{ParamsAccess, StepHook};
 use crate::exec::kernels::connectivity::project;
 use crate::exec::real::Real;
-use crate::exec::state::{Params, SampleRef, Trace, initial_values, input_rng, neuron_rng, rand_draw};
+use crate::exec::state::{Params, RandKey, SampleRef, Trace, initial_values, input_rng, neuron_rng, rand_draw};
 use crate::ir::{self, BinaryOp, EncoderKind, ExprId, Exprs, Global, Module, Node, PopId, Source, UnaryOp, VarId, eval_func};
 
 /// Per-neuron context while evaluating expressions.
@@ -26,14 +26,14 @@ pub(crate) struct Ctx<'a, F> {
     pub data: F,
     pub net: &'a [F],
     pub dt: F,
-    /// (seed, sample, step, neuron) for `rand()`.
-    pub rng: (u64, u64, u64, u64),
+    /// The key of `rand()`.
+    pub rng: RandKey,
 }
 
 /// Expression `id` of a population at one neuron's variables and ports (observables; no spike
 /// flag, data or random draws).
 pub fn eval_at<F: Real>(exprs: &Exprs, id: ExprId, vars: &[F], ports: &[F], time: F, net: &[F], dt: f64) -> F {
-    let ctx = Ctx { vars, ports, spiked: F::zero(), time, data: F::zero(), net, dt: F::of(dt), rng: (0, 0, 0, 0) };
+    let ctx = Ctx { vars, ports, spiked: F::zero(), time, data: F::zero(), net, dt: F::of(dt), rng: RandKey::default() };
     eval(exprs, id, &ctx)
 }
 
@@ -259,7 +259,7 @@ struct Neuron<'a, F> {
     time: F,
     net: &'a [F],
     dt: F,
-    rng: (u64, u64, u64, u64),
+    rng: RandKey,
 }
 
 impl<F: Real> Neuron<'_, F> {
