@@ -154,12 +154,11 @@ fn readout_value<F: Real>(module: &Module, trace: &Trace<F>, b: usize, readout: 
             Value { per_step: true, width: n, data: (0..steps).flat_map(|t| trace.sample_spikes::<f64>(t, p, b)).collect() }
         }
         Readout::Count(p) => {
-            let n = module.population(p).size();
+            let (n, p) = (module.population(p).size(), p.0 as usize);
+            let r = trace.row(p);
             let mut data = vec![0.0; n];
             for t in 0..steps {
-                for (slot, x) in data.iter_mut().zip(&trace.sample_spikes::<f64>(t, p.0 as usize, b)) {
-                    *slot += x;
-                }
+                trace.spikes[p].for_each_set(t * r + b * n..t * r + (b + 1) * n, |i| data[i] += 1.0);
             }
             Value { per_step: false, width: n, data }
         }

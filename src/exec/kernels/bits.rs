@@ -61,8 +61,26 @@ impl Bits {
     /// `out[i] = bit(start + i)` as 0.0 or 1.0.
     pub fn expand_into<F: Real>(&self, start: usize, out: &mut [F]) {
         assert!(start + out.len() <= self.len, "bits read inside the set");
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = if self.get(start + i) { F::one() } else { F::zero() };
+        let (zero, one) = (F::zero(), F::one());
+        // Short ranges (a sample's row) bit by bit; long ones (a shard's rows for a GEMM) up to
+        // a word boundary bit by bit, then a byte at a time from a table.
+        let head = if out.len() < 512 { out.len() } else { ((64 - start % 64) % 64).min(out.len()) };
+        for (i, slot) in out[..head].iter_mut().enumerate() {
+            *slot = if self.get(start + i) { one } else { zero };
+        }
+        if head == out.len() {
+            return;
+        }
+        // A byte of bits at a time, copied from a table of the 256 patterns of eight values.
+        let table: Vec<[F; 8]> =
+            (0..256u32).map(|byte| std::array::from_fn(|bit| if (byte >> bit) & 1 == 1 { one } else { zero })).collect();
+        let first_word = (start + head) / 64;
+        for (w, chunk) in out[head..].chunks_mut(64).enumerate() {
+            let word = self.words[first_word + w];
+            for (b, slots) in chunk.chunks_mut(8).enumerate() {
+                let pattern = &table[((word >> (8 * b)) & 0xFF) as usize];
+                slots.copy_from_slice(&pattern[..slots.len()]);
+            }
         }
     }
 
