@@ -215,8 +215,11 @@ pub fn run<F: Real>(
     }
     let mut counters: Vec<Vec<u32>> = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
     let forward = |trace: &mut Trace<F>, p: usize, t: usize, counters: &mut [u32]| {
-        let r = trace.row(p);
-        trace.refractory[p][t * r..(t + 1) * r].copy_from_slice(counters);
+        // Populations without a refractory period keep their counters at 0: nothing to store.
+        if module.populations[p].refractory.is_some() {
+            let r = trace.row(p);
+            trace.refractory[p][t * r..(t + 1) * r].copy_from_slice(counters);
+        }
         compiled.step(module, p, t, trace, counters, net);
     };
     if module.is_feed_forward() && hook.is_none() {

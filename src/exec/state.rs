@@ -161,8 +161,12 @@ pub struct Trace<F> {
     pub states: Vec<Vec<Vec<F>>>,
     /// What the backward pass needs besides states: `ports[pop][port]`, one row per step.
     pub ports: Vec<Vec<Vec<F>>>,
-    /// Refractory counters before each step, `refractory[pop]`, one row per step.
+    /// Refractory counters before each step, `refractory[pop]`, one row per step; all zero for
+    /// a population without a refractory period (engines need not write them).
     pub refractory: Vec<Vec<u32>>,
+    /// Which populations have a refractory period (a reused trace must agree, so that the
+    /// counters of the others are still zero).
+    pub has_refractory: Vec<bool>,
     /// Encoder outputs, `inputs[input]`, one row per step.
     pub inputs: Vec<Vec<F>>,
     pub input_sizes: Vec<usize>,
@@ -191,6 +195,7 @@ impl<F: Real> Trace<F> {
                 .map(|(pop, n)| vec![vec![F::zero(); steps * batch * n]; pop.ports.len()])
                 .collect(),
             refractory: sizes.iter().map(|n| vec![0; steps * batch * n]).collect(),
+            has_refractory: module.populations.iter().map(|pop| pop.refractory.is_some()).collect(),
             inputs: input_sizes.iter().map(|n| vec![F::zero(); steps * batch * n]).collect(),
             sizes,
             input_sizes,
@@ -228,7 +233,10 @@ impl<F: Real> Trace<F> {
             && self.sizes.len() == module.populations.len()
             && self.input_sizes.len() == module.inputs.len()
             && module.populations.iter().enumerate().all(|(p, pop)| {
-                self.sizes[p] == pop.size() && self.states[p].len() == pop.vars.len() && self.ports[p].len() == pop.ports.len()
+                self.sizes[p] == pop.size()
+                    && self.states[p].len() == pop.vars.len()
+                    && self.ports[p].len() == pop.ports.len()
+                    && self.has_refractory[p] == pop.refractory.is_some()
             })
             && module.inputs.iter().zip(&self.input_sizes).all(|(input, n)| input.shape.iter().product::<usize>() == *n)
     }

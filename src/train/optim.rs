@@ -67,27 +67,8 @@ impl<F: Real> Optimizer<F> {
         let (lr, scale, decay, momentum) = (of(lr), of(scale), of(config.weight_decay), of(config.momentum));
         // Bias corrections of this step, in f64 and then rounded once.
         let (c1, c2) = (of(1.0 - config.beta1.powi(self.step)), of(1.0 - config.beta2.powi(self.step)));
-        let one = F::one();
         let kind = config.kind;
-        let apply = move |p: &mut F, g: F, m: &mut F, v: &mut F| {
-            let g = g * scale + decay * *p;
-            match kind {
-                OptimizerKind::Sgd => {
-                    *m = momentum * *m + g;
-                    *p -= lr * *m;
-                }
-                OptimizerKind::Adam => {
-                    *m = b1 * *m + (one - b1) * g;
-                    *v = b2 * *v + (one - b2) * g * g;
-                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
-                }
-                OptimizerKind::Adamax => {
-                    *m = b1 * *m + (one - b1) * g;
-                    *v = (b2 * *v).max(g.abs());
-                    *p -= lr / c1 * *m / (*v + eps);
-                }
-            }
-        };
+        let rule = Rule { kind, lr, scale, decay, momentum, b1, b2, eps, c1, c2 };
         for (index, proj) in module.projections.iter().enumerate() {
             if !proj.trainable {
                 continue;
@@ -97,23 +78,69 @@ impl<F: Real> Optimizer<F> {
                 .zip(grads.weights[index].par_chunks(CHUNK))
                 .zip(self.m.weights[index].par_chunks_mut(CHUNK))
                 .zip(self.v.weights[index].par_chunks_mut(CHUNK))
-                .for_each(|(((p, g), m), v)| {
-                    for k in 0..p.len() {
-                        apply(&mut p[k], g[k], &mut m[k], &mut v[k]);
-                    }
-                });
+                .for_each(|(((p, g), m), v)| rule.apply(p, g, m, v));
         }
         for (p, pop) in module.populations.iter().enumerate() {
             for (v, var) in pop.vars.iter().enumerate() {
                 if matches!(var.kind, VarKind::Param { trainable: true, .. }) {
-                    for k in 0..params.neuron_params[p][v].len() {
-                        apply(
-                            &mut params.neuron_params[p][v][k],
-                            grads.neuron_params[p][v][k],
-                            &mut self.m.neuron_params[p][v][k],
-                            &mut self.v.neuron_params[p][v][k],
-                        );
-                    }
+                    rule.apply(
+                        &mut params.neuron_params[p][v],
+                        &grads.neuron_params[p][v],
+                        &mut self.m.neuron_params[p][v],
+                        &mut self.v.neuron_params[p][v],
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One optimiser step's constants: the update rule applied element-wise.
+#[derive(Clone, Copy)]
+struct Rule<F> {
+    kind: OptimizerKind,
+    lr: F,
+    /// The clipping factor of the gradient.
+    scale: F,
+    decay: F,
+    momentum: F,
+    b1: F,
+    b2: F,
+    eps: F,
+    /// Adam's bias corrections of this step.
+    c1: F,
+    c2: F,
+}
+
+impl<F: Real> Rule<F> {
+    /// Updates `p` (with moments `m`, `v`) from gradients `g`, the kind matched once per
+    /// chunk so that each loop is a straight line the compiler vectorises.
+    fn apply(&self, p: &mut [F], g: &[F], m: &mut [F], v: &mut [F]) {
+        let Rule { kind, lr, scale, decay, momentum, b1, b2, eps, c1, c2 } = *self;
+        let one = F::one();
+        let elements = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+        match kind {
+            OptimizerKind::Sgd => {
+                for (((p, g), m), _) in elements {
+                    let g = *g * scale + decay * *p;
+                    *m = momentum * *m + g;
+                    *p -= lr * *m;
+                }
+            }
+            OptimizerKind::Adam => {
+                for (((p, g), m), v) in elements {
+                    let g = *g * scale + decay * *p;
+                    *m = b1 * *m + (one - b1) * g;
+                    *v = b2 * *v + (one - b2) * g * g;
+                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                }
+            }
+            OptimizerKind::Adamax => {
+                for (((p, g), m), v) in elements {
+                    let g = *g * scale + decay * *p;
+                    *m = b1 * *m + (one - b1) * g;
+                    *v = (b2 * *v).max(g.abs());
+                    *p -= lr / c1 * *m / (*v + eps);
                 }
             }
         }
