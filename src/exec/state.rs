@@ -54,10 +54,19 @@ impl<F: Real> Params<F> {
         }
     }
 
-    /// Every value times `factor`.
+    /// Every value times `factor` (in parallel chunks: element-wise, so the same for any
+    /// thread count).
     pub fn scale(&mut self, factor: F) {
-        self.weights.iter_mut().flatten().for_each(|g| *g *= factor);
+        use rayon::prelude::*;
+        self.weights.iter_mut().for_each(|w| w.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|g| *g *= factor)));
         self.neuron_params.iter_mut().flatten().flatten().for_each(|g| *g *= factor);
+    }
+
+    /// Sets every value to zero, keeping the allocations.
+    pub fn clear(&mut self) {
+        use rayon::prelude::*;
+        self.weights.iter_mut().for_each(|w| w.par_chunks_mut(1 << 14).for_each(|c| c.fill(F::zero())));
+        self.neuron_params.iter_mut().flatten().for_each(|v| v.fill(F::zero()));
     }
 
     /// The same values in another precision.
@@ -74,7 +83,9 @@ impl<F: Real> Params<F> {
 
     /// Whether any value is NaN or infinite.
     pub fn has_non_finite(&self) -> bool {
-        self.weights.iter().flatten().chain(self.neuron_params.iter().flatten().flatten()).any(|x| !x.is_finite())
+        use rayon::prelude::*;
+        self.weights.iter().any(|w| w.par_chunks(1 << 14).any(|c| c.iter().any(|x| !x.is_finite())))
+            || self.neuron_params.iter().flatten().flatten().any(|x| !x.is_finite())
     }
 }
 

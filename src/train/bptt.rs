@@ -23,6 +23,8 @@ pub const SHARD: usize = 32;
 #[derive(Default)]
 pub struct Bptt<F> {
     optimizer: Option<Optimizer<F>>,
+    /// The batch gradient, kept between batches so that its pages are not faulted in anew.
+    grads: Option<Grads<F>>,
 }
 
 /// What one shard produced.
@@ -51,7 +53,8 @@ impl<F: Real> LearningMethod<F> for Bptt<F> {
         batch: &[Example],
         lr: f64,
     ) -> Result<BatchOutcome, RunError> {
-        let (outcome, total) = batch_gradients(session, params, net, batch)?;
+        let mut total = self.grads.take().unwrap_or_else(|| params.zeros_like());
+        let outcome = batch_gradients_into(session, params, net, batch, &mut total)?;
         if outcome.terms.iter().any(|t| !t.is_finite()) {
             return Err(RunError::NonFinite { what: "a loss term", epoch: 0, batch: 0 });
         }
@@ -60,6 +63,7 @@ impl<F: Real> LearningMethod<F> for Bptt<F> {
         }
         let optimizer = self.optimizer.get_or_insert_with(|| Optimizer::new(params));
         optimizer.update(session.module, params, &total, &session.phase.optimizer, lr, session.train.clip_grad_norm);
+        self.grads = Some(total);
         Ok(outcome)
     }
 }
@@ -74,9 +78,22 @@ pub fn batch_gradients<F: Real>(
     net: &mut [f64],
     batch: &[Example],
 ) -> Result<(BatchOutcome, Grads<F>), RunError> {
+    let mut total = params.zeros_like();
+    let outcome = batch_gradients_into(session, params, net, batch, &mut total)?;
+    Ok((outcome, total))
+}
+
+/// [`batch_gradients`] into a gradient buffer of the parameters' layout, which it clears.
+fn batch_gradients_into<F: Real>(
+    session: &Session<F>,
+    params: &mut Params<F>,
+    net: &mut [f64],
+    batch: &[Example],
+    total: &mut Grads<F>,
+) -> Result<BatchOutcome, RunError> {
     let (module, train) = (session.module, session.train);
     let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
-    let mut total = params.zeros_like();
+    total.clear();
     let add = |result: ShardResult<F>, total: &mut Grads<F>, outcome: &mut BatchOutcome| {
         total.add(&result.grads);
         for (sum, term) in outcome.terms.iter_mut().zip(&result.terms) {
@@ -91,7 +108,7 @@ pub fn batch_gradients<F: Real>(
             hooks::apply_actions(module, &train.before_sample, params, net);
             let (trace, net_used) = present_with_retry(session, params, net, example)?;
             let result = shard_from_trace(session, params, &net_used, &[*example], trace, None)?;
-            add(result, &mut total, &mut outcome);
+            add(result, total, &mut outcome);
         }
     } else {
         hooks::apply_actions(module, &train.before_sample, params, net);
@@ -114,12 +131,12 @@ pub fn batch_gradients<F: Real>(
         for result in results {
             let mut result = result?;
             sums.push(std::mem::take(&mut result.hoisted_sums));
-            add(result, &mut total, &mut outcome);
+            add(result, total, &mut outcome);
         }
-        session.engine.finish_batch(&ctx, &hoisted, &sums, &mut total);
+        session.engine.finish_batch(&ctx, &hoisted, &sums, total);
     }
     total.scale(F::of(1.0 / batch.len().max(1) as f64));
-    Ok((outcome, total))
+    Ok(outcome)
 }
 
 /// Runs one example forward as the train block says: again with the `retry` actions applied
