@@ -17,7 +17,27 @@ use common::best_of;
 fn gemm_f32(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], parallelism: gemm::Parallelism) {
     // SAFETY: the slices have the stated row-major shapes and `c` is separate.
     unsafe {
-        gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, true, a.as_ptr(), 1, k as isize, b.as_ptr(), 1, n as isize, 1.0, 1.0, false, false, false, parallelism);
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 
@@ -41,7 +61,22 @@ fn main() {
         let reps = if m * k * n > 100_000_000 { 5 } else { 20 };
         // SAFETY: row-major shapes as stated; `c` is separate.
         let mm = best_of(reps, || unsafe {
-            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 1.0, black_box(c.as_mut_ptr()), n as isize, 1);
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                k as isize,
+                1,
+                b.as_ptr(),
+                n as isize,
+                1,
+                1.0,
+                black_box(c.as_mut_ptr()),
+                n as isize,
+                1,
+            );
         });
         let one = best_of(reps, || gemm_f32(m, k, n, &a, &b, black_box(&mut c), gemm::Parallelism::None));
         let two = pool.install(|| best_of(reps, || gemm_f32(m, k, n, &a, &b, black_box(&mut c), gemm::Parallelism::Rayon(2))));
