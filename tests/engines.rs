@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{build, examples, features, gradients, load, model_names, valid};
+use common::{assert_weights_close, build, examples, features, gradients, gradients_match, load, model_names, valid};
 use snnc::exec::engine::{Ctx, Engine, EngineKind, ParamsAccess, Shard};
 use snnc::exec::real::Real;
 use snnc::exec::state::{Params, SampleRef, Trace, init_params, net_params};
@@ -31,20 +31,6 @@ fn assert_same_run<F: Real>(name: &str, reference: &Trace<F>, other: &Trace<F>, 
             }
         }
     }
-}
-
-/// Weight gradients close within `tolerance` relative; returns how many are nonzero.
-fn assert_weights_close<F: Real>(what: &str, expected: &Params<F>, actual: &Params<F>, tolerance: f64) -> usize {
-    let mut nonzero = 0;
-    for (p, (a, b)) in expected.weights.iter().zip(&actual.weights).enumerate() {
-        assert_eq!(a.len(), b.len(), "{what}: projection {p}");
-        for (k, (x, y)) in a.iter().zip(b).enumerate() {
-            let (x, y) = (x.into_f64(), y.into_f64());
-            assert!((x - y).abs() <= tolerance * (1.0 + x.abs()), "{what}: weight {p}/{k}: {x} vs {y}");
-            nonzero += usize::from(x != 0.0);
-        }
-    }
-    nonzero
 }
 
 /// A shipped model with few steps, so that the oracle runs the conv models quickly.
@@ -117,20 +103,6 @@ fn jit_neuron_steps_are_bit_identical_to_the_f32_oracle() {
     }
 }
 
-fn gradients_match<F: Real>(name: &str, m: &Valid, scale: f32, tolerance: f64) {
-    let n: usize = m.inputs[0].shape.iter().product();
-    let inputs: Vec<Vec<f32>> = (0..3).map(|s| features(n, s).iter().map(|x| x * scale).collect()).collect();
-    let batch = examples(&inputs, &[0, 1, 2]);
-    let params = init_params::<F>(m, 8);
-    let (oracle_outcome, oracle) = gradients(m, build::<F>(EngineKind::Oracle, m).as_ref(), &params, &batch, 2);
-    let (jit_outcome, jit) = gradients(m, build::<F>(EngineKind::Jit, m).as_ref(), &params, &batch, 2);
-    let nonzero = assert_weights_close(&format!("{name} in {}", F::NAME), &oracle, &jit, tolerance);
-    assert!(nonzero > 0, "{name}: the gradient is not trivially zero");
-    for (a, b) in oracle_outcome.terms.iter().zip(&jit_outcome.terms) {
-        assert!((a - b).abs() <= tolerance * (1.0 + a.abs()), "{name}: loss {a} vs {b}");
-    }
-}
-
 #[test]
 fn jit_gradients_match_the_oracle() {
     for name in ["yin_yang.snn", "lab_lif_mnist.snn", "snntorch_tutorial5.snn"] {
@@ -138,18 +110,6 @@ fn jit_gradients_match_the_oracle() {
         gradients_match::<f64>(name, &m, 1.0, 1e-9);
         gradients_match::<f32>(name, &m, 1.0, 1e-4);
     }
-}
-
-#[test]
-fn event_driven_accumulation_ran_and_matches_the_oracle() {
-    // About 2% of the Bernoulli inputs fire: below the crossover, so the input projection and
-    // its weight gradient run event by event.
-    let m = short("lab_lif_mnist.snn", 12);
-    let density: f32 = features(784, 0).iter().map(|x| x * 0.05).sum::<f32>() / 784.0;
-    assert!(f64::from(density) < snnc::exec::kernels::events::event_crossover::<f64>(10, false), "{density}");
-    let before = snnc::exec::kernels::events::event_passes();
-    gradients_match::<f64>("lab_lif_mnist.snn (sparse input)", &m, 0.05, 1e-9);
-    assert!(snnc::exec::kernels::events::event_passes() > before, "the event-driven kernels ran");
 }
 
 #[test]

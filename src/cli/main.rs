@@ -275,7 +275,8 @@ struct Console<'a> {
 
 impl<F: Real> Observer<F> for Console<'_> {
     fn batch(&mut self, done: usize, total: usize, running: f64) {
-        if done <= 1 || self.bar.length() != Some(total as u64) {
+        // A new epoch starts when the count of samples done falls back.
+        if self.epoch == 0 || done <= self.bar.position() as usize || self.bar.length() != Some(total as u64) {
             self.epoch += 1;
             self.bar.reset();
             self.bar.set_length(total as u64);

@@ -82,6 +82,25 @@ pub fn compile(name: &str, text: &str, base_dir: Option<&std::path::Path>) -> Ou
     } else {
         train::check_train_without_network(&program, &mut diagnostics);
     }
+    // The validator runs on every module lowering produces (and again after `--set`): an
+    // invariant broken here is a compiler bug, reported rather than handed to an engine.
+    let invalid = match (&module, diagnostics.has_errors()) {
+        (Some(lowered), false) => crate::ir::validate::validate(lowered.clone()).err(),
+        _ => None,
+    };
+    if let Some(error) = invalid {
+        let span = program.networks.first().map_or(Span::new(0, 0), |n| n.span);
+        let mut sink = Sink { diagnostics: &mut diagnostics, file: program.file(0), main: program.file(0), enabled: true };
+        sink.push(
+            Diagnostic::error(
+                "snn::internal::invalid_ir",
+                format!("internal error: the lowered model breaks an IR invariant: {error}"),
+                span,
+                "here",
+            )
+            .with_help("this is a bug in snnc, not in the model; please report it with this file"),
+        );
+    }
     let module = if diagnostics.has_errors() { None } else { module };
     Outcome { program, module, source_map, diagnostics }
 }

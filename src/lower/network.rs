@@ -717,7 +717,28 @@ fn lower_projection(
                 let mut lowerer = Lowerer { sink, exprs: &mut exprs };
                 let (id, unit) = lowerer.lower(&Env::with_builtins(false), expr);
                 if lowerer.expect_unit(&unit, &Unit::time_ms(), expr.span, "snn::units::mismatch", "a delay") {
-                    delay_steps = (exprs.constant(id).unwrap_or(0.0) / module.dt).round() as usize;
+                    let seconds = exprs.constant(id);
+                    let steps = seconds.map(|s| (s / module.dt).round());
+                    match (seconds, steps) {
+                        (Some(_), Some(steps)) if steps >= 1.0 && steps.is_finite() => delay_steps = steps as usize,
+                        _ => sink.push(
+                            Diagnostic::error(
+                                "snn::network::bad_delay",
+                                match seconds {
+                                    Some(s) => format!(
+                                        "a delay of {} s is {} steps of dt = {} s",
+                                        ir::fmt_f64(s),
+                                        steps.unwrap_or(0.0),
+                                        ir::fmt_f64(module.dt)
+                                    ),
+                                    None => "a delay must be a constant time".to_string(),
+                                },
+                                expr.span,
+                                "not a whole number of steps >= 1",
+                            )
+                            .with_help("give a constant delay of at least one step, e.g. `delay 1 ms` with dt = 1 ms"),
+                        ),
+                    }
                 }
             }
             ConnFlag::Via(call) => {

@@ -144,7 +144,7 @@ fn batch_gradients_into<F: Real>(
 /// network parameters it ran with.
 fn present_with_retry<F: Real>(
     session: &Session<F>,
-    params: &Params<F>,
+    params: &mut Params<F>,
     net: &mut [f64],
     example: &Example,
 ) -> Result<(Trace<F>, Vec<f64>), RunError> {
@@ -161,8 +161,9 @@ fn present_with_retry<F: Real>(
             return Ok((trace, net.to_vec()));
         }
         trace.recycle();
-        let mut scratch = params.clone();
-        hooks::apply_actions(module, &retry.actions, &mut scratch, net);
+        // The retry's actions change what the next presentation sees: network parameters and
+        // weights (a normalisation) alike.
+        hooks::apply_actions(module, &retry.actions, params, net);
         attempt += 1;
     }
 }

@@ -138,11 +138,13 @@ pub fn record_headers(module: &Module, records: &[(PopId, Option<VarId>)]) -> (S
 pub fn record_trace<F: Real>(module: &Module, records: &[(PopId, Option<VarId>)], trace: &Trace<F>, ids: &[u64], out: &mut RecordText) {
     let spiking: Vec<PopId> = records.iter().filter(|(_, v)| v.is_none()).map(|(p, _)| *p).collect();
     let variables: Vec<(PopId, VarId)> = records.iter().filter_map(|(p, v)| v.map(|v| (*p, v))).collect();
-    let populations: Vec<PopId> = {
-        let mut seen: Vec<PopId> = variables.iter().map(|(p, _)| *p).collect();
-        seen.dedup();
-        seen
-    };
+    // Each population with recorded variables once, in the order of its first record.
+    let mut populations: Vec<PopId> = Vec::new();
+    for (pop, _) in &variables {
+        if !populations.contains(pop) {
+            populations.push(*pop);
+        }
+    }
     for (b, id) in ids.iter().enumerate() {
         for t in 0..trace.steps {
             for pop in &spiking {

@@ -5,7 +5,7 @@
 
 use snnc::exec::engine::{self, Engine, EngineKind};
 use snnc::exec::real::Real;
-use snnc::exec::state::{Grads, Params, SampleRef};
+use snnc::exec::state::{Grads, Params, SampleRef, init_params};
 use snnc::ir::Module;
 use snnc::ir::validate::{Valid, validate};
 use snnc::train::bptt::batch_gradients;
@@ -74,4 +74,34 @@ pub fn examples<'a>(inputs: &'a [Vec<f32>], labels: &[usize]) -> Vec<Example<'a>
         .enumerate()
         .map(|(i, (f, l))| Example { sample: SampleRef { id: i as u64, features: f }, label: *l })
         .collect()
+}
+
+/// Weight gradients close within `tolerance` relative; returns how many are nonzero.
+pub fn assert_weights_close<F: Real>(what: &str, expected: &Params<F>, actual: &Params<F>, tolerance: f64) -> usize {
+    let mut nonzero = 0;
+    for (p, (a, b)) in expected.weights.iter().zip(&actual.weights).enumerate() {
+        assert_eq!(a.len(), b.len(), "{what}: projection {p}");
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            let (x, y) = (x.into_f64(), y.into_f64());
+            assert!((x - y).abs() <= tolerance * (1.0 + x.abs()), "{what}: weight {p}/{k}: {x} vs {y}");
+            nonzero += usize::from(x != 0.0);
+        }
+    }
+    nonzero
+}
+
+/// The oracle's and the JIT's gradients of three examples (features scaled by `scale`) agree
+/// within `tolerance`, and are not trivially zero.
+pub fn gradients_match<F: Real>(name: &str, m: &Valid, scale: f32, tolerance: f64) {
+    let n: usize = m.inputs[0].shape.iter().product();
+    let inputs: Vec<Vec<f32>> = (0..3).map(|s| features(n, s).iter().map(|x| x * scale).collect()).collect();
+    let batch = examples(&inputs, &[0, 1, 2]);
+    let params = init_params::<F>(m, 8);
+    let (oracle_outcome, oracle) = gradients(m, build::<F>(EngineKind::Oracle, m).as_ref(), &params, &batch, 2);
+    let (jit_outcome, jit) = gradients(m, build::<F>(EngineKind::Jit, m).as_ref(), &params, &batch, 2);
+    let nonzero = assert_weights_close(&format!("{name} in {}", F::NAME), &oracle, &jit, tolerance);
+    assert!(nonzero > 0, "{name}: the gradient is not trivially zero");
+    for (a, b) in oracle_outcome.terms.iter().zip(&jit_outcome.terms) {
+        assert!((a - b).abs() <= tolerance * (1.0 + a.abs()), "{name}: loss {a} vs {b}");
+    }
 }

@@ -9,7 +9,9 @@
 //!
 //! Kernel signatures (`F` the float type):
 //! - forward: `fn(vars_in: *const *const F, vars_out: *const *mut F, ports: *const *const F,
-//!   counters: *mut u32, spikes: *mut F, len: i64, time: F, net: *const F)`;
+//!   counters: *mut u32, spikes: *mut F, len: i64, time: F, net: *const F,
+//!   refractory_steps: u32)` (the refractory period in steps, for the network parameters of
+//!   the call);
 //! - backward: `fn(before: *const *const F, ports: *const *const F, counters: *const u32,
 //!   d_after: *const *const F, d_spike: *const F, d_before: *const *mut F,
 //!   d_ports: *const *mut F, len: i64, time: F, net: *const F)`;
@@ -34,7 +36,7 @@ use crate::ir::{self, EncoderKind, Func, Module, Population};
 pub use emit::EmitError;
 use emit::{Emitter, Scope};
 
-type Kernel<F> = unsafe extern "C" fn(*const *const F, *const *mut F, *const *const F, *mut u32, *mut F, i64, F, *const F);
+type Kernel<F> = unsafe extern "C" fn(*const *const F, *const *mut F, *const *const F, *mut u32, *mut F, i64, F, *const F, u32);
 type BackwardKernel<F> = unsafe extern "C" fn(
     *const *const F,
     *const *const F,
@@ -123,8 +125,6 @@ pub struct Compiled<F> {
     /// Backward kernels, when the module trains with a surrogate gradient.
     backward: Vec<BackwardKernel<F>>,
     encoders: Vec<EncoderKernel<F>>,
-    /// Refractory period of each population in steps, for the network parameters compiled in.
-    pub refractory_steps: Vec<u32>,
     /// CLIF of every kernel, by name, in compilation order.
     pub clif: Vec<(String, String)>,
     precision: PhantomData<F>,
@@ -170,8 +170,6 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
         sig.returns.push(AbiParam::new(scalar));
         host_ids.push(jit.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Target(e.to_string()))?);
     }
-    let net = module.net_values();
-    let refractory_steps: Vec<u32> = module.populations.iter().map(|pop| module.refractory_steps(pop, &net)).collect();
     let mut jobs: Vec<(KernelKind, usize, String)> = Vec::new();
     for (p, pop) in module.populations.iter().enumerate() {
         jobs.push((KernelKind::Forward, p, format!("step_{p}_{}", pop.name)));
@@ -190,7 +188,7 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
     let mut builder_ctx = FunctionBuilderContext::new();
     for (kind, index, name) in jobs {
         let signature = match kind {
-            KernelKind::Forward => signature(&jit, 5, &[types::I64, scalar], 1),
+            KernelKind::Forward => signature(&jit, 5, &[types::I64, scalar], 1).with_tail(&[types::I32]),
             KernelKind::Backward => signature(&jit, 7, &[types::I64, scalar], 1),
             KernelKind::Encoder => signature(&jit, 2, &[types::I64, scalar, scalar], 1).with_tail(&[types::I64, types::I64]),
         };
@@ -208,7 +206,7 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
                     let pop = &module.populations[index];
                     let graph =
                         crate::ir::grad::step_graph(pop).map_err(|message| JitError::Graph { population: pop.name.clone(), message })?;
-                    forward_kernel(&mut emitter, pop, &graph, refractory_steps[index])
+                    forward_kernel(&mut emitter, pop, &graph)
                 }
                 KernelKind::Backward => backward_kernel(&mut emitter, &module.populations[index], &graphs[index]),
                 KernelKind::Encoder => encoder_kernel::<F>(&mut emitter, module, index),
@@ -225,15 +223,8 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
     jit.finalize_definitions().map_err(|e| JitError::Target(e.to_string()))?;
     let pointers: Vec<(KernelKind, *const u8)> =
         ids.iter().map(|(kind, id): &(KernelKind, FuncId)| (*kind, jit.get_finalized_function(*id))).collect();
-    let mut compiled = Compiled {
-        _module: jit,
-        forward: Vec::new(),
-        backward: Vec::new(),
-        encoders: Vec::new(),
-        refractory_steps,
-        clif,
-        precision: PhantomData,
-    };
+    let mut compiled =
+        Compiled { _module: jit, forward: Vec::new(), backward: Vec::new(), encoders: Vec::new(), clif, precision: PhantomData };
     for (kind, p) in pointers {
         // SAFETY: each function was compiled with the signature of its kind, which matches the
         // function pointer type it becomes.
@@ -309,10 +300,10 @@ fn refractory(e: &mut Emitter, pop: &Population, counter_address: Value) -> (Vec
 }
 
 /// The forward kernel: the code of the step graph's `after` and `spike`, and the counters.
-fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph, refractory_steps: u32) -> Result<(), EmitError> {
+fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Result<(), EmitError> {
     let params = entry(e);
-    let (vars_in, vars_out, ports_ptr, counters_ptr, spikes_ptr, len, time, net) =
-        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7]);
+    let (vars_in, vars_out, ports_ptr, counters_ptr, spikes_ptr, len, time, net, refractory_steps) =
+        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8]);
     let var_bases = e.bases(vars_in, pop.vars.len());
     let out_bases = e.bases(vars_out, pop.vars.len());
     let port_bases = e.bases(ports_ptr, pop.ports.len());
@@ -340,7 +331,7 @@ fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph, refracto
                 let fired = e.b.ins().fcmp(FloatCC::NotEqual, spike, zero);
                 let held = e.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, *counter, 0);
                 let decremented = e.b.ins().iadd_imm_s(*counter, -1);
-                let restart = e.b.ins().iconst(types::I32, i64::from(refractory_steps));
+                let restart = refractory_steps;
                 let on_fire = e.b.ins().select(fired, restart, *counter);
                 let next = e.b.ins().select(held, decremented, on_fire);
                 e.b.ins().store(MemFlagsData::trusted(), next, counter_address, (lane * 4) as i32);
@@ -481,7 +472,14 @@ impl<F: Real> Compiled<F> {
         let port_pointers: Vec<*const F> = trace.ports[p].iter().map(|v| v[t * r..(t + 1) * r].as_ptr()).collect();
         let mut spikes = crate::exec::pool::overwritten::<F>(r);
         let net_values: Vec<F> = if net.is_empty() { vec![F::zero()] } else { net.to_vec() };
-        let _ = module;
+        // The period for the network parameters of this call (a hook may change them).
+        let pop = &module.populations[p];
+        let refractory_steps = if pop.refractory.is_some() {
+            let net: Vec<f64> = net.iter().map(|x| x.into_f64()).collect();
+            module.refractory_steps(pop, &net)
+        } else {
+            0
+        };
         // SAFETY: every row has `r` elements, as the kernel assumes; the pointer arrays have one
         // entry per variable and port of this population, and the rows do not overlap.
         unsafe {
@@ -494,6 +492,7 @@ impl<F: Real> Compiled<F> {
                 r as i64,
                 F::of(t as f64 * module.dt),
                 net_values.as_ptr(),
+                refractory_steps,
             );
         }
         trace.store_spikes(t, p, &spikes);
