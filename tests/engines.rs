@@ -328,3 +328,17 @@ fn f32_and_f64_gradients_point_the_same_way() {
         assert!(cosine > 0.999, "{name}: cosine {cosine}");
     }
 }
+
+/// The f32 run agrees with the f64 run statistically: the quick start ends within half a point
+/// of test accuracy in either precision (the criterion for f32 training).
+#[test]
+fn the_quick_start_reaches_the_same_accuracy_in_f32_and_f64() {
+    let m = valid(load("yin_yang.snn"));
+    let data = snnc::cli::driver::load_data(m.train.as_ref().expect("train"), None).expect("generated");
+    let config = snnc::train::RunConfig { engine: EngineKind::Jit, ..Default::default() };
+    let f32_run = snnc::train::train_module::<f32>(&m, &data, &config, None, &mut snnc::train::Quiet).expect("trains").1;
+    let f64_run = snnc::train::train_module::<f64>(&m, &data, &config, None, &mut snnc::train::Quiet).expect("trains").1;
+    let (a, b) = (f32_run.last().expect("epochs").test_accuracy, f64_run.last().expect("epochs").test_accuracy);
+    assert!(a >= 0.95 && b >= 0.95, "f32 {a}, f64 {b}");
+    assert!((a - b).abs() <= 0.005 + 1e-12, "f32 {a} against f64 {b}");
+}

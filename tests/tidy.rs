@@ -80,6 +80,19 @@ fn no_stage_imports_a_stage_above_it() {
     }
 }
 
+/// Inside `exec`, only the engine module knows the engines: the oracle, the JIT, the
+/// schedules and the kernels never import it (no cycle through the seam).
+#[test]
+fn exec_modules_do_not_import_the_engine_seam() {
+    for (path, text) in sources("src/exec") {
+        if path.ends_with("exec/engine.rs") || path.ends_with("exec/mod.rs") {
+            continue;
+        }
+        let code: Vec<&str> = text.lines().filter(|line| !line.trim_start().starts_with("//")).collect();
+        assert!(!code.iter().any(|line| line.contains("exec::engine")), "{} imports the engine seam", path.display());
+    }
+}
+
 /// Engines are picked once: outside the engine module, nothing matches on which engine runs.
 #[test]
 fn only_the_engine_module_matches_on_the_engine_kind() {

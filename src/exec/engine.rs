@@ -13,6 +13,7 @@ use crate::exec::oracle;
 use crate::exec::real::Real;
 use crate::exec::schedule;
 use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ReadoutGrads, SampleRef, Trace};
+pub use crate::exec::state::{ParamsAccess, StepHook};
 use crate::ir::grad::StepGraph;
 use crate::ir::train::Method;
 use crate::ir::validate::Valid;
@@ -34,7 +35,7 @@ pub enum EngineError {
     /// A population's step could not be differentiated (`rand()` inside a neuron).
     Gradient {
         population: String,
-        message: String,
+        error: crate::ir::grad::GradError,
     },
     /// Gradients were asked of a model whose method has no surrogate gradient.
     NoGradient {
@@ -46,45 +47,13 @@ impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EngineError::Jit(error) => write!(f, "{error}"),
-            EngineError::Gradient { population, message } => write!(f, "population `{population}`: {message}"),
+            EngineError::Gradient { population, error } => write!(f, "population `{population}`: {error}"),
             EngineError::NoGradient { method } => write!(f, "the `{method}` method has no surrogate gradient to run backwards"),
         }
     }
 }
 
 impl std::error::Error for EngineError {}
-
-/// How a forward pass may touch the parameters: shared by parallel shards, or mutable for a
-/// hook that changes weights inside the forward loop (plasticity).
-pub enum ParamsAccess<'a, F> {
-    Shared(&'a Params<F>),
-    Mutable(&'a mut Params<F>),
-}
-
-impl<F> ParamsAccess<'_, F> {
-    pub fn get(&self) -> &Params<F> {
-        match self {
-            ParamsAccess::Shared(params) => params,
-            ParamsAccess::Mutable(params) => params,
-        }
-    }
-
-    pub fn get_mut(&mut self) -> Option<&mut Params<F>> {
-        match self {
-            ParamsAccess::Shared(_) => None,
-            ParamsAccess::Mutable(params) => Some(params),
-        }
-    }
-}
-
-/// Called by an engine after every population's step when a forward pass runs step by step.
-pub trait StepHook<F> {
-    /// Population `p` has done step `t`: its state after the step is row `t + 1` of the trace
-    /// and its spikes row `t`. The hook may read them (records), overwrite them (clamps: later
-    /// populations and steps see the new values) and, when the forward pass was given the
-    /// parameters mutably, change the parameters.
-    fn after_population(&mut self, t: usize, p: usize, trace: &mut Trace<F>, params: Option<&mut Params<F>>);
-}
 
 /// What every call of a run reads: the validated module, the run's seed and the values of the
 /// network parameters.
@@ -152,9 +121,7 @@ pub fn derived_graphs(module: &Valid) -> Result<Vec<StepGraph>, EngineError> {
     module
         .populations
         .iter()
-        .map(|pop| {
-            crate::ir::grad::derive(pop, surrogate).map_err(|message| EngineError::Gradient { population: pop.name.clone(), message })
-        })
+        .map(|pop| crate::ir::grad::derive(pop, surrogate).map_err(|error| EngineError::Gradient { population: pop.name.clone(), error }))
         .collect()
 }
 

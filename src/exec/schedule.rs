@@ -11,14 +11,13 @@
 use std::ops::Range;
 
 use crate::data::uniform_prefix;
-use crate::exec::engine::{ParamsAccess, StepHook};
 use crate::exec::jit::Compiled;
 use crate::exec::kernels::connectivity::{project, project_backward};
 use crate::exec::kernels::events::{self, Rows, give_back};
 use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gemm_columns};
 use crate::exec::pool::{overwritten, spare, zeroed};
 use crate::exec::real::Real;
-use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ReadoutGrads, SampleRef, Trace, initial_values};
+use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ParamsAccess, ReadoutGrads, SampleRef, StepHook, Trace, initial_values};
 use crate::ir::{self, Connectivity, Module, PopId, Source};
 
 /// Writes every input's encoder output for every active step into the trace; an input that

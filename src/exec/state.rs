@@ -481,3 +481,35 @@ pub struct HoistedRows<'a, F> {
     pub hoisted: &'a Hoisted<F>,
     pub from: usize,
 }
+
+/// How a forward pass may touch the parameters: shared by parallel shards, or mutable for a
+/// hook that changes weights inside the forward loop (plasticity).
+pub enum ParamsAccess<'a, F> {
+    Shared(&'a Params<F>),
+    Mutable(&'a mut Params<F>),
+}
+
+impl<F> ParamsAccess<'_, F> {
+    pub fn get(&self) -> &Params<F> {
+        match self {
+            ParamsAccess::Shared(params) => params,
+            ParamsAccess::Mutable(params) => params,
+        }
+    }
+
+    pub fn get_mut(&mut self) -> Option<&mut Params<F>> {
+        match self {
+            ParamsAccess::Shared(_) => None,
+            ParamsAccess::Mutable(params) => Some(params),
+        }
+    }
+}
+
+/// Called by an engine after every population's step when a forward pass runs step by step.
+pub trait StepHook<F> {
+    /// Population `p` has done step `t`: its state after the step is row `t + 1` of the trace
+    /// and its spikes row `t`. The hook may read them (records), overwrite them (clamps: later
+    /// populations and steps see the new values) and, when the forward pass was given the
+    /// parameters mutably, change the parameters.
+    fn after_population(&mut self, t: usize, p: usize, trace: &mut Trace<F>, params: Option<&mut Params<F>>);
+}

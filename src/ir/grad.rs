@@ -14,6 +14,29 @@
 use crate::ir::train::Surrogate;
 use crate::ir::{BinaryOp, ExprId, Exprs, Func, Global, Node, Population, UnaryOp, Update};
 
+/// Why a step or an expression cannot be flattened or differentiated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GradError {
+    /// A value with no place in a flattened step: a random draw or the sample's data read
+    /// inside a neuron.
+    Unsupported { global: Global },
+    /// The surrogate's argument `x` read outside a surrogate.
+    SurrogateOutside,
+}
+
+impl std::fmt::Display for GradError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GradError::Unsupported { global } => {
+                write!(f, "the step graph does not support `{}` inside a neuron yet", crate::ir::global_name(*global))
+            }
+            GradError::SurrogateOutside => write!(f, "the surrogate's argument `x` read outside a surrogate"),
+        }
+    }
+}
+
+impl std::error::Error for GradError {}
+
 /// One population step and its adjoint, in one arena.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepGraph {
@@ -145,7 +168,7 @@ struct Env<'a> {
 
 /// Copies expression `id` of `source` into the graph, reading variables, ports and the spike
 /// flag from `env`; `clip` becomes `min(max(...))` so that only primitive nodes need rules.
-fn import(b: &mut Builder, source: &Exprs, id: ExprId, env: &Env, memo: &mut Vec<Option<ExprId>>) -> Result<ExprId, String> {
+fn import(b: &mut Builder, source: &Exprs, id: ExprId, env: &Env, memo: &mut Vec<Option<ExprId>>) -> Result<ExprId, GradError> {
     if memo.len() < source.nodes.len() {
         memo.resize(source.nodes.len(), None);
     }
@@ -157,9 +180,9 @@ fn import(b: &mut Builder, source: &Exprs, id: ExprId, env: &Env, memo: &mut Vec
         Node::Var(var) => env.vars[var.0 as usize],
         Node::Port(port) => env.ports[port.0 as usize],
         Node::Global(Global::Spiked) => env.spiked,
-        Node::Global(Global::SurrogateX) => env.surrogate_x.ok_or("the surrogate's argument outside a surrogate")?,
+        Node::Global(Global::SurrogateX) => env.surrogate_x.ok_or(GradError::SurrogateOutside)?,
         Node::Global(global @ (Global::Rand | Global::Data)) => {
-            return Err(format!("gradient derivation does not support `{}` inside a neuron yet", crate::ir::global_name(*global)));
+            return Err(GradError::Unsupported { global: *global });
         }
         Node::Global(global) => b.exprs.push(Node::Global(*global)),
         Node::Unary(op, a) => {
@@ -191,7 +214,7 @@ fn apply(
     current: &mut [ExprId],
     ports: &[ExprId],
     spiked: ExprId,
-) -> Result<(), String> {
+) -> Result<(), GradError> {
     for update in updates {
         let env = Env { vars: current, ports, spiked, surrogate_x: None };
         let value = import(b, &pop.exprs, update.value, &env, &mut Vec::new())?;
@@ -213,7 +236,7 @@ struct Flat {
 
 /// Population `pop`'s step as one graph without its adjoint: what the JIT's forward kernel
 /// computes (`after`, `spike`); `d_before` and `d_ports` are empty.
-pub fn step_graph(pop: &Population) -> Result<StepGraph, String> {
+pub fn step_graph(pop: &Population) -> Result<StepGraph, GradError> {
     let mut b = Builder { exprs: Exprs::default() };
     let flat = flatten(&mut b, pop)?;
     Ok(StepGraph { exprs: b.exprs, after: flat.after, spike: flat.spike, d_before: Vec::new(), d_ports: Vec::new() })
@@ -221,7 +244,7 @@ pub fn step_graph(pop: &Population) -> Result<StepGraph, String> {
 
 /// Flattens population `pop`'s step into a graph and derives its adjoint with `surrogate`
 /// standing in for the threshold's derivative.
-pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, String> {
+pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, GradError> {
     let mut b = Builder { exprs: Exprs::default() };
     let Flat { after, spike, spike_x, refractory, forward_len } = flatten(&mut b, pop)?;
     let zero = b.konst(0.0);
@@ -244,7 +267,7 @@ pub fn derive(pop: &Population, surrogate: &Surrogate) -> Result<StepGraph, Stri
 }
 
 /// Builds the forward step of `pop` into `b`, in the order of the step semantics.
-fn flatten(b: &mut Builder, pop: &Population) -> Result<Flat, String> {
+fn flatten(b: &mut Builder, pop: &Population) -> Result<Flat, GradError> {
     let before: Vec<ExprId> = (0..pop.vars.len()).map(|v| b.exprs.push(Node::Var(crate::ir::VarId(v as u32)))).collect();
     let ports: Vec<ExprId> = (0..pop.ports.len()).map(|q| b.exprs.push(Node::Port(crate::ir::PortId(q as u32)))).collect();
     // Without a refractory period the flag is always 0 and its selects fold away.
@@ -486,7 +509,7 @@ pub struct ExprGradient {
 }
 
 /// Derives expression `id` of `pop`'s arena with respect to its variables and ports.
-pub fn derive_expr(pop: &Population, id: ExprId) -> Result<ExprGradient, String> {
+pub fn derive_expr(pop: &Population, id: ExprId) -> Result<ExprGradient, GradError> {
     let mut b = Builder { exprs: Exprs::default() };
     let vars: Vec<ExprId> = (0..pop.vars.len()).map(|v| b.exprs.push(Node::Var(crate::ir::VarId(v as u32)))).collect();
     let ports: Vec<ExprId> = (0..pop.ports.len()).map(|q| b.exprs.push(Node::Port(crate::ir::PortId(q as u32)))).collect();

@@ -15,6 +15,7 @@ pub mod expr;
 pub mod network;
 pub mod neuron;
 pub mod program;
+pub mod projection;
 pub mod surrogate;
 pub mod synapse;
 pub mod train;

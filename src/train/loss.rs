@@ -39,7 +39,7 @@ pub enum LossError {
     /// A readout that belongs to a learning method whose runtime is not built.
     Readout { readout: &'static str, method: &'static str },
     /// The derivative of an observable could not be derived.
-    Observable { name: String, message: String },
+    Observable { name: String, error: crate::ir::grad::GradError },
     /// An observable that reads an input port: its gradient needs the port's adjoint.
     ObservableReadsInput { name: String },
 }
@@ -50,7 +50,7 @@ impl fmt::Display for LossError {
             LossError::Readout { readout, method } => {
                 write!(f, "`{readout}` is computed by the `{method}` runtime, which is not built yet")
             }
-            LossError::Observable { name, message } => write!(f, "observable `{name}`: {message}"),
+            LossError::Observable { name, error } => write!(f, "observable `{name}`: {error}"),
             LossError::ObservableReadsInput { name } => write!(f, "observable `{name}` reads an input; its gradient is not built yet"),
         }
     }
@@ -334,7 +334,7 @@ pub fn backward<F: Real>(
                     let (n, id) = (pop.size(), pop.observables[*o as usize].1);
                     let name = pop.observables[*o as usize].0.clone();
                     let derived =
-                        crate::ir::grad::derive_expr(pop, id).map_err(|message| LossError::Observable { name: name.clone(), message })?;
+                        crate::ir::grad::derive_expr(pop, id).map_err(|error| LossError::Observable { name: name.clone(), error })?;
                     if derived.d_ports.iter().any(|d| derived.exprs.constant(*d) != Some(0.0)) {
                         return Err(LossError::ObservableReadsInput { name });
                     }

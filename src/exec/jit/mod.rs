@@ -96,7 +96,7 @@ pub enum JitError {
     /// The host is not supported by Cranelift, or Cranelift rejected a setting.
     Target(String),
     /// A population's step cannot be flattened into a graph (`rand()` inside a neuron).
-    Graph { population: String, message: String },
+    Graph { population: String, error: crate::ir::grad::GradError },
     /// A kernel reads a value it has no source for.
     Emit { kernel: String, error: EmitError },
     /// Cranelift failed to compile a kernel.
@@ -107,7 +107,7 @@ impl std::fmt::Display for JitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             JitError::Target(message) => write!(f, "the JIT cannot target this machine: {message}"),
-            JitError::Graph { population, message } => write!(f, "population `{population}`: {message}"),
+            JitError::Graph { population, error } => write!(f, "population `{population}`: {error}"),
             JitError::Emit { kernel, error: EmitError::Unsupported { global } } => {
                 write!(f, "kernel `{kernel}`: the JIT does not compile `{}` there", ir::global_name(*global))
             }
@@ -205,7 +205,7 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
                 KernelKind::Forward => {
                     let pop = &module.populations[index];
                     let graph =
-                        crate::ir::grad::step_graph(pop).map_err(|message| JitError::Graph { population: pop.name.clone(), message })?;
+                        crate::ir::grad::step_graph(pop).map_err(|error| JitError::Graph { population: pop.name.clone(), error })?;
                     forward_kernel(&mut emitter, pop, &graph)
                 }
                 KernelKind::Backward => backward_kernel(&mut emitter, &module.populations[index], &graphs[index]),

@@ -11,10 +11,9 @@
 pub mod backward;
 pub mod tape;
 
-use crate::exec::engine::{ParamsAccess, StepHook};
 use crate::exec::kernels::connectivity::project;
 use crate::exec::real::Real;
-use crate::exec::state::{Params, RandKey, SampleRef, Trace, initial_values, input_rng, neuron_rng, rand_draw};
+use crate::exec::state::{Params, ParamsAccess, RandKey, SampleRef, StepHook, Trace, initial_values, input_rng, neuron_rng, rand_draw};
 use crate::ir::{self, BinaryOp, EncoderKind, ExprId, Exprs, Global, Module, Node, PopId, Source, UnaryOp, VarId, eval_func};
 
 /// Per-neuron context while evaluating expressions.

@@ -1,0 +1,448 @@
+//! Projections: `connect` statements with their connectivity, weights (initialisers, fixed
+//! values and units), flags (feedback, delay, trainable) and plastic synapses, shape-checked.
+
+use std::collections::BTreeMap;
+
+use crate::front::ast::{self, ConnFlag, Span};
+use crate::front::diag::{Diagnostic, suggestion_help};
+use crate::front::units::{self, Unit};
+use crate::ir::{self, Connectivity, Exprs, Init, InputId, Module, PopId, PortId, Projection, Source};
+use crate::lower::expr::{Env, Lowerer};
+use crate::lower::network::{CONNECTIVITIES, NetInfo};
+use crate::lower::neuron::{Override, lower_init};
+use crate::lower::synapse::lower_synapse;
+use crate::lower::{Program, Sink};
+
+pub(crate) fn lower_connect(
+    program: &Program,
+    module: &Module,
+    info: &NetInfo,
+    connect: &ast::Connect,
+    sink: &mut Sink,
+) -> Option<Projection> {
+    let all_names: Vec<&str> =
+        module.inputs.iter().map(|i| i.name.as_str()).chain(module.populations.iter().map(|p| p.name.as_str())).collect();
+    let source = if let Some(index) = module.inputs.iter().position(|i| i.name == connect.source.name) {
+        Some(Source::Input(InputId(index as u32)))
+    } else if let Some(index) = module.populations.iter().position(|p| p.name == connect.source.name) {
+        Some(Source::Population(PopId(index as u32)))
+    } else {
+        let help =
+            suggestion_help(&connect.source.name, all_names.iter().copied(), "declare it with `input` or `population` first".to_string());
+        sink.push(
+            Diagnostic::error(
+                "snn::names::unknown_population",
+                format!("unknown input or population `{}`", connect.source.name),
+                connect.source.span,
+                "not declared",
+            )
+            .with_help(help),
+        );
+        None
+    };
+    let target_ident = &connect.target[0];
+    let target = match module.populations.iter().position(|p| p.name == target_ident.name) {
+        Some(index) => Some(PopId(index as u32)),
+        None => {
+            let is_input = module.inputs.iter().any(|i| i.name == target_ident.name);
+            let help = if is_input {
+                "inputs only send spikes; connect into a population".to_string()
+            } else {
+                suggestion_help(
+                    &target_ident.name,
+                    module.populations.iter().map(|p| p.name.as_str()),
+                    "declare it with `population` first".to_string(),
+                )
+            };
+            sink.push(
+                Diagnostic::error(
+                    "snn::names::unknown_population",
+                    format!("unknown population `{}`", target_ident.name),
+                    target_ident.span,
+                    "not a population",
+                )
+                .with_help(help),
+            );
+            None
+        }
+    };
+    let target = target?;
+    let pop = module.population(target);
+    let port = match connect.target.len() {
+        1 if pop.ports.len() == 1 => PortId(0),
+        1 => {
+            sink.push(
+                Diagnostic::error(
+                    "snn::network::missing_port",
+                    format!("population `{}` has {} inputs; say which one this connection drives", pop.name, pop.ports.len()),
+                    target_ident.span,
+                    "which input?",
+                )
+                .with_help(format!("write `{}.PORT`, with PORT one of: {}", pop.name, pop.ports.join(", "))),
+            );
+            return None;
+        }
+        _ => {
+            let port_name: Vec<&str> = connect.target[1..].iter().map(|t| t.name.as_str()).collect();
+            let port_name = port_name.join(".");
+            match pop.ports.iter().position(|p| *p == port_name) {
+                Some(index) => PortId(index as u32),
+                None => {
+                    let span = connect.target[1].span.join(connect.target[connect.target.len() - 1].span);
+                    let help = suggestion_help(
+                        &port_name,
+                        pop.ports.iter().map(String::as_str),
+                        format!("`{}` ({}) has the inputs: {}", pop.name, pop.neuron, pop.ports.join(", ")),
+                    );
+                    sink.push(
+                        Diagnostic::error(
+                            "snn::names::unknown_port",
+                            format!("`{}` has no input `{port_name}`", pop.name),
+                            span,
+                            "no such input",
+                        )
+                        .with_help(help),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let source = source?;
+    let port_unit = info.port_units[target.0 as usize].get(port.0 as usize).cloned().unwrap_or_else(Unit::none);
+    lower_projection(program, module, connect, source, target, port, &port_unit, sink)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lower_projection(
+    program: &Program,
+    module: &Module,
+    connect: &ast::Connect,
+    source: Source,
+    target: PopId,
+    port: PortId,
+    port_unit: &Unit,
+    sink: &mut Sink,
+) -> Option<Projection> {
+    let kind = &connect.kind;
+    if !CONNECTIVITIES.contains(&kind.name.name.as_str()) {
+        let help = suggestion_help(&kind.name.name, CONNECTIVITIES, format!("connections are {}", CONNECTIVITIES.join(", ")));
+        sink.push(
+            Diagnostic::error(
+                "snn::names::unknown_connectivity",
+                format!("unknown connectivity `{}`", kind.name.name),
+                kind.name.span,
+                "not a connectivity",
+            )
+            .with_help(help),
+        );
+        return None;
+    }
+    let mut init = None;
+    let mut weight = None;
+    let mut ints: BTreeMap<&str, (usize, Span)> = BTreeMap::new();
+    let allowed: &[&str] = match kind.name.name.as_str() {
+        "conv2d" => &["init", "weight", "kernel", "stride", "padding"],
+        "conv_transpose2d" => &["init", "weight", "kernel", "stride", "padding", "output_padding"],
+        _ => &["init", "weight"],
+    };
+    for arg in kind.args.iter().flatten() {
+        let Some(name) = &arg.name else {
+            sink.push(
+                Diagnostic::error("snn::call::positional_argument", "connection options are passed by name", arg.value.span, "no name")
+                    .with_help(format!("`{}` takes {}", kind.name.name, allowed.join(", "))),
+            );
+            continue;
+        };
+        if !allowed.contains(&name.name.as_str()) {
+            let help = suggestion_help(&name.name, allowed.iter().copied(), format!("`{}` takes {}", kind.name.name, allowed.join(", ")));
+            sink.push(
+                Diagnostic::error(
+                    "snn::call::unknown_argument",
+                    format!("`{}` has no option `{}`", kind.name.name, name.name),
+                    name.span,
+                    "unknown option",
+                )
+                .with_help(help),
+            );
+            continue;
+        }
+        let (value, unit) = lower_init(&arg.value, &Env::with_builtins(false), sink);
+        match name.name.as_str() {
+            "init" => {
+                if let (Some(unit), Init::Const(_) | Init::Uniform { .. } | Init::Normal { .. }) = (&unit, &value)
+                    && unit != port_unit
+                {
+                    sink.push(weight_unit_error(unit, port_unit, arg.value.span));
+                }
+                init = Some(value);
+            }
+            "weight" => {
+                if let Some(unit) = &unit
+                    && unit != port_unit
+                {
+                    sink.push(weight_unit_error(unit, port_unit, arg.value.span));
+                }
+                weight = Some(value);
+            }
+            key => {
+                // Sizes past 2^16 are typos; refusing them also keeps shape arithmetic in range.
+                let number = match value {
+                    Init::Const(v) if (0.0..=65536.0).contains(&v) && v == v.trunc() => v as usize,
+                    _ => {
+                        sink.push(
+                            Diagnostic::error(
+                                "snn::network::bad_setting",
+                                format!("`{key}` must be a whole number from 0 to 65536"),
+                                arg.value.span,
+                                "not a valid size",
+                            )
+                            .with_help(format!("for example `{key} = 5`")),
+                        );
+                        0
+                    }
+                };
+                ints.insert(allowed.iter().find(|a| **a == key).copied().unwrap_or("kernel"), (number, arg.value.span));
+            }
+        }
+    }
+    let mut trainable = weight.is_none();
+    let mut feedback = false;
+    let mut delay_steps = 0;
+    let mut synapse = None;
+    for flag in &connect.flags {
+        match flag {
+            ConnFlag::Fixed(_) => trainable = false,
+            ConnFlag::Trainable(_) => trainable = true,
+            ConnFlag::Feedback(_) => feedback = true,
+            ConnFlag::Delay(expr) => {
+                let mut exprs = Exprs::default();
+                let mut lowerer = Lowerer { sink, exprs: &mut exprs };
+                let (id, unit) = lowerer.lower(&Env::with_builtins(false), expr);
+                if lowerer.expect_unit(&unit, &Unit::time_ms(), expr.span, "snn::units::mismatch", "a delay") {
+                    let seconds = exprs.constant(id);
+                    let steps = seconds.map(|s| (s / module.dt).round());
+                    match (seconds, steps) {
+                        (Some(_), Some(steps)) if steps >= 1.0 && steps.is_finite() => delay_steps = steps as usize,
+                        _ => sink.push(
+                            Diagnostic::error(
+                                "snn::network::bad_delay",
+                                match seconds {
+                                    Some(s) => format!(
+                                        "a delay of {} s is {} steps of dt = {} s",
+                                        ir::fmt_f64(s),
+                                        steps.unwrap_or(0.0),
+                                        ir::fmt_f64(module.dt)
+                                    ),
+                                    None => "a delay must be a constant time".to_string(),
+                                },
+                                expr.span,
+                                "not a whole number of steps >= 1",
+                            )
+                            .with_help("give a constant delay of at least one step, e.g. `delay 1 ms` with dt = 1 ms"),
+                        ),
+                    }
+                }
+            }
+            ConnFlag::Via(call) => {
+                let Some(def) = program.synapses.get(&call.name.name) else {
+                    let help = suggestion_help(
+                        &call.name.name,
+                        program.synapses.keys().map(String::as_str),
+                        "import std::synapses, or define it with `synapse`".to_string(),
+                    );
+                    sink.push(
+                        Diagnostic::error(
+                            "snn::names::unknown_synapse",
+                            format!("unknown synapse `{}`", call.name.name),
+                            call.name.span,
+                            "no such synapse",
+                        )
+                        .with_help(help),
+                    );
+                    continue;
+                };
+                let mut overrides = BTreeMap::new();
+                for arg in call.args.iter().flatten() {
+                    if let Some(name) = &arg.name {
+                        let (init, unit) = lower_init(&arg.value, &Env::with_builtins(false), sink);
+                        overrides.insert(name.name.clone(), Override { init, unit });
+                    }
+                }
+                let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
+                let model = lower_synapse(&def.def, &overrides, None, module.dt, &mut quiet);
+                let conductance_port = port_unit.is_none() || port_unit.dim == units::named("S").map(|u| u.dim).unwrap_or_default();
+                if model.conductance && !conductance_port {
+                    sink.push(
+                        Diagnostic::error(
+                            "snn::synapse::delivery_mismatch",
+                            format!(
+                                "synapse `{}` delivers a conductance, but the input `{}` takes {port_unit}",
+                                call.name.name,
+                                module.population(target).ports[port.0 as usize]
+                            ),
+                            call.span,
+                            "conductance synapse",
+                        )
+                        .with_help("connect it to a conductance input (dimensionless or in siemens), or use a current synapse"),
+                    );
+                }
+                trainable = false;
+                synapse = Some(model);
+            }
+        }
+    }
+    // A connection into a population declared no later than its source closes a cycle: it is
+    // recurrent and reads the previous step's spikes.
+    if let Source::Population(source_id) = &source
+        && source_id.0 >= target.0
+        && !feedback
+    {
+        feedback = true;
+        sink.push(
+            Diagnostic::warning(
+                "snn::lint::inferred_feedback",
+                format!(
+                    "`{} -> {}` closes a cycle; it is treated as a feedback edge with a one-step delay",
+                    module.source_name(&source),
+                    module.population(target).name
+                ),
+                connect.span,
+                "recurrent connection",
+            )
+            .with_help("mark it `feedback` to say so explicitly"),
+        );
+    }
+    if feedback {
+        delay_steps = delay_steps.max(1);
+    }
+    let source_shape: Vec<usize> = match &source {
+        Source::Input(id) => module.inputs[id.0 as usize].shape.clone(),
+        Source::Population(id) => module.population(*id).shape.clone(),
+    };
+    let target_pop = module.population(target);
+    let n_pre: usize = source_shape.iter().product();
+    let n_post = target_pop.size();
+    let (connectivity, weight_shape) = match kind.name.name.as_str() {
+        "dense" => (Connectivity::Dense, vec![n_pre, n_post]),
+        "one_to_one" | "all_to_all_but_self" => {
+            if n_pre != n_post {
+                sink.push(
+                    Diagnostic::error(
+                        "snn::shapes::mismatch",
+                        format!(
+                            "`{}` needs equal sizes, but `{}` has {n_pre} neurons and `{}` has {n_post}",
+                            kind.name.name, connect.source.name, target_pop.name
+                        ),
+                        connect.span,
+                        format!("{n_pre} -> {n_post}"),
+                    )
+                    .with_help("give both populations the same size, or use `dense`"),
+                );
+            }
+            if kind.name.name == "one_to_one" {
+                (Connectivity::OneToOne, vec![n_post])
+            } else {
+                (Connectivity::AllToAllButSelf, vec![n_pre, n_post])
+            }
+        }
+        conv => {
+            let get = |key: &str, default: usize| ints.get(key).map_or(default, |(v, _)| *v);
+            let Some(&(kernel, _)) = ints.get("kernel") else {
+                sink.push(
+                    Diagnostic::error("snn::call::missing_argument", format!("`{conv}` needs a `kernel` size"), kind.span, "no kernel")
+                        .with_help(format!("write `{conv}(kernel = 5)`")),
+                );
+                return None;
+            };
+            let (stride, padding, output_padding) = (get("stride", 1).max(1), get("padding", 0), get("output_padding", 0));
+            let (Some([in_c, h, w]), Some([out_c, th, tw])) = (as_chw(&source_shape), as_chw(&target_pop.shape)) else {
+                sink.push(
+                    Diagnostic::error(
+                        "snn::shapes::rank",
+                        format!(
+                            "`{conv}` connects [channels, height, width] shapes, but `{}` is {} and `{}` is {}",
+                            connect.source.name,
+                            shape_text(&source_shape),
+                            target_pop.name,
+                            shape_text(&target_pop.shape)
+                        ),
+                        connect.span,
+                        "needs 3-d shapes",
+                    )
+                    .with_help("declare both sides with three sizes, e.g. [1, 28, 28]"),
+                );
+                return None;
+            };
+            let (oh, ow) = if conv == "conv2d" {
+                let out = |size: usize| size.checked_add(padding.checked_mul(2)?)?.checked_sub(kernel).map(|s| s / stride + 1);
+                match (out(h), out(w)) {
+                    (Some(oh), Some(ow)) => (oh, ow),
+                    _ => {
+                        sink.push(
+                            Diagnostic::error(
+                                "snn::shapes::conv_output",
+                                format!("kernel {kernel} is larger than the padded input {}", shape_text(&source_shape)),
+                                kind.span,
+                                "kernel too large",
+                            )
+                            .with_help("use a smaller kernel or more padding"),
+                        );
+                        return None;
+                    }
+                }
+            } else {
+                let out = |size: usize| {
+                    (size - 1).checked_mul(stride)?.checked_add(kernel)?.checked_add(output_padding)?.checked_sub(padding.checked_mul(2)?)
+                };
+                (out(h).unwrap_or(0), out(w).unwrap_or(0))
+            };
+            if (oh, ow) != (th, tw) {
+                let expected = shape_text(&[out_c, oh, ow]);
+                sink.push(
+                    Diagnostic::error(
+                        "snn::shapes::conv_output",
+                        format!(
+                            "`{conv}` of {} with kernel {kernel}, stride {stride}, padding {padding} gives {expected}, but `{}` is {}",
+                            shape_text(&source_shape),
+                            target_pop.name,
+                            shape_text(&target_pop.shape)
+                        ),
+                        connect.span,
+                        format!("produces {expected}"),
+                    )
+                    .with_help(format!("declare `{}` as {expected}, or change the kernel, stride or padding", target_pop.name)),
+                );
+            }
+            let connectivity = if conv == "conv2d" {
+                Connectivity::Conv2d { kernel, stride, padding }
+            } else {
+                Connectivity::ConvTranspose2d { kernel, stride, padding, output_padding }
+            };
+            (connectivity, vec![out_c, in_c, kernel, kernel])
+        }
+    };
+    let init = weight.or(init).unwrap_or(Init::Uniform { low: -1.0 / (n_pre as f64).sqrt(), high: 1.0 / (n_pre as f64).sqrt() });
+    Some(Projection { source, target, port, connectivity, init, trainable, feedback, delay_steps, synapse, weight_shape })
+}
+
+pub(crate) fn as_chw(shape: &[usize]) -> Option<[usize; 3]> {
+    match shape {
+        [c, h, w] => Some([*c, *h, *w]),
+        _ => None,
+    }
+}
+
+pub fn shape_text(shape: &[usize]) -> String {
+    format!("[{}]", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+}
+
+pub(crate) fn weight_unit_error(found: &Unit, expected: &Unit, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        "snn::units::weight",
+        format!("weights into this input must have unit {expected}, found {found}"),
+        span,
+        format!("this has unit {found}"),
+    )
+    .with_help(format!("a spike delivers its weight into the input, so the weight needs the input's unit: write the values in {expected}"))
+}
