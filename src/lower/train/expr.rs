@@ -306,6 +306,23 @@ impl TrainLowerer<'_, '_, '_> {
         match name {
             "count" => return readout(self, Readout::Count, false, Unit::none()),
             "spikes" => return readout(self, Readout::Spikes, true, Unit::none()),
+            "first_spike" | "spike_penalty" if matches!(self.method, Some("bptt" | "fptt")) => {
+                // Spike times are exact only under EventProp; a surrogate gradient has no
+                // derivative of them. Reported, then lowered on, so that the rest of the
+                // expression is still checked.
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::method::readout_needs_eventprop",
+                        format!("`{name}` reads exact spike times, which `{}` does not compute", self.method.unwrap_or("bptt")),
+                        span,
+                        "an EventProp readout",
+                    )
+                    .with_help("train with `method = eventprop`, or read `count(...)` or a state instead"),
+                );
+                let (make, unit): (fn(PopId) -> Readout, Unit) =
+                    if name == "first_spike" { (Readout::FirstSpike, Unit::time_ms()) } else { (Readout::SpikePenalty, Unit::hz()) };
+                return readout(self, make, false, unit);
+            }
             "first_spike" => return readout(self, Readout::FirstSpike, false, Unit::time_ms()),
             "spike_penalty" => return readout(self, Readout::SpikePenalty, false, Unit::hz()),
             "rate" => {

@@ -58,6 +58,8 @@ struct TrainLowerer<'m, 's, 'a> {
     features: usize,
     /// Whether any lowered expression read `label`.
     reads_label: bool,
+    /// The learning method's name, when it lowered: some readouts belong to one method.
+    method: Option<&'static str>,
 }
 
 pub fn lower_train(
@@ -153,7 +155,9 @@ pub fn lower_train(
         }
     };
     let gradient_method = matches!(method, Some(Method::Bptt { .. } | Method::EventProp | Method::Fptt { .. }));
-    let mut lowerer = TrainLowerer { module, sink: &mut sink, exprs: TExprs::default(), classes, features, reads_label: false };
+    let method_name = method.as_ref().map(Method::name);
+    let mut lowerer =
+        TrainLowerer { module, sink: &mut sink, exprs: TExprs::default(), classes, features, reads_label: false, method: method_name };
     let terms = lowerer.lower_losses(&losses);
     let predict = settings.get("predict").and_then(|s| lowerer.lower_predict(&s.value));
     let optimizer = settings.get("optimizer").map(|s| lowerer.lower_optimizer(&s.value));
@@ -162,7 +166,8 @@ pub fn lower_train(
     let seed = settings.get("seed").map_or(Some(0), |s| lowerer.positive_int(&s.value, "seed"));
     let schedule = settings.get("schedule").map_or(LrSchedule::Constant, |s| lowerer.lower_schedule(&s.value));
     let clip = settings.get("clip").and_then(|s| lowerer.number(&s.value, "clip"));
-    if gradient_method && terms.is_empty() && phases_ast.is_empty() {
+    // Only when none is written: a term that failed to lower has its own diagnostic.
+    if gradient_method && losses.is_empty() && phases_ast.is_empty() {
         lowerer.sink.push(missing_field("loss", header, "loss = mse(rate(out), one_hot(label, on = 0.8, off = 0.2))"));
     }
     let phases_set_optimizers = !phases_ast.is_empty()
