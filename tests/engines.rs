@@ -342,3 +342,41 @@ fn the_quick_start_reaches_the_same_accuracy_in_f32_and_f64() {
     assert!(a >= 0.95 && b >= 0.95, "f32 {a}, f64 {b}");
     assert!((a - b).abs() <= 0.005 + 1e-12, "f32 {a} against f64 {b}");
 }
+
+/// A gradient over a window of steps (the adjoint starts at zero after the window and stops at
+/// its first step, the state there detached), as a method that learns every K steps takes it:
+/// the oracle and the JIT agree, and the window over the whole run is BPTT.
+#[test]
+fn windowed_backward_passes_agree_across_engines() {
+    use snnc::exec::state::ReadoutGrads;
+    use snnc::train::loss::{self, SampleInputs};
+    let m = short("yin_yang.snn", 12);
+    let train = m.train.as_ref().expect("train");
+    let n: usize = m.inputs[0].shape.iter().product();
+    let inputs: Vec<Vec<f32>> = (0..3).map(|s| features(n, s + 2)).collect();
+    let samples: Vec<SampleRef> = inputs.iter().enumerate().map(|(i, f)| SampleRef { id: i as u64, features: f }).collect();
+    let params = init_params::<f64>(&m, 4);
+    let net = net_params::<f64>(&m);
+    let ctx = Ctx { module: &m, seed: 5, net: &net };
+    let grads_over = |kind: EngineKind, window: std::ops::Range<usize>| {
+        let engine = build::<f64>(kind, &m);
+        let shard = Shard { samples: &samples, hoisted: None };
+        let trace = engine.forward(&ctx, ParamsAccess::Shared(&params), shard, None);
+        let mut readout = ReadoutGrads::zeros(&m, trace.steps, samples.len());
+        let term = train.phases[0].losses[0].value;
+        for b in 0..samples.len() {
+            let inputs = SampleInputs { label: b % 3, features: samples[b].features, net: &m.net_values() };
+            let values = loss::evaluate(&m, &train.exprs, &trace, b, &params, inputs, &[term]).expect("evaluates");
+            loss::backward(&m, &trace, &train.exprs, &values, term, 1.0, &params, &mut readout, b, &m.net_values()).expect("derives");
+        }
+        let mut grads = params.zeros_like();
+        engine.backward(&ctx, &params, shard, &trace, window, &mut readout, &mut grads).expect("backward");
+        grads
+    };
+    let window = 4..10;
+    let oracle = grads_over(EngineKind::Oracle, window.clone());
+    let nonzero = assert_weights_close("window 4..10", &oracle, &grads_over(EngineKind::Jit, window), 1e-9);
+    assert!(nonzero > 0, "a window's gradient is not trivially zero");
+    let full = grads_over(EngineKind::Oracle, 0..m.steps);
+    assert_ne!(full.weights, oracle.weights, "a window is not the whole run");
+}

@@ -8,6 +8,8 @@
 //! respect to the trace to the parameters' gradients. Work that pays once per batch (products
 //! of inputs constant over time) goes through [`Engine::prepare`] and [`Engine::finish_batch`].
 
+use std::ops::Range;
+
 use crate::exec::jit::{Compiled, JitError, compile};
 use crate::exec::oracle;
 use crate::exec::real::Real;
@@ -85,13 +87,17 @@ pub trait Engine<F: Real>: Sync {
     /// Runs a shard forward through every step. With a hook, step by step.
     fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F>;
 
-    /// BPTT: from d loss / d trace (`readout`) to the parameters' gradients, added to `grads`.
+    /// BPTT over the steps in `window`: from d loss / d trace (`readout`) to the parameters'
+    /// gradients, added to `grads`. The adjoint starts at zero after the window's last step and
+    /// stops at its first, so the state at the window's start is detached: the whole run for
+    /// BPTT, K steps at a time for a method that learns every K steps (FPTT).
     fn backward(
         &self,
         ctx: &Ctx<F>,
         params: &Params<F>,
         shard: Shard<F>,
         trace: &Trace<F>,
+        window: Range<usize>,
         readout: &mut ReadoutGrads<F>,
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError>;
@@ -147,13 +153,14 @@ impl<F: Real> Engine<F> for Oracle {
         params: &Params<F>,
         shard: Shard<F>,
         trace: &Trace<F>,
+        window: Range<usize>,
         readout: &mut ReadoutGrads<F>,
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError> {
         let method = ctx.module.train.as_ref().map(|t| &t.method);
         let surrogate =
             method.and_then(Method::surrogate).ok_or(EngineError::NoGradient { method: method.map_or("none", Method::name) })?;
-        oracle::backward::backward(ctx.module, params, trace, readout, grads, surrogate, shard.samples, ctx.seed, ctx.net);
+        oracle::backward::backward(ctx.module, params, trace, window, readout, grads, surrogate, shard.samples, ctx.seed, ctx.net);
         Ok(Vec::new())
     }
 
@@ -184,6 +191,7 @@ impl<F: Real> Engine<F> for Jit<F> {
         params: &Params<F>,
         shard: Shard<F>,
         trace: &Trace<F>,
+        window: Range<usize>,
         readout: &mut ReadoutGrads<F>,
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError> {
@@ -192,7 +200,7 @@ impl<F: Real> Engine<F> for Jit<F> {
             return Err(EngineError::NoGradient { method });
         }
         let batch = shard.hoisted.map(|rows| rows.hoisted);
-        Ok(schedule::backward(&self.compiled, ctx.module, params, trace, readout, grads, ctx.net, batch))
+        Ok(schedule::backward(&self.compiled, ctx.module, params, trace, window, readout, grads, ctx.net, batch))
     }
 
     fn finish_batch(&self, ctx: &Ctx<F>, hoisted: &Hoisted<F>, sums: &[HoistedSums<F>], grads: &mut Grads<F>) {

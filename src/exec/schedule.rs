@@ -334,7 +334,8 @@ impl<F: Real> Backward<'_, F> {
     }
 }
 
-/// BPTT over a batch: `readout` holds d loss / d (spikes, states) in the trace's row layout;
+/// BPTT over the steps in `window` of a batch (the adjoint starts at zero after its last step
+/// and stops at its first): `readout` holds d loss / d (spikes, states) in the trace's row layout;
 /// the weight and parameter gradients are added to `grads`. Returns, per projection from a
 /// time-constant input, its port adjoints summed over the active steps; their weight gradient
 /// is added here unless the batch-level products `batch` hold the projection (then
@@ -347,12 +348,13 @@ pub fn backward<F: Real>(
     module: &Module,
     params: &Params<F>,
     trace: &Trace<F>,
+    window: Range<usize>,
     readout: &mut ReadoutGrads<F>,
     grads: &mut Grads<F>,
     net: &[F],
     batch: Option<&Hoisted<F>>,
 ) -> Vec<Option<Vec<F>>> {
-    let steps = trace.steps;
+    let (first, steps) = (window.start, window.len());
     let ctx = Backward { module, params, trace, compiled, net };
     let buffers = |p: usize, count: usize| -> Vec<Vec<F>> { (0..count).map(|_| zeroed(trace.row(p))).collect() };
     let mut carry: Vec<Vec<Vec<F>>> = module.populations.iter().enumerate().map(|(p, pop)| buffers(p, pop.vars.len())).collect();
@@ -365,15 +367,16 @@ pub fn backward<F: Real>(
             let r = trace.row(p);
             // Every step's adjoint writes all of its row.
             let mut g_ports: Vec<Vec<F>> = (0..pop.ports.len()).map(|_| overwritten(steps * r)).collect();
-            for t in (0..steps).rev() {
-                let mut rows: Vec<&mut [F]> = g_ports.iter_mut().map(|g| &mut g[t * r..(t + 1) * r]).collect();
+            for t in window.clone().rev() {
+                let row = t - first;
+                let mut rows: Vec<&mut [F]> = g_ports.iter_mut().map(|g| &mut g[row * r..(row + 1) * r]).collect();
                 ctx.step(p, t, readout, &mut carry[p], &mut scratch[p], &mut rows);
             }
-            ctx.projections(p, 0..steps, &g_ports, readout, grads, &mut hoisted);
+            ctx.projections(p, window.clone(), &g_ports, readout, grads, &mut hoisted);
             spare(g_ports);
         }
     } else {
-        for t in (0..steps).rev() {
+        for t in window.clone().rev() {
             for (p, pop) in module.populations.iter().enumerate().rev() {
                 let mut g_ports = vec![vec![F::zero(); trace.row(p)]; pop.ports.len()];
                 let mut rows: Vec<&mut [F]> = g_ports.iter_mut().map(Vec::as_mut_slice).collect();

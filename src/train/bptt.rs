@@ -209,7 +209,7 @@ fn shard_from_trace<F: Real>(
     let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
     let samples: Vec<SampleRef> = examples.iter().map(|e| e.sample).collect();
     let shard = shard.unwrap_or(Shard { samples: &samples, hoisted: None });
-    let hoisted_sums = session.engine.backward(&session.ctx(&net_f), params, shard, &trace, &mut readout, &mut grads)?;
+    let hoisted_sums = session.engine.backward(&session.ctx(&net_f), params, shard, &trace, 0..trace.steps, &mut readout, &mut grads)?;
     let mut records = RecordText::default();
     if session.recording {
         let ids: Vec<u64> = examples.iter().map(|e| e.sample.id).collect();

@@ -94,13 +94,14 @@ pub fn record_step<F: Real>(tape: &mut Tape<F>, step: &NeuronStep<F>, vars: &[F]
     StepTape { var_leaves, port_leaves, vars_after: current, spike }
 }
 
-/// BPTT over a batch: `readout` holds d loss / d (spikes, states) in the trace's row layout;
-/// the weight and parameter gradients are added to `grads`.
+/// BPTT over the steps in `window` of a batch: `readout` holds d loss / d (spikes, states) in
+/// the trace's row layout; the weight and parameter gradients are added to `grads`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<F: Real>(
     module: &Module,
     params: &Params<F>,
     trace: &Trace<F>,
+    window: std::ops::Range<usize>,
     readout: &mut ReadoutGrads<F>,
     grads: &mut Grads<F>,
     surrogate: &Surrogate,
@@ -108,12 +109,12 @@ pub fn backward<F: Real>(
     seed: u64,
     net: &[F],
 ) {
-    let (steps, batch) = (trace.steps, trace.batch);
+    let batch = trace.batch;
     // d loss / d state after step t, carried backwards.
     let mut carry: Vec<Vec<Vec<F>>> = module.populations.iter().map(|p| vec![vec![F::zero(); p.size() * batch]; p.vars.len()]).collect();
     let mut tape = Tape::default();
     let mut tape_grads = Vec::new();
-    for t in (0..steps).rev() {
+    for t in window.rev() {
         for (p, pop) in module.populations.iter().enumerate().rev() {
             let (n, r) = (pop.size(), trace.row(p));
             let mut port_grads = vec![vec![F::zero(); r]; pop.ports.len()];
