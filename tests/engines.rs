@@ -370,7 +370,8 @@ fn windowed_backward_passes_agree_across_engines() {
             loss::backward(&m, &trace, &train.exprs, &values, term, 1.0, &params, &mut readout, b, &m.net_values()).expect("derives");
         }
         let mut grads = params.zeros_like();
-        engine.backward(&ctx, &params, shard, &trace, window, &mut readout, &mut grads).expect("backward");
+        let sweep = snnc::exec::engine::Sweep { shard, trace: &trace, window };
+        engine.backward(&ctx, &params, sweep, &mut readout, &mut grads).expect("backward");
         grads
     };
     let window = 4..10;

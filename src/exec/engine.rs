@@ -73,6 +73,13 @@ pub struct Shard<'a, F> {
     pub hoisted: Option<HoistedRows<'a, F>>,
 }
 
+/// What a backward pass sweeps: a shard's trace, over a window of its steps.
+pub struct Sweep<'a, F> {
+    pub shard: Shard<'a, F>,
+    pub trace: &'a Trace<F>,
+    pub window: Range<usize>,
+}
+
 /// Per projection from a time-constant input: a shard's port adjoints summed over the active
 /// steps, for [`Engine::finish_batch`].
 pub type HoistedSums<F> = Vec<Option<Vec<F>>>;
@@ -87,17 +94,15 @@ pub trait Engine<F: Real>: Sync {
     /// Runs a shard forward through every step. With a hook, step by step.
     fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F>;
 
-    /// BPTT over the steps in `window`: from d loss / d trace (`readout`) to the parameters'
-    /// gradients, added to `grads`. The adjoint starts at zero after the window's last step and
-    /// stops at its first, so the state at the window's start is detached: the whole run for
-    /// BPTT, K steps at a time for a method that learns every K steps (FPTT).
+    /// BPTT over the steps of `sweep.window`: from d loss / d trace (`readout`) to the
+    /// parameters' gradients, added to `grads`. The adjoint starts at zero after the window's
+    /// last step and stops at its first, so the state at the window's start is detached: the
+    /// whole run for BPTT, K steps at a time for a method that learns every K steps (FPTT).
     fn backward(
         &self,
         ctx: &Ctx<F>,
         params: &Params<F>,
-        shard: Shard<F>,
-        trace: &Trace<F>,
-        window: Range<usize>,
+        sweep: Sweep<F>,
         readout: &mut ReadoutGrads<F>,
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError>;
@@ -151,12 +156,11 @@ impl<F: Real> Engine<F> for Oracle {
         &self,
         ctx: &Ctx<F>,
         params: &Params<F>,
-        shard: Shard<F>,
-        trace: &Trace<F>,
-        window: Range<usize>,
+        sweep: Sweep<F>,
         readout: &mut ReadoutGrads<F>,
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError> {
+        let Sweep { shard, trace, window } = sweep;
         let method = ctx.module.train.as_ref().map(|t| &t.method);
         let surrogate =
             method.and_then(Method::surrogate).ok_or(EngineError::NoGradient { method: method.map_or("none", Method::name) })?;
@@ -189,12 +193,11 @@ impl<F: Real> Engine<F> for Jit<F> {
         &self,
         ctx: &Ctx<F>,
         params: &Params<F>,
-        shard: Shard<F>,
-        trace: &Trace<F>,
-        window: Range<usize>,
+        sweep: Sweep<F>,
         readout: &mut ReadoutGrads<F>,
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError> {
+        let Sweep { shard, trace, window } = sweep;
         if !self.compiled.has_backward() {
             let method = ctx.module.train.as_ref().map_or("none", |t| t.method.name());
             return Err(EngineError::NoGradient { method });

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::exec::engine::{ParamsAccess, Shard};
+use crate::exec::engine::{ParamsAccess, Shard, Sweep};
 use crate::exec::real::Real;
 use crate::exec::state::{Grads, HoistedRows, Params, ReadoutGrads, SampleRef, Trace};
 use crate::train::hooks::{self, RecordText};
@@ -209,7 +209,13 @@ fn shard_from_trace<F: Real>(
     let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
     let samples: Vec<SampleRef> = examples.iter().map(|e| e.sample).collect();
     let shard = shard.unwrap_or(Shard { samples: &samples, hoisted: None });
-    let hoisted_sums = session.engine.backward(&session.ctx(&net_f), params, shard, &trace, 0..trace.steps, &mut readout, &mut grads)?;
+    let hoisted_sums = session.engine.backward(
+        &session.ctx(&net_f),
+        params,
+        Sweep { shard, trace: &trace, window: 0..trace.steps },
+        &mut readout,
+        &mut grads,
+    )?;
     let mut records = RecordText::default();
     if session.recording {
         let ids: Vec<u64> = examples.iter().map(|e| e.sample.id).collect();
