@@ -364,8 +364,8 @@ fn windowed_backward_passes_agree_across_engines() {
         let trace = engine.forward(&ctx, ParamsAccess::Shared(&params), shard, None);
         let mut readout = ReadoutGrads::zeros(&m, trace.steps, samples.len());
         let term = train.phases[0].losses[0].value;
-        for b in 0..samples.len() {
-            let inputs = SampleInputs { label: b % 3, features: samples[b].features, net: &m.net_values() };
+        for (b, sample) in samples.iter().enumerate() {
+            let inputs = SampleInputs { label: b % 3, features: sample.features, net: &m.net_values() };
             let values = loss::evaluate(&m, &train.exprs, &trace, b, &params, inputs, &[term]).expect("evaluates");
             loss::backward(&m, &trace, &train.exprs, &values, term, 1.0, &params, &mut readout, b, &m.net_values()).expect("derives");
         }
