@@ -5,4 +5,5 @@ pub mod ast;
 pub mod diag;
 pub mod fmt;
 pub mod parse;
+mod syntax;
 pub mod units;

@@ -1,0 +1,226 @@
+//! Syntax errors in words: a pest error rewritten as a `snn::syntax::*` diagnostic that names
+//! what was expected ("a `,` or `)`", not rule names), with the span moved to where the
+//! mistake is (the end of the previous token for a missing separator).
+
+use crate::front::ast::Span;
+use crate::front::diag::Diagnostic;
+use crate::front::parse::Rule;
+
+pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, base: usize) -> Diagnostic {
+    use pest::error::{ErrorVariant, InputLocation};
+    let rule_position = match error.location {
+        InputLocation::Pos(pos) => pos,
+        InputLocation::Span((start, _)) => start,
+    };
+    // Literal tokens are tracked further than rules; report at the furthest point reached.
+    let attempts = error.parse_attempts();
+    let furthest = attempts.as_ref().map_or(rule_position, |a| a.max_position.max(rule_position));
+    // A failure inside a word (`msec` read as `ms` + `ec`) is reported at the word's start.
+    let word_start = text[..furthest.min(text.len())]
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+        .last()
+        .map_or(furthest, |(i, _)| i);
+    let position = word_start;
+    let mut expected: Vec<String> = Vec::new();
+    let mut add = |word: String| {
+        if !expected.contains(&word) {
+            expected.push(word);
+        }
+    };
+    if let Some(attempts) = &attempts
+        && attempts.max_position == position
+    {
+        for token in attempts.expected_tokens() {
+            if let Some(word) = token_words(&token) {
+                add(word);
+            }
+        }
+    }
+    if position == rule_position
+        && let ErrorVariant::ParsingError { positives, .. } = &error.variant
+    {
+        for rule in positives {
+            if let Some(word) = rule_words(*rule) {
+                add(word);
+            }
+        }
+    }
+    let expected = summarise(expected);
+    let found = found_at(text, position);
+    let (span, label) = match found.as_str() {
+        "end of file" => (Span::new(base + position, base + position), "the file ends here".to_string()),
+        _ => {
+            let len = found_len(text, position);
+            (Span::new(base + position, base + position + len), format!("unexpected {found}"))
+        }
+    };
+    let expected_text = join_words(&expected);
+    let mut diagnostic = if found == "end of file" {
+        Diagnostic::error("snn::syntax::unexpected_eof", format!("unexpected end of file, expected {expected_text}"), span, label)
+            .with_help("a block may be missing its closing `}`")
+    } else if expected.is_empty() {
+        Diagnostic::error("snn::syntax::unexpected_token", format!("unexpected {found}"), span, label)
+            .with_help("check the statement against the language reference in docs/language.md")
+    } else {
+        Diagnostic::error("snn::syntax::unexpected_token", format!("expected {expected_text}, found {found}"), span, label)
+            .with_help(format!("write {expected_text} here"))
+    };
+    // A missing `=` or operator is reported at the next token; point also at the previous one.
+    let previous_end = text[..position].trim_end().len();
+    if previous_end < position && found != "end of file" && text[previous_end..position].contains('\n') {
+        diagnostic = diagnostic.with_label(Span::new(base + previous_end, base + previous_end), "the statement before ends here");
+    }
+    diagnostic
+}
+
+/// Collapses long token lists: the tokens that can start an expression become "an
+/// expression", binary operators "an operator".
+pub(super) fn summarise(expected: Vec<String>) -> Vec<String> {
+    const EXPRESSION_START: [&str; 12] =
+        ["`!`", "`(`", "`-`", "`[`", "`true`", "`false`", "`not`", "`\"`", "a number", "a name", "a string", "an expression"];
+    const OPERATORS: [&str; 17] = [
+        "`!=`",
+        "`&&`",
+        "`||`",
+        "`*`",
+        "`+`",
+        "`-`",
+        "`/`",
+        "`^`",
+        "`<`",
+        "`<=`",
+        "`==`",
+        "`>`",
+        "`>=`",
+        "`and`",
+        "`or`",
+        "an operator",
+        "`[`",
+    ];
+    const NOISE: [&str; 6] = ["`.`", "`_`", "`;`", "`,`", "`d`", "`/dt`"];
+    let starts = expected.iter().filter(|w| EXPRESSION_START.contains(&w.as_str())).count();
+    let operators = expected.iter().filter(|w| OPERATORS.contains(&w.as_str())).count();
+    let mut out = Vec::new();
+    for word in expected {
+        let word = if starts >= 3 && EXPRESSION_START.contains(&word.as_str()) {
+            "an expression".to_string()
+        } else if operators >= 3 && OPERATORS.contains(&word.as_str()) {
+            "an operator".to_string()
+        } else {
+            word
+        };
+        if NOISE.contains(&word.as_str()) && out.len() + 1 > 1 {
+            continue;
+        }
+        if !out.contains(&word) {
+            out.push(word);
+        }
+    }
+    out
+}
+
+/// Literal tokens from pest's parse attempts, in words; whitespace, comments and character
+/// ranges are left out. pest does not export its token type, so this reads its display form:
+/// a literal as written, a range as `a..z`, built-in rules as `BUILTIN_RULE`.
+pub(super) fn token_words(token: &impl std::fmt::Display) -> Option<String> {
+    let token = token.to_string();
+    match token.as_str() {
+        "//" | "/*" | "///" | "////" | " " | "\t" | "\r" | "\n" | "" | "\"" | "BUILTIN_RULE" => None,
+        "0..9" | "1..9" => Some("a number".to_string()),
+        "a..z" | "A..Z" => Some("a name".to_string()),
+        range if range.chars().count() == 4 && range.chars().nth(1) == Some('.') && range.chars().nth(2) == Some('.') => None,
+        literal => Some(format!("`{literal}`")),
+    }
+}
+
+pub(super) fn rule_words(rule: Rule) -> Option<String> {
+    let name = format!("{rule:?}");
+    if let Some(word) = name.strip_prefix("kw_") {
+        return Some(format!("`{word}`"));
+    }
+    Some(
+        match rule {
+            Rule::item | Rule::file => "an item (`import`, `neuron`, `synapse`, `surrogate`, `encoder`, `network` or `train`)",
+            Rule::ident | Rule::field | Rule::path | Rule::module_path => "a name",
+            Rule::number | Rule::quantity | Rule::int => "a number",
+            Rule::string | Rule::string_inner => "a string",
+            Rule::expr | Rule::primary | Rule::paren | Rule::call | Rule::list | Rule::boolean => "an expression",
+            Rule::unit_expr | Rule::unit_atom | Rule::unit_name | Rule::inline_unit | Rule::unit_one => "a unit",
+            Rule::unit_power => "an integer power",
+            Rule::add
+            | Rule::sub
+            | Rule::mul
+            | Rule::div
+            | Rule::pow
+            | Rule::or_op
+            | Rule::and_op
+            | Rule::ge
+            | Rule::le
+            | Rule::eq
+            | Rule::ne
+            | Rule::gt
+            | Rule::lt => "an operator",
+            Rule::neuron_stmt
+            | Rule::param_stmt
+            | Rule::state_stmt
+            | Rule::input_stmt
+            | Rule::ode_stmt
+            | Rule::ode_lhs
+            | Rule::update_block
+            | Rule::update_after
+            | Rule::spike_when
+            | Rule::on_block
+            | Rule::refractory_stmt
+            | Rule::compartment
+            | Rule::observable_stmt => "a neuron statement",
+            Rule::synapse_stmt | Rule::trace_stmt | Rule::delivers_stmt => "a synapse statement",
+            Rule::network_stmt | Rule::input_layer | Rule::population | Rule::connect | Rule::setting => "a network statement",
+            Rule::train_stmt | Rule::loss_stmt | Rule::phase | Rule::hook | Rule::retry | Rule::record | Rule::clamp => "a train statement",
+            Rule::block | Rule::block_stmt | Rule::assign | Rule::deliver_stmt | Rule::call_stmt | Rule::let_stmt => "a statement",
+            Rule::assign_op => "`=`, `+=`, `-=` or `*=`",
+            Rule::shape => "a shape such as `[784]`",
+            Rule::delivery => "`current` or `conductance`",
+            Rule::modifier | Rule::param_type => "a unit or `trainable`/`per_neuron`",
+            Rule::EOI => "end of file",
+            Rule::doc | Rule::doc_text => "a doc comment",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+pub(super) fn join_words(words: &[String]) -> String {
+    match words {
+        [] => "something else".to_string(),
+        [one] => one.clone(),
+        [init @ .., last] => {
+            let shown: Vec<&str> = init.iter().take(7).map(String::as_str).collect();
+            format!("{} or {last}", shown.join(", "))
+        }
+    }
+}
+
+pub(super) fn found_at(text: &str, position: usize) -> String {
+    let rest = &text[position.min(text.len())..];
+    let Some(first) = rest.chars().next() else { return "end of file".to_string() };
+    if first.is_alphanumeric() || first == '_' {
+        let word: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.').collect();
+        if first.is_ascii_digit() { format!("number `{word}`") } else { format!("`{word}`") }
+    } else if first == '\n' {
+        "end of line".to_string()
+    } else {
+        format!("`{first}`")
+    }
+}
+
+pub(super) fn found_len(text: &str, position: usize) -> usize {
+    let rest = &text[position.min(text.len())..];
+    let Some(first) = rest.chars().next() else { return 0 };
+    if first.is_alphanumeric() || first == '_' {
+        rest.char_indices().find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '.')).map_or(rest.len(), |(i, _)| i)
+    } else {
+        first.len_utf8()
+    }
+}
