@@ -5,21 +5,29 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use snnc::cli::driver::{check_text, render_all};
+use snnc::cli::driver::{check_bytes, check_text, render_all};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/errors")
 }
 
-fn fixtures() -> Vec<(String, String, String)> {
+/// Every fixture: its name, the code its header names, and its bytes (a fixture may be
+/// deliberately not UTF-8).
+fn fixtures() -> Vec<(String, String, Vec<u8>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(fixtures_dir()).expect("fixtures folder exists") {
         let path = entry.expect("readable entry").path();
         if path.extension().is_none_or(|e| e != "snn") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).expect("readable fixture");
+        let bytes = std::fs::read(&path).expect("readable fixture");
+        // A UTF-16 fixture (little-endian, with its byte-order mark) keeps its header readable.
+        let text = match bytes.strip_prefix(&[0xFF, 0xFE]) {
+            Some(wide) => String::from_utf16_lossy(&wide.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect::<Vec<u16>>()),
+            None => String::from_utf8_lossy(&bytes).into_owned(),
+        };
         let code = text
+            .trim_start_matches('\u{FEFF}')
             .lines()
             .next()
             .and_then(|l| l.strip_prefix("// expect: "))
@@ -27,7 +35,7 @@ fn fixtures() -> Vec<(String, String, String)> {
             .trim()
             .to_string();
         let name = path.file_stem().expect("file name").to_string_lossy().into_owned();
-        out.push((name, code, text));
+        out.push((name, code, bytes));
     }
     out.sort();
     out
@@ -38,10 +46,11 @@ fn every_fixture_reports_its_code_and_matches_its_snapshot() {
     let fixtures = fixtures();
     assert!(fixtures.len() >= 40, "at least 40 malformed models, found {}", fixtures.len());
     let mut failures = Vec::new();
-    for (name, code, text) in &fixtures {
+    for (name, code, bytes) in &fixtures {
         // A relative base keeps paths in messages the same on every machine (tests run in the
         // package root).
-        let checked = check_text(&format!("errors/{name}.snn"), text, Some(Path::new("tests/fixtures/errors")));
+        let checked = check_bytes(&format!("errors/{name}.snn"), bytes, Some(Path::new("tests/fixtures/errors")));
+        let text = String::from_utf8_lossy(bytes);
         let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code).collect();
         if !codes.contains(&code.as_str()) {
             failures.push(format!("{name}: expected {code}, got {codes:?}"));
@@ -126,4 +135,14 @@ fn json_diagnostics_carry_code_position_and_help() {
     assert_eq!(json["column"], 18);
     assert_eq!(json["severity"], "error");
     assert!(json["help"].is_string());
+}
+
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    let model = "import std::neurons\nimport std::encoders\nnetwork N {\n    steps = 10\n    input x[5] = repeat(sample)\n    population p[5] = Leaky(beta = 0.9)\n    connect x -> p.i : one_to_one(weight = 1)\n}\n";
+    let mut bytes = vec![0xEF, 0xBB, 0xBF];
+    bytes.extend_from_slice(model.as_bytes());
+    let checked = check_bytes("bom.snn", &bytes, None);
+    assert!(checked.diagnostics.is_empty(), "{}", render_all(&checked.diagnostics, 80));
+    assert!(checked.outcome.module.is_some());
 }

@@ -21,8 +21,58 @@ impl Checked {
 }
 
 pub fn check_path(path: &Path) -> Result<Checked, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    Ok(check_text(&path.display().to_string(), &text, path.parent()))
+    let bytes = std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    Ok(check_bytes(&path.display().to_string(), &bytes, path.parent()))
+}
+
+/// Checks a file's bytes: UTF-8 text, with a byte-order mark skipped (editors on Windows write
+/// one); anything else is reported with a code and the offset of the first bad byte.
+pub fn check_bytes(name: &str, bytes: &[u8], base_dir: Option<&Path>) -> Checked {
+    let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => check_text(name, text, base_dir),
+        Err(error) => {
+            let offset = error.valid_up_to();
+            // Show the file as far as it decodes, the bad bytes replaced, the label at the first.
+            let shown = String::from_utf8_lossy(bytes).into_owned();
+            let start = String::from_utf8_lossy(&bytes[..offset]).len();
+            let end = (start + '\u{FFFD}'.len_utf8()).min(shown.len());
+            let utf16 = bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) || {
+                let head = &bytes[..bytes.len().min(64)];
+                head.len() >= 4 && head.iter().filter(|b| **b == 0).count() * 3 >= head.len()
+            };
+            let help = if utf16 {
+                "it looks like UTF-16: save it as UTF-8 (most editors offer the encoding under \"Save as\")"
+            } else {
+                "save the file as UTF-8; if it is Latin-1 or another 8-bit encoding, convert it, e.g. `iconv -f latin1 -t utf-8`"
+            };
+            // UTF-16 with a byte-order mark is shown decoded, the label on its first character.
+            let (shown, start, end) = match (bytes.strip_prefix(&[0xFF, 0xFE]), utf16) {
+                (Some(wide), true) => {
+                    let units: Vec<u16> = wide.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                    let text = String::from_utf16_lossy(&units);
+                    let end = text.chars().next().map_or(0, char::len_utf8);
+                    (text, 0, end)
+                }
+                _ => (shown, start, end),
+            };
+            let mut checked = check_text(name, "", base_dir);
+            let mut diagnostics = crate::front::diag::Diagnostics::default();
+            diagnostics.push(
+                Diagnostic::error(
+                    "snn::input::not_utf8",
+                    format!("{name} is not UTF-8 text: byte {offset} (0x{:02X}) does not decode", bytes[offset]),
+                    crate::front::ast::Span::new(start, end),
+                    "first byte that is not UTF-8",
+                )
+                .with_help(help),
+            );
+            let source = std::sync::Arc::new(crate::front::diag::SourceFile { name: name.to_string(), text: shown });
+            diagnostics.attach(&source);
+            checked.diagnostics = diagnostics.sorted();
+            checked
+        }
+    }
 }
 
 pub fn check_text(name: &str, text: &str, base_dir: Option<&Path>) -> Checked {

@@ -11,7 +11,7 @@ use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 
 use crate::front::ast::*;
-use crate::front::diag::Diagnostics;
+use crate::front::diag::{Diagnostic, Diagnostics};
 use crate::front::syntax::syntax_diagnostic;
 
 #[derive(pest_derive::Parser)]
@@ -43,6 +43,7 @@ pub fn parse(text: &str) -> (File, Diagnostics) {
     match SnnParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
             let file_pair = pairs.next().expect("the file rule always produces one pair");
+            check_numbers(&file_pair, &mut diagnostics);
             let items = file_pair.into_inner().filter(significant).filter(|p| p.as_rule() == Rule::item).map(build_item).collect();
             (File { items }, diagnostics)
         }
@@ -50,6 +51,31 @@ pub fn parse(text: &str) -> (File, Diagnostics) {
             diagnostics.push(syntax_diagnostic(text, &error, 0));
             let items = recover_items(text, &mut diagnostics);
             (File { items }, diagnostics)
+        }
+    }
+}
+
+/// Every number literal must be a finite f64: `1e999` would become infinity and `1e-999` zero
+/// without a word.
+fn check_numbers(file: &Pair<Rule>, diagnostics: &mut Diagnostics) {
+    for pair in file.clone().into_inner().flatten().filter(|p| p.as_rule() == Rule::number) {
+        let text = pair.as_str();
+        let value: f64 = text.parse().unwrap_or(f64::NAN);
+        // A zero whose digits are not all zero: an exponent below the smallest float.
+        let mantissa = text.split(['e', 'E']).next().unwrap_or("");
+        let underflow = value == 0.0 && mantissa.chars().any(|c| matches!(c, '1'..='9'));
+        if !value.is_finite() || underflow {
+            let shown =
+                if text.chars().count() > 24 { format!("{}...", text.chars().take(24).collect::<String>()) } else { text.to_string() };
+            diagnostics.push(
+                Diagnostic::error(
+                    "snn::syntax::number_out_of_range",
+                    format!("`{shown}` is outside the range of numbers snnc computes with"),
+                    span_of(&pair),
+                    if value.is_finite() { "rounds to zero" } else { "too large" },
+                )
+                .with_help("numbers are 64-bit floats: between about 1e-308 and 1e308 in magnitude, or 0"),
+            );
         }
     }
 }
@@ -69,6 +95,7 @@ fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> Vec<Item> {
                 let parsed_to = pair.as_span().end();
                 let item_pair = pair.into_inner().filter(significant).find(|p| p.as_rule() == Rule::item);
                 if let (Some(item_pair), true) = (item_pair, padded[parsed_to..].trim().is_empty()) {
+                    check_numbers(&item_pair, diagnostics);
                     items.push(build_item(item_pair));
                 }
             }

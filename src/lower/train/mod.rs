@@ -375,16 +375,25 @@ fn lower_data(expr: &ast::Expr, sink: &mut Sink) -> Option<Data> {
 }
 
 impl TrainLowerer<'_, '_, '_> {
+    /// A whole-number setting: a batch, a count of epochs or retries at least 1, a seed at
+    /// least 0; never beyond what an f64 counts exactly (2^53), so that nothing wraps.
     fn positive_int(&mut self, expr: &ast::Expr, what: &str) -> Option<usize> {
+        let min = if what == "seed" { 0.0 } else { 1.0 };
+        let max = (1u64 << 53) as f64;
         match const_number(expr) {
-            Some((value, _)) if value >= 0.0 && value == value.trunc() => Some(value as usize),
-            _ => {
+            Some((value, _)) if value >= min && value <= max && value == value.trunc() => Some(value as usize),
+            found => {
+                let label = match found {
+                    Some((value, _)) if value == value.trunc() && value > max => "too large",
+                    Some((value, _)) if value == value.trunc() => "too small",
+                    _ => "not a whole number",
+                };
                 self.sink.push(
                     Diagnostic::error(
                         "snn::train::bad_setting",
-                        format!("`{what}` must be a whole number"),
+                        format!("`{what}` must be a whole number from {min} to 2^53"),
                         expr.span,
-                        "not a whole number",
+                        label,
                     )
                     .with_help(format!("for example `{what} = 10`")),
                 );
