@@ -224,3 +224,18 @@ fn mnist_augmentation_changes_what_is_trained_on() {
     assert_ne!(plain, train("0.1", "0"), "shift");
     assert_ne!(plain, train("0", "20"), "rotation");
 }
+
+/// A state that overflows stops the run with an error naming the population, the variable, the
+/// step and the sample where it happened first.
+#[test]
+fn a_non_finite_state_stops_the_run_and_is_named() {
+    let text = "import std::encoders\nimport std::surrogates\nneuron Explode {\n    state v = 0\n    input i\n    update { v = 1e30 * v + i }\n    spike when v > 1e40\n}\nnetwork N {\n    steps = 6\n    input xy[5] = repeat(sample)\n    population out[3] = Explode\n    connect xy -> out.i : dense(init = uniform(0.5, 1))\n}\ntrain {\n    data = yin_yang(train = 64, test = 32, seed = 42)\n    method = bptt(surrogate = fast_sigmoid())\n    loss l = mse(mean_t(out.v), one_hot(label, on = 1, off = 0))\n    predict = argmax(count(out))\n    optimizer = adam(lr = 1e-3)\n    batch = 16\n}\n";
+    let module = common::module(text);
+    let dataset = data(&module);
+    let module = common::valid(module);
+    let config = RunConfig { seed: 1, engine: EngineKind::Jit, ..Default::default() };
+    let error = train_module::<f32>(&module, &dataset, &config, None, &mut snnc::train::Quiet).expect_err("the state overflows");
+    let message = error.to_string();
+    // v is about 1 after step 0, 1e30 after step 1 and beyond f32 after step 2.
+    assert!(message.contains("`out.v` at step 2 of sample") && message.contains("epoch 1, batch 1"), "{message}");
+}

@@ -12,7 +12,7 @@ use crate::exec::real::Real;
 use crate::exec::state::{Grads, HoistedRows, Params, ReadoutGrads, SampleRef, Trace};
 use crate::train::hooks::{self, RecordText};
 use crate::train::loss::{self, SampleInputs};
-use crate::train::method::{BatchOutcome, Example, LearningMethod, RunError, Session};
+use crate::train::method::{BatchOutcome, Example, LearningMethod, NonFinite, RunError, Session};
 use crate::train::optim::Optimizer;
 
 /// Samples per shard: fixed, so that gradients are summed in the same order whatever the
@@ -55,11 +55,8 @@ impl<F: Real> LearningMethod<F> for Bptt<F> {
     ) -> Result<BatchOutcome, RunError> {
         let mut total = self.grads.take().unwrap_or_else(|| params.zeros_like());
         let outcome = batch_gradients_into(session, params, net, batch, &mut total)?;
-        if outcome.terms.iter().any(|t| !t.is_finite()) {
-            return Err(RunError::NonFinite { what: "a loss term", epoch: 0, batch: 0 });
-        }
         if total.has_non_finite() {
-            return Err(RunError::NonFinite { what: "a gradient", epoch: 0, batch: 0 });
+            return Err(RunError::NonFinite { what: NonFinite::Gradient, epoch: 0, batch: 0 });
         }
         let optimizer = self.optimizer.get_or_insert_with(|| Optimizer::new(params));
         optimizer.update(session.module, params, &total, &session.phase.optimizer, lr, session.train.clip_grad_norm);
@@ -168,6 +165,22 @@ fn present_with_retry<F: Real>(
     }
 }
 
+/// The first state, in step order, that is NaN or infinite in a shard's trace.
+fn first_non_finite<F: Real>(module: &crate::ir::Module, trace: &Trace<F>, examples: &[Example]) -> Option<NonFinite> {
+    for t in 0..trace.steps {
+        for (p, pop) in module.populations.iter().enumerate() {
+            let n = pop.size();
+            for (v, var) in pop.vars.iter().enumerate() {
+                if let Some(k) = trace.state_after(t, p, v).iter().position(|x| !x.is_finite()) {
+                    let sample = examples.get(k / n.max(1)).map_or(0, |e| e.sample.id);
+                    return Some(NonFinite::State { population: pop.name.clone(), variable: var.name.clone(), step: t, sample });
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Loss terms, predictions and gradients of a shard from its trace.
 fn shard_from_trace<F: Real>(
     session: &Session<F>,
@@ -187,7 +200,15 @@ fn shard_from_trace<F: Real>(
         let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
         let values = loss::evaluate(module, &train.exprs, &trace, b, params, inputs, &roots)?;
         for (k, term) in phase.losses.iter().enumerate() {
-            terms[k] += values[term.value.0 as usize].data[0];
+            let value = values[term.value.0 as usize].data[0];
+            if !value.is_finite() {
+                // Name the first state that went wrong, or else the term.
+                let what = first_non_finite(module, &trace, examples)
+                    .unwrap_or(NonFinite::Loss { term: term.name.clone(), sample: example.sample.id });
+                trace.recycle();
+                return Err(RunError::NonFinite { what, epoch: 0, batch: 0 });
+            }
+            terms[k] += value;
             loss::backward(module, &trace, &train.exprs, &values, term.value, 1.0, params, &mut readout, b, net)?;
         }
         if let Some(root) = train.predict {

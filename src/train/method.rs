@@ -27,7 +27,7 @@ pub enum RunError {
     Loss(LossError),
     /// A loss, a gradient or a parameter became NaN or infinite.
     NonFinite {
-        what: &'static str,
+        what: NonFinite,
         epoch: usize,
         batch: usize,
     },
@@ -58,6 +58,38 @@ impl From<EngineError> for RunError {
 impl From<LossError> for RunError {
     fn from(error: LossError) -> RunError {
         RunError::Loss(error)
+    }
+}
+
+/// What became NaN or infinite first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NonFinite {
+    /// A state variable of a population, at a step of a sample.
+    State {
+        population: String,
+        variable: String,
+        step: usize,
+        sample: u64,
+    },
+    /// A loss term of a sample, its states all finite.
+    Loss {
+        term: String,
+        sample: u64,
+    },
+    Gradient,
+    Parameter,
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NonFinite::State { population, variable, step, sample } => {
+                write!(f, "`{population}.{variable}` at step {step} of sample {sample}")
+            }
+            NonFinite::Loss { term, sample } => write!(f, "loss term `{term}` of sample {sample}"),
+            NonFinite::Gradient => write!(f, "a gradient"),
+            NonFinite::Parameter => write!(f, "a parameter"),
+        }
     }
 }
 

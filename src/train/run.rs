@@ -9,7 +9,7 @@ use crate::exec::state::{Params, SampleRef, init_params};
 use crate::ir::train::Data;
 use crate::ir::validate::Valid;
 use crate::train::hooks::RecordText;
-use crate::train::method::{Example, RunError, Session, method_for};
+use crate::train::method::{Example, NonFinite, RunError, Session, method_for};
 use crate::train::metrics::{self, Evaluation};
 use crate::train::optim::learning_rate;
 
@@ -123,7 +123,7 @@ pub fn train_module<F: Real>(
                     other => other,
                 })?;
                 if params.has_non_finite() {
-                    return Err(RunError::NonFinite { what: "a parameter", epoch: global_epoch + 1, batch: batch_index + 1 });
+                    return Err(RunError::NonFinite { what: NonFinite::Parameter, epoch: global_epoch + 1, batch: batch_index + 1 });
                 }
                 for (sum, term) in term_sums.iter_mut().zip(&outcome.terms) {
                     *sum += term;
