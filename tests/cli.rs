@@ -122,3 +122,50 @@ fn checkpoints_round_trip_in_both_precisions() {
     assert!(error.contains("proj0"), "{error}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Killing a run at any moment (SIGKILL, many times, some of them during a checkpoint write)
+/// leaves a complete checkpoint and metrics file, the previous epoch's or the new one: writes go
+/// through a temporary file and a rename.
+#[test]
+fn a_killed_run_leaves_a_complete_checkpoint() {
+    let out = scratch("kill");
+    let out_text = out.to_string_lossy().into_owned();
+    let module = common::valid(common::load("yin_yang.snn"));
+    let mut checked = 0;
+    for round in 0..16u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_snnc"))
+            .args([
+                "run",
+                "models/yin_yang.snn",
+                "--epochs",
+                "200",
+                "--limit-train",
+                "256",
+                "--limit-test",
+                "64",
+                "--threads",
+                "1",
+                "--out",
+                &out_text,
+            ])
+            .current_dir(common::root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("snnc starts");
+        // Epochs take a few milliseconds here: kill at spread-out moments.
+        std::thread::sleep(std::time::Duration::from_millis(40 + (snnc::data::splitmix64(round) % 160)));
+        child.kill().expect("killed");
+        child.wait().expect("reaped");
+        let checkpoint = out.join("checkpoint.safetensors");
+        if checkpoint.exists() {
+            let mut params = snnc::exec::state::init_params::<f32>(&module, 1);
+            snnc::cli::driver::load_checkpoint(&checkpoint, &module, &mut params).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let json = std::fs::read_to_string(out.join("metrics.json")).expect("metrics beside the checkpoint");
+            serde_json::from_str::<serde_json::Value>(&json).unwrap_or_else(|e| panic!("round {round}: metrics.json: {e}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "a checkpoint existed after {checked} of 16 kills");
+    std::fs::remove_dir_all(out).ok();
+}
