@@ -169,3 +169,40 @@ fn a_killed_run_leaves_a_complete_checkpoint() {
     assert!(checked >= 8, "a checkpoint existed after {checked} of 16 kills");
     std::fs::remove_dir_all(out).ok();
 }
+
+/// `snnc run --resume DIR` continues a run from its checkpoint: two epochs, then two more,
+/// end with the weights and the four-epoch metrics of a four-epoch run.
+#[test]
+fn resume_continues_a_run_from_its_checkpoint() {
+    let (whole, parts) = (scratch("whole"), scratch("parts"));
+    let (whole_text, parts_text) = (whole.to_string_lossy().into_owned(), parts.to_string_lossy().into_owned());
+    let common_args = ["--limit-train", "256", "--limit-test", "64"];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "models/yin_yang.snn"];
+        args.extend(common_args);
+        args.extend(extra);
+        let output = snnc(&args);
+        assert!(output.status.success(), "{extra:?}: {}", text(&output));
+        output
+    };
+    run(&["--epochs", "4", "--out", &whole_text]);
+    run(&["--epochs", "2", "--out", &parts_text]);
+    let resumed = run(&["--epochs", "4", "--resume", &parts_text]);
+    assert!(text(&resumed).contains("resuming after epoch 2"), "{}", text(&resumed));
+    let module = common::valid(common::load("yin_yang.snn"));
+    let load = |dir: &std::path::Path| {
+        let mut params = snnc::exec::state::init_params::<f32>(&module, 1);
+        snnc::cli::driver::load_checkpoint(&dir.join("checkpoint.safetensors"), &module, &mut params).expect("loads");
+        params
+    };
+    assert_eq!(load(&whole), load(&parts), "resumed weights");
+    let epochs = |dir: &std::path::Path| -> usize {
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).expect("metrics")).expect("JSON");
+        json.as_array().expect("epochs").len()
+    };
+    assert_eq!(epochs(&parts), 4, "the earlier epochs stay in the metrics");
+    assert_eq!(last_test_accuracy(&whole), last_test_accuracy(&parts));
+    std::fs::remove_dir_all(whole).ok();
+    std::fs::remove_dir_all(parts).ok();
+}

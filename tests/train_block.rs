@@ -30,7 +30,7 @@ impl Observer<f64> for Collect {
         self.records.variables.push_str(&records.variables);
     }
 
-    fn epoch(&mut self, metrics: &EpochMetrics, _params: &Params<f64>) {
+    fn epoch(&mut self, metrics: &EpochMetrics, _snapshot: &snnc::train::Snapshot<f64>) {
         self.epochs.push(metrics.clone());
     }
 }
@@ -238,4 +238,42 @@ fn a_non_finite_state_stops_the_run_and_is_named() {
     let message = error.to_string();
     // v is about 1 after step 0, 1e30 after step 1 and beyond f32 after step 2.
     assert!(message.contains("`out.v` at step 2 of sample") && message.contains("epoch 1, batch 1"), "{message}");
+}
+
+/// Keeps the snapshot taken after a given epoch.
+struct KeepSnapshot {
+    after: usize,
+    kept: Option<snnc::train::Snapshot<f32>>,
+}
+
+impl Observer<f32> for KeepSnapshot {
+    fn epoch(&mut self, metrics: &EpochMetrics, snapshot: &snnc::train::Snapshot<f32>) {
+        if metrics.epoch == self.after {
+            self.kept = Some(snapshot.clone());
+        }
+    }
+}
+
+/// A run resumed from the checkpoint written after epoch 2 (through the file, weights,
+/// optimiser moments, epoch and network parameters) ends with exactly the weights of a run that
+/// was never interrupted, with an `every sample` action and a decaying learning rate.
+#[test]
+fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
+    let text =
+        MODEL.replace("    epochs = 1\n", "    epochs = 4\n    schedule = exponential(gamma = 0.7)\n    every sample { gain = 1.5 }\n");
+    let module = common::module(&text);
+    let dataset = data(&module);
+    let module = common::valid(module);
+    let config = RunConfig { seed: 1, engine: EngineKind::Jit, ..Default::default() };
+    let mut keep = KeepSnapshot { after: 2, kept: None };
+    let (uninterrupted, _) = train_module::<f32>(&module, &dataset, &config, None, &mut keep).expect("trains");
+    let dir = std::env::temp_dir().join(format!("snnc-resume-{}", std::process::id()));
+    let path = dir.join("checkpoint.safetensors");
+    snnc::cli::driver::save_snapshot(&path, &module, keep.kept.as_ref().expect("a snapshot after epoch 2"), "resume").expect("saves");
+    let snapshot = snnc::cli::driver::load_snapshot::<f32>(&path, &module).expect("loads");
+    assert_eq!(&snapshot, keep.kept.as_ref().expect("kept"), "the snapshot round-trips through the file");
+    let (resumed, history) = train_module::<f32>(&module, &dataset, &config, Some(snapshot), &mut snnc::train::Quiet).expect("resumes");
+    assert_eq!(history.len(), 2, "epochs 3 and 4 only");
+    assert_eq!(resumed, uninterrupted);
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -7,6 +7,7 @@ use crate::exec::real::Real;
 use crate::exec::state::Params;
 use crate::front::diag::Diagnostic;
 use crate::lower::{Outcome, compile};
+use crate::train::Snapshot;
 
 /// The result of checking one file on disk.
 pub struct Checked {
@@ -99,6 +100,8 @@ pub struct RunOptions {
     pub limit_test: Option<usize>,
     pub seed: u64,
     pub progress: bool,
+    /// The folder of a run to continue.
+    pub resume: Option<std::path::PathBuf>,
 }
 
 /// Applies `--set` overrides to a checked module and validates the result: engines take only
@@ -165,30 +168,37 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temp, path)
 }
 
-/// Saves weights and learnable neuron parameters as safetensors in the run's precision, with
-/// the model's name and network in the metadata.
-pub fn save_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params: &Params<F>, model: &str) -> Result<(), String> {
-    let dtype = if F::BYTES == 4 { safetensors::Dtype::F32 } else { safetensors::Dtype::F64 };
+/// One tensor of a checkpoint: its name, shape and little-endian bytes.
+type Tensor = (String, Vec<usize>, Vec<u8>);
+
+/// The tensors of a [`Params`] (weights per projection, learnable neuron parameters), each
+/// name prefixed with `prefix`, in the precision of `F`.
+fn param_tensors<F: Real>(module: &crate::ir::Module, params: &Params<F>, prefix: &str) -> Vec<Tensor> {
     let bytes_of = |values: &[F]| -> Vec<u8> {
         values
             .iter()
             .flat_map(|w| if F::BYTES == 4 { (w.into_f64() as f32).to_le_bytes().to_vec() } else { w.into_f64().to_le_bytes().to_vec() })
             .collect()
     };
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors = Vec::new();
     for (index, proj) in module.projections.iter().enumerate() {
-        let name = format!("proj{index}.{}->{}", module.source_name(&proj.source), module.population(proj.target).name);
+        let name = format!("{prefix}proj{index}.{}->{}", module.source_name(&proj.source), module.population(proj.target).name);
         tensors.push((name, proj.weight_shape.clone(), bytes_of(&params.weights[index])));
     }
     for (p, pop) in module.populations.iter().enumerate() {
         for (v, var) in pop.vars.iter().enumerate() {
             let values = &params.neuron_params[p][v];
-            if values.is_empty() {
-                continue;
+            if !values.is_empty() {
+                tensors.push((format!("{prefix}{}.{}", pop.name, var.name), vec![values.len()], bytes_of(values)));
             }
-            tensors.push((format!("{}.{}", pop.name, var.name), vec![values.len()], bytes_of(values)));
         }
     }
+    tensors
+}
+
+/// Serialises tensors with metadata and writes them atomically.
+fn write_tensors<F: Real>(path: &Path, tensors: &[Tensor], metadata: std::collections::HashMap<String, String>) -> Result<(), String> {
+    let dtype = if F::BYTES == 4 { safetensors::Dtype::F32 } else { safetensors::Dtype::F64 };
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(name, shape, bytes)| {
@@ -196,18 +206,46 @@ pub fn save_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params:
             Ok((name.clone(), view))
         })
         .collect::<Result<_, String>>()?;
-    let metadata =
-        std::collections::HashMap::from([("model".to_string(), model.to_string()), ("network".to_string(), module.network.clone())]);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
     write_atomically(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Loads a checkpoint written by [`save_checkpoint`] (in either precision) into `params`; every
-/// tensor must match.
-pub fn load_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params: &mut Params<F>) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let tensors =
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
+/// Saves weights and learnable neuron parameters as safetensors in the run's precision, with
+/// the model's name and network in the metadata.
+pub fn save_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params: &Params<F>, model: &str) -> Result<(), String> {
+    let metadata =
+        std::collections::HashMap::from([("model".to_string(), model.to_string()), ("network".to_string(), module.network.clone())]);
+    write_tensors::<F>(path, &param_tensors(module, params, ""), metadata)
+}
+
+/// Saves what a run needs to continue ([`Snapshot`]): the parameters as [`save_checkpoint`]
+/// does (so `snnc eval` reads it too), the method's tensors under `method.<name>.`, and the
+/// epochs done, the method's counter and the network parameters' values in the metadata.
+pub fn save_snapshot<F: Real>(path: &Path, module: &crate::ir::Module, snapshot: &Snapshot<F>, model: &str) -> Result<(), String> {
+    let mut tensors = param_tensors(module, &snapshot.params, "");
+    for (name, values) in &snapshot.method.tensors {
+        tensors.extend(param_tensors(module, values, &format!("method.{name}.")));
+    }
+    let names: Vec<&str> = snapshot.method.tensors.iter().map(|(name, _)| name.as_str()).collect();
+    let metadata = std::collections::HashMap::from([
+        ("model".to_string(), model.to_string()),
+        ("network".to_string(), module.network.clone()),
+        ("epochs_done".to_string(), snapshot.epochs_done.to_string()),
+        ("method_counter".to_string(), snapshot.method.counter.to_string()),
+        ("method_tensors".to_string(), names.join(",")),
+        ("net".to_string(), serde_json::to_string(&snapshot.net).map_err(|e| e.to_string())?),
+    ]);
+    write_tensors::<F>(path, &tensors, metadata)
+}
+
+/// Reads a [`Params`] of the module's layout whose tensor names carry `prefix`.
+fn read_params<F: Real>(
+    path: &Path,
+    tensors: &safetensors::SafeTensors,
+    module: &crate::ir::Module,
+    params: &mut Params<F>,
+    prefix: &str,
+) -> Result<(), String> {
     let read = |name: &str, len: usize| -> Result<Vec<F>, String> {
         let view =
             tensors.tensor(name).map_err(|_| format!("{} has no tensor `{name}`; was it written for this model?", path.display()))?;
@@ -229,16 +267,54 @@ pub fn load_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params:
             .collect())
     };
     for (index, proj) in module.projections.iter().enumerate() {
-        let name = format!("proj{index}.{}->{}", module.source_name(&proj.source), module.population(proj.target).name);
+        let name = format!("{prefix}proj{index}.{}->{}", module.source_name(&proj.source), module.population(proj.target).name);
         params.weights[index] = read(&name, params.weights[index].len())?;
     }
     for (p, pop) in module.populations.iter().enumerate() {
         for (v, var) in pop.vars.iter().enumerate() {
             let len = params.neuron_params[p][v].len();
             if len > 0 {
-                params.neuron_params[p][v] = read(&format!("{}.{}", pop.name, var.name), len)?;
+                params.neuron_params[p][v] = read(&format!("{prefix}{}.{}", pop.name, var.name), len)?;
             }
         }
     }
     Ok(())
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`] or [`save_snapshot`] (in either
+/// precision) into `params`; every tensor must match.
+pub fn load_checkpoint<F: Real>(path: &Path, module: &crate::ir::Module, params: &mut Params<F>) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let tensors =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
+    read_params(path, &tensors, module, params, "")
+}
+
+/// Loads a snapshot written by [`save_snapshot`] to resume a run from.
+pub fn load_snapshot<F: Real>(path: &Path, module: &crate::ir::Module) -> Result<Snapshot<F>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
+    let tensors =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let field =
+        |key: &str| metadata.get(key).ok_or_else(|| format!("{} holds weights only, not a run to resume (no `{key}`)", path.display()));
+    let mut params = crate::exec::state::init_params::<F>(module, 0);
+    read_params(path, &tensors, module, &mut params, "")?;
+    let mut method = crate::train::method::MethodState {
+        tensors: Vec::new(),
+        counter: field("method_counter")?.parse().map_err(|e| format!("{}: {e}", path.display()))?,
+    };
+    for name in field("method_tensors")?.split(',').filter(|n| !n.is_empty()) {
+        let mut values = params.zeros_like();
+        read_params(path, &tensors, module, &mut values, &format!("method.{name}."))?;
+        method.tensors.push((name.to_string(), values));
+    }
+    Ok(Snapshot {
+        params,
+        method,
+        epochs_done: field("epochs_done")?.parse().map_err(|e| format!("{}: {e}", path.display()))?,
+        net: serde_json::from_str(field("net")?).map_err(|e| format!("{}: {e}", path.display()))?,
+    })
 }

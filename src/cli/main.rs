@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use snnc::cli::driver::{RunOptions, check_path, render_all};
 use snnc::exec::engine::EngineKind;
 use snnc::exec::real::{Precision, Real};
-use snnc::exec::state::Params;
 use snnc::train::Observer;
 use snnc::train::hooks::RecordText;
 
@@ -137,6 +136,10 @@ enum Command {
         /// Evaluate on the first N test samples only.
         #[arg(long)]
         limit_test: Option<usize>,
+        /// Continue the run whose checkpoint is in DIR (its weights, optimiser state, epoch and
+        /// network parameters); the run's output goes to DIR unless `--out` says otherwise.
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
     },
     /// Evaluate a trained model from a checkpoint.
     Eval {
@@ -176,7 +179,7 @@ fn main() -> ExitCode {
         Command::Check { files, format, time } => check(&files, format, time),
         Command::Emit { stage, file } => emit(stage, &file),
         Command::Fmt { files, check, stdout } => fmt(&files, check, stdout),
-        Command::Run { file, epochs, sets, out, data, threads, backend, precision, limit_train, limit_test } => {
+        Command::Run { file, epochs, sets, out, data, threads, backend, precision, limit_train, limit_test, resume } => {
             let options = (|| -> Result<RunOptions, String> {
                 start_threads(threads)?;
                 Ok(RunOptions {
@@ -184,12 +187,13 @@ fn main() -> ExitCode {
                     precision: precision.precision(),
                     epochs,
                     sets: parse_sets(&sets)?,
-                    out,
+                    out: out.or_else(|| resume.clone()),
                     data_dir: data,
                     limit_train,
                     limit_test,
                     seed: 0,
                     progress: true,
+                    resume,
                 })
             })();
             report(options.and_then(|options| match options.precision {
@@ -211,6 +215,7 @@ fn main() -> ExitCode {
                     limit_test,
                     seed: 0,
                     progress: false,
+                    resume: None,
                 })
             })();
             report(options.and_then(|options| match options.precision {
@@ -296,14 +301,14 @@ impl<F: Real> Observer<F> for Console<'_> {
         }
     }
 
-    fn epoch(&mut self, metrics: &snnc::train::EpochMetrics, params: &Params<F>) {
+    fn epoch(&mut self, metrics: &snnc::train::EpochMetrics, snapshot: &snnc::train::Snapshot<F>) {
         self.bar.finish_and_clear();
         print_epoch(metrics, &mut self.header_printed);
         self.history.push(metrics.clone());
         // After every epoch, so that a run stopped later keeps what it learned; each write
         // replaces the previous file atomically.
         let written = write_metrics(self.out, &self.history)
-            .and_then(|()| snnc::cli::driver::save_checkpoint(&self.out.join("checkpoint.safetensors"), self.module, params, &self.model));
+            .and_then(|()| snnc::cli::driver::save_snapshot(&self.out.join("checkpoint.safetensors"), self.module, snapshot, &self.model));
         if let Err(error) = written {
             self.failure.get_or_insert(error);
         }
@@ -409,7 +414,22 @@ fn run<F: Real>(file: &std::path::Path, options: &RunOptions) -> Result<(), Stri
         records: open_records(&out, &module)?,
         failure: None,
     };
-    snnc::train::train_module::<F>(&module, &data, &config, None, &mut console).map_err(|e| e.to_string())?;
+    let resume = match &options.resume {
+        Some(dir) => {
+            let snapshot = snnc::cli::driver::load_snapshot::<F>(&dir.join("checkpoint.safetensors"), &module)?;
+            outln!("resuming after epoch {} from {}", snapshot.epochs_done, dir.display());
+            console.epoch = snapshot.epochs_done;
+            // The earlier epochs' rows stay in metrics.csv and metrics.json.
+            if let Ok(json) = std::fs::read_to_string(dir.join("metrics.json")) {
+                let earlier: Vec<snnc::train::EpochMetrics> =
+                    serde_json::from_str(&json).map_err(|e| format!("{}: {e}", dir.join("metrics.json").display()))?;
+                console.history = earlier.into_iter().take(snapshot.epochs_done).collect();
+            }
+            Some(snapshot)
+        }
+        None => None,
+    };
+    snnc::train::train_module::<F>(&module, &data, &config, resume, &mut console).map_err(|e| e.to_string())?;
     if let Some(failure) = console.failure {
         return Err(failure);
     }

@@ -12,7 +12,7 @@ use crate::exec::real::Real;
 use crate::exec::state::{Grads, HoistedRows, Params, ReadoutGrads, SampleRef, Trace};
 use crate::train::hooks::{self, RecordText};
 use crate::train::loss::{self, SampleInputs};
-use crate::train::method::{BatchOutcome, Example, LearningMethod, NonFinite, RunError, Session};
+use crate::train::method::{BatchOutcome, Example, LearningMethod, MethodState, NonFinite, RunError, Session};
 use crate::train::optim::Optimizer;
 
 /// Samples per shard: fixed, so that gradients are summed in the same order whatever the
@@ -43,6 +43,23 @@ impl<F: Real> LearningMethod<F> for Bptt<F> {
 
     fn begin_phase(&mut self, params: &Params<F>) {
         self.optimizer = Some(Optimizer::new(params));
+    }
+
+    fn state(&self) -> MethodState<F> {
+        match &self.optimizer {
+            Some(optimizer) => {
+                let (m, v, step) = optimizer.state();
+                MethodState { tensors: vec![("m".to_string(), m), ("v".to_string(), v)], counter: step }
+            }
+            None => MethodState::default(),
+        }
+    }
+
+    fn restore(&mut self, state: MethodState<F>) {
+        let mut tensors = state.tensors.into_iter();
+        if let (Some((_, m)), Some((_, v))) = (tensors.next(), tensors.next()) {
+            self.optimizer = Some(Optimizer::restore(m, v, state.counter));
+        }
     }
 
     fn train_batch(

@@ -132,12 +132,27 @@ pub struct BatchOutcome {
     pub records: RecordText,
 }
 
+/// What a method keeps between batches, to be saved with a checkpoint and resumed from:
+/// named tensors of the parameters' layout (an optimiser's moments) and a counter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MethodState<F> {
+    pub tensors: Vec<(String, Params<F>)>,
+    pub counter: i64,
+}
+
 /// A learning method: learns from one batch at a time.
 pub trait LearningMethod<F: Real>: Send {
     fn name(&self) -> &'static str;
 
     /// A new phase starts (a fresh optimiser, say).
     fn begin_phase(&mut self, params: &Params<F>);
+
+    /// What the method keeps between batches (see [`MethodState`]).
+    fn state(&self) -> MethodState<F>;
+
+    /// Continues from a saved state, within the phase that [`LearningMethod::begin_phase`]
+    /// started.
+    fn restore(&mut self, state: MethodState<F>);
 
     /// Learns from `batch`: changes `params` (and the network parameters' values `net`, which
     /// `every sample` and `retry` actions may change) as the method says.

@@ -12,4 +12,4 @@ pub mod optim;
 pub mod run;
 
 pub use method::RunError;
-pub use run::{EpochMetrics, Observer, Quiet, RunConfig, evaluate_module, train_module};
+pub use run::{EpochMetrics, Observer, Quiet, RunConfig, Snapshot, evaluate_module, train_module};

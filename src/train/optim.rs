@@ -32,6 +32,15 @@ impl<F: Real> Optimizer<F> {
         Optimizer { m: params.zeros_like(), v: params.zeros_like(), step: 0 }
     }
 
+    /// The moments and the step count, to resume from (see [`crate::train::method::MethodState`]).
+    pub fn state(&self) -> (Grads<F>, Grads<F>, i64) {
+        (self.m.clone(), self.v.clone(), i64::from(self.step))
+    }
+
+    pub fn restore(m: Grads<F>, v: Grads<F>, step: i64) -> Optimizer<F> {
+        Optimizer { m, v, step: step as i32 }
+    }
+
     /// Chunks the weight update of the last step was split into (for tests of determinism).
     pub fn chunks(params: &Params<F>) -> usize {
         params.weights.iter().map(|w| w.len().div_ceil(CHUNK)).sum()

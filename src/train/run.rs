@@ -9,12 +9,12 @@ use crate::exec::state::{Params, SampleRef, init_params};
 use crate::ir::train::Data;
 use crate::ir::validate::Valid;
 use crate::train::hooks::RecordText;
-use crate::train::method::{Example, NonFinite, RunError, Session, method_for};
+use crate::train::method::{Example, MethodState, NonFinite, RunError, Session, method_for};
 use crate::train::metrics::{self, Evaluation};
 use crate::train::optim::learning_rate;
 
 /// Per-epoch metrics.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
     pub phase: String,
     pub epoch: usize,
@@ -45,14 +45,26 @@ pub struct RunConfig {
     pub engine: EngineKind,
 }
 
+/// Everything a run needs to continue after an epoch: the parameters, the method's state, the
+/// epochs done (counted over all phases) and the network parameters' values. Data order and
+/// random draws are keyed by epoch and sample, so a resumed run ends with the weights of an
+/// uninterrupted one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot<F> {
+    pub params: Params<F>,
+    pub method: MethodState<F>,
+    pub epochs_done: usize,
+    pub net: Vec<f64>,
+}
+
 /// What the loop reports while it runs; the CLI writes files and progress from it.
 pub trait Observer<F> {
     /// After every batch: samples done in this epoch, of `total`, and the running mean loss.
     fn batch(&mut self, _done: usize, _total: usize, _running_loss: f64) {}
     /// Records of the samples just trained, in sample order.
     fn records(&mut self, _records: &RecordText) {}
-    /// After every epoch, with the parameters at its end.
-    fn epoch(&mut self, _metrics: &EpochMetrics, _params: &Params<F>) {}
+    /// After every epoch, with what a run needs to continue from its end.
+    fn epoch(&mut self, _metrics: &EpochMetrics, _snapshot: &Snapshot<F>) {}
 }
 
 /// An observer that ignores everything.
@@ -65,23 +77,26 @@ pub fn run_seed(module: &Valid, config: &RunConfig) -> u64 {
     config.seed ^ module.train.as_ref().map_or(0, |t| t.seed)
 }
 
-/// Trains a module as its train block says, from `initial` parameters (or freshly drawn
-/// ones), and reports metrics after every epoch.
+/// Trains a module as its train block says, from freshly drawn parameters or from a snapshot
+/// of an earlier run (`resume`), and reports metrics after every epoch.
 pub fn train_module<F: Real>(
     module: &Valid,
     data: &Dataset,
     config: &RunConfig,
-    initial: Option<Params<F>>,
+    resume: Option<Snapshot<F>>,
     observer: &mut dyn Observer<F>,
 ) -> Result<(Params<F>, Vec<EpochMetrics>), RunError> {
     let train = module.train.as_ref().ok_or(RunError::NoTrainBlock)?;
     let seed = run_seed(module, config);
-    let mut params = initial.unwrap_or_else(|| init_params(module, seed));
+    let (mut params, mut method_state, epochs_done, net) = match resume {
+        Some(snapshot) => (snapshot.params, Some(snapshot.method), snapshot.epochs_done, Some(snapshot.net)),
+        None => (init_params(module, seed), None, 0, None),
+    };
     let mut method = method_for::<F>(&train.method)?;
     let engine = engine::build::<F>(config.engine, module)?;
     let n_train = config.limit_train.map_or(data.train.len(), |l| l.min(data.train.len()));
     let n_test = config.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
-    let mut net: Vec<f64> = module.net_values();
+    let mut net: Vec<f64> = net.unwrap_or_else(|| module.net_values());
     let mut history = Vec::new();
     let mut global_epoch = 0;
     for phase in &train.phases {
@@ -89,6 +104,14 @@ pub fn train_module<F: Real>(
         let session = Session { module, train, phase, engine: engine.as_ref(), seed, recording: !train.records.is_empty() };
         let epochs = config.epochs.unwrap_or(phase.epochs);
         for epoch in 0..epochs {
+            if global_epoch < epochs_done {
+                // Done before the run was resumed.
+                global_epoch += 1;
+                continue;
+            }
+            if let Some(state) = method_state.take() {
+                method.restore(state);
+            }
             let started = std::time::Instant::now();
             let lr = learning_rate(&train.schedule, phase.optimizer.lr, epoch);
             let mut order: Vec<usize> = (0..n_train).collect();
@@ -156,7 +179,8 @@ pub fn train_module<F: Real>(
                 seconds: started.elapsed().as_secs_f64(),
                 train_samples_per_second: n_train as f64 / train_seconds.max(1e-9),
             };
-            observer.epoch(&epoch_metrics, &params);
+            let snapshot = Snapshot { params: params.clone(), method: method.state(), epochs_done: global_epoch + 1, net: net.clone() };
+            observer.epoch(&epoch_metrics, &snapshot);
             history.push(epoch_metrics);
             global_epoch += 1;
         }
