@@ -136,3 +136,33 @@ fn a_closed_output_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
 }
+
+/// Inputs 100,000 levels deep (brackets, operator chains, prefix operators) end with exit 0 or
+/// 1 and, for brackets, the coded diagnostic at the opening bracket: never a stack overflow, in
+/// `check`, `fmt` and `emit`.
+#[test]
+fn deep_nesting_is_a_diagnostic_not_a_crash() {
+    let depth = 100_000;
+    let cases = [
+        ("brackets", format!("network N {{\n    steps = {}1{}\n}}\n", "(".repeat(depth), ")".repeat(depth))),
+        ("calls", format!("network N {{\n    steps = {}1{}\n}}\n", "abs(".repeat(depth), ")".repeat(depth))),
+        ("sum", format!("network N {{\n    steps = 1{}\n}}\n", " + 1".repeat(depth))),
+        ("negations", format!("network N {{\n    steps = {}1\n}}\n", "- ".repeat(depth))),
+        ("powers", format!("network N {{\n    steps = 1{}\n}}\n", " ^ 1".repeat(depth))),
+    ];
+    let dir = std::env::temp_dir().join(format!("snnc-deep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (name, text) in cases {
+        let path = dir.join(format!("{name}.snn"));
+        std::fs::write(&path, &text).expect("written");
+        for args in [vec!["check"], vec!["fmt", "--stdout"], vec!["emit", "ir"]] {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_snnc")).args(&args).arg(&path).output().expect("snnc runs");
+            let code = output.status.code();
+            assert!(matches!(code, Some(0 | 1)), "{name} {args:?}: exit {code:?}");
+            if name == "brackets" && args[0] == "check" {
+                assert!(String::from_utf8_lossy(&output.stderr).contains("snn::syntax::too_deep"), "{name}: the nesting limit is reported");
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

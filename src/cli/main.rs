@@ -173,8 +173,24 @@ enum Command {
     },
 }
 
+/// Stack of the thread that runs a command: parsing, lowering and formatting recurse on the
+/// nesting of expressions (a chain of 100,000 `+` is 100,000 levels deep), so they get a large
+/// stack, of which only the touched pages are ever committed. Brackets are limited to 256
+/// levels by the parser itself.
+const STACK_BYTES: usize = 1 << 30;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match std::thread::Builder::new().name("snnc".into()).stack_size(STACK_BYTES).spawn(move || command(cli)) {
+        Ok(handle) => handle.join().unwrap_or(ExitCode::FAILURE),
+        Err(error) => {
+            eprintln!("error: cannot start: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn command(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { files, format, time } => check(&files, format, time),
         Command::Emit { stage, file } => emit(stage, &file),

@@ -40,6 +40,20 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 pub fn parse(text: &str) -> (File, Diagnostics) {
     pest::set_error_detail(true);
     let mut diagnostics = Diagnostics::default();
+    // Parsing, lowering and formatting recurse on nesting: deeper text than this is reported
+    // before anything recurses, rather than overflowing the stack.
+    if let Some(opening) = too_deep(text) {
+        diagnostics.push(
+            Diagnostic::error(
+                "snn::syntax::too_deep",
+                format!("brackets nest more than {MAX_NESTING} deep here"),
+                Span::new(opening, opening + 1),
+                format!("level {}", MAX_NESTING + 1),
+            )
+            .with_help("name the inner parts with `let` or split the expression"),
+        );
+        return (File { items: Vec::new() }, diagnostics);
+    }
     match SnnParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
             let file_pair = pairs.next().expect("the file rule always produces one pair");
@@ -53,6 +67,48 @@ pub fn parse(text: &str) -> (File, Diagnostics) {
             (File { items }, diagnostics)
         }
     }
+}
+
+/// How deep `(`, `[` and `{` may nest.
+pub const MAX_NESTING: usize = 256;
+
+/// The offset of the first opening bracket nested deeper than [`MAX_NESTING`], outside
+/// comments and strings; one pass without recursion.
+fn too_deep(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Every number literal must be a finite f64: `1e999` would become infinity and `1e-999` zero
