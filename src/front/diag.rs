@@ -46,13 +46,39 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// Longest name or quoted text shown whole in a message.
+const SHOWN: usize = 80;
+
+/// Shortens every `quoted` part of a message longer than [`SHOWN`] characters (a 100,000-character
+/// name need not be printed whole; the span still points at all of it).
+fn elide(text: String) -> String {
+    if text.len() <= SHOWN {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len().min(4 * SHOWN));
+    for (i, part) in text.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        let quoted = i % 2 == 1;
+        let count = part.chars().count();
+        if quoted && count > SHOWN {
+            out.extend(part.chars().take(SHOWN - 8));
+            out.push_str(&format!("... ({count} characters)"));
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 impl Diagnostic {
     pub fn error(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             code,
-            message: message.into(),
-            primary: Label { span, text: label.into() },
+            message: elide(message.into()),
+            primary: Label { span, text: elide(label.into()) },
             secondary: Vec::new(),
             help: None,
             source: None,

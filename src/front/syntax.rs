@@ -12,6 +12,25 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
         InputLocation::Pos(pos) => pos,
         InputLocation::Span((start, _)) => start,
     };
+    // A comment or string that never ends is the mistake: report its opening, not the end of
+    // the file or line where the parser gave up.
+    if let Some((opener, kind)) = unterminated(text)
+        && opener <= rule_position.max(error.parse_attempts().map_or(0, |a| a.max_position))
+    {
+        let (code, message, help) = match kind {
+            Unterminated::Comment => ("snn::syntax::unterminated_comment", "this comment is never closed", "close it with `*/`"),
+            Unterminated::String => {
+                ("snn::syntax::unterminated_string", "this string is never closed", "close it with `\"` on the same line")
+            }
+        };
+        return Diagnostic::error(
+            code,
+            message,
+            Span::new(base + opener, base + opener + if kind == Unterminated::Comment { 2 } else { 1 }),
+            "opened here",
+        )
+        .with_help(help);
+    }
     // Literal tokens are tracked further than rules; report at the furthest point reached.
     let attempts = error.parse_attempts();
     let furthest = attempts.as_ref().map_or(rule_position, |a| a.max_position.max(rule_position));
@@ -223,4 +242,53 @@ pub(super) fn found_len(text: &str, position: usize) -> usize {
     } else {
         first.len_utf8()
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unterminated {
+    Comment,
+    String,
+}
+
+/// The opening of the first block comment that never closes, or of the first string that does
+/// not close on its line, outside comments and strings.
+fn unterminated(text: &str) -> Option<(usize, Unterminated)> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let opener = i;
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                if i + 1 >= bytes.len() {
+                    return Some((opener, Unterminated::Comment));
+                }
+                i += 1;
+            }
+            b'"' => {
+                let opener = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    if bytes[i] == b'\n' {
+                        return Some((opener, Unterminated::String));
+                    }
+                    i += 1;
+                }
+                if i >= bytes.len() {
+                    return Some((opener, Unterminated::String));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }

@@ -54,15 +54,16 @@ pub(crate) fn lower_connect(
                     "declare it with `population` first".to_string(),
                 )
             };
-            sink.push(
-                Diagnostic::error(
-                    "snn::names::unknown_population",
-                    format!("unknown population `{}`", target_ident.name),
-                    target_ident.span,
-                    "not a population",
+            let (code, message, label) = if is_input {
+                (
+                    "snn::network::target_is_input",
+                    format!("`{}` is an input, which cannot receive a connection", target_ident.name),
+                    "an input",
                 )
-                .with_help(help),
-            );
+            } else {
+                ("snn::names::unknown_population", format!("unknown population `{}`", target_ident.name), "not a population")
+            };
+            sink.push(Diagnostic::error(code, message, target_ident.span, label).with_help(help));
             None
         }
     };
