@@ -114,6 +114,40 @@ proptest! {
     }
 }
 
+/// A shipped model re-encoded (UTF-16 either way, Latin-1, a byte-order mark) or with random
+/// bytes spliced in: checking it gives coded diagnostics or none, never a panic, and every
+/// diagnostic renders.
+fn encoding() -> impl Strategy<Value = (u8, Vec<u8>, usize)> {
+    (0u8..5, prop::collection::vec(any::<u8>(), 0..12), any::<usize>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_bytes_give_coded_diagnostics(file in any::<prop::sample::Index>(), (kind, noise, at) in encoding()) {
+        let texts = shipped_texts();
+        let text = &texts[file.index(texts.len())];
+        let bytes: Vec<u8> = match kind {
+            0 => text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            1 => text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+            2 => text.chars().map(|c| if (c as u32) < 256 { c as u8 } else { b'?' }).collect(),
+            3 => [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat(),
+            _ => {
+                let mut bytes = text.as_bytes().to_vec();
+                let at = at % (bytes.len() + 1);
+                bytes.splice(at..at, noise);
+                bytes
+            }
+        };
+        let checked = snnc::cli::driver::check_bytes("bytes.snn", &bytes, None);
+        for diagnostic in &checked.diagnostics {
+            prop_assert!(diagnostic.code.starts_with("snn::"));
+            let _ = diagnostic.render(80);
+        }
+    }
+}
+
 /// A reader that stops early (`snnc emit ast model.snn | head`) closes the pipe while snnc is
 /// still writing: snnc ends quietly with success instead of panicking.
 #[test]
