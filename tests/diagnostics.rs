@@ -146,3 +146,15 @@ fn a_byte_order_mark_is_skipped() {
     assert!(checked.diagnostics.is_empty(), "{}", render_all(&checked.diagnostics, 80));
     assert!(checked.outcome.module.is_some());
 }
+
+/// docs/errors.md explains every code with an example (regenerate it with
+/// `python3 tests/fixtures/errors_doc.py > docs/errors.md`).
+#[test]
+fn every_code_is_explained_in_docs_errors_md() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md")).expect("docs/errors.md");
+    let missing: Vec<String> = codes_in_sources()
+        .into_iter()
+        .filter(|code| !code.starts_with("snn::internal::") && !doc.contains(&format!("### `{code}`")))
+        .collect();
+    assert!(missing.is_empty(), "codes missing from docs/errors.md: {missing:?}");
+}
