@@ -34,13 +34,19 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
     // Literal tokens are tracked further than rules; report at the furthest point reached.
     let attempts = error.parse_attempts();
     let furthest = attempts.as_ref().map_or(rule_position, |a| a.max_position.max(rule_position));
-    // A failure inside a word (`msec` read as `ms` + `ec`) is reported at the word's start.
-    let word_start = text[..furthest.min(text.len())]
-        .char_indices()
-        .rev()
-        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
-        .last()
-        .map_or(furthest, |(i, _)| i);
+    // A failure inside a word (`msec` read as `ms` + `ec`) is reported at the word's start; a
+    // failure at a symbol (a stray `)`) stays on the symbol.
+    let inside_word = text[furthest.min(text.len())..].chars().next().is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let word_start = if !inside_word {
+        furthest
+    } else {
+        text[..furthest.min(text.len())]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+            .last()
+            .map_or(furthest, |(i, _)| i)
+    };
     let position = word_start;
     let mut expected: Vec<String> = Vec::new();
     let mut add = |word: String| {
@@ -76,6 +82,25 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
         }
     };
     let expected_text = join_words(&expected);
+    // A closing bracket with no opening one before it is the mistake itself.
+    let closing = text[position.min(text.len())..].chars().next().filter(|c| matches!(c, ')' | ']' | '}'));
+    if let Some(close) = closing {
+        let open = match close {
+            ')' => '(',
+            ']' => '[',
+            _ => '{',
+        };
+        let before = &text[..position];
+        if before.matches(open).count() <= before.matches(close).count() {
+            return Diagnostic::error(
+                "snn::syntax::unmatched_bracket",
+                format!("`{close}` closes nothing"),
+                span,
+                format!("no `{open}` before it is open"),
+            )
+            .with_help(format!("remove it, or add the `{open}` it should close"));
+        }
+    }
     let mut diagnostic = if found == "end of file" {
         Diagnostic::error("snn::syntax::unexpected_eof", format!("unexpected end of file, expected {expected_text}"), span, label)
             .with_help("a block may be missing its closing `}`")
@@ -119,6 +144,17 @@ pub(super) fn summarise(expected: Vec<String>) -> Vec<String> {
         "`[`",
     ];
     const NOISE: [&str; 6] = ["`.`", "`_`", "`;`", "`,`", "`d`", "`/dt`"];
+    // Inside an argument list a missing `,` is the likeliest mistake: keep it, first.
+    let in_arguments = expected.iter().any(|w| w == "`)`") && expected.iter().any(|w| w == "`,`");
+    // Unit names the parser tried after a number are one choice: "a unit".
+    let is_unit =
+        |w: &str| w.strip_prefix('`').and_then(|w| w.strip_suffix('`')).is_some_and(|name| crate::front::units::named(name).is_some());
+    let expected: Vec<String> = expected.into_iter().map(|w| if is_unit(&w) { "a unit".to_string() } else { w }).collect();
+    let expected = if in_arguments {
+        std::iter::once("`,`".to_string()).chain(expected.into_iter().filter(|w| w != "`,`")).collect()
+    } else {
+        expected
+    };
     let starts = expected.iter().filter(|w| EXPRESSION_START.contains(&w.as_str())).count();
     let operators = expected.iter().filter(|w| OPERATORS.contains(&w.as_str())).count();
     let mut out = Vec::new();
@@ -130,7 +166,7 @@ pub(super) fn summarise(expected: Vec<String>) -> Vec<String> {
         } else {
             word
         };
-        if NOISE.contains(&word.as_str()) && out.len() + 1 > 1 {
+        if NOISE.contains(&word.as_str()) && !(in_arguments && word == "`,`") && out.len() + 1 > 1 {
             continue;
         }
         if !out.contains(&word) {
