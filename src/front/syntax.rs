@@ -12,6 +12,19 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
         InputLocation::Pos(pos) => pos,
         InputLocation::Span((start, _)) => start,
     };
+    // An invisible control character (a NUL pasted into a name) is named, not the word it cuts.
+    let reached = rule_position.max(error.parse_attempts().map_or(0, |a| a.max_position));
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        && at <= reached + 1
+    {
+        return Diagnostic::error(
+            "snn::syntax::control_character",
+            format!("an invisible control character U+{:04X} in the text", c as u32),
+            Span::new(base + at, base + at + c.len_utf8()),
+            "here",
+        )
+        .with_help("delete it (it may have come with pasted text)");
+    }
     // A comment or string that never ends is the mistake: report its opening, not the end of
     // the file or line where the parser gave up.
     if let Some((opener, kind)) = unterminated(text)
