@@ -458,6 +458,32 @@ impl TrainLowerer<'_, '_, '_> {
                 continue;
             };
             let Some(value) = self.number(&arg.value, &name.name) else { continue };
+            // The ranges each setting is meaningful in: a rate above 0, moment decays in [0, 1),
+            // a positive epsilon, a momentum in [0, 1], a decay at least 0.
+            let range = match name.name.as_str() {
+                "lr" | "eps" => Some((value > 0.0, "greater than 0")),
+                "beta1" | "beta2" => Some(((0.0..1.0).contains(&value), "from 0 to below 1")),
+                "momentum" => Some(((0.0..=1.0).contains(&value), "from 0 to 1")),
+                "weight_decay" => Some((value >= 0.0, "at least 0")),
+                _ => None,
+            };
+            if let Some((false, allowed)) = range {
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::train::setting_out_of_range",
+                        format!("`{}` must be {allowed}, found {}", name.name, crate::ir::fmt_f64(value)),
+                        arg.value.span,
+                        "out of range",
+                    )
+                    .with_help(format!(
+                        "for example `{}({} = {})`",
+                        func.name,
+                        name.name,
+                        if name.name == "lr" { "1e-3" } else { "0.9" }
+                    )),
+                );
+                continue;
+            }
             match name.name.as_str() {
                 "lr" => optimizer.lr = value,
                 "beta1" => optimizer.beta1 = value,
