@@ -17,7 +17,6 @@ use crate::exec::schedule;
 use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ReadoutGrads, SampleRef, Trace};
 pub use crate::exec::state::{ParamsAccess, StepHook};
 use crate::ir::grad::StepGraph;
-use crate::ir::train::Method;
 use crate::ir::validate::Valid;
 
 /// Which engine runs a model, chosen once per run.
@@ -136,6 +135,11 @@ pub fn derived_graphs(module: &Valid) -> Result<Vec<StepGraph>, EngineError> {
         .collect()
 }
 
+/// The error for a backward pass asked of a model whose method has no surrogate gradient.
+fn no_gradient<F>(ctx: &Ctx<F>) -> EngineError {
+    EngineError::NoGradient { method: ctx.module.train.as_ref().map_or("none", |t| t.method.name()) }
+}
+
 /// The scalar reference interpreter and its tape.
 pub struct Oracle;
 
@@ -161,9 +165,7 @@ impl<F: Real> Engine<F> for Oracle {
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError> {
         let Sweep { shard, trace, window } = sweep;
-        let method = ctx.module.train.as_ref().map(|t| &t.method);
-        let surrogate =
-            method.and_then(Method::surrogate).ok_or(EngineError::NoGradient { method: method.map_or("none", Method::name) })?;
+        let surrogate = ctx.module.train.as_ref().and_then(|t| t.method.surrogate()).ok_or_else(|| no_gradient(ctx))?;
         oracle::backward::backward(ctx.module, params, trace, window, readout, grads, surrogate, shard.samples, ctx.seed, ctx.net);
         Ok(Vec::new())
     }
@@ -199,8 +201,7 @@ impl<F: Real> Engine<F> for Jit<F> {
     ) -> Result<HoistedSums<F>, EngineError> {
         let Sweep { shard, trace, window } = sweep;
         if !self.compiled.has_backward() {
-            let method = ctx.module.train.as_ref().map_or("none", |t| t.method.name());
-            return Err(EngineError::NoGradient { method });
+            return Err(no_gradient(ctx));
         }
         let batch = shard.hoisted.map(|rows| rows.hoisted);
         Ok(schedule::backward(&self.compiled, ctx.module, params, trace, window, readout, grads, ctx.net, batch))

@@ -12,7 +12,7 @@ use pest::pratt_parser::{Assoc, Op, PrattParser};
 
 use crate::front::ast::*;
 use crate::front::diag::{Diagnostic, Diagnostics};
-use crate::front::syntax::syntax_diagnostic;
+use crate::front::syntax::{scan, syntax_diagnostic};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/snn.pest"]
@@ -42,7 +42,7 @@ pub fn parse(text: &str) -> (File, Diagnostics) {
     let mut diagnostics = Diagnostics::default();
     // Parsing, lowering and formatting recurse on nesting: deeper text than this is reported
     // before anything recurses, rather than overflowing the stack.
-    if let Some(opening) = too_deep(text) {
+    if let Some(opening) = scan(text, MAX_NESTING).too_deep {
         diagnostics.push(
             Diagnostic::error(
                 "snn::syntax::too_deep",
@@ -71,45 +71,6 @@ pub fn parse(text: &str) -> (File, Diagnostics) {
 
 /// How deep `(`, `[` and `{` may nest.
 pub const MAX_NESTING: usize = 256;
-
-/// The offset of the first opening bracket nested deeper than [`MAX_NESTING`], outside
-/// comments and strings; one pass without recursion.
-fn too_deep(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let (mut depth, mut i) = (0usize, 0usize);
-    while i < bytes.len() {
-        match bytes[i] {
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Some(i);
-                }
-            }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
 
 /// Every number literal must be a finite f64: `1e999` would become infinity and `1e-999` zero
 /// without a word.

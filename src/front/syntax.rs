@@ -27,7 +27,7 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
     }
     // A comment or string that never ends is the mistake: report its opening, not the end of
     // the file or line where the parser gave up.
-    if let Some((opener, kind)) = unterminated(text)
+    if let Some((opener, kind)) = scan(text, usize::MAX).unterminated
         && opener <= rule_position.max(error.parse_attempts().map_or(0, |a| a.max_position))
     {
         let (code, message, help) = match kind {
@@ -293,17 +293,27 @@ pub(super) fn found_len(text: &str, position: usize) -> usize {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Unterminated {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unterminated {
     Comment,
     String,
 }
 
-/// The opening of the first block comment that never closes, or of the first string that does
-/// not close on its line, outside comments and strings.
-fn unterminated(text: &str) -> Option<(usize, Unterminated)> {
+/// What one pass over the text, outside comments and strings, finds before any parsing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Scan {
+    /// The first opening bracket nested deeper than `max_depth`.
+    pub too_deep: Option<usize>,
+    /// The opening of the first block comment that never closes, or of the first string that
+    /// does not close on its line.
+    pub unterminated: Option<(usize, Unterminated)>,
+}
+
+/// Scans the text once, without recursion: bracket depth, comments and strings.
+pub(super) fn scan(text: &str, max_depth: usize) -> Scan {
     let bytes = text.as_bytes();
-    let mut i = 0;
+    let mut out = Scan::default();
+    let (mut depth, mut i) = (0usize, 0usize);
     while i < bytes.len() {
         match bytes[i] {
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
@@ -318,26 +328,30 @@ fn unterminated(text: &str) -> Option<(usize, Unterminated)> {
                     i += 1;
                 }
                 if i + 1 >= bytes.len() {
-                    return Some((opener, Unterminated::Comment));
+                    out.unterminated.get_or_insert((opener, Unterminated::Comment));
                 }
                 i += 1;
             }
             b'"' => {
                 let opener = i;
                 i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    if bytes[i] == b'\n' {
-                        return Some((opener, Unterminated::String));
-                    }
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
                     i += 1;
                 }
-                if i >= bytes.len() {
-                    return Some((opener, Unterminated::String));
+                if i >= bytes.len() || bytes[i] == b'\n' {
+                    out.unterminated.get_or_insert((opener, Unterminated::String));
                 }
             }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth && out.too_deep.is_none() {
+                    out.too_deep = Some(i);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
         i += 1;
     }
-    None
+    out
 }

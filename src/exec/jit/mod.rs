@@ -299,6 +299,31 @@ fn refractory(e: &mut Emitter, pop: &Population, counter_address: Value) -> (Vec
     (counters, flag)
 }
 
+/// What both kernels of a population load for the elements at loop counter `k`.
+struct StepInputs {
+    /// Byte offset of the elements in a float array.
+    offset: Value,
+    /// The state before the step, per variable.
+    before: Vec<Value>,
+    ports: Vec<Value>,
+    counter_address: Value,
+    /// The refractory counter of each lane.
+    counters: Vec<Value>,
+    /// 1 where refractory, else 0.
+    refractory: Value,
+}
+
+fn step_inputs(e: &mut Emitter, pop: &Population, k: Value, var_bases: &[Value], port_bases: &[Value], counters_ptr: Value) -> StepInputs {
+    let bytes = e.bytes();
+    let offset = e.b.ins().imul_imm_s(k, bytes);
+    let offset4 = e.b.ins().imul_imm_s(k, 4);
+    let before: Vec<Value> = var_bases.iter().map(|base| e.load_float(*base, offset)).collect();
+    let ports: Vec<Value> = port_bases.iter().map(|base| e.load_float(*base, offset)).collect();
+    let counter_address = e.b.ins().iadd(counters_ptr, offset4);
+    let (counters, refractory) = refractory(e, pop, counter_address);
+    StepInputs { offset, before, ports, counter_address, counters, refractory }
+}
+
 /// The forward kernel: the code of the step graph's `after` and `spike`, and the counters.
 fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Result<(), EmitError> {
     let params = entry(e);
@@ -308,13 +333,8 @@ fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Resul
     let out_bases = e.bases(vars_out, pop.vars.len());
     let port_bases = e.bases(ports_ptr, pop.ports.len());
     e.loops(len, true, |e, k| {
-        let bytes = e.bytes();
-        let offset = e.b.ins().imul_imm_s(k, bytes);
-        let offset4 = e.b.ins().imul_imm_s(k, 4);
-        let before: Vec<Value> = var_bases.iter().map(|base| e.load_float(*base, offset)).collect();
-        let ports: Vec<Value> = port_bases.iter().map(|base| e.load_float(*base, offset)).collect();
-        let counter_address = e.b.ins().iadd(counters_ptr, offset4);
-        let (counters, flag) = refractory(e, pop, counter_address);
+        let StepInputs { offset, before, ports, counter_address, counters, refractory: flag } =
+            step_inputs(e, pop, k, &var_bases, &port_bases, counters_ptr);
         let time = e.widen(time);
         let scope = Scope { vars: &before, ports: &ports, refractory: Some(flag), ..Scope::new(time, net) };
         let mut memo = Vec::new();
@@ -353,13 +373,7 @@ fn backward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Resu
     let d_before_bases = e.bases(d_before_ptr, pop.vars.len());
     let d_port_bases = e.bases(d_ports_ptr, pop.ports.len());
     e.loops(len, true, |e, k| {
-        let bytes = e.bytes();
-        let offset = e.b.ins().imul_imm_s(k, bytes);
-        let offset4 = e.b.ins().imul_imm_s(k, 4);
-        let before: Vec<Value> = var_bases.iter().map(|base| e.load_float(*base, offset)).collect();
-        let ports: Vec<Value> = port_bases.iter().map(|base| e.load_float(*base, offset)).collect();
-        let counter_address = e.b.ins().iadd(counters_ptr, offset4);
-        let (_, flag) = refractory(e, pop, counter_address);
+        let StepInputs { offset, before, ports, refractory: flag, .. } = step_inputs(e, pop, k, &var_bases, &port_bases, counters_ptr);
         let d_after: Vec<Value> = d_after_bases.iter().map(|base| e.load_float(*base, offset)).collect();
         let d_spike = e.load_float(d_spike_ptr, offset);
         let time = e.widen(time);
@@ -471,7 +485,10 @@ impl<F: Real> Compiled<F> {
         let out_pointers: Vec<*mut F> = bases.iter().map(|b| unsafe { b.add((t + 1) * r) }).collect();
         let port_pointers: Vec<*const F> = trace.ports[p].iter().map(|v| v[t * r..(t + 1) * r].as_ptr()).collect();
         let mut spikes = crate::exec::pool::overwritten::<F>(r);
-        let net_values: Vec<F> = if net.is_empty() { vec![F::zero()] } else { net.to_vec() };
+        // Kernels read network parameters through a pointer that must be valid even when there
+        // are none: no copy per call.
+        let no_net = [F::zero()];
+        let net_values: &[F] = if net.is_empty() { &no_net } else { net };
         // The period for the network parameters of this call (a hook may change them).
         let pop = &module.populations[p];
         let refractory_steps = if pop.refractory.is_some() {
@@ -522,7 +539,10 @@ impl<F: Real> Compiled<F> {
         let d_after_pointers: Vec<*const F> = d_after.iter().map(|v| v.as_ptr()).collect();
         let d_before_pointers: Vec<*mut F> = d_before.iter_mut().map(|v| v.as_mut_ptr()).collect();
         let d_port_pointers: Vec<*mut F> = d_ports.iter_mut().map(|v| v.as_mut_ptr()).collect();
-        let net_values: Vec<F> = if net.is_empty() { vec![F::zero()] } else { net.to_vec() };
+        // Kernels read network parameters through a pointer that must be valid even when there
+        // are none: no copy per call.
+        let no_net = [F::zero()];
+        let net_values: &[F] = if net.is_empty() { &no_net } else { net };
         // SAFETY: every array has `r` elements (checked above) and one pointer per variable or
         // port, as the kernel assumes; outputs do not overlap inputs.
         unsafe {
@@ -553,7 +573,10 @@ impl<F: Real> Compiled<F> {
             padded = features.iter().copied().chain(std::iter::repeat(0.0)).take(n).collect::<Vec<f32>>();
             &padded
         };
-        let net_values: Vec<F> = if net.is_empty() { vec![F::zero()] } else { net.to_vec() };
+        // Kernels read network parameters through a pointer that must be valid even when there
+        // are none: no copy per call.
+        let no_net = [F::zero()];
+        let net_values: &[F] = if net.is_empty() { &no_net } else { net };
         // SAFETY: `data` and `out` have `n` elements each, as the kernel assumes.
         unsafe {
             (self.encoders[index])(
