@@ -68,6 +68,20 @@ fn every_fixture_reports_its_code_and_matches_its_snapshot() {
     assert!(failures.is_empty(), "fixtures that did not report their code:\n{}", failures.join("\n"));
 }
 
+/// A fixture named `follow_on_*` has one mistake whose uses would, without poisoning of the
+/// failed name, report false errors: it must report its one diagnostic and nothing else.
+#[test]
+fn a_failed_definition_reports_no_follow_on_errors() {
+    let mut checked_any = 0;
+    for (name, code, bytes) in fixtures().iter().filter(|(name, ..)| name.starts_with("follow_on_")) {
+        let checked = check_bytes(&format!("errors/{name}.snn"), bytes, Some(Path::new("tests/fixtures/errors")));
+        let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, [code.as_str()], "{name}");
+        checked_any += 1;
+    }
+    assert!(checked_any >= 6, "the follow-on fixtures are there, found {checked_any}");
+}
+
 /// The codes the compiler can emit, read from its sources.
 fn codes_in_sources() -> BTreeSet<String> {
     let mut codes = BTreeSet::new();

@@ -180,6 +180,17 @@ impl Expr {
 #[derive(Clone, Debug, PartialEq)]
 pub struct File {
     pub items: Vec<Item>,
+    /// Items that failed to parse, by keyword and name: their names are known to exist, so
+    /// that uses of them report nothing further (the syntax error is the one to fix).
+    pub broken: Vec<Broken>,
+}
+
+/// An item that failed to parse: its keyword (`neuron`, `network`, ...) and, where the text
+/// names it, its name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Broken {
+    pub keyword: String,
+    pub name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -52,19 +52,19 @@ pub fn parse(text: &str) -> (File, Diagnostics) {
             )
             .with_help("name the inner parts with `let` or split the expression"),
         );
-        return (File { items: Vec::new() }, diagnostics);
+        return (File { items: Vec::new(), broken: Vec::new() }, diagnostics);
     }
     match SnnParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
             let file_pair = pairs.next().expect("the file rule always produces one pair");
             check_numbers(&file_pair, &mut diagnostics);
             let items = file_pair.into_inner().filter(significant).filter(|p| p.as_rule() == Rule::item).map(build_item).collect();
-            (File { items }, diagnostics)
+            (File { items, broken: Vec::new() }, diagnostics)
         }
         Err(error) => {
             diagnostics.push(syntax_diagnostic(text, &error, 0));
-            let items = recover_items(text, &mut diagnostics);
-            (File { items }, diagnostics)
+            let (items, broken) = recover_items(text, &mut diagnostics);
+            (File { items, broken }, diagnostics)
         }
     }
 }
@@ -99,10 +99,12 @@ fn check_numbers(file: &Pair<Rule>, diagnostics: &mut Diagnostics) {
 
 /// After a syntax error, parse each top-level item on its own so that later items are still
 /// checked. Items start at a line that begins with an item keyword or a doc comment. Each chunk
-/// is parsed with the text before it blanked out, so spans stay file offsets.
-fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> Vec<Item> {
+/// is parsed with the text before it blanked out, so spans stay file offsets. Items that do not
+/// parse are returned by keyword and name.
+fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> (Vec<Item>, Vec<Broken>) {
     let starts = item_starts(text);
     let mut items = Vec::new();
+    let mut broken = Vec::new();
     for (index, &start) in starts.iter().enumerate() {
         let end = starts.get(index + 1).copied().unwrap_or(text.len());
         let padded = format!("{}{}", " ".repeat(start), &text[start..end]);
@@ -114,9 +116,12 @@ fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> Vec<Item> {
                 if let (Some(item_pair), true) = (item_pair, padded[parsed_to..].trim().is_empty()) {
                     check_numbers(&item_pair, diagnostics);
                     items.push(build_item(item_pair));
+                } else {
+                    broken.extend(broken_item(&text[start..end]));
                 }
             }
             Err(error) => {
+                broken.extend(broken_item(&text[start..end]));
                 let diagnostic = syntax_diagnostic(&padded, &error, 0);
                 // The whole-file parse already reported the first error.
                 let duplicate = diagnostics.items.iter().any(|d| d.primary.span == diagnostic.primary.span);
@@ -126,7 +131,17 @@ fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> Vec<Item> {
             }
         }
     }
-    items
+    (items, broken)
+}
+
+/// The keyword and name of an item that failed to parse, read from its first words (after its
+/// doc comments): `neuron Foo {` gives ("neuron", Some("Foo")).
+fn broken_item(chunk: &str) -> Option<Broken> {
+    let code = chunk.lines().map(str::trim_start).find(|line| !line.is_empty() && !line.starts_with("//"))?;
+    let mut words = code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty());
+    let keyword = words.next()?.to_string();
+    let name = words.next().filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')).map(str::to_string);
+    Some(Broken { keyword, name })
 }
 
 fn item_starts(text: &str) -> Vec<usize> {

@@ -260,6 +260,9 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
         return lowered;
     };
     let Some(encoder) = program.encoders.get(&func.name) else {
+        if program.is_broken("encoder", &func.name) {
+            return lowered;
+        }
         let help = suggestion_help(
             &func.name,
             program.encoders.keys().map(String::as_str),
@@ -411,6 +414,12 @@ fn lower_population(program: &Program, module: &Module, population: &ast::Popula
     let shape = checked_shape(&population.shape, sink);
     let call = &population.neuron;
     let Some(neuron) = program.neurons.get(&call.name.name) else {
+        let empty = ast::Neuron { name: call.name.clone(), body: Vec::new() };
+        let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
+        let lowered = lower_neuron(&empty, &BTreeMap::new(), &population.name.name, shape, module.dt, &mut quiet, false);
+        if program.is_broken("neuron", &call.name.name) {
+            return (lowered, Vec::new());
+        }
         let help = suggestion_help(
             &call.name.name,
             program.neurons.keys().map(String::as_str),
@@ -425,9 +434,7 @@ fn lower_population(program: &Program, module: &Module, population: &ast::Popula
             )
             .with_help(help),
         );
-        let empty = ast::Neuron { name: call.name.clone(), body: Vec::new() };
-        let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
-        return (lower_neuron(&empty, &BTreeMap::new(), &population.name.name, shape, module.dt, &mut quiet, false), Vec::new());
+        return (lowered, Vec::new());
     };
     let declared = neuron_params(&neuron.def.body, "");
     let mut overrides = BTreeMap::new();

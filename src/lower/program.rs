@@ -38,9 +38,21 @@ pub struct Program {
     /// Networks and train blocks of the main file (file 0) only.
     pub networks: Vec<Def<ast::Network>>,
     pub trains: Vec<Def<ast::Train>>,
+    /// Items that failed to parse, with their file: uses of their names report nothing more.
+    pub broken: Vec<(usize, ast::Broken)>,
 }
 
 impl Program {
+    /// Whether an item of this keyword and name failed to parse (in any file).
+    pub fn is_broken(&self, keyword: &str, name: &str) -> bool {
+        self.broken.iter().any(|(_, b)| b.keyword == keyword && b.name.as_deref() == Some(name))
+    }
+
+    /// Whether the main file has an item of this keyword that failed to parse.
+    pub fn main_has_broken(&self, keyword: &str) -> bool {
+        self.broken.iter().any(|(file, b)| *file == 0 && b.keyword == keyword)
+    }
+
     pub fn file(&self, index: usize) -> Arc<SourceFile> {
         self.files[index].clone()
     }
@@ -68,6 +80,7 @@ fn load_file(
     let (file, mut parse_diagnostics) = parse(&source.text);
     parse_diagnostics.attach(&source);
     diagnostics.extend(parse_diagnostics);
+    program.broken.extend(file.broken.iter().map(|b| (file_index, b.clone())));
     let mut imports = Vec::new();
     for item in &file.items {
         match &item.kind {

@@ -69,6 +69,11 @@ pub(crate) fn lower_connect(
     };
     let target = target?;
     let pop = module.population(target);
+    // A population whose neuron is unknown (reported already) or failed to parse has no inputs
+    // to check against.
+    if !program.neurons.contains_key(&pop.neuron) {
+        return None;
+    }
     let port = match connect.target.len() {
         1 if pop.ports.len() == 1 => PortId(0),
         1 => {
@@ -247,6 +252,9 @@ pub(crate) fn lower_projection(
             }
             ConnFlag::Via(call) => {
                 let Some(def) = program.synapses.get(&call.name.name) else {
+                    if program.is_broken("synapse", &call.name.name) {
+                        continue;
+                    }
                     let help = suggestion_help(
                         &call.name.name,
                         program.synapses.keys().map(String::as_str),

@@ -49,6 +49,9 @@ pub(super) fn lower_method(
             _ => return None,
         };
         let Some(def) = program.surrogates.get(&sname.name) else {
+            if program.is_broken("surrogate", &sname.name) {
+                return None;
+            }
             let help = suggestion_help(
                 &sname.name,
                 program.surrogates.keys().map(String::as_str),

@@ -23,6 +23,10 @@ pub const OPTIMIZERS: [&str; 3] = ["adam", "adamax", "sgd"];
 pub const DATASETS: [&str; 2] = ["mnist", "yin_yang"];
 
 pub fn check_train_without_network(program: &Program, diagnostics: &mut Diagnostics) {
+    // A network that failed to parse exists: its syntax error is the one to report.
+    if program.main_has_broken("network") {
+        return;
+    }
     if let Some(train) = program.trains.first() {
         let mut sink = Sink { diagnostics, file: program.file(train.file), main: program.file(0), enabled: true };
         sink.push(
@@ -69,7 +73,11 @@ pub fn lower_train(
     diagnostics: &mut Diagnostics,
 ) -> Option<Train> {
     let def = program.trains.first()?;
-    let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: true };
+    // A population whose neuron is unknown or failed to parse (reported already) has no states,
+    // spikes or inputs to check a train block against: the block is lowered without reports, so
+    // that the error to fix is the only one printed.
+    let complete = module.populations.iter().all(|p| program.neurons.contains_key(&p.neuron));
+    let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: complete };
     for extra in &program.trains[1..] {
         sink.push(
             Diagnostic::error("snn::train::duplicate", "a file has one `train` block", extra.span.truncate(5), "second train block")
