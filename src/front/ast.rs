@@ -261,6 +261,14 @@ pub struct Port {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+pub struct Require {
+    pub condition: Expr,
+    /// The reason, from `else "..."`.
+    pub reason: Option<String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Let {
     pub name: Ident,
     pub value: Expr,
@@ -394,6 +402,8 @@ pub struct Encoder {
     pub name: Ident,
     pub params: Vec<ParamHead>,
     pub lets: Vec<Let>,
+    /// `require COND else "why"`: conditions on the arguments, checked where the encoder is used.
+    pub requires: Vec<Require>,
     pub body: EncoderBody,
     pub body_span: Span,
 }

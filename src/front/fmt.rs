@@ -214,10 +214,18 @@ impl Printer<'_> {
             }
             ItemKind::Encoder(encoder) => {
                 self.open(&format!("encoder {}({})", encoder.name, param_heads(&encoder.params)));
-                for let_ in &encoder.lets {
-                    self.begin(let_.span, &[]);
-                    self.line(&format!("let {} = {}", let_.name, expr(&let_.value)));
-                    self.end(let_.span);
+                // Lets and requirements in the order written.
+                let mut stmts: Vec<(Span, String)> =
+                    encoder.lets.iter().map(|l| (l.span, format!("let {} = {}", l.name, expr(&l.value)))).collect();
+                stmts.extend(encoder.requires.iter().map(|r| {
+                    let reason = r.reason.as_ref().map_or_else(String::new, |why| format!(" else \"{why}\""));
+                    (r.span, format!("require {}{reason}", expr(&r.condition)))
+                }));
+                stmts.sort_by_key(|(span, _)| span.start);
+                for (span, text) in stmts {
+                    self.begin(span, &[]);
+                    self.line(&text);
+                    self.end(span);
                 }
                 self.begin(encoder.body_span, &[]);
                 let body = match &encoder.body {

@@ -173,6 +173,8 @@ fn significant(pair: &Pair<Rule>) -> bool {
     !matches!(
         pair.as_rule(),
         Rule::kw_after
+            | Rule::kw_require
+            | Rule::kw_else
             | Rule::kw_at
             | Rule::kw_clamp
             | Rule::kw_compartment
@@ -534,12 +536,19 @@ fn build_encoder(pair: Pair<Rule>) -> Encoder {
     let name = ident(parts.next().expect("encoder name"));
     let params = build_param_heads(parts.next().expect("encoder parameters"));
     let mut lets = Vec::new();
+    let mut requires = Vec::new();
     let mut body = EncoderBody::Current(placeholder_expr());
     let mut body_span = Span::default();
     for part in parts {
         let span = span_of(&part);
         match part.as_rule() {
             Rule::let_stmt => lets.push(build_let(part)),
+            Rule::require_stmt => {
+                let mut inner = part.into_inner().filter(significant);
+                let condition = build_expr(inner.next().expect("requirement"));
+                let reason = inner.next().map(string_value);
+                requires.push(Require { condition, reason, span });
+            }
             Rule::spike_when => {
                 body = EncoderBody::SpikeWhen(build_expr(part.into_inner().find(significant).expect("condition")));
                 body_span = span;
@@ -555,7 +564,7 @@ fn build_encoder(pair: Pair<Rule>) -> Encoder {
             rule => unreachable!("grammar: unexpected encoder part {rule:?}"),
         }
     }
-    Encoder { name, params, lets, body, body_span }
+    Encoder { name, params, lets, requires, body, body_span }
 }
 
 fn placeholder_expr() -> Expr {

@@ -214,18 +214,25 @@ impl Exprs {
     /// The value of an expression that reads only constants, `dt` and network parameters
     /// (refractory periods, encoder settings); NaN where it reads anything else.
     pub fn eval_constant(&self, id: ExprId, dt: f64, net: &[f64]) -> f64 {
+        self.eval_with(id, &|global| match global {
+            Global::Dt => dt,
+            Global::NetParam(index) => net.get(index as usize).copied().unwrap_or(f64::NAN),
+            _ => f64::NAN,
+        })
+    }
+
+    /// Evaluates an expression with the globals' values given by `global` (NaN for one that
+    /// has none); variables and ports read NaN.
+    pub fn eval_with(&self, id: ExprId, global: &dyn Fn(Global) -> f64) -> f64 {
         match self.get(id) {
             Node::Const(value) => *value,
-            Node::Global(Global::Dt) => dt,
-            Node::Global(Global::NetParam(index)) => net.get(*index as usize).copied().unwrap_or(f64::NAN),
-            Node::Global(_) | Node::Var(_) | Node::Port(_) => f64::NAN,
-            Node::Unary(UnaryOp::Neg, a) => -self.eval_constant(*a, dt, net),
-            Node::Unary(UnaryOp::Not, a) => f64::from(u8::from(self.eval_constant(*a, dt, net) == 0.0)),
-            Node::Binary(op, a, b) => {
-                eval_binary(*op, self.eval_constant(*a, dt, net), self.eval_constant(*b, dt, net)).unwrap_or(f64::NAN)
-            }
+            Node::Global(g) => global(*g),
+            Node::Var(_) | Node::Port(_) => f64::NAN,
+            Node::Unary(UnaryOp::Neg, a) => -self.eval_with(*a, global),
+            Node::Unary(UnaryOp::Not, a) => f64::from(u8::from(self.eval_with(*a, global) == 0.0)),
+            Node::Binary(op, a, b) => eval_binary(*op, self.eval_with(*a, global), self.eval_with(*b, global)).unwrap_or(f64::NAN),
             Node::Call(func, args) => {
-                let values: Vec<f64> = args.iter().map(|a| self.eval_constant(*a, dt, net)).collect();
+                let values: Vec<f64> = args.iter().map(|a| self.eval_with(*a, global)).collect();
                 eval_func(*func, &values).unwrap_or(f64::NAN)
             }
         }

@@ -295,10 +295,79 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
         env.bind(&head.name.name, Binding::Expr(id), expected);
     }
     let mut quiet = Sink { diagnostics: sink.diagnostics, file: sink.file.clone(), main: sink.main.clone(), enabled: false };
-    let (kind, value) = lower_encoder_body(&encoder.def, &mut env, &mut lowered.exprs, &mut quiet);
-    lowered.kind = kind;
-    lowered.value = value;
+    let body = lower_encoder_body(&encoder.def, &mut env, &mut lowered.exprs, &mut quiet);
+    lowered.kind = body.kind;
+    lowered.value = body.value;
+    let failures: Vec<_> = body
+        .requires
+        .into_iter()
+        .filter_map(|(require, conjunct, id)| {
+            failed_requirement(module, &env, &mut lowered.exprs, conjunct, id, &mut quiet).map(|failure| (require, conjunct, failure))
+        })
+        .collect();
+    for (require, conjunct, failure) in failures {
+        {
+            let reason = require.reason.as_ref().map_or_else(String::new, |why| format!("{why}; "));
+            sink.push(
+                Diagnostic::error(
+                    "snn::value::requirement",
+                    format!("`{}` requires `{}`, which fails here{failure}", func.name, crate::front::fmt::expr(conjunct)),
+                    input.encoder.span,
+                    format!("breaks a requirement of `{}`", func.name),
+                )
+                .with_help(format!(
+                    "{reason}the requirement is in the definition of `{}` ({})",
+                    func.name,
+                    program.file(encoder.file).name
+                )),
+            );
+        }
+    }
     lowered
+}
+
+/// Checks one requirement of an encoder's use. Data values range over [0, 1] (both data sets
+/// are scaled so), network parameters take their initial values; the requirement fails when it
+/// is false at either end of the data range (arguments are monotone in the data in practice,
+/// so the ends are where it fails first). Returns the failure's description, None when it
+/// holds or cannot be decided (it reads the time or a random draw).
+fn failed_requirement(
+    module: &Module,
+    env: &Env,
+    exprs: &mut Exprs,
+    conjunct: &ast::Expr,
+    id: ir::ExprId,
+    sink: &mut Sink,
+) -> Option<String> {
+    let reads_data = exprs.reads_global(id, &|g| g == Global::Data);
+    let at = |exprs: &Exprs, id: ir::ExprId, data: f64| {
+        exprs.eval_with(id, &|global| match global {
+            Global::Dt => module.dt,
+            Global::Data => data,
+            Global::NetParam(index) => module.params.get(index as usize).map_or(f64::NAN, |(_, value)| *value),
+            _ => f64::NAN,
+        })
+    };
+    let data = [0.0, 1.0].into_iter().find(|&data| at(exprs, id, data) == 0.0)?;
+    let mut failure = String::new();
+    // Show the left side's value where it is a plain number: `rate * dt = 2.5`.
+    if let ast::ExprKind::Binary { op, lhs, .. } = &conjunct.kind
+        && matches!(
+            op,
+            ast::BinaryOp::Le | ast::BinaryOp::Lt | ast::BinaryOp::Ge | ast::BinaryOp::Gt | ast::BinaryOp::Eq | ast::BinaryOp::Ne
+        )
+    {
+        let mut lowerer = Lowerer { sink, exprs };
+        let (lhs_id, unit) = lowerer.lower(env, lhs);
+        let value = at(exprs, lhs_id, data);
+        if unit.is_none_or(|u| u.is_none()) && value.is_finite() {
+            failure = format!(": `{}` = {value}", crate::front::fmt::expr(lhs));
+        }
+    }
+    if reads_data {
+        failure.push_str(&format!(" for a data value of {data}"));
+    }
+    Some(failure)
 }
 
 /// Matches call arguments to declared parameters: positional first, then by name. Reports

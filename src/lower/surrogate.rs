@@ -55,14 +55,35 @@ pub(crate) fn check_encoder(encoder: &ast::Encoder, sink: &mut Sink) {
     lower_encoder_body(encoder, &mut env, &mut exprs, sink);
 }
 
+/// An encoder's body lowered: what it produces, its value, and its requirements' conditions
+/// (split at `and`, so that the one that fails can be named), in the order written.
+pub struct EncoderBody<'a> {
+    pub kind: ir::EncoderKind,
+    pub value: ExprId,
+    pub requires: Vec<(&'a ast::Require, &'a ast::Expr, ExprId)>,
+}
+
 /// Lowers an encoder's body with its parameters already bound in `env`.
-pub fn lower_encoder_body(encoder: &ast::Encoder, env: &mut Env, exprs: &mut Exprs, sink: &mut Sink) -> (ir::EncoderKind, ExprId) {
+pub fn lower_encoder_body<'a>(encoder: &'a ast::Encoder, env: &mut Env, exprs: &mut Exprs, sink: &mut Sink) -> EncoderBody<'a> {
     let mut lowerer = Lowerer { sink, exprs };
     for let_ in &encoder.lets {
         let (id, unit) = lowerer.lower(env, &let_.value);
         env.bind(&let_.name.name, Binding::Expr(id), unit.unwrap_or_else(Unit::none));
     }
-    match &encoder.body {
+    let mut requires = Vec::new();
+    for require in &encoder.requires {
+        let mut conjuncts = vec![&require.condition];
+        while let Some(index) = conjuncts.iter().position(|c| matches!(c.kind, ast::ExprKind::Binary { op: ast::BinaryOp::And, .. })) {
+            let ast::ExprKind::Binary { lhs, rhs, .. } = &conjuncts[index].kind else { unreachable!("matched above") };
+            conjuncts.splice(index..=index, [lhs.as_ref(), rhs.as_ref()]);
+        }
+        for conjunct in conjuncts {
+            let (id, unit) = lowerer.lower(env, conjunct);
+            lowerer.expect_dimensionless(&unit, conjunct.span, "a requirement");
+            requires.push((require, conjunct, id));
+        }
+    }
+    let (kind, value) = match &encoder.body {
         ast::EncoderBody::SpikeWhen(condition) => {
             let (id, unit) = lowerer.lower(env, condition);
             lowerer.expect_dimensionless(&unit, condition.span, "an encoder's spike condition");
@@ -77,5 +98,6 @@ pub fn lower_encoder_body(encoder: &ast::Encoder, env: &mut Env, exprs: &mut Exp
             let (id, _) = lowerer.lower(env, value);
             (ir::EncoderKind::Current, id)
         }
-    }
+    };
+    EncoderBody { kind, value, requires }
 }
