@@ -172,3 +172,26 @@ fn every_code_is_explained_in_docs_errors_md() {
         .collect();
     assert!(missing.is_empty(), "codes missing from docs/errors.md: {missing:?}");
 }
+
+/// A source line of 100,000 characters is cut around the labels in the rendered snippet (the
+/// label names the real column); the name in the message is elided; JSON keeps the real span.
+#[test]
+fn long_lines_and_names_are_elided_in_messages_but_not_in_json() {
+    let name = "x".repeat(100_000);
+    let text = format!(
+        "import std::neurons\nnetwork N {{\n    dt = 1 ms\n    steps = 5\n    population {name}[3] = Leakyy {}\n}}\n",
+        "// ".repeat(10)
+    );
+    let checked = check_text("long.snn", &text, None);
+    let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["snn::names::unknown_neuron"]);
+    let rendered = render_all(&checked.diagnostics, 80);
+    assert!(rendered.len() < 2_000, "rendered {} bytes", rendered.len());
+    assert!(rendered.contains("Leakyy") && rendered.contains('…'), "{rendered}");
+    let column = 4 + "population ".len() + name.len() + "[3] = ".len() + 1;
+    assert!(rendered.contains(&format!("(column {column})")), "{rendered}");
+    let json = checked.diagnostics[0].to_json();
+    let start = text.find("Leakyy").expect("the neuron's name");
+    assert_eq!(json["start"], start);
+    assert_eq!(json["column"], column);
+}

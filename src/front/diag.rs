@@ -49,6 +49,12 @@ pub struct SourceFile {
 /// Longest name or quoted text shown whole in a message.
 const SHOWN: usize = 80;
 
+/// Longest source line shown whole in a snippet; longer lines are cut around the labels.
+const LONG_LINE: usize = 120;
+
+/// Bytes kept on each side of a label's start and end in a line that is cut.
+const CONTEXT: usize = 30;
+
 /// Shortens every `quoted` part of a message longer than [`SHOWN`] characters (a 100,000-character
 /// name need not be printed whole; the span still points at all of it).
 fn elide(text: String) -> String {
@@ -108,8 +114,85 @@ impl Diagnostic {
     pub fn render(&self, width: usize) -> String {
         let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(width);
         let mut out = String::new();
-        handler.render_report(&mut out, self).expect("rendering into a String cannot fail");
+        let shown = self.with_long_lines_elided();
+        handler.render_report(&mut out, shown.as_ref().unwrap_or(self)).expect("rendering into a String cannot fail");
         out
+    }
+
+    /// For display only: when a source line is longer than [`LONG_LINE`] characters, a copy
+    /// whose source keeps of that line only the parts around the labels' ends (and its start),
+    /// with `…` for each cut, and whose spans point into the shortened text. JSON output keeps
+    /// the real spans.
+    fn with_long_lines_elided(&self) -> Option<Diagnostic> {
+        let source = self.source.as_ref()?;
+        let text = &source.text;
+        if !text.split('\n').any(|line| line.len() > LONG_LINE) {
+            return None;
+        }
+        let labels = std::iter::once(&self.primary).chain(&self.secondary);
+        let ends: Vec<usize> = labels.flat_map(|l| [l.span.start, l.span.end]).collect();
+        // Byte ranges of the text to keep, in order.
+        let mut keep: Vec<(usize, usize)> = Vec::new();
+        let mut line_start = 0;
+        for line in text.split_inclusive('\n') {
+            let line_end = line_start + line.len();
+            if line.len() <= LONG_LINE {
+                keep.push((line_start, line_end));
+            } else {
+                let floor = |at: usize| (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                let ceil = |at: usize| (at..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+                let mut windows: Vec<(usize, usize)> = vec![(line_start, ceil((line_start + CONTEXT).min(line_end)))];
+                for &at in ends.iter().filter(|&&at| at >= line_start && at <= line_end) {
+                    windows.push((floor(at.saturating_sub(CONTEXT).max(line_start)), ceil((at + CONTEXT).min(line_end))));
+                }
+                // The line's end (its newline) is kept so that lines stay lines.
+                let newline = if line.ends_with('\n') { line_end - 1 } else { line_end };
+                windows.push((newline, line_end));
+                windows.sort_unstable();
+                for (start, end) in windows {
+                    match keep.last_mut() {
+                        Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                        _ => keep.push((start, end)),
+                    }
+                }
+            }
+            line_start = line_end;
+        }
+        // Build the shortened text; a cut becomes `…`. `map` takes an offset of the real text
+        // to the shortened one (an offset inside a cut goes to the `…`).
+        const CUT: &str = "…";
+        let mut shown = String::new();
+        let mut pieces: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, position in shown)
+        let mut previous_end = 0;
+        for (start, end) in keep {
+            if start > previous_end {
+                shown.push_str(CUT);
+            }
+            pieces.push((start, end, shown.len()));
+            shown.push_str(&text[start..end]);
+            previous_end = end;
+        }
+        let map = |offset: usize| -> usize {
+            match pieces.iter().find(|(start, end, _)| offset >= *start && offset <= *end) {
+                Some((start, _, at)) => at + (offset - start),
+                None => pieces.iter().find(|(start, ..)| *start > offset).map_or(shown.len(), |(_, _, at)| at - CUT.len()),
+            }
+        };
+        // Where a cut comes before a label on its line, the column the header and the snippet
+        // suggest is not the real one: the label says it.
+        let remap = |label: &Label| {
+            let start = map(label.span.start);
+            let line_start = text[..label.span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+            let moved = map(line_start) + (label.span.start - line_start) != start;
+            let column = text[line_start..label.span.start.min(text.len())].chars().count() + 1;
+            let text = if moved { format!("{} (column {column})", label.text) } else { label.text.clone() };
+            Label { span: Span::new(start, map(label.span.end)), text }
+        };
+        let mut copy = self.clone();
+        copy.primary = remap(&self.primary);
+        copy.secondary = self.secondary.iter().map(remap).collect();
+        copy.source = Some(Arc::new(SourceFile { name: source.name.clone(), text: shown }));
+        Some(copy)
     }
 
     /// 1-based line and column of a byte offset in this diagnostic's source.
