@@ -30,8 +30,9 @@ impl Observer<f64> for Collect {
         self.records.variables.push_str(&records.variables);
     }
 
-    fn epoch(&mut self, metrics: &EpochMetrics, _snapshot: &snnc::train::Snapshot<f64>) {
+    fn epoch(&mut self, metrics: &EpochMetrics, _snapshot: &snnc::train::Snapshot<f64>) -> Result<(), String> {
         self.epochs.push(metrics.clone());
+        Ok(())
     }
 }
 
@@ -247,10 +248,11 @@ struct KeepSnapshot {
 }
 
 impl Observer<f32> for KeepSnapshot {
-    fn epoch(&mut self, metrics: &EpochMetrics, snapshot: &snnc::train::Snapshot<f32>) {
+    fn epoch(&mut self, metrics: &EpochMetrics, snapshot: &snnc::train::Snapshot<f32>) -> Result<(), String> {
         if metrics.epoch == self.after {
             self.kept = Some(snapshot.clone());
         }
+        Ok(())
     }
 }
 

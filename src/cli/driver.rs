@@ -157,15 +157,59 @@ pub fn load_data(train: &crate::ir::train::Train, data_dir: Option<&Path>) -> Re
     }
 }
 
-/// Writes `text` through a temporary file and a rename: a reader never sees half a file, and
-/// a failed write leaves the previous file intact.
+/// Writes `bytes` through a temporary file, flushed to disk, and a rename: a reader never sees
+/// half a file, and a failed write (a full disk, a kill) leaves the previous file intact and no
+/// temporary file behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&temp, bytes)?;
-    std::fs::rename(&temp, path)
+    let written = std::fs::File::create(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&temp, path)) {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            std::fs::remove_file(&temp).ok();
+            Err(error)
+        }
+    }
+}
+
+/// A failed write of a run's output as a coded message: `snn::io::disk_full` when the disk (or
+/// a quota, or a file size limit) is full, `snn::io::out_not_writable` when the folder cannot
+/// be written, `snn::io::write_failed` otherwise. Says that what was written before is intact.
+pub fn write_failure(path: &Path, error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    // ENOSPC 28, EFBIG 27, EDQUOT 122 (Linux numbers; the kinds cover the other systems).
+    let full = matches!(error.kind(), ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded)
+        || matches!(error.raw_os_error(), Some(27 | 28 | 122));
+    let not_writable = matches!(
+        error.kind(),
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem | ErrorKind::NotADirectory | ErrorKind::NotFound
+    );
+    let (code, what, help) = if full {
+        ("snn::io::disk_full", "no space left", "free space on the disk, or give a folder on another disk with --out")
+    } else if not_writable {
+        ("snn::io::out_not_writable", "the folder cannot be written", "give a folder you can write with --out")
+    } else {
+        ("snn::io::write_failed", "the write failed", "check the disk, or give another folder with --out")
+    };
+    format!(
+        "{code}: cannot write {} ({what}: {error}); files written before are intact\n  help: {help}; `snnc run --resume DIR` continues from the last checkpoint",
+        path.display()
+    )
+}
+
+/// Checks before a run starts that its output folder can be created and written (a file is
+/// written and removed there), so that a run does not train for hours and then fail to save.
+pub fn check_out_dir(out: &Path) -> Result<(), String> {
+    let probe = out.join(".snnc-write-test");
+    write_atomically(&probe, b"snnc").map_err(|error| write_failure(out, &error))?;
+    std::fs::remove_file(&probe).map_err(|error| write_failure(out, &error))
 }
 
 /// One tensor of a checkpoint: its name, shape and little-endian bytes.
@@ -207,7 +251,7 @@ fn write_tensors<F: Real>(path: &Path, tensors: &[Tensor], metadata: std::collec
         })
         .collect::<Result<_, String>>()?;
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
-    write_atomically(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write_atomically(path, &bytes).map_err(|error| write_failure(path, &error))
 }
 
 /// Saves weights and learnable neuron parameters as safetensors in the run's precision, with

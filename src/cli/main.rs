@@ -312,21 +312,24 @@ impl<F: Real> Observer<F> for Console<'_> {
         if let Some((spikes, variables)) = &mut self.records {
             let written = spikes.write_all(records.spikes.as_bytes()).and_then(|()| variables.write_all(records.variables.as_bytes()));
             if let Err(error) = written {
-                self.failure.get_or_insert(format!("cannot write records: {error}"));
+                let path = self.out.join(self.module.train.as_ref().and_then(|t| t.record_to.clone()).unwrap_or_default());
+                self.failure.get_or_insert(snnc::cli::driver::write_failure(&path, &error));
             }
         }
     }
 
-    fn epoch(&mut self, metrics: &snnc::train::EpochMetrics, snapshot: &snnc::train::Snapshot<F>) {
+    fn epoch(&mut self, metrics: &snnc::train::EpochMetrics, snapshot: &snnc::train::Snapshot<F>) -> Result<(), String> {
         self.bar.finish_and_clear();
         print_epoch(metrics, &mut self.header_printed);
         self.history.push(metrics.clone());
         // After every epoch, so that a run stopped later keeps what it learned; each write
-        // replaces the previous file atomically.
-        let written = write_metrics(self.out, &self.history)
-            .and_then(|()| snnc::cli::driver::save_snapshot(&self.out.join("checkpoint.safetensors"), self.module, snapshot, &self.model));
-        if let Err(error) = written {
-            self.failure.get_or_insert(error);
+        // replaces the previous file atomically, the checkpoint first, so that metrics never
+        // run ahead of it. A failed write stops the run.
+        snnc::cli::driver::save_snapshot(&self.out.join("checkpoint.safetensors"), self.module, snapshot, &self.model)?;
+        write_metrics(self.out, &self.history)?;
+        match self.failure.take() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
         }
     }
 }
@@ -379,11 +382,11 @@ fn open_records(out: &std::path::Path, module: &snnc::ir::Module) -> Result<Opti
     let spikes_path = out.join(&name);
     let stem = spikes_path.file_stem().map_or_else(|| "records".to_string(), |s| s.to_string_lossy().into_owned());
     let variables_path = out.join(format!("{stem}.variables.csv"));
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let (spike_header, variable_header) = snnc::train::hooks::record_headers(module, &train.records);
     let open = |path: &std::path::Path, header: &str| -> Result<std::fs::File, String> {
-        let mut file = std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        file.write_all(header.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let failed = |error: std::io::Error| snnc::cli::driver::write_failure(path, &error);
+        let mut file = std::fs::File::create(path).map_err(failed)?;
+        file.write_all(header.as_bytes()).map_err(failed)?;
         Ok(file)
     };
     Ok(Some((open(&spikes_path, &spike_header)?, open(&variables_path, &variable_header)?)))
@@ -395,6 +398,7 @@ fn run<F: Real>(file: &std::path::Path, options: &RunOptions) -> Result<(), Stri
     let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
     let stem = file.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
     let out = options.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&stem));
+    snnc::cli::driver::check_out_dir(&out)?;
     let config = snnc::train::RunConfig {
         epochs: options.epochs,
         limit_train: options.limit_train,
@@ -480,7 +484,7 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -
     let json = serde_json::to_string_pretty(history).map_err(|e| e.to_string())?;
     for (name, bytes) in [("metrics.csv", csv.into_bytes()), ("metrics.json", json.into_bytes())] {
         snnc::cli::driver::write_atomically(&out.join(name), &bytes)
-            .map_err(|e| format!("cannot write {}: {e}", out.join(name).display()))?;
+            .map_err(|error| snnc::cli::driver::write_failure(&out.join(name), &error))?;
     }
     Ok(())
 }
@@ -641,9 +645,9 @@ fn fmt(files: &[PathBuf], check_only: bool, stdout: bool) -> ExitCode {
                 status = ExitCode::FAILURE;
             }
         } else if formatted != text
-            && let Err(error) = snnc::front::fmt::write_atomically(file, &formatted)
+            && let Err(error) = snnc::cli::driver::write_atomically(file, formatted.as_bytes())
         {
-            eprintln!("error: cannot write {}: {error}", file.display());
+            eprintln!("error: {}", snnc::cli::driver::write_failure(file, &error));
             status = ExitCode::FAILURE;
         }
     }

@@ -7,7 +7,6 @@
 //! they ended. `parse(fmt(x))` equals `parse(x)` up to spans, and `fmt` is idempotent.
 
 use std::fmt::Write;
-use std::path::Path;
 
 use crate::front::ast::*;
 use crate::front::diag::Diagnostics;
@@ -22,16 +21,6 @@ pub fn format_source(text: &str) -> Result<String, Diagnostics> {
         Printer { out: String::new(), source: text, comments: collect_comments(text), next_comment: 0, indent: 0, last_end: 0 };
     printer.file(&file);
     Ok(printer.out)
-}
-
-/// Writes through a temporary file and a rename, so an interrupted write never leaves a
-/// half-written model behind.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-    let temp = dir.join(format!(".{name}.snnc-tmp"));
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, path)
 }
 
 struct Comment {

@@ -31,6 +31,9 @@ pub enum RunError {
         epoch: usize,
         batch: usize,
     },
+    /// The observer could not keep what the run produced (a checkpoint write failed): the run
+    /// stops rather than train on without saving.
+    Output(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -43,6 +46,7 @@ impl std::fmt::Display for RunError {
             RunError::Engine(error) => write!(f, "{error}"),
             RunError::Loss(error) => write!(f, "{error}"),
             RunError::NonFinite { what, epoch, batch } => write!(f, "{what} became NaN or infinite in epoch {epoch}, batch {batch}"),
+            RunError::Output(message) => write!(f, "{message}"),
         }
     }
 }

@@ -63,8 +63,11 @@ pub trait Observer<F> {
     fn batch(&mut self, _done: usize, _total: usize, _running_loss: f64) {}
     /// Records of the samples just trained, in sample order.
     fn records(&mut self, _records: &RecordText) {}
-    /// After every epoch, with what a run needs to continue from its end.
-    fn epoch(&mut self, _metrics: &EpochMetrics, _snapshot: &Snapshot<F>) {}
+    /// After every epoch, with what a run needs to continue from its end. An error (the
+    /// checkpoint could not be written) stops the run with [`RunError::Output`].
+    fn epoch(&mut self, _metrics: &EpochMetrics, _snapshot: &Snapshot<F>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An observer that ignores everything.
@@ -180,7 +183,7 @@ pub fn train_module<F: Real>(
                 train_samples_per_second: n_train as f64 / train_seconds.max(1e-9),
             };
             let snapshot = Snapshot { params: params.clone(), method: method.state(), epochs_done: global_epoch + 1, net: net.clone() };
-            observer.epoch(&epoch_metrics, &snapshot);
+            observer.epoch(&epoch_metrics, &snapshot).map_err(RunError::Output)?;
             history.push(epoch_metrics);
             global_epoch += 1;
         }
