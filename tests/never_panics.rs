@@ -200,3 +200,56 @@ fn deep_nesting_is_a_diagnostic_not_a_crash() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Numbers at the edges of what a user might type, put in place of a number of a shipped model.
+const EXTREMES: [&str; 16] = [
+    "0",
+    "0.0",
+    "-1",
+    "1e308",
+    "1e309",
+    "1e-320",
+    "1e-400",
+    "4294967296",
+    "18446744073709551616",
+    "99999999999999999999999",
+    "0.5",
+    "1e-12",
+    "2147483648",
+    "1000000000",
+    "3.5",
+    "-0",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any number of a shipped model replaced by an extreme: `check` gives coded diagnostics or
+    /// a module that passes the IR validator, never a panic.
+    #[test]
+    fn numeric_extremes_are_diagnostics_or_valid_modules(file in any::<prop::sample::Index>(), which in any::<prop::sample::Index>(), extreme in 0..EXTREMES.len()) {
+        let texts = shipped_texts();
+        let text = &texts[file.index(texts.len())];
+        // Number literals: digits not preceded by a name character.
+        let bytes = text.as_bytes();
+        let starts: Vec<usize> = (0..bytes.len())
+            .filter(|&i| bytes[i].is_ascii_digit() && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'.')))
+            .collect();
+        prop_assume!(!starts.is_empty());
+        let start = starts[which.index(starts.len())];
+        let end = (start..bytes.len()).find(|&i| !(bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.' || bytes[i] == b'_')).unwrap_or(bytes.len());
+        // Keep an exponent's sign with its number (`1e-3`).
+        let end = if end < bytes.len() && matches!(bytes[end], b'-' | b'+') && bytes[end - 1].eq_ignore_ascii_case(&b'e') {
+            (end + 1..bytes.len()).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(bytes.len())
+        } else {
+            end
+        };
+        let mutated = format!("{}{}{}", &text[..start], EXTREMES[extreme], &text[end..]);
+        let checked = snnc::cli::driver::check_text("extreme.snn", &mutated, Some(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))));
+        for diagnostic in &checked.diagnostics {
+            prop_assert!(diagnostic.code.starts_with("snn::"));
+            let _ = diagnostic.render(80);
+        }
+        prop_assert!(!checked.diagnostics.iter().any(|d| d.code.starts_with("snn::internal::")), "an internal error on {}", EXTREMES[extreme]);
+    }
+}
