@@ -16,7 +16,8 @@ pub struct Params<F> {
     /// Row-major, laid out as [`ir::Projection::weight_shape`].
     pub weights: Vec<Vec<F>>,
     /// For each population and variable: per-neuron values of parameters that are variables
-    /// (trainable or per-neuron); empty for states.
+    /// (trainable or per-neuron) and of persistent states (carried from sample to sample);
+    /// empty for other states.
     pub neuron_params: Vec<Vec<Vec<F>>>,
 }
 
@@ -114,6 +115,12 @@ pub fn init_params<F: Real>(module: &Module, seed: u64) -> Params<F> {
                         let n = if *per_neuron { pop.size() } else { 1 };
                         let stream = 1_000_000 + (p as u64) * 1000 + v as u64;
                         (0..n).map(|k| F::of(draw(value, seed, stream, k as u64, 1, 1))).collect()
+                    }
+                    // Persistent states are carried with the parameters (and saved in checkpoints),
+                    // drawn from their initial value once.
+                    VarKind::State { init, persistent: true, .. } => {
+                        let stream = 3_000_000 + (p as u64) * 1000 + v as u64;
+                        (0..pop.size()).map(|k| F::of(draw(init, seed, stream, k as u64, 1, 1))).collect()
                     }
                     VarKind::State { .. } => Vec::new(),
                 })
@@ -334,7 +341,13 @@ pub fn initial_values<F: Real>(
                 let values = &params.neuron_params[p][v];
                 (0..batch * n).map(|k| if values.len() == 1 { values[0] } else { values[k % n] }).collect()
             }
-            VarKind::State { init } => (0..batch * n)
+            // A persistent state starts where the previous sample left it: its values are kept
+            // with the parameters.
+            VarKind::State { persistent: true, .. } if params.neuron_params[p][v].len() == n => {
+                let values = &params.neuron_params[p][v];
+                (0..batch * n).map(|k| values[k % n]).collect()
+            }
+            VarKind::State { init, .. } => (0..batch * n)
                 .map(|k| {
                     let stream = 2_000_000 + samples[k / n].id * 64 + v as u64;
                     F::of(draw(init, seed ^ 0xA5A5, stream, ((p as u64) << 32) | (k % n) as u64, 1, 1))

@@ -249,6 +249,10 @@ pub struct State {
     pub name: Ident,
     pub unit: Option<UnitExpr>,
     pub init: Option<Expr>,
+    /// `persistent`: carried from one sample to the next instead of restarting.
+    pub persistent: bool,
+    /// `frozen in eval`: held at its value while the model is evaluated.
+    pub frozen_in_eval: bool,
     pub span: Span,
 }
 

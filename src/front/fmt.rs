@@ -299,6 +299,12 @@ impl Printer<'_> {
                 if let Some(init) = &state.init {
                     let _ = write!(text, " = {}", expr(init));
                 }
+                if state.persistent {
+                    text.push_str(" persistent");
+                }
+                if state.frozen_in_eval {
+                    text.push_str(" frozen in eval");
+                }
                 self.line(&text);
                 self.end(state.span);
             }

@@ -390,11 +390,15 @@ fn build_state(pair: Pair<Rule>) -> State {
     let mut parts = pair.into_inner().filter(significant).peekable();
     let docs = docs(&mut parts);
     let name = ident(parts.next().expect("state name"));
-    let mut state = State { docs, name, unit: None, init: None, span };
+    let mut state = State { docs, name, unit: None, init: None, persistent: false, frozen_in_eval: false, span };
     for part in parts {
         match part.as_rule() {
             Rule::unit_expr => state.unit = Some(build_unit(part)),
             Rule::expr => state.init = Some(build_expr(part)),
+            Rule::state_flag => match part.into_inner().next().map(|flag| flag.as_rule()) {
+                Some(Rule::persistent) => state.persistent = true,
+                _ => state.frozen_in_eval = true,
+            },
             rule => unreachable!("grammar: unexpected state part {rule:?}"),
         }
     }

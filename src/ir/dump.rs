@@ -51,8 +51,14 @@ impl fmt::Display for Module {
             let _ = writeln!(out, "  pop{index} {} {} = {}", pop.name, shape_text(&pop.shape), pop.neuron);
             for var in &pop.vars {
                 match &var.kind {
-                    VarKind::State { init } => {
-                        let _ = writeln!(out, "    state {} = {init}", var.name);
+                    VarKind::State { init, persistent, frozen_in_eval } => {
+                        let flags = match (persistent, frozen_in_eval) {
+                            (true, true) => " persistent frozen in eval",
+                            (true, false) => " persistent",
+                            (false, true) => " frozen in eval",
+                            (false, false) => "",
+                        };
+                        let _ = writeln!(out, "    state {} = {init}{flags}", var.name);
                     }
                     VarKind::Param { value, trainable, per_neuron } => {
                         let mut flags = String::new();
@@ -111,6 +117,8 @@ impl fmt::Display for Module {
             let mut flags = String::new();
             if proj.trainable {
                 flags.push_str(" trainable");
+            } else if proj.synapse.is_some() {
+                flags.push_str(" plastic");
             } else {
                 flags.push_str(" fixed");
             }

@@ -436,7 +436,10 @@ impl fmt::Display for Init {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum VarKind {
-    State { init: Init },
+    /// A state: restarts at `init` for every sample unless `persistent` (then it is carried
+    /// from one sample to the next, its values kept with the parameters); held at its value
+    /// during evaluation when `frozen_in_eval`.
+    State { init: Init, persistent: bool, frozen_in_eval: bool },
     Param { value: Init, trainable: bool, per_neuron: bool },
 }
 
@@ -624,6 +627,44 @@ impl Module {
     /// Population `pop`'s refractory period in whole steps for the network parameters `net`.
     pub fn refractory_steps(&self, pop: &Population, net: &[f64]) -> u32 {
         pop.refractory.map_or(0, |id| (pop.exprs.eval_constant(id, self.dt, net) / self.dt).round().max(0.0) as u32)
+    }
+
+    /// The module as it runs during evaluation: states marked `frozen in eval` are held at
+    /// their values (every update of them, continuous or on an event, is dropped).
+    pub fn for_evaluation(&self) -> Module {
+        let mut module = self.clone();
+        for pop in &mut module.populations {
+            let frozen: Vec<VarId> = pop
+                .vars
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| matches!(v.kind, VarKind::State { frozen_in_eval: true, .. }))
+                .map(|(i, _)| VarId(i as u32))
+                .collect();
+            if frozen.is_empty() {
+                continue;
+            }
+            let kept = |update: &Update| !frozen.contains(&update.var);
+            pop.dynamics.retain(|(update, _)| kept(update));
+            pop.updates.retain(kept);
+            pop.on_spike.retain(kept);
+            pop.after_spike.retain(kept);
+            for jump in &mut pop.input_jumps {
+                jump.updates.retain(kept);
+            }
+        }
+        module
+    }
+
+    /// Whether any state is marked `frozen in eval`.
+    pub fn has_frozen_states(&self) -> bool {
+        self.populations.iter().flat_map(|p| &p.vars).any(|v| matches!(v.kind, VarKind::State { frozen_in_eval: true, .. }))
+    }
+
+    /// Whether any state is `persistent`: samples then run one after another, each starting
+    /// where the previous one ended.
+    pub fn has_persistent_states(&self) -> bool {
+        self.populations.iter().flat_map(|p| &p.vars).any(|v| matches!(v.kind, VarKind::State { persistent: true, .. }))
     }
 
     /// The network parameters' values as the module states them.

@@ -237,7 +237,8 @@ pub fn lower_neuron(
             }
             None => Init::Const(0.0),
         };
-        pop.vars.push(Var { name: qualified.clone(), kind: VarKind::State { init } });
+        let kind = VarKind::State { init, persistent: state.persistent, frozen_in_eval: state.frozen_in_eval };
+        pop.vars.push(Var { name: qualified.clone(), kind });
         env.bind(qualified, Binding::Var(VarId(pop.vars.len() as u32 - 1)), unit);
     }
     for (qualified, port) in &decls.ports {

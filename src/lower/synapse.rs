@@ -59,9 +59,22 @@ pub fn lower_synapse(
                 env.bind(&param.name.name, binding, unit);
             }
             SynapseStmt::State(state) => {
+                if state.name.name == "w"
+                    && let Some(init) = &state.init
+                {
+                    sink.push(
+                        Diagnostic::warning(
+                            "snn::lint::weight_init_ignored",
+                            "the weight `w` starts at the connection's weights; this initial value is not used",
+                            init.span,
+                            "not used",
+                        )
+                        .with_help("write `state w` and give the initial weights with the connection's `init`"),
+                    );
+                }
                 let unit = declared_unit(&state.unit);
                 let init = state.init.as_ref().map_or(Init::Const(0.0), |e| lower_init(e, &init_env, sink).0);
-                model.vars.push(Var { name: state.name.name.clone(), kind: VarKind::State { init } });
+                model.vars.push(Var { name: state.name.name.clone(), kind: VarKind::State { init, persistent: false, frozen_in_eval: false } });
                 env.bind(&state.name.name, Binding::Var(VarId(model.vars.len() as u32 - 1)), unit.clone());
                 state_units.insert(state.name.name.clone(), unit);
             }
@@ -81,13 +94,37 @@ pub fn lower_synapse(
                 let mut lowerer = Lowerer { sink, exprs: &mut exprs };
                 let (id, unit) = lowerer.lower(&env, value);
                 lowerer.expect_unit(&unit, &Unit::time_ms(), value.span, "snn::units::mismatch", "a trace time constant");
-                let tau = exprs.constant(id).unwrap_or(0.0);
+                let tau = exprs.constant(id).unwrap_or(f64::NAN);
+                if !(tau > 0.0 && tau.is_finite()) {
+                    sink.push(
+                        Diagnostic::error(
+                            "snn::synapse::trace_tau",
+                            format!("trace `{}` needs a constant time constant above zero", name.name),
+                            value.span,
+                            "no decay",
+                        )
+                        .with_help("a trace decays between spikes: write `trace pre: tau = 20 ms`"),
+                    );
+                }
                 model.traces.push((name.name.clone(), tau));
                 trace_names.push(name.name.clone());
             }
             SynapseStmt::Delivers { delivery, .. } => model.conductance = *delivery == ast::Delivery::Conductance,
             SynapseStmt::On(_) => {}
         }
+    }
+    // The weight: the connection's weights are the synapse's state `w` (initial values from the
+    // connection's `init`; bounds are what its rule says, e.g. `clip(w, 0, w_max)`).
+    if !model.vars.iter().any(|v| v.name == "w") {
+        sink.push(
+            Diagnostic::error(
+                "snn::synapse::no_weight",
+                format!("synapse `{}` has no weight: declare `state w`", synapse.name.name),
+                synapse.name.span,
+                "no `w`",
+            )
+            .with_help("a synapse's weight is its state `w`; the connection's `init` gives its initial values"),
+        );
     }
     for (index, name) in trace_names.iter().enumerate() {
         let id = VarId((model.vars.len() + index) as u32);

@@ -105,6 +105,9 @@ pub(super) fn lower_method(
     if matches!(name.name.as_str(), "bptt" | "fptt") {
         check_no_plasticity(program, module, source_map, name, sink);
     }
+    if matches!(name.name.as_str(), "bptt" | "fptt" | "eventprop") {
+        check_no_persistent_state(program, module, source_map, name, sink);
+    }
     let method = match name.name.as_str() {
         "bptt" => Method::Bptt { surrogate: surrogate(sink)? },
         "fptt" => Method::Fptt {
@@ -161,6 +164,35 @@ pub(super) fn check_no_plasticity(
             "plastic connection",
         )
         .with_help(format!("drop `via {}` to train this connection by gradient, or use `method = stdp`", synapse.name));
+        diagnostic.source = Some(program.file(program.networks[0].file));
+        sink.diagnostics.push(diagnostic);
+    }
+}
+
+/// Gradient methods restart every state for each sample and differentiate through one
+/// sample: a state carried from sample to sample (`persistent`) has no gradient there, so it
+/// is an error at the population.
+fn check_no_persistent_state(program: &Program, module: &Module, source_map: &crate::lower::SourceMap, method: &ast::Ident, sink: &mut Sink) {
+    for (index, pop) in module.populations.iter().enumerate() {
+        let persistent: Vec<&str> = pop
+            .vars
+            .iter()
+            .filter(|v| matches!(v.kind, crate::ir::VarKind::State { persistent: true, .. }))
+            .map(|v| v.name.as_str())
+            .collect();
+        let (Some(first), Some(span)) = (persistent.first(), source_map.populations.get(index)) else { continue };
+        let mut diagnostic = Diagnostic::error(
+            "snn::method::persistent_under_gradient",
+            format!("`{}` restarts every state for each sample, but `{}.{first}` ({}) is persistent", method.name, pop.name, pop.neuron),
+            *span,
+            "persistent state",
+        )
+        .with_help(format!(
+            "persistent state is learned by `method = stdp`; for `{}`, drop `persistent` from {} in `{}`",
+            method.name,
+            persistent.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "),
+            pop.neuron
+        ));
         diagnostic.source = Some(program.file(program.networks[0].file));
         sink.diagnostics.push(diagnostic);
     }
