@@ -439,8 +439,16 @@ pub enum VarKind {
     /// A state: restarts at `init` for every sample unless `persistent` (then it is carried
     /// from one sample to the next, its values kept with the parameters); held at its value
     /// during evaluation when `frozen_in_eval`.
-    State { init: Init, persistent: bool, frozen_in_eval: bool },
-    Param { value: Init, trainable: bool, per_neuron: bool },
+    State {
+        init: Init,
+        persistent: bool,
+        frozen_in_eval: bool,
+    },
+    Param {
+        value: Init,
+        trainable: bool,
+        per_neuron: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

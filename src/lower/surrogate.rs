@@ -70,19 +70,6 @@ pub fn lower_encoder_body<'a>(encoder: &'a ast::Encoder, env: &mut Env, exprs: &
         let (id, unit) = lowerer.lower(env, &let_.value);
         env.bind(&let_.name.name, Binding::Expr(id), unit.unwrap_or_else(Unit::none));
     }
-    let mut requires = Vec::new();
-    for require in &encoder.requires {
-        let mut conjuncts = vec![&require.condition];
-        while let Some(index) = conjuncts.iter().position(|c| matches!(c.kind, ast::ExprKind::Binary { op: ast::BinaryOp::And, .. })) {
-            let ast::ExprKind::Binary { lhs, rhs, .. } = &conjuncts[index].kind else { unreachable!("matched above") };
-            conjuncts.splice(index..=index, [lhs.as_ref(), rhs.as_ref()]);
-        }
-        for conjunct in conjuncts {
-            let (id, unit) = lowerer.lower(env, conjunct);
-            lowerer.expect_dimensionless(&unit, conjunct.span, "a requirement");
-            requires.push((require, conjunct, id));
-        }
-    }
     let (kind, value) = match &encoder.body {
         ast::EncoderBody::SpikeWhen(condition) => {
             let (id, unit) = lowerer.lower(env, condition);
@@ -99,5 +86,20 @@ pub fn lower_encoder_body<'a>(encoder: &'a ast::Encoder, env: &mut Env, exprs: &
             (ir::EncoderKind::Current, id)
         }
     };
+    // After the body, so that the body's nodes (and so its random streams, keyed by node) do not
+    // depend on the requirements.
+    let mut requires = Vec::new();
+    for require in &encoder.requires {
+        let mut conjuncts = vec![&require.condition];
+        while let Some(index) = conjuncts.iter().position(|c| matches!(c.kind, ast::ExprKind::Binary { op: ast::BinaryOp::And, .. })) {
+            let ast::ExprKind::Binary { lhs, rhs, .. } = &conjuncts[index].kind else { unreachable!("matched above") };
+            conjuncts.splice(index..=index, [lhs.as_ref(), rhs.as_ref()]);
+        }
+        for conjunct in conjuncts {
+            let (id, unit) = lowerer.lower(env, conjunct);
+            lowerer.expect_dimensionless(&unit, conjunct.span, "a requirement");
+            requires.push((require, conjunct, id));
+        }
+    }
     EncoderBody { kind, value, requires }
 }

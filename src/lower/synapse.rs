@@ -74,7 +74,9 @@ pub fn lower_synapse(
                 }
                 let unit = declared_unit(&state.unit);
                 let init = state.init.as_ref().map_or(Init::Const(0.0), |e| lower_init(e, &init_env, sink).0);
-                model.vars.push(Var { name: state.name.name.clone(), kind: VarKind::State { init, persistent: false, frozen_in_eval: false } });
+                model
+                    .vars
+                    .push(Var { name: state.name.name.clone(), kind: VarKind::State { init, persistent: false, frozen_in_eval: false } });
                 env.bind(&state.name.name, Binding::Var(VarId(model.vars.len() as u32 - 1)), unit.clone());
                 state_units.insert(state.name.name.clone(), unit);
             }

@@ -31,6 +31,8 @@ pub enum RunError {
         epoch: usize,
         batch: usize,
     },
+    /// A plastic synapse cannot run.
+    Plasticity(crate::exec::plasticity::PlasticityError),
     /// The observer could not keep what the run produced (a checkpoint write failed): the run
     /// stops rather than train on without saving.
     Output(String),
@@ -47,6 +49,7 @@ impl std::fmt::Display for RunError {
             RunError::Loss(error) => write!(f, "{error}"),
             RunError::NonFinite { what, epoch, batch } => write!(f, "{what} became NaN or infinite in epoch {epoch}, batch {batch}"),
             RunError::Output(message) => write!(f, "{message}"),
+            RunError::Plasticity(error) => write!(f, "{error}"),
         }
     }
 }
@@ -168,12 +171,28 @@ pub trait LearningMethod<F: Real>: Send {
         batch: &[Example],
         lr: f64,
     ) -> Result<BatchOutcome, RunError>;
+
+    /// Evaluation as the method defines it, where it is not the generic pass (the test split
+    /// forward, `predict` read per sample): STDP's labelling pass then vote. `n_label` training
+    /// samples may be used to label, `n_test` test samples are scored. None: the generic pass.
+    fn evaluate(
+        &mut self,
+        _session: &Session<F>,
+        _params: &Params<F>,
+        _net: &[f64],
+        _data: &crate::data::Dataset,
+        _n_label: usize,
+        _n_test: usize,
+    ) -> Option<Result<crate::train::metrics::Evaluation, RunError>> {
+        None
+    }
 }
 
 /// The method a train block names, through the seam.
 pub fn method_for<F: Real>(method: &Method) -> Result<Box<dyn LearningMethod<F>>, RunError> {
     match method {
         Method::Bptt { .. } => Ok(Box::new(crate::train::bptt::Bptt::default())),
-        Method::EventProp | Method::Fptt { .. } | Method::Stdp => Err(RunError::MethodNotBuilt { method: method.name() }),
+        Method::Stdp => Ok(Box::new(crate::train::stdp::Stdp::default())),
+        Method::EventProp | Method::Fptt { .. } => Err(RunError::MethodNotBuilt { method: method.name() }),
     }
 }

@@ -10,6 +10,7 @@ pub mod method;
 pub mod metrics;
 pub mod optim;
 pub mod run;
+pub mod stdp;
 
 pub use method::RunError;
 pub use run::{EpochMetrics, Observer, Quiet, RunConfig, Snapshot, evaluate_module, train_module};

@@ -164,8 +164,10 @@ pub fn train_module<F: Real>(
             let train_seconds = started.elapsed().as_secs_f64();
             let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
             let ctx = Ctx { module, seed, net: &net_f };
-            let Evaluation { accuracy, spikes_per_neuron } =
-                metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?;
+            let Evaluation { accuracy, spikes_per_neuron } = match method.evaluate(&session, &params, &net, data, n_train, n_test) {
+                Some(evaluation) => evaluation?,
+                None => metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?,
+            };
             let (synaptic_ops, snn_flops, ann_flops) =
                 metrics::operation_counts(engine.as_ref(), &ctx, &params, &data.test, n_test.min(256));
             let epoch_metrics = EpochMetrics {
@@ -195,9 +197,16 @@ pub fn train_module<F: Real>(
 pub fn evaluate_module<F: Real>(module: &Valid, data: &Dataset, params: &Params<F>, config: &RunConfig) -> Result<Evaluation, RunError> {
     let train = module.train.as_ref().ok_or(RunError::NoTrainBlock)?;
     let engine = engine::build::<F>(config.engine, module)?;
+    let n_train = config.limit_train.map_or(data.train.len(), |l| l.min(data.train.len()));
     let n_test = config.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
     let net = module.net_values();
+    let seed = run_seed(module, config);
+    let mut method = method_for::<F>(&train.method)?;
+    let session = Session { module, train, phase: &train.phases[0], engine: engine.as_ref(), seed, recording: false };
+    if let Some(evaluation) = method.evaluate(&session, params, &net, data, n_train, n_test) {
+        return evaluation;
+    }
     let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
-    let ctx = Ctx { module, seed: run_seed(module, config), net: &net_f };
+    let ctx = Ctx { module, seed, net: &net_f };
     Ok(metrics::evaluate(engine.as_ref(), &ctx, train, params, &data.test, n_test, &net)?)
 }

@@ -172,7 +172,13 @@ pub(super) fn check_no_plasticity(
 /// Gradient methods restart every state for each sample and differentiate through one
 /// sample: a state carried from sample to sample (`persistent`) has no gradient there, so it
 /// is an error at the population.
-fn check_no_persistent_state(program: &Program, module: &Module, source_map: &crate::lower::SourceMap, method: &ast::Ident, sink: &mut Sink) {
+fn check_no_persistent_state(
+    program: &Program,
+    module: &Module,
+    source_map: &crate::lower::SourceMap,
+    method: &ast::Ident,
+    sink: &mut Sink,
+) {
     for (index, pop) in module.populations.iter().enumerate() {
         let persistent: Vec<&str> = pop
             .vars
