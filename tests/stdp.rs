@@ -1,0 +1,201 @@
+//! STDP: the plasticity kernel against hand-computed trace sequences (Diehl & Cook's triplet
+//! rule and the power-law rule, both from stdlib), persistent states carried from sample to
+//! sample and held in evaluation, the retry loop, labelling and voting on constructed
+//! responses, and a 100-neuron Diehl & Cook network that learns MNIST above chance.
+
+mod common;
+
+use snnc::exec::engine::{Ctx, EngineKind, ParamsAccess, Shard};
+use snnc::exec::plasticity::{Plasticity, Side};
+use snnc::exec::state::{SampleRef, init_params};
+use snnc::ir::validate::Valid;
+use snnc::train::method::{Example, LearningMethod, Session, method_for};
+use snnc::train::stdp::{ResponseTable, carry_persistent_states, vote};
+
+/// A Yin-Yang network (5 inputs) with one plastic projection through `synapse`.
+fn network(synapse: &str, extra_train: &str) -> Valid {
+    let text = format!(
+        "import std::neurons\nimport std::encoders\nimport std::synapses\n\
+         network Net {{\n    dt = 0.5 ms\n    steps = 200\n    rest = 10 ms\n    param intensity = 2\n\
+         input x[5] = poisson(rate = sample * intensity * 200 Hz)\n    population exc[2] = DiehlCookExc\n\
+         connect x -> exc.exc : dense(init = 0.5) via {synapse}\n}}\n\
+         train {{\n    data = yin_yang(train = 20, test = 10, seed = 1)\n    method = stdp\n\
+         predict = assigned_class(count(exc))\n    batch = 1\n    epochs = 1\n{extra_train}}}\n"
+    );
+    common::valid(common::module(&text))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * (1.0 + b.abs())
+}
+
+/// Diehl & Cook's rule: pre trace set to 1 on a presynaptic spike, post1 and post2 on a
+/// postsynaptic one; depression by post1 on a presynaptic spike, potentiation by pre x post2
+/// (its value before this spike) on a postsynaptic one; clipped to [0, w_max].
+#[test]
+fn the_triplet_rule_follows_a_hand_computed_trace_sequence() {
+    let module = network("DiehlCookStdp(nu_pre = 0.1, nu_post = 0.2, w_max = 1.0)", "");
+    let mut plasticity = Plasticity::<f64>::new(&module).expect("dense plastic projection");
+    // States (w), then traces pre, post1, post2.
+    assert_eq!(plasticity.sides(0).expect("projection 0"), [Side::Weight, Side::Pre, Side::Post, Side::Post]);
+    let (d20, d40) = ((-0.5f64 / 20.0).exp(), (-0.5f64 / 40.0).exp());
+    let mut w = vec![0.5; 5 * 2];
+    w[2] = 0.99; // synapse (1, 0)
+    // step: (presynaptic spikes, postsynaptic spikes)
+    let steps: [(&[usize], &[usize]); 7] = [(&[0], &[]), (&[], &[]), (&[], &[0]), (&[1], &[]), (&[], &[0]), (&[], &[]), (&[0], &[])];
+    for (pre, post) in steps {
+        plasticity.step_projection(0, &mut w, pre, post);
+    }
+    // Step 2: the first postsynaptic spike finds post2 = 0: no potentiation yet.
+    // Step 4: post2 = d40^2 (set at step 2), pre[0] = d20^4, pre[1] = d20 (set at step 3).
+    let w00 = 0.5 + 0.2 * d20.powi(4) * d40.powi(2);
+    // Step 6: presynaptic spike of 0, post1[0] = d20^2 (set at step 4), post1[1] = 0.
+    let w00 = w00 - 0.1 * d20.powi(2);
+    assert!(close(w[0], w00), "w(0,0) = {}, expected {w00}", w[0]);
+    assert!(close(w[1], 0.5), "w(0,1) unchanged: {}", w[1]);
+    // Synapse (1, 0): 0.99 + 0.2 * d20 * d40^2 > 1: clipped at w_max.
+    assert_eq!(w[2], 1.0, "clipped at w_max");
+    let pre = plasticity.trace(0, "pre").expect("pre trace");
+    assert!(close(pre[0], 1.0) && close(pre[1], d20.powi(3)), "{pre:?}");
+    let post1 = plasticity.trace(0, "post1").expect("post1");
+    assert!(close(post1[0], d20.powi(2)) && post1[1] == 0.0, "{post1:?}");
+    let post2 = plasticity.trace(0, "post2").expect("post2");
+    assert!(close(post2[0], d40.powi(2)), "{post2:?}");
+}
+
+/// The power-law rule of stdlib runs from its text too: `x_pre += 1` on a presynaptic spike,
+/// `w += eta (x_pre - x_tar) (w_max - w)^mu` on a postsynaptic one.
+#[test]
+fn the_power_law_rule_runs_from_the_language() {
+    let module = network("PowerLawStdp(eta = 0.05, x_tar = 0.4, w_max = 1.0, mu = 0.2)", "");
+    let mut plasticity = Plasticity::<f64>::new(&module).expect("plastic projection");
+    let d20 = (-0.5f64 / 20.0).exp();
+    let mut w = vec![0.5; 10];
+    plasticity.step_projection(0, &mut w, &[0, 0], &[]);
+    plasticity.step_projection(0, &mut w, &[], &[1]);
+    // Two spikes of neuron 0 in one step add 2; one step of decay before the postsynaptic one.
+    let x0 = 2.0 * d20;
+    let expected_01 = 0.5 + 0.05 * (x0 - 0.4) * 0.5f64.powf(0.2);
+    let expected_11 = 0.5 + 0.05 * (0.0 - 0.4) * 0.5f64.powf(0.2);
+    assert!(close(w[1], expected_01), "{} vs {expected_01}", w[1]);
+    assert!(close(w[3], expected_11), "{} vs {expected_11}", w[3]);
+    assert_eq!(w[0], 0.5, "column 0 had no postsynaptic spike");
+}
+
+/// Persistent states start each sample where the previous one ended; `frozen in eval` states
+/// are held by the evaluation module while the others still move.
+#[test]
+fn persistent_states_carry_over_and_frozen_ones_hold_in_evaluation() {
+    let module = network("DiehlCookStdp", "");
+    let engine = common::build::<f64>(EngineKind::Jit, &module);
+    let mut params = init_params::<f64>(&module, 3);
+    let features = vec![1.0f32; 5];
+    let samples = [SampleRef { id: 1, features: &features }];
+    let net = [2.0];
+    let ctx = Ctx { module: &module, seed: 3, net: &net };
+    let first = engine.forward(&ctx, ParamsAccess::Shared(&params), Shard { samples: &samples, hoisted: None }, None);
+    let (exc, v, theta) = (0, 0, 3);
+    assert_eq!(module.populations[exc].vars[theta].name, "theta");
+    assert!(first.spike_count(exc, 0) > 0.0, "the input drives spikes");
+    carry_persistent_states(&module, &first, &mut params);
+    let second = engine.forward(&ctx, ParamsAccess::Shared(&params), Shard { samples: &samples, hoisted: None }, None);
+    assert_eq!(second.state_before(0, exc, v), first.state_after(first.steps - 1, exc, v), "v carries over");
+    assert_eq!(second.state_before(0, exc, theta), first.state_after(first.steps - 1, exc, theta), "theta carries over");
+    assert!(first.state_after(first.steps - 1, exc, theta).iter().any(|t| *t > 0.02), "theta grew with the spikes");
+    // Evaluation: theta held at the trained values, v still integrates.
+    let frozen = common::valid(module.for_evaluation());
+    let eval_engine = common::build::<f64>(EngineKind::Jit, &frozen);
+    let ctx = Ctx { module: &frozen, seed: 3, net: &net };
+    let trace = eval_engine.forward(&ctx, ParamsAccess::Shared(&params), Shard { samples: &samples, hoisted: None }, None);
+    assert!(trace.spike_count(exc, 0) > 0.0);
+    for t in 0..trace.steps {
+        assert_eq!(trace.state_after(t, exc, theta), second.state_before(0, exc, theta), "theta held at step {t}");
+    }
+    assert_ne!(trace.state_after(5, exc, v), trace.state_before(0, exc, v), "v moves");
+}
+
+/// `retry when ... max N` shows a sample again after its actions: with a condition that always
+/// holds, intensity is raised N times after `every sample` set it.
+#[test]
+fn the_retry_loop_raises_intensity_up_to_its_maximum() {
+    let module =
+        network("DiehlCookStdp", "    every sample { intensity = 2 }\n    retry when sum(count(exc)) < 100000 max 3 { intensity += 1 }\n");
+    let train = module.train.as_ref().expect("train block");
+    let engine = common::build::<f32>(EngineKind::Jit, &module);
+    let session = Session { module: &module, train, phase: &train.phases[0], engine: engine.as_ref(), seed: 1, recording: false };
+    let mut method = method_for::<f32>(&train.method).expect("stdp is built");
+    let mut params = init_params::<f32>(&module, 1);
+    let before = params.weights[0].clone();
+    let features = vec![1.0f32; 5];
+    let examples = [Example { sample: SampleRef { id: 0, features: &features }, label: 0 }];
+    let mut net = vec![7.0];
+    method.train_batch(&session, &mut params, &mut net, &examples, 0.0).expect("trains");
+    assert_eq!(net, [5.0], "set to 2, then raised three times");
+    assert_ne!(params.weights[0], before, "the weights learned");
+}
+
+/// Labelling: each neuron takes the class of its highest mean response (none if it never
+/// responds); voting: the class whose neurons respond most on average.
+#[test]
+fn labelling_and_voting_on_a_constructed_response_table() {
+    let mut table = ResponseTable::new(3);
+    // Neuron 0 answers class 2, neuron 1 class 0 (mean 3 over two samples beats 2.5), neuron 2
+    // never, neuron 3 class 1.
+    table.add(0, &[0.0, 4.0, 0.0, 0.0]);
+    table.add(0, &[1.0, 2.0, 0.0, 0.0]);
+    table.add(1, &[0.0, 2.5, 0.0, 5.0]);
+    table.add(2, &[6.0, 0.0, 0.0, 1.0]);
+    assert_eq!(table.assign(), [Some(2), Some(0), None, Some(1)]);
+    let assignment = table.assign();
+    assert_eq!(vote(&assignment, &[0.0, 9.0, 50.0, 1.0], 3), Some(0), "neuron 2 has no class and does not vote");
+    assert_eq!(vote(&assignment, &[3.0, 1.0, 0.0, 2.0], 3), Some(2));
+    assert_eq!(vote(&assignment, &[0.0, 0.0, 0.0, 0.0], 3), Some(0), "ties go to the lower class");
+    assert_eq!(vote(&[None, None], &[1.0, 1.0], 3), None);
+}
+
+/// Diehl & Cook with 100 neurons, from its file, on 300 MNIST training samples: the labelled
+/// test accuracy is clearly above chance (10%).
+#[test]
+fn a_100_neuron_diehl_cook_network_learns_mnist_above_chance() {
+    let Some(dir) = std::env::var_os("SNNC_MNIST_DIR") else {
+        panic!("set SNNC_MNIST_DIR to the MNIST folder (.ci/run sets it to ../shared/data/mnist)");
+    };
+    let module = common::valid(common::load("diehl_cook_100.snn"));
+    let train = module.train.as_ref().expect("train block");
+    let data = snnc::cli::driver::load_data(train, Some(std::path::Path::new(&dir))).expect("MNIST");
+    let config =
+        snnc::train::RunConfig { epochs: Some(1), limit_train: Some(300), limit_test: Some(200), seed: 0, engine: EngineKind::Jit };
+    let (params, history) = snnc::train::train_module::<f32>(&module, &data, &config, None, &mut snnc::train::Quiet).expect("trains");
+    let accuracy = history.last().expect("an epoch").test_accuracy;
+    assert!(accuracy > 0.3, "labelled test accuracy {accuracy}");
+    // theta is carried with the parameters and grew where neurons fired.
+    let theta = &params.neuron_params[0][3];
+    assert!(theta.iter().any(|t| *t > 0.0201), "theta learned");
+}
+
+/// The plasticity runs the same on either engine: two samples of STDP training from the same
+/// seed end with the same weights and theta on the oracle and the JIT (f64).
+#[test]
+fn stdp_learns_the_same_on_the_oracle_and_the_jit() {
+    let module = network("DiehlCookStdp(nu_pre = 0.01, nu_post = 0.05)", "    every sample { normalize(weights(x, exc), total = 2) }\n");
+    let train = module.train.as_ref().expect("train block");
+    let features: Vec<Vec<f32>> = (0..2).map(|s| common::features(5, s)).collect();
+    let examples: Vec<Example> =
+        features.iter().enumerate().map(|(i, f)| Example { sample: SampleRef { id: i as u64, features: f }, label: 0 }).collect();
+    let learn = |kind: EngineKind| {
+        let engine = common::build::<f64>(kind, &module);
+        let session = Session { module: &module, train, phase: &train.phases[0], engine: engine.as_ref(), seed: 5, recording: false };
+        let mut method = method_for::<f64>(&train.method).expect("stdp is built");
+        let mut params = init_params::<f64>(&module, 5);
+        let mut net = vec![2.0];
+        method.train_batch(&session, &mut params, &mut net, &examples, 0.0).expect("trains");
+        params
+    };
+    let (oracle, jit) = (learn(EngineKind::Oracle), learn(EngineKind::Jit));
+    assert_ne!(jit.weights[0], init_params::<f64>(&module, 5).weights[0], "the weights learned");
+    let changed = common::assert_weights_close("stdp", &oracle, &jit, 1e-9);
+    assert!(changed > 0);
+    for (a, b) in oracle.neuron_params[0][3].iter().zip(&jit.neuron_params[0][3]) {
+        assert!((a - b).abs() < 1e-12, "theta {a} vs {b}");
+    }
+}
