@@ -9,7 +9,7 @@ use snnc::exec::engine::{Ctx, EngineKind, ParamsAccess, Shard};
 use snnc::exec::plasticity::{Plasticity, Side};
 use snnc::exec::state::{SampleRef, init_params};
 use snnc::ir::validate::Valid;
-use snnc::train::method::{Example, LearningMethod, Session, method_for};
+use snnc::train::method::{Example, Session, method_for};
 use snnc::train::stdp::{ResponseTable, carry_persistent_states, vote};
 
 /// A Yin-Yang network (5 inputs) with one plastic projection through `synapse`.
@@ -198,4 +198,29 @@ fn stdp_learns_the_same_on_the_oracle_and_the_jit() {
     for (a, b) in oracle.neuron_params[0][3].iter().zip(&jit.neuron_params[0][3]) {
         assert!((a - b).abs() < 1e-12, "theta {a} vs {b}");
     }
+}
+
+/// The receptive-field grid: one 28 x 28 tile per neuron with a border, scaled to the largest
+/// weight; the PNG decodes to that size and is not blank.
+#[test]
+fn receptive_fields_are_written_as_a_grid_of_tiles() {
+    let (n_pre, n_post) = (784, 5);
+    // Neuron j's weight of pixel i: 1 on row j of the image, else 0.
+    let weights: Vec<f64> = (0..n_pre * n_post).map(|k| if (k / n_post) / 28 == k % n_post { 1.0 } else { 0.0 }).collect();
+    let image = snnc::cli::figures::receptive_fields(&weights, n_pre, n_post).expect("a square input");
+    // Five tiles in a 3 x 2 grid, 29 pixels a tile plus the outer border.
+    assert_eq!((image.width, image.height), (3 * 29 + 1, 2 * 29 + 1));
+    let bytes = image.png().expect("encodes");
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).expect("one frame");
+    assert_eq!((info.width, info.height), (88, 59));
+    assert_eq!(pixels[..info.buffer_size()], image.pixels[..]);
+    // Neuron 2's tile (column 2, row 0) is white on its image row 2 and black elsewhere.
+    let at = |x: usize, y: usize| image.pixels[y * image.width + x];
+    assert_eq!(at(2 * 29 + 1 + 5, 1 + 2), 255);
+    assert_eq!(at(2 * 29 + 1 + 5, 1 + 3), 0);
+    assert_eq!(at(0, 0), 64, "border");
+    assert!(snnc::cli::figures::receptive_fields(&weights[..10], 10, 1).is_none(), "10 inputs are not a square");
 }

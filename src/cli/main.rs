@@ -327,6 +327,7 @@ impl<F: Real> Observer<F> for Console<'_> {
         // run ahead of it. A failed write stops the run.
         snnc::cli::driver::save_snapshot(&self.out.join("checkpoint.safetensors"), self.module, snapshot, &self.model)?;
         write_metrics(self.out, &self.history)?;
+        snnc::cli::figures::write_learned(self.out, self.module, &snapshot.params)?;
         match self.failure.take() {
             Some(failure) => Err(failure),
             None => Ok(()),

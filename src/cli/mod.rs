@@ -1,3 +1,5 @@
-//! The command line's library half: files, data, checkpoints and `--set` ([`driver`]).
+//! The command line's library half: files, data, checkpoints and `--set` ([`driver`]), and the
+//! images and tables a run writes beside its metrics ([`figures`]).
 
 pub mod driver;
+pub mod figures;

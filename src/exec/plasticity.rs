@@ -67,6 +67,38 @@ struct Plastic<F> {
     values: Vec<Vec<F>>,
     /// Per variable: the decay per step of a trace (1 for states).
     decay: Vec<F>,
+    /// The `on pre` and `on post` updates, each compiled to a register program.
+    on_pre: Vec<Program<F>>,
+    on_post: Vec<Program<F>>,
+}
+
+/// One update compiled: the expression's nodes in order (children before parents), each
+/// computing a register that holds one number or one per element of the row or column the
+/// event touches. Registers are reused from event to event: applying an update allocates
+/// nothing once they have grown.
+struct Program<F> {
+    var: usize,
+    ops: Vec<Op>,
+    regs: Vec<Reg<F>>,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Const(f64),
+    Load(usize),
+    Neg(usize),
+    Not(usize),
+    Binary(crate::ir::BinaryOp, usize, usize),
+    Call(crate::ir::Func, Vec<usize>),
+    /// Something a synapse block cannot read (lowering binds none): NaN.
+    Unknown,
+}
+
+/// A register: a scalar (`vector` false, value in `data[0]`) or a vector.
+#[derive(Clone, Debug, Default)]
+struct Reg<F> {
+    vector: bool,
+    data: Vec<F>,
 }
 
 /// The plastic projections of a module with their traces and states, which persist from one
@@ -76,14 +108,6 @@ pub struct Plasticity<F> {
     /// Whether updates are applied (training) or only traces kept (nothing: evaluation runs
     /// without this hook).
     pub learning: bool,
-}
-
-/// A value while an update is evaluated: one number, or one per element of the row or column
-/// the event touches.
-#[derive(Clone, Debug)]
-enum Val<F> {
-    Scalar(F),
-    Vector(Vec<F>),
 }
 
 /// The event being applied: a presynaptic spike of neuron `i` (a weight row, over `j`) or a
@@ -127,6 +151,8 @@ impl<F: Real> Plasticity<F> {
                 });
             }
             let target = proj.target.0 as usize;
+            let on_pre = model.on_pre.iter().map(|u| compile(model, u)).collect();
+            let on_post = model.on_post.iter().map(|u| compile(model, u)).collect();
             projections.push(Plastic {
                 index,
                 source: proj.source.clone(),
@@ -137,6 +163,8 @@ impl<F: Real> Plasticity<F> {
                 sides,
                 values,
                 decay,
+                on_pre,
+                on_post,
             });
         }
         Ok(Plasticity { projections, learning: true })
@@ -169,18 +197,20 @@ impl<F: Real> Plasticity<F> {
         if !self.learning {
             return;
         }
-        let on_pre = plastic.model.on_pre.clone();
-        let on_post = plastic.model.on_post.clone();
+        let mut on_pre = std::mem::take(&mut plastic.on_pre);
+        let mut on_post = std::mem::take(&mut plastic.on_post);
         for &i in pre {
-            for update in &on_pre {
-                apply(plastic, weights, update, Event::Pre(i));
+            for program in &mut on_pre {
+                apply(plastic, weights, program, Event::Pre(i));
             }
         }
         for &j in post {
-            for update in &on_post {
-                apply(plastic, weights, update, Event::Post(j));
+            for program in &mut on_post {
+                apply(plastic, weights, program, Event::Post(j));
             }
         }
+        plastic.on_pre = on_pre;
+        plastic.on_post = on_post;
     }
 
     /// The projection indices (into this struct) whose target is population `p`.
@@ -232,15 +262,108 @@ pub fn sides_of(model: &SynapseModel) -> Vec<Side> {
     }
 }
 
-/// Evaluates one update for one event and writes its value.
-fn apply<F: Real>(plastic: &mut Plastic<F>, weights: &mut [F], update: &Update, event: Event) {
-    let value = eval(plastic, weights, update.value, event);
-    let v = update.var.0 as usize;
+/// Compiles one update: the nodes its value reads, in arena order (children first).
+fn compile<F: Real>(model: &SynapseModel, update: &Update) -> Program<F> {
+    let exprs = &model.exprs;
+    let mut needed = vec![false; exprs.nodes.len()];
+    let mut stack = vec![update.value];
+    while let Some(id) = stack.pop() {
+        if std::mem::replace(&mut needed[id.0 as usize], true) {
+            continue;
+        }
+        match exprs.get(id) {
+            Node::Unary(_, a) => stack.push(*a),
+            Node::Binary(_, a, b) => stack.extend([*a, *b]),
+            Node::Call(_, args) => stack.extend(args.iter().copied()),
+            _ => {}
+        }
+    }
+    let order: Vec<usize> = (0..needed.len()).filter(|&k| needed[k]).collect();
+    let reg = |id: &ExprId| order.binary_search(&(id.0 as usize)).expect("children are compiled before their parents");
+    let ops: Vec<Op> = order
+        .iter()
+        .map(|&k| match exprs.get(ExprId(k as u32)) {
+            Node::Const(c) => Op::Const(*c),
+            Node::Var(var) => Op::Load(var.0 as usize),
+            Node::Unary(crate::ir::UnaryOp::Neg, a) => Op::Neg(reg(a)),
+            Node::Unary(crate::ir::UnaryOp::Not, a) => Op::Not(reg(a)),
+            Node::Binary(op, a, b) => Op::Binary(*op, reg(a), reg(b)),
+            Node::Call(func, args) => Op::Call(*func, args.iter().map(reg).collect()),
+            Node::Global(_) | Node::Port(_) => Op::Unknown,
+        })
+        .collect();
+    let regs = vec![Reg::default(); ops.len()];
+    Program { var: update.var.0 as usize, ops, regs }
+}
+
+/// Runs one update's program for one event and writes its value.
+fn apply<F: Real>(plastic: &mut Plastic<F>, weights: &mut [F], program: &mut Program<F>, event: Event) {
     let (n_pre, n_post) = (plastic.n_pre, plastic.n_post);
-    let at = |k: usize| match &value {
-        Val::Scalar(x) => *x,
-        Val::Vector(xs) => xs[k],
+    let width = match event {
+        Event::Pre(_) => n_post,
+        Event::Post(_) => n_pre,
     };
+    for k in 0..program.ops.len() {
+        let (done, rest) = program.regs.split_at_mut(k);
+        let out = &mut rest[0];
+        out.data.clear();
+        match &program.ops[k] {
+            Op::Const(c) => scalar(out, F::of(*c)),
+            Op::Unknown => scalar(out, F::nan()),
+            Op::Load(v) => {
+                let values = &plastic.values[*v];
+                match (plastic.sides[*v], event) {
+                    (Side::Weight, Event::Pre(i)) => vector(out, weights[i * n_post..(i + 1) * n_post].iter().copied()),
+                    (Side::Weight, Event::Post(j)) => vector(out, (0..n_pre).map(|i| weights[i * n_post + j])),
+                    (Side::Synapse, Event::Pre(i)) => vector(out, values[i * n_post..(i + 1) * n_post].iter().copied()),
+                    (Side::Synapse, Event::Post(j)) => vector(out, (0..n_pre).map(|i| values[i * n_post + j])),
+                    (Side::Pre, Event::Pre(i)) => scalar(out, values[i]),
+                    (Side::Post, Event::Post(j)) => scalar(out, values[j]),
+                    (Side::Pre, Event::Post(_)) | (Side::Post, Event::Pre(_)) => vector(out, values.iter().copied()),
+                }
+            }
+            Op::Neg(a) => unary(out, &done[*a], |x| -x),
+            Op::Not(a) => unary(out, &done[*a], |x| if x == F::zero() { F::one() } else { F::zero() }),
+            Op::Binary(op, a, b) => {
+                let (a, b) = (&done[*a], &done[*b]);
+                let f = |x: F, y: F| eval_binary(*op, x, y).unwrap_or_else(F::nan);
+                match (a.vector, b.vector) {
+                    (false, false) => scalar(out, f(a.data[0], b.data[0])),
+                    (true, false) => vector(out, a.data.iter().map(|x| f(*x, b.data[0]))),
+                    (false, true) => vector(out, b.data.iter().map(|y| f(a.data[0], *y))),
+                    (true, true) => vector(out, a.data.iter().zip(&b.data).map(|(x, y)| f(*x, *y))),
+                }
+            }
+            // The bounds of a rule, `clip(w + dw, 0, w_max)`: a vector clamped between scalars.
+            Op::Call(crate::ir::Func::Clip, args)
+                if args.len() == 3 && done[args[0]].vector && !done[args[1]].vector && !done[args[2]].vector =>
+            {
+                let (lo, hi) = (done[args[1]].data[0], done[args[2]].data[0]);
+                vector(out, done[args[0]].data.iter().map(|x| x.max(lo).min(hi)));
+            }
+            Op::Call(func, args) => {
+                let any_vector = args.iter().any(|a| done[*a].vector);
+                let mut slots = [F::zero(); 4];
+                let mut call = |k: usize| {
+                    for (slot, a) in slots.iter_mut().zip(args) {
+                        let r = &done[*a];
+                        *slot = if r.vector { r.data[k] } else { r.data[0] };
+                    }
+                    eval_func(*func, &slots[..args.len().min(4)]).unwrap_or_else(F::nan)
+                };
+                if any_vector {
+                    out.vector = true;
+                    out.data.extend((0..width).map(&mut call));
+                } else {
+                    let value = call(0);
+                    scalar(out, value);
+                }
+            }
+        }
+    }
+    let value = program.regs.last().expect("an update reads at least one node");
+    let v = program.var;
+    let at = |k: usize| if value.vector { value.data[k] } else { value.data[0] };
     match (plastic.sides[v], event) {
         (Side::Weight, Event::Pre(i)) => (0..n_post).for_each(|j| weights[i * n_post + j] = at(j)),
         (Side::Weight, Event::Post(j)) => (0..n_pre).for_each(|i| weights[i * n_post + j] = at(i)),
@@ -254,66 +377,19 @@ fn apply<F: Real>(plastic: &mut Plastic<F>, weights: &mut [F], update: &Update, 
     }
 }
 
-/// The value of expression `id` for one event: a scalar, or a vector over the row (a
-/// presynaptic event, over postsynaptic neurons) or the column (a postsynaptic event).
-fn eval<F: Real>(plastic: &Plastic<F>, weights: &[F], id: ExprId, event: Event) -> Val<F> {
-    let (n_pre, n_post) = (plastic.n_pre, plastic.n_post);
-    match plastic.model.exprs.get(id) {
-        Node::Const(c) => Val::Scalar(F::of(*c)),
-        Node::Var(var) => {
-            let v = var.0 as usize;
-            let values = &plastic.values[v];
-            match (plastic.sides[v], event) {
-                (Side::Weight, Event::Pre(i)) => Val::Vector(weights[i * n_post..(i + 1) * n_post].to_vec()),
-                (Side::Weight, Event::Post(j)) => Val::Vector((0..n_pre).map(|i| weights[i * n_post + j]).collect()),
-                (Side::Synapse, Event::Pre(i)) => Val::Vector(values[i * n_post..(i + 1) * n_post].to_vec()),
-                (Side::Synapse, Event::Post(j)) => Val::Vector((0..n_pre).map(|i| values[i * n_post + j]).collect()),
-                (Side::Pre, Event::Pre(i)) => Val::Scalar(values[i]),
-                (Side::Post, Event::Post(j)) => Val::Scalar(values[j]),
-                (Side::Pre, Event::Post(_)) | (Side::Post, Event::Pre(_)) => Val::Vector(values.clone()),
-            }
-        }
-        // Lowering binds `dt` and the synapse's parameters as constants; nothing else is in
-        // scope of a synapse block.
-        Node::Global(_) | Node::Port(_) => Val::Scalar(F::nan()),
-        Node::Unary(crate::ir::UnaryOp::Neg, a) => map(eval(plastic, weights, *a, event), |x| -x),
-        Node::Unary(crate::ir::UnaryOp::Not, a) => {
-            map(eval(plastic, weights, *a, event), |x| if x == F::zero() { F::one() } else { F::zero() })
-        }
-        Node::Binary(op, a, b) => {
-            let (a, b) = (eval(plastic, weights, *a, event), eval(plastic, weights, *b, event));
-            let f = |x: F, y: F| eval_binary(*op, x, y).unwrap_or_else(F::nan);
-            match (a, b) {
-                (Val::Scalar(x), Val::Scalar(y)) => Val::Scalar(f(x, y)),
-                (Val::Vector(xs), Val::Scalar(y)) => Val::Vector(xs.into_iter().map(|x| f(x, y)).collect()),
-                (Val::Scalar(x), Val::Vector(ys)) => Val::Vector(ys.into_iter().map(|y| f(x, y)).collect()),
-                (Val::Vector(xs), Val::Vector(ys)) => Val::Vector(xs.into_iter().zip(ys).map(|(x, y)| f(x, y)).collect()),
-            }
-        }
-        Node::Call(func, args) => {
-            let values: Vec<Val<F>> = args.iter().map(|a| eval(plastic, weights, *a, event)).collect();
-            let width = values.iter().find_map(|v| if let Val::Vector(xs) = v { Some(xs.len()) } else { None });
-            let arg = |v: &Val<F>, k: usize| match v {
-                Val::Scalar(x) => *x,
-                Val::Vector(xs) => xs[k],
-            };
-            let call = |k: usize| {
-                let row: Vec<F> = values.iter().map(|v| arg(v, k)).collect();
-                eval_func(*func, &row).unwrap_or_else(F::nan)
-            };
-            match width {
-                None => Val::Scalar(call(0)),
-                Some(n) => Val::Vector((0..n).map(call).collect()),
-            }
-        }
-    }
+fn scalar<F: Real>(out: &mut Reg<F>, value: F) {
+    out.vector = false;
+    out.data.push(value);
 }
 
-fn map<F: Real>(value: Val<F>, f: impl Fn(F) -> F) -> Val<F> {
-    match value {
-        Val::Scalar(x) => Val::Scalar(f(x)),
-        Val::Vector(xs) => Val::Vector(xs.into_iter().map(f).collect()),
-    }
+fn vector<F: Real>(out: &mut Reg<F>, values: impl Iterator<Item = F>) {
+    out.vector = true;
+    out.data.extend(values);
+}
+
+fn unary<F: Real>(out: &mut Reg<F>, a: &Reg<F>, f: impl Fn(F) -> F) {
+    out.vector = a.vector;
+    out.data.extend(a.data.iter().map(|x| f(*x)));
 }
 
 /// Runs the plasticity of every projection into the population that has just stepped, with

@@ -141,8 +141,16 @@ pub fn carry_persistent_states<F: Real>(module: &Module, trace: &Trace<F>, param
     }
 }
 
-/// The first NaN or infinite state of a batch-1 trace, in step order.
+/// The first NaN or infinite state of a batch-1 trace, in step order. A NaN stays NaN (no
+/// comparison with it holds, so no spike resets it), so the last step is checked first and the
+/// whole trace is scanned only when it has one.
 fn first_non_finite<F: Real>(module: &Module, trace: &Trace<F>, sample: u64) -> Option<NonFinite> {
+    let last = trace.steps.checked_sub(1)?;
+    let finite_at_end = (0..module.populations.len())
+        .all(|p| (0..module.populations[p].vars.len()).all(|v| trace.state_after(last, p, v).iter().all(|x| x.is_finite())));
+    if finite_at_end {
+        return None;
+    }
     for t in 0..trace.steps {
         for (p, pop) in module.populations.iter().enumerate() {
             for (v, var) in pop.vars.iter().enumerate() {

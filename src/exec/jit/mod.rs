@@ -491,11 +491,14 @@ impl<F: Real> Compiled<F> {
         let net_values: &[F] = if net.is_empty() { &no_net } else { net };
         // The period for the network parameters of this call (a hook may change them).
         let pop = &module.populations[p];
-        let refractory_steps = if pop.refractory.is_some() {
-            let net: Vec<f64> = net.iter().map(|x| x.into_f64()).collect();
-            module.refractory_steps(pop, &net)
-        } else {
-            0
+        let refractory_steps = match pop.refractory {
+            // A constant period (the usual case) needs no network parameters.
+            Some(id) if pop.exprs.constant(id).is_some() => module.refractory_steps(pop, &[]),
+            Some(_) => {
+                let net: Vec<f64> = net.iter().map(|x| x.into_f64()).collect();
+                module.refractory_steps(pop, &net)
+            }
+            None => 0,
         };
         // SAFETY: every row has `r` elements, as the kernel assumes; the pointer arrays have one
         // entry per variable and port of this population, and the rows do not overlap.

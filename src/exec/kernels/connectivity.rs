@@ -24,7 +24,8 @@ pub fn project<F: Real>(connectivity: &Connectivity, w: &[F], x: &[F], y: &mut [
             }
         }
         Connectivity::AllToAllButSelf => {
-            for (i, xi) in x.iter().enumerate() {
+            // Spikes are mostly zero: skip their rows.
+            for (i, xi) in x.iter().enumerate().filter(|(_, xi)| **xi != F::zero()) {
                 for (j, yj) in y.iter_mut().enumerate() {
                     if i != j {
                         *yj += *xi * w[i * n_post + j];
