@@ -275,3 +275,31 @@ fn write_failures_are_classified() {
         assert!(message.contains("out/checkpoint.safetensors") && message.contains("help:"), "{message}");
     }
 }
+
+/// Diehl & Cook from its file: `snnc run` trains with STDP, labels and tests, writes the
+/// receptive fields and the learned thresholds; `snnc eval` from the checkpoint (weights and
+/// persistent states) labels and tests again to the same accuracy.
+#[test]
+fn stdp_runs_labels_and_evaluates_from_the_file() {
+    let out = scratch("stdp");
+    let out_text = out.to_string_lossy().into_owned();
+    let limits = ["--limit-train", "60", "--limit-test", "40"];
+    let mut args = vec!["run", "models/diehl_cook_100.snn", "--epochs", "1", "--out", &out_text];
+    args.extend(limits);
+    let run = snnc(&args);
+    assert!(run.status.success(), "{}", text(&run));
+    for file in ["checkpoint.safetensors", "receptive_fields_pixels_exc.png", "persistent_states.csv", "diehl_cook_100.csv"] {
+        assert!(out.join(file).exists(), "{file} written");
+    }
+    let thetas = std::fs::read_to_string(out.join("persistent_states.csv")).expect("persistent states");
+    assert_eq!(thetas.lines().filter(|l| l.starts_with("exc,theta,")).count(), 100);
+    let accuracy = last_test_accuracy(&out);
+    let checkpoint = out.join("checkpoint.safetensors").to_string_lossy().into_owned();
+    let mut args = vec!["eval", "models/diehl_cook_100.snn", "--checkpoint", &checkpoint];
+    args.extend(limits);
+    let eval = snnc(&args);
+    assert!(eval.status.success(), "{}", text(&eval));
+    let expected = format!("test accuracy {:.2}% on 40 samples", 100.0 * accuracy);
+    assert!(text(&eval).contains(&expected), "expected `{expected}` in\n{}", text(&eval));
+    std::fs::remove_dir_all(out).ok();
+}

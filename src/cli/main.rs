@@ -150,6 +150,9 @@ enum Command {
         data: Option<PathBuf>,
         #[arg(long)]
         limit_test: Option<usize>,
+        /// Training samples a labelling pass may show (STDP's `assigned_class`; at most 10,000).
+        #[arg(long)]
+        limit_train: Option<usize>,
         /// Override a setting, as for `run`.
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
@@ -217,7 +220,7 @@ fn command(cli: Cli) -> ExitCode {
                 Precision::F64 => run::<f64>(&file, &options),
             }))
         }
-        Command::Eval { file, checkpoint, data, limit_test, sets, backend, precision, threads } => {
+        Command::Eval { file, checkpoint, data, limit_test, limit_train, sets, backend, precision, threads } => {
             let options = (|| -> Result<RunOptions, String> {
                 start_threads(threads)?;
                 Ok(RunOptions {
@@ -227,7 +230,7 @@ fn command(cli: Cli) -> ExitCode {
                     sets: parse_sets(&sets)?,
                     out: None,
                     data_dir: data,
-                    limit_train: None,
+                    limit_train,
                     limit_test,
                     seed: 0,
                     progress: false,
@@ -496,8 +499,13 @@ fn eval<F: Real>(file: &std::path::Path, checkpoint: &std::path::Path, options: 
     let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
     let mut params = snnc::exec::state::init_params::<F>(&module, train.seed);
     snnc::cli::driver::load_checkpoint(checkpoint, &module, &mut params)?;
-    let config =
-        snnc::train::RunConfig { limit_test: options.limit_test, seed: options.seed, engine: options.engine, ..Default::default() };
+    let config = snnc::train::RunConfig {
+        limit_test: options.limit_test,
+        limit_train: options.limit_train,
+        seed: options.seed,
+        engine: options.engine,
+        ..Default::default()
+    };
     let evaluation = snnc::train::evaluate_module(&module, &data, &params, &config).map_err(|e| e.to_string())?;
     let n = options.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
     outln!("test accuracy {:.2}% on {n} samples ({:?} engine in {})", 100.0 * evaluation.accuracy, options.engine, F::NAME);
