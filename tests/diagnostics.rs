@@ -21,10 +21,25 @@ fn fixtures() -> Vec<(String, String, Vec<u8>)> {
             continue;
         }
         let bytes = std::fs::read(&path).expect("readable fixture");
-        // A UTF-16 fixture (little-endian, with its byte-order mark) keeps its header readable.
-        let text = match bytes.strip_prefix(&[0xFF, 0xFE]) {
-            Some(wide) => String::from_utf16_lossy(&wide.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect::<Vec<u16>>()),
-            None => String::from_utf8_lossy(&bytes).into_owned(),
+        // A UTF-16 fixture (either byte order, with or without its byte-order mark) keeps its
+        // header readable.
+        let wide = |bytes: &[u8], little: bool| {
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| if little { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
+                .collect();
+            String::from_utf16_lossy(&units)
+        };
+        let text = if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+            wide(rest, true)
+        } else if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+            wide(rest, false)
+        } else if bytes.starts_with(b"/\0/\0") {
+            wide(&bytes, true)
+        } else if bytes.starts_with(b"\0/\0/") {
+            wide(&bytes, false)
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
         };
         let code = text
             .trim_start_matches('\u{FEFF}')

@@ -1,27 +1,42 @@
 #!/usr/bin/env bash
-# Creates (or brings up to date) benches/peers/.venv with the peers' packages from PyPI, as
-# pinned in requirements.txt: torch + snnTorch, JAX (CPU) + optax + Spyx. About 6 GB: the
-# PyPI torch wheel brings the CUDA libraries along, but runs on the CPU here.
-# Idempotent: a venv already installed from the same requirements.txt is left as it is.
-#   bash benches/peers/setup.sh          (PYTHON=/path/to/python3.11 to choose the interpreter)
+# Creates (or brings up to date) the peers' venvs with their packages from PyPI:
+# - .venv, as pinned in requirements.txt: torch + snnTorch, JAX (CPU) + optax + Spyx. About
+#   6 GB: the PyPI torch wheel brings the CUDA libraries along, but runs on the CPU here.
+# - .venv-brian2, as pinned in requirements-brian2.txt: Brian2 (diehl_cook_brian2.py), in a
+#   venv of its own because Brian 2.9.0 does not run with the NumPy 2.4 of .venv. About 150 MB.
+# Idempotent: a venv already installed from the same requirements file is left as it is.
+#   bash benches/peers/setup.sh [main|brian2]   (default both; PYTHON=/path/to/python3.11 to
+#                                                choose the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")"
 python="${PYTHON:-$(command -v python3.11 || command -v python3)}"
-stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+which="${1:-all}"
 
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
-fi
-# The stamp is written only after a complete install, so an interrupted one is redone.
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt
-  echo "$want" > "$stamp"
-fi
-.venv/bin/python - <<'PY'
+setup_venv() { # venv folder, requirements file
+  local stamp="$1/.requirements.sha256" want
+  want=$(sha256sum "$2" | cut -d' ' -f1)
+  if [ ! -x "$1/bin/python" ]; then
+    "$python" -m venv "$1"
+  fi
+  # The stamp is written only after a complete install, so an interrupted one is redone.
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$1/bin/python" -m pip install --quiet --upgrade pip
+    "$1/bin/python" -m pip install --quiet -r "$2"
+    echo "$want" > "$stamp"
+  fi
+}
+
+if [ "$which" = all ] || [ "$which" = main ]; then
+  setup_venv .venv requirements.txt
+  .venv/bin/python - <<'PY'
 import sys
 import flax, jax, optax, snntorch, spyx, torch
 print(f"python {sys.version.split()[0]}, torch {torch.__version__}, snntorch {snntorch.__version__}, "
       f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}, spyx {spyx.__version__}")
 PY
+fi
+if [ "$which" = all ] || [ "$which" = brian2 ]; then
+  setup_venv .venv-brian2 requirements-brian2.txt
+  .venv-brian2/bin/python -c 'import sys, brian2, numpy
+print(f"python {sys.version.split()[0]}, brian2 {brian2.__version__}, numpy {numpy.__version__}")'
+fi

@@ -30,6 +30,35 @@ pub fn check_path(path: &Path) -> Result<Checked, String> {
 /// one); anything else is reported with a code and the offset of the first bad byte.
 pub fn check_bytes(name: &str, bytes: &[u8], base_dir: Option<&Path>) -> Checked {
     let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    // UTF-16 without a byte-order mark is valid UTF-8 when it is ASCII text: every other byte
+    // is a NUL. It is reported as UTF-16, not as a NUL in the text.
+    if let Some(little_endian) = utf16_without_bom(bytes) {
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| if little_endian { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
+            .collect();
+        let shown = String::from_utf16_lossy(&units);
+        let end = shown.chars().next().map_or(0, char::len_utf8);
+        let offset = usize::from(little_endian);
+        let mut checked = check_text(name, "", base_dir);
+        let mut diagnostics = crate::front::diag::Diagnostics::default();
+        diagnostics.push(
+            Diagnostic::error(
+                "snn::input::not_utf8",
+                format!(
+                    "{name} is not UTF-8 text: it looks like UTF-16 ({}, no byte-order mark): byte {offset} is 0x00",
+                    if little_endian { "little-endian" } else { "big-endian" }
+                ),
+                crate::front::ast::Span::new(0, end),
+                "UTF-16 text",
+            )
+            .with_help("save it as UTF-8 (most editors offer the encoding under \"Save as\")"),
+        );
+        let source = std::sync::Arc::new(crate::front::diag::SourceFile { name: name.to_string(), text: shown });
+        diagnostics.attach(&source);
+        checked.diagnostics = diagnostics.sorted();
+        return checked;
+    }
     match std::str::from_utf8(bytes) {
         Ok(text) => check_text(name, text, base_dir),
         Err(error) => {
@@ -76,10 +105,48 @@ pub fn check_bytes(name: &str, bytes: &[u8], base_dir: Option<&Path>) -> Checked
     }
 }
 
+/// Whether the bytes look like UTF-16 text without a byte-order mark: in the first 64 bytes,
+/// every byte at odd offsets is 0 and none at even ones (little-endian: `Some(true)`), or the
+/// other way round (big-endian: `Some(false)`).
+fn utf16_without_bom(bytes: &[u8]) -> Option<bool> {
+    let head = &bytes[..bytes.len().min(64) & !1];
+    if head.len() < 4 || bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return None;
+    }
+    let zero_at = |parity: usize| head.iter().skip(parity).step_by(2).filter(|b| **b == 0).count();
+    let half = head.len() / 2;
+    match (zero_at(0), zero_at(1)) {
+        (0, odd) if odd == half => Some(true),
+        (even, 0) if even == half => Some(false),
+        _ => None,
+    }
+}
+
 pub fn check_text(name: &str, text: &str, base_dir: Option<&Path>) -> Checked {
     let mut outcome = compile(name, text, base_dir);
-    let diagnostics = std::mem::take(&mut outcome.diagnostics).sorted();
+    let diagnostics = without_follow_ons(std::mem::take(&mut outcome.diagnostics).sorted());
     Checked { outcome, diagnostics }
+}
+
+/// A number literal outside the range of f64 (`1e999`, `1e-999`) is reported once: the value
+/// it was read as (infinity, zero) is no value the user wrote, so a later check that reports
+/// on a span holding that literal (`lr` must be positive, `batch` too large) is dropped.
+fn without_follow_ons(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let file = |d: &Diagnostic| d.source.as_ref().map(|s| s.name.clone());
+    let poisoned: Vec<(Option<String>, crate::front::ast::Span)> =
+        diagnostics.iter().filter(|d| d.code == "snn::syntax::number_out_of_range").map(|d| (file(d), d.primary.span)).collect();
+    if poisoned.is_empty() {
+        return diagnostics;
+    }
+    diagnostics
+        .into_iter()
+        .filter(|d| {
+            d.code.split("::").nth(1) == Some("syntax")
+                || !poisoned
+                    .iter()
+                    .any(|(name, span)| *name == file(d) && d.primary.span.start <= span.start && span.end <= d.primary.span.end)
+        })
+        .collect()
 }
 
 /// Renders diagnostics for a terminal (or a snapshot: no colour, fixed width).

@@ -96,7 +96,7 @@ impl Diagnostic {
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
-        self.help = Some(help.into());
+        self.help = Some(elide(help.into()));
         self
     }
 
@@ -115,8 +115,46 @@ impl Diagnostic {
         let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(width);
         let mut out = String::new();
         let shown = self.with_long_lines_elided();
-        handler.render_report(&mut out, shown.as_ref().unwrap_or(self)).expect("rendering into a String cannot fail");
+        let shown = shown.as_ref().unwrap_or(self);
+        let visible = shown.with_controls_shown();
+        handler.render_report(&mut out, visible.as_ref().unwrap_or(shown)).expect("rendering into a String cannot fail");
         out
+    }
+
+    /// For display only: a copy whose source shows control characters (other than newline,
+    /// carriage return and tab) as their visible symbols, `␀` for NUL, `␛` for ESC, `␡` for
+    /// DEL, so that a terminal never receives them raw; spans are moved to match.
+    fn with_controls_shown(&self) -> Option<Diagnostic> {
+        let source = self.source.as_ref()?;
+        let text = &source.text;
+        let hidden = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
+        if !text.chars().any(hidden) {
+            return None;
+        }
+        let mut shown = String::with_capacity(text.len() + 16);
+        // (offset in the text, bytes added before it) at each replaced character.
+        let mut moves: Vec<(usize, usize)> = Vec::new();
+        for (at, c) in text.char_indices() {
+            if hidden(c) {
+                let symbol = match c as u32 {
+                    code @ 0..=0x1F => char::from_u32(0x2400 + code).unwrap_or('\u{FFFD}'),
+                    0x7F => '\u{2421}',
+                    _ => '\u{FFFD}',
+                };
+                shown.push(symbol);
+                let added = moves.last().map_or(0, |m| m.1) + symbol.len_utf8() - c.len_utf8();
+                moves.push((at + 1, added));
+            } else {
+                shown.push(c);
+            }
+        }
+        let map = |offset: usize| offset + moves.iter().take_while(|(at, _)| *at <= offset).last().map_or(0, |m| m.1);
+        let remap = |label: &Label| Label { span: Span::new(map(label.span.start), map(label.span.end)), text: label.text.clone() };
+        let mut copy = self.clone();
+        copy.primary = remap(&self.primary);
+        copy.secondary = self.secondary.iter().map(remap).collect();
+        copy.source = Some(Arc::new(SourceFile { name: source.name.clone(), text: shown }));
+        Some(copy)
     }
 
     /// For display only: when a source line is longer than [`LONG_LINE`] characters, a copy

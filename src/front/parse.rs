@@ -122,6 +122,23 @@ fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> (Vec<Item>, Vec<B
             }
             Err(error) => {
                 broken.extend(broken_item(&text[start..end]));
+                let furthest = match error.location {
+                    pest::error::InputLocation::Pos(pos) => pos,
+                    pest::error::InputLocation::Span((pos, _)) => pos,
+                }
+                .max(error.parse_attempts().map_or(0, |a| a.max_position));
+                // The item ends with a `{` still open: the parser gave up at the item's end (the
+                // whole-file parse at the next item's keyword). That `{` is the mistake.
+                if significant_len(&padded) <= furthest
+                    && scan(&padded, usize::MAX).unterminated.is_none()
+                    && let Some(diagnostic) = unclosed_block(text, start, end, index + 1 < starts.len())
+                {
+                    let next_line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+                    let item_end = start + significant_len(&text[start..end]);
+                    diagnostics.items.retain(|d| !(item_end..=next_line_end).contains(&d.primary.span.start));
+                    diagnostics.push(diagnostic);
+                    continue;
+                }
                 let diagnostic = syntax_diagnostic(&padded, &error, 0);
                 // The whole-file parse already reported the first error.
                 let duplicate = diagnostics.items.iter().any(|d| d.primary.span == diagnostic.primary.span);
@@ -132,6 +149,93 @@ fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> (Vec<Item>, Vec<B
         }
     }
     (items, broken)
+}
+
+/// The `{` an item chunk (`text[start..end]`) leaves open, as `snn::syntax::unclosed_block`;
+/// `None` when every `{` is closed. Of several open ones, the block whose `}` is indented
+/// unlike its `{` (the `}` of an outer block taken as its own) is named, else the innermost.
+fn unclosed_block(text: &str, start: usize, end: usize, item_follows: bool) -> Option<Diagnostic> {
+    let bytes = text.as_bytes();
+    let indent = |at: usize| {
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        text[line_start..].len() - text[line_start..].trim_start_matches([' ', '\t']).len()
+    };
+    let first_on_line = |at: usize| {
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        text[line_start..at].trim().is_empty()
+    };
+    let mut open: Vec<usize> = Vec::new();
+    let mut misclosed: Option<(usize, usize)> = None;
+    let mut i = start;
+    while i < end {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < end && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < end && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < end && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => open.push(i),
+            b'}' => {
+                if let Some(opener) = open.pop()
+                    && misclosed.is_none()
+                    && first_on_line(i)
+                    && indent(i) != indent(opener)
+                {
+                    misclosed = Some((opener, i));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let innermost = *open.last()?;
+    let opener = misclosed.map_or(innermost, |(opener, _)| opener);
+    let line_of = |at: usize| text[..at].matches('\n').count() + 1;
+    let head = |at: usize| {
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        text[line_start..at].trim().to_string()
+    };
+    let name = head(opener);
+    let message = if name.is_empty() {
+        format!("the `{{` on line {} is never closed", line_of(opener))
+    } else {
+        format!("the `{{` of `{name}` is never closed")
+    };
+    let mut diagnostic = Diagnostic::error("snn::syntax::unclosed_block", message, Span::new(opener, opener + 1), "never closed");
+    diagnostic = if item_follows {
+        let keyword = text[end..].split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
+        let keyword_end = end + keyword.len().max(1).min(text.len() - end);
+        diagnostic.with_label(Span::new(end, keyword_end), "the next item starts here")
+    } else {
+        let last = start + significant_len(&text[start..end]);
+        diagnostic.with_label(Span::new(last, last), "the file ends here")
+    };
+    let help = match misclosed {
+        Some((_, closer)) => {
+            let outer = open.first().map_or(String::new(), |&o| head(o));
+            format!(
+                "add its `}}`: the `}}` on line {} closes it instead{}",
+                line_of(closer),
+                if outer.is_empty() { String::new() } else { format!(", and `{outer}` stays open") }
+            )
+        }
+        _ if item_follows => "add the `}` that closes it before the next item".to_string(),
+        _ => "add the `}` that closes it at the end of the file".to_string(),
+    };
+    Some(diagnostic.with_help(help))
 }
 
 /// The keyword and name of an item that failed to parse, read from its first words (after its

@@ -60,15 +60,26 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
             .last()
             .map_or(furthest, |(i, _)| i)
     };
-    let position = word_start;
+    // `record h h.v`: the second path is read as the start of a new statement; the mistake is
+    // the missing `,` between the two.
+    let record_gap = record_gap(text, word_start);
+    let position = record_gap.unwrap_or(word_start);
     let mut expected: Vec<String> = Vec::new();
     let mut add = |word: String| {
-        if !expected.contains(&word) {
-            expected.push(word);
+        // A rule named by its tokens (`=`, `+=`, `-=` or `*=`) adds them one by one.
+        for word in composite_tokens(&word).unwrap_or_else(|| vec![word]) {
+            if !expected.contains(&word) {
+                expected.push(word);
+            }
         }
     };
+    if record_gap.is_some() {
+        add("`,`".to_string());
+        add("`to`".to_string());
+    }
     if let Some(attempts) = &attempts
         && attempts.max_position == position
+        && record_gap.is_none()
     {
         for token in attempts.expected_tokens() {
             if let Some(word) = token_words(&token) {
@@ -77,6 +88,7 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
         }
     }
     if position == rule_position
+        && record_gap.is_none()
         && let ErrorVariant::ParsingError { positives, .. } = &error.variant
     {
         for rule in positives {
@@ -85,13 +97,32 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
             }
         }
     }
+    // Assignment operators in their usual order, first; the tokens a word such as "an item
+    // (`import`, ...)" lists already are not listed again.
+    const ASSIGN: [&str; 4] = ["`=`", "`+=`", "`-=`", "`*=`"];
+    if ASSIGN.iter().all(|op| expected.iter().any(|w| w == op)) {
+        expected.retain(|w| !ASSIGN.contains(&w.as_str()));
+        expected.splice(0..0, ASSIGN.iter().map(|op| op.to_string()));
+    }
+    let listing: Vec<String> = expected.iter().filter(|w| w.contains('(') && w.matches('`').count() > 2).cloned().collect();
+    expected.retain(|w| listing.contains(w) || !listing.iter().any(|l| w.starts_with('`') && l.contains(w.as_str())));
     let expected = summarise(expected);
     let found = found_at(text, position);
     let (span, label) = match found.as_str() {
-        "end of file" => (Span::new(base + position, base + position), "the file ends here".to_string()),
+        // At the end of the last line, where the snippet can show it (a label after the last
+        // character of the text is not drawn).
+        "end of file" => {
+            let end = text.trim_end().len();
+            let span = match text[..end].chars().next_back() {
+                Some(last) if end == text.len() => Span::new(base + end - last.len_utf8(), base + end),
+                _ => Span::new(base + end, base + end),
+            };
+            (span, "the file ends here".to_string())
+        }
         _ => {
             let len = found_len(text, position);
-            (Span::new(base + position, base + position + len), format!("unexpected {found}"))
+            let invisible = text[position.min(text.len())..].chars().next().and_then(invisible_name).is_some();
+            (Span::new(base + position, base + position + len), if invisible { found.clone() } else { format!("unexpected {found}") })
         }
     };
     let expected_text = join_words(&expected);
@@ -116,7 +147,15 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
     }
     let mut diagnostic = if found == "end of file" {
         Diagnostic::error("snn::syntax::unexpected_eof", format!("unexpected end of file, expected {expected_text}"), span, label)
-            .with_help("a block may be missing its closing `}`")
+            .with_help(if text.matches('{').count() > text.matches('}').count() {
+                "a block may be missing its closing `}`"
+            } else {
+                "the file ends in the middle of a statement: complete it or remove it"
+            })
+    } else if let Some(name) = text[position.min(text.len())..].chars().next().and_then(invisible_name) {
+        let fix = if name.contains("space") && !name.contains("zero-width") { "replace it with a plain space" } else { "delete it" };
+        Diagnostic::error("snn::syntax::unexpected_token", format!("expected {expected_text}, found {found}"), span, label)
+            .with_help(format!("{fix} (it may have come with pasted text)"))
     } else if expected.is_empty() {
         Diagnostic::error("snn::syntax::unexpected_token", format!("unexpected {found}"), span, label)
             .with_help("check the statement against the language reference in docs/language.md")
@@ -124,12 +163,111 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
         Diagnostic::error("snn::syntax::unexpected_token", format!("expected {expected_text}, found {found}"), span, label)
             .with_help(format!("write {expected_text} here"))
     };
+    // `spike when` or `on post` read as an assignment inside a block: that block's `}` is missing.
+    if let Some(opener) = unclosed_before_statement(text, position) {
+        let line = text[..opener].matches('\n').count() + 1;
+        diagnostic = diagnostic
+            .with_label(Span::new(base + opener, base + opener + 1), "this block is still open")
+            .with_help(format!("the `{{` on line {line} may be missing its `}}`: close the block before this statement"));
+    }
     // A missing `=` or operator is reported at the next token; point also at the previous one.
     let previous_end = text[..position].trim_end().len();
-    if previous_end < position && found != "end of file" && text[previous_end..position].contains('\n') {
+    let invisible = text[position.min(text.len())..].chars().next().and_then(invisible_name).is_some();
+    if previous_end < position && found != "end of file" && !invisible && text[previous_end..position].contains('\n') {
         diagnostic = diagnostic.with_label(Span::new(base + previous_end, base + previous_end), "the statement before ends here");
     }
     diagnostic
+}
+
+/// When the failure follows a statement keyword alone at the start of its line (`spike`, `on`)
+/// and a nested block opened on an earlier line is still open: that block's `{`.
+fn unclosed_before_statement(text: &str, position: usize) -> Option<usize> {
+    const STATEMENTS: [&str; 11] =
+        ["spike", "on", "state", "param", "update", "refractory", "trace", "delivers", "observable", "compartment", "input"];
+    let position = position.min(text.len());
+    let line_start = text[..position].rfind('\n').map_or(0, |i| i + 1);
+    if !STATEMENTS.contains(&text[line_start..position].trim()) {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut open: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < line_start {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < line_start && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < line_start && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < line_start && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => open.push(i),
+            b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // The item's own `{` is open around every statement: only a block inside it counts.
+    if open.len() >= 2 { open.last().copied() } else { None }
+}
+
+/// The tokens of a rule's words that only list tokens: "`=`, `+=`, `-=` or `*=`".
+fn composite_tokens(word: &str) -> Option<Vec<String>> {
+    let parts: Vec<&str> = word.split([',', ' ']).filter(|p| !p.is_empty() && *p != "or").collect();
+    let all_tokens = parts.len() > 1 && parts.iter().all(|p| p.len() > 2 && p.starts_with('`') && p.ends_with('`'));
+    all_tokens.then(|| parts.iter().map(|p| p.to_string()).collect())
+}
+
+/// In `record a b.c`, where `a` is followed by another path with no `,`: the offset of that
+/// second path.
+fn record_gap(text: &str, position: usize) -> Option<usize> {
+    let line_start = text[..position.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[line_start..];
+    let indent = line.len() - line.trim_start().len();
+    let rest = line.trim_start().strip_prefix("record")?;
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut at = line_start + indent + "record".len();
+    let skip_blank = |mut at: usize| {
+        while at < bytes.len() && matches!(bytes[at], b' ' | b'\t') {
+            at += 1;
+        }
+        at
+    };
+    loop {
+        at = skip_blank(at);
+        let path_start = at;
+        while at < bytes.len() && (bytes[at].is_ascii_alphanumeric() || matches!(bytes[at], b'_' | b'.')) {
+            at += 1;
+        }
+        if at == path_start {
+            return None;
+        }
+        at = skip_blank(at);
+        if bytes.get(at) == Some(&b',') {
+            at += 1;
+            continue;
+        }
+        break;
+    }
+    let next_is_path = bytes.get(at).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_');
+    let is_to = text[at..].starts_with("to") && !text[at + 2..].starts_with(|c: char| c.is_alphanumeric() || c == '_');
+    (next_is_path && !is_to && at <= position).then_some(at)
 }
 
 /// Collapses long token lists: the tokens that can start an expression become "an
@@ -278,9 +416,30 @@ pub(super) fn found_at(text: &str, position: usize) -> String {
         if first.is_ascii_digit() { format!("number `{word}`") } else { format!("`{word}`") }
     } else if first == '\n' {
         "end of line".to_string()
+    } else if let Some(name) = invisible_name(first) {
+        format!("{name} U+{:04X}", first as u32)
     } else {
         format!("`{first}`")
     }
+}
+
+/// A character that cannot be seen, or looks like a space, in words: it is named by code
+/// point rather than printed between backticks.
+pub(crate) fn invisible_name(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{A0}' | '\u{202F}' => "a no-break space",
+        '\u{200B}' => "a zero-width space",
+        '\u{200C}' => "a zero-width non-joiner",
+        '\u{200D}' => "a zero-width joiner",
+        '\u{2060}' => "a word joiner",
+        '\u{FEFF}' => "a zero-width no-break space (byte-order mark)",
+        '\u{AD}' => "a soft hyphen",
+        '\u{2000}'..='\u{200A}' | '\u{3000}' | '\u{1680}' | '\u{205F}' => "a Unicode space",
+        '\u{2028}' | '\u{2029}' => "a Unicode line separator",
+        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => "an invisible direction mark",
+        c if c.is_control() && !matches!(c, '\n' | '\r' | '\t') => "a control character",
+        _ => return None,
+    })
 }
 
 pub(super) fn found_len(text: &str, position: usize) -> usize {

@@ -79,7 +79,10 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_ma
             }
             let value = match &param.default {
                 Some(default) => match lower_init(default, &Env::with_builtins(false), &mut sink).0 {
-                    Init::Const(value) => value,
+                    Init::Const(value) => {
+                        check_finite(value, &param.name.name, default.span, &mut sink);
+                        value
+                    }
                     _ => {
                         sink.push(
                             Diagnostic::error(
@@ -129,10 +132,16 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_ma
             NetworkStmt::Param(_) | NetworkStmt::Connect(_) | NetworkStmt::Setting(_) => {}
         }
     }
+    let unsized_names = invalid_shapes(network);
     for stmt in &network.body {
-        if let NetworkStmt::Connect(connect) = stmt
-            && let Some(projection) = lower_connect(program, &module, &info, connect, &mut sink)
-        {
+        let NetworkStmt::Connect(connect) = stmt else { continue };
+        // A connection to or from a layer of invalid shape is checked once the shape is fixed.
+        let touches_unsized =
+            std::iter::once(&connect.source).chain(connect.target.first()).any(|name| unsized_names.contains(&name.name.as_str()));
+        sink.enabled = !touches_unsized;
+        let lowered = lower_connect(program, &module, &info, connect, &mut sink);
+        sink.enabled = true;
+        if let Some(projection) = lowered {
             module.projections.push(projection);
             source_map.projections.push(connect.span);
         }
@@ -140,52 +149,93 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_ma
     Some(module)
 }
 
+/// The most time steps one sample may take (`steps`, or `duration` / `dt`), and the most
+/// resting steps between samples: beyond this a run would not end in any useful time, and the
+/// step counts would lose precision or overflow.
+pub const MAX_STEPS: f64 = 10_000_000.0;
+
 fn lower_settings(network: &ast::Network, module: &mut Module, sink: &mut Sink) {
     let mut duration = None;
     let mut rest = None;
     let mut steps = None;
+    let mut dt_span = None;
+    let bad = |message: String, span: Span, label: &str, help: &str| {
+        Diagnostic::error("snn::network::bad_setting", message, span, label.to_string()).with_help(help.to_string())
+    };
     for stmt in &network.body {
         let NetworkStmt::Setting(setting) = stmt else { continue };
         let mut exprs = Exprs::default();
         let mut lowerer = Lowerer { sink, exprs: &mut exprs };
         let (id, unit) = lowerer.lower(&Env::with_builtins(false), &setting.value);
         let value = lowerer.exprs.constant(id).unwrap_or(0.0);
+        let span = setting.value.span;
         match setting.key.name.as_str() {
             "steps" => {
-                lowerer.expect_dimensionless(&unit, setting.value.span, "`steps`");
-                if value < 1.0 || value != value.trunc() {
-                    lowerer.error(
-                        Diagnostic::error(
-                            "snn::network::bad_setting",
-                            "`steps` must be a positive whole number",
-                            setting.value.span,
-                            "not a positive integer",
-                        )
-                        .with_help("for example `steps = 50`"),
-                    );
+                lowerer.expect_dimensionless(&unit, span, "`steps`");
+                if !(1.0..=MAX_STEPS).contains(&value) || value != value.trunc() {
+                    let label = if value != value.trunc() || value.is_nan() {
+                        "not a whole number"
+                    } else if value > MAX_STEPS {
+                        "too large"
+                    } else {
+                        "too small"
+                    };
+                    lowerer.error(bad(
+                        "`steps` must be a whole number from 1 to 10000000".to_string(),
+                        span,
+                        label,
+                        "for example `steps = 50`",
+                    ));
+                    steps = Some(1);
+                } else {
+                    steps = Some(value as usize);
                 }
-                steps = Some(value.max(1.0) as usize);
             }
             "dt" => {
-                if lowerer.expect_unit(&unit, &Unit::time_ms(), setting.value.span, "snn::units::mismatch", "`dt`") {
-                    if value <= 0.0 {
-                        lowerer.error(
-                            Diagnostic::error("snn::network::bad_setting", "`dt` must be positive", setting.value.span, "not positive")
-                                .with_help("for example `dt = 0.5 ms`"),
-                        );
+                if lowerer.expect_unit(&unit, &Unit::time_ms(), span, "snn::units::mismatch", "`dt`") {
+                    if !(value > 0.0 && value.is_finite()) {
+                        let label = if value.is_finite() { "not positive" } else { "not a finite number" };
+                        lowerer.error(bad(
+                            "`dt` must be a positive number of milliseconds".to_string(),
+                            span,
+                            label,
+                            "for example `dt = 0.5 ms`",
+                        ));
                     } else {
                         module.dt = value;
+                        dt_span = Some(span);
                     }
                 }
             }
             "duration" => {
-                if lowerer.expect_unit(&unit, &Unit::time_ms(), setting.value.span, "snn::units::mismatch", "`duration`") {
-                    duration = Some((value, setting.value.span));
+                if lowerer.expect_unit(&unit, &Unit::time_ms(), span, "snn::units::mismatch", "`duration`") {
+                    if !(value > 0.0 && value.is_finite()) {
+                        let label = if value.is_finite() { "not positive" } else { "not a finite number" };
+                        lowerer.error(bad(
+                            "`duration` must be a positive number of milliseconds".to_string(),
+                            span,
+                            label,
+                            "for example `duration = 350 ms`",
+                        ));
+                        duration = Some((None, span));
+                    } else {
+                        duration = Some((Some(value), span));
+                    }
                 }
             }
             "rest" => {
-                if lowerer.expect_unit(&unit, &Unit::time_ms(), setting.value.span, "snn::units::mismatch", "`rest`") {
-                    rest = Some(value);
+                if lowerer.expect_unit(&unit, &Unit::time_ms(), span, "snn::units::mismatch", "`rest`") {
+                    if !(value >= 0.0 && value.is_finite()) {
+                        let label = if value.is_finite() { "negative" } else { "not a finite number" };
+                        lowerer.error(bad(
+                            "`rest` must be a number of milliseconds, at least 0".to_string(),
+                            span,
+                            label,
+                            "for example `rest = 150 ms`",
+                        ));
+                    } else {
+                        rest = Some((value, span));
+                    }
                 }
             }
             other => {
@@ -203,9 +253,27 @@ fn lower_settings(network: &ast::Network, module: &mut Module, sink: &mut Sink) 
             }
         }
     }
+    // A time converted to steps with `dt`: at most MAX_STEPS of them, and a sample's duration
+    // at least one.
+    let to_steps = |sink: &mut Sink, what: &str, value: f64, span: Span| -> usize {
+        let count = (value / module.dt).round();
+        let (message, label, help) = if count > MAX_STEPS || !count.is_finite() {
+            (format!("`{what}` / `dt` is more than 10000000 time steps"), "too many steps", "use a larger `dt` or a shorter time")
+        } else if what == "duration" && count < 1.0 {
+            (format!("`{what}` is shorter than one time step `dt`"), "less than one step", "use a smaller `dt` or a longer time")
+        } else {
+            return count as usize;
+        };
+        let mut diagnostic = bad(message, span, label, help);
+        if let Some(dt) = dt_span {
+            diagnostic = diagnostic.with_label(dt, "`dt`");
+        }
+        sink.push(diagnostic);
+        1
+    };
     module.steps = match (steps, duration) {
         (Some(steps), None) => steps,
-        (None, Some((duration, _))) => (duration / module.dt).round().max(1.0) as usize,
+        (None, Some((duration, span))) => duration.map_or(1, |duration| to_steps(sink, "duration", duration, span)),
         (Some(steps), Some((_, span))) => {
             sink.push(
                 Diagnostic::error("snn::network::bad_setting", "give either `steps` or `duration`, not both", span, "second length")
@@ -226,7 +294,23 @@ fn lower_settings(network: &ast::Network, module: &mut Module, sink: &mut Sink) 
             1
         }
     };
-    module.rest_steps = rest.map_or(0, |rest| (rest / module.dt).round() as usize);
+    module.rest_steps = rest.map_or(0, |(rest, span)| to_steps(sink, "rest", rest, span));
+}
+
+/// A constant that overflowed to infinity (`1e308 * 10`) or is not a number (`0 / 0`) is no
+/// value a model can compute with.
+pub(crate) fn check_finite(value: f64, name: &str, span: Span, sink: &mut Sink) {
+    if !value.is_finite() {
+        sink.push(
+            Diagnostic::error(
+                "snn::value::not_finite",
+                format!("`{name}` is {}, not a finite number", if value.is_nan() { "not a number (NaN)" } else { "infinite" }),
+                span,
+                if value.is_nan() { "not a number" } else { "overflows to infinity" },
+            )
+            .with_help("numbers are 64-bit floats: keep every constant and result between about -1e308 and 1e308"),
+        );
+    }
 }
 
 /// Network parameters and data fields, for encoder arguments.
@@ -462,9 +546,28 @@ fn param_list(params: &[ast::ParamHead]) -> String {
 
 /// The shape's sizes when valid (one to three positive sizes, at most 2^31 neurons); `[1]`
 /// after reporting otherwise, so later stages never see an unusable shape.
-fn checked_shape(shape: &ast::Shape, sink: &mut Sink) -> Vec<usize> {
+/// Whether a shape has one to three positive sizes and at most 2^31 neurons.
+pub(crate) fn shape_is_valid(shape: &ast::Shape) -> bool {
     let total = shape.dims.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d)).filter(|n| *n <= 1 << 31);
-    if shape.dims.contains(&0) || shape.dims.len() > 3 || total.is_none() {
+    !shape.dims.contains(&0) && shape.dims.len() <= 3 && total.is_some()
+}
+
+/// The names of the inputs and populations whose shape is invalid (reported at the shape): their
+/// size is unknown, so nothing is checked against it.
+pub(crate) fn invalid_shapes(network: &ast::Network) -> Vec<&str> {
+    network
+        .body
+        .iter()
+        .filter_map(|stmt| match stmt {
+            NetworkStmt::Input(input) if !shape_is_valid(&input.shape) => Some(input.name.name.as_str()),
+            NetworkStmt::Population(population) if !shape_is_valid(&population.shape) => Some(population.name.name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn checked_shape(shape: &ast::Shape, sink: &mut Sink) -> Vec<usize> {
+    if !shape_is_valid(shape) {
         sink.push(
             Diagnostic::error(
                 "snn::shapes::invalid",
@@ -537,6 +640,9 @@ fn lower_population(program: &Program, module: &Module, population: &ast::Popula
             continue;
         };
         let (init, found) = lower_init(&arg.value, &Env::with_builtins(false), sink);
+        if let Init::Const(value) = init {
+            check_finite(value, &name.name, arg.value.span, sink);
+        }
         let expected = param.unit.as_ref().map_or_else(Unit::none, units::eval);
         let mut exprs = Exprs::default();
         Lowerer { sink, exprs: &mut exprs }.expect_unit(

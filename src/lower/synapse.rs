@@ -117,7 +117,8 @@ pub fn lower_synapse(
     }
     // The weight: the connection's weights are the synapse's state `w` (initial values from the
     // connection's `init`; bounds are what its rule says, e.g. `clip(w, 0, w_max)`).
-    if !model.vars.iter().any(|v| v.name == "w") {
+    let missing_weight = !model.vars.iter().any(|v| v.name == "w");
+    if missing_weight {
         sink.push(
             Diagnostic::error(
                 "snn::synapse::no_weight",
@@ -127,6 +128,14 @@ pub fn lower_synapse(
             )
             .with_help("a synapse's weight is its state `w`; the connection's `init` gives its initial values"),
         );
+        // Bound quietly from here on, in the unit the port takes: `deliver w` and `w += ...`
+        // report nothing more.
+        model
+            .vars
+            .push(Var { name: "w".to_string(), kind: VarKind::State { init: Init::Const(0.0), persistent: false, frozen_in_eval: false } });
+        let unit = port_unit.cloned().unwrap_or_else(Unit::none);
+        env.bind("w", Binding::Var(VarId(model.vars.len() as u32 - 1)), unit.clone());
+        state_units.insert("w".to_string(), unit);
     }
     for (index, name) in trace_names.iter().enumerate() {
         let id = VarId((model.vars.len() + index) as u32);
@@ -198,7 +207,7 @@ pub fn lower_synapse(
                         );
                         continue;
                     };
-                    if *op != AssignOp::Mul {
+                    if *op != AssignOp::Mul && !(missing_weight && name == "w") {
                         lowerer.expect_unit(&unit, &var_unit, value.span, "snn::units::assignment", &format!("assignment to `{name}`"));
                     }
                     let current = lowerer.exprs.push(Node::Var(var));

@@ -76,7 +76,9 @@ pub fn lower_train(
     // A population whose neuron is unknown or failed to parse (reported already) has no states,
     // spikes or inputs to check a train block against: the block is lowered without reports, so
     // that the error to fix is the only one printed.
-    let complete = module.populations.iter().all(|p| program.neurons.contains_key(&p.neuron));
+    // Nor is one whose size is unknown: its shape is invalid (reported at the shape).
+    let unsized_names = program.networks.first().map_or_else(Vec::new, |n| crate::lower::network::invalid_shapes(&n.def));
+    let complete = module.populations.iter().all(|p| program.neurons.contains_key(&p.neuron)) && unsized_names.is_empty();
     let mut sink = Sink { diagnostics, file: program.file(def.file), main: program.file(0), enabled: complete };
     for extra in &program.trains[1..] {
         sink.push(
@@ -134,7 +136,7 @@ pub fn lower_train(
     };
     for input in &module.inputs {
         let size: usize = input.shape.iter().product();
-        if size != features && data.is_some() {
+        if size != features && data.is_some() && !unsized_names.contains(&input.name.as_str()) {
             let span = program.networks[0]
                 .def
                 .body
@@ -173,7 +175,22 @@ pub fn lower_train(
     let epochs = settings.get("epochs").map_or(Some(1), |s| lowerer.positive_int(&s.value, "epochs"));
     let seed = settings.get("seed").map_or(Some(0), |s| lowerer.positive_int(&s.value, "seed"));
     let schedule = settings.get("schedule").map_or(LrSchedule::Constant, |s| lowerer.lower_schedule(&s.value));
-    let clip = settings.get("clip").and_then(|s| lowerer.number(&s.value, "clip"));
+    let clip = settings.get("clip").and_then(|s| lowerer.number(&s.value, "clip")).filter(|&clip| {
+        let ok = clip > 0.0 && clip.is_finite();
+        if !ok {
+            let span = settings["clip"].value.span;
+            lowerer.sink.push(
+                Diagnostic::error(
+                    "snn::train::setting_out_of_range",
+                    format!("`clip` must be greater than 0, found {}", crate::ir::fmt_f64(clip)),
+                    span,
+                    "out of range",
+                )
+                .with_help("`clip` is the largest gradient norm; for example `clip = 1.0`"),
+            );
+        }
+        ok
+    });
     // Only when none is written: a term that failed to lower has its own diagnostic.
     if gradient_method && losses.is_empty() && phases_ast.is_empty() {
         lowerer.sink.push(missing_field("loss", header, "loss = mse(rate(out), one_hot(label, on = 0.8, off = 0.2))"));
@@ -388,8 +405,28 @@ impl TrainLowerer<'_, '_, '_> {
     fn positive_int(&mut self, expr: &ast::Expr, what: &str) -> Option<usize> {
         let min = if what == "seed" { 0.0 } else { 1.0 };
         let max = (1u64 << 53) as f64;
-        match const_number(expr) {
+        // A literal of digits is compared exactly: 2^53 + 1 read as a float rounds to 2^53.
+        let exact_too_large = match &expr.kind {
+            ExprKind::Quantity { text, unit: None, .. } if text.bytes().all(|b| b.is_ascii_digit()) => {
+                let digits = text.trim_start_matches('0');
+                digits.len() > 38 || (digits.len() > 15 && digits.parse::<u128>().is_ok_and(|n| n > 1u128 << 53))
+            }
+            _ => false,
+        };
+        match const_number(expr).filter(|_| !exact_too_large) {
             Some((value, _)) if value >= min && value <= max && value == value.trunc() => Some(value as usize),
+            _ if exact_too_large => {
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::train::bad_setting",
+                        format!("`{what}` must be a whole number from {min} to 2^53"),
+                        expr.span,
+                        "too large",
+                    )
+                    .with_help(format!("for example `{what} = 10`")),
+                );
+                None
+            }
             found => {
                 let label = match found {
                     Some((value, _)) if value == value.trunc() && value > max => "too large",
@@ -524,10 +561,33 @@ impl TrainLowerer<'_, '_, '_> {
         };
         let named = named_args(args);
         let number = |key: &str, default: f64| named.get(key).and_then(|e| const_number(e)).map_or(default, |v| v.0);
+        // The factor the rate is multiplied by is in (0, 1]; `every` is a whole number of epochs.
+        let gamma = |this: &mut Self, default: f64| {
+            let gamma = number("gamma", default);
+            if !(gamma > 0.0 && gamma <= 1.0) {
+                this.sink.push(
+                    Diagnostic::error(
+                        "snn::train::setting_out_of_range",
+                        format!("`gamma` must be greater than 0 and at most 1, found {}", crate::ir::fmt_f64(gamma)),
+                        named.get("gamma").map_or(expr.span, |e| e.span),
+                        "out of range",
+                    )
+                    .with_help(format!("the learning rate is multiplied by `gamma`; for example `{}(gamma = {default})`", name.name)),
+                );
+                return default;
+            }
+            gamma
+        };
         match name.name.as_str() {
             "constant" => LrSchedule::Constant,
-            "step" => LrSchedule::Step { every: number("every", 1.0) as usize, gamma: number("gamma", 0.5) },
-            "exponential" => LrSchedule::Exponential { gamma: number("gamma", 0.95) },
+            "step" => {
+                let every = match named.get("every") {
+                    Some(e) => self.positive_int(e, "every").unwrap_or(1),
+                    None => 1,
+                };
+                LrSchedule::Step { every, gamma: gamma(self, 0.5) }
+            }
+            "exponential" => LrSchedule::Exponential { gamma: gamma(self, 0.95) },
             other => {
                 let help = suggestion_help(
                     other,
