@@ -168,6 +168,16 @@ pub enum Data {
     YinYang { train: usize, test: usize, seed: u64 },
 }
 
+impl Data {
+    /// The number of classes of the data set.
+    pub fn classes(&self) -> usize {
+        match self {
+            Data::Mnist { .. } => 10,
+            Data::YinYang { .. } => 3,
+        }
+    }
+}
+
 /// A surrogate gradient instance: its grad expression over [`crate::ir::Global::SurrogateX`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Surrogate {

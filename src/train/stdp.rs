@@ -31,7 +31,17 @@ pub const LABEL_SAMPLES: usize = 10_000;
 #[derive(Default)]
 pub struct Stdp<F> {
     plasticity: Option<Plasticity<F>>,
+    /// The training accuracy as the authors' script reports it: each training sample's
+    /// response voted with the labels assigned from the responses to the samples before it,
+    /// reassigned every [`RUNNING_ASSIGNMENT`] samples. A sample before the first assignment
+    /// counts as wrong.
+    running: ResponseTable,
+    assignment: Vec<Option<usize>>,
+    seen: usize,
 }
+
+/// Training samples between two running label assignments.
+pub const RUNNING_ASSIGNMENT: usize = 1_000;
 
 impl<F: Real> LearningMethod<F> for Stdp<F> {
     fn name(&self) -> &'static str {
@@ -60,11 +70,27 @@ impl<F: Real> LearningMethod<F> for Stdp<F> {
         if self.plasticity.is_none() {
             self.plasticity = Some(Plasticity::new(module).map_err(RunError::Plasticity)?);
         }
+        if self.running.classes() == 0 {
+            self.running = ResponseTable::new(session.train.data.classes());
+        }
         let plasticity = self.plasticity.as_mut().expect("made above");
         let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
         for example in batch {
             hooks::apply_actions(module, &train.before_sample, params, net);
             let trace = present(session.engine, module, train, session.seed, params, net, example, Some(plasticity))?;
+            if let Some(response) = assigned_class_response(train) {
+                let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
+                let values = loss::evaluate(module, &train.exprs, &trace, 0, params, inputs, &[response])?;
+                let response = &values[response.0 as usize].data;
+                let classes = self.running.classes();
+                outcome.correct += usize::from(vote(&self.assignment, response, classes) == Some(example.label));
+                self.running.add(example.label, response);
+                self.seen += 1;
+                if self.seen % RUNNING_ASSIGNMENT == 0 {
+                    self.assignment = self.running.assign();
+                    self.running = ResponseTable::new(classes);
+                }
+            }
             if session.recording {
                 hooks::record_trace(module, &train.records, &trace, &[example.sample.id], &mut outcome.records);
             }
@@ -233,6 +259,10 @@ pub struct ResponseTable {
 impl ResponseTable {
     pub fn new(classes: usize) -> ResponseTable {
         ResponseTable { sums: vec![Vec::new(); classes], counts: vec![0; classes] }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.sums.len()
     }
 
     /// Adds one sample's response (one value per neuron) to its class.
