@@ -40,12 +40,17 @@ pub struct Program {
     pub trains: Vec<Def<ast::Train>>,
     /// Items that failed to parse, with their file: uses of their names report nothing more.
     pub broken: Vec<(usize, ast::Broken)>,
+    /// An import failed (reported): names it might have defined are not reported unknown.
+    pub import_failed: bool,
 }
 
 impl Program {
-    /// Whether an item of this keyword and name failed to parse (in any file).
+    /// Whether an item of this keyword and name failed to parse (in any file), or may have: an
+    /// import that failed (a syntax error in it, an unknown module, a file that cannot be read)
+    /// could have defined any neuron, synapse, surrogate or encoder, so no name is reported
+    /// unknown after one.
     pub fn is_broken(&self, keyword: &str, name: &str) -> bool {
-        self.broken.iter().any(|(_, b)| b.keyword == keyword && b.name.as_deref() == Some(name))
+        self.import_failed || self.broken.iter().any(|(_, b)| b.keyword == keyword && b.name.as_deref() == Some(name))
     }
 
     /// Whether the main file has an item of this keyword that failed to parse.
@@ -81,6 +86,7 @@ fn load_file(
     parse_diagnostics.attach(&source);
     diagnostics.extend(parse_diagnostics);
     program.broken.extend(file.broken.iter().map(|b| (file_index, b.clone())));
+    program.import_failed |= file.broken.iter().any(|b| b.keyword == "import");
     let mut imports = Vec::new();
     for item in &file.items {
         match &item.kind {
@@ -155,6 +161,7 @@ fn load_file(
                         )
                         .with_help(format!("the path is relative to the importing file; looked for {}", path.display())),
                     );
+                    program.import_failed = true;
                     continue;
                 }
             }
@@ -180,6 +187,7 @@ fn load_file(
                         )
                         .with_help(help),
                     );
+                    program.import_failed = true;
                     continue;
                 }
             }
