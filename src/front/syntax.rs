@@ -12,10 +12,14 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
         InputLocation::Pos(pos) => pos,
         InputLocation::Span((start, _)) => start,
     };
-    // An invisible control character (a NUL pasted into a name) is named, not the word it cuts.
+    // An invisible control character (a NUL pasted into a name) is named, not the word it cuts:
+    // one where the parser stopped (one in a comment earlier in the file is harmless).
     let reached = rule_position.max(error.parse_attempts().map_or(0, |a| a.max_position));
-    if let Some((at, c)) = text.char_indices().find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        && at <= reached + 1
+    if let Some((at, c)) = text
+        .char_indices()
+        .skip_while(|(at, _)| *at + 1 < rule_position)
+        .take_while(|(at, _)| *at <= reached + 1)
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
         return Diagnostic::error(
             "snn::syntax::control_character",
