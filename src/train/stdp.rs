@@ -86,7 +86,7 @@ impl<F: Real> LearningMethod<F> for Stdp<F> {
                 outcome.correct += usize::from(vote(&self.assignment, response, classes) == Some(example.label));
                 self.running.add(example.label, response);
                 self.seen += 1;
-                if self.seen % RUNNING_ASSIGNMENT == 0 {
+                if self.seen.is_multiple_of(RUNNING_ASSIGNMENT) {
                     self.assignment = self.running.assign();
                     self.running = ResponseTable::new(classes);
                 }
