@@ -88,6 +88,22 @@ impl PrecisionArg {
     }
 }
 
+/// The float type of a run: `--precision` when given, else the train block's `precision`,
+/// else f32. The file is checked here to read it (diagnostics are printed by the run itself).
+fn run_precision(flag: Option<PrecisionArg>, file: &std::path::Path) -> Precision {
+    if let Some(flag) = flag {
+        return flag.precision();
+    }
+    let asked = snnc::cli::driver::check_path(file)
+        .ok()
+        .and_then(|checked| checked.outcome.module)
+        .and_then(|module| module.train.as_ref().and_then(|t| t.precision));
+    match asked {
+        Some(snnc::ir::train::FloatType::F64) => Precision::F64,
+        _ => Precision::F32,
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse, resolve and check models; exit 1 on any error.
@@ -127,9 +143,10 @@ enum Command {
         /// scalar reference interpreter). CUDA is not built yet.
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
-        /// Float type of parameters, states and kernels.
-        #[arg(long, value_enum, default_value = "f32")]
-        precision: PrecisionArg,
+        /// Float type of parameters, states and kernels (default: the train block's `precision`,
+        /// else f32).
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
         /// Train on the first N training samples only.
         #[arg(long)]
         limit_train: Option<usize>,
@@ -158,8 +175,9 @@ enum Command {
         sets: Vec<String>,
         #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
-        #[arg(long, value_enum, default_value = "f32")]
-        precision: PrecisionArg,
+        /// Float type (default: the train block's `precision`, else f32).
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -203,7 +221,7 @@ fn command(cli: Cli) -> ExitCode {
                 start_threads(threads)?;
                 Ok(RunOptions {
                     engine: backend.engine()?,
-                    precision: precision.precision(),
+                    precision: run_precision(precision, &file),
                     epochs,
                     sets: parse_sets(&sets)?,
                     out: out.or_else(|| resume.clone()),
@@ -225,7 +243,7 @@ fn command(cli: Cli) -> ExitCode {
                 start_threads(threads)?;
                 Ok(RunOptions {
                     engine: backend.engine()?,
-                    precision: precision.precision(),
+                    precision: run_precision(precision, &file),
                     epochs: None,
                     sets: parse_sets(&sets)?,
                     out: None,

@@ -168,6 +168,13 @@ pub enum Data {
     YinYang { train: usize, test: usize, seed: u64 },
 }
 
+/// A float type a train block can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatType {
+    F32,
+    F64,
+}
+
 impl Data {
     /// The number of classes of the data set.
     pub fn classes(&self) -> usize {
@@ -289,6 +296,8 @@ pub struct Train {
     pub schedule: LrSchedule,
     pub clip_grad_norm: Option<f64>,
     pub seed: u64,
+    /// `precision = f64`: the float type the model asks for (`--precision` overrides it).
+    pub precision: Option<FloatType>,
     pub before_sample: Vec<HookAction>,
     pub retry: Option<Retry>,
     pub records: Vec<(PopId, Option<VarId>)>,

@@ -16,6 +16,19 @@ use crate::train::loss::{self, LossError, SampleInputs};
 /// Samples per evaluation shard (no gradients to hold, so larger shards pay).
 const EVAL_SHARD: usize = 64;
 
+/// Bytes of trace one evaluation shard may hold: long samples (Diehl & Cook's 1,000 steps of
+/// 784 inputs) get smaller shards, so that evaluation does not need gigabytes.
+const EVAL_SHARD_BYTES: usize = 64 << 20;
+
+/// Samples per evaluation shard for this module: [`EVAL_SHARD`], fewer when a sample's trace
+/// (states, ports and inputs over every step) is large.
+fn eval_shard<F: Real>(module: &crate::ir::Module) -> usize {
+    let per_step: usize = module.populations.iter().map(|p| p.size() * (p.vars.len() + p.ports.len())).sum::<usize>()
+        + module.inputs.iter().map(|i| i.shape.iter().product::<usize>()).sum::<usize>();
+    let per_sample = (module.steps + module.rest_steps + 1) * per_step * F::BYTES;
+    (EVAL_SHARD_BYTES / per_sample.max(1)).clamp(1, EVAL_SHARD)
+}
+
 /// Test samples are keyed apart from training samples in the random streams.
 pub const TEST_ID_OFFSET: u64 = 1_000_000_000;
 
@@ -40,7 +53,7 @@ pub fn evaluate<F: Real>(
     let module = ctx.module;
     let indices: Vec<usize> = (0..n).collect();
     let shards: Vec<Result<(usize, Vec<f64>), LossError>> = indices
-        .par_chunks(EVAL_SHARD)
+        .par_chunks(eval_shard::<F>(module))
         .map(|shard| {
             let samples: Vec<SampleRef> =
                 shard.iter().map(|&i| SampleRef { id: TEST_ID_OFFSET + i as u64, features: split.sample(i) }).collect();
@@ -94,7 +107,7 @@ pub fn operation_counts<F: Real>(engine: &dyn Engine<F>, ctx: &Ctx<F>, params: &
     let module = ctx.module;
     let samples: Vec<SampleRef> = (0..n).map(|i| SampleRef { id: TEST_ID_OFFSET + i as u64, features: split.sample(i) }).collect();
     let mut totals = (0.0, 0.0, 0.0);
-    for shard in samples.chunks(EVAL_SHARD) {
+    for shard in samples.chunks(eval_shard::<F>(module)) {
         let trace = engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: shard, hoisted: None }, None);
         for (index, proj) in module.projections.iter().enumerate() {
             let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());

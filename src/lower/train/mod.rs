@@ -17,7 +17,8 @@ use crate::ir::train::*;
 use crate::lower::{Program, Sink};
 use method::lower_method;
 
-pub const TRAIN_SETTINGS: [&str; 9] = ["data", "method", "predict", "optimizer", "batch", "epochs", "schedule", "clip", "seed"];
+pub const TRAIN_SETTINGS: [&str; 10] =
+    ["data", "method", "predict", "optimizer", "batch", "epochs", "schedule", "clip", "seed", "precision"];
 pub const METHODS: [&str; 4] = ["bptt", "eventprop", "fptt", "stdp"];
 pub const OPTIMIZERS: [&str; 3] = ["adam", "adamax", "sgd"];
 pub const DATASETS: [&str; 2] = ["mnist", "yin_yang"];
@@ -191,6 +192,20 @@ pub fn lower_train(
         }
         ok
     });
+    let precision = settings.get("precision").and_then(|setting| match setting.value.as_name().map(|n| n.name.as_str()) {
+        Some("f32") => Some(FloatType::F32),
+        Some("f64") => Some(FloatType::F64),
+        _ => {
+            lowerer.sink.push(
+                Diagnostic::error("snn::train::bad_setting", "`precision` is `f32` or `f64`", setting.value.span, "not a float type")
+                    .with_help("write `precision = f64` for states that change by less than f32 resolves per step"),
+            );
+            None
+        }
+    });
+    if precision != Some(FloatType::F64) {
+        check_slow_decays(module, source_map, header, lowerer.sink);
+    }
     // Only when none is written: a term that failed to lower has its own diagnostic.
     if gradient_method && losses.is_empty() && phases_ast.is_empty() {
         lowerer.sink.push(missing_field("loss", header, "loss = mse(rate(out), one_hot(label, on = 0.8, off = 0.2))"));
@@ -321,12 +336,56 @@ pub fn lower_train(
         schedule,
         clip_grad_norm: clip,
         seed: seed? as u64,
+        precision,
         before_sample,
         retry,
         records,
         record_to,
         clamps,
     })
+}
+
+/// A state that decays by less than f32 can resolve in one step (Diehl & Cook's theta: tau
+/// 1e7 ms at dt 0.5 ms, a factor 1 - 5e-8) decays at the wrong rate in f32, the default: each
+/// step's change rounds to a whole unit of the last place. A warning at the population, with
+/// the remedy.
+fn check_slow_decays(module: &Module, source_map: &crate::lower::SourceMap, header: Span, sink: &mut Sink) {
+    for (index, pop) in module.populations.iter().enumerate() {
+        for (update, integration) in &pop.dynamics {
+            if *integration != crate::ir::Integration::Exact {
+                continue;
+            }
+            let factor = match pop.exprs.get(update.value) {
+                crate::ir::Node::Binary(crate::ir::BinaryOp::Mul, a, b) => match (pop.exprs.get(*a), pop.exprs.get(*b)) {
+                    (crate::ir::Node::Var(v), crate::ir::Node::Const(c)) | (crate::ir::Node::Const(c), crate::ir::Node::Var(v))
+                        if *v == update.var =>
+                    {
+                        *c
+                    }
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if factor < 1.0 && 1.0 - factor < 1e-6 {
+                let name = &pop.vars[update.var.0 as usize].name;
+                let span = source_map.populations.get(index).copied().unwrap_or(header);
+                sink.push(
+                    Diagnostic::warning(
+                        "snn::lint::slow_decay_f32",
+                        format!(
+                            "`{}.{name}` ({}) decays by a factor 1 - {:.1e} per step, finer than f32 resolves: in f32 it decays at the wrong rate",
+                            pop.name,
+                            pop.neuron,
+                            1.0 - factor
+                        ),
+                        span,
+                        "slow decay",
+                    )
+                    .with_help("add `precision = f64` to the train block (or run with `--precision f64`)"),
+                );
+            }
+        }
+    }
 }
 
 fn missing_field(field: &str, span: Span, example: &str) -> Diagnostic {
