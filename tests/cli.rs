@@ -303,3 +303,22 @@ fn stdp_runs_labels_and_evaluates_from_the_file() {
     assert!(text(&eval).contains(&expected), "expected `{expected}` in\n{}", text(&eval));
     std::fs::remove_dir_all(out).ok();
 }
+
+/// `precision = f64` in the train block makes the run f64; `--precision` overrides it.
+#[test]
+fn a_train_block_can_ask_for_f64() {
+    let dir = scratch("precision");
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let source = std::fs::read_to_string(common::root().join("models/yin_yang.snn")).expect("the quick start");
+    let model = dir.join("wide.snn");
+    std::fs::write(&model, source.replace("    batch = 32\n", "    batch = 32\n    precision = f64\n")).expect("written");
+    let (model_text, out_text) = (model.to_string_lossy().into_owned(), dir.join("out").to_string_lossy().into_owned());
+    let args = ["run", &model_text, "--epochs", "1", "--limit-train", "64", "--limit-test", "32", "--out", &out_text];
+    let run = snnc(&args);
+    assert!(run.status.success() && text(&run).contains("engine in f64"), "{}", text(&run));
+    let mut narrow = args.to_vec();
+    narrow.extend(["--precision", "f32"]);
+    let run = snnc(&narrow);
+    assert!(run.status.success() && text(&run).contains("engine in f32"), "{}", text(&run));
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -76,13 +76,32 @@ fn every_field_of_the_train_block_changes_the_run() {
         schedule,
         clip_grad_norm,
         seed,
+        precision,
         before_sample,
         retry,
         records,
         record_to,
         clamps,
     } = module.train.clone().expect("train");
-    let _ = (data, method, exprs, phases, predict, batch, schedule, clip_grad_norm, seed, before_sample, retry, records, record_to, clamps);
+    // `precision` chooses the float type of the run, which the command line reads
+    // (tests/cli.rs: a_train_block_can_ask_for_f64).
+    let _ = (
+        data,
+        method,
+        exprs,
+        phases,
+        predict,
+        batch,
+        schedule,
+        clip_grad_norm,
+        seed,
+        precision,
+        before_sample,
+        retry,
+        records,
+        record_to,
+        clamps,
+    );
 
     // data: another seed of the generator is another data set.
     let mut other = base();
