@@ -63,6 +63,10 @@ fn project_rows<F: Real>(module: &Module, proj: &ir::Projection, w: &[F], x: Row
         events::accumulate(x, w, y, n_pre, n_post);
         return;
     }
+    if matches!(proj.connectivity, Connectivity::OneToOne | Connectivity::AllToAllButSelf) && module.source_is_binary(proj) {
+        events::accumulate_sparse_connectivity(x, w, y, n_pre, n_post, proj.connectivity == Connectivity::OneToOne);
+        return;
+    }
     let values = x.values();
     if proj.connectivity == Connectivity::Dense {
         dense(rows, n_pre, n_post, &values, w, y);

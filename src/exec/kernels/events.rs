@@ -115,6 +115,27 @@ pub fn accumulate<F: Real>(x: Rows<F>, w: &[F], y: &mut [F], n_pre: usize, n_pos
     });
 }
 
+/// Event-driven `y += x W` over 0/1 rows for the connectivities with a weight per pair that
+/// are not dense: one-to-one (`y[i] += w[i]` per spike of `i`) and all-to-all but self (weight
+/// row `i` but its diagonal). The same sums in the same order as their dense loops, without
+/// expanding the spikes.
+pub fn accumulate_sparse_connectivity<F: Real>(x: Rows<F>, w: &[F], y: &mut [F], n_pre: usize, n_post: usize, one_to_one: bool) {
+    x.for_each_event(n_pre, |r, i| {
+        let y = &mut y[r * n_post..(r + 1) * n_post];
+        if one_to_one {
+            if i < n_post {
+                y[i] += w[i];
+            }
+        } else {
+            for (j, (a, b)) in y.iter_mut().zip(&w[i * n_post..(i + 1) * n_post]).enumerate() {
+                if j != i {
+                    *a += *b;
+                }
+            }
+        }
+    });
+}
+
 /// Event-driven `dW += x^T g` over 0/1 rows: one gradient row added per spike.
 pub fn accumulate_grads<F: Real>(x: Rows<F>, g: &[F], dw: &mut [F], n_pre: usize, n_post: usize) {
     EVENT_PASSES.fetch_add(1, Ordering::Relaxed);
