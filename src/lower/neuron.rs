@@ -248,6 +248,7 @@ pub fn lower_neuron(
     let mut walker = NeuronWalker { pop: &mut pop, sink, odes: Vec::new(), seen_spike: None, dt };
     walker.walk(&neuron.body, "", &mut env);
     walker.discretise();
+    compensate_slow_decays(&mut pop);
     if check {
         let used = env.used.borrow();
         for (qualified, span) in param_spans {
@@ -265,6 +266,52 @@ pub fn lower_neuron(
         }
     }
     pop
+}
+
+/// Decays slower than a float resolves per step (Diehl & Cook's theta: a factor 1 - 5e-8 per
+/// step at dt 0.5 ms) lose their rate in f32: each step's change rounds to a whole unit of the
+/// last place, and theta decayed about 1.9x too fast. Such a decay `x <- x d` becomes a
+/// compensated sum with a hidden state `r` holding what rounding lost (Fast2Sum, exact since
+/// |x| >= |inc|): `inc = x (d - 1) + r; x <- x + inc; r <- inc - ((x + inc) - x)`. The state
+/// `r` is persistent and frozen like `x`.
+pub const SLOW_DECAY: f64 = 1e-6;
+
+fn compensate_slow_decays(pop: &mut ir::Population) {
+    let count = pop.dynamics.len();
+    for index in 0..count {
+        let (update, integration) = pop.dynamics[index].clone();
+        if integration != Integration::Exact {
+            continue;
+        }
+        let factor = match pop.exprs.get(update.value) {
+            Node::Binary(BinaryOp::Mul, a, b) => match (pop.exprs.get(*a), pop.exprs.get(*b)) {
+                (Node::Var(v), Node::Const(c)) | (Node::Const(c), Node::Var(v)) if *v == update.var => *c,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if !(factor < 1.0 && 1.0 - factor < SLOW_DECAY) {
+            continue;
+        }
+        let x = update.var;
+        let (persistent, frozen_in_eval) = match pop.vars[x.0 as usize].kind {
+            VarKind::State { persistent, frozen_in_eval, .. } => (persistent, frozen_in_eval),
+            VarKind::Param { .. } => continue,
+        };
+        let name = format!("{}__residual", pop.vars[x.0 as usize].name);
+        pop.vars.push(Var { name, kind: VarKind::State { init: Init::Const(0.0), persistent, frozen_in_eval } });
+        let r = VarId(pop.vars.len() as u32 - 1);
+        let e = &mut pop.exprs;
+        let (xv, rv) = (e.push(Node::Var(x)), e.push(Node::Var(r)));
+        let rate = e.push(Node::Const(factor - 1.0));
+        let scaled = e.push(Node::Binary(BinaryOp::Mul, xv, rate));
+        let inc = e.push(Node::Binary(BinaryOp::Add, scaled, rv));
+        let sum = e.push(Node::Binary(BinaryOp::Add, xv, inc));
+        let kept = e.push(Node::Binary(BinaryOp::Sub, sum, xv));
+        let lost = e.push(Node::Binary(BinaryOp::Sub, inc, kept));
+        pop.dynamics[index].0.value = sum;
+        pop.dynamics.push((Update { var: r, value: lost }, Integration::Exact));
+    }
 }
 
 struct NeuronWalker<'p, 's, 'a> {

@@ -203,9 +203,6 @@ pub fn lower_train(
             None
         }
     });
-    if precision != Some(FloatType::F64) {
-        check_slow_decays(module, source_map, header, lowerer.sink);
-    }
     // Only when none is written: a term that failed to lower has its own diagnostic.
     if gradient_method && losses.is_empty() && phases_ast.is_empty() {
         lowerer.sink.push(missing_field("loss", header, "loss = mse(rate(out), one_hot(label, on = 0.8, off = 0.2))"));
@@ -343,49 +340,6 @@ pub fn lower_train(
         record_to,
         clamps,
     })
-}
-
-/// A state that decays by less than f32 can resolve in one step (Diehl & Cook's theta: tau
-/// 1e7 ms at dt 0.5 ms, a factor 1 - 5e-8) decays at the wrong rate in f32, the default: each
-/// step's change rounds to a whole unit of the last place. A warning at the population, with
-/// the remedy.
-fn check_slow_decays(module: &Module, source_map: &crate::lower::SourceMap, header: Span, sink: &mut Sink) {
-    for (index, pop) in module.populations.iter().enumerate() {
-        for (update, integration) in &pop.dynamics {
-            if *integration != crate::ir::Integration::Exact {
-                continue;
-            }
-            let factor = match pop.exprs.get(update.value) {
-                crate::ir::Node::Binary(crate::ir::BinaryOp::Mul, a, b) => match (pop.exprs.get(*a), pop.exprs.get(*b)) {
-                    (crate::ir::Node::Var(v), crate::ir::Node::Const(c)) | (crate::ir::Node::Const(c), crate::ir::Node::Var(v))
-                        if *v == update.var =>
-                    {
-                        *c
-                    }
-                    _ => continue,
-                },
-                _ => continue,
-            };
-            if factor < 1.0 && 1.0 - factor < 1e-6 {
-                let name = &pop.vars[update.var.0 as usize].name;
-                let span = source_map.populations.get(index).copied().unwrap_or(header);
-                sink.push(
-                    Diagnostic::warning(
-                        "snn::lint::slow_decay_f32",
-                        format!(
-                            "`{}.{name}` ({}) decays by a factor 1 - {:.1e} per step, finer than f32 resolves: in f32 it decays at the wrong rate",
-                            pop.name,
-                            pop.neuron,
-                            1.0 - factor
-                        ),
-                        span,
-                        "slow decay",
-                    )
-                    .with_help("add `precision = f64` to the train block (or run with `--precision f64`)"),
-                );
-            }
-        }
-    }
 }
 
 fn missing_field(field: &str, span: Span, example: &str) -> Diagnostic {
