@@ -12,7 +12,7 @@ use pest::pratt_parser::{Assoc, Op, PrattParser};
 
 use crate::front::ast::*;
 use crate::front::diag::{Diagnostic, Diagnostics};
-use crate::front::syntax::{scan, syntax_diagnostic};
+use crate::front::syntax::{for_each_brace, scan, syntax_diagnostic};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/snn.pest"]
@@ -155,7 +155,6 @@ fn recover_items(text: &str, diagnostics: &mut Diagnostics) -> (Vec<Item>, Vec<B
 /// `None` when every `{` is closed. Of several open ones, the block whose `}` is indented
 /// unlike its `{` (the `}` of an outer block taken as its own) is named, else the innermost.
 fn unclosed_block(text: &str, start: usize, end: usize, item_follows: bool) -> Option<Diagnostic> {
-    let bytes = text.as_bytes();
     let indent = |at: usize| {
         let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
         text[line_start..].len() - text[line_start..].trim_start_matches([' ', '\t']).len()
@@ -166,41 +165,17 @@ fn unclosed_block(text: &str, start: usize, end: usize, item_follows: bool) -> O
     };
     let mut open: Vec<usize> = Vec::new();
     let mut misclosed: Option<(usize, usize)> = None;
-    let mut i = start;
-    while i < end {
-        match bytes[i] {
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < end && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < end && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < end && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'{' => open.push(i),
-            b'}' => {
-                if let Some(opener) = open.pop()
-                    && misclosed.is_none()
-                    && first_on_line(i)
-                    && indent(i) != indent(opener)
-                {
-                    misclosed = Some((opener, i));
-                }
-            }
-            _ => {}
+    for_each_brace(text, start..end, |at, brace| {
+        if brace == b'{' {
+            open.push(at);
+        } else if let Some(opener) = open.pop()
+            && misclosed.is_none()
+            && first_on_line(at)
+            && indent(at) != indent(opener)
+        {
+            misclosed = Some((opener, at));
         }
-        i += 1;
-    }
+    });
     let innermost = *open.last()?;
     let opener = misclosed.map_or(innermost, |(opener, _)| opener);
     let line_of = |at: usize| text[..at].matches('\n').count() + 1;

@@ -183,6 +183,39 @@ pub(super) fn syntax_diagnostic(text: &str, error: &pest::error::Error<Rule>, ba
     diagnostic
 }
 
+/// Calls `f(offset, b'{' or b'}')` for every brace of `text[range]` outside comments and
+/// strings, in order: the one brace walk that both the unclosed-block report and the
+/// statement-after-an-open-block hint use.
+pub(super) fn for_each_brace(text: &str, range: std::ops::Range<usize>, mut f: impl FnMut(usize, u8)) {
+    let (bytes, end) = (text.as_bytes(), range.end.min(text.len()));
+    let mut i = range.start;
+    while i < end {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < end && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < end && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < end && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            brace @ (b'{' | b'}') => f(i, brace),
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
 /// When the failure follows a statement keyword alone at the start of its line (`spike`, `on`)
 /// and a nested block opened on an earlier line is still open: that block's `{`.
 fn unclosed_before_statement(text: &str, position: usize) -> Option<usize> {
@@ -193,37 +226,14 @@ fn unclosed_before_statement(text: &str, position: usize) -> Option<usize> {
     if !STATEMENTS.contains(&text[line_start..position].trim()) {
         return None;
     }
-    let bytes = text.as_bytes();
     let mut open: Vec<usize> = Vec::new();
-    let mut i = 0;
-    while i < line_start {
-        match bytes[i] {
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < line_start && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < line_start && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'"' => {
-                i += 1;
-                while i < line_start && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'{' => open.push(i),
-            b'}' => {
-                open.pop();
-            }
-            _ => {}
+    for_each_brace(text, 0..line_start, |at, brace| {
+        if brace == b'{' {
+            open.push(at);
+        } else {
+            open.pop();
         }
-        i += 1;
-    }
+    });
     // The item's own `{` is open around every statement: only a block inside it counts.
     if open.len() >= 2 { open.last().copied() } else { None }
 }
