@@ -132,6 +132,7 @@ pub(super) fn lower_method(
                     .with_help("attach a plastic synapse to a connection: `connect pixels -> exc.exc : dense via DiehlCookStdp`"),
                 );
             }
+            check_plastic_sources(program, module, source_map, sink);
             Method::Stdp
         }
         other => {
@@ -166,6 +167,36 @@ pub(super) fn check_no_plasticity(
         .with_help(format!("drop `via {}` to train this connection by gradient, or use `method = stdp`", synapse.name));
         diagnostic.source = Some(program.file(program.networks[0].file));
         sink.diagnostics.push(diagnostic);
+    }
+}
+
+/// A plastic synapse reacts to presynaptic spikes, and runs on dense connections: a plastic
+/// connection from an input that delivers a current (`repeat`, `dropout`) or with another
+/// connectivity is an error at the connection.
+fn check_plastic_sources(program: &Program, module: &Module, source_map: &crate::lower::SourceMap, sink: &mut Sink) {
+    for (index, proj) in module.projections.iter().enumerate() {
+        let (Some(synapse), Some(span)) = (&proj.synapse, source_map.projections.get(index)) else { continue };
+        let problem = match &proj.source {
+            crate::ir::Source::Input(id) if module.inputs[id.0 as usize].kind == crate::ir::EncoderKind::Current => Some((
+                format!(
+                    "the plastic synapse `{synapse}` needs presynaptic spikes, but `{}` delivers a current",
+                    module.source_name(&proj.source),
+                    synapse = synapse.name
+                ),
+                "encode the input as spikes (`poisson`, `bernoulli`, `latency`), or drop `via`".to_string(),
+            )),
+            _ if proj.connectivity != crate::ir::Connectivity::Dense => Some((
+                format!("the plastic synapse `{}` runs on dense connections only", synapse.name),
+                "connect with `dense`, or drop `via`".to_string(),
+            )),
+            _ => None,
+        };
+        if let Some((message, help)) = problem {
+            let mut diagnostic =
+                Diagnostic::error("snn::method::plasticity_unsupported", message, *span, "plastic connection").with_help(help);
+            diagnostic.source = Some(program.file(program.networks[0].file));
+            sink.diagnostics.push(diagnostic);
+        }
     }
 }
 
