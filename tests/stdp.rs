@@ -246,3 +246,16 @@ fn a_slow_decay_keeps_its_rate_in_f32() {
     let theta = f64::from(trace.state_after(trace.steps - 1, 0, 0)[0]);
     assert!((theta - exact).abs() / exact < 1e-5, "theta {theta} vs exact {exact}: relative error {}", (theta - exact).abs() / exact);
 }
+
+/// Every method's evaluation holds `frozen in eval` states: the generic evaluation pass (BPTT's)
+/// runs the module with them held too, not only STDP's labelling and test passes.
+#[test]
+fn evaluation_holds_frozen_states_for_every_method() {
+    let plain = network("DiehlCookStdp", "");
+    let held = snnc::train::run::frozen_engine::<f32>(EngineKind::Jit, &plain).expect("builds").expect("theta is frozen in eval");
+    let theta = held.0.populations[0].var_by_name("theta").expect("theta");
+    assert!(held.0.populations[0].dynamics.iter().all(|(u, _)| u.var != theta), "theta's decay is dropped");
+    assert!(held.0.populations[0].on_spike.iter().all(|u| u.var != theta), "theta's jump is dropped");
+    let yin_yang = common::valid(common::load("yin_yang.snn"));
+    assert!(snnc::train::run::frozen_engine::<f32>(EngineKind::Jit, &yin_yang).expect("builds").is_none());
+}

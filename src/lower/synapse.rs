@@ -231,5 +231,23 @@ pub fn lower_synapse(
             }
         }
     }
+    // The connection delivers its weight on a presynaptic spike: a synapse says so with
+    // `deliver w`; anything else would be ignored at run time, so it is an error.
+    let w = model.vars.iter().position(|v| v.name == "w").map(|i| VarId(i as u32));
+    let delivers_w = model.delivers.is_some_and(|id| w.is_some_and(|w| *model.exprs.get(id) == Node::Var(w)));
+    // A block under an unknown event (reported) may be where the `deliver` is.
+    let unknown_event =
+        synapse.body.iter().any(|stmt| matches!(stmt, SynapseStmt::On(on) if !matches!(on.event.name.as_str(), "pre" | "post")));
+    if !missing_weight && !delivers_w && !unknown_event {
+        sink.push(
+            Diagnostic::error(
+                "snn::synapse::deliver_weight",
+                format!("synapse `{}` must deliver its weight: `deliver w` in `on pre`", synapse.name.name),
+                synapse.name.span,
+                "does not deliver `w`",
+            )
+            .with_help("the connection adds the weight `w` to the target's port on a presynaptic spike; scale it with the connection's `init` or the neuron's jump"),
+        );
+    }
     model
 }

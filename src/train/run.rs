@@ -3,7 +3,7 @@
 //! is built once per run ([`crate::exec::engine::build`]).
 
 use crate::data::{Dataset, Stream, augment_image};
-use crate::exec::engine::{self, Ctx, EngineKind};
+use crate::exec::engine::{self, Ctx, Engine, EngineKind};
 use crate::exec::real::Real;
 use crate::exec::state::{Params, SampleRef, init_params};
 use crate::ir::train::Data;
@@ -97,6 +97,7 @@ pub fn train_module<F: Real>(
     };
     let mut method = method_for::<F>(&train.method)?;
     let engine = engine::build::<F>(config.engine, module)?;
+    let frozen = frozen_engine::<F>(config.engine, module)?;
     let n_train = config.limit_train.map_or(data.train.len(), |l| l.min(data.train.len()));
     let n_test = config.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
     let mut net: Vec<f64> = net.unwrap_or_else(|| module.net_values());
@@ -166,7 +167,13 @@ pub fn train_module<F: Real>(
             let ctx = Ctx { module, seed, net: &net_f };
             let Evaluation { accuracy, spikes_per_neuron } = match method.evaluate(&session, &params, &net, data, n_train, n_test) {
                 Some(evaluation) => evaluation?,
-                None => metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?,
+                None => match &frozen {
+                    Some((held, held_engine)) => {
+                        let held_ctx = Ctx { module: held, seed, net: &net_f };
+                        metrics::evaluate(held_engine.as_ref(), &held_ctx, train, &params, &data.test, n_test, &net)?
+                    }
+                    None => metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?,
+                },
             };
             let (synaptic_ops, snn_flops, ann_flops) =
                 metrics::operation_counts(engine.as_ref(), &ctx, &params, &data.test, n_test.min(256));
@@ -207,6 +214,24 @@ pub fn evaluate_module<F: Real>(module: &Valid, data: &Dataset, params: &Params<
         return evaluation;
     }
     let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
+    if let Some((held, held_engine)) = frozen_engine::<F>(config.engine, module)? {
+        let ctx = Ctx { module: &held, seed, net: &net_f };
+        return Ok(metrics::evaluate(held_engine.as_ref(), &ctx, train, params, &data.test, n_test, &net)?);
+    }
     let ctx = Ctx { module, seed, net: &net_f };
     Ok(metrics::evaluate(engine.as_ref(), &ctx, train, params, &data.test, n_test, &net)?)
+}
+
+/// A module with its `frozen in eval` states held, and the engine built for it.
+pub type Held<F> = (Valid, Box<dyn Engine<F>>);
+
+/// The module as evaluation runs it, with its engine, when it has states `frozen in eval`
+/// (held at their values while evaluating); None when evaluation runs the module itself.
+pub fn frozen_engine<F: Real>(kind: EngineKind, module: &Valid) -> Result<Option<Held<F>>, RunError> {
+    if !module.has_frozen_states() {
+        return Ok(None);
+    }
+    let held = crate::ir::validate::validate(module.for_evaluation()).map_err(|e| RunError::Output(e.to_string()))?;
+    let engine = engine::build::<F>(kind, &held)?;
+    Ok(Some((held, engine)))
 }

@@ -16,7 +16,7 @@ use crate::exec::plasticity::{Plasticity, PlasticityError};
 use crate::exec::real::Real;
 use crate::exec::state::{Params, SampleRef, Trace};
 use crate::ir::train::{TExprId, TFunc, TNode, Train};
-use crate::ir::validate::{Valid, validate};
+use crate::ir::validate::Valid;
 use crate::ir::{Module, VarKind};
 use crate::train::hooks;
 use crate::train::loss::{self, SampleInputs};
@@ -212,8 +212,12 @@ fn evaluate_by_assignment<F: Real>(
     n_test: usize,
 ) -> Result<Evaluation, RunError> {
     let (module, train) = (session.module, session.train);
-    let frozen = validate(module.for_evaluation()).map_err(|e| RunError::Output(e.to_string()))?;
-    let engine = engine::build::<F>(session.engine.kind(), &frozen)?;
+    // The module with its `frozen in eval` states held, or the module itself.
+    let held = crate::train::run::frozen_engine::<F>(session.engine.kind(), module)?;
+    let (frozen, engine): (&Valid, &dyn Engine<F>) = match &held {
+        Some((held_module, held_engine)) => (held_module, held_engine.as_ref()),
+        None => (module, session.engine),
+    };
     // Evaluation runs on from the trained state, on copies: it changes nothing of the run.
     let mut params = params.clone();
     let mut net = net.to_vec();
@@ -223,9 +227,9 @@ fn evaluate_by_assignment<F: Real>(
             let example =
                 Example { sample: SampleRef { id: id_offset + i as u64, features: split.sample(i) }, label: usize::from(split.labels[i]) };
             hooks::apply_actions(module, &train.before_sample, &mut params, &mut net);
-            let trace = present(engine.as_ref(), &frozen, train, session.seed, &mut params, &mut net, &example, None)?;
+            let trace = present(engine, frozen, train, session.seed, &mut params, &mut net, &example, None)?;
             let inputs = SampleInputs { label: example.label, features: example.sample.features, net: &net };
-            let values = loss::evaluate(&frozen, &train.exprs, &trace, 0, &params, inputs, &[response])?;
+            let values = loss::evaluate(frozen, &train.exprs, &trace, 0, &params, inputs, &[response])?;
             per_sample(example.label, &values[response.0 as usize].data, &trace);
             trace.recycle();
         }
