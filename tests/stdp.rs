@@ -259,3 +259,92 @@ fn evaluation_holds_frozen_states_for_every_method() {
     let yin_yang = common::valid(common::load("yin_yang.snn"));
     assert!(snnc::train::run::frozen_engine::<f32>(EngineKind::Jit, &yin_yang).expect("builds").is_none());
 }
+
+/// A rule with a variable of each side: a per-synapse eligibility `e` written on both sides,
+/// a presynaptic and a postsynaptic trace, and a weight update that reads all of them.
+const ELIGIBILITY: &str = "synapse Eligibility {\n    param a = 0.01\n    state w\n    state e = 0\n    \
+    trace x: tau = 10 ms\n    trace y: tau = 15 ms\n    delivers current\n    on pre {\n        deliver w\n        x = 1\n        \
+    e = e + y\n        w = clip(w - a * y + 0.001 * e, 0, 1)\n    }\n    on post {\n        y += 0.5\n        e = e - x\n        \
+    w = clip(w + 2 * a * x * exp(-w), 0, 1)\n    }\n}\n";
+
+/// The updates compiled by the JIT change weights and traces bit for bit as the register
+/// programs do, for rows (presynaptic spikes), columns (postsynaptic spikes) and per-synapse
+/// variables, in both precisions.
+#[test]
+fn compiled_updates_match_the_interpreted_ones_bit_for_bit() {
+    fn compare<F: snnc::exec::real::Real + std::fmt::Debug>(module: &Valid, names: &[&str]) {
+        let mut interpreted = Plasticity::<F>::new(module).expect("interpreted");
+        let mut compiled = Plasticity::<F>::compiled(module).expect("compiled");
+        assert!(!compiled.clif().is_empty(), "kernels were compiled");
+        let (n_pre, n_post) = (5, 2);
+        let mut w_interpreted: Vec<F> = (0..n_pre * n_post).map(|k| F::of(0.05 + 0.09 * k as f64)).collect();
+        let mut w_compiled = w_interpreted.clone();
+        // A fixed pseudo-random sequence of spikes on both sides, some steps with both.
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        for _ in 0..300 {
+            let pre: Vec<usize> = (0..n_pre).filter(|_| next() % 4 == 0).collect();
+            let post: Vec<usize> = (0..n_post).filter(|_| next() % 5 == 0).collect();
+            interpreted.step_projection(0, &mut w_interpreted, &pre, &post);
+            compiled.step_projection(0, &mut w_compiled, &pre, &post);
+        }
+        assert_eq!(w_interpreted, w_compiled, "weights");
+        assert_ne!(w_compiled, (0..n_pre * n_post).map(|k| F::of(0.05 + 0.09 * k as f64)).collect::<Vec<F>>(), "learned");
+        for name in names {
+            assert_eq!(interpreted.trace(0, name), compiled.trace(0, name), "trace {name}");
+        }
+    }
+    let with_eligibility = |synapse: &str| {
+        let text = format!(
+            "import std::neurons\nimport std::encoders\nimport std::synapses\n{ELIGIBILITY}\
+             network Net {{\n    dt = 0.5 ms\n    steps = 20\n    input x[5] = poisson(rate = sample * 200 Hz)\n    \
+             population exc[2] = Leaky(beta = 0.9, threshold = 1)\n    connect x -> exc.i : dense(init = 0.5) via {synapse}\n}}\n\
+             train {{\n    data = yin_yang(train = 20, test = 10, seed = 1)\n    method = stdp\n    \
+             predict = assigned_class(count(exc))\n    batch = 1\n}}\n"
+        );
+        common::valid(common::module(&text))
+    };
+    for (module, names) in [
+        (network("DiehlCookStdp(nu_pre = 0.05, nu_post = 0.1)", ""), vec!["pre", "post1", "post2"]),
+        (network("PowerLawStdp(eta = 0.05, x_tar = 0.4, w_max = 1.0, mu = 0.2)", ""), vec!["x_pre"]),
+        (with_eligibility("Eligibility(a = 0.02)"), vec!["x", "y"]),
+    ] {
+        compare::<f32>(&module, &names);
+        compare::<f64>(&module, &names);
+    }
+    let eligibility = with_eligibility("Eligibility");
+    let sides = Plasticity::<f32>::new(&eligibility).expect("sides").sides(0).expect("projection 0").to_vec();
+    assert_eq!(sides, [Side::Weight, Side::Synapse, Side::Pre, Side::Post], "w, e per synapse, x pre, y post");
+}
+
+/// A streaming pass keeps what a full trace ends with: the same spike counts and final states
+/// on the JIT as the oracle's full trace, with delays longer than one step (a window of
+/// several rows) from an input and from a population.
+#[test]
+fn a_streaming_pass_ends_where_the_full_trace_does() {
+    let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 1 ms\n    steps = 40\n    rest = 7 ms\n    \
+                input x[5] = poisson(rate = sample * 300 Hz)\n    \
+                population a[6] = Leaky(beta = 0.8, threshold = 0.6)\n    population b[4] = Leaky(beta = 0.9, threshold = 0.7)\n    \
+                connect x -> a.i : dense(init = uniform(0.1, 0.9)) delay 3 ms\n    \
+                connect a -> b.i : dense(init = uniform(0.2, 0.8)) delay 2 ms\n    \
+                connect b -> a.i : dense(init = uniform(-0.3, 0.1)) feedback\n}\n\
+                train {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss l = sum(count(b))\n    \
+                predict = argmax(count(b))\n    optimizer = adam(lr = 1e-3)\n}\n";
+    let module = common::valid(common::module(text));
+    assert_eq!(snnc::exec::schedule::window_rows(&module), 4, "the longest delay is 3 steps");
+    let params = init_params::<f32>(&module, 3);
+    let features = common::features(5, 1);
+    let sample = SampleRef { id: 7, features: &features };
+    let (oracle, jit) = (common::build::<f32>(EngineKind::Oracle, &module), common::build::<f32>(EngineKind::Jit, &module));
+    let ctx = Ctx { module: &module, seed: 11, net: &[] };
+    let full = oracle.forward(&ctx, ParamsAccess::Shared(&params), Shard { samples: &[sample], hoisted: None }, None);
+    let expected = snnc::exec::state::Summary::of(&full, 0);
+    let streamed = jit.stream(&ctx, ParamsAccess::Shared(&params), sample, None);
+    assert_eq!(streamed.steps, 47);
+    assert!(expected.counts.iter().all(|c| c.iter().sum::<u32>() > 0), "both layers spike: {:?}", expected.counts);
+    assert_eq!(streamed.counts, expected.counts, "spike counts");
+    assert_eq!(streamed.last, expected.last, "final states");
+}

@@ -11,11 +11,12 @@
 use std::ops::Range;
 
 use crate::exec::jit::{Compiled, JitError, compile};
-use crate::exec::oracle;
+use crate::exec::plasticity::{Plasticity, PlasticityError};
 use crate::exec::real::Real;
 use crate::exec::schedule;
-use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ReadoutGrads, SampleRef, Trace};
-pub use crate::exec::state::{ParamsAccess, StepHook};
+pub use crate::exec::state::{At, ParamsAccess, StepHook};
+use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ReadoutGrads, SampleRef, Summary, Trace};
+use crate::exec::{FlushSubnormals, oracle};
 use crate::ir::grad::StepGraph;
 use crate::ir::validate::Valid;
 
@@ -93,6 +94,24 @@ pub trait Engine<F: Real>: Sync {
     /// Runs a shard forward through every step. With a hook, step by step.
     fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F>;
 
+    /// Runs one sample forward step by step keeping only what a [`Summary`] holds: the pass of
+    /// methods that learn online, one sample after another (STDP), whose memory must not grow
+    /// with the steps. The default runs [`Engine::forward`] and summarises its trace.
+    fn stream(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, sample: SampleRef, hook: Option<&mut dyn StepHook<F>>) -> Summary<F> {
+        let _flush = FlushSubnormals::on();
+        let samples = [sample];
+        let trace = self.forward(ctx, params, Shard { samples: &samples, hoisted: None }, hook);
+        let summary = Summary::of(&trace, 0);
+        trace.recycle();
+        summary
+    }
+
+    /// The plasticity of the module's plastic synapses as this engine runs it: the reference
+    /// interprets the updates, the JIT compiles them.
+    fn plasticity(&self, module: &Valid) -> Result<Plasticity<F>, PlasticityError> {
+        Plasticity::new(module)
+    }
+
     /// BPTT over the steps of `sweep.window`: from d loss / d trace (`readout`) to the
     /// parameters' gradients, added to `grads`. The adjoint starts at zero after the window's
     /// last step and stops at its first, so the state at the window's start is detached: the
@@ -153,6 +172,7 @@ impl<F: Real> Engine<F> for Oracle {
     }
 
     fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F> {
+        let _flush = FlushSubnormals::on();
         oracle::run(ctx.module, params, shard.samples, ctx.seed, ctx.net, hook)
     }
 
@@ -164,6 +184,7 @@ impl<F: Real> Engine<F> for Oracle {
         readout: &mut ReadoutGrads<F>,
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError> {
+        let _flush = FlushSubnormals::on();
         let Sweep { shard, trace, window } = sweep;
         let surrogate = ctx.module.train.as_ref().and_then(|t| t.method.surrogate()).ok_or_else(|| no_gradient(ctx))?;
         oracle::backward::backward(ctx.module, params, trace, window, readout, grads, surrogate, shard.samples, ctx.seed, ctx.net);
@@ -184,11 +205,22 @@ impl<F: Real> Engine<F> for Jit<F> {
     }
 
     fn prepare(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Hoisted<F> {
+        let _flush = FlushSubnormals::on();
         schedule::hoist(&self.compiled, ctx.module, params, samples, ctx.seed, ctx.net)
     }
 
     fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F> {
+        let _flush = FlushSubnormals::on();
         schedule::run(&self.compiled, ctx.module, params, shard.samples, ctx.seed, ctx.net, shard.hoisted, hook)
+    }
+
+    fn stream(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, sample: SampleRef, hook: Option<&mut dyn StepHook<F>>) -> Summary<F> {
+        let _flush = FlushSubnormals::on();
+        schedule::stream(&self.compiled, ctx.module, params, sample, ctx.seed, ctx.net, hook)
+    }
+
+    fn plasticity(&self, module: &Valid) -> Result<Plasticity<F>, PlasticityError> {
+        Plasticity::compiled(module)
     }
 
     fn backward(
@@ -199,6 +231,7 @@ impl<F: Real> Engine<F> for Jit<F> {
         readout: &mut ReadoutGrads<F>,
         grads: &mut Grads<F>,
     ) -> Result<HoistedSums<F>, EngineError> {
+        let _flush = FlushSubnormals::on();
         let Sweep { shard, trace, window } = sweep;
         if !self.compiled.has_backward() {
             return Err(no_gradient(ctx));

@@ -14,8 +14,9 @@
 //! weights delivered in this step were read before the step, so `deliver w` sees the weight
 //! before this step's updates.
 
+use crate::exec::jit::{PlasticKernels, compile_plasticity, plastic::UpdateSpec};
 use crate::exec::real::Real;
-use crate::exec::state::{Params, StepHook, Trace};
+use crate::exec::state::{At, Params, StepHook, Trace};
 use crate::ir::{Connectivity, ExprId, Module, Node, Source, SynapseModel, Update, VarId, VarKind, eval_binary, eval_func};
 
 /// Where a synapse variable's values live.
@@ -38,6 +39,8 @@ pub enum PlasticityError {
     NotDense { projection: usize, synapse: String },
     /// An update reads something a synapse does not have (a port, a neuron's state).
     Unsupported { synapse: String, what: String },
+    /// The JIT could not compile an update.
+    Compile(String),
 }
 
 impl std::fmt::Display for PlasticityError {
@@ -47,6 +50,7 @@ impl std::fmt::Display for PlasticityError {
                 write!(f, "the plastic synapse `{synapse}` of connection {projection} runs on dense connections only")
             }
             PlasticityError::Unsupported { synapse, what } => write!(f, "synapse `{synapse}`: {what} is not supported in an update"),
+            PlasticityError::Compile(message) => write!(f, "plasticity: {message}"),
         }
     }
 }
@@ -108,6 +112,14 @@ pub struct Plasticity<F> {
     /// Whether updates are applied (training) or only traces kept (nothing: evaluation runs
     /// without this hook).
     pub learning: bool,
+    /// Scratch: the neurons that spiked in this step on either side.
+    pre: Vec<usize>,
+    post: Vec<usize>,
+    /// The updates compiled by Cranelift, per projection its `on pre` kernels then its
+    /// `on post` kernels; None: the register programs run (the reference).
+    kernels: Option<PlasticKernels<F>>,
+    /// Where each projection's kernels start in `kernels`.
+    first_kernel: Vec<usize>,
 }
 
 /// The event being applied: a presynaptic spike of neuron `i` (a weight row, over `j`) or a
@@ -167,7 +179,37 @@ impl<F: Real> Plasticity<F> {
                 on_post,
             });
         }
-        Ok(Plasticity { projections, learning: true })
+        Ok(Plasticity { projections, learning: true, pre: Vec::new(), post: Vec::new(), kernels: None, first_kernel: Vec::new() })
+    }
+
+    /// The plastic projections of `module` with their updates compiled by the JIT.
+    pub fn compiled(module: &Module) -> Result<Plasticity<F>, PlasticityError> {
+        let mut plasticity = Plasticity::new(module)?;
+        let mut specs = Vec::new();
+        for (k, plastic) in plasticity.projections.iter().enumerate() {
+            plasticity.first_kernel.push(specs.len());
+            for (on_pre, updates) in [(true, &plastic.model.on_pre), (false, &plastic.model.on_post)] {
+                for (u, update) in updates.iter().enumerate() {
+                    specs.push(UpdateSpec {
+                        name: format!("{}_{k}_on_{}_{u}", plastic.model.name, if on_pre { "pre" } else { "post" }),
+                        model: &plastic.model,
+                        sides: &plastic.sides,
+                        update,
+                        on_pre,
+                        n_pre: plastic.n_pre,
+                        n_post: plastic.n_post,
+                    });
+                }
+            }
+        }
+        let kernels = compile_plasticity::<F>(&specs, module.dt).map_err(|error| PlasticityError::Compile(error.to_string()))?;
+        plasticity.kernels = Some(kernels);
+        Ok(plasticity)
+    }
+
+    /// The CLIF text of the compiled updates, by kernel name (empty when interpreted).
+    pub fn clif(&self) -> &[(String, String)] {
+        self.kernels.as_ref().map_or(&[], |k| k.clif.as_slice())
     }
 
     /// Where each variable of projection `index`'s synapse lives (states, then traces).
@@ -194,7 +236,30 @@ impl<F: Real> Plasticity<F> {
                 }
             }
         }
-        if !self.learning {
+        if !self.learning || (pre.is_empty() && post.is_empty()) {
+            return;
+        }
+        if let Some(kernels) = &self.kernels {
+            let bases: Vec<*mut F> = (0..plastic.sides.len())
+                .map(|v| if plastic.sides[v] == Side::Weight { weights.as_mut_ptr() } else { plastic.values[v].as_mut_ptr() })
+                .collect();
+            let first = self.first_kernel[k];
+            let (n_on_pre, n_on_post) = (plastic.on_pre.len(), plastic.on_post.len());
+            let no_net = [F::zero()];
+            let run = |kernel: usize, index: usize| {
+                // SAFETY: `bases` has a pointer per synapse variable, each to an array of the
+                // length its side gives (weights: n_pre x n_post), and `index` is a neuron of
+                // the event's side: every element a kernel touches is in bounds.
+                unsafe { (kernels.kernels[kernel])(bases.as_ptr(), index as i64, F::zero(), no_net.as_ptr()) }
+            };
+            for &i in pre {
+                assert!(i < plastic.n_pre, "a presynaptic neuron");
+                (0..n_on_pre).for_each(|u| run(first + u, i));
+            }
+            for &j in post {
+                assert!(j < plastic.n_post, "a postsynaptic neuron");
+                (0..n_on_post).for_each(|u| run(first + n_on_pre + u, j));
+            }
             return;
         }
         let mut on_pre = std::mem::take(&mut plastic.on_pre);
@@ -211,11 +276,6 @@ impl<F: Real> Plasticity<F> {
         }
         plastic.on_pre = on_pre;
         plastic.on_post = on_post;
-    }
-
-    /// The projection indices (into this struct) whose target is population `p`.
-    fn projections_into(&self, p: usize) -> impl Iterator<Item = usize> + '_ {
-        self.projections.iter().enumerate().filter(move |(_, x)| x.target == p).map(|(k, _)| k)
     }
 }
 
@@ -396,12 +456,16 @@ fn unary<F: Real>(out: &mut Reg<F>, a: &Reg<F>, f: impl Fn(F) -> F) {
 /// that step's spikes read from the trace (batch 1: plastic networks learn one sample at a
 /// time).
 impl<F: Real> StepHook<F> for Plasticity<F> {
-    fn after_population(&mut self, t: usize, p: usize, trace: &mut Trace<F>, params: Option<&mut Params<F>>) {
+    fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, params: Option<&mut Params<F>>) {
         let Some(params) = params else { return };
-        let ks: Vec<usize> = self.projections_into(p).collect();
-        for k in ks {
+        let t = at.row;
+        let (mut pre, mut post) = (std::mem::take(&mut self.pre), std::mem::take(&mut self.post));
+        for k in 0..self.projections.len() {
             let plastic = &self.projections[k];
-            let mut pre = Vec::new();
+            if plastic.target != p {
+                continue;
+            }
+            pre.clear();
             match &plastic.source {
                 Source::Input(id) => {
                     pre.extend(trace.input_at(t, id.0 as usize).iter().enumerate().filter(|(_, x)| **x != F::zero()).map(|(i, _)| i));
@@ -411,10 +475,11 @@ impl<F: Real> StepHook<F> for Plasticity<F> {
                     trace.spikes[q].for_each_set(t * trace.row(q)..t * trace.row(q) + n, |i| pre.push(i));
                 }
             }
-            let mut post = Vec::new();
+            post.clear();
             trace.spikes[p].for_each_set(t * trace.row(p)..t * trace.row(p) + plastic.n_post, |j| post.push(j));
             let index = plastic.index;
             self.step_projection(k, &mut params.weights[index], &pre, &post);
         }
+        (self.pre, self.post) = (pre, post);
     }
 }

@@ -17,7 +17,9 @@ use crate::exec::kernels::events::{self, Rows, give_back};
 use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gemm_columns};
 use crate::exec::pool::{overwritten, spare, zeroed};
 use crate::exec::real::Real;
-use crate::exec::state::{Grads, Hoisted, HoistedRows, Params, ParamsAccess, ReadoutGrads, SampleRef, StepHook, Trace, initial_values};
+use crate::exec::state::{
+    At, Grads, Hoisted, HoistedRows, Params, ParamsAccess, ReadoutGrads, SampleRef, StepHook, Summary, Trace, initial_values,
+};
 use crate::ir::{self, Connectivity, Module, PopId, Source};
 
 /// Writes every input's encoder output for every active step into the trace; an input that
@@ -238,12 +240,147 @@ pub fn run<F: Real>(
                 deliver(module, params.get(), p, t..t + 1, &mut trace, &mut hoisted);
                 forward(&mut trace, p, t, counters);
                 if let Some(hook) = hook.as_deref_mut() {
-                    hook.after_population(t, p, &mut trace, params.get_mut());
+                    hook.after_population(At::full(t), p, &mut trace, params.get_mut());
                 }
             }
         }
     }
     trace
+}
+
+/// Rows of the window a streaming pass keeps: the current step and as many before it as the
+/// longest delay reaches back.
+pub fn window_rows(module: &Module) -> usize {
+    module.projections.iter().map(|proj| module.source_delay(proj)).max().unwrap_or(0) + 1
+}
+
+/// A forward pass over one sample that keeps only a window of the last steps (see
+/// [`window_rows`]): memory in the network's size, not in its steps. What it keeps is the
+/// [`Summary`]; `hook` sees every step as it happens, as in [`run`].
+#[allow(clippy::too_many_arguments)]
+pub fn stream<F: Real>(
+    compiled: &Compiled<F>,
+    module: &Module,
+    mut params: ParamsAccess<F>,
+    sample: SampleRef,
+    seed: u64,
+    net: &[F],
+    mut hook: Option<&mut dyn StepHook<F>>,
+) -> Summary<F> {
+    let rows = window_rows(module);
+    let mut trace = Trace::window(module, rows);
+    let samples = [sample];
+    for (p, pop) in module.populations.iter().enumerate() {
+        for (v, values) in initial_values(pop, p, params.get(), 1, seed, &samples).iter().enumerate() {
+            trace.states[p][v][..values.len()].copy_from_slice(values);
+        }
+    }
+    let steps = module.steps + module.rest_steps;
+    let mut counters: Vec<Vec<u32>> = trace.sizes.iter().map(|n| vec![0; *n]).collect();
+    let mut counts: Vec<Vec<u32>> = trace.sizes.iter().map(|n| vec![0; *n]).collect();
+    let mut hoisted: Vec<Option<Vec<F>>> = vec![None; module.projections.len()];
+    // Encoder outputs that do not change over time, encoded once.
+    let mut constant: Vec<Option<Vec<F>>> = vec![None; module.inputs.len()];
+    for t in 0..steps {
+        let row = t % rows;
+        for (i, input) in module.inputs.iter().enumerate() {
+            let n = trace.input_sizes[i];
+            let out = &mut trace.inputs[i][row * n..(row + 1) * n];
+            if t >= module.steps {
+                out.fill(F::zero());
+            } else if input.is_constant_over_time() {
+                let values = constant[i].get_or_insert_with(|| {
+                    let mut values = vec![F::zero(); n];
+                    compiled.encode(module, i, sample.features, 0, uniform_prefix(seed, sample.id, 0), net, &mut values);
+                    values
+                });
+                out.copy_from_slice(values);
+            } else {
+                compiled.encode(module, i, sample.features, t, uniform_prefix(seed, sample.id, t as u64), net, out);
+            }
+        }
+        let at = At { step: t, row };
+        for p in 0..module.populations.len() {
+            deliver_row(module, params.get(), p, at, rows, &mut trace, &mut hoisted);
+            compiled.step_at(module, p, at, &mut trace, &mut counters[p], net);
+            let r = trace.row(p);
+            let count = &mut counts[p];
+            trace.spikes[p].for_each_set(row * r..(row + 1) * r, |i| count[i] += 1);
+            if let Some(hook) = hook.as_deref_mut() {
+                hook.after_population(at, p, &mut trace, params.get_mut());
+            }
+        }
+        // The state after the window's last row is the state before its first.
+        if row + 1 == rows {
+            for (p, states) in trace.states.iter_mut().enumerate() {
+                let r = trace.sizes[p];
+                for values in states.iter_mut() {
+                    values.copy_within(rows * r..(rows + 1) * r, 0);
+                }
+            }
+        }
+    }
+    // Row `rows` keeps the state after the window's last row after it is copied to row 0.
+    let last_row = if steps == 0 { 0 } else { (steps - 1) % rows + 1 };
+    let last = trace
+        .states
+        .iter()
+        .enumerate()
+        .map(|(p, states)| {
+            let r = trace.sizes[p];
+            states.iter().map(|values| values[last_row * r..(last_row + 1) * r].to_vec()).collect()
+        })
+        .collect();
+    Summary { steps, counts, last }
+}
+
+/// Sums every projection into population `p`'s ports for step `at` of a streaming pass whose
+/// trace keeps `rows` rows.
+fn deliver_row<F: Real>(
+    module: &Module,
+    params: &Params<F>,
+    p: usize,
+    at: At,
+    rows: usize,
+    trace: &mut Trace<F>,
+    hoisted: &mut [Option<Vec<F>>],
+) {
+    let r_post = trace.row(p);
+    let Trace { ports, spikes, inputs, .. } = trace;
+    for port in ports[p].iter_mut() {
+        port[at.row * r_post..(at.row + 1) * r_post].fill(F::zero());
+    }
+    for (index, proj) in module.projections.iter().enumerate() {
+        if proj.target != PopId(p as u32) {
+            continue;
+        }
+        let r_pre = module.source_size(&proj.source);
+        let w = &params.weights[index];
+        let out = &mut ports[p][proj.port.0 as usize][at.row * r_post..(at.row + 1) * r_post];
+        if is_hoisted(module, proj) {
+            if at.step >= module.steps {
+                continue;
+            }
+            let Source::Input(id) = &proj.source else { continue };
+            let cached = hoisted[index].get_or_insert_with(|| {
+                let mut y = vec![F::zero(); r_post];
+                project_rows(module, proj, w, Rows::Values(&inputs[id.0 as usize][at.row * r_pre..(at.row + 1) * r_pre]), &mut y, 1);
+                y
+            });
+            for (o, c) in out.iter_mut().zip(cached.iter()) {
+                *o += *c;
+            }
+            continue;
+        }
+        let delay = module.source_delay(proj);
+        let Some(from) = at.step.checked_sub(delay) else { continue };
+        let source_row = from % rows;
+        let x = match &proj.source {
+            Source::Input(id) => Rows::Values(&inputs[id.0 as usize][source_row * r_pre..(source_row + 1) * r_pre]),
+            Source::Population(q) => Rows::Bits(&spikes[q.0 as usize], source_row * r_pre..(source_row + 1) * r_pre),
+        };
+        project_rows(module, proj, w, x, out, 1);
+    }
 }
 
 /// The per-batch context of the backward pass.

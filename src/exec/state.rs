@@ -193,7 +193,10 @@ pub struct Trace<F> {
 impl<F: Real> Trace<F> {
     /// A zeroed trace for `batch` samples over the module's `steps + rest_steps` steps.
     pub fn new(module: &Module, batch: usize) -> Trace<F> {
-        let steps = module.steps + module.rest_steps;
+        Trace::with_steps(module, batch, module.steps + module.rest_steps)
+    }
+
+    fn with_steps(module: &Module, batch: usize, steps: usize) -> Trace<F> {
         let sizes: Vec<usize> = module.populations.iter().map(Population::size).collect();
         let input_sizes: Vec<usize> = module.inputs.iter().map(|i| i.shape.iter().product()).collect();
         Trace {
@@ -218,6 +221,12 @@ impl<F: Real> Trace<F> {
             sizes,
             input_sizes,
         }
+    }
+
+    /// The trace of a streaming pass over one sample: `rows` rows of spikes, ports and inputs
+    /// (the last `rows` steps, step `t` in row `t % rows`) and `rows + 1` rows of states.
+    pub fn window(module: &Module, rows: usize) -> Trace<F> {
+        Trace::with_steps(module, 1, rows)
     }
 
     /// A trace for a batch on a pooled back end: a spare trace of the same shape left by
@@ -314,6 +323,43 @@ impl<F: Real> Trace<F> {
         let n = self.sizes[p];
         let r = self.row(p);
         (0..self.steps).map(|t| self.spikes[p].count(t * r + b * n..t * r + (b + 1) * n) as f64).sum()
+    }
+}
+
+/// What a streaming pass keeps of one sample ([`crate::exec::engine::Engine::stream`]): spike
+/// counts and the final state, memory in the network's size rather than in its steps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary<F> {
+    /// The steps the sample ran.
+    pub steps: usize,
+    /// Spikes per neuron over the sample, `counts[pop]`.
+    pub counts: Vec<Vec<u32>>,
+    /// The states after the last step, `last[pop][var]`.
+    pub last: Vec<Vec<Vec<F>>>,
+}
+
+impl<F: Real> Summary<F> {
+    /// The summary of sample `b` of a full trace.
+    pub fn of(trace: &Trace<F>, b: usize) -> Summary<F> {
+        let mut counts: Vec<Vec<u32>> = trace.sizes.iter().map(|n| vec![0; *n]).collect();
+        for (p, count) in counts.iter_mut().enumerate() {
+            let (n, r) = (trace.sizes[p], trace.row(p));
+            for t in 0..trace.steps {
+                trace.spikes[p].for_each_set(t * r + b * n..t * r + (b + 1) * n, |i| count[i] += 1);
+            }
+        }
+        let last = (0..trace.sizes.len())
+            .map(|p| {
+                let n = trace.sizes[p];
+                (0..trace.states[p].len()).map(|v| trace.state_before(trace.steps, p, v)[b * n..(b + 1) * n].to_vec()).collect()
+            })
+            .collect();
+        Summary { steps: trace.steps, counts, last }
+    }
+
+    /// Total spikes of population `p`.
+    pub fn spike_count(&self, p: usize) -> f64 {
+        self.counts[p].iter().map(|c| f64::from(*c)).sum()
     }
 }
 
@@ -518,11 +564,38 @@ impl<F> ParamsAccess<'_, F> {
     }
 }
 
+/// Where a step's values are in the trace a hook is given: `step` is the step itself, `row`
+/// its row in the trace (the step in a full trace; in a streaming pass, whose trace is a
+/// window of the last few steps, the step's row in that window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At {
+    pub step: usize,
+    pub row: usize,
+}
+
+impl At {
+    /// Step `t` of a full trace.
+    pub fn full(t: usize) -> At {
+        At { step: t, row: t }
+    }
+}
+
 /// Called by an engine after every population's step when a forward pass runs step by step.
 pub trait StepHook<F> {
-    /// Population `p` has done step `t`: its state after the step is row `t + 1` of the trace
-    /// and its spikes row `t`. The hook may read them (records), overwrite them (clamps: later
-    /// populations and steps see the new values) and, when the forward pass was given the
-    /// parameters mutably, change the parameters.
-    fn after_population(&mut self, t: usize, p: usize, trace: &mut Trace<F>, params: Option<&mut Params<F>>);
+    /// Population `p` has done step `at.step`: its state after the step is row `at.row + 1` of
+    /// the trace and its spikes row `at.row`. The hook may read them (records), overwrite them
+    /// (clamps: later populations and steps see the new values) and, when the forward pass was
+    /// given the parameters mutably, change the parameters.
+    fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, params: Option<&mut Params<F>>);
+}
+
+/// Several hooks after one another, in order.
+pub struct Chain<'a, F>(pub Vec<&'a mut dyn StepHook<F>>);
+
+impl<F> StepHook<F> for Chain<'_, F> {
+    fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, mut params: Option<&mut Params<F>>) {
+        for hook in &mut self.0 {
+            hook.after_population(at, p, trace, params.as_deref_mut());
+        }
+    }
 }

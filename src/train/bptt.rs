@@ -190,7 +190,7 @@ fn first_non_finite<F: Real>(module: &crate::ir::Module, trace: &Trace<F>, examp
             for (v, var) in pop.vars.iter().enumerate() {
                 if let Some(k) = trace.state_after(t, p, v).iter().position(|x| !x.is_finite()) {
                     let sample = examples.get(k / n.max(1)).map_or(0, |e| e.sample.id);
-                    return Some(NonFinite::State { population: pop.name.clone(), variable: var.name.clone(), step: t, sample });
+                    return Some(NonFinite::State { population: pop.name.clone(), variable: var.name.clone(), step: Some(t), sample });
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::exec::engine::StepHook;
 use crate::exec::real::Real;
-use crate::exec::state::{Params, Trace};
+use crate::exec::state::{At, Params, Trace};
 use crate::ir::train::{HookAction, TExprId, Train};
 use crate::ir::{Module, PopId, VarId};
 use crate::train::loss::{self, LossError, SampleInputs};
@@ -60,7 +60,7 @@ pub fn retry_holds<F: Real>(
     module: &Module,
     train: &Train,
     condition: TExprId,
-    trace: &Trace<F>,
+    trace: &(impl loss::Kept + ?Sized),
     params: &Params<F>,
     inputs: SampleInputs,
 ) -> Result<bool, LossError> {
@@ -103,11 +103,11 @@ impl Clamps {
 }
 
 impl<F: Real> StepHook<F> for Clamps {
-    fn after_population(&mut self, t: usize, p: usize, trace: &mut Trace<F>, _params: Option<&mut Params<F>>) {
+    fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, _params: Option<&mut Params<F>>) {
         for (pop, row) in &self.rows {
             if pop.0 as usize == p {
                 let spikes: Vec<F> = row.iter().map(|v| if *v != 0.0 { F::one() } else { F::zero() }).collect();
-                trace.store_spikes(t, p, &spikes);
+                trace.store_spikes(at.row, p, &spikes);
             }
         }
     }
@@ -136,38 +136,67 @@ pub fn record_headers(module: &Module, records: &[(PopId, Option<VarId>)]) -> (S
 
 /// Appends the records of every sample of `trace` (`ids` the samples' identities).
 pub fn record_trace<F: Real>(module: &Module, records: &[(PopId, Option<VarId>)], trace: &Trace<F>, ids: &[u64], out: &mut RecordText) {
-    let spiking: Vec<PopId> = records.iter().filter(|(_, v)| v.is_none()).map(|(p, _)| *p).collect();
-    let variables: Vec<(PopId, VarId)> = records.iter().filter_map(|(p, v)| v.map(|v| (*p, v))).collect();
+    for (b, id) in ids.iter().enumerate() {
+        for t in 0..trace.steps {
+            record_step(module, records, trace, At::full(t), b, *id, out);
+        }
+    }
+}
+
+/// Appends the records of step `at` of sample `b` (identity `id`) of `trace`.
+fn record_step<F: Real>(
+    module: &Module,
+    records: &[(PopId, Option<VarId>)],
+    trace: &Trace<F>,
+    at: At,
+    b: usize,
+    id: u64,
+    out: &mut RecordText,
+) {
+    let (t, row) = (at.step, at.row);
+    for (pop, _) in records.iter().filter(|(_, v)| v.is_none()) {
+        let (p, n) = (pop.0 as usize, trace.sizes[pop.0 as usize]);
+        let r = trace.row(p);
+        trace.spikes[p].for_each_set(row * r + b * n..row * r + (b + 1) * n, |i| {
+            let _ = writeln!(out.spikes, "{id},{t},{},{i}", module.population(*pop).name);
+        });
+    }
     // Each population with recorded variables once, in the order of its first record.
     let mut populations: Vec<PopId> = Vec::new();
-    for (pop, _) in &variables {
-        if !populations.contains(pop) {
+    for (pop, var) in records {
+        if var.is_some() && !populations.contains(pop) {
             populations.push(*pop);
         }
     }
-    for (b, id) in ids.iter().enumerate() {
-        for t in 0..trace.steps {
-            for pop in &spiking {
-                let (p, n) = (pop.0 as usize, trace.sizes[pop.0 as usize]);
-                let r = trace.row(p);
-                trace.spikes[p].for_each_set(t * r + b * n..t * r + (b + 1) * n, |i| {
-                    let _ = writeln!(out.spikes, "{id},{t},{},{i}", module.population(*pop).name);
-                });
-            }
-            for pop in &populations {
-                let (p, n) = (pop.0 as usize, trace.sizes[pop.0 as usize]);
-                for i in 0..n {
-                    let _ = write!(out.variables, "{id},{t},{},{i}", module.population(*pop).name);
-                    for (q, v) in &variables {
-                        if q == pop {
-                            let _ = write!(out.variables, ",{}", trace.state_after(t, p, v.0 as usize)[b * n + i]);
-                        } else {
-                            out.variables.push(',');
-                        }
-                    }
-                    out.variables.push('\n');
+    for pop in &populations {
+        let (p, n) = (pop.0 as usize, trace.sizes[pop.0 as usize]);
+        for i in 0..n {
+            let _ = write!(out.variables, "{id},{t},{},{i}", module.population(*pop).name);
+            for (q, v) in records.iter().filter_map(|(q, v)| v.map(|v| (*q, v))) {
+                if q == *pop {
+                    let _ = write!(out.variables, ",{}", trace.state_after(row, p, v.0 as usize)[b * n + i]);
+                } else {
+                    out.variables.push(',');
                 }
             }
+            out.variables.push('\n');
+        }
+    }
+}
+
+/// Writes a train block's `record` statements as a sample runs step by step (for a streaming
+/// pass, which keeps no trace to record from afterwards): once every population has stepped.
+pub struct Recorder<'a> {
+    pub module: &'a Module,
+    pub records: &'a [(PopId, Option<VarId>)],
+    pub id: u64,
+    pub out: &'a mut RecordText,
+}
+
+impl<F: Real> StepHook<F> for Recorder<'_> {
+    fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, _params: Option<&mut Params<F>>) {
+        if p + 1 == self.module.populations.len() {
+            record_step(self.module, self.records, trace, at, 0, self.id, self.out);
         }
     }
 }

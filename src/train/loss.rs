@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::exec::real::Real;
-use crate::exec::state::{Params, ReadoutGrads, Trace};
+use crate::exec::state::{Params, ReadoutGrads, Summary, Trace};
 use crate::ir::train::{Readout, TExprId, TExprs, TFunc, TNode};
 use crate::ir::{BinaryOp, Module, UnaryOp, eval_binary};
 
@@ -42,6 +42,8 @@ pub enum LossError {
     Observable { name: String, error: crate::ir::grad::GradError },
     /// An observable that reads an input port: its gradient needs the port's adjoint.
     ObservableReadsInput { name: String },
+    /// A readout of a pass that kept only spike counts and final states.
+    NotKept { readout: &'static str },
 }
 
 impl fmt::Display for LossError {
@@ -52,6 +54,7 @@ impl fmt::Display for LossError {
             }
             LossError::Observable { name, error } => write!(f, "observable `{name}`: {error}"),
             LossError::ObservableReadsInput { name } => write!(f, "observable `{name}` reads an input; its gradient is not built yet"),
+            LossError::NotKept { readout } => write!(f, "`{readout}` needs every step, and this pass kept spike counts only"),
         }
     }
 }
@@ -73,14 +76,14 @@ pub struct SampleInputs<'a> {
 pub fn evaluate<F: Real>(
     module: &Module,
     exprs: &TExprs,
-    trace: &Trace<F>,
+    trace: &(impl Kept + ?Sized),
     b: usize,
     params: &Params<F>,
     inputs: SampleInputs,
     roots: &[TExprId],
 ) -> Result<Vec<Value>, LossError> {
     let (label, sample) = (inputs.label, inputs.features);
-    let steps = trace.steps;
+    let steps = trace.steps();
     let needed = needed(exprs, roots);
     let mut values: Vec<Value> = Vec::with_capacity(exprs.nodes.len());
     for (index, (node, ty)) in exprs.nodes.iter().enumerate() {
@@ -92,7 +95,7 @@ pub fn evaluate<F: Real>(
             TNode::Const(v) => Value::scalar(*v),
             TNode::Label => Value::scalar(label as f64),
             TNode::Sample => Value { per_step: false, width: sample.len(), data: sample.iter().map(|x| f64::from(*x)).collect() },
-            TNode::Readout(readout) => readout_value(module, trace, b, *readout, inputs.net)?,
+            TNode::Readout(readout) => trace.readout(module, b, *readout, inputs.net)?,
             TNode::Steps => Value::scalar(module.steps as f64),
             TNode::NetParam(index) => Value::scalar(inputs.net[*index as usize]),
             TNode::WeightL2(proj) => Value::scalar(params.weights[proj.0 as usize].iter().map(|w| w.into_f64() * w.into_f64()).sum()),
@@ -143,6 +146,62 @@ fn needed(exprs: &TExprs, roots: &[TExprId]) -> Vec<bool> {
         }
     }
     needed
+}
+
+/// What a forward pass kept that the train block's expressions read: a full [`Trace`], or a
+/// streaming pass's [`Summary`], which answers spike counts only.
+pub trait Kept {
+    fn steps(&self) -> usize;
+    /// The value of `readout` for sample `b`.
+    fn readout(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError>;
+}
+
+impl<F: Real> Kept for Trace<F> {
+    fn steps(&self) -> usize {
+        self.steps
+    }
+
+    fn readout(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError> {
+        readout_value(module, self, b, readout, net)
+    }
+}
+
+impl<F: Real> Kept for Summary<F> {
+    fn steps(&self) -> usize {
+        self.steps
+    }
+
+    fn readout(&self, _module: &Module, _b: usize, readout: Readout, _net: &[f64]) -> Result<Value, LossError> {
+        match readout {
+            Readout::Count(p) => {
+                let data: Vec<f64> = self.counts[p.0 as usize].iter().map(|c| f64::from(*c)).collect();
+                Ok(Value { per_step: false, width: data.len(), data })
+            }
+            other => Err(LossError::NotKept { readout: readout_name(other) }),
+        }
+    }
+}
+
+fn readout_name(readout: Readout) -> &'static str {
+    match readout {
+        Readout::Spikes(_) => "spikes",
+        Readout::Count(_) => "count",
+        Readout::FirstSpike(_) => "first_spike",
+        Readout::State(..) => "a state variable",
+        Readout::Observable(..) => "an observable",
+        Readout::SpikePenalty(_) => "spike_penalty",
+    }
+}
+
+/// Whether `roots` read nothing of a run but spike counts: then a streaming pass, which keeps
+/// no trace, is enough to evaluate them.
+pub fn counts_suffice(exprs: &TExprs, roots: &[TExprId]) -> bool {
+    let needed = needed(exprs, roots);
+    exprs
+        .nodes
+        .iter()
+        .zip(&needed)
+        .all(|((node, _), needed)| !needed || !matches!(node, TNode::Readout(r) if !matches!(r, Readout::Count(_))))
 }
 
 fn readout_value<F: Real>(module: &Module, trace: &Trace<F>, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError> {

@@ -71,11 +71,12 @@ impl From<LossError> for RunError {
 /// What became NaN or infinite first.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NonFinite {
-    /// A state variable of a population, at a step of a sample.
+    /// A state variable of a population, at a step of a sample (None: by the end of the
+    /// sample, from a streaming pass, which keeps no steps).
     State {
         population: String,
         variable: String,
-        step: usize,
+        step: Option<usize>,
         sample: u64,
     },
     /// A loss term of a sample, its states all finite.
@@ -90,8 +91,11 @@ pub enum NonFinite {
 impl std::fmt::Display for NonFinite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NonFinite::State { population, variable, step, sample } => {
+            NonFinite::State { population, variable, step: Some(step), sample } => {
                 write!(f, "`{population}.{variable}` at step {step} of sample {sample}")
+            }
+            NonFinite::State { population, variable, step: None, sample } => {
+                write!(f, "`{population}.{variable}` by the end of sample {sample}")
             }
             NonFinite::Loss { term, sample } => write!(f, "loss term `{term}` of sample {sample}"),
             NonFinite::Gradient => write!(f, "a gradient"),

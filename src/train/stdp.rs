@@ -14,12 +14,12 @@ use crate::data::{Dataset, Split};
 use crate::exec::engine::{self, Engine, ParamsAccess, Shard};
 use crate::exec::plasticity::{Plasticity, PlasticityError};
 use crate::exec::real::Real;
-use crate::exec::state::{Params, SampleRef, Trace};
+use crate::exec::state::{Chain, Params, SampleRef, StepHook, Summary, Trace};
 use crate::ir::train::{TExprId, TFunc, TNode, Train};
 use crate::ir::validate::Valid;
 use crate::ir::{Module, VarKind};
-use crate::train::hooks;
-use crate::train::loss::{self, SampleInputs};
+use crate::train::hooks::{self, RecordText};
+use crate::train::loss::{self, Kept, SampleInputs};
 use crate::train::method::{BatchOutcome, Example, LearningMethod, MethodState, NonFinite, RunError, Session};
 use crate::train::metrics::{Evaluation, TEST_ID_OFFSET};
 
@@ -68,19 +68,22 @@ impl<F: Real> LearningMethod<F> for Stdp<F> {
     ) -> Result<BatchOutcome, RunError> {
         let (module, train) = (session.module, session.train);
         if self.plasticity.is_none() {
-            self.plasticity = Some(Plasticity::new(module).map_err(RunError::Plasticity)?);
+            self.plasticity = Some(session.engine.plasticity(module).map_err(RunError::Plasticity)?);
         }
         if self.running.classes() == 0 {
             self.running = ResponseTable::new(session.train.data.classes());
         }
         let plasticity = self.plasticity.as_mut().expect("made above");
         let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
+        let streams = streams(train);
         for example in batch {
             hooks::apply_actions(module, &train.before_sample, params, net);
-            let trace = present(session.engine, module, train, session.seed, params, net, example, Some(plasticity))?;
+            let records = session.recording.then_some(&mut outcome.records);
+            let run = Run { engine: session.engine, module, train, seed: session.seed, streams };
+            let presented = run.present(params, net, example, Some(plasticity), records)?;
             if let Some(response) = assigned_class_response(train) {
                 let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
-                let values = loss::evaluate(module, &train.exprs, &trace, 0, params, inputs, &[response])?;
+                let values = loss::evaluate(module, &train.exprs, presented.kept(), 0, params, inputs, &[response])?;
                 let response = &values[response.0 as usize].data;
                 let classes = self.running.classes();
                 outcome.correct += usize::from(vote(&self.assignment, response, classes) == Some(example.label));
@@ -91,10 +94,7 @@ impl<F: Real> LearningMethod<F> for Stdp<F> {
                     self.running = ResponseTable::new(classes);
                 }
             }
-            if session.recording {
-                hooks::record_trace(module, &train.records, &trace, &[example.sample.id], &mut outcome.records);
-            }
-            trace.recycle();
+            presented.recycle();
         }
         Ok(outcome)
     }
@@ -113,76 +113,173 @@ impl<F: Real> LearningMethod<F> for Stdp<F> {
     }
 }
 
-/// Shows one example as the train block says: again, after the `retry` actions, while the
-/// retry condition holds (at most `max` more times). With `plasticity`, the weights learn as
-/// it runs; without, they are held. Persistent states carry over from each presentation to the
-/// next. Returns the last presentation's trace.
-#[allow(clippy::too_many_arguments)]
-fn present<F: Real>(
-    engine: &dyn Engine<F>,
-    module: &Valid,
-    train: &Train,
+/// Whether the train block reads nothing of a presentation but spike counts (the response, the
+/// retry condition): then samples run as streaming passes, whose memory does not grow with the
+/// steps, rather than into full traces.
+pub fn streams(train: &Train) -> bool {
+    let roots: Vec<TExprId> = assigned_class_response(train).into_iter().chain(train.retry.as_ref().map(|r| r.condition)).collect();
+    loss::counts_suffice(&train.exprs, &roots)
+}
+
+/// What a presentation kept.
+enum Presented<F> {
+    Streamed(Summary<F>),
+    Traced(Trace<F>),
+}
+
+impl<F: Real> Presented<F> {
+    fn kept(&self) -> &dyn Kept {
+        match self {
+            Presented::Streamed(summary) => summary,
+            Presented::Traced(trace) => trace,
+        }
+    }
+
+    /// Variable `v` of population `p` after the last step.
+    fn last_state(&self, p: usize, v: usize) -> &[F] {
+        match self {
+            Presented::Streamed(summary) => &summary.last[p][v],
+            Presented::Traced(trace) => trace.state_after(trace.steps - 1, p, v),
+        }
+    }
+
+    fn spike_count(&self, p: usize) -> f64 {
+        match self {
+            Presented::Streamed(summary) => summary.spike_count(p),
+            Presented::Traced(trace) => trace.spike_count(p, 0),
+        }
+    }
+
+    fn recycle(self) {
+        if let Presented::Traced(trace) = self {
+            trace.recycle();
+        }
+    }
+}
+
+/// What presenting an example needs besides the parameters.
+struct Run<'a, F> {
+    engine: &'a dyn Engine<F>,
+    module: &'a Valid,
+    train: &'a Train,
     seed: u64,
-    params: &mut Params<F>,
-    net: &mut [f64],
-    example: &Example,
-    mut plasticity: Option<&mut Plasticity<F>>,
-) -> Result<Trace<F>, RunError> {
-    let mut attempt = 0;
-    loop {
-        let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
-        let ctx = engine::Ctx { module, seed, net: &net_f };
-        let samples = [example.sample];
-        let shard = Shard { samples: &samples, hoisted: None };
-        let trace = match plasticity.as_deref_mut() {
-            Some(hook) => engine.forward(&ctx, ParamsAccess::Mutable(params), shard, Some(hook)),
-            None => engine.forward(&ctx, ParamsAccess::Shared(params), shard, None),
-        };
-        if let Some(what) = first_non_finite(module, &trace, example.sample.id) {
-            return Err(RunError::NonFinite { what, epoch: 0, batch: 0 });
+    /// Whether presentations stream ([`streams`]).
+    streams: bool,
+}
+
+impl<F: Real> Run<'_, F> {
+    /// Shows one example as the train block says: again, after the `retry` actions, while the
+    /// retry condition holds (at most `max` more times). With `plasticity`, the weights learn
+    /// as it runs; without, they are held. Persistent states carry over from each
+    /// presentation to the next. Returns what the last presentation kept, whose `record`
+    /// statements are appended to `records` when given.
+    fn present(
+        &self,
+        params: &mut Params<F>,
+        net: &mut [f64],
+        example: &Example,
+        mut plasticity: Option<&mut Plasticity<F>>,
+        mut records: Option<&mut RecordText>,
+    ) -> Result<Presented<F>, RunError> {
+        let (module, train) = (self.module, self.train);
+        let mut attempt = 0;
+        loop {
+            let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
+            let ctx = engine::Ctx { module, seed: self.seed, net: &net_f };
+            let mut recorded = RecordText::default();
+            let presented = if self.streams {
+                let mut recorder = records.is_some().then(|| hooks::Recorder {
+                    module,
+                    records: &train.records,
+                    id: example.sample.id,
+                    out: &mut recorded,
+                });
+                let learning = plasticity.is_some();
+                let mut hooks: Vec<&mut dyn StepHook<F>> = Vec::new();
+                if let Some(plasticity) = plasticity.as_deref_mut() {
+                    hooks.push(plasticity);
+                }
+                if let Some(recorder) = recorder.as_mut() {
+                    hooks.push(recorder);
+                }
+                let mut chain = Chain(hooks);
+                let hook: Option<&mut dyn StepHook<F>> = if chain.0.is_empty() { None } else { Some(&mut chain) };
+                let access = if learning { ParamsAccess::Mutable(params) } else { ParamsAccess::Shared(params) };
+                Presented::Streamed(self.engine.stream(&ctx, access, example.sample, hook))
+            } else {
+                let samples = [example.sample];
+                let shard = Shard { samples: &samples, hoisted: None };
+                let trace = match plasticity.as_deref_mut() {
+                    Some(hook) => self.engine.forward(&ctx, ParamsAccess::Mutable(params), shard, Some(hook)),
+                    None => self.engine.forward(&ctx, ParamsAccess::Shared(params), shard, None),
+                };
+                if records.is_some() {
+                    hooks::record_trace(module, &train.records, &trace, &[example.sample.id], &mut recorded);
+                }
+                Presented::Traced(trace)
+            };
+            if let Some(what) = first_non_finite(module, &presented, example.sample.id) {
+                return Err(RunError::NonFinite { what, epoch: 0, batch: 0 });
+            }
+            carry_states(module, |p, v| presented.last_state(p, v), params);
+            let last = match &train.retry {
+                None => true,
+                Some(retry) => {
+                    let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
+                    attempt >= retry.max || !hooks::retry_holds(module, train, retry.condition, presented.kept(), params, inputs)?
+                }
+            };
+            if last {
+                if let Some(out) = records.as_deref_mut() {
+                    out.spikes.push_str(&recorded.spikes);
+                    out.variables.push_str(&recorded.variables);
+                }
+                return Ok(presented);
+            }
+            presented.recycle();
+            if let Some(retry) = &train.retry {
+                hooks::apply_actions(module, &retry.actions, params, net);
+            }
+            attempt += 1;
         }
-        carry_persistent_states(module, &trace, params);
-        let Some(retry) = &train.retry else { return Ok(trace) };
-        let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
-        if attempt >= retry.max || !hooks::retry_holds(module, train, retry.condition, &trace, params, inputs)? {
-            return Ok(trace);
-        }
-        trace.recycle();
-        hooks::apply_actions(module, &retry.actions, params, net);
-        attempt += 1;
     }
 }
 
 /// Keeps every persistent state's values at the end of a (batch 1) trace with the parameters,
 /// where the next sample starts from.
 pub fn carry_persistent_states<F: Real>(module: &Module, trace: &Trace<F>, params: &mut Params<F>) {
+    carry_states(module, |p, v| trace.state_after(trace.steps - 1, p, v), params);
+}
+
+/// Copies every persistent state from `last(population, variable)` into the parameters.
+fn carry_states<'a, F: Real>(module: &Module, last: impl Fn(usize, usize) -> &'a [F], params: &mut Params<F>) {
     for (p, pop) in module.populations.iter().enumerate() {
         let n = pop.size();
         for (v, var) in pop.vars.iter().enumerate() {
             if matches!(var.kind, VarKind::State { persistent: true, .. }) {
-                let last = trace.state_after(trace.steps - 1, p, v);
-                params.neuron_params[p][v].copy_from_slice(&last[..n]);
+                params.neuron_params[p][v].copy_from_slice(&last(p, v)[..n]);
             }
         }
     }
 }
 
-/// The first NaN or infinite state of a batch-1 trace, in step order. A NaN stays NaN (no
-/// comparison with it holds, so no spike resets it), so the last step is checked first and the
-/// whole trace is scanned only when it has one.
-fn first_non_finite<F: Real>(module: &Module, trace: &Trace<F>, sample: u64) -> Option<NonFinite> {
-    let last = trace.steps.checked_sub(1)?;
+/// The first NaN or infinite state of a presentation. A NaN stays NaN (no comparison with it
+/// holds, so no spike resets it), so the last step is checked first; a full trace is then
+/// scanned for the step, a streaming pass names the sample only.
+fn first_non_finite<F: Real>(module: &Module, presented: &Presented<F>, sample: u64) -> Option<NonFinite> {
     let finite_at_end = (0..module.populations.len())
-        .all(|p| (0..module.populations[p].vars.len()).all(|v| trace.state_after(last, p, v).iter().all(|x| x.is_finite())));
+        .all(|p| (0..module.populations[p].vars.len()).all(|v| presented.last_state(p, v).iter().all(|x| x.is_finite())));
     if finite_at_end {
         return None;
     }
-    for t in 0..trace.steps {
-        for (p, pop) in module.populations.iter().enumerate() {
-            for (v, var) in pop.vars.iter().enumerate() {
-                if trace.state_after(t, p, v).iter().any(|x| !x.is_finite()) {
-                    return Some(NonFinite::State { population: pop.name.clone(), variable: var.name.clone(), step: t, sample });
-                }
+    for (p, pop) in module.populations.iter().enumerate() {
+        for (v, var) in pop.vars.iter().enumerate() {
+            let step = match presented {
+                Presented::Traced(trace) => (0..trace.steps).find(|t| trace.state_after(*t, p, v).iter().any(|x| !x.is_finite())).map(Some),
+                Presented::Streamed(summary) => (!summary.last[p][v].iter().all(|x| x.is_finite())).then_some(None),
+            };
+            if let Some(step) = step {
+                return Some(NonFinite::State { population: pop.name.clone(), variable: var.name.clone(), step, sample });
             }
         }
     }
@@ -199,7 +296,7 @@ pub fn assigned_class_response(train: &Train) -> Option<TExprId> {
 }
 
 /// What a pass does with each sample: its label, its response and its trace.
-type PerSample<'a, F> = dyn FnMut(usize, &[f64], &Trace<F>) + 'a;
+type PerSample<'a, F> = dyn FnMut(usize, &[f64], &Presented<F>) + 'a;
 
 /// The labelling pass then the test pass, with learning and `frozen in eval` states held.
 fn evaluate_by_assignment<F: Real>(
@@ -222,16 +319,17 @@ fn evaluate_by_assignment<F: Real>(
     let mut params = params.clone();
     let mut net = net.to_vec();
     let classes = data.classes.max(1);
+    let run = Run { engine, module: frozen, train, seed: session.seed, streams: streams(train) };
     let mut pass = |split: &Split, n: usize, id_offset: u64, per_sample: &mut PerSample<F>| -> Result<(), RunError> {
         for i in 0..n {
             let example =
                 Example { sample: SampleRef { id: id_offset + i as u64, features: split.sample(i) }, label: usize::from(split.labels[i]) };
             hooks::apply_actions(module, &train.before_sample, &mut params, &mut net);
-            let trace = present(engine, frozen, train, session.seed, &mut params, &mut net, &example, None)?;
+            let presented = run.present(&mut params, &mut net, &example, None, None)?;
             let inputs = SampleInputs { label: example.label, features: example.sample.features, net: &net };
-            let values = loss::evaluate(frozen, &train.exprs, &trace, 0, &params, inputs, &[response])?;
-            per_sample(example.label, &values[response.0 as usize].data, &trace);
-            trace.recycle();
+            let values = loss::evaluate(frozen, &train.exprs, presented.kept(), 0, &params, inputs, &[response])?;
+            per_sample(example.label, &values[response.0 as usize].data, &presented);
+            presented.recycle();
         }
         Ok(())
     };
@@ -240,10 +338,10 @@ fn evaluate_by_assignment<F: Real>(
     let assignment = table.assign();
     let mut correct = 0;
     let mut spikes = vec![0.0; module.populations.len()];
-    pass(&data.test, n_test.min(data.test.len()), TEST_ID_OFFSET, &mut |label, response, trace| {
+    pass(&data.test, n_test.min(data.test.len()), TEST_ID_OFFSET, &mut |label, response, presented| {
         correct += usize::from(vote(&assignment, response, classes) == Some(label));
         for (p, total) in spikes.iter_mut().enumerate() {
-            *total += trace.spike_count(p, 0);
+            *total += presented.spike_count(p);
         }
     })?;
     for (s, pop) in spikes.iter_mut().zip(&module.populations) {

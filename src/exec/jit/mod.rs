@@ -19,6 +19,7 @@
 //!   prefix: u64, input: u64)`, one call per sample and step.
 
 mod emit;
+pub mod plastic;
 
 use std::marker::PhantomData;
 
@@ -35,6 +36,7 @@ use crate::ir::grad::StepGraph;
 use crate::ir::{self, EncoderKind, Func, Module, Population};
 pub use emit::EmitError;
 use emit::{Emitter, Scope};
+pub use plastic::{PlasticKernels, UpdateKernel, compile_plasticity};
 
 type Kernel<F> = unsafe extern "C" fn(*const *const F, *const *mut F, *const *const F, *mut u32, *mut F, i64, F, *const F, u32);
 type BackwardKernel<F> = unsafe extern "C" fn(
@@ -147,29 +149,8 @@ enum KernelKind {
 /// Compiles every population's forward step (and backward step when `graphs` holds derived
 /// adjoints) and every input's encoder.
 pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compiled<F>, JitError> {
-    let mut flags = settings::builder();
-    flags.set("opt_level", "speed").map_err(|e| JitError::Target(e.to_string()))?;
-    flags.set("is_pic", "false").map_err(|e| JitError::Target(e.to_string()))?;
-    let isa = cranelift_native::builder()
-        .map_err(|e| JitError::Target(e.to_string()))?
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| JitError::Target(e.to_string()))?;
-    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-    let hosts = host_functions::<F>();
-    for (name, pointer, _) in hosts {
-        builder.symbol(name, pointer);
-    }
-    let mut jit = JITModule::new(builder);
+    let (mut jit, host_ids) = jit_module::<F>()?;
     let scalar = Emitter::for_real::<F>();
-    let mut host_ids = Vec::new();
-    for (name, _, arity) in hosts {
-        let mut sig = jit.make_signature();
-        for _ in 0..arity {
-            sig.params.push(AbiParam::new(scalar));
-        }
-        sig.returns.push(AbiParam::new(scalar));
-        host_ids.push(jit.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Target(e.to_string()))?);
-    }
     let mut jobs: Vec<(KernelKind, usize, String)> = Vec::new();
     for (p, pop) in module.populations.iter().enumerate() {
         jobs.push((KernelKind::Forward, p, format!("step_{p}_{}", pop.name)));
@@ -237,6 +218,35 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
         }
     }
     Ok(compiled)
+}
+
+/// A JIT module for the host, optimising for speed, with the host functions of precision `F`
+/// declared (their ids in the order of [`emit::Host`]).
+fn jit_module<F: Real>() -> Result<(JITModule, Vec<FuncId>), JitError> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed").map_err(|e| JitError::Target(e.to_string()))?;
+    flags.set("is_pic", "false").map_err(|e| JitError::Target(e.to_string()))?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| JitError::Target(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| JitError::Target(e.to_string()))?;
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    let hosts = host_functions::<F>();
+    for (name, pointer, _) in hosts {
+        builder.symbol(name, pointer);
+    }
+    let mut jit = JITModule::new(builder);
+    let scalar = Emitter::for_real::<F>();
+    let mut host_ids = Vec::new();
+    for (name, _, arity) in hosts {
+        let mut sig = jit.make_signature();
+        for _ in 0..arity {
+            sig.params.push(AbiParam::new(scalar));
+        }
+        sig.returns.push(AbiParam::new(scalar));
+        host_ids.push(jit.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::Target(e.to_string()))?);
+    }
+    Ok((jit, host_ids))
 }
 
 /// A signature of `pointers` pointer arguments, then `rest`, then `trailing` pointers.
@@ -474,16 +484,32 @@ impl<F: Real> Compiled<F> {
     /// Advances population `p` by step `t`: reads the trace's state row `t` and ports, writes
     /// row `t + 1` and the spikes of step `t`; `counters` advance.
     pub fn step(&self, module: &Module, p: usize, t: usize, trace: &mut Trace<F>, counters: &mut [u32], net: &[F]) {
-        let r = trace.row(p);
+        self.step_at(module, p, crate::exec::state::At::full(t), trace, counters, net);
+    }
+
+    /// Population `p`'s step `at.step`, reading the states of row `at.row` of `trace` and
+    /// writing those of row `at.row + 1`, the ports and spikes of row `at.row`.
+    pub fn step_at(&self, module: &Module, p: usize, at: crate::exec::state::At, trace: &mut Trace<F>, counters: &mut [u32], net: &[F]) {
+        let (row, r) = (at.row, trace.row(p));
         for var in &trace.states[p] {
-            assert!(var.len() >= (t + 2) * r, "state rows t and t + 1 exist");
+            assert!(var.len() >= (row + 2) * r, "state rows `row` and `row + 1` exist");
         }
         assert_eq!(counters.len(), r, "one refractory counter per element");
-        let bases: Vec<*mut F> = trace.states[p].iter_mut().map(|v| v.as_mut_ptr()).collect();
-        // SAFETY: offsets within the allocations, as checked above.
-        let in_pointers: Vec<*const F> = bases.iter().map(|b| unsafe { b.add(t * r) } as *const F).collect();
-        let out_pointers: Vec<*mut F> = bases.iter().map(|b| unsafe { b.add((t + 1) * r) }).collect();
-        let port_pointers: Vec<*const F> = trace.ports[p].iter().map(|v| v[t * r..(t + 1) * r].as_ptr()).collect();
+        let n_vars = trace.states[p].len();
+        let n_ports = trace.ports[p].len();
+        // Pointer arrays on the stack for the usual few variables and ports.
+        let mut in_pointers = Pointers::<F>::new(n_vars);
+        let mut out_pointers = Pointers::<F>::new(n_vars);
+        for (v, var) in trace.states[p].iter_mut().enumerate() {
+            let base = var.as_mut_ptr();
+            // SAFETY: offsets within the allocation, as checked above.
+            in_pointers.set(v, unsafe { base.add(row * r) });
+            out_pointers.set(v, unsafe { base.add((row + 1) * r) });
+        }
+        let mut port_pointers = Pointers::<F>::new(n_ports);
+        for (q, port) in trace.ports[p].iter_mut().enumerate() {
+            port_pointers.set(q, port[row * r..(row + 1) * r].as_mut_ptr());
+        }
         let mut spikes = crate::exec::pool::overwritten::<F>(r);
         // Kernels read network parameters through a pointer that must be valid even when there
         // are none: no copy per call.
@@ -504,18 +530,18 @@ impl<F: Real> Compiled<F> {
         // entry per variable and port of this population, and the rows do not overlap.
         unsafe {
             (self.forward[p])(
-                in_pointers.as_ptr(),
+                in_pointers.as_ptr() as *const *const F,
                 out_pointers.as_ptr(),
-                port_pointers.as_ptr(),
+                port_pointers.as_ptr() as *const *const F,
                 counters.as_mut_ptr(),
                 spikes.as_mut_ptr(),
                 r as i64,
-                F::of(t as f64 * module.dt),
+                F::of(at.step as f64 * module.dt),
                 net_values.as_ptr(),
                 refractory_steps,
             );
         }
-        trace.store_spikes(t, p, &spikes);
+        trace.store_spikes(row, p, &spikes);
         crate::exec::pool::spare([spikes]);
     }
 
@@ -592,6 +618,37 @@ impl<F: Real> Compiled<F> {
                 prefix,
                 index as u64,
             );
+        }
+    }
+}
+
+/// A kernel's array of row pointers: on the stack for up to [`Pointers::INLINE`] entries.
+enum Pointers<F> {
+    Inline([*mut F; 8], usize),
+    Heap(Vec<*mut F>),
+}
+
+impl<F> Pointers<F> {
+    const INLINE: usize = 8;
+
+    fn new(len: usize) -> Pointers<F> {
+        if len <= Self::INLINE { Pointers::Inline([std::ptr::null_mut(); 8], len) } else { Pointers::Heap(vec![std::ptr::null_mut(); len]) }
+    }
+
+    fn set(&mut self, index: usize, pointer: *mut F) {
+        match self {
+            Pointers::Inline(array, len) => {
+                assert!(index < *len, "a pointer per entry");
+                array[index] = pointer;
+            }
+            Pointers::Heap(vec) => vec[index] = pointer,
+        }
+    }
+
+    fn as_ptr(&self) -> *const *mut F {
+        match self {
+            Pointers::Inline(array, _) => array.as_ptr(),
+            Pointers::Heap(vec) => vec.as_ptr(),
         }
     }
 }

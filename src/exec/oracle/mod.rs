@@ -13,7 +13,7 @@ pub mod tape;
 
 use crate::exec::kernels::connectivity::project;
 use crate::exec::real::Real;
-use crate::exec::state::{Params, ParamsAccess, RandKey, SampleRef, StepHook, Trace, initial_values, input_rng, neuron_rng, rand_draw};
+use crate::exec::state::{At, Params, ParamsAccess, RandKey, SampleRef, StepHook, Trace, initial_values, input_rng, neuron_rng, rand_draw};
 use crate::ir::{self, BinaryOp, EncoderKind, ExprId, Exprs, Global, Module, Node, PopId, Source, UnaryOp, VarId, eval_func};
 
 /// Per-neuron context while evaluating expressions.
@@ -109,7 +109,7 @@ pub fn run<F: Real>(
             }
             step_population(module, &mut trace, counters, p, step, seed, samples, net);
             if let Some(hook) = hook.as_deref_mut() {
-                hook.after_population(step, p, &mut trace, params.get_mut());
+                hook.after_population(At::full(step), p, &mut trace, params.get_mut());
             }
         }
     }
