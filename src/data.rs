@@ -8,12 +8,21 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Samples of one split, stored row-major: `features[i * n_features..(i + 1) * n_features]`.
+/// Samples of one split, stored row-major: sample `i` is elements
+/// `[i * n_features, (i + 1) * n_features)` of `features`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
     pub n_features: usize,
-    pub features: Vec<f32>,
+    pub features: Features,
     pub labels: Vec<u8>,
+}
+
+/// The feature values of a split: floats, or bytes that stand for `byte / 255` (MNIST's
+/// pixels, kept at a quarter of the memory: 47 MB instead of 188 MB for the training set).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Features {
+    Floats(Vec<f32>),
+    Bytes(Vec<u8>),
 }
 
 impl Split {
@@ -25,8 +34,18 @@ impl Split {
         self.labels.is_empty()
     }
 
-    pub fn sample(&self, index: usize) -> &[f32] {
-        &self.features[index * self.n_features..(index + 1) * self.n_features]
+    /// A split of float features.
+    pub fn floats(n_features: usize, features: Vec<f32>, labels: Vec<u8>) -> Split {
+        Split { n_features, features: Features::Floats(features), labels }
+    }
+
+    /// Sample `index`'s features: borrowed when stored as floats, converted from bytes.
+    pub fn sample(&self, index: usize) -> std::borrow::Cow<'_, [f32]> {
+        let range = index * self.n_features..(index + 1) * self.n_features;
+        match &self.features {
+            Features::Floats(values) => std::borrow::Cow::Borrowed(&values[range]),
+            Features::Bytes(bytes) => std::borrow::Cow::Owned(bytes[range].iter().map(|b| f32::from(*b) / 255.0).collect()),
+        }
     }
 }
 
@@ -109,7 +128,12 @@ fn read_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
     if let Some(bad) = labels.iter().find(|l| **l > 9) {
         return Err(DataError::Corrupt { path: labels_path, reason: format!("label {bad} is not a digit") });
     }
-    Ok(Split { n_features: dims[1] * dims[2], features: pixels.iter().map(|p| f32::from(*p) / 255.0).collect(), labels: labels.to_vec() })
+    // The pixels stay bytes, in the buffer they were read into (its header dropped).
+    let (header, n_features, labels) = (images.len() - pixels.len(), dims[1] * dims[2], labels.to_vec());
+    let mut images = images;
+    images.drain(..header);
+    images.shrink_to_fit();
+    Ok(Split { n_features, features: Features::Bytes(images), labels })
 }
 
 /// Reads `name.gz` or `name`, whichever exists first.
@@ -327,7 +351,7 @@ fn yin_yang_split(size: usize, seed: u64) -> Split {
     stream.shuffle(&mut order);
     let features = order.iter().flat_map(|i| features[i * 5..i * 5 + 5].to_vec()).collect();
     let labels = order.iter().map(|i| labels[*i]).collect();
-    Split { n_features: 5, features, labels }
+    Split::floats(5, features, labels)
 }
 
 /// The Yin-Yang set: features (x, y, 1 - x, 1 - y, 1), the last a bias input.

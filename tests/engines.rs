@@ -254,7 +254,7 @@ fn jit_training_is_deterministic_across_thread_counts() {
     let n = 192;
     let pixels: Vec<f32> = (0..n * 784).map(|k| (snnc::data::splitmix64(k as u64) % 256) as f32 / 255.0).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-    let split = |features: Vec<f32>, labels: Vec<u8>| snnc::data::Split { n_features: 784, features, labels };
+    let split = |features: Vec<f32>, labels: Vec<u8>| snnc::data::Split::floats(784, features, labels);
     let data = snnc::data::Dataset {
         train: split(pixels.clone(), labels.clone()),
         test: split(pixels[..16 * 784].to_vec(), labels[..16].to_vec()),
@@ -267,7 +267,8 @@ fn jit_training_is_deterministic_across_thread_counts() {
     assert!(snnc::train::optim::Optimizer::chunks(&params) >= 4, "several optimiser chunks");
     let engine = build::<f32>(EngineKind::Jit, &m);
     let net = net_params::<f32>(&m);
-    let samples: Vec<SampleRef> = (0..96).map(|i| SampleRef { id: i, features: data.train.sample(i as usize) }).collect();
+    let features: Vec<_> = (0..96).map(|i| data.train.sample(i)).collect();
+    let samples: Vec<SampleRef> = features.iter().enumerate().map(|(i, f)| SampleRef { id: i as u64, features: f }).collect();
     let hoisted = engine.prepare(&Ctx { module: &m, seed: 1, net: &net }, &params, &samples);
     assert!(hoisted.column_blocks >= 3, "{} column blocks", hoisted.column_blocks);
     let run = |threads: usize| {
@@ -288,7 +289,7 @@ fn operation_counts_follow_the_lab_reports_formulas() {
     let params = init_params::<f64>(&m, 1);
     // Half the pixels on: with repeat encoding the input rate is exactly 0.5 at every step.
     let pixels: Vec<f32> = (0..784).map(|i| if i % 2 == 0 { 0.6 } else { 0.0 }).collect();
-    let split = snnc::data::Split { n_features: 784, features: pixels, labels: vec![3] };
+    let split = snnc::data::Split::floats(784, pixels.clone(), vec![3]);
     let engine = build::<f64>(EngineKind::Oracle, &m);
     let net = net_params::<f64>(&m);
     let ctx = Ctx { module: &m, seed: 1, net: &net };
@@ -296,7 +297,7 @@ fn operation_counts_follow_the_lab_reports_formulas() {
     // seeds/003: 784-10-10 ANN = (2*784 - 1)*10 + 2*10 + (2*10 - 1)*10 + 2*10 = 15,900.
     assert_eq!(ann, 15_900.0);
     // The first layer's SNN FLOPs per step: (2 * 784 * 0.5 - 1) * 10 + 20 = 7,850.
-    let samples = [SampleRef { id: snnc::train::metrics::TEST_ID_OFFSET, features: &split.features }];
+    let samples = [SampleRef { id: snnc::train::metrics::TEST_ID_OFFSET, features: &pixels }];
     let trace = engine.forward(&ctx, ParamsAccess::Shared(&params), Shard { samples: &samples, hoisted: None }, None);
     let hidden_active: f64 = trace.spike_count(0, 0);
     let second: f64 = (0..trace.steps).map(|t| (2.0 * trace.spikes_at::<f64>(t, 0).iter().sum::<f64>() - 1.0) * 10.0 + 20.0).sum();
@@ -380,4 +381,53 @@ fn windowed_backward_passes_agree_across_engines() {
     assert!(nonzero > 0, "a window's gradient is not trivially zero");
     let full = grads_over(EngineKind::Oracle, 0..m.steps);
     assert_ne!(full.weights, oracle.weights, "a window is not the whole run");
+}
+
+/// A fixed one-to-one or all-to-all-but-self connection of one constant weight stores it
+/// once; it delivers exactly what the same connection with a weight per pair delivers, on
+/// both engines, forwards and through the input gradient.
+#[test]
+fn a_shared_weight_delivers_what_a_weight_per_pair_does() {
+    let text = |flag: &str| {
+        format!(
+            "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {{\n    dt = 1 ms\n    steps = 30\n    \
+             input x[5] = poisson(rate = sample * 400 Hz)\n    population a[6] = Leaky(beta = 0.8, threshold = 0.5)\n    \
+             population b[6] = Leaky(beta = 0.9, threshold = 0.6)\n    connect x -> a.i : dense(init = uniform(0.2, 0.9))\n    \
+             connect a -> b.i : one_to_one(weight = 0.7){flag}\n    connect b -> a.i : all_to_all_but_self(weight = -0.3){flag} feedback\n}}\n\
+             train {{\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss l = sum(count(b))\n    \
+             predict = argmax(count(b))\n    optimizer = adam(lr = 1e-3)\n}}\n"
+        )
+    };
+    let (shared, per_pair) = (valid(common::module(&text(""))), valid(common::module(&text(" trainable"))));
+    assert!(shared.projections[1].shares_one_weight() && shared.projections[2].shares_one_weight());
+    assert_eq!((shared.projections[1].weight_shape.clone(), shared.projections[2].weight_shape.clone()), (vec![1], vec![1]));
+    assert_eq!((per_pair.projections[1].weight_shape.clone(), per_pair.projections[2].weight_shape.clone()), (vec![6], vec![6, 6]));
+    let inputs: Vec<Vec<f32>> = (0..3).map(|s| features(5, s)).collect();
+    let samples: Vec<SampleRef> = inputs.iter().enumerate().map(|(i, f)| SampleRef { id: i as u64, features: f }).collect();
+    for kind in [EngineKind::Oracle, EngineKind::Jit] {
+        let (p_shared, p_pair) = (init_params::<f64>(&shared, 2), init_params::<f64>(&per_pair, 2));
+        assert_eq!(p_shared.weights[0], p_pair.weights[0], "the same input weights");
+        let a = forward(build::<f64>(kind, &shared).as_ref(), &shared, &p_shared, &samples);
+        let b = forward(build::<f64>(kind, &per_pair).as_ref(), &per_pair, &p_pair, &samples);
+        assert!(a.spike_count(1, 0) > 0.0 && a.spike_count(0, 1) > 0.0, "{kind:?}: both layers spike");
+        assert_eq!(a.spikes, b.spikes, "{kind:?}: the same spikes");
+        assert_eq!(a.states, b.states, "{kind:?}: the same states");
+    }
+    // The input weights' gradients flow back through the shared weights as through the pairs.
+    let batch = examples(&inputs, &[0, 1, 2]);
+    let grads = |m: &Valid| gradients(m, build::<f64>(EngineKind::Jit, m).as_ref(), &init_params::<f64>(m, 2), &batch, 2).1;
+    let (g_shared, g_pair) = (grads(&shared), grads(&per_pair));
+    assert!(g_shared.weights[0].iter().any(|g| *g != 0.0), "a gradient reaches the input weights");
+    assert_eq!(g_shared.weights[0], g_pair.weights[0], "input weight gradients");
+    gradients_match::<f64>("shared weights", &shared, 1.0, 1e-9);
+}
+
+/// Diehl & Cook at 6,400 neurons keeps 5 M input weights and nothing of the lateral
+/// inhibition but one number per connection.
+#[test]
+fn the_largest_diehl_cook_network_stores_its_input_weights_and_little_else() {
+    let module = valid(load("diehl_cook_6400.snn"));
+    let params = init_params::<f32>(&module, 0);
+    let weights: usize = params.weights.iter().map(Vec::len).sum();
+    assert_eq!(weights, 784 * 6400 + 2, "input weights, then one shared weight each for excitation and inhibition");
 }

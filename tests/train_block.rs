@@ -194,7 +194,8 @@ fn count_below(train: &mut Train, limit: f64) -> snnc::ir::train::TExprId {
 }
 
 fn data_of(module: &Module) -> Vec<f32> {
-    data(module).train.features
+    let split = data(module).train;
+    (0..split.len()).flat_map(|i| split.sample(i).into_owned()).collect()
 }
 
 #[test]
@@ -233,7 +234,7 @@ fn mnist_augmentation_changes_what_is_trained_on() {
     let n = 16;
     let images: Vec<f32> = (0..n * 784).map(|k| if (k % 784) / 28 % 7 < 3 && k % 28 > 10 { 1.0 } else { 0.0 }).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-    let split = |features: Vec<f32>, labels: Vec<u8>| snnc::data::Split { n_features: 784, features, labels };
+    let split = |features: Vec<f32>, labels: Vec<u8>| snnc::data::Split::floats(784, features, labels);
     let data = Dataset { train: split(images.clone(), labels.clone()), test: split(images, labels), classes: 10 };
     let train = |shift: &str, rotate: &str| {
         let module = common::valid(common::module(&text.replace("SHIFT", shift).replace("ROTATE", rotate)));

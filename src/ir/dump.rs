@@ -122,6 +122,9 @@ impl fmt::Display for Module {
             } else {
                 flags.push_str(" fixed");
             }
+            if proj.shares_one_weight() {
+                flags.push_str(" shared");
+            }
             if proj.feedback {
                 flags.push_str(" feedback");
             }

@@ -113,6 +113,7 @@ pub fn validate(module: Module) -> Result<Valid, ValidationError> {
         let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
         let found: usize = proj.weight_shape.iter().product();
         let expected = match &proj.connectivity {
+            _ if proj.shares_one_weight() && !proj.trainable => 1,
             Connectivity::Dense | Connectivity::AllToAllButSelf => n_pre * n_post,
             Connectivity::OneToOne => n_pre.min(n_post),
             Connectivity::Conv2d { .. } | Connectivity::ConvTranspose2d { .. } => found,

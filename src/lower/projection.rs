@@ -431,6 +431,11 @@ pub(crate) fn lower_projection(
             (connectivity, vec![out_c, in_c, kernel, kernel])
         }
     };
+    // A fixed connection of one constant weight stores it once.
+    let weight_shape = match (&connectivity, &weight) {
+        (Connectivity::OneToOne | Connectivity::AllToAllButSelf, Some(Init::Const(_))) if !trainable => vec![1],
+        _ => weight_shape,
+    };
     let init = weight.or(init).unwrap_or(Init::Uniform { low: -1.0 / (n_pre as f64).sqrt(), high: 1.0 / (n_pre as f64).sqrt() });
     Some(Projection { source, target, port, connectivity, init, trainable, feedback, delay_steps, synapse, weight_shape })
 }

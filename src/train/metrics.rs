@@ -3,13 +3,14 @@
 //! ANN FLOPs).
 
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 use crate::data::Split;
-use crate::exec::engine::{Ctx, Engine, ParamsAccess, Shard, StepHook};
+use crate::exec::engine::{At, Ctx, Engine, ParamsAccess, Shard, StepHook};
 use crate::exec::real::Real;
 use crate::exec::state::{Params, SampleRef, Trace};
 use crate::ir::train::Train;
-use crate::ir::{Connectivity, Source};
+use crate::ir::{Connectivity, Module, Source};
 use crate::train::hooks::Clamps;
 use crate::train::loss::{self, LossError, SampleInputs};
 
@@ -55,12 +56,14 @@ pub fn evaluate<F: Real>(
     let shards: Vec<Result<(usize, Vec<f64>), LossError>> = indices
         .par_chunks(eval_shard::<F>(module))
         .map(|shard| {
+            let features: Vec<Cow<[f32]>> = shard.iter().map(|&i| split.sample(i)).collect();
             let samples: Vec<SampleRef> =
-                shard.iter().map(|&i| SampleRef { id: TEST_ID_OFFSET + i as u64, features: split.sample(i) }).collect();
+                shard.iter().zip(&features).map(|(&i, f)| SampleRef { id: TEST_ID_OFFSET + i as u64, features: f }).collect();
             let trace = if train.clamps.is_empty() {
                 engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, None)
             } else {
-                let labelled: Vec<(usize, &[f32])> = shard.iter().map(|&i| (usize::from(split.labels[i]), split.sample(i))).collect();
+                let labelled: Vec<(usize, &[f32])> =
+                    shard.iter().zip(&features).map(|(&i, f)| (usize::from(split.labels[i]), &**f)).collect();
                 let mut clamps = Clamps::of(module, train, params, &labelled, net)?;
                 let hook: &mut dyn StepHook<F> = &mut clamps;
                 engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, Some(hook))
@@ -99,50 +102,77 @@ fn spike_totals<F: Real>(populations: usize, trace: &Trace<F>) -> Vec<f64> {
 }
 
 /// Synaptic operations, SNN FLOPs and ANN FLOPs per sample, averaged over the first `n`
-/// samples of `split` (see [`crate::train::EpochMetrics`]).
+/// samples of `split` (see [`crate::train::EpochMetrics`]). Each sample runs as a streaming
+/// pass ([`Engine::stream`]) whose hook counts the active sources of every step, so memory
+/// does not grow with the steps; samples run in parallel and their counts add up in order.
 pub fn operation_counts<F: Real>(engine: &dyn Engine<F>, ctx: &Ctx<F>, params: &Params<F>, split: &Split, n: usize) -> (f64, f64, f64) {
     if n == 0 {
         return (0.0, 0.0, 0.0);
     }
     let module = ctx.module;
-    let samples: Vec<SampleRef> = (0..n).map(|i| SampleRef { id: TEST_ID_OFFSET + i as u64, features: split.sample(i) }).collect();
+    let per_sample: Vec<Vec<f64>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let features = split.sample(i);
+            let sample = SampleRef { id: TEST_ID_OFFSET + i as u64, features: &features };
+            let mut counter = ActiveSources::new(module);
+            engine.stream(ctx, ParamsAccess::Shared(params), sample, Some(&mut counter));
+            counter.active
+        })
+        .collect();
     let mut totals = (0.0, 0.0, 0.0);
-    for shard in samples.chunks(eval_shard::<F>(module)) {
-        let trace = engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: shard, hoisted: None }, None);
-        for (index, proj) in module.projections.iter().enumerate() {
-            let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
-            let fan_out = match proj.connectivity {
-                Connectivity::Conv2d { kernel, .. } | Connectivity::ConvTranspose2d { kernel, .. } => {
-                    proj.weight_shape[0] * kernel * kernel
-                }
-                _ => params.weights[index].len() / n_pre.max(1),
-            } as f64;
-            let dense = proj.connectivity == Connectivity::Dense;
-            let (m, big_n) = (n_pre as f64, n_post as f64);
-            for t in 0..trace.steps {
-                let Some(ts) = t.checked_sub(module.source_delay(proj)) else { continue };
-                for b in 0..shard.len() {
-                    let active = match &proj.source {
-                        Source::Input(id) => {
-                            trace.input_at(ts, id.0 as usize)[b * n_pre..(b + 1) * n_pre].iter().filter(|v| **v != F::zero()).count() as f64
-                        }
-                        Source::Population(id) => {
-                            let r = trace.row(id.0 as usize);
-                            trace.spikes[id.0 as usize].count(ts * r + b * n_pre..ts * r + (b + 1) * n_pre) as f64
-                        }
-                    };
-                    totals.0 += active * fan_out;
-                    if dense {
-                        let rate = active / m;
-                        totals.1 += (2.0 * m * rate - 1.0) * big_n + 2.0 * big_n;
-                    }
-                }
-            }
-            if dense {
-                totals.2 += ((2.0 * m - 1.0) * big_n + 2.0 * big_n) * shard.len() as f64;
+    for (index, proj) in module.projections.iter().enumerate() {
+        let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
+        let fan_out = match proj.connectivity {
+            Connectivity::Conv2d { kernel, .. } | Connectivity::ConvTranspose2d { kernel, .. } => proj.weight_shape[0] * kernel * kernel,
+            Connectivity::OneToOne => 1,
+            Connectivity::AllToAllButSelf => n_post.saturating_sub(1),
+            Connectivity::Dense => n_post,
+        } as f64;
+        let (m, big_n) = (n_pre as f64, n_post as f64);
+        // The steps whose source activity arrives within the run.
+        let arriving = (module.steps + module.rest_steps).saturating_sub(module.source_delay(proj)) as f64;
+        for active in &per_sample {
+            totals.0 += active[index] * fan_out;
+            if proj.connectivity == Connectivity::Dense {
+                // Per step (2 m rate - 1) N + 2 N with rate = active / m, summed over the steps.
+                totals.1 += 2.0 * active[index] * big_n + arriving * big_n;
+                totals.2 += (2.0 * m - 1.0) * big_n + 2.0 * big_n;
             }
         }
-        trace.recycle();
     }
     (totals.0 / n as f64, totals.1 / n as f64, totals.2 / n as f64)
+}
+
+/// Counts, per projection, the active elements of its source over the steps whose activity
+/// arrives within the run (a delay of `d` steps leaves the last `d` steps' activity unread).
+struct ActiveSources<'a> {
+    module: &'a Module,
+    active: Vec<f64>,
+}
+
+impl<'a> ActiveSources<'a> {
+    fn new(module: &'a Module) -> ActiveSources<'a> {
+        ActiveSources { module, active: vec![0.0; module.projections.len()] }
+    }
+}
+
+impl<F: Real> StepHook<F> for ActiveSources<'_> {
+    fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, _params: Option<&mut Params<F>>) {
+        let module = self.module;
+        let steps = module.steps + module.rest_steps;
+        for (index, proj) in module.projections.iter().enumerate() {
+            if at.step + module.source_delay(proj) >= steps {
+                continue;
+            }
+            let n = module.source_size(&proj.source);
+            let count = match &proj.source {
+                // Inputs are counted once per step, with the first population.
+                Source::Input(id) if p == 0 => trace.input_at(at.row, id.0 as usize).iter().filter(|v| **v != F::zero()).count(),
+                Source::Population(q) if q.0 as usize == p => trace.spikes[p].count(at.row * n..(at.row + 1) * n),
+                _ => continue,
+            };
+            self.active[index] += count as f64;
+        }
+    }
 }

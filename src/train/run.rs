@@ -12,6 +12,7 @@ use crate::train::hooks::RecordText;
 use crate::train::method::{Example, MethodState, NonFinite, RunError, Session, method_for};
 use crate::train::metrics::{self, Evaluation};
 use crate::train::optim::learning_rate;
+use std::borrow::Cow;
 
 /// Per-epoch metrics.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -125,23 +126,22 @@ pub fn train_module<F: Real>(
             for (batch_index, chunk) in order.chunks(train.batch.max(1)).enumerate() {
                 // Augmented copies of the batch's images (MNIST shift and rotation), drawn anew
                 // every epoch.
-                let augmented: Vec<Vec<f32>> = match &train.data {
+                let features: Vec<Cow<[f32]>> = match &train.data {
                     Data::Mnist { augment_shift, augment_rotate_deg, .. } if *augment_shift != 0.0 || *augment_rotate_deg != 0.0 => {
                         let side = (data.train.n_features as f64).sqrt() as usize;
                         let key = |i: usize| seed ^ ((global_epoch as u64) << 40) ^ i as u64;
                         chunk
                             .iter()
-                            .map(|&i| augment_image(data.train.sample(i), side, *augment_shift, *augment_rotate_deg, key(i)))
+                            .map(|&i| Cow::Owned(augment_image(&data.train.sample(i), side, *augment_shift, *augment_rotate_deg, key(i))))
                             .collect()
                     }
-                    _ => Vec::new(),
+                    _ => chunk.iter().map(|&i| data.train.sample(i)).collect(),
                 };
-                let features = |k: usize, i: usize| augmented.get(k).map_or_else(|| data.train.sample(i), Vec::as_slice);
                 let batch: Vec<Example> = chunk
                     .iter()
                     .enumerate()
                     .map(|(k, &i)| Example {
-                        sample: SampleRef { id: i as u64, features: features(k, i) },
+                        sample: SampleRef { id: i as u64, features: &features[k] },
                         label: usize::from(data.train.labels[i]),
                     })
                     .collect();

@@ -322,8 +322,9 @@ fn evaluate_by_assignment<F: Real>(
     let run = Run { engine, module: frozen, train, seed: session.seed, streams: streams(train) };
     let mut pass = |split: &Split, n: usize, id_offset: u64, per_sample: &mut PerSample<F>| -> Result<(), RunError> {
         for i in 0..n {
+            let features = split.sample(i);
             let example =
-                Example { sample: SampleRef { id: id_offset + i as u64, features: split.sample(i) }, label: usize::from(split.labels[i]) };
+                Example { sample: SampleRef { id: id_offset + i as u64, features: &features }, label: usize::from(split.labels[i]) };
             hooks::apply_actions(module, &train.before_sample, &mut params, &mut net);
             let presented = run.present(&mut params, &mut net, &example, None, None)?;
             let inputs = SampleInputs { label: example.label, features: example.sample.features, net: &net };

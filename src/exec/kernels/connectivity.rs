@@ -5,6 +5,13 @@
 use crate::exec::real::Real;
 use crate::ir::Connectivity;
 
+/// Where pair `k`'s weight is: `k`, or 0 when one weight serves every pair
+/// ([`crate::ir::Projection::shares_one_weight`]).
+#[inline]
+pub fn shared<F>(w: &[F], k: usize) -> usize {
+    if w.len() == 1 { 0 } else { k }
+}
+
 /// `y += x W` for one sample.
 pub fn project<F: Real>(connectivity: &Connectivity, w: &[F], x: &[F], y: &mut [F], in_shape: &[usize], out_shape: &[usize]) {
     let (n_pre, n_post) = (x.len(), y.len());
@@ -20,7 +27,7 @@ pub fn project<F: Real>(connectivity: &Connectivity, w: &[F], x: &[F], y: &mut [
         }
         Connectivity::OneToOne => {
             for i in 0..n_pre.min(n_post) {
-                y[i] += x[i] * w[i];
+                y[i] += x[i] * w[shared(w, i)];
             }
         }
         Connectivity::AllToAllButSelf => {
@@ -28,7 +35,7 @@ pub fn project<F: Real>(connectivity: &Connectivity, w: &[F], x: &[F], y: &mut [
             for (i, xi) in x.iter().enumerate().filter(|(_, xi)| **xi != F::zero()) {
                 for (j, yj) in y.iter_mut().enumerate() {
                     if i != j {
-                        *yj += *xi * w[i * n_post + j];
+                        *yj += *xi * w[shared(w, i * n_post + j)];
                     }
                 }
             }
@@ -113,16 +120,16 @@ pub fn project_backward<F: Real>(
                     if skip_self && i == j {
                         continue;
                     }
-                    dw[i * n_post + j] += *xi * g[j];
-                    sum += w[i * n_post + j] * g[j];
+                    dw[shared(dw, i * n_post + j)] += *xi * g[j];
+                    sum += w[shared(w, i * n_post + j)] * g[j];
                 }
                 dx[i] += sum;
             }
         }
         Connectivity::OneToOne => {
             for i in 0..x.len().min(n_post) {
-                dw[i] += x[i] * g[i];
-                dx[i] += w[i] * g[i];
+                dw[shared(dw, i)] += x[i] * g[i];
+                dx[i] += w[shared(w, i)] * g[i];
             }
         }
         Connectivity::Conv2d { kernel, stride, padding } => {

@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::exec::kernels::bits::Bits;
+use crate::exec::kernels::connectivity::shared;
 use crate::exec::pool;
 use crate::exec::real::Real;
 
@@ -124,7 +125,15 @@ pub fn accumulate_sparse_connectivity<F: Real>(x: Rows<F>, w: &[F], y: &mut [F],
         let y = &mut y[r * n_post..(r + 1) * n_post];
         if one_to_one {
             if i < n_post {
-                y[i] += w[i];
+                y[i] += w[shared(w, i)];
+            }
+        } else if w.len() == 1 {
+            // One weight for every pair: the same sums, without a row of copies.
+            let value = w[0];
+            for (j, a) in y.iter_mut().enumerate() {
+                if j != i {
+                    *a += value;
+                }
             }
         } else {
             for (j, (a, b)) in y.iter_mut().zip(&w[i * n_post..(i + 1) * n_post]).enumerate() {
