@@ -15,6 +15,7 @@
 //! before this step's updates.
 
 use crate::exec::jit::{PlasticKernels, compile_plasticity, plastic::UpdateSpec};
+use crate::exec::kernels::bits::for_each_nonzero;
 use crate::exec::real::Real;
 use crate::exec::state::{At, Params, StepHook, Trace};
 use crate::ir::{Connectivity, ExprId, Module, Node, Source, SynapseModel, Update, VarId, VarKind, eval_binary, eval_func};
@@ -468,7 +469,7 @@ impl<F: Real> StepHook<F> for Plasticity<F> {
             pre.clear();
             match &plastic.source {
                 Source::Input(id) => {
-                    pre.extend(trace.input_at(t, id.0 as usize).iter().enumerate().filter(|(_, x)| **x != F::zero()).map(|(i, _)| i));
+                    for_each_nonzero(trace.input_at(t, id.0 as usize), |i| pre.push(i));
                 }
                 Source::Population(q) => {
                     let (q, n) = (q.0 as usize, plastic.n_pre);

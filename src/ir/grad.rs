@@ -274,11 +274,17 @@ fn flatten(b: &mut Builder, pop: &Population) -> Result<Flat, GradError> {
     let refractory = if pop.refractory.is_some() { b.exprs.push(Node::Global(Global::Refractory)) } else { b.konst(0.0) };
     let zero = b.konst(0.0);
     let mut current = before.clone();
-    // (3a) input jumps where the port received input.
+    // (3a) input jumps where the port received input; an additive jump (`x += c * input`)
+    // every step: adding zero changes nothing, and its derivative with respect to the input
+    // is `c` at zero input too.
     for jump in &pop.input_jumps {
-        let received = b.compare(BinaryOp::Ne, ports[jump.port.0 as usize], zero);
         let mut jumped = current.clone();
         apply(b, pop, &jump.updates, &mut jumped, &ports, zero)?;
+        if jump.additive {
+            current = jumped;
+            continue;
+        }
+        let received = b.compare(BinaryOp::Ne, ports[jump.port.0 as usize], zero);
         for update in &jump.updates {
             let v = update.var.0 as usize;
             current[v] = b.select(received, jumped[v], current[v]);

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use crate::data::Split;
 use crate::exec::engine::{At, Ctx, Engine, ParamsAccess, Shard, StepHook};
+use crate::exec::kernels::bits::for_each_nonzero;
 use crate::exec::real::Real;
 use crate::exec::state::{Params, SampleRef, Trace};
 use crate::ir::train::Train;
@@ -168,7 +169,11 @@ impl<F: Real> StepHook<F> for ActiveSources<'_> {
             let n = module.source_size(&proj.source);
             let count = match &proj.source {
                 // Inputs are counted once per step, with the first population.
-                Source::Input(id) if p == 0 => trace.input_at(at.row, id.0 as usize).iter().filter(|v| **v != F::zero()).count(),
+                Source::Input(id) if p == 0 => {
+                    let mut count = 0;
+                    for_each_nonzero(trace.input_at(at.row, id.0 as usize), |_| count += 1);
+                    count
+                }
                 Source::Population(q) if q.0 as usize == p => trace.spikes[p].count(at.row * n..(at.row + 1) * n),
                 _ => continue,
             };

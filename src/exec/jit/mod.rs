@@ -286,14 +286,34 @@ fn entry(e: &mut Emitter) -> Vec<Value> {
     e.b.block_params(entry).to_vec()
 }
 
+/// The refractory counters of this iteration's lanes: one `i32x4` beside `f32x4` lanes (the
+/// comparison masks of both have the same layout), otherwise one value per lane.
+enum Counters {
+    Vector(Value),
+    Lanes(Vec<Value>),
+}
+
+/// Whether the counters of a vector body are one `i32x4`.
+fn vector_counters(e: &Emitter) -> bool {
+    e.lanes == 4 && e.scalar == types::F32
+}
+
 /// The refractory counters of this iteration's lanes and the refractory flag (1.0 or 0.0 per
 /// lane). Populations without a refractory period keep their counters at 0 and read none.
-fn refractory(e: &mut Emitter, pop: &Population, counter_address: Value) -> (Vec<Value>, Value) {
+fn refractory(e: &mut Emitter, pop: &Population, counter_address: Value) -> (Counters, Value) {
     let lanes = usize::from(e.lanes);
     if pop.refractory.is_none() {
         let zero = e.b.ins().iconst(types::I32, 0);
         let flag = e.constant(0.0);
-        return (vec![zero; lanes], flag);
+        return (Counters::Lanes(vec![zero; lanes]), flag);
+    }
+    if vector_counters(e) {
+        let counters = e.b.ins().load(types::I32X4, MemFlagsData::new().with_notrap(), counter_address, 0);
+        let zero = e.b.ins().iconst(types::I32, 0);
+        let zeros = e.b.ins().splat(types::I32X4, zero);
+        let held = e.b.ins().icmp(IntCC::UnsignedGreaterThan, counters, zeros);
+        let flag = e.bool_to_float(held);
+        return (Counters::Vector(counters), flag);
     }
     let counters: Vec<Value> =
         (0..lanes).map(|lane| e.b.ins().load(types::I32, MemFlagsData::trusted(), counter_address, (lane * 4) as i32)).collect();
@@ -306,7 +326,7 @@ fn refractory(e: &mut Emitter, pop: &Population, counter_address: Value) -> (Vec
         })
         .collect();
     let flag = e.vector_of(&flags);
-    (counters, flag)
+    (Counters::Lanes(counters), flag)
 }
 
 /// What both kernels of a population load for the elements at loop counter `k`.
@@ -317,8 +337,8 @@ struct StepInputs {
     before: Vec<Value>,
     ports: Vec<Value>,
     counter_address: Value,
-    /// The refractory counter of each lane.
-    counters: Vec<Value>,
+    /// The refractory counters of the lanes.
+    counters: Counters,
     /// 1 where refractory, else 0.
     refractory: Value,
 }
@@ -354,7 +374,20 @@ fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Resul
         }
         let spike = e.expr(&graph.exprs, graph.spike, &scope, &mut memo)?;
         e.store_at(spike, spikes_ptr, offset);
-        if pop.refractory.is_some() {
+        if let (Some(_), Counters::Vector(counters)) = (&pop.refractory, &counters) {
+            // held: count down; fired: restart; else unchanged.
+            let zero = e.constant(0.0);
+            let fired = e.b.ins().fcmp(FloatCC::NotEqual, spike, zero);
+            let (zero_i, minus_one) = (e.b.ins().iconst(types::I32, 0), e.b.ins().iconst(types::I32, -1));
+            let (zeros, minus_ones) = (e.b.ins().splat(types::I32X4, zero_i), e.b.ins().splat(types::I32X4, minus_one));
+            let held = e.b.ins().icmp(IntCC::UnsignedGreaterThan, *counters, zeros);
+            let decremented = e.b.ins().iadd(*counters, minus_ones);
+            let restart = e.b.ins().splat(types::I32X4, refractory_steps);
+            let on_fire = e.b.ins().bitselect(fired, restart, *counters);
+            let next = e.b.ins().bitselect(held, decremented, on_fire);
+            e.b.ins().store(MemFlagsData::new().with_notrap(), next, counter_address, 0);
+        }
+        if let (Some(_), Counters::Lanes(counters)) = (&pop.refractory, &counters) {
             let spikes = e.lanes_of(spike);
             for (lane, (counter, spike)) in counters.iter().zip(spikes).enumerate() {
                 let zero = e.scalar_const(0.0);

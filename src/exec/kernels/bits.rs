@@ -6,6 +6,28 @@ use std::ops::Range;
 
 use crate::exec::real::Real;
 
+/// Whether any value is nonzero: one branch for the whole slice (the comparisons vectorise).
+#[inline]
+pub fn any_nonzero<F: Real>(values: &[F]) -> bool {
+    values.iter().fold(false, |any, v| any | (*v != F::zero()))
+}
+
+/// Calls `f(i)` for every `i` with `values[i] != 0`, skipping all-zero blocks of 32 values
+/// with one branch each: sparse spikes and Poisson inputs are mostly zero.
+#[inline]
+pub fn for_each_nonzero<F: Real>(values: &[F], mut f: impl FnMut(usize)) {
+    const BLOCK: usize = 32;
+    for (b, block) in values.chunks(BLOCK).enumerate() {
+        if any_nonzero(block) {
+            for (i, v) in block.iter().enumerate() {
+                if *v != F::zero() {
+                    f(b * BLOCK + i);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bits {
     words: Vec<u64>,
@@ -46,9 +68,12 @@ impl Bits {
         let first_word = (start + head) / 64;
         let mut chunks = body.chunks_exact(64);
         for (w, chunk) in chunks.by_ref().enumerate() {
+            // Spikes are sparse: most words are all zero, found without a branch per value.
             let mut word = 0u64;
-            for (bit, value) in chunk.iter().enumerate() {
-                word |= u64::from(*value != F::zero()) << bit;
+            if any_nonzero(chunk) {
+                for (bit, value) in chunk.iter().enumerate() {
+                    word |= u64::from(*value != F::zero()) << bit;
+                }
             }
             self.words[first_word + w] = word;
         }
@@ -132,7 +157,23 @@ impl Bits {
 
 #[cfg(test)]
 mod tests {
-    use super::Bits;
+    use super::{Bits, any_nonzero, for_each_nonzero};
+
+    #[test]
+    fn nonzero_values_are_found_in_sparse_and_dense_blocks() {
+        for len in [0usize, 1, 31, 32, 33, 100, 784] {
+            // Sparse (some whole blocks empty), dense, and values that are not 0/1 (-0.0 is zero).
+            for pattern in [3usize, 29, 1] {
+                let values: Vec<f32> =
+                    (0..len).map(|k| if k % pattern == pattern / 2 && k % 64 < 40 { (k as f32) * 0.5 - 3.0 } else { -0.0 }).collect();
+                let expected: Vec<usize> = (0..len).filter(|k| values[*k] != 0.0).collect();
+                let mut seen = Vec::new();
+                for_each_nonzero(&values, |k| seen.push(k));
+                assert_eq!(seen, expected, "len {len}, pattern {pattern}");
+                assert_eq!(any_nonzero(&values), !expected.is_empty());
+            }
+        }
+    }
 
     #[test]
     fn stores_counts_and_walks_ranges_across_word_boundaries() {

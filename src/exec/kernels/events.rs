@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::exec::kernels::bits::Bits;
+use crate::exec::kernels::bits::{Bits, for_each_nonzero};
 use crate::exec::kernels::connectivity::shared;
 use crate::exec::pool;
 use crate::exec::real::Real;
@@ -60,7 +60,11 @@ impl<F: Real> Rows<'_, F> {
     /// Nonzero entries.
     pub fn active(&self) -> usize {
         match self {
-            Rows::Values(x) => x.iter().filter(|v| **v != F::zero()).count(),
+            Rows::Values(x) => {
+                let mut count = 0;
+                for_each_nonzero(x, |_| count += 1);
+                count
+            }
             Rows::Bits(bits, range) => bits.count(range.clone()),
         }
     }
@@ -81,13 +85,7 @@ impl<F: Real> Rows<'_, F> {
     /// Calls `f(row, i)` for every nonzero entry, with `n_pre` entries per row.
     fn for_each_event(&self, n_pre: usize, mut f: impl FnMut(usize, usize)) {
         match self {
-            Rows::Values(x) => {
-                for (k, value) in x.iter().enumerate() {
-                    if *value != F::zero() {
-                        f(k / n_pre, k % n_pre);
-                    }
-                }
-            }
+            Rows::Values(x) => for_each_nonzero(x, |k| f(k / n_pre, k % n_pre)),
             Rows::Bits(bits, range) => bits.for_each_set(range.clone(), |k| f(k / n_pre, k % n_pre)),
         }
     }

@@ -52,7 +52,7 @@ pub fn record_step<F: Real>(tape: &mut Tape<F>, step: &NeuronStep<F>, vars: &[F]
         }
     };
     for jump in &pop.input_jumps {
-        if ports[jump.port.0 as usize] != F::zero() {
+        if jump.additive || ports[jump.port.0 as usize] != F::zero() {
             apply(tape, &jump.updates, &mut current, zero);
         }
     }

@@ -208,9 +208,10 @@ fn step_population<F: Real>(
                 vars[update.var.0 as usize] = value;
             }
         };
-        // (3a) input jumps: a jump applies when its port received input this step.
+        // (3a) input jumps: a jump applies when its port received input this step; an additive
+        // one (`x += c * input`) every step, since adding zero changes nothing.
         for jump in &pop.input_jumps {
-            if ports[jump.port.0 as usize] != F::zero() {
+            if jump.additive || ports[jump.port.0 as usize] != F::zero() {
                 apply(&jump.updates, &mut vars, F::zero());
             }
         }
