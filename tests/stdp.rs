@@ -347,4 +347,14 @@ fn a_streaming_pass_ends_where_the_full_trace_does() {
     assert!(expected.counts.iter().all(|c| c.iter().sum::<u32>() > 0), "both layers spike: {:?}", expected.counts);
     assert_eq!(streamed.counts, expected.counts, "spike counts");
     assert_eq!(streamed.last, expected.last, "final states");
+    // `record` statements written step by step from the window, as from the full trace.
+    let records = [(snnc::ir::PopId(1), None), (snnc::ir::PopId(0), Some(snnc::ir::VarId(0))), (snnc::ir::PopId(0), None)];
+    let mut from_trace = snnc::train::hooks::RecordText::default();
+    snnc::train::hooks::record_trace(&module, &records, &full, &[sample.id], &mut from_trace);
+    let mut from_stream = snnc::train::hooks::RecordText::default();
+    let mut recorder = snnc::train::hooks::Recorder { module: &module, records: &records, id: sample.id, out: &mut from_stream };
+    jit.stream(&ctx, ParamsAccess::Shared(&params), sample, Some(&mut recorder));
+    assert!(from_trace.spikes.lines().count() > 5 && from_trace.variables.lines().count() == 47 * 6);
+    assert_eq!(from_stream.spikes, from_trace.spikes, "spike records");
+    assert_eq!(from_stream.variables, from_trace.variables, "variable records");
 }
