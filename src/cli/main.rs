@@ -597,6 +597,19 @@ fn emit(stage: Stage, file: &std::path::Path) -> ExitCode {
             None => {}
         },
         Stage::Grad => match (&checked.outcome.module, checked.outcome.module.as_ref().and_then(|m| m.train.as_ref())) {
+            (Some(module), Some(train)) if train.method == snnc::ir::train::Method::EventProp => {
+                for pop in &module.populations {
+                    match snnc::ir::eventprop::derive(pop) {
+                        Ok(adjoint) => {
+                            outln!("population {} ({}): EventProp adjoint\n{}", pop.name, pop.neuron, adjoint.text(pop))
+                        }
+                        Err(message) => {
+                            eprintln!("error: population `{}`: {message}", pop.name);
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
             (Some(module), Some(train)) => {
                 let Some(surrogate) = train.method.surrogate() else {
                     eprintln!("error: the `{}` method derives no surrogate-gradient backward step", train.method.name());

@@ -53,12 +53,12 @@ pub struct StepGraph {
 
 /// Builds nodes with the algebraic simplifications that keep adjoint code small (`g * 1`,
 /// `x + 0`, products with 0); the forward part is built by plain [`Exprs::push`].
-struct Builder {
-    exprs: Exprs,
+pub(super) struct Builder {
+    pub(super) exprs: Exprs,
 }
 
 impl Builder {
-    fn konst(&mut self, value: f64) -> ExprId {
+    pub(super) fn konst(&mut self, value: f64) -> ExprId {
         self.exprs.push(Node::Const(value))
     }
 
@@ -66,7 +66,7 @@ impl Builder {
         self.exprs.constant(id) == Some(value)
     }
 
-    fn add(&mut self, a: ExprId, b: ExprId) -> ExprId {
+    pub(super) fn add(&mut self, a: ExprId, b: ExprId) -> ExprId {
         if self.is(a, 0.0) {
             return b;
         }
@@ -97,14 +97,14 @@ impl Builder {
         }
     }
 
-    fn sub(&mut self, a: ExprId, b: ExprId) -> ExprId {
+    pub(super) fn sub(&mut self, a: ExprId, b: ExprId) -> ExprId {
         if self.is(b, 0.0) {
             return a;
         }
         self.exprs.push(Node::Binary(BinaryOp::Sub, a, b))
     }
 
-    fn mul(&mut self, a: ExprId, b: ExprId) -> ExprId {
+    pub(super) fn mul(&mut self, a: ExprId, b: ExprId) -> ExprId {
         if self.is(a, 1.0) {
             return b;
         }
@@ -117,7 +117,7 @@ impl Builder {
         self.exprs.push(Node::Binary(BinaryOp::Mul, a, b))
     }
 
-    fn div(&mut self, a: ExprId, b: ExprId) -> ExprId {
+    pub(super) fn div(&mut self, a: ExprId, b: ExprId) -> ExprId {
         if self.is(a, 0.0) {
             return a;
         }
@@ -132,7 +132,7 @@ impl Builder {
         }
     }
 
-    fn neg(&mut self, a: ExprId) -> ExprId {
+    pub(super) fn neg(&mut self, a: ExprId) -> ExprId {
         if let Node::Unary(UnaryOp::Neg, inner) = self.exprs.get(a) {
             return *inner;
         }
@@ -159,16 +159,16 @@ impl Builder {
 }
 
 /// What the expressions of one update list may read while being imported.
-struct Env<'a> {
-    vars: &'a [ExprId],
-    ports: &'a [ExprId],
-    spiked: ExprId,
-    surrogate_x: Option<ExprId>,
+pub(super) struct Env<'a> {
+    pub(super) vars: &'a [ExprId],
+    pub(super) ports: &'a [ExprId],
+    pub(super) spiked: ExprId,
+    pub(super) surrogate_x: Option<ExprId>,
 }
 
 /// Copies expression `id` of `source` into the graph, reading variables, ports and the spike
 /// flag from `env`; `clip` becomes `min(max(...))` so that only primitive nodes need rules.
-fn import(b: &mut Builder, source: &Exprs, id: ExprId, env: &Env, memo: &mut Vec<Option<ExprId>>) -> Result<ExprId, GradError> {
+pub(super) fn import(b: &mut Builder, source: &Exprs, id: ExprId, env: &Env, memo: &mut Vec<Option<ExprId>>) -> Result<ExprId, GradError> {
     if memo.len() < source.nodes.len() {
         memo.resize(source.nodes.len(), None);
     }
@@ -335,7 +335,7 @@ fn flatten(b: &mut Builder, pop: &Population) -> Result<Flat, GradError> {
 }
 
 /// The spike's stand-in derivative: d spike = g * slope, sent to the threshold's argument.
-struct SpikeRule {
+pub(super) struct SpikeRule {
     spike: ExprId,
     x: ExprId,
     slope: ExprId,
@@ -344,7 +344,7 @@ struct SpikeRule {
 /// Reverse mode over the first `forward_len` nodes of the arena from the `(node, adjoint)`
 /// seeds: nodes only refer to earlier ones, so one backward sweep visits every node after all
 /// of its uses. Returns the adjoints of the variable and port leaves.
-fn sweep(
+pub(super) fn sweep(
     b: &mut Builder,
     forward_len: usize,
     seeds: &[(ExprId, ExprId)],

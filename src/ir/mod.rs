@@ -22,6 +22,7 @@
 //! 4. readouts and records sample the state.
 
 mod dump;
+pub mod eventprop;
 pub mod grad;
 pub mod train;
 pub mod validate;
@@ -507,6 +508,9 @@ pub struct Population {
     pub input_jumps: Vec<InputJump>,
     /// Continuous dynamics, discretised; simultaneous.
     pub dynamics: Vec<(Update, Integration)>,
+    /// The continuous right-hand sides the dynamics were discretised from: `d var / dt = rhs`
+    /// in SI units per second, in `exprs` (EventProp's adjoint and spike-time search need them).
+    pub odes: Vec<(VarId, ExprId)>,
     /// `update { }` blocks, sequential.
     pub updates: Vec<Update>,
     pub threshold: Option<Threshold>,

@@ -182,6 +182,7 @@ pub fn lower_neuron(
         after_spike: Vec::new(),
         refractory: None,
         observables: Vec::new(),
+        odes: Vec::new(),
     };
     let mut env = Env::with_builtins(true);
     // The step is a module constant: binding it folds exact propagators into numbers.
@@ -616,12 +617,12 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
         );
     }
 
-    /// `x <- x + c * port` where `c` reads no state.
+    /// `x <- x + c * port` (or `x - c * port`) where `c` reads no state.
     fn is_additive(&self, update: &Update, port: PortId) -> bool {
         let exprs = &self.pop.exprs;
         let is_state = |v: VarId| matches!(self.pop.vars[v.0 as usize].kind, VarKind::State { .. });
         match exprs.get(update.value) {
-            Node::Binary(BinaryOp::Add, a, b) => {
+            Node::Binary(BinaryOp::Add | BinaryOp::Sub, a, b) => {
                 *exprs.get(*a) == Node::Var(update.var) && !exprs.reads(*b, &is_state) && reads_port(exprs, *b, port)
             }
             _ => false,
@@ -631,6 +632,7 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
     /// Turns the collected differential equations into per-step updates.
     fn discretise(&mut self) {
         let odes = std::mem::take(&mut self.odes);
+        self.pop.odes = odes.iter().map(|(var, rhs, _)| (*var, *rhs)).collect();
         let ode_vars: Vec<VarId> = odes.iter().map(|(v, _, _)| *v).collect();
         let forms: Vec<Option<Affine>> = odes.iter().map(|(_, rhs, _)| affine(&mut self.pop.exprs, *rhs, &ode_vars)).collect();
         let dt = self.pop.exprs.push(Node::Const(self.dt));

@@ -1,0 +1,149 @@
+//! The EventProp adjoint derived from a neuron's own equations (snnc::ir::eventprop): for
+//! CubaLIF it is seeds/002's equations (4), (5) and (8); for a neuron written here (leak
+//! reversal, two synaptic currents, one of them subtracted) every part agrees with the same
+//! formulas evaluated from finite-difference Jacobians of the neuron's right-hand side; and
+//! what EventProp cannot differentiate is refused with a reason.
+
+mod common;
+
+use snnc::ir::eventprop::{EventAdjoint, EventPropError, derive};
+use snnc::ir::{ExprId, Exprs, Global, Node, Population, UnaryOp, eval_binary, eval_func};
+
+/// Evaluates `id` with the state `x` (x⁻), the adjoint `lambda` (λ⁺) and the event term `e`.
+fn eval(exprs: &Exprs, id: ExprId, x: &[f64], lambda: &[f64], e: f64) -> f64 {
+    let at = |id: &ExprId| eval(exprs, *id, x, lambda, e);
+    match exprs.get(id) {
+        Node::Const(c) => *c,
+        Node::Var(v) => x[v.0 as usize],
+        Node::Global(Global::AdjointAfter(v)) => lambda[*v as usize],
+        Node::Global(Global::AdjointSpike) => e,
+        Node::Unary(UnaryOp::Neg, a) => -at(a),
+        Node::Binary(op, a, b) => eval_binary(*op, at(a), at(b)).expect("a binary value"),
+        Node::Call(func, args) => eval_func(*func, &args.iter().map(at).collect::<Vec<_>>()).expect("a call value"),
+        other => panic!("unexpected leaf {other:?}"),
+    }
+}
+
+fn network(neuron: &str, population: &str, extra: &str) -> snnc::ir::Module {
+    let text = format!(
+        "import std::neurons\nimport std::encoders\n{neuron}\nnetwork N {{\n    dt = 0.1 ms\n    duration = 30 ms\n    \
+         input x[5] = latency(sample, t_min = 0 ms, t_max = 20 ms)\n    population h[3] = {population}\n    {extra}\n}}\n\
+         train {{\n    data = yin_yang()\n    method = eventprop\n    predict = argmin(first_spike(h))\n    \
+         loss ce = cross_entropy(-first_spike(h) / 0.5 ms, label)\n    optimizer = adam(lr = 1e-3)\n}}\n"
+    );
+    common::module(&text)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
+}
+
+#[test]
+fn cubalif_gives_the_equations_of_seeds_002() {
+    let module = network("", "CubaLIF", "connect x -> h.syn : dense(init = uniform(1 A, 3 A))");
+    let pop = &module.populations[0];
+    let adjoint = derive(pop).expect("CubaLIF has an EventProp adjoint");
+    let (tau_m, tau_s, r, theta) = (0.02, 0.005, 1.0, 1.0);
+    // The paper's adjoints are ours scaled: λ_V = λ_v / τ_m, λ_I = λ_i / τ_s (from eq. 4).
+    for (i, lv, li, e) in [(1.7, 0.3, -1.1, 0.25), (3.2, -2.0, 0.7, -4.0), (1.05, 0.0, 5.0, 1.0)] {
+        let x = [theta, i];
+        let lambda = [lv, li];
+        let value = |id| eval(&adjoint.exprs, id, &x, &lambda, e);
+        let (pv, pi) = (lv / tau_m, li / tau_s);
+        // (4): τ_m λ_V' = λ_V and τ_s λ_I' = λ_I - R λ_V; with the scaling, τ_m λ_V' = λ_v' and
+        // τ_s λ_I' = λ_i'.
+        assert!(close(value(adjoint.adjoint_rhs[0]), pv), "λ_V'");
+        assert!(close(value(adjoint.adjoint_rhs[1]), pi - r * pv), "λ_I'");
+        // (5): λ_V⁻ = [λ_V⁺ R I + ∂L/∂t_k + Σ (R λ_V⁺ - λ_I⁺)_m W_mn] / (R I - θ), with our event
+        // term E standing for the last two; λ_I⁻ = λ_I⁺.
+        let paper_v = (pv * r * i + e) / (r * i - theta);
+        assert!(close(value(adjoint.jump[0]) / tau_m, paper_v), "λ_V⁻: {} vs {paper_v}", value(adjoint.jump[0]) / tau_m);
+        assert!(close(value(adjoint.jump[1]), li), "λ_I⁻");
+        // The transmitted term per unit weight is (R λ_V⁺ - λ_I⁺) of the receiver.
+        assert!(close(value(adjoint.transmit[0]), r * pv - pi), "transmission");
+        // (8): ∂L/∂W = -τ_s Σ λ_I at presynaptic spikes.
+        assert!(close(value(adjoint.weight_grad[0]), -tau_s * pi), "weight gradient");
+    }
+}
+
+/// A neuron that is not in stdlib: a leak towards e_l, an excitatory and an inhibitory
+/// current (the inhibitory input subtracted), reset to v_reset.
+const TWO_CURRENTS: &str = "neuron TwoCurrents {\n    param tau_m: ms = 15 ms\n    param tau_e: ms = 4 ms\n    param tau_i: ms = 9 ms\n    \
+    param e_l: V = 0.2 V\n    param r: ohm = 2 ohm\n    state v: V = 0.2 V\n    state ie: A = 0 A\n    state ii: A = 0 A\n    \
+    input exc: A\n    input inh: A\n    dv/dt = (e_l - v + r * (ie - 0.5 * ii)) / tau_m\n    die/dt = -ie / tau_e\n    \
+    dii/dt = -ii / tau_i\n    on exc { ie += exc }\n    on inh { ii -= 2 * inh }\n    spike when v >= 1 V\n    on spike { v = 0.1 V }\n}\n";
+
+/// f, the reset and g of TwoCurrents, written out by hand.
+fn f(x: &[f64]) -> [f64; 3] {
+    [(0.2 - x[0] + 2.0 * (x[1] - 0.5 * x[2])) / 0.015, -x[1] / 0.004, -x[2] / 0.009]
+}
+
+#[test]
+#[allow(clippy::needless_range_loop)] // a Jacobian reads best with its indices
+fn a_neuron_written_by_the_user_gets_the_general_jump_conditions() {
+    let module = network(
+        TWO_CURRENTS,
+        "TwoCurrents",
+        "connect x -> h.exc : dense(init = uniform(1 A, 3 A))\n    connect x -> h.inh : dense(init = uniform(0 A, 1 A))",
+    );
+    let pop: &Population = &module.populations[0];
+    let adjoint: EventAdjoint = derive(pop).expect("linear dynamics, additive jumps");
+    let x = [1.0, 2.3, 0.4];
+    let lambda = [0.7, -1.3, 2.1];
+    let e = 0.6;
+    let value = |id| eval(&adjoint.exprs, id, &x, &lambda, e);
+    // A from central differences of f.
+    let h = 1e-6;
+    let mut a = [[0.0; 3]; 3];
+    for j in 0..3 {
+        let (mut up, mut down) = (x, x);
+        up[j] += h;
+        down[j] -= h;
+        for i in 0..3 {
+            a[i][j] = (f(&up)[i] - f(&down)[i]) / (2.0 * h);
+        }
+    }
+    for i in 0..3 {
+        for j in 0..3 {
+            assert!((value(adjoint.matrix[i][j]) - a[i][j]).abs() < 1e-4 * (1.0 + a[i][j].abs()), "A[{i}][{j}]");
+        }
+        assert!(close(value(adjoint.rhs[i]), f(&x)[i]), "f[{i}]");
+        let at_lambda: f64 = (0..3).map(|k| a[k][i] * lambda[k]).sum();
+        assert!((value(adjoint.adjoint_rhs[i]) + at_lambda).abs() < 1e-4 * (1.0 + at_lambda.abs()), "λ'[{i}]");
+    }
+    // The jump from its definition: R = diag(0, 1, 1), ∇g = (1, 0, 0), x⁺ = (0.1, ie, ii).
+    let x_plus = [0.1, x[1], x[2]];
+    let rt_lambda = [0.0, lambda[1], lambda[2]];
+    let dot = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(a, b)| a * b).sum::<f64>();
+    let rate = f(&x)[0];
+    assert!(close(value(adjoint.crossing_rate), rate));
+    let scale = (dot(&lambda, &f(&x_plus)) - dot(&rt_lambda, &f(&x)) + e) / rate;
+    let expected = [rt_lambda[0] + scale, rt_lambda[1], rt_lambda[2]];
+    for v in 0..3 {
+        assert!(close(value(adjoint.jump[v]), expected[v]), "λ⁻[{v}]: {} vs {}", value(adjoint.jump[v]), expected[v]);
+    }
+    // Inputs: exc adds to ie (c = e_ie), inh subtracts twice from ii (c = -2 e_ii).
+    let (c_exc, c_inh) = ([0.0, 1.0, 0.0], [0.0, 0.0, -2.0]);
+    for (q, c) in [(0, c_exc), (1, c_inh)] {
+        let a_c: Vec<f64> = (0..3).map(|i| dot(&a[i], &c)).collect();
+        let transmit = dot(&lambda, &a_c);
+        assert!((value(adjoint.transmit[q]) - transmit).abs() < 1e-4 * (1.0 + transmit.abs()), "transmit {q}");
+        assert!(close(value(adjoint.weight_grad[q]), -dot(&lambda, &c)), "weight gradient {q}");
+    }
+}
+
+#[test]
+fn what_eventprop_cannot_differentiate_is_refused_with_a_reason() {
+    let quadratic = "neuron Quadratic {\n    state v = 0\n    input syn\n    dv/dt = (v * v - v) / (10 ms)\n    on syn { v += syn }\n    \
+                     spike when v >= 1\n    on spike { v = 0 }\n}\n";
+    let module = common::module(&format!(
+        "import std::encoders\n{quadratic}network N {{\n    dt = 0.1 ms\n    duration = 30 ms\n    input x[5] = latency(sample, t_min = 0 ms, t_max = 20 ms)\n    \
+         population h[3] = Quadratic\n    connect x -> h.syn : dense(init = uniform(0, 1))\n}}\n"
+    ));
+    assert_eq!(derive(&module.populations[0]), Err(EventPropError::Nonlinear { var: "v".to_string() }));
+    let lif = common::module(
+        "import std::neurons\nimport std::encoders\nnetwork N {\n    dt = 0.5 ms\n    duration = 350 ms\n    \
+         input x[5] = poisson(rate = sample * 20 Hz)\n    population e[4] = DiehlCookExc\n    connect x -> e.exc : dense(init = 0.1)\n}\n",
+    );
+    assert!(derive(&lif.populations[0]).is_err(), "a refractory, conductance-based neuron has no EventProp adjoint");
+}
