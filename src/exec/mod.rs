@@ -5,6 +5,7 @@
 //! [`plasticity`] of synapses (traces, `on pre` / `on post` updates) that STDP runs after each step.
 
 pub mod engine;
+pub mod exact;
 pub mod jit;
 pub mod kernels;
 pub mod oracle;

@@ -88,6 +88,14 @@ pub struct EventAdjoint {
     pub transmit: Vec<ExprId>,
     /// Per port: `-λ⁺ · c`, a weight's gradient per presynaptic spike.
     pub weight_grad: Vec<ExprId>,
+    /// `g(x)`: the neuron spikes where it rises through 0.
+    pub threshold: ExprId,
+    /// `∇g`, per variable.
+    pub threshold_grad: Vec<ExprId>,
+    /// `x⁺ = r(x⁻)`, per variable.
+    pub reset: Vec<ExprId>,
+    /// Per port: `c`, per variable (the jump is `x += c * input`).
+    pub coefficients: Vec<Vec<ExprId>>,
 }
 
 /// Derives the EventProp adjoint of `pop`.
@@ -195,6 +203,7 @@ pub fn derive(pop: &Population) -> Result<EventAdjoint, EventPropError> {
     // Per port: its jump's coefficients c (x⁺ = x⁻ + c input), then λ · A c and -λ · c.
     let mut transmit = vec![zero; n_ports];
     let mut weight_grad = vec![zero; n_ports];
+    let mut coefficients = vec![vec![zero; n_vars]; n_ports];
     for jump_block in &pop.input_jumps {
         let q = jump_block.port.0 as usize;
         if !jump_block.additive {
@@ -213,10 +222,43 @@ pub fn derive(pop: &Population) -> Result<EventAdjoint, EventPropError> {
         transmit[q] = dot(&mut b, &lambda, &a_c);
         let lc = dot(&mut b, &lambda, &c);
         weight_grad[q] = b.neg(lc);
+        coefficients[q] = c;
     }
 
     let rhs = f_minus;
-    Ok(EventAdjoint { exprs: b.exprs, rhs, adjoint_rhs, matrix, jump, crossing_rate, transmit, weight_grad })
+    Ok(EventAdjoint {
+        exprs: b.exprs,
+        rhs,
+        adjoint_rhs,
+        matrix,
+        jump,
+        crossing_rate,
+        transmit,
+        weight_grad,
+        threshold: g,
+        threshold_grad: grad_g,
+        reset,
+        coefficients,
+    })
+}
+
+/// The value of `id` with the state `x` (`x⁻`), the adjoint `lambda` (`λ⁺`), the event term
+/// `e` and the network parameters `net`. A port reads as 0.
+pub fn eval(exprs: &Exprs, id: ExprId, x: &[f64], lambda: &[f64], e: f64, net: &[f64]) -> f64 {
+    let at = |id: &ExprId| eval(exprs, *id, x, lambda, e, net);
+    match exprs.get(id) {
+        Node::Const(c) => *c,
+        Node::Var(v) => x[v.0 as usize],
+        Node::Port(_) => 0.0,
+        Node::Global(Global::AdjointAfter(v)) => lambda[*v as usize],
+        Node::Global(Global::AdjointSpike) => e,
+        Node::Global(Global::NetParam(k)) => net.get(*k as usize).copied().unwrap_or(f64::NAN),
+        Node::Global(_) => f64::NAN,
+        Node::Unary(crate::ir::UnaryOp::Neg, a) => -at(a),
+        Node::Unary(crate::ir::UnaryOp::Not, a) => f64::from(u8::from(at(a) == 0.0)),
+        Node::Binary(op, a, b) => crate::ir::eval_binary(*op, at(a), at(b)).unwrap_or(f64::NAN),
+        Node::Call(func, args) => crate::ir::eval_func(*func, &args.iter().map(at).collect::<Vec<_>>()).unwrap_or(f64::NAN),
+    }
 }
 
 impl EventAdjoint {

@@ -357,17 +357,9 @@ pub fn backward<F: Real>(
     b: usize,
     net: &[f64],
 ) -> Result<(), LossError> {
-    let mut adj: Vec<Vec<f64>> = values.iter().map(|v| vec![0.0; v.data.len()]).collect();
-    adj[root.0 as usize][0] = scale;
     let steps = grads.steps;
-    for index in (0..=root.0 as usize).rev() {
-        if adj[index].iter().all(|g| *g == 0.0) {
-            continue;
-        }
-        let g = std::mem::take(&mut adj[index]);
-        let out = &values[index];
-        match &exprs.nodes[index].0 {
-            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::NetParam(_) => {}
+    sweep(exprs, values, root, scale, &mut |node, g, out| {
+        match node {
             TNode::Readout(readout) => match readout {
                 Readout::Spikes(p) | Readout::Count(p) => {
                     let n = out.width;
@@ -427,6 +419,32 @@ pub fn backward<F: Real>(
                     *slot += F::of(2.0 * w.into_f64() * g[0]);
                 }
             }
+            _ => {}
+        }
+        Ok(())
+    })
+}
+
+/// What [`sweep`] hands a leaf's adjoint to: the node, its adjoint and its value.
+pub type Leaf<'a> = dyn FnMut(&TNode, &[f64], &Value) -> Result<(), LossError> + 'a;
+
+/// The reverse sweep of a training expression from `root` (seeded with `scale`): every node's
+/// adjoint from its uses, handing the adjoints of the leaves that touch a run (readouts, the
+/// weights' L2) to `leaf` with the node's value. The runtimes differ in what a readout's
+/// adjoint becomes: BPTT adds it to the trace's spike and state gradients, EventProp turns a
+/// first-spike time's adjoint into the jump of the adjoint at that spike.
+pub fn sweep(exprs: &TExprs, values: &[Value], root: TExprId, scale: f64, leaf: &mut Leaf) -> Result<(), LossError> {
+    let mut adj: Vec<Vec<f64>> = values.iter().map(|v| vec![0.0; v.data.len()]).collect();
+    adj[root.0 as usize][0] = scale;
+    for index in (0..=root.0 as usize).rev() {
+        if adj[index].iter().all(|g| *g == 0.0) {
+            continue;
+        }
+        let g = std::mem::take(&mut adj[index]);
+        let out = &values[index];
+        match &exprs.nodes[index].0 {
+            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::NetParam(_) => {}
+            node @ (TNode::Readout(_) | TNode::WeightL2(_)) => leaf(node, &g, out)?,
             TNode::Unary(op, a) => {
                 if *op == UnaryOp::Neg {
                     for (slot, gi) in adj[a.0 as usize].iter_mut().zip(&g) {

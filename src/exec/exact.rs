@@ -1,0 +1,548 @@
+//! Exact spike times and the EventProp backward pass (seeds/002; Wunderlich & Pehle 2021) for
+//! feed-forward networks of linear neurons, from the IR: each population's dynamics, threshold,
+//! reset and input jumps come from [`crate::ir::eventprop::derive`], evaluated with the
+//! network parameters into numbers.
+//!
+//! Forward: between events a neuron's state follows `x(t + s) = e^{A s} x(t) + q(s)` exactly;
+//! it is checked on the `dt` grid and at every input event, and a crossing of the threshold
+//! inside an interval is found by bisection on the exact solution, so spike times are not
+//! rounded to the grid. Input spikes (latency encoding) arrive at their exact times. Spikes are
+//! kept as events (time, neuron, state just before the spike): memory grows with spikes, not
+//! with steps. A crossing that goes up and back down inside one grid interval is missed, as on
+//! any grid.
+//!
+//! Backward: the adjoint runs from `T` back to 0 as `λ(t) = (e^{A s})ᵀ λ(t + s)`, jumps at the
+//! neuron's own spikes by the derived jump condition, and at each incoming spike adds the
+//! weight's gradient `-λ · c` and hands `W λ · A c` to the sender's spike (its event term).
+//! Layers are visited from the last to the first, so a spike's event term is complete when
+//! its neuron's adjoint reaches it.
+
+use crate::exec::state::Params;
+use crate::ir::eventprop::{self, EventAdjoint, EventPropError};
+use crate::ir::{Connectivity, EncoderKind, ExprId, Exprs, Global, Init, Module, Node, Source, VarKind};
+
+/// Why a module cannot run with exact spike times.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExactError {
+    Population {
+        population: String,
+        error: EventPropError,
+    },
+    /// A parameter per neuron or a trainable one: not a state, not a constant.
+    NeuronParameter {
+        population: String,
+        parameter: String,
+    },
+    /// Only dense projections without delay from an input or an earlier population.
+    Projection {
+        projection: usize,
+        why: &'static str,
+    },
+    /// Inputs must give spike times (`latency`).
+    Input {
+        input: String,
+    },
+}
+
+impl std::fmt::Display for ExactError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExactError::Population { population, error } => write!(f, "population `{population}`: {error}"),
+            ExactError::NeuronParameter { population, parameter } => {
+                write!(
+                    f,
+                    "population `{population}`: parameter `{parameter}` varies per neuron or trains, which EventProp does not support yet"
+                )
+            }
+            ExactError::Projection { projection, why } => write!(f, "connection {projection}: {why}"),
+            ExactError::Input { input } => write!(f, "input `{input}` must give spike times (`latency`) for exact spike times"),
+        }
+    }
+}
+
+impl std::error::Error for ExactError {}
+
+/// One population's numbers: `dx/dt = A x + b`, spike where `g·x + g0` rises through 0,
+/// reset `x⁺ = R x⁻ + r0`, input `q` adds `c_q` times the weight.
+pub struct Linear {
+    pub dim: usize,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    g: Vec<f64>,
+    g0: f64,
+    r: Vec<f64>,
+    r0: Vec<f64>,
+    c: Vec<Vec<f64>>,
+    x0: Vec<f64>,
+    adjoint: EventAdjoint,
+    net: Vec<f64>,
+    /// `e^{A dt}` and `q(dt)`, the grid step.
+    step: (Vec<f64>, Vec<f64>),
+    dt: f64,
+}
+
+/// A network ready for exact simulation.
+pub struct ExactNet {
+    pub populations: Vec<Linear>,
+    pub dt: f64,
+    /// The end of a sample, `T`.
+    pub duration: f64,
+}
+
+/// The spikes of one population in one sample, in time order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Spikes {
+    pub times: Vec<f64>,
+    pub neurons: Vec<u32>,
+    /// The state just before each spike, `dim` values per spike.
+    pub states: Vec<f64>,
+}
+
+impl Spikes {
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// Each neuron's first spike time, `duration` for a silent neuron.
+    pub fn first_times(&self, n: usize, duration: f64) -> Vec<f64> {
+        let mut first = vec![duration; n];
+        for (t, k) in self.times.iter().zip(&self.neurons) {
+            let slot = &mut first[*k as usize];
+            if *t < *slot {
+                *slot = *t;
+            }
+        }
+        first
+    }
+}
+
+/// One sample's run: the input spikes and every population's spikes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Run {
+    pub inputs: Vec<Spikes>,
+    pub populations: Vec<Spikes>,
+}
+
+impl Run {
+    /// Events kept, for memory accounting: one per spike.
+    pub fn events(&self) -> usize {
+        self.inputs.iter().chain(&self.populations).map(Spikes::len).sum()
+    }
+}
+
+impl ExactNet {
+    /// The module's populations as linear systems, with the network parameters `net`.
+    pub fn new(module: &Module, net: &[f64]) -> Result<ExactNet, ExactError> {
+        for (index, proj) in module.projections.iter().enumerate() {
+            let why = if proj.connectivity != Connectivity::Dense {
+                Some("exact spike times need dense connections")
+            } else if proj.delay_steps > 0 {
+                Some("delays are not supported with exact spike times yet")
+            } else if matches!(proj.source, Source::Population(q) if q.0 >= proj.target.0) {
+                Some("exact spike times need a feed-forward network")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ExactError::Projection { projection: index, why });
+            }
+        }
+        for input in &module.inputs {
+            if input.kind != EncoderKind::SpikeAt {
+                return Err(ExactError::Input { input: input.name.clone() });
+            }
+        }
+        let mut populations = Vec::new();
+        for pop in &module.populations {
+            let fail = |error| ExactError::Population { population: pop.name.clone(), error };
+            if let Some(var) = pop.vars.iter().find(|v| !matches!(v.kind, VarKind::State { .. })) {
+                return Err(ExactError::NeuronParameter { population: pop.name.clone(), parameter: var.name.clone() });
+            }
+            let adjoint = eventprop::derive(pop).map_err(fail)?;
+            let dim = pop.vars.len();
+            let value = |id: ExprId, x: &[f64]| eventprop::eval(&adjoint.exprs, id, x, &vec![0.0; dim], 0.0, net);
+            let zero = vec![0.0; dim];
+            let unit = |j: usize| (0..dim).map(|k| f64::from(u8::from(k == j))).collect::<Vec<f64>>();
+            let a: Vec<f64> =
+                (0..dim).flat_map(|i| (0..dim).map(move |j| (i, j))).map(|(i, j)| value(adjoint.matrix[i][j], &zero)).collect();
+            let b: Vec<f64> = adjoint.rhs.iter().map(|id| value(*id, &zero)).collect();
+            let g: Vec<f64> = adjoint.threshold_grad.iter().map(|id| value(*id, &zero)).collect();
+            let g0 = value(adjoint.threshold, &zero);
+            let r0: Vec<f64> = adjoint.reset.iter().map(|id| value(*id, &zero)).collect();
+            let mut r = vec![0.0; dim * dim];
+            for j in 0..dim {
+                let column: Vec<f64> = adjoint.reset.iter().map(|id| value(*id, &unit(j))).collect();
+                for i in 0..dim {
+                    r[i * dim + j] = column[i] - r0[i];
+                }
+            }
+            let c: Vec<Vec<f64>> = adjoint.coefficients.iter().map(|cs| cs.iter().map(|id| value(*id, &zero)).collect()).collect();
+            let x0: Vec<f64> = pop
+                .vars
+                .iter()
+                .map(|v| match &v.kind {
+                    VarKind::State { init: Init::Const(c), .. } => *c,
+                    _ => 0.0,
+                })
+                .collect();
+            let step = propagator(&a, &b, dim, module.dt);
+            populations.push(Linear { dim, a, b, g, g0, r, r0, c, x0, adjoint, net: net.to_vec(), step, dt: module.dt });
+        }
+        Ok(ExactNet { populations, dt: module.dt, duration: module.steps as f64 * module.dt })
+    }
+
+    /// Runs one sample forward: the inputs' spike times from `features`, then each
+    /// population in order.
+    pub fn forward(&self, module: &Module, params: &Params<f64>, features: &[f32]) -> Run {
+        let inputs: Vec<Spikes> = module.inputs.iter().map(|input| input_spikes(input, features, module.dt, self.duration)).collect();
+        let mut populations: Vec<Spikes> = Vec::with_capacity(self.populations.len());
+        for (p, linear) in self.populations.iter().enumerate() {
+            let incoming = incoming(module, p, &inputs, &populations);
+            let n = module.populations[p].size();
+            let mut spikes: Vec<(f64, u32, Vec<f64>)> = Vec::new();
+            for m in 0..n {
+                linear.simulate(module, params, &incoming, m, self, &mut |t, x| spikes.push((t, m as u32, x.to_vec())));
+            }
+            spikes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut out = Spikes::default();
+            for (t, k, x) in spikes {
+                out.times.push(t);
+                out.neurons.push(k);
+                out.states.extend(x);
+            }
+            populations.push(out);
+        }
+        Run { inputs, populations }
+    }
+
+    /// The EventProp backward pass: `dl_dt[p][k]` is the loss's derivative with respect to
+    /// spike `k` of population `p`; returns d loss / d weights, per projection (row-major like
+    /// the weights).
+    pub fn backward(&self, module: &Module, params: &Params<f64>, run: &Run, dl_dt: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let mut grads: Vec<Vec<f64>> = params.weights.iter().map(|w| vec![0.0; w.len()]).collect();
+        // Each population's spikes' event terms: the loss's part, then the receivers' parts.
+        let mut event: Vec<Vec<f64>> = run
+            .populations
+            .iter()
+            .enumerate()
+            .map(|(p, s)| {
+                let mut e = vec![0.0; s.len()];
+                if let Some(d) = dl_dt.get(p) {
+                    for (slot, g) in e.iter_mut().zip(d) {
+                        *slot += g;
+                    }
+                }
+                e
+            })
+            .collect();
+        for p in (0..self.populations.len()).rev() {
+            let linear = &self.populations[p];
+            let incoming = incoming(module, p, &run.inputs, &run.populations);
+            let n = module.populations[p].size();
+            let own = &run.populations[p];
+            // Spike indices of each neuron, in time order.
+            let mut by_neuron: Vec<Vec<usize>> = vec![Vec::new(); n];
+            for (k, m) in own.neurons.iter().enumerate() {
+                by_neuron[*m as usize].push(k);
+            }
+            let mut transmitted: Vec<(Source, usize, f64)> = Vec::new();
+            for (m, mine) in by_neuron.iter().enumerate() {
+                let own_event: Vec<f64> = mine.iter().map(|k| event[p][*k]).collect();
+                linear.adjoint_sweep(module, params, &incoming, m, own, mine, &own_event, self.duration, &mut grads, &mut transmitted);
+            }
+            for (source, k, value) in transmitted {
+                if let Source::Population(q) = source {
+                    event[q.0 as usize][k] += value;
+                }
+            }
+        }
+        grads
+    }
+}
+
+/// An incoming spike: when, from which projection and presynaptic neuron, and which spike of
+/// the source it is (for the source's event term).
+#[derive(Clone, Copy, Debug)]
+struct Incoming {
+    time: f64,
+    projection: usize,
+    pre: usize,
+    spike: usize,
+}
+
+/// Every spike arriving at population `p`, in time order.
+fn incoming(module: &Module, p: usize, inputs: &[Spikes], populations: &[Spikes]) -> Vec<Incoming> {
+    let mut events = Vec::new();
+    for (index, proj) in module.projections.iter().enumerate() {
+        if proj.target.0 as usize != p {
+            continue;
+        }
+        let source = match &proj.source {
+            Source::Input(id) => &inputs[id.0 as usize],
+            Source::Population(q) => &populations[q.0 as usize],
+        };
+        for (k, (t, pre)) in source.times.iter().zip(&source.neurons).enumerate() {
+            events.push(Incoming { time: *t, projection: index, pre: *pre as usize, spike: k });
+        }
+    }
+    events.sort_by(|a, b| a.time.total_cmp(&b.time).then(a.projection.cmp(&b.projection)).then(a.pre.cmp(&b.pre)));
+    events
+}
+
+/// The spike times of an input whose encoder gives a time per element (`latency`): every
+/// element whose time falls in `[0, duration)`, exactly, not rounded to the grid.
+fn input_spikes(input: &crate::ir::Input, features: &[f32], dt: f64, duration: f64) -> Spikes {
+    let n: usize = input.shape.iter().product();
+    let mut spikes: Vec<(f64, u32)> = Vec::new();
+    for i in 0..n {
+        let data = f64::from(features.get(i).copied().unwrap_or(0.0));
+        let t = eval_input(&input.exprs, input.value, data, dt);
+        if t.is_finite() && (0.0..duration).contains(&t) {
+            spikes.push((t, i as u32));
+        }
+    }
+    spikes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    Spikes { times: spikes.iter().map(|s| s.0).collect(), neurons: spikes.iter().map(|s| s.1).collect(), states: Vec::new() }
+}
+
+fn eval_input(exprs: &Exprs, id: ExprId, data: f64, dt: f64) -> f64 {
+    let at = |id: &ExprId| eval_input(exprs, *id, data, dt);
+    match exprs.get(id) {
+        Node::Const(c) => *c,
+        Node::Global(Global::Data) => data,
+        Node::Global(Global::Dt) => dt,
+        Node::Unary(crate::ir::UnaryOp::Neg, a) => -at(a),
+        Node::Binary(op, a, b) => crate::ir::eval_binary(*op, at(a), at(b)).unwrap_or(f64::NAN),
+        Node::Call(func, args) => crate::ir::eval_func(*func, &args.iter().map(at).collect::<Vec<_>>()).unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
+}
+
+impl Linear {
+    fn g(&self, x: &[f64]) -> f64 {
+        self.g.iter().zip(x).map(|(a, b)| a * b).sum::<f64>() + self.g0
+    }
+
+    /// `x` advanced by `s` seconds without input.
+    fn advance(&self, x: &[f64], s: f64) -> Vec<f64> {
+        let owned;
+        let (p, q) = if s == self.dt {
+            (&self.step.0, &self.step.1)
+        } else {
+            owned = propagator(&self.a, &self.b, self.dim, s);
+            (&owned.0, &owned.1)
+        };
+        let d = self.dim;
+        (0..d).map(|i| (0..d).map(|j| p[i * d + j] * x[j]).sum::<f64>() + q[i]).collect()
+    }
+
+    /// Simulates neuron `m` over the sample, calling `spike(t, x⁻)` at each spike.
+    fn simulate(
+        &self,
+        module: &Module,
+        params: &Params<f64>,
+        incoming: &[Incoming],
+        m: usize,
+        net: &ExactNet,
+        spike: &mut dyn FnMut(f64, &[f64]),
+    ) {
+        let (dt, end) = (self.dt, net.duration);
+        let mut x = self.x0.clone();
+        let mut t = 0.0;
+        let mut k = 0;
+        let mut grid = 1usize;
+        loop {
+            let next_event = incoming.get(k).map_or(f64::INFINITY, |e| e.time);
+            let next_grid = grid as f64 * dt;
+            let next = next_event.min(next_grid).min(end);
+            if next > t {
+                let s = next - t;
+                let moved = self.advance(&x, s);
+                if self.g(&x) < 0.0 && self.g(&moved) >= 0.0 {
+                    // Bisection on the exact solution for the crossing inside (t, next].
+                    let (mut lo, mut hi) = (0.0, s);
+                    for _ in 0..80 {
+                        let mid = 0.5 * (lo + hi);
+                        if self.g(&self.advance(&x, mid)) >= 0.0 {
+                            hi = mid;
+                        } else {
+                            lo = mid;
+                        }
+                        if hi - lo <= 1e-15 * (1.0 + t.abs()) {
+                            break;
+                        }
+                    }
+                    let before = self.advance(&x, hi);
+                    let at = t + hi;
+                    spike(at, &before);
+                    x = self.reset(&before);
+                    t = at;
+                    if self.g(&x) >= 0.0 {
+                        // A reset that leaves the neuron at its threshold would fire forever.
+                        return;
+                    }
+                    continue;
+                }
+                x = moved;
+                t = next;
+            }
+            if t >= end {
+                break;
+            }
+            while let Some(e) = incoming.get(k).filter(|e| e.time <= t) {
+                let w = params.weights[e.projection][e.pre * module.population(module.projections[e.projection].target).size() + m];
+                let port = module.projections[e.projection].port.0 as usize;
+                for (xi, ci) in x.iter_mut().zip(&self.c[port]) {
+                    *xi += ci * w;
+                }
+                k += 1;
+            }
+            if next == next_grid {
+                grid += 1;
+            }
+            if self.g(&x) >= 0.0 {
+                // An input jumped the neuron over its threshold: it fires at once.
+                spike(t, &x.clone());
+                x = self.reset(&x);
+                if self.g(&x) >= 0.0 {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn reset(&self, x: &[f64]) -> Vec<f64> {
+        let d = self.dim;
+        (0..d).map(|i| (0..d).map(|j| self.r[i * d + j] * x[j]).sum::<f64>() + self.r0[i]).collect()
+    }
+
+    /// The adjoint of neuron `m` from the end back to 0: weight gradients of its incoming
+    /// spikes into `grads`, their senders' event terms into `transmitted`.
+    #[allow(clippy::too_many_arguments)]
+    fn adjoint_sweep(
+        &self,
+        module: &Module,
+        params: &Params<f64>,
+        incoming: &[Incoming],
+        m: usize,
+        own: &Spikes,
+        mine: &[usize],
+        own_event: &[f64],
+        end: f64,
+        grads: &mut [Vec<f64>],
+        transmitted: &mut Vec<(Source, usize, f64)>,
+    ) {
+        let d = self.dim;
+        let mut lambda = vec![0.0; d];
+        let mut t = end;
+        let mut next_in = incoming.len();
+        let mut next_own = mine.len();
+        // A c per port, once.
+        let a_c: Vec<Vec<f64>> = self.c.iter().map(|c| (0..d).map(|i| (0..d).map(|j| self.a[i * d + j] * c[j]).sum()).collect()).collect();
+        loop {
+            let t_in = next_in.checked_sub(1).map(|k| incoming[k].time);
+            let t_own = next_own.checked_sub(1).map(|k| own.times[mine[k]]);
+            // Later events first; an own spike before an input at the same time (the input
+            // arrived first going forward).
+            let own_first = match (t_in, t_own) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(a), Some(b)) => b >= a,
+            };
+            let at = if own_first { t_own.unwrap_or(0.0) } else { t_in.unwrap_or(0.0) };
+            lambda = self.back(&lambda, t - at);
+            t = at;
+            if own_first {
+                next_own -= 1;
+                let k = mine[next_own];
+                let x = &own.states[k * d..(k + 1) * d];
+                let e = own_event[next_own];
+                lambda = self.adjoint.jump.iter().map(|id| eventprop::eval(&self.adjoint.exprs, *id, x, &lambda, e, &self.net)).collect();
+            } else {
+                next_in -= 1;
+                let event = incoming[next_in];
+                let proj = &module.projections[event.projection];
+                let port = proj.port.0 as usize;
+                let n_post = module.population(proj.target).size();
+                let index = event.pre * n_post + m;
+                let lc: f64 = lambda.iter().zip(&self.c[port]).map(|(l, c)| l * c).sum();
+                grads[event.projection][index] -= lc;
+                let la_c: f64 = lambda.iter().zip(&a_c[port]).map(|(l, c)| l * c).sum();
+                if la_c != 0.0 {
+                    transmitted.push((proj.source.clone(), event.spike, params.weights[event.projection][index] * la_c));
+                }
+            }
+        }
+    }
+
+    /// `λ` carried `s` seconds back: `(e^{A s})ᵀ λ`.
+    fn back(&self, lambda: &[f64], s: f64) -> Vec<f64> {
+        if s == 0.0 {
+            return lambda.to_vec();
+        }
+        let (p, _) = propagator(&self.a, &self.b, self.dim, s);
+        let d = self.dim;
+        (0..d).map(|j| (0..d).map(|i| p[i * d + j] * lambda[i]).sum()).collect()
+    }
+}
+
+/// `e^{A s}` and `q(s) = ∫_0^s e^{A u} b du` from the exponential of the augmented matrix
+/// `[[A, b], [0, 0]] s` (scaling and squaring of a Taylor series).
+fn propagator(a: &[f64], b: &[f64], d: usize, s: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = d + 1;
+    let mut m = vec![0.0; n * n];
+    for i in 0..d {
+        for j in 0..d {
+            m[i * n + j] = a[i * d + j] * s;
+        }
+        m[i * n + d] = b[i] * s;
+    }
+    let norm = m.iter().map(|x| x.abs()).fold(0.0, f64::max) * n as f64;
+    let mut squarings = 0;
+    let mut scale = 1.0;
+    while norm * scale > 0.5 {
+        scale *= 0.5;
+        squarings += 1;
+    }
+    let m: Vec<f64> = m.iter().map(|x| x * scale).collect();
+    // Taylor: sum of m^k / k! up to k = 20.
+    let mut result = vec![0.0; n * n];
+    let mut term = vec![0.0; n * n];
+    for i in 0..n {
+        result[i * n + i] = 1.0;
+        term[i * n + i] = 1.0;
+    }
+    for k in 1..=20 {
+        term = multiply(&term, &m, n).iter().map(|x| x / k as f64).collect();
+        for (r, t) in result.iter_mut().zip(&term) {
+            *r += t;
+        }
+    }
+    for _ in 0..squarings {
+        result = multiply(&result, &result, n);
+    }
+    let p = (0..d).flat_map(|i| (0..d).map(move |j| (i, j))).map(|(i, j)| result[i * n + j]).collect();
+    let q = (0..d).map(|i| result[i * n + d]).collect();
+    (p, q)
+}
+
+fn multiply(x: &[f64], y: &[f64], n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            let xik = x[i * n + k];
+            if xik == 0.0 {
+                continue;
+            }
+            for j in 0..n {
+                out[i * n + j] += xik * y[k * n + j];
+            }
+        }
+    }
+    out
+}
