@@ -247,3 +247,36 @@ fn a_user_written_neuron_gets_exact_gradients_too() {
     let nonzero = check_against_finite_differences(&text, &[0.3, 0.8, 0.7, 0.2, 1.0], 2, 7);
     assert!(nonzero >= 6, "{nonzero} nonzero gradients");
 }
+
+/// The method through the seam: repeated steps on one batch of Yin-Yang samples bring the
+/// first-spike cross-entropy down.
+#[test]
+fn eventprop_training_lowers_the_loss_on_a_batch() {
+    use snnc::train::method::{Example, Session, method_for};
+    let text = "import std::neurons\nimport std::encoders\nnetwork N {\n    dt = 0.1 ms\n    duration = 30 ms\n    \
+                input xy[5] = latency(sample, t_min = 0 ms, t_max = 20 ms)\n    population h[20] = CubaLIF\n    population out[3] = CubaLIF\n    \
+                connect xy -> h.syn : dense(init = uniform(1.5 A, 3.5 A))\n    connect h -> out.syn : dense(init = uniform(0.5 A, 1.5 A))\n}\n\
+                train {\n    data = yin_yang(train = 32, test = 8, seed = 3)\n    method = eventprop\n    predict = argmin(first_spike(out))\n    \
+                loss ce = cross_entropy(-first_spike(out) / 0.5 ms, label)\n    optimizer = adam(lr = 5e-3)\n    batch = 16\n}\n";
+    let module = common::valid(common::module(text));
+    let train = module.train.as_ref().expect("train block");
+    let data = snnc::data::yin_yang(32, 8, 3).train;
+    let features: Vec<Vec<f32>> = (0..16).map(|i| data.sample(i).into_owned()).collect();
+    let batch: Vec<Example> = features
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Example { sample: snnc::exec::state::SampleRef { id: i as u64, features: f }, label: usize::from(data.labels[i]) })
+        .collect();
+    let engine = common::build::<f64>(snnc::exec::engine::EngineKind::Jit, &module);
+    let session = Session { module: &module, train, phase: &train.phases[0], engine: engine.as_ref(), seed: 1, recording: false };
+    let mut method = method_for::<f64>(&train.method).expect("eventprop is built");
+    let mut params = snnc::exec::state::init_params::<f64>(&module, 2);
+    method.begin_phase(&params);
+    let mut net = vec![];
+    let mut losses = Vec::new();
+    for _ in 0..30 {
+        let outcome = method.train_batch(&session, &mut params, &mut net, &batch, 5e-3).expect("trains");
+        losses.push(outcome.terms[0] / batch.len() as f64);
+    }
+    assert!(losses[29] < 0.8 * losses[0], "the loss falls: {losses:?}");
+}

@@ -33,6 +33,8 @@ pub enum RunError {
     },
     /// A plastic synapse cannot run.
     Plasticity(crate::exec::plasticity::PlasticityError),
+    /// The network cannot run with exact spike times (EventProp).
+    Exact(String),
     /// The observer could not keep what the run produced (a checkpoint write failed): the run
     /// stops rather than train on without saving.
     Output(String),
@@ -50,6 +52,7 @@ impl std::fmt::Display for RunError {
             RunError::NonFinite { what, epoch, batch } => write!(f, "{what} became NaN or infinite in epoch {epoch}, batch {batch}"),
             RunError::Output(message) => write!(f, "{message}"),
             RunError::Plasticity(error) => write!(f, "{error}"),
+            RunError::Exact(message) => write!(f, "{message}"),
         }
     }
 }
@@ -197,6 +200,7 @@ pub fn method_for<F: Real>(method: &Method) -> Result<Box<dyn LearningMethod<F>>
     match method {
         Method::Bptt { .. } => Ok(Box::new(crate::train::bptt::Bptt::default())),
         Method::Stdp => Ok(Box::new(crate::train::stdp::Stdp::default())),
-        Method::EventProp | Method::Fptt { .. } => Err(RunError::MethodNotBuilt { method: method.name() }),
+        Method::EventProp => Ok(Box::new(crate::train::eventprop::EventProp::default())),
+        Method::Fptt { .. } => Err(RunError::MethodNotBuilt { method: method.name() }),
     }
 }

@@ -4,6 +4,7 @@
 //! clamps and records ([`hooks`]) and evaluation metrics ([`metrics`]).
 
 pub mod bptt;
+pub mod eventprop;
 pub mod hooks;
 pub mod loss;
 pub mod method;
