@@ -79,6 +79,115 @@ pub struct Linear {
     /// `e^{A dt}` and `q(dt)`, the grid step.
     step: (Vec<f64>, Vec<f64>),
     dt: f64,
+    /// `A = V Λ V⁻¹` when `A` is triangular with distinct eigenvalues (neurons whose states
+    /// drive each other in a chain, as CubaLIF's current drives its membrane): then
+    /// `e^{A s}` costs `d` exponentials instead of a matrix series.
+    eigen: Option<Eigen>,
+}
+
+/// A diagonalisation `A = V Λ V⁻¹`, with `V⁻¹ b`.
+struct Eigen {
+    values: Vec<f64>,
+    vectors: Vec<f64>,
+    inverse: Vec<f64>,
+    drive: Vec<f64>,
+}
+
+impl Eigen {
+    /// `V Λ V⁻¹` of a triangular `a` (upper or lower) with distinct diagonal entries, checked
+    /// by rebuilding `a` from it; None otherwise.
+    fn of(a: &[f64], d: usize, b: &[f64]) -> Option<Eigen> {
+        let upper = (0..d).all(|i| (0..i).all(|j| a[i * d + j] == 0.0));
+        let lower = (0..d).all(|i| (i + 1..d).all(|j| a[i * d + j] == 0.0));
+        if !upper && !lower {
+            return None;
+        }
+        let values: Vec<f64> = (0..d).map(|i| a[i * d + i]).collect();
+        let scale = values.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-300);
+        for i in 0..d {
+            for j in 0..i {
+                if (values[i] - values[j]).abs() <= 1e-6 * scale {
+                    return None;
+                }
+            }
+        }
+        // Eigenvector k by substitution along the triangle: v_k = 1.
+        let mut vectors = vec![0.0; d * d];
+        for k in 0..d {
+            vectors[k * d + k] = 1.0;
+            let order: Vec<usize> = if upper { (0..k).rev().collect() } else { (k + 1..d).collect() };
+            for i in order {
+                let sum: f64 = (0..d).filter(|j| *j != i).map(|j| a[i * d + j] * vectors[j * d + k]).sum();
+                vectors[i * d + k] = sum / (values[k] - values[i]);
+            }
+        }
+        let inverse = invert(&vectors, d)?;
+        // The rebuilt A must be A.
+        for i in 0..d {
+            for j in 0..d {
+                let rebuilt: f64 = (0..d).map(|k| vectors[i * d + k] * values[k] * inverse[k * d + j]).sum();
+                if (rebuilt - a[i * d + j]).abs() > 1e-9 * scale {
+                    return None;
+                }
+            }
+        }
+        let drive = (0..d).map(|k| (0..d).map(|j| inverse[k * d + j] * b[j]).sum()).collect();
+        Some(Eigen { values, vectors, inverse, drive })
+    }
+
+    /// `e^{A s} x + q(s)`.
+    fn advance(&self, x: &[f64], s: f64) -> Vec<f64> {
+        let d = self.values.len();
+        let z: Vec<f64> = (0..d)
+            .map(|k| {
+                let y: f64 = (0..d).map(|j| self.inverse[k * d + j] * x[j]).sum();
+                let lam = self.values[k];
+                let grow = (lam * s).exp();
+                let phi = if lam == 0.0 { s } else { (lam * s).exp_m1() / lam };
+                grow * y + phi * self.drive[k]
+            })
+            .collect();
+        (0..d).map(|i| (0..d).map(|k| self.vectors[i * d + k] * z[k]).sum()).collect()
+    }
+
+    /// `(e^{A s})ᵀ λ = V⁻ᵀ e^{Λ s} Vᵀ λ`.
+    fn back(&self, lambda: &[f64], s: f64) -> Vec<f64> {
+        let d = self.values.len();
+        let z: Vec<f64> =
+            (0..d).map(|k| (0..d).map(|i| self.vectors[i * d + k] * lambda[i]).sum::<f64>() * (self.values[k] * s).exp()).collect();
+        (0..d).map(|j| (0..d).map(|k| self.inverse[k * d + j] * z[k]).sum()).collect()
+    }
+}
+
+/// The inverse of a small matrix by Gauss-Jordan elimination with partial pivoting.
+fn invert(m: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut a = m.to_vec();
+    let mut inv: Vec<f64> = (0..d * d).map(|k| f64::from(u8::from(k / d == k % d))).collect();
+    for col in 0..d {
+        let pivot = (col..d).max_by(|x, y| a[x * d + col].abs().total_cmp(&a[y * d + col].abs()))?;
+        if a[pivot * d + col].abs() < 1e-300 {
+            return None;
+        }
+        for j in 0..d {
+            a.swap(col * d + j, pivot * d + j);
+            inv.swap(col * d + j, pivot * d + j);
+        }
+        let p = a[col * d + col];
+        for j in 0..d {
+            a[col * d + j] /= p;
+            inv[col * d + j] /= p;
+        }
+        for i in 0..d {
+            if i != col {
+                let f = a[i * d + col];
+                for j in 0..d {
+                    a[i * d + j] -= f * a[col * d + j];
+                    inv[i * d + j] -= f * inv[col * d + j];
+                }
+            }
+        }
+    }
+    Some(inv)
 }
 
 /// A network ready for exact simulation.
@@ -190,7 +299,8 @@ impl ExactNet {
                 })
                 .collect();
             let step = propagator(&a, &b, dim, module.dt);
-            populations.push(Linear { dim, a, b, g, g0, r, r0, c, x0, adjoint, net: net.to_vec(), step, dt: module.dt });
+            let eigen = Eigen::of(&a, dim, &b);
+            populations.push(Linear { dim, a, b, g, g0, r, r0, c, x0, adjoint, net: net.to_vec(), step, dt: module.dt, eigen });
         }
         Ok(ExactNet { populations, dt: module.dt, duration: module.steps as f64 * module.dt })
     }
@@ -335,6 +445,11 @@ impl Linear {
 
     /// `x` advanced by `s` seconds without input.
     fn advance(&self, x: &[f64], s: f64) -> Vec<f64> {
+        if let Some(eigen) = &self.eigen
+            && (s - self.dt).abs() > 1e-12 * self.dt
+        {
+            return eigen.advance(x, s);
+        }
         let owned;
         // A grid step (up to the rounding of the grid's times) uses the step's propagator.
         let (p, q) = if (s - self.dt).abs() <= 1e-12 * self.dt {
@@ -502,6 +617,9 @@ impl Linear {
         if s == 0.0 {
             return lambda.to_vec();
         }
+        if let Some(eigen) = &self.eigen {
+            return eigen.back(lambda, s);
+        }
         let (p, _) = propagator(&self.a, &self.b, self.dim, s);
         let d = self.dim;
         (0..d).map(|j| (0..d).map(|i| p[i * d + j] * lambda[i]).sum()).collect()
@@ -509,9 +627,82 @@ impl Linear {
 }
 
 /// `e^{A s}` and `q(s) = ∫_0^s e^{A u} b du` from the exponential of the augmented matrix
-/// `[[A, b], [0, 0]] s` (scaling and squaring of a Taylor series of 16 terms, the argument
-/// scaled below 1/2 in norm: a relative error under 1e-17).
+/// `[[A, b], [0, 0]] s`: scaling and squaring of a Taylor series in Horner form, with as many
+/// terms as the scaled norm needs for a relative error under 1e-17. Small systems (up to 5
+/// states, every neuron model so far) work in fixed arrays without allocating.
 fn propagator(a: &[f64], b: &[f64], d: usize, s: f64) -> (Vec<f64>, Vec<f64>) {
+    const MAX: usize = 6;
+    let n = d + 1;
+    if n > MAX {
+        return propagator_large(a, b, d, s);
+    }
+    let mut m = [0.0; MAX * MAX];
+    for i in 0..d {
+        for j in 0..d {
+            m[i * n + j] = a[i * d + j] * s;
+        }
+        m[i * n + d] = b[i] * s;
+    }
+    let norm = m[..n * n].iter().map(|x| x.abs()).fold(0.0, f64::max) * n as f64;
+    let mut squarings = 0;
+    let mut scale = 1.0;
+    while norm * scale > 0.5 {
+        scale *= 0.5;
+        squarings += 1;
+    }
+    for x in &mut m[..n * n] {
+        *x *= scale;
+    }
+    // Terms until norm^k / k! < 1e-17.
+    let scaled = norm * scale;
+    let mut terms = 1;
+    let mut bound = scaled;
+    while bound > 1e-17 && terms < 30 {
+        terms += 1;
+        bound *= scaled / terms as f64;
+    }
+    // Horner: I + M (I + M/2 (I + ... (I + M/terms))), between two buffers.
+    let (mut acc, mut next) = ([0.0; MAX * MAX], [0.0; MAX * MAX]);
+    for i in 0..n {
+        acc[i * n + i] = 1.0;
+    }
+    let nn = n * n;
+    for k in (1..=terms).rev() {
+        next[..nn].fill(0.0);
+        let inv = 1.0 / k as f64;
+        for i in 0..n {
+            for l in 0..n {
+                let mil = m[i * n + l] * inv;
+                if mil == 0.0 {
+                    continue;
+                }
+                for j in 0..n {
+                    next[i * n + j] += mil * acc[l * n + j];
+                }
+            }
+            next[i * n + i] += 1.0;
+        }
+        std::mem::swap(&mut acc, &mut next);
+    }
+    for _ in 0..squarings {
+        next[..nn].fill(0.0);
+        for i in 0..n {
+            for l in 0..n {
+                let x = acc[i * n + l];
+                for j in 0..n {
+                    next[i * n + j] += x * acc[l * n + j];
+                }
+            }
+        }
+        std::mem::swap(&mut acc, &mut next);
+    }
+    let p = (0..d).flat_map(|i| (0..d).map(move |j| (i, j))).map(|(i, j)| acc[i * n + j]).collect();
+    let q = (0..d).map(|i| acc[i * n + d]).collect();
+    (p, q)
+}
+
+/// [`propagator`] for systems too large for its fixed arrays.
+fn propagator_large(a: &[f64], b: &[f64], d: usize, s: f64) -> (Vec<f64>, Vec<f64>) {
     let n = d + 1;
     let mut m = vec![0.0; n * n];
     for i in 0..d {
@@ -563,4 +754,34 @@ fn multiply(x: &[f64], y: &[f64], n: usize) -> Vec<f64> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Eigen, propagator};
+
+    /// The closed form through the eigenvectors and the matrix series agree, forwards and
+    /// for the adjoint, on an upper and a lower triangular system; equal eigenvalues fall back.
+    #[test]
+    fn the_eigen_propagator_equals_the_series() {
+        let upper = ([-50.0, 50.0, 10.0, 0.0, -200.0, 0.0, 0.0, 0.0, -111.0], [3.0, 0.0, -1.0]);
+        let lower = ([-200.0, 0.0, 0.0, 50.0, -50.0, 0.0, 0.0, 7.0, -90.0], [0.0, 4.0, 0.5]);
+        for (a, b) in [upper, lower] {
+            let eigen = Eigen::of(&a, 3, &b).expect("triangular with distinct eigenvalues");
+            for s in [1e-6, 3.7e-5, 1e-4, 2.5e-3, 0.02] {
+                let (p, q) = propagator(&a, &b, 3, s);
+                let x = [0.3, -1.2, 2.0];
+                let series: Vec<f64> = (0..3).map(|i| (0..3).map(|j| p[i * 3 + j] * x[j]).sum::<f64>() + q[i]).collect();
+                let closed = eigen.advance(&x, s);
+                let lambda = [1.5, 0.25, -0.75];
+                let series_back: Vec<f64> = (0..3).map(|j| (0..3).map(|i| p[i * 3 + j] * lambda[i]).sum()).collect();
+                let closed_back = eigen.back(&lambda, s);
+                for k in 0..3 {
+                    assert!((series[k] - closed[k]).abs() < 1e-12 * (1.0 + series[k].abs()), "s {s}: {series:?} vs {closed:?}");
+                    assert!((series_back[k] - closed_back[k]).abs() < 1e-12 * (1.0 + series_back[k].abs()));
+                }
+            }
+        }
+        assert!(Eigen::of(&[-50.0, 50.0, 0.0, -50.0], 2, &[0.0, 0.0]).is_none(), "equal time constants: the series");
+    }
 }
