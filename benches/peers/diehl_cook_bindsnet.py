@@ -89,7 +89,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import struct  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -112,15 +111,6 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def load_train(directory, k):
-    """The first k training images as float32 in [0, 1], shape (k, 784)."""
-    with common._open_idx(directory, "train-images-idx3-ubyte") as f:
-        magic, n, rows, cols = struct.unpack(">IIII", f.read(16))
-        assert magic == 0x803 and k <= n
-        images = np.frombuffer(f.read(k * rows * cols), dtype=np.uint8).reshape(k, rows * cols)
-    return images.astype(np.float32) / 255.0
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--neurons", "-n", type=int, default=400, help="excitatory (and inhibitory) neurons")
@@ -138,7 +128,7 @@ def main():
     torch.set_num_interop_threads(1)
     torch.manual_seed(args.seed)
 
-    images = torch.from_numpy(load_train(args.data, args.examples))
+    images = torch.from_numpy(common.load_mnist(args.data, "train", limit=args.examples)[0])
     k, n = args.examples, args.neurons
 
     network = DiehlAndCook2015(

@@ -84,7 +84,6 @@ import atexit
 import os
 import resource
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -102,19 +101,6 @@ MIN_SPIKES = 5       # retry when the excitatory layer fired fewer
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def load_train(directory, k):
-    """The first k training images as float64 in [0, 1], shape (k, 784), and labels."""
-    with common._open_idx(directory, "train-images-idx3-ubyte") as f:
-        magic, n, rows, cols = struct.unpack(">IIII", f.read(16))
-        assert magic == 0x803 and k <= n
-        images = np.frombuffer(f.read(k * rows * cols), dtype=np.uint8).reshape(k, rows * cols)
-    with common._open_idx(directory, "train-labels-idx1-ubyte") as f:
-        magic, n = struct.unpack(">II", f.read(8))
-        assert magic == 0x801
-        labels = np.frombuffer(f.read(k), dtype=np.uint8)
-    return images.astype(np.float64) / 255.0, labels
 
 
 def build(b2, n, traces, standalone, images):
@@ -388,7 +374,7 @@ def main():
 
     import brian2 as b2
     b2.BrianLogger.log_level_warn()
-    images, _labels = load_train(args.data, args.examples)
+    images = common.load_mnist(args.data, "train", limit=args.examples)[0].astype(np.float64)
     if args.target == "cpp_standalone":
         seconds, objs = run_standalone(b2, args, images)
     else:

@@ -35,18 +35,20 @@ def _open_idx(directory, stem):
     raise FileNotFoundError(f"no {stem}[.gz] in {directory} (set SNNC_MNIST_DIR)")
 
 
-def load_mnist(directory, split):
+def load_mnist(directory, split, limit=None):
     """Images as float32 in [0, 1], shape (n, 784), and labels as int64: the pixel value is the
-    input current (tutorial 5) or the spike probability per step (lab)."""
+    input current (tutorial 5) or the spike probability per step (lab). With `limit`, only the
+    first `limit` samples are read."""
     prefix = "train" if split == "train" else "t10k"
     with _open_idx(directory, f"{prefix}-images-idx3-ubyte") as f:
         magic, n, rows, cols = struct.unpack(">IIII", f.read(16))
         assert magic == 0x803, f"bad image magic {magic:#x}"
-        images = np.frombuffer(f.read(), dtype=np.uint8).reshape(n, rows * cols)
+        n = n if limit is None else min(n, limit)
+        images = np.frombuffer(f.read(n * rows * cols), dtype=np.uint8).reshape(n, rows * cols)
     with _open_idx(directory, f"{prefix}-labels-idx1-ubyte") as f:
         magic, n_labels = struct.unpack(">II", f.read(8))
-        assert magic == 0x801 and n_labels == n, "bad label file"
-        labels = np.frombuffer(f.read(), dtype=np.uint8)
+        assert magic == 0x801 and n_labels >= n, "bad label file"
+        labels = np.frombuffer(f.read(n), dtype=np.uint8)
     images = images.astype(np.float32)
     images /= 255.0  # in place: a second 188 MB copy would show in the peak RSS
     return images, labels.astype(np.int64)

@@ -168,19 +168,12 @@ impl<F: Real> LearningMethod<F> for EventProp<F> {
     }
 
     fn state(&self) -> MethodState<F> {
-        match &self.optimizer {
-            Some(optimizer) => {
-                let (m, v, step) = optimizer.state();
-                MethodState { tensors: vec![("m".to_string(), m), ("v".to_string(), v)], counter: step }
-            }
-            None => MethodState::default(),
-        }
+        Optimizer::saved(self.optimizer.as_ref())
     }
 
     fn restore(&mut self, state: MethodState<F>) {
-        let mut tensors = state.tensors.into_iter();
-        if let (Some((_, m)), Some((_, v))) = (tensors.next(), tensors.next()) {
-            self.optimizer = Some(Optimizer::restore(m, v, state.counter));
+        if let Some(optimizer) = Optimizer::from_saved(state) {
+            self.optimizer = Some(optimizer);
         }
     }
 

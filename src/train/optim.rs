@@ -7,6 +7,7 @@ use crate::exec::real::Real;
 use crate::exec::state::{Grads, Params};
 use crate::ir::train::{LrSchedule, OptimizerKind};
 use crate::ir::{Module, VarKind};
+use crate::train::method::MethodState;
 
 /// Elements per parallel chunk: fixed, so that results do not depend on the thread count.
 pub const CHUNK: usize = 1 << 14;
@@ -35,6 +36,27 @@ impl<F: Real> Optimizer<F> {
     /// The moments and the step count, to resume from (see [`crate::train::method::MethodState`]).
     pub fn state(&self) -> (Grads<F>, Grads<F>, i64) {
         (self.m.clone(), self.v.clone(), i64::from(self.step))
+    }
+
+    /// The optimiser's moments and step as a learning method's saved state (`m`, `v`, the
+    /// step as the counter); an empty state before the first step.
+    pub fn saved(optimizer: Option<&Optimizer<F>>) -> MethodState<F> {
+        match optimizer {
+            Some(optimizer) => {
+                let (m, v, step) = optimizer.state();
+                MethodState { tensors: vec![("m".to_string(), m), ("v".to_string(), v)], counter: step }
+            }
+            None => MethodState::default(),
+        }
+    }
+
+    /// The optimiser [`Optimizer::saved`] wrote, when the state holds one.
+    pub fn from_saved(state: MethodState<F>) -> Option<Optimizer<F>> {
+        let mut tensors = state.tensors.into_iter();
+        match (tensors.next(), tensors.next()) {
+            (Some((_, m)), Some((_, v))) => Some(Optimizer::restore(m, v, state.counter)),
+            _ => None,
+        }
     }
 
     pub fn restore(m: Grads<F>, v: Grads<F>, step: i64) -> Optimizer<F> {
