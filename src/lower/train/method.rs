@@ -235,9 +235,62 @@ fn check_no_persistent_state(
     }
 }
 
-/// EventProp needs linear, exactly integrable dynamics with additive input jumps (seeds/002).
+/// EventProp needs linear, exactly integrable dynamics with additive input jumps (seeds/002),
+/// and its exact-time runtime a feed-forward network of dense connections without delays fed
+/// by spike times.
 pub(super) fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
+    for input in &module.inputs {
+        if input.kind != crate::ir::EncoderKind::SpikeAt {
+            sink.push(
+                Diagnostic::error(
+                    "snn::method::eventprop_input",
+                    format!("EventProp runs with exact spike times, but input `{}` does not give a spike time per element", input.name),
+                    span,
+                    "exact spike times need spike-time inputs",
+                )
+                .with_help("encode the input with `latency(...)`, or train with `bptt`"),
+            );
+        }
+    }
+    for proj in &module.projections {
+        let source = match &proj.source {
+            crate::ir::Source::Input(id) => module.inputs[id.0 as usize].name.clone(),
+            crate::ir::Source::Population(id) => module.populations[id.0 as usize].name.clone(),
+        };
+        let target = &module.populations[proj.target.0 as usize].name;
+        let why = if proj.connectivity != crate::ir::Connectivity::Dense {
+            Some("is not dense")
+        } else if proj.delay_steps > 0 {
+            Some("has a delay")
+        } else if matches!(proj.source, crate::ir::Source::Population(q) if q.0 >= proj.target.0) {
+            Some("feeds back")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            sink.push(
+                Diagnostic::error(
+                    "snn::method::eventprop_topology",
+                    format!("EventProp runs feed-forward networks of dense connections, but the connection `{source} -> {target}` {why}"),
+                    span,
+                    "exact spike times need a feed-forward network",
+                )
+                .with_help("connect each population densely from inputs or earlier populations, without delays, or train with `bptt`"),
+            );
+        }
+    }
     for pop in &module.populations {
+        if pop.refractory.is_some() {
+            sink.push(
+                Diagnostic::error(
+                    "snn::method::eventprop_refractory",
+                    format!("EventProp has no adjoint for a refractory period yet, but `{}` ({}) has one", pop.name, pop.neuron),
+                    span,
+                    "refractory neuron",
+                )
+                .with_help("drop the neuron's `refractory` line, or train with `bptt`"),
+            );
+        }
         if pop.threshold.is_none() {
             continue;
         }
