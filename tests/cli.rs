@@ -322,3 +322,25 @@ fn a_train_block_can_ask_for_f64() {
     assert!(run.status.success() && text(&run).contains("engine in f32"), "{}", text(&run));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// An EventProp model trains from its file (exact spike times, derived gradients) and `snnc
+/// eval` scores its checkpoint as the run's test pass did.
+#[test]
+fn eventprop_runs_and_evaluates_from_the_file() {
+    let out = scratch("eventprop");
+    let out_text = out.to_string_lossy().into_owned();
+    let limits = ["--limit-train", "256", "--limit-test", "100"];
+    let mut args = vec!["run", "models/eventprop_yin_yang_l.snn", "--epochs", "1", "--out", &out_text];
+    args.extend(limits);
+    let run = snnc(&args);
+    assert!(run.status.success(), "{}", text(&run));
+    let accuracy = last_test_accuracy(&out);
+    let checkpoint = out.join("checkpoint.safetensors").to_string_lossy().into_owned();
+    let mut args = vec!["eval", "models/eventprop_yin_yang_l.snn", "--checkpoint", &checkpoint];
+    args.extend(limits);
+    let eval = snnc(&args);
+    assert!(eval.status.success(), "{}", text(&eval));
+    let expected = format!("test accuracy {:.2}% on 100 samples", 100.0 * accuracy);
+    assert!(text(&eval).contains(&expected), "expected `{expected}` in\n{}", text(&eval));
+    std::fs::remove_dir_all(out).ok();
+}
