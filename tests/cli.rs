@@ -344,3 +344,22 @@ fn eventprop_runs_and_evaluates_from_the_file() {
     assert!(text(&eval).contains(&expected), "expected `{expected}` in\n{}", text(&eval));
     std::fs::remove_dir_all(out).ok();
 }
+
+/// With stderr not a terminal (a file, a pipe, `nohup`), progress comes as plain lines with
+/// the rate, every `SNNC_PROGRESS_EVERY` seconds.
+#[test]
+fn progress_is_written_as_lines_when_stderr_is_not_a_terminal() {
+    let out = scratch("progress");
+    let out_text = out.to_string_lossy().into_owned();
+    let run = Command::new(env!("CARGO_BIN_EXE_snnc"))
+        .args(["run", "models/yin_yang.snn", "--epochs", "1", "--limit-train", "2000", "--limit-test", "50", "--out", &out_text])
+        .env("SNNC_PROGRESS_EVERY", "0")
+        .current_dir(common::root())
+        .output()
+        .expect("snnc runs");
+    assert!(run.status.success(), "{}", text(&run));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("epoch 1: ")).unwrap_or_else(|| panic!("a progress line in\n{stderr}"));
+    assert!(line.contains("/2000 training samples") && line.contains("samples/s") && line.contains("running loss"), "{line}");
+    std::fs::remove_dir_all(out).ok();
+}

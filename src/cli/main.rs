@@ -313,6 +313,28 @@ struct Console<'a> {
     history: Vec<snnc::train::EpochMetrics>,
     records: Option<(std::fs::File, std::fs::File)>,
     failure: Option<String>,
+    /// Progress as plain lines when stderr is not a terminal (the bar only draws on one).
+    plain: Option<PlainProgress>,
+}
+
+/// Plain progress lines for a run whose stderr goes to a file or a pipe: one every
+/// `every` (`SNNC_PROGRESS_EVERY` seconds, 60 by default), with the epoch's rate so far.
+struct PlainProgress {
+    every: std::time::Duration,
+    epoch_start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl PlainProgress {
+    fn for_stderr() -> Option<PlainProgress> {
+        use std::io::IsTerminal as _;
+        if std::io::stderr().is_terminal() {
+            return None;
+        }
+        let seconds = std::env::var("SNNC_PROGRESS_EVERY").ok().and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0);
+        let now = std::time::Instant::now();
+        Some(PlainProgress { every: std::time::Duration::from_secs_f64(seconds.unwrap_or(60.0)), epoch_start: now, last: now })
+    }
 }
 
 impl<F: Real> Observer<F> for Console<'_> {
@@ -323,9 +345,21 @@ impl<F: Real> Observer<F> for Console<'_> {
             self.bar.reset();
             self.bar.set_length(total as u64);
             self.bar.set_prefix(format!("epoch {}", self.epoch));
+            if let Some(plain) = &mut self.plain {
+                plain.epoch_start = std::time::Instant::now();
+            }
         }
         self.bar.set_position(done as u64);
         self.bar.set_message(format!("{running:.4}"));
+        if let Some(plain) = &mut self.plain
+            && plain.last.elapsed() >= plain.every
+        {
+            plain.last = std::time::Instant::now();
+            let rate = done as f64 / plain.epoch_start.elapsed().as_secs_f64().max(1e-9);
+            let has_loss = self.module.train.as_ref().is_some_and(|t| t.phases.iter().any(|p| !p.losses.is_empty()));
+            let loss = if has_loss { format!(", running loss {running:.4}") } else { String::new() };
+            eprintln!("epoch {}: {done}/{total} training samples, {rate:.0} samples/s{loss}", self.epoch);
+        }
     }
 
     fn records(&mut self, records: &RecordText) {
@@ -455,6 +489,7 @@ fn run<F: Real>(file: &std::path::Path, options: &RunOptions) -> Result<(), Stri
         history: Vec::new(),
         records: open_records(&out, &module)?,
         failure: None,
+        plain: PlainProgress::for_stderr(),
     };
     let resume = match &options.resume {
         Some(dir) => {
