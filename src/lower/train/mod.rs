@@ -268,6 +268,28 @@ pub fn lower_train(
     let mut record_to = None;
     let mut clamps = Vec::new();
     for stmt in &train.body {
+        // EventProp's exact-time runtime has no retry, records or clamps yet: say so rather
+        // than accept them and do nothing.
+        if method == Some(Method::EventProp) {
+            let unsupported = match stmt {
+                TrainStmt::Retry { span, .. } => Some(("`retry`", *span)),
+                TrainStmt::Record { span, .. } => Some(("`record`", *span)),
+                TrainStmt::Clamp { span, .. } => Some(("`clamp`", *span)),
+                _ => None,
+            };
+            if let Some((what, span)) = unsupported {
+                lowerer.sink.push(
+                    Diagnostic::error(
+                        "snn::method::eventprop_unsupported",
+                        format!("{what} is not supported by the `eventprop` runtime yet"),
+                        span,
+                        "not run by eventprop",
+                    )
+                    .with_help("remove it, or train with `bptt`"),
+                );
+                continue;
+            }
+        }
         match stmt {
             TrainStmt::Hook { event, body, .. } => {
                 if event.name != "sample" {
