@@ -280,3 +280,54 @@ fn eventprop_training_lowers_the_loss_on_a_batch() {
     }
     assert!(losses[29] < 0.8 * losses[0], "the loss falls: {losses:?}");
 }
+
+/// Every loss term of seeds/002 (CE, CS, AS and the spike penalty SP over neurons that fire
+/// several times) through the method's own path, `sample_gradients`, against central finite
+/// differences of the same terms computed with exact spike times.
+#[test]
+fn the_paper_s_loss_terms_have_exact_gradients_through_the_method() {
+    let text = "import std::neurons\nimport std::encoders\nnetwork N {\n    dt = 0.1 ms\n    duration = 30 ms\n    \
+                input xy[5] = latency(sample, t_min = 0 ms, t_max = 20 ms)\n    population h[6] = CubaLIF\n    population out[3] = CubaLIF\n    \
+                connect xy -> h.syn : dense(init = uniform(2 A, 4 A))\n    connect h -> out.syn : dense(init = uniform(1.5 A, 3 A))\n}\n\
+                train {\n    data = yin_yang()\n    method = eventprop\n    predict = argmin(first_spike(out))\n    \
+                loss ce = cross_entropy(-first_spike(out) / 0.5 ms, label)\n    \
+                loss cs = 3.5e-3 * (exp(pick(first_spike(out), label) / 6.4 ms) - 1)\n    \
+                loss as = 3.5e-3 * mean(exp(first_spike(out) / 6.4 ms) - 1)\n    \
+                loss sp = 0.4 ms * (sum(spike_penalty(h)) + sum(spike_penalty(out)))\n    optimizer = adam(lr = 1e-3)\n}\n";
+    let module = common::valid(common::module(text));
+    let train = module.train.as_ref().expect("train block");
+    let terms: Vec<_> = train.phases[0].losses.iter().map(|t| t.value).collect();
+    assert_eq!(terms.len(), 4);
+    let net = ExactNet::new(&module, &[]).expect("net");
+    let params = snnc::exec::state::init_params::<f64>(&module, 11);
+    let features = [0.3f32, 0.8, 0.7, 0.2, 1.0];
+    let label = 1;
+    let gradients = |params: &snnc::exec::state::Params<f64>| {
+        snnc::train::eventprop::sample_gradients(&module, &train.exprs, &net, params, &[], &features, label, &terms).expect("runs")
+    };
+    let (values, grads) = gradients(&params);
+    // The penalty has something to differentiate: some neurons fire more than once.
+    let run = net.forward(&module, &params, &features);
+    let repeats = |s: &Spikes, n: usize| (0..n).filter(|j| s.neurons.iter().filter(|m| **m as usize == *j).count() > 1).count();
+    assert!(repeats(&run.populations[0], 6) > 0 && repeats(&run.populations[1], 3) > 0, "neurons fire several times");
+    assert!(values[3] > 0.0, "SP is positive: {values:?}");
+    let total = |params: &snnc::exec::state::Params<f64>| gradients(params).0.iter().sum::<f64>();
+    let mut nonzero = 0;
+    for (p, w) in params.weights.iter().enumerate() {
+        for (k, exact) in grads[p].iter().enumerate().take(w.len()) {
+            let h = 1e-6;
+            let at = |delta: f64| {
+                let mut moved = params.clone();
+                moved.weights[p][k] += delta;
+                total(&moved)
+            };
+            let numeric = (at(h) - at(-h)) / (2.0 * h);
+            assert!(
+                (numeric - exact).abs() <= 1e-4 * (1.0 + numeric.abs()),
+                "projection {p}, weight {k}: EventProp {exact} vs finite differences {numeric}"
+            );
+            nonzero += usize::from(exact.abs() > 1e-6);
+        }
+    }
+    assert!(nonzero >= 20, "{nonzero} nonzero gradients");
+}

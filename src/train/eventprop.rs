@@ -158,6 +158,25 @@ fn sample(
     Ok(SampleResult { terms: term_values, correct, grads, spikes })
 }
 
+/// One sample's loss terms (the phase's `terms`, in order) and the weight gradients of their
+/// sum, exactly as a training step computes them: the readouts' adjoints with respect to the
+/// spike times, then the adjoint pass.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_gradients(
+    module: &Module,
+    exprs: &crate::ir::train::TExprs,
+    exact: &ExactNet,
+    params: &Params<f64>,
+    net: &[f64],
+    features: &[f32],
+    label: usize,
+    terms: &[TExprId],
+) -> Result<(Vec<f64>, Vec<Vec<f64>>), RunError> {
+    let example = Example { sample: crate::exec::state::SampleRef { id: 0, features }, label };
+    let result = sample(module, exprs, exact, params, net, &example, terms, None)?;
+    Ok((result.terms, result.grads))
+}
+
 impl<F: Real> LearningMethod<F> for EventProp<F> {
     fn name(&self) -> &'static str {
         "eventprop"
