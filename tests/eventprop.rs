@@ -331,3 +331,93 @@ fn the_paper_s_loss_terms_have_exact_gradients_through_the_method() {
     }
     assert!(nonzero >= 20, "{nonzero} nonzero gradients");
 }
+
+/// A 5-6-3 network whose spiking hidden layer drives three readouts that never reach their
+/// threshold, trained on their largest membrane potential (Wunderlich & Pehle's max-voltage
+/// readout) plus a mean-over-time term: EventProp's gradients, with the loss's derivatives
+/// entering the adjoint at the grid times it samples, against central finite differences.
+#[test]
+fn a_loss_on_sampled_membranes_has_exact_gradients() {
+    let text = "import std::neurons\nimport std::encoders\nnetwork N {\n    dt = 0.1 ms\n    duration = 30 ms\n    \
+                input xy[5] = latency(sample, t_min = 0 ms, t_max = 20 ms)\n    population h[6] = CubaLIF\n    \
+                population out[3] = CubaLIF(v_th = 1000 V)\n    \
+                connect xy -> h.syn : dense(init = uniform(1.5 A, 3.5 A))\n    connect h -> out.syn : dense(init = uniform(-1 A, 2 A))\n}\n\
+                train {\n    data = yin_yang()\n    method = eventprop\n    predict = argmax(max_t(out.v))\n    \
+                loss ce = cross_entropy(max_t(out.v) / 0.1 V, label)\n    \
+                loss level = 0.5 * mean(square(mean_t(out.v) / 1 V))\n    optimizer = adam(lr = 1e-3)\n}\n";
+    let module = common::valid(common::module(text));
+    let train = module.train.as_ref().expect("train block");
+    let terms: Vec<_> = train.phases[0].losses.iter().map(|t| t.value).collect();
+    let net = ExactNet::new(&module, &[]).expect("net");
+    let params = snnc::exec::state::init_params::<f64>(&module, 5);
+    let features = [0.3f32, 0.8, 0.7, 0.2, 1.0];
+    let gradients = |params: &snnc::exec::state::Params<f64>| {
+        snnc::train::eventprop::sample_gradients(&module, &train.exprs, &net, params, &[], &features, 2, &terms).expect("runs")
+    };
+    let (_, grads) = gradients(&params);
+    let run = net.forward(&module, &params, &features);
+    assert!(!run.populations[0].is_empty() && run.populations[1].is_empty(), "the hidden layer spikes, the readout does not");
+    let total = |params: &snnc::exec::state::Params<f64>| gradients(params).0.iter().sum::<f64>();
+    let mut nonzero = [0, 0];
+    for (p, w) in params.weights.iter().enumerate() {
+        for (k, exact) in grads[p].iter().enumerate().take(w.len()) {
+            let h = 1e-6;
+            let at = |delta: f64| {
+                let mut moved = params.clone();
+                moved.weights[p][k] += delta;
+                total(&moved)
+            };
+            let numeric = (at(h) - at(-h)) / (2.0 * h);
+            assert!(
+                (numeric - exact).abs() <= 1e-4 * (1.0 + numeric.abs()),
+                "projection {p}, weight {k}: EventProp {exact} vs finite differences {numeric}"
+            );
+            nonzero[p] += usize::from(exact.abs() > 1e-6);
+        }
+    }
+    assert!(nonzero[0] >= 10 && nonzero[1] >= 10, "gradients reach both layers through the hidden spike times: {nonzero:?}");
+}
+
+/// On a readout that stays below its threshold, EventProp and surrogate BPTT differentiate the
+/// same loss: the surrogate never acts, and what is left between them is the grid (BPTT
+/// delivers each latency input at its step, EventProp at its exact time), which vanishes
+/// with dt.
+#[test]
+fn eventprop_agrees_with_bptt_at_small_dt_on_a_subthreshold_readout() {
+    let model = |method: &str, dt: &str| {
+        format!(
+            "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {{\n    dt = {dt}\n    duration = 30 ms\n    \
+             input xy[5] = latency(sample, t_min = 0 ms, t_max = 20 ms)\n    population out[3] = CubaLIF(v_th = 1000 V)\n    \
+             connect xy -> out.syn : dense(init = uniform(-1 A, 2 A))\n}}\n\
+             train {{\n    data = yin_yang()\n    method = {method}\n    predict = argmax(mean_t(out.v))\n    \
+             loss ce = cross_entropy(mean_t(out.v) / 0.1 V, label)\n    optimizer = adam(lr = 1e-3)\n}}\n"
+        )
+    };
+    let features = vec![0.33f32, 0.81, 0.67, 0.19, 1.0];
+    let label = 1;
+    let difference = |dt: &str| {
+        let exact = common::valid(common::module(&model("eventprop", dt)));
+        let params = snnc::exec::state::init_params::<f64>(&exact, 8);
+        let train = exact.train.as_ref().expect("train block");
+        let terms: Vec<_> = train.phases[0].losses.iter().map(|t| t.value).collect();
+        let net = ExactNet::new(&exact, &[]).expect("net");
+        let (_, eventprop) =
+            snnc::train::eventprop::sample_gradients(&exact, &train.exprs, &net, &params, &[], &features, label, &terms).expect("runs");
+        let bptt = common::valid(common::module(&model("bptt(surrogate = fast_sigmoid())", dt)));
+        let engine = common::build::<f64>(snnc::exec::engine::EngineKind::Jit, &bptt);
+        let inputs = vec![features.clone()];
+        let (_, grads) = common::gradients(&bptt, engine.as_ref(), &params, &common::examples(&inputs, &[label]), 1);
+        let (mut diff, mut norm) = (0.0f64, 0.0f64);
+        for (a, b) in eventprop[0].iter().zip(&grads.weights[0]) {
+            diff = diff.max((a - b).abs());
+            norm = norm.max(a.abs());
+        }
+        assert!(norm > 1e-3, "the gradients are not all zero");
+        diff / norm
+    };
+    let coarse = difference("0.1 ms");
+    let fine = difference("0.01 ms");
+    eprintln!("largest difference over largest gradient: {coarse:.2e} at dt = 0.1 ms, {fine:.2e} at 0.01 ms");
+    assert!(fine < 2e-3, "at dt = 0.01 ms the two gradients agree to 0.2% of the largest ({fine})");
+    assert!(fine < 0.3 * coarse, "and the difference shrinks with dt ({coarse} at 0.1 ms, {fine} at 0.01 ms)");
+}

@@ -234,12 +234,23 @@ impl Spikes {
 pub struct Run {
     pub inputs: Vec<Spikes>,
     pub populations: Vec<Spikes>,
+    /// Per population, empty unless a loss reads its state: the state of every neuron at
+    /// every grid time `(t + 1) dt`, after that time's input jumps and spikes, laid out
+    /// `[(t * n + neuron) * dim + var]` like the discrete engines' `state_after(t)`.
+    pub sampled: Vec<Vec<f64>>,
 }
 
 impl Run {
     /// Events kept, for memory accounting: one per spike.
     pub fn events(&self) -> usize {
         self.inputs.iter().chain(&self.populations).map(Spikes::len).sum()
+    }
+
+    /// Variable `var` of population `p` at every grid time, `[t * n + neuron]`, when the run
+    /// sampled that population.
+    pub fn state(&self, p: usize, var: usize, dim: usize) -> Option<Vec<f64>> {
+        let sampled = self.sampled.get(p).filter(|s| !s.is_empty())?;
+        Some(sampled.chunks_exact(dim).map(|x| x[var]).collect())
     }
 }
 
@@ -308,14 +319,29 @@ impl ExactNet {
     /// Runs one sample forward: the inputs' spike times from `features`, then each
     /// population in order.
     pub fn forward(&self, module: &Module, params: &Params<f64>, features: &[f32]) -> Run {
+        self.forward_sampling(module, params, features, &[])
+    }
+
+    /// [`ExactNet::forward`], also keeping the state at every grid time of each population
+    /// `p` with `sample[p]` set (what a loss on a state variable reads).
+    pub fn forward_sampling(&self, module: &Module, params: &Params<f64>, features: &[f32], sample: &[bool]) -> Run {
         let inputs: Vec<Spikes> = module.inputs.iter().map(|input| input_spikes(input, features, module.dt, self.duration)).collect();
         let mut populations: Vec<Spikes> = Vec::with_capacity(self.populations.len());
+        let mut sampled = Vec::with_capacity(self.populations.len());
         for (p, linear) in self.populations.iter().enumerate() {
             let incoming = incoming(module, p, &inputs, &populations);
             let n = module.populations[p].size();
+            let keep = sample.get(p).copied().unwrap_or(false);
+            let dim = linear.dim;
+            let mut states = if keep { vec![0.0; module.steps * n * dim] } else { Vec::new() };
             let mut spikes: Vec<(f64, u32, Vec<f64>)> = Vec::new();
             for m in 0..n {
-                linear.simulate(module, params, &incoming, m, self, &mut |t, x| spikes.push((t, m as u32, x.to_vec())));
+                let mut on_grid = |t: usize, x: &[f64]| {
+                    if keep && t < module.steps {
+                        states[(t * n + m) * dim..(t * n + m + 1) * dim].copy_from_slice(x);
+                    }
+                };
+                linear.simulate(module, params, &incoming, m, self, &mut |t, x| spikes.push((t, m as u32, x.to_vec())), &mut on_grid);
             }
             spikes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             let mut out = Spikes::default();
@@ -325,14 +351,29 @@ impl ExactNet {
                 out.states.extend(x);
             }
             populations.push(out);
+            sampled.push(states);
         }
-        Run { inputs, populations }
+        Run { inputs, populations, sampled }
     }
 
     /// The EventProp backward pass: `dl_dt[p][k]` is the loss's derivative with respect to
     /// spike `k` of population `p`; returns d loss / d weights, per projection (row-major like
     /// the weights).
     pub fn backward(&self, module: &Module, params: &Params<f64>, run: &Run, dl_dt: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        self.backward_with_states(module, params, run, dl_dt, &[])
+    }
+
+    /// [`ExactNet::backward`] for a loss that also reads sampled states: `dl_dx[p]`, laid out
+    /// like [`Run::sampled`] (empty where the loss reads none), is the loss's derivative with
+    /// respect to each sampled state; it enters the adjoint as a jump at its grid time.
+    pub fn backward_with_states(
+        &self,
+        module: &Module,
+        params: &Params<f64>,
+        run: &Run,
+        dl_dt: &[Vec<f64>],
+        dl_dx: &[Vec<f64>],
+    ) -> Vec<Vec<f64>> {
         let mut grads: Vec<Vec<f64>> = params.weights.iter().map(|w| vec![0.0; w.len()]).collect();
         // Each population's spikes' event terms: the loss's part, then the receivers' parts.
         let mut event: Vec<Vec<f64>> = run
@@ -360,9 +401,23 @@ impl ExactNet {
                 by_neuron[*m as usize].push(k);
             }
             let mut transmitted: Vec<(Source, usize, f64)> = Vec::new();
+            let kicks = dl_dx.get(p).filter(|k| !k.is_empty());
             for (m, mine) in by_neuron.iter().enumerate() {
                 let own_event: Vec<f64> = mine.iter().map(|k| event[p][*k]).collect();
-                linear.adjoint_sweep(module, params, &incoming, m, own, mine, &own_event, self.duration, &mut grads, &mut transmitted);
+                let kick = kicks.map(|k| Kicks { dl_dx: k, neuron: m, n, steps: module.steps });
+                linear.adjoint_sweep(
+                    module,
+                    params,
+                    &incoming,
+                    m,
+                    own,
+                    mine,
+                    &own_event,
+                    kick,
+                    self.duration,
+                    &mut grads,
+                    &mut transmitted,
+                );
             }
             for (source, k, value) in transmitted {
                 if let Source::Population(q) = source {
@@ -371,6 +426,22 @@ impl ExactNet {
             }
         }
         grads
+    }
+}
+
+/// A loss's derivatives with respect to one neuron's sampled states.
+#[derive(Clone, Copy)]
+struct Kicks<'a> {
+    dl_dx: &'a [f64],
+    neuron: usize,
+    n: usize,
+    steps: usize,
+}
+
+impl Kicks<'_> {
+    fn at(&self, t: usize, dim: usize) -> &[f64] {
+        let at = (t * self.n + self.neuron) * dim;
+        &self.dl_dx[at..at + dim]
     }
 }
 
@@ -462,7 +533,9 @@ impl Linear {
         (0..d).map(|i| (0..d).map(|j| p[i * d + j] * x[j]).sum::<f64>() + q[i]).collect()
     }
 
-    /// Simulates neuron `m` over the sample, calling `spike(t, x⁻)` at each spike.
+    /// Simulates neuron `m` over the sample, calling `spike(t, x⁻)` at each spike and
+    /// `on_grid(t, x)` at each grid time `(t + 1) dt`, after its input jumps and spikes.
+    #[allow(clippy::too_many_arguments)]
     fn simulate(
         &self,
         module: &Module,
@@ -471,13 +544,15 @@ impl Linear {
         m: usize,
         net: &ExactNet,
         spike: &mut dyn FnMut(f64, &[f64]),
+        on_grid: &mut dyn FnMut(usize, &[f64]),
     ) {
         let (dt, end) = (self.dt, net.duration);
+        let steps = module.steps;
         let mut x = self.x0.clone();
         let mut t = 0.0;
         let mut k = 0;
         let mut grid = 1usize;
-        loop {
+        'run: loop {
             let next_event = incoming.get(k).map_or(f64::INFINITY, |e| e.time);
             let next_grid = grid as f64 * dt;
             let next = next_event.min(next_grid).min(end);
@@ -515,35 +590,44 @@ impl Linear {
                     t = at;
                     if self.g(&x) >= 0.0 {
                         // A reset that leaves the neuron at its threshold would fire forever.
-                        return;
+                        break 'run;
                     }
                     continue;
                 }
                 x = moved;
                 t = next;
             }
-            if t >= end {
-                break;
-            }
-            while let Some(e) = incoming.get(k).filter(|e| e.time <= t) {
-                let w = params.weights[e.projection][e.pre * module.population(module.projections[e.projection].target).size() + m];
-                let port = module.projections[e.projection].port.0 as usize;
-                for (xi, ci) in x.iter_mut().zip(&self.c[port]) {
-                    *xi += ci * w;
+            let at_end = t >= end;
+            if !at_end {
+                while let Some(e) = incoming.get(k).filter(|e| e.time <= t) {
+                    let w = params.weights[e.projection][e.pre * module.population(module.projections[e.projection].target).size() + m];
+                    let port = module.projections[e.projection].port.0 as usize;
+                    for (xi, ci) in x.iter_mut().zip(&self.c[port]) {
+                        *xi += ci * w;
+                    }
+                    k += 1;
                 }
-                k += 1;
+                if self.g(&x) >= 0.0 {
+                    // An input jumped the neuron over its threshold: it fires at once.
+                    spike(t, &x.clone());
+                    x = self.reset(&x);
+                    if self.g(&x) >= 0.0 {
+                        break 'run;
+                    }
+                }
             }
-            if next == next_grid {
+            if next == next_grid && grid <= steps {
+                on_grid(grid - 1, &x);
                 grid += 1;
             }
-            if self.g(&x) >= 0.0 {
-                // An input jumped the neuron over its threshold: it fires at once.
-                spike(t, &x.clone());
-                x = self.reset(&x);
-                if self.g(&x) >= 0.0 {
-                    return;
-                }
+            if at_end {
+                break;
             }
+        }
+        // A run cut short (a reset at the threshold) keeps its last state to the end.
+        while grid <= steps {
+            on_grid(grid - 1, &x);
+            grid += 1;
         }
     }
 
@@ -564,6 +648,7 @@ impl Linear {
         own: &Spikes,
         mine: &[usize],
         own_event: &[f64],
+        kicks: Option<Kicks>,
         end: f64,
         grads: &mut [Vec<f64>],
         transmitted: &mut Vec<(Source, usize, f64)>,
@@ -573,11 +658,30 @@ impl Linear {
         let mut t = end;
         let mut next_in = incoming.len();
         let mut next_own = mine.len();
+        // Grid samples still to kick, the last first; `λ` is minus the sensitivity, so a
+        // loss's derivative with respect to a sampled state is subtracted at its time.
+        let mut next_kick = kicks.map_or(0, |k| k.steps);
         // A c per port, once.
         let a_c: Vec<Vec<f64>> = self.c.iter().map(|c| (0..d).map(|i| (0..d).map(|j| self.a[i * d + j] * c[j]).sum()).collect()).collect();
         loop {
             let t_in = next_in.checked_sub(1).map(|k| incoming[k].time);
             let t_own = next_own.checked_sub(1).map(|k| own.times[mine[k]]);
+            // A grid sample was taken after that time's jumps and spikes: going back, its
+            // kick comes before them.
+            if let Some(kick) = kicks
+                && let Some(g) = next_kick.checked_sub(1)
+            {
+                let t_kick = (g + 1) as f64 * self.dt;
+                if t_in.is_none_or(|a| t_kick >= a) && t_own.is_none_or(|b| t_kick >= b) {
+                    lambda = self.back(&lambda, t - t_kick);
+                    t = t_kick;
+                    for (l, v) in lambda.iter_mut().zip(kick.at(g, d)) {
+                        *l -= v;
+                    }
+                    next_kick = g;
+                    continue;
+                }
+            }
             // Later events first; an own spike before an input at the same time (the input
             // arrived first going forward).
             let own_first = match (t_in, t_own) {

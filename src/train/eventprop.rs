@@ -52,7 +52,12 @@ impl Kept for Exact<'_> {
                 per_neuron(counts)
             }
             Readout::Spikes(_) => Err(LossError::NotKept { readout: "spikes" }),
-            Readout::State(..) => Err(LossError::NotKept { readout: "a state variable" }),
+            Readout::State(p, v) => {
+                let (p, n) = (p.0 as usize, module.population(p).size());
+                let dim = module.populations[p].vars.len();
+                let data = self.run.state(p, v.0 as usize, dim).ok_or(LossError::NotKept { readout: "a state variable" })?;
+                Ok(Value { per_step: true, width: n, data })
+            }
             Readout::Observable(..) => Err(LossError::NotKept { readout: "an observable" }),
         }
     }
@@ -77,6 +82,18 @@ fn penalties(run: &Run, module: &Module, p: usize) -> Vec<f64> {
             None => 0.0,
         })
         .collect()
+}
+
+/// Which populations' states the train block's expressions read: those runs sample them at
+/// every grid time.
+fn sampled_states(module: &Module, exprs: &crate::ir::train::TExprs) -> Vec<bool> {
+    let mut sample = vec![false; module.populations.len()];
+    for (node, _) in &exprs.nodes {
+        if let TNode::Readout(Readout::State(p, _)) = node {
+            sample[p.0 as usize] = true;
+        }
+    }
+    sample
 }
 
 /// What one sample gives: its loss terms, whether its prediction was right, and its weight
@@ -110,12 +127,13 @@ fn sample(
     terms: &[TExprId],
     predict: Option<TExprId>,
 ) -> Result<SampleResult, RunError> {
-    let run = exact.forward(module, params, example.sample.features);
+    let run = exact.forward_sampling(module, params, example.sample.features, &sampled_states(module, exprs));
     let kept = Exact { module, run: &run, duration: exact.duration };
     let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
     let roots: Vec<TExprId> = terms.iter().copied().chain(predict).collect();
     let values = loss::evaluate(module, exprs, &kept, 0, params, inputs, &roots)?;
     let mut dl_dt: Vec<Vec<f64>> = run.populations.iter().map(|s| vec![0.0; s.len()]).collect();
+    let mut dl_dx: Vec<Vec<f64>> = run.sampled.iter().map(|s| vec![0.0; s.len()]).collect();
     let mut term_values = Vec::with_capacity(terms.len());
     for root in terms {
         term_values.push(values[root.0 as usize].data[0]);
@@ -145,14 +163,21 @@ fn sample(
                 }
                 // A count does not move with the spike times: no gradient.
                 Readout::Count(_) => {}
-                Readout::Spikes(_) | Readout::State(..) | Readout::Observable(..) => {
+                Readout::State(p, v) => {
+                    let (p, v) = (p.0 as usize, v.0 as usize);
+                    let dim = module.populations[p].vars.len();
+                    for (slot, g) in dl_dx[p].chunks_exact_mut(dim).zip(g) {
+                        slot[v] += g;
+                    }
+                }
+                Readout::Spikes(_) | Readout::Observable(..) => {
                     return Err(LossError::NotKept { readout: "a per-step readout" });
                 }
             }
             Ok(())
         })?;
     }
-    let grads = if terms.is_empty() { Vec::new() } else { exact.backward(module, params, &run, &dl_dt) };
+    let grads = if terms.is_empty() { Vec::new() } else { exact.backward_with_states(module, params, &run, &dl_dt, &dl_dx) };
     let correct = predict.is_some_and(|root| values[root.0 as usize].data[0] as usize == example.label);
     let spikes = run.populations.iter().map(|s| s.len() as f64).collect();
     Ok(SampleResult { terms: term_values, correct, grads, spikes })
