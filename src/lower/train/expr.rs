@@ -252,6 +252,19 @@ impl TrainLowerer<'_, '_, '_> {
             return self.push(TNode::Readout(Readout::State(pop_id, var)), pop.size(), true, None);
         }
         if let Some(index) = pop.observables.iter().position(|(n, _)| *n == name) {
+            if self.method == Some("eventprop") {
+                // The exact-time runtime samples state variables at the grid times, not
+                // observables (expressions of them).
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::method::eventprop_readout",
+                        format!("the `eventprop` runtime does not read observables such as `{}.{name}` yet", pop.name),
+                        span,
+                        "an observable",
+                    )
+                    .with_help("read the state variables it is made of, e.g. `out.v`, or spike times with `first_spike(...)`"),
+                );
+            }
             return self.push(TNode::Readout(Readout::Observable(pop_id, index as u32)), pop.size(), true, None);
         }
         let candidates: Vec<&str> =
@@ -305,6 +318,22 @@ impl TrainLowerer<'_, '_, '_> {
         };
         match name {
             "count" => return readout(self, Readout::Count, false, Unit::none()),
+            "spikes" if self.method == Some("eventprop") => {
+                // EventProp's losses depend on spike times; a spike train per step has no
+                // derivative with respect to them.
+                self.sink.push(
+                    Diagnostic::error(
+                        "snn::method::eventprop_readout",
+                        "`spikes` is a spike train per step, which `eventprop` cannot differentiate".to_string(),
+                        span,
+                        "a per-step spike train",
+                    )
+                    .with_help(
+                        "read spike times with `first_spike(...)` or `spike_penalty(...)`, `count(...)`, or a state such as `out.v`",
+                    ),
+                );
+                return readout(self, Readout::Spikes, true, Unit::none());
+            }
             "spikes" => return readout(self, Readout::Spikes, true, Unit::none()),
             "first_spike" | "spike_penalty" if matches!(self.method, Some("bptt" | "fptt")) => {
                 // Spike times are exact only under EventProp; a surrogate gradient has no
