@@ -85,6 +85,9 @@ pub struct Linear {
     eigen: Option<Eigen>,
 }
 
+/// States up to this many variables advance without a heap allocation.
+const SMALL: usize = 8;
+
 /// A diagonalisation `A = V Λ V⁻¹`, with `V⁻¹ b`.
 struct Eigen {
     values: Vec<f64>,
@@ -135,19 +138,27 @@ impl Eigen {
         Some(Eigen { values, vectors, inverse, drive })
     }
 
-    /// `e^{A s} x + q(s)`.
-    fn advance(&self, x: &[f64], s: f64) -> Vec<f64> {
+    /// `e^{A s} x + q(s)` into `out`.
+    fn advance_into(&self, x: &[f64], s: f64, out: &mut [f64]) {
         let d = self.values.len();
-        let z: Vec<f64> = (0..d)
-            .map(|k| {
-                let y: f64 = (0..d).map(|j| self.inverse[k * d + j] * x[j]).sum();
-                let lam = self.values[k];
-                let grow = (lam * s).exp();
-                let phi = if lam == 0.0 { s } else { (lam * s).exp_m1() / lam };
-                grow * y + phi * self.drive[k]
-            })
-            .collect();
-        (0..d).map(|i| (0..d).map(|k| self.vectors[i * d + k] * z[k]).sum()).collect()
+        let mut stack = [0.0f64; SMALL];
+        let mut heap = Vec::new();
+        let z: &mut [f64] = if d <= SMALL {
+            &mut stack[..d]
+        } else {
+            heap.resize(d, 0.0);
+            &mut heap
+        };
+        for (k, zk) in z.iter_mut().enumerate() {
+            let y: f64 = (0..d).map(|j| self.inverse[k * d + j] * x[j]).sum();
+            let lam = self.values[k];
+            let grow = (lam * s).exp();
+            let phi = if lam == 0.0 { s } else { (lam * s).exp_m1() / lam };
+            *zk = grow * y + phi * self.drive[k];
+        }
+        for (i, o) in out.iter_mut().enumerate().take(d) {
+            *o = (0..d).map(|k| self.vectors[i * d + k] * z[k]).sum();
+        }
     }
 
     /// `(e^{A s})ᵀ λ = V⁻ᵀ e^{Λ s} Vᵀ λ`.
@@ -516,21 +527,31 @@ impl Linear {
 
     /// `x` advanced by `s` seconds without input.
     fn advance(&self, x: &[f64], s: f64) -> Vec<f64> {
+        let mut out = vec![0.0; self.dim];
+        self.advance_into(x, s, &mut out);
+        out
+    }
+
+    /// [`Linear::advance`] into `out`: a grid step (up to the rounding of the grid's times)
+    /// uses the step's propagator, another length the eigen-decomposition or the series.
+    fn advance_into(&self, x: &[f64], s: f64, out: &mut [f64]) {
+        let on_grid = (s - self.dt).abs() <= 1e-12 * self.dt;
         if let Some(eigen) = &self.eigen
-            && (s - self.dt).abs() > 1e-12 * self.dt
+            && !on_grid
         {
-            return eigen.advance(x, s);
+            return eigen.advance_into(x, s, out);
         }
         let owned;
-        // A grid step (up to the rounding of the grid's times) uses the step's propagator.
-        let (p, q) = if (s - self.dt).abs() <= 1e-12 * self.dt {
+        let (p, q) = if on_grid {
             (&self.step.0, &self.step.1)
         } else {
             owned = propagator(&self.a, &self.b, self.dim, s);
             (&owned.0, &owned.1)
         };
         let d = self.dim;
-        (0..d).map(|i| (0..d).map(|j| p[i * d + j] * x[j]).sum::<f64>() + q[i]).collect()
+        for (i, o) in out.iter_mut().enumerate().take(d) {
+            *o = (0..d).map(|j| p[i * d + j] * x[j]).sum::<f64>() + q[i];
+        }
     }
 
     /// Simulates neuron `m` over the sample, calling `spike(t, x⁻)` at each spike and
@@ -549,16 +570,39 @@ impl Linear {
         let (dt, end) = (self.dt, net.duration);
         let steps = module.steps;
         let mut x = self.x0.clone();
+        let mut moved = vec![0.0; self.dim];
         let mut t = 0.0;
         let mut k = 0;
         let mut grid = 1usize;
+        let (p, q) = (&self.step.0, &self.step.1);
+        let d = self.dim;
         'run: loop {
             let next_event = incoming.get(k).map_or(f64::INFINITY, |e| e.time);
+            // Whole grid steps before the next input, the most of a sample: the step's
+            // propagator and the threshold at each grid time. A step that ends at or over
+            // the threshold is left to the general path below, which finds the crossing.
+            while grid <= steps && t == (grid - 1) as f64 * dt {
+                let next_grid = grid as f64 * dt;
+                if next_grid >= next_event || next_grid > end {
+                    break;
+                }
+                for (i, o) in moved.iter_mut().enumerate() {
+                    let row = &p[i * d..(i + 1) * d];
+                    *o = row.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() + q[i];
+                }
+                if self.g(&moved) >= 0.0 {
+                    break;
+                }
+                std::mem::swap(&mut x, &mut moved);
+                t = next_grid;
+                on_grid(grid - 1, &x);
+                grid += 1;
+            }
             let next_grid = grid as f64 * dt;
             let next = next_event.min(next_grid).min(end);
             if next > t {
                 let s = next - t;
-                let moved = self.advance(&x, s);
+                self.advance_into(&x, s, &mut moved);
                 if self.g(&x) < 0.0 && self.g(&moved) >= 0.0 {
                     // The crossing inside (t, next] on the exact solution: Newton's method on
                     // g(x(s)) (its slope is g · f), kept inside the bracket, bisecting when a
@@ -594,7 +638,7 @@ impl Linear {
                     }
                     continue;
                 }
-                x = moved;
+                std::mem::swap(&mut x, &mut moved);
                 t = next;
             }
             let at_end = t >= end;
@@ -876,7 +920,8 @@ mod tests {
                 let (p, q) = propagator(&a, &b, 3, s);
                 let x = [0.3, -1.2, 2.0];
                 let series: Vec<f64> = (0..3).map(|i| (0..3).map(|j| p[i * 3 + j] * x[j]).sum::<f64>() + q[i]).collect();
-                let closed = eigen.advance(&x, s);
+                let mut closed = [0.0; 3];
+                eigen.advance_into(&x, s, &mut closed);
                 let lambda = [1.5, 0.25, -0.75];
                 let series_back: Vec<f64> = (0..3).map(|j| (0..3).map(|i| p[i * 3 + j] * lambda[i]).sum()).collect();
                 let closed_back = eigen.back(&lambda, s);
