@@ -421,3 +421,30 @@ fn eventprop_agrees_with_bptt_at_small_dt_on_a_subthreshold_readout() {
     assert!(fine < 2e-3, "at dt = 0.01 ms the two gradients agree to 0.2% of the largest ({fine})");
     assert!(fine < 0.3 * coarse, "and the difference shrinks with dt ({coarse} at 0.1 ms, {fine} at 0.01 ms)");
 }
+
+/// The forward pass simulates a population's neurons together (one propagator per segment of
+/// the inputs' shared timeline, weight rows added to all neurons at once); it gives what the
+/// one-neuron-at-a-time reference gives, to the last bit: spike times, pre-spike states and
+/// sampled states, for quiet and for busy networks.
+#[test]
+fn the_population_simulation_equals_the_per_neuron_reference() {
+    for (range_in, range_out) in [("1 A, 3 A", "0 A, 1 A"), ("2 A, 5 A", "1 A, 4 A"), ("0 A, 3 A", "-1 A, 3 A")] {
+        let text = format!(
+            "import std::neurons\nimport std::encoders\nnetwork N {{\n    dt = 0.1 ms\n    duration = 30 ms\n    \
+             input xy[5] = latency(sample, t_min = 0 ms, t_max = 20 ms)\n    population h[17] = CubaLIF\n    population out[3] = CubaLIF\n    \
+             connect xy -> h.syn : dense(init = uniform({range_in}))\n    connect h -> out.syn : dense(init = uniform({range_out}))\n}}\n\
+             train {{\n    data = yin_yang()\n    method = eventprop\n    predict = argmax(max_t(out.v))\n    \
+             loss ce = cross_entropy(max_t(out.v) / 0.1 V, label)\n    optimizer = adam(lr = 1e-3)\n}}\n"
+        );
+        let module = common::module(&text);
+        let net = ExactNet::new(&module, &[]).expect("net");
+        for seed in 0..4 {
+            let params = snnc::exec::state::init_params::<f64>(&module, seed);
+            let features = [0.1 + 0.2 * seed as f32, 0.8, 0.7 - 0.1 * seed as f32, 0.2, 1.0];
+            let fast = net.forward_sampling(&module, &params, &features, &[true, true]);
+            let reference = net.forward_reference(&module, &params, &features, &[true, true]);
+            assert!(!fast.populations[0].is_empty(), "the hidden layer spikes ({range_in}, seed {seed})");
+            assert_eq!(fast, reference, "inputs {range_in} / {range_out}, seed {seed}");
+        }
+    }
+}

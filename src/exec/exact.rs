@@ -336,6 +336,16 @@ impl ExactNet {
     /// [`ExactNet::forward`], also keeping the state at every grid time of each population
     /// `p` with `sample[p]` set (what a loss on a state variable reads).
     pub fn forward_sampling(&self, module: &Module, params: &Params<f64>, features: &[f32], sample: &[bool]) -> Run {
+        self.run_forward(module, params, features, sample, false)
+    }
+
+    /// [`ExactNet::forward_sampling`] one neuron at a time: the reference that the
+    /// population-at-once simulation is tested against.
+    pub fn forward_reference(&self, module: &Module, params: &Params<f64>, features: &[f32], sample: &[bool]) -> Run {
+        self.run_forward(module, params, features, sample, true)
+    }
+
+    fn run_forward(&self, module: &Module, params: &Params<f64>, features: &[f32], sample: &[bool], per_neuron: bool) -> Run {
         let inputs: Vec<Spikes> = module.inputs.iter().map(|input| input_spikes(input, features, module.dt, self.duration)).collect();
         let mut populations: Vec<Spikes> = Vec::with_capacity(self.populations.len());
         let mut sampled = Vec::with_capacity(self.populations.len());
@@ -346,13 +356,43 @@ impl ExactNet {
             let dim = linear.dim;
             let mut states = if keep { vec![0.0; module.steps * n * dim] } else { Vec::new() };
             let mut spikes: Vec<(f64, u32, Vec<f64>)> = Vec::new();
-            for m in 0..n {
-                let mut on_grid = |t: usize, x: &[f64]| {
+            let timeline = linear.timeline(&incoming, module.steps, self.duration);
+            if per_neuron {
+                for m in 0..n {
+                    let mut on_grid = |t: usize, x: &[f64]| {
+                        if keep && t < module.steps {
+                            states[(t * n + m) * dim..(t * n + m + 1) * dim].copy_from_slice(x);
+                        }
+                    };
+                    linear.simulate(
+                        module,
+                        params,
+                        &incoming,
+                        &timeline,
+                        m,
+                        &mut |t, x| spikes.push((t, m as u32, x.to_vec())),
+                        &mut on_grid,
+                    );
+                }
+            } else {
+                let mut on_grid = |t: usize, xs: &[f64]| {
                     if keep && t < module.steps {
-                        states[(t * n + m) * dim..(t * n + m + 1) * dim].copy_from_slice(x);
+                        for m in 0..n {
+                            for i in 0..dim {
+                                states[(t * n + m) * dim + i] = xs[i * n + m];
+                            }
+                        }
                     }
                 };
-                linear.simulate(module, params, &incoming, m, self, &mut |t, x| spikes.push((t, m as u32, x.to_vec())), &mut on_grid);
+                linear.simulate_population(
+                    module,
+                    params,
+                    &incoming,
+                    &timeline,
+                    n,
+                    &mut |t, m, x| spikes.push((t, m as u32, x.to_vec())),
+                    &mut on_grid,
+                );
             }
             spikes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             let mut out = Spikes::default();
@@ -413,6 +453,10 @@ impl ExactNet {
             }
             let mut transmitted: Vec<(Source, usize, f64)> = Vec::new();
             let kicks = dl_dx.get(p).filter(|k| !k.is_empty());
+            let d = linear.dim;
+            // A c per port, once per population.
+            let a_c: Vec<Vec<f64>> =
+                linear.c.iter().map(|c| (0..d).map(|i| (0..d).map(|j| linear.a[i * d + j] * c[j]).sum()).collect()).collect();
             for (m, mine) in by_neuron.iter().enumerate() {
                 let own_event: Vec<f64> = mine.iter().map(|k| event[p][*k]).collect();
                 let kick = kicks.map(|k| Kicks { dl_dx: k, neuron: m, n, steps: module.steps });
@@ -425,6 +469,7 @@ impl ExactNet {
                     mine,
                     &own_event,
                     kick,
+                    &a_c,
                     self.duration,
                     &mut grads,
                     &mut transmitted,
@@ -438,6 +483,36 @@ impl ExactNet {
         }
         grads
     }
+}
+
+/// The points every neuron of a population passes in a sample: each grid time and each time an
+/// input arrives (they share their inputs' times), in order, with the propagator from the point
+/// before. Computed once per population and sample, so a neuron's exponentials are only those
+/// of its own spikes.
+struct Timeline {
+    points: Vec<Point>,
+    /// `segments[i]` carries a state from the point before `points[i]` (or 0) to it.
+    segments: Vec<Segment>,
+}
+
+struct Point {
+    time: f64,
+    /// The incoming spikes arriving at this time.
+    events: std::ops::Range<usize>,
+    /// The grid sample taken here, if this is a grid time.
+    grid: Option<usize>,
+}
+
+/// A propagator over one segment of a [`Timeline`].
+enum Segment {
+    /// No time passes.
+    None,
+    /// A whole grid step: the step's propagator.
+    Grid,
+    /// `e^{Λ s}` and `(e^{Λ s} - 1) / Λ` of the eigen-decomposition.
+    Eigen { grow: Vec<f64>, phi: Vec<f64> },
+    /// `e^{A s}` and `q(s)` from the series.
+    Series { p: Vec<f64>, q: Vec<f64> },
 }
 
 /// A loss's derivatives with respect to one neuron's sampled states.
@@ -554,79 +629,117 @@ impl Linear {
         }
     }
 
-    /// Simulates neuron `m` over the sample, calling `spike(t, x⁻)` at each spike and
-    /// `on_grid(t, x)` at each grid time `(t + 1) dt`, after its input jumps and spikes.
+    /// The points every neuron of this population passes in a sample, and the propagators
+    /// between them: see [`Timeline`].
+    fn timeline(&self, incoming: &[Incoming], steps: usize, end: f64) -> Timeline {
+        let dt = self.dt;
+        let (mut points, mut segments) = (Vec::new(), Vec::new());
+        let (mut t, mut k, mut grid) = (0.0, 0, 1usize);
+        loop {
+            let next_event = incoming.get(k).map_or(f64::INFINITY, |e| e.time);
+            let next_grid = grid as f64 * dt;
+            let next = next_event.min(next_grid).min(end);
+            let segment = if next > t {
+                let s = next - t;
+                t = next;
+                if (s - dt).abs() <= 1e-12 * dt {
+                    Segment::Grid
+                } else if let Some(eigen) = &self.eigen {
+                    let grow = eigen.values.iter().map(|lam| (lam * s).exp()).collect();
+                    let phi = eigen.values.iter().map(|lam| if *lam == 0.0 { s } else { (lam * s).exp_m1() / lam }).collect();
+                    Segment::Eigen { grow, phi }
+                } else {
+                    let (p, q) = propagator(&self.a, &self.b, self.dim, s);
+                    Segment::Series { p, q }
+                }
+            } else {
+                Segment::None
+            };
+            let first = k;
+            if t < end {
+                while incoming.get(k).is_some_and(|e| e.time <= t) {
+                    k += 1;
+                }
+            }
+            let on_grid = (next == next_grid && grid <= steps).then(|| {
+                grid += 1;
+                grid - 2
+            });
+            points.push(Point { time: t, events: first..k, grid: on_grid });
+            segments.push(segment);
+            if t >= end {
+                break;
+            }
+        }
+        Timeline { points, segments }
+    }
+
+    /// `segment` applied to `x`, into `out`: the same arithmetic as [`Linear::advance_into`]
+    /// over the segment's length.
+    fn carry(&self, segment: &Segment, x: &[f64], out: &mut [f64]) {
+        let d = self.dim;
+        match segment {
+            Segment::None => out.copy_from_slice(x),
+            Segment::Grid | Segment::Series { .. } => {
+                let (p, q) = match segment {
+                    Segment::Series { p, q } => (p, q),
+                    _ => (&self.step.0, &self.step.1),
+                };
+                for (i, o) in out.iter_mut().enumerate().take(d) {
+                    *o = p[i * d..(i + 1) * d].iter().zip(x).map(|(a, b)| a * b).sum::<f64>() + q[i];
+                }
+            }
+            Segment::Eigen { grow, phi } => {
+                let eigen = self.eigen.as_ref().expect("an eigen segment has its decomposition");
+                let mut stack = [0.0f64; SMALL];
+                let mut heap = Vec::new();
+                let z: &mut [f64] = if d <= SMALL {
+                    &mut stack[..d]
+                } else {
+                    heap.resize(d, 0.0);
+                    &mut heap
+                };
+                for (k, zk) in z.iter_mut().enumerate() {
+                    let y: f64 = (0..d).map(|j| eigen.inverse[k * d + j] * x[j]).sum();
+                    *zk = grow[k] * y + phi[k] * eigen.drive[k];
+                }
+                for (i, o) in out.iter_mut().enumerate().take(d) {
+                    *o = (0..d).map(|k| eigen.vectors[i * d + k] * z[k]).sum();
+                }
+            }
+        }
+    }
+
+    /// Simulates neuron `m` over the sample along the population's `timeline`, calling
+    /// `spike(t, x⁻)` at each spike and `on_grid(t, x)` at each grid time `(t + 1) dt`, after
+    /// its input jumps and spikes.
     #[allow(clippy::too_many_arguments)]
     fn simulate(
         &self,
         module: &Module,
         params: &Params<f64>,
         incoming: &[Incoming],
+        timeline: &Timeline,
         m: usize,
-        net: &ExactNet,
         spike: &mut dyn FnMut(f64, &[f64]),
         on_grid: &mut dyn FnMut(usize, &[f64]),
     ) {
-        let (dt, end) = (self.dt, net.duration);
-        let steps = module.steps;
         let mut x = self.x0.clone();
         let mut moved = vec![0.0; self.dim];
         let mut t = 0.0;
-        let mut k = 0;
-        let mut grid = 1usize;
-        let (p, q) = (&self.step.0, &self.step.1);
-        let d = self.dim;
-        'run: loop {
-            let next_event = incoming.get(k).map_or(f64::INFINITY, |e| e.time);
-            // Whole grid steps before the next input, the most of a sample: the step's
-            // propagator and the threshold at each grid time. A step that ends at or over
-            // the threshold is left to the general path below, which finds the crossing.
-            while grid <= steps && t == (grid - 1) as f64 * dt {
-                let next_grid = grid as f64 * dt;
-                if next_grid >= next_event || next_grid > end {
-                    break;
+        let mut previous = 0.0;
+        let mut points = timeline.points.iter().zip(&timeline.segments);
+        'run: for (point, segment) in points.by_ref() {
+            // From t to the point: the shared segment when the neuron is where the last point
+            // left it, else (after a spike inside the segment) its own propagator.
+            while point.time > t {
+                if t == previous {
+                    self.carry(segment, &x, &mut moved);
+                } else {
+                    self.advance_into(&x, point.time - t, &mut moved);
                 }
-                for (i, o) in moved.iter_mut().enumerate() {
-                    let row = &p[i * d..(i + 1) * d];
-                    *o = row.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() + q[i];
-                }
-                if self.g(&moved) >= 0.0 {
-                    break;
-                }
-                std::mem::swap(&mut x, &mut moved);
-                t = next_grid;
-                on_grid(grid - 1, &x);
-                grid += 1;
-            }
-            let next_grid = grid as f64 * dt;
-            let next = next_event.min(next_grid).min(end);
-            if next > t {
-                let s = next - t;
-                self.advance_into(&x, s, &mut moved);
                 if self.g(&x) < 0.0 && self.g(&moved) >= 0.0 {
-                    // The crossing inside (t, next] on the exact solution: Newton's method on
-                    // g(x(s)) (its slope is g · f), kept inside the bracket, bisecting when a
-                    // step would leave it.
-                    let (mut lo, mut hi) = (0.0, s);
-                    let mut guess = s;
-                    for _ in 0..100 {
-                        let at = self.advance(&x, guess);
-                        let value = self.g(&at);
-                        if value >= 0.0 {
-                            hi = guess;
-                        } else {
-                            lo = guess;
-                        }
-                        if hi - lo <= 1e-15 * (1.0 + t.abs()) || value == 0.0 {
-                            break;
-                        }
-                        let slope: f64 = (0..self.dim).map(|i| self.g[i] * self.rate(&at, i)).sum();
-                        let newton = guess - value / slope;
-                        guess = if slope > 0.0 && newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
-                        if (guess - hi).abs() <= 1e-16 * (1.0 + t.abs()) {
-                            break;
-                        }
-                    }
+                    let hi = self.crossing(&x, point.time - t, t);
                     let before = self.advance(&x, hi);
                     let at = t + hi;
                     spike(at, &before);
@@ -634,45 +747,259 @@ impl Linear {
                     t = at;
                     if self.g(&x) >= 0.0 {
                         // A reset that leaves the neuron at its threshold would fire forever.
+                        if let Some(g) = point.grid {
+                            on_grid(g, &x);
+                        }
                         break 'run;
                     }
                     continue;
                 }
                 std::mem::swap(&mut x, &mut moved);
-                t = next;
+                t = point.time;
             }
-            let at_end = t >= end;
-            if !at_end {
-                while let Some(e) = incoming.get(k).filter(|e| e.time <= t) {
-                    let w = params.weights[e.projection][e.pre * module.population(module.projections[e.projection].target).size() + m];
-                    let port = module.projections[e.projection].port.0 as usize;
-                    for (xi, ci) in x.iter_mut().zip(&self.c[port]) {
-                        *xi += ci * w;
-                    }
-                    k += 1;
+            previous = point.time;
+            for e in &incoming[point.events.clone()] {
+                let w = params.weights[e.projection][e.pre * module.population(module.projections[e.projection].target).size() + m];
+                let port = module.projections[e.projection].port.0 as usize;
+                for (xi, ci) in x.iter_mut().zip(&self.c[port]) {
+                    *xi += ci * w;
                 }
+            }
+            if !point.events.is_empty() && self.g(&x) >= 0.0 {
+                // An input jumped the neuron over its threshold: it fires at once.
+                spike(t, &x.clone());
+                x = self.reset(&x);
                 if self.g(&x) >= 0.0 {
-                    // An input jumped the neuron over its threshold: it fires at once.
-                    spike(t, &x.clone());
-                    x = self.reset(&x);
-                    if self.g(&x) >= 0.0 {
-                        break 'run;
+                    if let Some(g) = point.grid {
+                        on_grid(g, &x);
                     }
+                    break 'run;
                 }
             }
-            if next == next_grid && grid <= steps {
-                on_grid(grid - 1, &x);
-                grid += 1;
-            }
-            if at_end {
-                break;
+            if let Some(g) = point.grid {
+                on_grid(g, &x);
             }
         }
         // A run cut short (a reset at the threshold) keeps its last state to the end.
-        while grid <= steps {
-            on_grid(grid - 1, &x);
-            grid += 1;
+        for (point, _) in points {
+            if let Some(g) = point.grid {
+                on_grid(g, &x);
+            }
         }
+    }
+
+    /// Every neuron of the population along `timeline` at once, what [`Linear::simulate`]
+    /// does neuron by neuron (the same arithmetic per neuron, so the same numbers): the
+    /// states are kept variable-major (`xs[i * n + m]`) so that a segment's propagator and an
+    /// incoming weight row apply to all neurons in one pass; a neuron whose threshold is
+    /// crossed inside a segment is finished alone. Calls `spike(t, m, x⁻)` and
+    /// `on_grid(t, xs)`.
+    #[allow(clippy::too_many_arguments)]
+    fn simulate_population(
+        &self,
+        module: &Module,
+        params: &Params<f64>,
+        incoming: &[Incoming],
+        timeline: &Timeline,
+        n: usize,
+        spike: &mut dyn FnMut(f64, usize, &[f64]),
+        on_grid: &mut dyn FnMut(usize, &[f64]),
+    ) {
+        let d = self.dim;
+        let mut xs: Vec<f64> = (0..d).flat_map(|i| std::iter::repeat_n(self.x0[i], n)).collect();
+        let mut moved = vec![0.0; d * n];
+        let mut scratch = vec![0.0; d * n];
+        let mut level = vec![0.0; n];
+        let mut dead = vec![false; n];
+        let mut any_dead = false;
+        let (mut x, mut y) = (vec![0.0; d], vec![0.0; d]);
+        let column = |xs: &[f64], m: usize, x: &mut [f64]| {
+            for (i, xi) in x.iter_mut().enumerate() {
+                *xi = xs[i * n + m];
+            }
+        };
+        let mut previous = 0.0;
+        for (point, segment) in timeline.points.iter().zip(&timeline.segments) {
+            if point.time > previous {
+                self.carry_all(segment, &xs, &mut moved, &mut scratch, n);
+                // g(x) after the segment, every neuron; a crossing is where it is at or over 0.
+                level.iter_mut().for_each(|l| *l = self.g0);
+                for (i, gi) in self.g.iter().enumerate() {
+                    if *gi != 0.0 {
+                        for (l, v) in level.iter_mut().zip(&moved[i * n..(i + 1) * n]) {
+                            *l += gi * v;
+                        }
+                    }
+                }
+                for m in 0..n {
+                    if dead[m] {
+                        for i in 0..d {
+                            moved[i * n + m] = xs[i * n + m];
+                        }
+                        continue;
+                    }
+                    if level[m] < 0.0 {
+                        continue;
+                    }
+                    // Crossed inside the segment: this neuron alone, as `simulate` does it.
+                    column(&xs, m, &mut x);
+                    let mut t = previous;
+                    column(&moved, m, &mut y);
+                    let mut on_timeline = true;
+                    loop {
+                        if !on_timeline {
+                            self.advance_into(&x, point.time - t, &mut y);
+                        }
+                        if self.g(&x) < 0.0 && self.g(&y) >= 0.0 {
+                            let hi = self.crossing(&x, point.time - t, t);
+                            let before = self.advance(&x, hi);
+                            let at = t + hi;
+                            spike(at, m, &before);
+                            x = self.reset(&before);
+                            t = at;
+                            on_timeline = false;
+                            if self.g(&x) >= 0.0 {
+                                dead[m] = true;
+                                any_dead = true;
+                                y.copy_from_slice(&x);
+                                break;
+                            }
+                            if point.time > t {
+                                continue;
+                            }
+                            y.copy_from_slice(&x);
+                        }
+                        break;
+                    }
+                    for i in 0..d {
+                        moved[i * n + m] = y[i];
+                    }
+                }
+                std::mem::swap(&mut xs, &mut moved);
+            }
+            previous = point.time;
+            if !point.events.is_empty() {
+                // A neuron that stopped keeps its state through its inputs.
+                let kept: Vec<(usize, Vec<f64>)> = if any_dead {
+                    (0..n).filter(|m| dead[*m]).map(|m| (m, (0..d).map(|i| xs[i * n + m]).collect())).collect()
+                } else {
+                    Vec::new()
+                };
+                for e in &incoming[point.events.clone()] {
+                    let port = module.projections[e.projection].port.0 as usize;
+                    let row = &params.weights[e.projection][e.pre * n..(e.pre + 1) * n];
+                    for (i, ci) in self.c[port].iter().enumerate() {
+                        if *ci != 0.0 {
+                            for (xi, w) in xs[i * n..(i + 1) * n].iter_mut().zip(row) {
+                                *xi += ci * w;
+                            }
+                        }
+                    }
+                }
+                for (m, x) in kept {
+                    for i in 0..d {
+                        xs[i * n + m] = x[i];
+                    }
+                }
+                for m in 0..n {
+                    if dead[m] {
+                        continue;
+                    }
+                    column(&xs, m, &mut x);
+                    if self.g(&x) >= 0.0 {
+                        // An input jumped the neuron over its threshold: it fires at once.
+                        spike(point.time, m, &x);
+                        let after = self.reset(&x);
+                        if self.g(&after) >= 0.0 {
+                            dead[m] = true;
+                            any_dead = true;
+                        }
+                        for i in 0..d {
+                            xs[i * n + m] = after[i];
+                        }
+                    }
+                }
+            }
+            if let Some(g) = point.grid {
+                on_grid(g, &xs);
+            }
+        }
+    }
+
+    /// [`Linear::carry`] for all `n` neurons of variable-major `xs`.
+    fn carry_all(&self, segment: &Segment, xs: &[f64], out: &mut [f64], z: &mut [f64], n: usize) {
+        let d = self.dim;
+        match segment {
+            Segment::None => out.copy_from_slice(xs),
+            Segment::Grid | Segment::Series { .. } => {
+                let (p, q) = match segment {
+                    Segment::Series { p, q } => (p, q),
+                    _ => (&self.step.0, &self.step.1),
+                };
+                for i in 0..d {
+                    let (row, o) = (&p[i * d..(i + 1) * d], &mut out[i * n..(i + 1) * n]);
+                    o.iter_mut().for_each(|v| *v = 0.0);
+                    for (j, pij) in row.iter().enumerate() {
+                        for (v, x) in o.iter_mut().zip(&xs[j * n..(j + 1) * n]) {
+                            *v += pij * x;
+                        }
+                    }
+                    o.iter_mut().for_each(|v| *v += q[i]);
+                }
+            }
+            Segment::Eigen { grow, phi } => {
+                let eigen = self.eigen.as_ref().expect("an eigen segment has its decomposition");
+                for k in 0..d {
+                    let zk = &mut z[k * n..(k + 1) * n];
+                    zk.iter_mut().for_each(|v| *v = 0.0);
+                    for j in 0..d {
+                        let a = eigen.inverse[k * d + j];
+                        for (v, x) in zk.iter_mut().zip(&xs[j * n..(j + 1) * n]) {
+                            *v += a * x;
+                        }
+                    }
+                    let (g, c) = (grow[k], phi[k] * eigen.drive[k]);
+                    zk.iter_mut().for_each(|v| *v = g * *v + c);
+                }
+                for i in 0..d {
+                    let o = &mut out[i * n..(i + 1) * n];
+                    o.iter_mut().for_each(|v| *v = 0.0);
+                    for k in 0..d {
+                        let a = eigen.vectors[i * d + k];
+                        for (v, zk) in o.iter_mut().zip(&z[k * n..(k + 1) * n]) {
+                            *v += a * zk;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The time of the threshold crossing inside `(0, s]` from `x` (at time `t`, below the
+    /// threshold) on the exact solution: Newton's method on g(x(s)) (its slope is g · f),
+    /// kept inside the bracket, bisecting when a step would leave it.
+    fn crossing(&self, x: &[f64], s: f64, t: f64) -> f64 {
+        let (mut lo, mut hi) = (0.0, s);
+        let mut guess = s;
+        for _ in 0..100 {
+            let at = self.advance(x, guess);
+            let value = self.g(&at);
+            if value >= 0.0 {
+                hi = guess;
+            } else {
+                lo = guess;
+            }
+            if hi - lo <= 1e-15 * (1.0 + t.abs()) || value == 0.0 {
+                break;
+            }
+            let slope: f64 = (0..self.dim).map(|i| self.g[i] * self.rate(&at, i)).sum();
+            let newton = guess - value / slope;
+            guess = if slope > 0.0 && newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
+            if (guess - hi).abs() <= 1e-16 * (1.0 + t.abs()) {
+                break;
+            }
+        }
+        hi
     }
 
     fn reset(&self, x: &[f64]) -> Vec<f64> {
@@ -693,20 +1020,25 @@ impl Linear {
         mine: &[usize],
         own_event: &[f64],
         kicks: Option<Kicks>,
+        a_c: &[Vec<f64>],
         end: f64,
         grads: &mut [Vec<f64>],
         transmitted: &mut Vec<(Source, usize, f64)>,
     ) {
         let d = self.dim;
+        if mine.is_empty() && kicks.is_none() {
+            // No spike and no sampled state of this neuron reaches the loss: its adjoint is 0.
+            return;
+        }
         let mut lambda = vec![0.0; d];
+        // Until the first (latest) spike or kick, λ is 0 and an input changes nothing.
+        let mut zero = true;
         let mut t = end;
         let mut next_in = incoming.len();
         let mut next_own = mine.len();
         // Grid samples still to kick, the last first; `λ` is minus the sensitivity, so a
         // loss's derivative with respect to a sampled state is subtracted at its time.
         let mut next_kick = kicks.map_or(0, |k| k.steps);
-        // A c per port, once.
-        let a_c: Vec<Vec<f64>> = self.c.iter().map(|c| (0..d).map(|i| (0..d).map(|j| self.a[i * d + j] * c[j]).sum()).collect()).collect();
         loop {
             let t_in = next_in.checked_sub(1).map(|k| incoming[k].time);
             let t_own = next_own.checked_sub(1).map(|k| own.times[mine[k]]);
@@ -717,7 +1049,10 @@ impl Linear {
             {
                 let t_kick = (g + 1) as f64 * self.dt;
                 if t_in.is_none_or(|a| t_kick >= a) && t_own.is_none_or(|b| t_kick >= b) {
-                    lambda = self.back(&lambda, t - t_kick);
+                    if !zero {
+                        self.back_in_place(&mut lambda, t - t_kick);
+                    }
+                    zero = false;
                     t = t_kick;
                     for (l, v) in lambda.iter_mut().zip(kick.at(g, d)) {
                         *l -= v;
@@ -735,7 +1070,15 @@ impl Linear {
                 (Some(a), Some(b)) => b >= a,
             };
             let at = if own_first { t_own.unwrap_or(0.0) } else { t_in.unwrap_or(0.0) };
-            lambda = self.back(&lambda, t - at);
+            if zero && !own_first {
+                next_in -= 1;
+                t = at;
+                continue;
+            }
+            if !zero {
+                self.back_in_place(&mut lambda, t - at);
+            }
+            zero = false;
             t = at;
             if own_first {
                 next_own -= 1;
@@ -758,6 +1101,28 @@ impl Linear {
                 }
             }
         }
+    }
+
+    /// [`Linear::back`] in place, without an allocation for small states.
+    fn back_in_place(&self, lambda: &mut [f64], s: f64) {
+        if s == 0.0 {
+            return;
+        }
+        let d = self.dim;
+        if let Some(eigen) = &self.eigen
+            && d <= SMALL
+        {
+            let mut z = [0.0f64; SMALL];
+            for (k, zk) in z.iter_mut().enumerate().take(d) {
+                *zk = (0..d).map(|i| eigen.vectors[i * d + k] * lambda[i]).sum::<f64>() * (eigen.values[k] * s).exp();
+            }
+            for (j, l) in lambda.iter_mut().enumerate() {
+                *l = (0..d).map(|k| eigen.inverse[k * d + j] * z[k]).sum();
+            }
+            return;
+        }
+        let back = self.back(lambda, s);
+        lambda.copy_from_slice(&back);
     }
 
     /// `λ` carried `s` seconds back: `(e^{A s})ᵀ λ`.
