@@ -73,6 +73,18 @@ pub struct Shard<'a, F> {
     pub hoisted: Option<HoistedRows<'a, F>>,
 }
 
+/// A batch's forward pass run a window of steps at a time ([`Engine::begin`],
+/// [`Engine::advance`]): the trace so far and where it stopped.
+pub struct Stepping<F> {
+    pub trace: Trace<F>,
+    /// Steps run so far.
+    pub done: usize,
+    /// Each population's refractory counters after the last step run.
+    pub counters: Vec<Vec<u32>>,
+    /// Per projection, its time-constant input projected once (only `forward` fills it).
+    pub hoisted: Vec<Option<Vec<F>>>,
+}
+
 /// What a backward pass sweeps: a shard's trace, over a window of its steps.
 pub struct Sweep<'a, F> {
     pub shard: Shard<'a, F>,
@@ -111,6 +123,14 @@ pub trait Engine<F: Real>: Sync {
     fn plasticity(&self, module: &Valid) -> Result<Plasticity<F>, PlasticityError> {
         Plasticity::new(module)
     }
+
+    /// Starts a forward pass over `samples` that [`Engine::advance`] runs a window of steps at
+    /// a time, the parameters free to change between windows (FPTT). Nothing is hoisted: each
+    /// window reads the weights as they are when it runs.
+    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Stepping<F>;
+
+    /// Runs `stepping` on to step `until` with `params`.
+    fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize);
 
     /// BPTT over the steps of `sweep.window`: from d loss / d trace (`readout`) to the
     /// parameters' gradients, added to `grads`. The adjoint starts at zero after the window's
@@ -176,6 +196,15 @@ impl<F: Real> Engine<F> for Oracle {
         oracle::run(ctx.module, params, shard.samples, ctx.seed, ctx.net, hook)
     }
 
+    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Stepping<F> {
+        oracle::begin(ctx.module, params, samples, ctx.seed)
+    }
+
+    fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize) {
+        let _flush = FlushSubnormals::on();
+        oracle::advance(ctx.module, ParamsAccess::Shared(params), samples, ctx.seed, ctx.net, stepping, until, None);
+    }
+
     fn backward(
         &self,
         ctx: &Ctx<F>,
@@ -212,6 +241,19 @@ impl<F: Real> Engine<F> for Jit<F> {
     fn forward(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, shard: Shard<F>, hook: Option<&mut dyn StepHook<F>>) -> Trace<F> {
         let _flush = FlushSubnormals::on();
         schedule::run(&self.compiled, ctx.module, params, shard.samples, ctx.seed, ctx.net, shard.hoisted, hook)
+    }
+
+    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Stepping<F> {
+        let _flush = FlushSubnormals::on();
+        schedule::begin(&self.compiled, ctx.module, params, samples, ctx.seed, ctx.net)
+    }
+
+    fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, _samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize) {
+        let _flush = FlushSubnormals::on();
+        // A time-constant input's projection is computed once per window: the weights may
+        // have changed since the last.
+        stepping.hoisted.iter_mut().for_each(|h| *h = None);
+        schedule::advance(&self.compiled, ctx.module, ParamsAccess::Shared(params), stepping, until, ctx.net, None);
     }
 
     fn stream(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, sample: SampleRef, hook: Option<&mut dyn StepHook<F>>) -> Summary<F> {

@@ -11,6 +11,7 @@
 use std::ops::Range;
 
 use crate::data::uniform_prefix;
+use crate::exec::engine::Stepping;
 use crate::exec::jit::Compiled;
 use crate::exec::kernels::connectivity::{project, project_backward};
 use crate::exec::kernels::events::{self, Rows, give_back};
@@ -192,33 +193,63 @@ pub fn hoisted_weight_grads<F: Real>(module: &Module, hoisted: &Hoisted<F>, shar
 pub fn run<F: Real>(
     compiled: &Compiled<F>,
     module: &Module,
-    mut params: ParamsAccess<F>,
+    params: ParamsAccess<F>,
     samples: &[SampleRef],
     seed: u64,
     net: &[F],
     pre: Option<HoistedRows<F>>,
-    mut hook: Option<&mut dyn StepHook<F>>,
+    hook: Option<&mut dyn StepHook<F>>,
 ) -> Trace<F> {
+    let mut stepping = begin(compiled, module, params.get(), samples, seed, net);
+    if let Some(pre) = pre {
+        let batch = samples.len();
+        for (index, y) in pre.hoisted.y.iter().enumerate() {
+            if let Some(y) = y {
+                let n_post = module.population(module.projections[index].target).size();
+                stepping.hoisted[index] = Some(y[pre.from * n_post..(pre.from + batch) * n_post].to_vec());
+            }
+        }
+    }
+    let steps = stepping.trace.steps;
+    advance(compiled, module, params, &mut stepping, steps, net, hook);
+    stepping.trace
+}
+
+/// A batch's forward pass ready to run: initial states, every step's input encoded.
+pub fn begin<F: Real>(
+    compiled: &Compiled<F>,
+    module: &Module,
+    params: &Params<F>,
+    samples: &[SampleRef],
+    seed: u64,
+    net: &[F],
+) -> Stepping<F> {
     let batch = samples.len();
     let mut trace = Trace::reuse(module, batch);
     for (p, pop) in module.populations.iter().enumerate() {
         let r = trace.row(p);
-        for (v, values) in initial_values(pop, p, params.get(), batch, seed, samples).iter().enumerate() {
+        for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
             trace.states[p][v][..r].copy_from_slice(values);
         }
     }
     encode_all(compiled, module, samples, seed, net, &mut trace);
-    let steps = trace.steps;
-    let mut hoisted: Vec<Option<Vec<F>>> = vec![None; module.projections.len()];
-    if let Some(pre) = pre {
-        for (index, y) in pre.hoisted.y.iter().enumerate() {
-            if let Some(y) = y {
-                let n_post = module.population(module.projections[index].target).size();
-                hoisted[index] = Some(y[pre.from * n_post..(pre.from + batch) * n_post].to_vec());
-            }
-        }
-    }
-    let mut counters: Vec<Vec<u32>> = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
+    let counters = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
+    Stepping { trace, done: 0, counters, hoisted: vec![None; module.projections.len()] }
+}
+
+/// Runs `stepping` on to step `until` with `params`: in a feed-forward network without a hook
+/// population by population over those steps, otherwise step by step.
+pub fn advance<F: Real>(
+    compiled: &Compiled<F>,
+    module: &Module,
+    mut params: ParamsAccess<F>,
+    stepping: &mut Stepping<F>,
+    until: usize,
+    net: &[F],
+    mut hook: Option<&mut dyn StepHook<F>>,
+) {
+    let Stepping { trace, done, counters, hoisted } = stepping;
+    let range = *done..until.min(trace.steps);
     let forward = |trace: &mut Trace<F>, p: usize, t: usize, counters: &mut [u32]| {
         // Populations without a refractory period keep their counters at 0: nothing to store.
         if module.populations[p].refractory.is_some() {
@@ -229,23 +260,23 @@ pub fn run<F: Real>(
     };
     if module.is_feed_forward() && hook.is_none() {
         for (p, counters) in counters.iter_mut().enumerate() {
-            deliver(module, params.get(), p, 0..steps, &mut trace, &mut hoisted);
-            for t in 0..steps {
-                forward(&mut trace, p, t, counters);
+            deliver(module, params.get(), p, range.clone(), trace, hoisted);
+            for t in range.clone() {
+                forward(trace, p, t, counters);
             }
         }
     } else {
-        for t in 0..steps {
+        for t in range.clone() {
             for (p, counters) in counters.iter_mut().enumerate() {
-                deliver(module, params.get(), p, t..t + 1, &mut trace, &mut hoisted);
-                forward(&mut trace, p, t, counters);
+                deliver(module, params.get(), p, t..t + 1, trace, hoisted);
+                forward(trace, p, t, counters);
                 if let Some(hook) = hook.as_deref_mut() {
-                    hook.after_population(At::full(t), p, &mut trace, params.get_mut());
+                    hook.after_population(At::full(t), p, trace, params.get_mut());
                 }
             }
         }
     }
-    trace
+    *done = range.end;
 }
 
 /// Rows of the window a streaming pass keeps: the current step and as many before it as the

@@ -93,6 +93,10 @@ pub enum TNode {
     /// The number of active steps of a sample, read at run time (so that `--set steps=N`
     /// reaches `rate(p)`).
     Steps,
+    /// The index of the window a loss is taken over (FPTT's update `p`, from 0), and how many
+    /// windows a sample has (`K`): 0 and 1 where a loss covers the whole sample.
+    Window,
+    Windows,
     /// A network parameter, read at run time.
     NetParam(u32),
     /// Sum of squared weights of a projection.
@@ -136,6 +140,8 @@ impl TExprs {
             TNode::Label => "label".to_string(),
             TNode::Sample => "sample".to_string(),
             TNode::Steps => "steps".to_string(),
+            TNode::Window => "window".to_string(),
+            TNode::Windows => "windows".to_string(),
             TNode::NetParam(index) => module.params[*index as usize].0.clone(),
             TNode::Readout(readout) => match readout {
                 Readout::Spikes(p) => format!("spikes({})", pop(*p)),

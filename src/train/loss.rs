@@ -96,7 +96,9 @@ pub fn evaluate<F: Real>(
             TNode::Label => Value::scalar(label as f64),
             TNode::Sample => Value { per_step: false, width: sample.len(), data: sample.iter().map(|x| f64::from(*x)).collect() },
             TNode::Readout(readout) => trace.readout(module, b, *readout, inputs.net)?,
-            TNode::Steps => Value::scalar(module.steps as f64),
+            TNode::Steps => Value::scalar(trace.active_steps(module) as f64),
+            TNode::Window => Value::scalar(trace.window().0 as f64),
+            TNode::Windows => Value::scalar(trace.window().1 as f64),
             TNode::NetParam(index) => Value::scalar(inputs.net[*index as usize]),
             TNode::WeightL2(proj) => Value::scalar(params.weights[proj.0 as usize].iter().map(|w| w.into_f64() * w.into_f64()).sum()),
             TNode::Unary(op, a) => {
@@ -141,8 +143,15 @@ fn needed(exprs: &TExprs, roots: &[TExprId]) -> Vec<bool> {
                 needed[b.0 as usize] = true;
             }
             TNode::Call(_, args) => args.iter().for_each(|a| needed[a.0 as usize] = true),
-            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::NetParam(_) | TNode::Readout(_) | TNode::WeightL2(_) => {
-            }
+            TNode::Const(_)
+            | TNode::Label
+            | TNode::Sample
+            | TNode::Steps
+            | TNode::Window
+            | TNode::Windows
+            | TNode::NetParam(_)
+            | TNode::Readout(_)
+            | TNode::WeightL2(_) => {}
         }
     }
     needed
@@ -151,7 +160,16 @@ fn needed(exprs: &TExprs, roots: &[TExprId]) -> Vec<bool> {
 /// What a forward pass kept that the train block's expressions read: a full [`Trace`], or a
 /// streaming pass's [`Summary`], which answers spike counts only.
 pub trait Kept {
+    /// The steps a per-step readout covers.
     fn steps(&self) -> usize;
+    /// The active steps `rate(p)` divides by: the sample's, or a window's.
+    fn active_steps(&self, module: &Module) -> usize {
+        module.steps
+    }
+    /// Which window of how many the readouts cover (`window`, `windows`): (0, 1) for a sample.
+    fn window(&self) -> (usize, usize) {
+        (0, 1)
+    }
     /// The value of `readout` for sample `b`.
     fn readout(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError>;
 }
@@ -162,7 +180,35 @@ impl<F: Real> Kept for Trace<F> {
     }
 
     fn readout(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError> {
-        readout_value(module, self, b, readout, net)
+        readout_value(module, self, b, readout, net, 0..self.steps)
+    }
+}
+
+/// A trace as a loss taken over one window of its steps reads it: per-step readouts cover the
+/// window's steps, `count` and `rate` its spikes, `window` and `windows` say which (FPTT).
+pub struct Windowed<'a, F> {
+    pub trace: &'a Trace<F>,
+    pub steps: std::ops::Range<usize>,
+    /// The window's index and how many there are.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl<F: Real> Kept for Windowed<'_, F> {
+    fn steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    fn active_steps(&self, _module: &Module) -> usize {
+        self.steps.len()
+    }
+
+    fn window(&self) -> (usize, usize) {
+        (self.index, self.count)
+    }
+
+    fn readout(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError> {
+        readout_value(module, self.trace, b, readout, net, self.steps.clone())
     }
 }
 
@@ -204,19 +250,25 @@ pub fn counts_suffice(exprs: &TExprs, roots: &[TExprId]) -> bool {
         .all(|((node, _), needed)| !needed || !matches!(node, TNode::Readout(r) if !matches!(r, Readout::Count(_))))
 }
 
-fn readout_value<F: Real>(module: &Module, trace: &Trace<F>, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError> {
-    let steps = trace.steps;
+fn readout_value<F: Real>(
+    module: &Module,
+    trace: &Trace<F>,
+    b: usize,
+    readout: Readout,
+    net: &[f64],
+    steps: std::ops::Range<usize>,
+) -> Result<Value, LossError> {
     Ok(match readout {
         Readout::Spikes(p) => {
             let n = module.population(p).size();
             let p = p.0 as usize;
-            Value { per_step: true, width: n, data: (0..steps).flat_map(|t| trace.sample_spikes::<f64>(t, p, b)).collect() }
+            Value { per_step: true, width: n, data: steps.flat_map(|t| trace.sample_spikes::<f64>(t, p, b)).collect() }
         }
         Readout::Count(p) => {
             let (n, p) = (module.population(p).size(), p.0 as usize);
             let r = trace.row(p);
             let mut data = vec![0.0; n];
-            for t in 0..steps {
+            for t in steps {
                 trace.spikes[p].for_each_set(t * r + b * n..t * r + (b + 1) * n, |i| data[i] += 1.0);
             }
             Value { per_step: false, width: n, data }
@@ -226,7 +278,7 @@ fn readout_value<F: Real>(module: &Module, trace: &Trace<F>, b: usize, readout: 
             Value {
                 per_step: true,
                 width: n,
-                data: (0..steps)
+                data: steps
                     .flat_map(|t| trace.state_after(t, p.0 as usize, v.0 as usize)[b * n..(b + 1) * n].iter().map(|x| x.into_f64()))
                     .collect(),
             }
@@ -234,8 +286,8 @@ fn readout_value<F: Real>(module: &Module, trace: &Trace<F>, b: usize, readout: 
         Readout::Observable(p, o) => {
             let pop = module.population(p);
             let (n, id) = (pop.size(), pop.observables[o as usize].1);
-            let mut data = Vec::with_capacity(steps * n);
-            for t in 0..steps {
+            let mut data = Vec::with_capacity(steps.len() * n);
+            for t in steps {
                 for i in 0..n {
                     let (vars, ports) = neuron_at(trace, p.0 as usize, t, b * n + i);
                     data.push(eval_at(&pop.exprs, id, &vars, &ports, t as f64 * module.dt, net, module.dt));
@@ -357,7 +409,26 @@ pub fn backward<F: Real>(
     b: usize,
     net: &[f64],
 ) -> Result<(), LossError> {
-    let steps = grads.steps;
+    backward_window(module, trace, exprs, values, root, scale, params, grads, b, net, 0..grads.steps)
+}
+
+/// [`backward`] of a loss taken over the steps `window` ([`Windowed`]): the readouts'
+/// adjoints go to those steps.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_window<F: Real>(
+    module: &Module,
+    trace: &Trace<F>,
+    exprs: &TExprs,
+    values: &[Value],
+    root: TExprId,
+    scale: f64,
+    params: &Params<F>,
+    grads: &mut ReadoutGrads<F>,
+    b: usize,
+    net: &[f64],
+    window: std::ops::Range<usize>,
+) -> Result<(), LossError> {
+    let (first, steps) = (window.start, window.len());
     sweep(exprs, values, root, scale, &mut |node, g, out| {
         match node {
             TNode::Readout(readout) => match readout {
@@ -368,7 +439,8 @@ pub fn backward<F: Real>(
                     let slot = grads.spikes_mut(p.0 as usize);
                     for t in 0..steps {
                         let from = if per_step { t * n } else { 0 };
-                        add_into(&mut slot[t * row + b * n..t * row + (b + 1) * n], &g[from..from + n]);
+                        let at = (first + t) * row + b * n;
+                        add_into(&mut slot[at..at + n], &g[from..from + n]);
                     }
                 }
                 Readout::State(p, v) => {
@@ -376,7 +448,8 @@ pub fn backward<F: Real>(
                     let row = grads.batch * n;
                     let slot = grads.states_mut(p.0 as usize, v.0 as usize);
                     for t in 0..steps {
-                        add_into(&mut slot[t * row + b * n..t * row + (b + 1) * n], &g[t * n..(t + 1) * n]);
+                        let at = (first + t) * row + b * n;
+                        add_into(&mut slot[at..at + n], &g[t * n..(t + 1) * n]);
                     }
                 }
                 Readout::Observable(p, o) => {
@@ -396,13 +469,14 @@ pub fn backward<F: Real>(
                             if g == 0.0 {
                                 continue;
                             }
-                            let (vars, ports) = neuron_at(trace, p.0 as usize, t, b * n + i);
+                            let at = first + t;
+                            let (vars, ports) = neuron_at(trace, p.0 as usize, at, b * n + i);
                             for (v, d) in derived.d_vars.iter().enumerate() {
                                 if derived.exprs.constant(*d) == Some(0.0) {
                                     continue;
                                 }
-                                let slope = eval_at(&derived.exprs, *d, &vars, &ports, t as f64 * module.dt, net, module.dt);
-                                grads.states_mut(p.0 as usize, v)[t * row + b * n + i] += F::of(g * slope);
+                                let slope = eval_at(&derived.exprs, *d, &vars, &ports, at as f64 * module.dt, net, module.dt);
+                                grads.states_mut(p.0 as usize, v)[at * row + b * n + i] += F::of(g * slope);
                             }
                         }
                     }
@@ -443,7 +517,7 @@ pub fn sweep(exprs: &TExprs, values: &[Value], root: TExprId, scale: f64, leaf: 
         let g = std::mem::take(&mut adj[index]);
         let out = &values[index];
         match &exprs.nodes[index].0 {
-            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::NetParam(_) => {}
+            TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::Window | TNode::Windows | TNode::NetParam(_) => {}
             node @ (TNode::Readout(_) | TNode::WeightL2(_)) => leaf(node, &g, out)?,
             TNode::Unary(op, a) => {
                 if *op == UnaryOp::Neg {

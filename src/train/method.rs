@@ -35,6 +35,8 @@ pub enum RunError {
     Plasticity(crate::exec::plasticity::PlasticityError),
     /// The network cannot run with exact spike times (EventProp).
     Exact(String),
+    /// The method cannot run what the train block asks for.
+    Unsupported(String),
     /// The observer could not keep what the run produced (a checkpoint write failed): the run
     /// stops rather than train on without saving.
     Output(String),
@@ -53,6 +55,7 @@ impl std::fmt::Display for RunError {
             RunError::Output(message) => write!(f, "{message}"),
             RunError::Plasticity(error) => write!(f, "{error}"),
             RunError::Exact(message) => write!(f, "{message}"),
+            RunError::Unsupported(message) => write!(f, "{message}"),
         }
     }
 }
@@ -179,6 +182,9 @@ pub trait LearningMethod<F: Real>: Send {
         lr: f64,
     ) -> Result<BatchOutcome, RunError>;
 
+    /// An epoch's training is over (FPTT sets its parameters to their running mean).
+    fn end_epoch(&mut self, _module: &crate::ir::Module, _params: &mut Params<F>) {}
+
     /// Evaluation as the method defines it, where it is not the generic pass (the test split
     /// forward, `predict` read per sample): STDP's labelling pass then vote. `n_label` training
     /// samples may be used to label, `n_test` test samples are scored. None: the generic pass.
@@ -201,6 +207,6 @@ pub fn method_for<F: Real>(method: &Method) -> Result<Box<dyn LearningMethod<F>>
         Method::Bptt { .. } => Ok(Box::new(crate::train::bptt::Bptt::default())),
         Method::Stdp => Ok(Box::new(crate::train::stdp::Stdp::default())),
         Method::EventProp => Ok(Box::new(crate::train::eventprop::EventProp::default())),
-        Method::Fptt { .. } => Err(RunError::MethodNotBuilt { method: method.name() }),
+        Method::Fptt { .. } => Ok(Box::new(crate::train::fptt::Fptt::default())),
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod bptt;
 pub mod eventprop;
+pub mod fptt;
 pub mod hooks;
 pub mod loss;
 pub mod method;

@@ -162,6 +162,7 @@ pub fn train_module<F: Real>(
                 let done = ((batch_index + 1) * train.batch.max(1)).min(n_train);
                 observer.batch(done, n_train, term_sums.iter().sum::<f64>() / done.max(1) as f64);
             }
+            method.end_epoch(module, &mut params);
             let train_seconds = started.elapsed().as_secs_f64();
             let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
             let ctx = Ctx { module, seed, net: &net_f };

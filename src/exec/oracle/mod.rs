@@ -11,6 +11,7 @@
 pub mod backward;
 pub mod tape;
 
+use crate::exec::engine::Stepping;
 use crate::exec::kernels::connectivity::project;
 use crate::exec::real::Real;
 use crate::exec::state::{At, Params, ParamsAccess, RandKey, SampleRef, StepHook, Trace, initial_values, input_rng, neuron_rng, rand_draw};
@@ -79,22 +80,46 @@ fn truth<F: Real>(condition: bool) -> F {
 /// when the parameters are given mutably, change them.
 pub fn run<F: Real>(
     module: &Module,
-    mut params: ParamsAccess<F>,
+    params: ParamsAccess<F>,
     samples: &[SampleRef],
     seed: u64,
     net: &[F],
-    mut hook: Option<&mut dyn StepHook<F>>,
+    hook: Option<&mut dyn StepHook<F>>,
 ) -> Trace<F> {
+    let mut stepping = begin(module, params.get(), samples, seed);
+    let steps = stepping.trace.steps;
+    advance(module, params, samples, seed, net, &mut stepping, steps, hook);
+    stepping.trace
+}
+
+/// A batch's forward pass at its initial states, no step run.
+pub fn begin<F: Real>(module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64) -> Stepping<F> {
     let batch = samples.len();
     let mut trace = Trace::new(module, batch);
     for (p, pop) in module.populations.iter().enumerate() {
         let r = trace.row(p);
-        for (v, values) in initial_values(pop, p, params.get(), batch, seed, samples).iter().enumerate() {
+        for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
             trace.states[p][v][..r].copy_from_slice(values);
         }
     }
-    let mut counters: Vec<Vec<u32>> = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
-    for step in 0..trace.steps {
+    let counters = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
+    Stepping { trace, done: 0, counters, hoisted: Vec::new() }
+}
+
+/// Runs `stepping` on to step `until`, step by step.
+#[allow(clippy::too_many_arguments)]
+pub fn advance<F: Real>(
+    module: &Module,
+    mut params: ParamsAccess<F>,
+    samples: &[SampleRef],
+    seed: u64,
+    net: &[F],
+    stepping: &mut Stepping<F>,
+    until: usize,
+    mut hook: Option<&mut dyn StepHook<F>>,
+) {
+    let Stepping { trace, done, counters, .. } = stepping;
+    for step in *done..until.min(trace.steps) {
         for (i, input) in module.inputs.iter().enumerate() {
             let values = encode(module, input, i, samples, step, seed, net);
             let r = values.len();
@@ -103,17 +128,17 @@ pub fn run<F: Real>(
         for (p, counters) in counters.iter_mut().enumerate() {
             let r = trace.row(p);
             trace.refractory[p][step * r..(step + 1) * r].copy_from_slice(counters);
-            let ports = deliver(module, params.get(), &trace, p, step);
+            let ports = deliver(module, params.get(), trace, p, step);
             for (port, values) in ports.iter().enumerate() {
                 trace.ports[p][port][step * r..(step + 1) * r].copy_from_slice(values);
             }
-            step_population(module, &mut trace, counters, p, step, seed, samples, net);
+            step_population(module, trace, counters, p, step, seed, samples, net);
             if let Some(hook) = hook.as_deref_mut() {
-                hook.after_population(At::full(step), p, &mut trace, params.get_mut());
+                hook.after_population(At::full(step), p, trace, params.get_mut());
             }
         }
     }
-    trace
+    *done = until.min(trace.steps);
 }
 
 /// Encoder `index`'s output for every sample of the batch in one step; silent during rest.

@@ -223,6 +223,8 @@ impl TrainLowerer<'_, '_, '_> {
                 }
                 "image" | "sample" => return self.push(TNode::Sample, self.features, false, Some(Unit::none())),
                 "steps" => return self.push(TNode::Steps, 1, false, Some(Unit::none())),
+                "window" => return self.push(TNode::Window, 1, false, Some(Unit::none())),
+                "windows" => return self.push(TNode::Windows, 1, false, Some(Unit::none())),
                 "dt" => return self.push(TNode::Const(self.module.dt), 1, false, Some(Unit::time_ms())),
                 _ => {}
             }
@@ -235,7 +237,9 @@ impl TrainLowerer<'_, '_, '_> {
             } else {
                 suggestion_help(
                     &first.name,
-                    ["label", "image", "sample", "steps", "dt"].into_iter().chain(self.module.params.iter().map(|(n, _)| n.as_str())),
+                    ["label", "image", "sample", "steps", "window", "windows", "dt"]
+                        .into_iter()
+                        .chain(self.module.params.iter().map(|(n, _)| n.as_str())),
                     "loss terms read `label`, `steps`, network parameters and readouts of populations".to_string(),
                 )
             };

@@ -1,0 +1,263 @@
+//! Forward Propagation Through Time (Kag & Saligrama 2021; seeds/000 after Yin, Corradi &
+//! Bohte 2023) through the learning-method seam. A sample's steps are cut into `K` windows
+//! (`updates`); the batch runs forward one window at a time ([`Engine::begin`],
+//! [`Engine::advance`]), and after each window:
+//!
+//! 1. the train block's loss terms are taken over that window ([`loss::Windowed`]: per-step
+//!    readouts cover its steps, `window` and `windows` say which), and the gradient `g_p` of
+//!    their batch mean comes from BPTT over the window only (the adjoint starts at zero after
+//!    its last step and stops at its first: the state at its start is detached);
+//! 2. the regulariser `alpha / 2 ||W - W̄ - g_{p-1} / (2 alpha)||²` adds
+//!    `alpha (W - W̄) - g_{p-1} / 2` to it, with `g_{p-1}` the previous window's gradient (the
+//!    previous batch's last one for the first window);
+//! 3. the phase's optimiser takes one step;
+//! 4. the running mean moves: `W̄ = (1 - beta) W̄ + beta W - (beta / alpha) g_p` (beta = 1/2
+//!    is Kag & Saligrama's `W̄ = (W̄ + W) / 2 - g_p / (2 alpha)`).
+//!
+//! After each epoch the parameters are set to their running mean, as the authors' code does.
+//! With `alpha = 0` there is no regulariser and the mean is the plain average
+//! `(1 - beta) W̄ + beta W`; with one window and `alpha = 0` a batch is a BPTT step.
+//! Every trainable weight and neuron parameter takes part; fixed ones never move.
+//! Shards of a batch run in parallel and their gradients are summed in shard order.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::exec::engine::{Shard, Stepping, Sweep};
+use crate::exec::real::Real;
+use crate::exec::state::{Grads, Params, ReadoutGrads, SampleRef};
+use crate::ir::Module;
+use crate::ir::VarKind;
+use crate::ir::train::Method;
+use crate::train::bptt::SHARD;
+use crate::train::hooks;
+use crate::train::loss::{self, SampleInputs, Windowed};
+use crate::train::method::{BatchOutcome, Example, LearningMethod, MethodState, NonFinite, RunError, Session};
+use crate::train::optim::Optimizer;
+
+/// FPTT with the phase's optimiser.
+#[derive(Default)]
+pub struct Fptt<F> {
+    optimizer: Option<Optimizer<F>>,
+    /// The running mean `W̄` of every parameter.
+    mean: Option<Params<F>>,
+    /// The last window's loss gradient `g_{p-1}`.
+    previous: Option<Grads<F>>,
+}
+
+/// The steps of window `p` of `k` over `steps` steps: as equal as integers allow.
+pub fn window(p: usize, k: usize, steps: usize) -> Range<usize> {
+    p * steps / k..(p + 1) * steps / k
+}
+
+/// Calls `f(value, mean, gradient, previous)` for every trainable value, element by element.
+fn each_trainable<F: Real>(
+    module: &Module,
+    params: &mut Params<F>,
+    mean: &mut Params<F>,
+    grads: &mut Grads<F>,
+    previous: &Grads<F>,
+    f: &mut dyn FnMut(&mut F, &mut F, &mut F, F),
+) {
+    for (index, proj) in module.projections.iter().enumerate() {
+        if !proj.trainable {
+            continue;
+        }
+        for (((w, m), g), q) in
+            params.weights[index].iter_mut().zip(&mut mean.weights[index]).zip(&mut grads.weights[index]).zip(&previous.weights[index])
+        {
+            f(w, m, g, *q);
+        }
+    }
+    for (p, pop) in module.populations.iter().enumerate() {
+        for (v, var) in pop.vars.iter().enumerate() {
+            if !matches!(var.kind, VarKind::Param { trainable: true, .. }) {
+                continue;
+            }
+            let values = params.neuron_params[p][v].iter_mut().zip(&mut mean.neuron_params[p][v]);
+            for ((w, m), (g, q)) in values.zip(grads.neuron_params[p][v].iter_mut().zip(&previous.neuron_params[p][v])) {
+                f(w, m, g, *q);
+            }
+        }
+    }
+}
+
+/// What one shard gives for one window.
+struct WindowResult<F> {
+    terms: Vec<f64>,
+    grads: Grads<F>,
+}
+
+impl<F: Real> Fptt<F> {
+    /// Loss terms and gradient of window `steps` (number `p` of `k`) for one shard whose
+    /// forward pass has run through the window.
+    #[allow(clippy::too_many_arguments)]
+    fn window_gradients(
+        session: &Session<F>,
+        params: &Params<F>,
+        net: &[f64],
+        stepping: &Stepping<F>,
+        examples: &[Example],
+        samples: &[SampleRef],
+        steps: Range<usize>,
+        p: usize,
+        k: usize,
+    ) -> Result<WindowResult<F>, RunError> {
+        let (module, train, phase) = (session.module, session.train, session.phase);
+        let trace = &stepping.trace;
+        let mut readout = ReadoutGrads::zeros(module, trace.steps, examples.len());
+        let roots: Vec<_> = phase.losses.iter().map(|t| t.value).collect();
+        let mut terms = vec![0.0; roots.len()];
+        let view = Windowed { trace, steps: steps.clone(), index: p, count: k };
+        for (b, example) in examples.iter().enumerate() {
+            let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
+            let values = loss::evaluate(module, &train.exprs, &view, b, params, inputs, &roots)?;
+            for (slot, (term, root)) in terms.iter_mut().zip(phase.losses.iter().zip(&roots)) {
+                let value = values[root.0 as usize].data[0];
+                if !value.is_finite() {
+                    return Err(RunError::NonFinite {
+                        what: NonFinite::Loss { term: term.name.clone(), sample: example.sample.id },
+                        epoch: 0,
+                        batch: 0,
+                    });
+                }
+                *slot += value;
+                loss::backward_window(module, trace, &train.exprs, &values, *root, 1.0, params, &mut readout, b, net, steps.clone())?;
+            }
+        }
+        let mut grads = params.zeros_like();
+        for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
+            for (x, y) in g.iter_mut().zip(r) {
+                *x += *y;
+            }
+        }
+        let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
+        let shard = Shard { samples, hoisted: None };
+        session.engine.backward(&session.ctx(&net_f), params, Sweep { shard, trace, window: steps }, &mut readout, &mut grads)?;
+        Ok(WindowResult { terms, grads })
+    }
+}
+
+impl<F: Real> LearningMethod<F> for Fptt<F> {
+    fn name(&self) -> &'static str {
+        "fptt"
+    }
+
+    fn begin_phase(&mut self, params: &Params<F>) {
+        self.optimizer = Some(Optimizer::new(params));
+        self.mean = Some(params.clone());
+        self.previous = None;
+    }
+
+    fn state(&self) -> MethodState<F> {
+        let mut state = Optimizer::saved(self.optimizer.as_ref());
+        if let Some(mean) = &self.mean {
+            state.tensors.push(("fptt_mean".to_string(), mean.clone()));
+        }
+        if let Some(previous) = &self.previous {
+            state.tensors.push(("fptt_previous".to_string(), previous.clone()));
+        }
+        state
+    }
+
+    fn restore(&mut self, mut state: MethodState<F>) {
+        let mut take = |name: &str| state.tensors.iter().position(|(n, _)| n == name).map(|i| state.tensors.remove(i).1);
+        let (mean, previous) = (take("fptt_mean"), take("fptt_previous"));
+        if mean.is_some() {
+            self.mean = mean;
+        }
+        self.previous = previous;
+        if let Some(optimizer) = Optimizer::from_saved(state) {
+            self.optimizer = Some(optimizer);
+        }
+    }
+
+    fn train_batch(
+        &mut self,
+        session: &Session<F>,
+        params: &mut Params<F>,
+        net: &mut [f64],
+        batch: &[Example],
+        lr: f64,
+    ) -> Result<BatchOutcome, RunError> {
+        let (module, train) = (session.module, session.train);
+        let Method::Fptt { updates, alpha, beta, .. } = train.method else {
+            unreachable!("the fptt method runs fptt train blocks");
+        };
+        if hooks::needs_sequential(train) {
+            return Err(RunError::Unsupported("`retry` and `+=` actions in `every sample` are not run by `fptt` yet".to_string()));
+        }
+        hooks::apply_actions(module, &train.before_sample, params, net);
+        let k = updates.clamp(1, module.steps.max(1));
+        let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
+        let ctx = session.ctx(&net_f);
+        let samples: Vec<SampleRef> = batch.iter().map(|e| e.sample).collect();
+        let shards: Vec<(&[Example], &[SampleRef])> = batch.chunks(SHARD).zip(samples.chunks(SHARD)).collect();
+        let mut steppings: Vec<Stepping<F>> = shards.par_iter().map(|(_, s)| session.engine.begin(&ctx, params, s)).collect();
+        let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
+        let mean = self.mean.get_or_insert_with(|| params.clone());
+        let optimizer = self.optimizer.get_or_insert_with(|| Optimizer::new(params));
+        let scale = F::of(1.0 / batch.len().max(1) as f64);
+        for p in 0..k {
+            let steps = window(p, k, module.steps);
+            let shared: &Params<F> = params;
+            let results: Vec<Result<WindowResult<F>, RunError>> = steppings
+                .par_iter_mut()
+                .zip(&shards)
+                .map(|(stepping, (examples, samples))| {
+                    session.engine.advance(&ctx, shared, samples, stepping, steps.end);
+                    Self::window_gradients(session, shared, net, stepping, examples, samples, steps.clone(), p, k)
+                })
+                .collect();
+            let mut total = params.zeros_like();
+            for result in results {
+                let result = result?;
+                total.add(&result.grads);
+                for (sum, term) in outcome.terms.iter_mut().zip(&result.terms) {
+                    *sum += term;
+                }
+            }
+            total.scale(scale);
+            if total.has_non_finite() {
+                return Err(RunError::NonFinite { what: NonFinite::Gradient, epoch: 0, batch: 0 });
+            }
+            // The regulariser's gradient, added to the window's own (kept for the next).
+            let mut own = total.clone();
+            let previous = self.previous.take().unwrap_or_else(|| params.zeros_like());
+            if alpha > 0.0 {
+                let (a, half) = (F::of(alpha), F::of(0.5));
+                each_trainable(module, params, mean, &mut total, &previous, &mut |w, m, g, q| *g += a * (*w - *m) - half * q);
+            }
+            optimizer.update(module, params, &total, &session.phase.optimizer, lr, train.clip_grad_norm);
+            // The running mean, from the window's own gradient.
+            let (b, keep) = (F::of(beta), F::of(1.0 - beta));
+            let pull = if alpha > 0.0 { F::of(beta / alpha) } else { F::zero() };
+            each_trainable(module, params, mean, &mut own, &previous, &mut |w, m, g, _| *m = keep * *m + b * *w - pull * *g);
+            self.previous = Some(own);
+        }
+        // The prediction, from the whole sample.
+        if let Some(root) = train.predict {
+            for (stepping, (examples, _)) in steppings.iter().zip(&shards) {
+                for (b, example) in examples.iter().enumerate() {
+                    let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
+                    let values = loss::evaluate(module, &train.exprs, &stepping.trace, b, params, inputs, &[root])?;
+                    outcome.correct += usize::from(values[root.0 as usize].data[0] as usize == example.label);
+                }
+            }
+        }
+        for stepping in steppings.drain(..) {
+            stepping.trace.recycle();
+        }
+        Ok(outcome)
+    }
+
+    fn end_epoch(&mut self, module: &Module, params: &mut Params<F>) {
+        // The authors' reset: every trainable value to its running mean.
+        if let Some(mean) = self.mean.as_mut() {
+            let zeros = params.zeros_like();
+            let mut unused = params.zeros_like();
+            each_trainable(module, params, mean, &mut unused, &zeros, &mut |w, m, _, _| *w = *m);
+        }
+    }
+}

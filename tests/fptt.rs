@@ -1,0 +1,177 @@
+//! FPTT (`method = fptt`): one window of one update with no regulariser is a BPTT step; with
+//! two windows, the update follows Kag & Saligrama's equations from each window's gradient
+//! (checked against finite differences of the window's loss, its start state held); and the
+//! window index reaches the loss.
+
+mod common;
+
+use snnc::exec::engine::EngineKind;
+use snnc::exec::state::{Params, SampleRef, init_params};
+use snnc::train::loss::{self, SampleInputs, Windowed};
+use snnc::train::method::{Example, Session, method_for};
+
+/// A small network whose loss reads a leaky readout: with no spike in the gradient's path,
+/// BPTT's gradient is the loss's exact derivative, which finite differences can check.
+fn model(method: &str, steps: usize, hidden: bool) -> String {
+    let layers = if hidden {
+        "    population h[4] = Leaky(beta = 0.9, threshold = 1.0)\n    population out[3] = LI(beta = 0.8)\n    \
+         connect x -> h.i : dense(init = uniform(0, 0.6))\n    connect h -> out.i : dense(init = uniform(-0.5, 0.5))\n    \
+         connect x -> out.i : dense(init = uniform(-0.5, 0.5))\n"
+    } else {
+        "    population out[3] = LI(beta = 0.8)\n    connect x -> out.i : dense(init = uniform(-0.5, 0.5))\n"
+    };
+    format!(
+        "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {{\n    steps = {steps}\n    \
+         input x[5] = repeat(sample)\n{layers}}}\n\
+         train {{\n    data = yin_yang()\n    method = {method}\n    \
+         loss nll = (window + 1) / windows * nll(log_softmax(last_t(out.v)), label)\n    loss level = 0.1 * mean(mean_t(out.v))\n    \
+         predict = argmax(last_t(out.v))\n    optimizer = sgd(lr = 0.1)\n    batch = 3\n}}\n"
+    )
+}
+
+const FEATURES: [[f32; 5]; 3] = [[0.3, 0.8, 0.7, 0.2, 1.0], [0.9, 0.1, 0.1, 0.9, 1.0], [0.5, 0.45, 0.5, 0.55, 1.0]];
+const LABELS: [usize; 3] = [0, 2, 1];
+
+fn batch() -> Vec<Example<'static>> {
+    FEATURES
+        .iter()
+        .zip(LABELS)
+        .enumerate()
+        .map(|(i, (f, l))| Example { sample: SampleRef { id: i as u64, features: f }, label: l })
+        .collect()
+}
+
+/// Trains one batch with `text`'s method and returns the parameters after it.
+fn one_batch(text: &str, params: &Params<f64>) -> Params<f64> {
+    one_batch_on(EngineKind::Jit, text, params)
+}
+
+fn one_batch_on(kind: EngineKind, text: &str, params: &Params<f64>) -> Params<f64> {
+    one_batch_then(kind, text, params, false)
+}
+
+/// [`one_batch_on`], and when `end` the epoch's end after it (FPTT's reset to the mean).
+fn one_batch_then(kind: EngineKind, text: &str, params: &Params<f64>, end: bool) -> Params<f64> {
+    let module = common::valid(common::module(text));
+    let train = module.train.as_ref().expect("train block");
+    let engine = common::build::<f64>(kind, &module);
+    let session = Session { module: &module, train, phase: &train.phases[0], engine: engine.as_ref(), seed: 1, recording: false };
+    let mut method = method_for::<f64>(&train.method).expect("the method is built");
+    let mut params = params.clone();
+    method.begin_phase(&params);
+    let mut net = module.net_values();
+    method.train_batch(&session, &mut params, &mut net, &batch(), 0.1).expect("trains");
+    if end {
+        method.end_epoch(&module, &mut params);
+    }
+    params
+}
+
+#[test]
+fn one_window_without_regulariser_is_a_bptt_step() {
+    for hidden in [false, true] {
+        let fptt = model("fptt(surrogate = fast_sigmoid(), updates = 1, alpha = 0, beta = 0.5)", 8, hidden);
+        let bptt = model("bptt(surrogate = fast_sigmoid())", 8, hidden);
+        let params = init_params::<f64>(&common::valid(common::module(&fptt)), 3);
+        let (a, b) = (one_batch(&fptt, &params), one_batch(&bptt, &params));
+        let moved = common::assert_weights_close("fptt against bptt", &a, &b, 1e-12);
+        assert!(moved > 0);
+        assert_ne!(a.weights, params.weights, "the step changed the weights");
+    }
+}
+
+/// The loss of window `p` (of `k`) of every example, summed, when windows before `p` run with
+/// `before` and window `p` with `params`: what FPTT differentiates, its start state held.
+fn window_loss(module: &snnc::ir::validate::Valid, before: &Params<f64>, params: &Params<f64>, p: usize, k: usize) -> f64 {
+    let train = module.train.as_ref().expect("train block");
+    let engine = common::build::<f64>(EngineKind::Jit, module);
+    let net_f: Vec<f64> = module.net_values();
+    let ctx = snnc::exec::engine::Ctx { module, seed: 1, net: &net_f };
+    let samples: Vec<SampleRef> = batch().iter().map(|e| e.sample).collect();
+    let steps = snnc::train::fptt::window(p, k, module.steps);
+    let mut stepping = engine.begin(&ctx, before, &samples);
+    engine.advance(&ctx, before, &samples, &mut stepping, steps.start);
+    engine.advance(&ctx, params, &samples, &mut stepping, steps.end);
+    let view = Windowed { trace: &stepping.trace, steps, index: p, count: k };
+    let roots: Vec<_> = train.phases[0].losses.iter().map(|t| t.value).collect();
+    let mut total = 0.0;
+    for (b, example) in batch().iter().enumerate() {
+        let inputs = SampleInputs { label: example.label, features: example.sample.features, net: &net_f };
+        let values = loss::evaluate(module, &train.exprs, &view, b, params, inputs, &roots).expect("evaluates");
+        total += roots.iter().map(|r| values[r.0 as usize].data[0]).sum::<f64>();
+    }
+    total / batch().len() as f64
+}
+
+/// The gradient of [`window_loss`] with respect to every weight, by central differences.
+fn window_gradient(module: &snnc::ir::validate::Valid, before: &Params<f64>, at: &Params<f64>, p: usize, k: usize) -> Params<f64> {
+    let mut grads = at.zeros_like();
+    for (index, w) in at.weights.iter().enumerate() {
+        for j in 0..w.len() {
+            let h = 1e-6;
+            let moved = |d: f64| {
+                let mut q = at.clone();
+                q.weights[index][j] += d;
+                // A weight moved in window p is the same weight in the windows before only when
+                // they ran with it: here they ran with `before`, held.
+                window_loss(module, before, &q, p, k)
+            };
+            grads.weights[index][j] = (moved(h) - moved(-h)) / (2.0 * h);
+        }
+    }
+    grads
+}
+
+#[test]
+fn two_windows_follow_kag_and_saligrama_from_each_window_s_gradient() {
+    let (alpha, beta, lr) = (0.2, 0.5, 0.1);
+    let text = model(&format!("fptt(surrogate = fast_sigmoid(), updates = 2, alpha = {alpha}, beta = {beta})"), 10, false);
+    let module = common::valid(common::module(&text));
+    let w0 = init_params::<f64>(&module, 5);
+    // Window 1 (steps 0-4) at W0: no previous gradient, W̄ = W0, so a plain step.
+    let g1 = window_gradient(&module, &w0, &w0, 0, 2);
+    let step = |w: &Params<f64>, g: &Params<f64>| {
+        let mut out = w.clone();
+        for (o, gi) in out.weights.iter_mut().zip(&g.weights) {
+            for (x, y) in o.iter_mut().zip(gi) {
+                *x -= lr * y;
+            }
+        }
+        out
+    };
+    let w1 = step(&w0, &g1);
+    // W̄1 = (1 - beta) W0 + beta W1 - (beta / alpha) g1.
+    let mut mean = w0.clone();
+    for ((m, (a, b)), g) in mean.weights.iter_mut().zip(w0.weights.iter().zip(&w1.weights)).zip(&g1.weights) {
+        for (k, x) in m.iter_mut().enumerate() {
+            *x = (1.0 - beta) * a[k] + beta * b[k] - beta / alpha * g[k];
+        }
+    }
+    // Window 2 (steps 5-9) at W1, its start state from window 1 run at W0.
+    let g2 = window_gradient(&module, &w0, &w1, 1, 2);
+    let mut total = g2.clone();
+    for (((t, w), m), q) in total.weights.iter_mut().zip(&w1.weights).zip(&mean.weights).zip(&g1.weights) {
+        for (k, x) in t.iter_mut().enumerate() {
+            *x += alpha * (w[k] - m[k]) - 0.5 * q[k];
+        }
+    }
+    let expected = step(&w1, &total);
+    let actual = one_batch(&text, &w0);
+    let moved = common::assert_weights_close("FPTT after two windows", &expected, &actual, 1e-6);
+    // The reference interpreter runs the windows the same way.
+    common::assert_weights_close("FPTT on the oracle", &actual, &one_batch_on(EngineKind::Oracle, &text, &w0), 1e-12);
+    assert_eq!(moved, expected.weights.iter().map(Vec::len).sum::<usize>());
+    // At the epoch's end the weights become the running mean:
+    // W̄2 = (1 - beta) W̄1 + beta W2 - (beta / alpha) g2.
+    let mut mean2 = mean.clone();
+    for ((m, w), g) in mean2.weights.iter_mut().zip(&expected.weights).zip(&g2.weights) {
+        for (k, x) in m.iter_mut().enumerate() {
+            *x = (1.0 - beta) * *x + beta * w[k] - beta / alpha * g[k];
+        }
+    }
+    let reset = one_batch_then(EngineKind::Jit, &text, &w0, true);
+    common::assert_weights_close("FPTT's weights after the epoch", &mean2, &reset, 1e-6);
+    // Not the same as one BPTT step over the whole sample.
+    let whole = one_batch(&model("bptt(surrogate = fast_sigmoid())", 10, false), &w0);
+    assert!(whole.weights[0].iter().zip(&actual.weights[0]).any(|(a, b)| (a - b).abs() > 1e-4));
+}
