@@ -73,17 +73,7 @@ pub struct Shard<'a, F> {
     pub hoisted: Option<HoistedRows<'a, F>>,
 }
 
-/// A batch's forward pass run a window of steps at a time ([`Engine::begin`],
-/// [`Engine::advance`]): the trace so far and where it stopped.
-pub struct Stepping<F> {
-    pub trace: Trace<F>,
-    /// Steps run so far.
-    pub done: usize,
-    /// Each population's refractory counters after the last step run.
-    pub counters: Vec<Vec<u32>>,
-    /// Per projection, its time-constant input projected once (only `forward` fills it).
-    pub hoisted: Vec<Option<Vec<F>>>,
-}
+pub use crate::exec::state::Stepping;
 
 /// What a backward pass sweeps: a shard's trace, over a window of its steps.
 pub struct Sweep<'a, F> {

@@ -11,7 +11,6 @@
 use std::ops::Range;
 
 use crate::data::uniform_prefix;
-use crate::exec::engine::Stepping;
 use crate::exec::jit::Compiled;
 use crate::exec::kernels::connectivity::{project, project_backward};
 use crate::exec::kernels::events::{self, Rows, give_back};
@@ -19,7 +18,7 @@ use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gem
 use crate::exec::pool::{overwritten, spare, zeroed};
 use crate::exec::real::Real;
 use crate::exec::state::{
-    At, Grads, Hoisted, HoistedRows, Params, ParamsAccess, ReadoutGrads, SampleRef, StepHook, Summary, Trace, initial_values,
+    At, Grads, Hoisted, HoistedRows, Params, ParamsAccess, ReadoutGrads, SampleRef, StepHook, Stepping, Summary, Trace, initial_values,
 };
 use crate::ir::{self, Connectivity, Module, PopId, Source};
 

@@ -363,6 +363,18 @@ impl<F: Real> Summary<F> {
     }
 }
 
+/// A batch's forward pass run a window of steps at a time (`Engine::begin`,
+/// `Engine::advance`): the trace so far and where it stopped.
+pub struct Stepping<F> {
+    pub trace: Trace<F>,
+    /// Steps run so far.
+    pub done: usize,
+    /// Each population's refractory counters after the last step run.
+    pub counters: Vec<Vec<u32>>,
+    /// Per projection, its time-constant input projected once (only `forward` fills it).
+    pub hoisted: Vec<Option<Vec<F>>>,
+}
+
 /// One sample's identity for the random streams: its index in the data set.
 #[derive(Clone, Copy, Debug)]
 pub struct SampleRef<'a> {

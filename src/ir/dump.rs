@@ -60,10 +60,13 @@ impl fmt::Display for Module {
                         };
                         let _ = writeln!(out, "    state {} = {init}{flags}", var.name);
                     }
-                    VarKind::Param { value, trainable, per_neuron } => {
+                    VarKind::Param { value, trainable, per_neuron, scale } => {
                         let mut flags = String::new();
                         if *trainable {
                             flags.push_str(" trainable");
+                            if *scale != 1.0 {
+                                let _ = write!(flags, " (stepped in units of {scale})");
+                            }
                         }
                         if *per_neuron {
                             flags.push_str(" per_neuron");

@@ -440,15 +440,15 @@ pub enum VarKind {
     /// A state: restarts at `init` for every sample unless `persistent` (then it is carried
     /// from one sample to the next, its values kept with the parameters); held at its value
     /// during evaluation when `frozen_in_eval`.
-    State {
-        init: Init,
-        persistent: bool,
-        frozen_in_eval: bool,
-    },
+    State { init: Init, persistent: bool, frozen_in_eval: bool },
     Param {
         value: Init,
         trainable: bool,
         per_neuron: bool,
+        /// The SI value of one of the declared unit (1e-3 for `ms`): a trainable parameter is
+        /// optimised in that unit, so that a learning rate means the same for `tau: ms = 15 ms`
+        /// as for a dimensionless 15.
+        scale: f64,
     },
 }
 

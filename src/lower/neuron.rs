@@ -219,7 +219,8 @@ pub fn lower_neuron(
         let binding = match (&value, trainable || per_neuron) {
             (Init::Const(constant), false) => Binding::Const(*constant),
             _ => {
-                pop.vars.push(Var { name: qualified.clone(), kind: VarKind::Param { value, trainable, per_neuron } });
+                let scale = unit.factor();
+                pop.vars.push(Var { name: qualified.clone(), kind: VarKind::Param { value, trainable, per_neuron, scale } });
                 Binding::Var(VarId(pop.vars.len() as u32 - 1))
             }
         };

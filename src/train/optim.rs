@@ -113,13 +113,20 @@ impl<F: Real> Optimizer<F> {
         }
         for (p, pop) in module.populations.iter().enumerate() {
             for (v, var) in pop.vars.iter().enumerate() {
-                if matches!(var.kind, VarKind::Param { trainable: true, .. }) {
-                    rule.apply(
-                        &mut params.neuron_params[p][v],
-                        &grads.neuron_params[p][v],
-                        &mut self.m.neuron_params[p][v],
-                        &mut self.v.neuron_params[p][v],
-                    );
+                let VarKind::Param { trainable: true, scale: unit, .. } = var.kind else { continue };
+                let (values, grads) = (&mut params.neuron_params[p][v], &grads.neuron_params[p][v]);
+                let (m, v) = (&mut self.m.neuron_params[p][v], &mut self.v.neuron_params[p][v]);
+                if unit == 1.0 || unit <= 0.0 || !unit.is_finite() {
+                    rule.apply(values, grads, m, v);
+                    continue;
+                }
+                // Optimised in the declared unit: the value over the unit, the gradient times it.
+                let u = of(unit);
+                let mut in_unit: Vec<F> = values.iter().map(|x| *x / u).collect();
+                let scaled: Vec<F> = grads.iter().map(|g| *g * u).collect();
+                rule.apply(&mut in_unit, &scaled, m, v);
+                for (x, y) in values.iter_mut().zip(in_unit) {
+                    *x = y * u;
                 }
             }
         }

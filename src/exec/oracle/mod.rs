@@ -11,10 +11,11 @@
 pub mod backward;
 pub mod tape;
 
-use crate::exec::engine::Stepping;
 use crate::exec::kernels::connectivity::project;
 use crate::exec::real::Real;
-use crate::exec::state::{At, Params, ParamsAccess, RandKey, SampleRef, StepHook, Trace, initial_values, input_rng, neuron_rng, rand_draw};
+use crate::exec::state::{
+    At, Params, ParamsAccess, RandKey, SampleRef, StepHook, Stepping, Trace, initial_values, input_rng, neuron_rng, rand_draw,
+};
 use crate::ir::{self, BinaryOp, EncoderKind, ExprId, Exprs, Global, Module, Node, PopId, Source, UnaryOp, VarId, eval_func};
 
 /// Per-neuron context while evaluating expressions.

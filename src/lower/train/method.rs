@@ -110,12 +110,42 @@ pub(super) fn lower_method(
     }
     let method = match name.name.as_str() {
         "bptt" => Method::Bptt { surrogate: surrogate(sink)? },
-        "fptt" => Method::Fptt {
-            surrogate: surrogate(sink)?,
-            updates: number("updates", 10.0) as usize,
-            alpha: number("alpha", 0.2),
-            beta: number("beta", 0.5),
-        },
+        "fptt" => {
+            // FPTT's settings: a whole number of updates per sample, a regulariser weight that
+            // is not negative, a running-mean rate in (0, 1].
+            let checks: [FpttSetting; 3] = [
+                (
+                    "updates",
+                    10.0,
+                    |v| v >= 1.0 && v.fract() == 0.0,
+                    "`updates` is how many windows a sample is cut into: a whole number, at least 1",
+                ),
+                ("alpha", 0.2, |v| v >= 0.0 && v.is_finite(), "`alpha` weighs the regulariser: 0 (none) or more"),
+                ("beta", 0.5, |v| v > 0.0 && v <= 1.0, "`beta` is the running mean's rate: above 0 and at most 1 (the authors use 0.5)"),
+            ];
+            for (key, _, valid, help) in checks {
+                if let Some(arg) = named.get(key)
+                    && let Some((value, _)) = const_number(arg)
+                    && !valid(value)
+                {
+                    sink.push(
+                        Diagnostic::error(
+                            "snn::method::fptt_setting",
+                            format!("`{key} = {value}` is not a valid FPTT setting"),
+                            arg.span,
+                            "out of range",
+                        )
+                        .with_help(help),
+                    );
+                }
+            }
+            Method::Fptt {
+                surrogate: surrogate(sink)?,
+                updates: number("updates", checks[0].1).max(1.0) as usize,
+                alpha: number("alpha", checks[1].1),
+                beta: number("beta", checks[2].1),
+            }
+        }
         "eventprop" => {
             check_eventprop(module, name.span, sink);
             Method::EventProp
@@ -238,6 +268,9 @@ fn check_no_persistent_state(
 /// EventProp needs linear, exactly integrable dynamics with additive input jumps (seeds/002),
 /// and its exact-time runtime a feed-forward network of dense connections without delays fed
 /// by spike times.
+/// An FPTT setting: its name, default, valid values and what to say when it is not.
+type FpttSetting = (&'static str, f64, fn(f64) -> bool, &'static str);
+
 pub(super) fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
     for input in &module.inputs {
         if input.kind != crate::ir::EncoderKind::SpikeAt {
