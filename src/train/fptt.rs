@@ -7,15 +7,17 @@
 //!    readouts cover its steps, `window` and `windows` say which), and the gradient `g_p` of
 //!    their batch mean comes from BPTT over the window only (the adjoint starts at zero after
 //!    its last step and stops at its first: the state at its start is detached);
-//! 2. the regulariser `alpha / 2 ||W - W̄ - g_{p-1} / (2 alpha)||²` adds
-//!    `alpha (W - W̄) - g_{p-1} / 2` to it, with `g_{p-1}` the previous window's gradient (the
-//!    previous batch's last one for the first window);
+//! 2. the regulariser, in the form of the authors' code (the FPTT implementation seeds/000
+//!    builds on, Yin, Corradi & Bohte 2023): `(beta - 1) W·λ + alpha / 2 ||W - W̄||²`, which adds
+//!    `(beta - 1) λ + alpha (W - W̄)` to the gradient, `λ` standing for Kag & Saligrama's
+//!    `g_prev / 2` term as a running sum (its scale is the parameters' steps, not the raw
+//!    gradient's, which an Adam-type optimiser does not follow);
 //! 3. the phase's optimiser takes one step;
-//! 4. the running mean moves: `W̄ = (1 - beta) W̄ + beta W - (beta / alpha) g_p` (beta = 1/2
-//!    is Kag & Saligrama's `W̄ = (W̄ + W) / 2 - g_p / (2 alpha)`).
+//! 4. `λ = λ - alpha (W - W̄)`, then the running mean `W̄ = (1 - beta) W̄ + beta W -
+//!    (beta / alpha) λ`.
 //!
 //! After each epoch the parameters are set to their running mean, as the authors' code does.
-//! With `alpha = 0` there is no regulariser and the mean is the plain average
+//! With `alpha = 0` there is no regulariser (`λ` stays 0) and the mean is the plain average
 //! `(1 - beta) W̄ + beta W`; with one window and `alpha = 0` a batch is a BPTT step.
 //! Every trainable weight and neuron parameter takes part; fixed ones never move.
 //! Shards of a batch run in parallel and their gradients are summed in shard order.
@@ -42,8 +44,8 @@ pub struct Fptt<F> {
     optimizer: Option<Optimizer<F>>,
     /// The running mean `W̄` of every parameter.
     mean: Option<Params<F>>,
-    /// The last window's loss gradient `g_{p-1}`.
-    previous: Option<Grads<F>>,
+    /// The running correction `λ`.
+    correction: Option<Params<F>>,
 }
 
 /// The steps of window `p` of `k` over `steps` steps: as equal as integers allow.
@@ -51,23 +53,22 @@ pub fn window(p: usize, k: usize, steps: usize) -> Range<usize> {
     p * steps / k..(p + 1) * steps / k
 }
 
-/// Calls `f(value, mean, gradient, previous)` for every trainable value, element by element.
+/// Calls `f(value, mean, gradient, correction)` for every trainable value, element by element.
 fn each_trainable<F: Real>(
     module: &Module,
     params: &mut Params<F>,
     mean: &mut Params<F>,
     grads: &mut Grads<F>,
-    previous: &Grads<F>,
-    f: &mut dyn FnMut(&mut F, &mut F, &mut F, F),
+    correction: &mut Params<F>,
+    f: &mut dyn FnMut(&mut F, &mut F, &mut F, &mut F),
 ) {
     for (index, proj) in module.projections.iter().enumerate() {
         if !proj.trainable {
             continue;
         }
-        for (((w, m), g), q) in
-            params.weights[index].iter_mut().zip(&mut mean.weights[index]).zip(&mut grads.weights[index]).zip(&previous.weights[index])
-        {
-            f(w, m, g, *q);
+        let values = params.weights[index].iter_mut().zip(&mut mean.weights[index]);
+        for ((w, m), (g, q)) in values.zip(grads.weights[index].iter_mut().zip(&mut correction.weights[index])) {
+            f(w, m, g, q);
         }
     }
     for (p, pop) in module.populations.iter().enumerate() {
@@ -76,8 +77,8 @@ fn each_trainable<F: Real>(
                 continue;
             }
             let values = params.neuron_params[p][v].iter_mut().zip(&mut mean.neuron_params[p][v]);
-            for ((w, m), (g, q)) in values.zip(grads.neuron_params[p][v].iter_mut().zip(&previous.neuron_params[p][v])) {
-                f(w, m, g, *q);
+            for ((w, m), (g, q)) in values.zip(grads.neuron_params[p][v].iter_mut().zip(&mut correction.neuron_params[p][v])) {
+                f(w, m, g, q);
             }
         }
     }
@@ -147,7 +148,7 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
     fn begin_phase(&mut self, params: &Params<F>) {
         self.optimizer = Some(Optimizer::new(params));
         self.mean = Some(params.clone());
-        self.previous = None;
+        self.correction = Some(params.zeros_like());
     }
 
     fn state(&self) -> MethodState<F> {
@@ -155,19 +156,21 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         if let Some(mean) = &self.mean {
             state.tensors.push(("fptt_mean".to_string(), mean.clone()));
         }
-        if let Some(previous) = &self.previous {
-            state.tensors.push(("fptt_previous".to_string(), previous.clone()));
+        if let Some(correction) = &self.correction {
+            state.tensors.push(("fptt_correction".to_string(), correction.clone()));
         }
         state
     }
 
     fn restore(&mut self, mut state: MethodState<F>) {
         let mut take = |name: &str| state.tensors.iter().position(|(n, _)| n == name).map(|i| state.tensors.remove(i).1);
-        let (mean, previous) = (take("fptt_mean"), take("fptt_previous"));
+        let (mean, correction) = (take("fptt_mean"), take("fptt_correction"));
         if mean.is_some() {
             self.mean = mean;
         }
-        self.previous = previous;
+        if correction.is_some() {
+            self.correction = correction;
+        }
         if let Some(optimizer) = Optimizer::from_saved(state) {
             self.optimizer = Some(optimizer);
         }
@@ -197,6 +200,7 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         let mut steppings: Vec<Stepping<F>> = shards.par_iter().map(|(_, s)| session.engine.begin(&ctx, params, s)).collect();
         let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
         let mean = self.mean.get_or_insert_with(|| params.clone());
+        let correction = self.correction.get_or_insert_with(|| params.zeros_like());
         let optimizer = self.optimizer.get_or_insert_with(|| Optimizer::new(params));
         let scale = F::of(1.0 / batch.len().max(1) as f64);
         for p in 0..k {
@@ -222,19 +226,19 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
             if total.has_non_finite() {
                 return Err(RunError::NonFinite { what: NonFinite::Gradient, epoch: 0, batch: 0 });
             }
-            // The regulariser's gradient, added to the window's own (kept for the next).
-            let mut own = total.clone();
-            let previous = self.previous.take().unwrap_or_else(|| params.zeros_like());
+            // The regulariser's gradient: (beta - 1) λ + alpha (W - W̄).
+            let (a, b, keep) = (F::of(alpha), F::of(beta), F::of(1.0 - beta));
             if alpha > 0.0 {
-                let (a, half) = (F::of(alpha), F::of(0.5));
-                each_trainable(module, params, mean, &mut total, &previous, &mut |w, m, g, q| *g += a * (*w - *m) - half * q);
+                let lean = F::of(beta - 1.0);
+                each_trainable(module, params, mean, &mut total, correction, &mut |w, m, g, l| *g += lean * *l + a * (*w - *m));
             }
             optimizer.update(module, params, &total, &session.phase.optimizer, lr, train.clip_grad_norm);
-            // The running mean, from the window's own gradient.
-            let (b, keep) = (F::of(beta), F::of(1.0 - beta));
+            // λ, then the running mean.
             let pull = if alpha > 0.0 { F::of(beta / alpha) } else { F::zero() };
-            each_trainable(module, params, mean, &mut own, &previous, &mut |w, m, g, _| *m = keep * *m + b * *w - pull * *g);
-            self.previous = Some(own);
+            each_trainable(module, params, mean, &mut total, correction, &mut |w, m, _, l| {
+                *l -= a * (*w - *m);
+                *m = keep * *m + b * *w - pull * *l;
+            });
         }
         // The prediction, from the whole sample.
         if let Some(root) = train.predict {
@@ -255,9 +259,9 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
     fn end_epoch(&mut self, module: &Module, params: &mut Params<F>) {
         // The authors' reset: every trainable value to its running mean.
         if let Some(mean) = self.mean.as_mut() {
-            let zeros = params.zeros_like();
             let mut unused = params.zeros_like();
-            each_trainable(module, params, mean, &mut unused, &zeros, &mut |w, m, _, _| *w = *m);
+            let mut zeros = params.zeros_like();
+            each_trainable(module, params, mean, &mut unused, &mut zeros, &mut |w, m, _, _| *w = *m);
         }
     }
 }
