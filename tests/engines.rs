@@ -368,7 +368,8 @@ fn windowed_backward_passes_agree_across_engines() {
         for (b, sample) in samples.iter().enumerate() {
             let inputs = SampleInputs { label: b % 3, features: sample.features, net: &m.net_values() };
             let values = loss::evaluate(&m, &train.exprs, &trace, b, &params, inputs, &[term]).expect("evaluates");
-            loss::backward(&m, &trace, &train.exprs, &values, term, 1.0, &params, &mut readout, b, &m.net_values()).expect("derives");
+            loss::backward(&m, &trace, &train.exprs, &values, term, 1.0, &params, &mut readout, b, &m.net_values(), 0..trace.steps)
+                .expect("derives");
         }
         let mut grads = params.zeros_like();
         let sweep = snnc::exec::engine::Sweep { shard, trace: &trace, window };

@@ -140,6 +140,15 @@ impl Eigen {
 
     /// `e^{A s} x + q(s)` into `out`.
     fn advance_into(&self, x: &[f64], s: f64, out: &mut [f64]) {
+        self.apply(x, out, &|k| {
+            let lam = self.values[k];
+            ((lam * s).exp(), if lam == 0.0 { s } else { (lam * s).exp_m1() / lam })
+        });
+    }
+
+    /// `V (grow ∘ V⁻¹ x + phi ∘ V⁻¹ b)` into `out`, with `factors(k)` = (`e^{λ_k s}`,
+    /// `(e^{λ_k s} - 1) / λ_k`): [`Eigen::advance_into`] over factors given or computed.
+    fn apply(&self, x: &[f64], out: &mut [f64], factors: &dyn Fn(usize) -> (f64, f64)) {
         let d = self.values.len();
         let mut stack = [0.0f64; SMALL];
         let mut heap = Vec::new();
@@ -151,9 +160,7 @@ impl Eigen {
         };
         for (k, zk) in z.iter_mut().enumerate() {
             let y: f64 = (0..d).map(|j| self.inverse[k * d + j] * x[j]).sum();
-            let lam = self.values[k];
-            let grow = (lam * s).exp();
-            let phi = if lam == 0.0 { s } else { (lam * s).exp_m1() / lam };
+            let (grow, phi) = factors(k);
             *zk = grow * y + phi * self.drive[k];
         }
         for (i, o) in out.iter_mut().enumerate().take(d) {
@@ -691,21 +698,7 @@ impl Linear {
             }
             Segment::Eigen { grow, phi } => {
                 let eigen = self.eigen.as_ref().expect("an eigen segment has its decomposition");
-                let mut stack = [0.0f64; SMALL];
-                let mut heap = Vec::new();
-                let z: &mut [f64] = if d <= SMALL {
-                    &mut stack[..d]
-                } else {
-                    heap.resize(d, 0.0);
-                    &mut heap
-                };
-                for (k, zk) in z.iter_mut().enumerate() {
-                    let y: f64 = (0..d).map(|j| eigen.inverse[k * d + j] * x[j]).sum();
-                    *zk = grow[k] * y + phi[k] * eigen.drive[k];
-                }
-                for (i, o) in out.iter_mut().enumerate().take(d) {
-                    *o = (0..d).map(|k| eigen.vectors[i * d + k] * z[k]).sum();
-                }
+                eigen.apply(x, out, &|k| (grow[k], phi[k]));
             }
         }
     }

@@ -219,7 +219,7 @@ fn shard_from_trace<F: Real>(
                 return Err(RunError::NonFinite { what, epoch: 0, batch: 0 });
             }
             terms[k] += value;
-            loss::backward(module, &trace, &train.exprs, &values, term.value, 1.0, params, &mut readout, b, net)?;
+            loss::backward(module, &trace, &train.exprs, &values, term.value, 1.0, params, &mut readout, b, net, 0..trace.steps)?;
         }
         if let Some(root) = train.predict {
             correct += usize::from(values[root.0 as usize].data[0] as usize == example.label);

@@ -124,7 +124,7 @@ impl<F: Real> Fptt<F> {
                     });
                 }
                 *slot += value;
-                loss::backward_window(module, trace, &train.exprs, &values, *root, 1.0, params, &mut readout, b, net, steps.clone())?;
+                loss::backward(module, trace, &train.exprs, &values, *root, 1.0, params, &mut readout, b, net, steps.clone())?;
             }
         }
         let mut grads = params.zeros_like();

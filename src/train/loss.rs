@@ -395,27 +395,11 @@ fn call(func: TFunc, args: &[&Value], steps: usize, width: usize) -> Result<Valu
     })
 }
 
-/// Adds d (scale * root) / d (spikes, states, weights) of sample `b` to `grads`.
+/// Adds d (scale * root) / d (spikes, states, weights) of sample `b` to `grads`, for a loss
+/// taken over the steps `window` (all of them, or one FPTT window: [`Windowed`]): the
+/// readouts' adjoints go to those steps.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<F: Real>(
-    module: &Module,
-    trace: &Trace<F>,
-    exprs: &TExprs,
-    values: &[Value],
-    root: TExprId,
-    scale: f64,
-    params: &Params<F>,
-    grads: &mut ReadoutGrads<F>,
-    b: usize,
-    net: &[f64],
-) -> Result<(), LossError> {
-    backward_window(module, trace, exprs, values, root, scale, params, grads, b, net, 0..grads.steps)
-}
-
-/// [`backward`] of a loss taken over the steps `window` ([`Windowed`]): the readouts'
-/// adjoints go to those steps.
-#[allow(clippy::too_many_arguments)]
-pub fn backward_window<F: Real>(
     module: &Module,
     trace: &Trace<F>,
     exprs: &TExprs,
