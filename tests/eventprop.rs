@@ -312,23 +312,7 @@ fn the_paper_s_loss_terms_have_exact_gradients_through_the_method() {
     assert!(repeats(&run.populations[0], 6) > 0 && repeats(&run.populations[1], 3) > 0, "neurons fire several times");
     assert!(values[3] > 0.0, "SP is positive: {values:?}");
     let total = |params: &snnc::exec::state::Params<f64>| gradients(params).0.iter().sum::<f64>();
-    let mut nonzero = 0;
-    for (p, w) in params.weights.iter().enumerate() {
-        for (k, exact) in grads[p].iter().enumerate().take(w.len()) {
-            let h = 1e-6;
-            let at = |delta: f64| {
-                let mut moved = params.clone();
-                moved.weights[p][k] += delta;
-                total(&moved)
-            };
-            let numeric = (at(h) - at(-h)) / (2.0 * h);
-            assert!(
-                (numeric - exact).abs() <= 1e-4 * (1.0 + numeric.abs()),
-                "projection {p}, weight {k}: EventProp {exact} vs finite differences {numeric}"
-            );
-            nonzero += usize::from(exact.abs() > 1e-6);
-        }
-    }
+    let nonzero: usize = matches_finite_differences(&params, &grads, &total).iter().sum();
     assert!(nonzero >= 20, "{nonzero} nonzero gradients");
 }
 
@@ -358,23 +342,7 @@ fn a_loss_on_sampled_membranes_has_exact_gradients() {
     let run = net.forward(&module, &params, &features);
     assert!(!run.populations[0].is_empty() && run.populations[1].is_empty(), "the hidden layer spikes, the readout does not");
     let total = |params: &snnc::exec::state::Params<f64>| gradients(params).0.iter().sum::<f64>();
-    let mut nonzero = [0, 0];
-    for (p, w) in params.weights.iter().enumerate() {
-        for (k, exact) in grads[p].iter().enumerate().take(w.len()) {
-            let h = 1e-6;
-            let at = |delta: f64| {
-                let mut moved = params.clone();
-                moved.weights[p][k] += delta;
-                total(&moved)
-            };
-            let numeric = (at(h) - at(-h)) / (2.0 * h);
-            assert!(
-                (numeric - exact).abs() <= 1e-4 * (1.0 + numeric.abs()),
-                "projection {p}, weight {k}: EventProp {exact} vs finite differences {numeric}"
-            );
-            nonzero[p] += usize::from(exact.abs() > 1e-6);
-        }
-    }
+    let nonzero = matches_finite_differences(&params, &grads, &total);
     assert!(nonzero[0] >= 10 && nonzero[1] >= 10, "gradients reach both layers through the hidden spike times: {nonzero:?}");
 }
 
@@ -447,4 +415,31 @@ fn the_population_simulation_equals_the_per_neuron_reference() {
             assert_eq!(fast, reference, "inputs {range_in} / {range_out}, seed {seed}");
         }
     }
+}
+
+/// Every weight gradient in `grads` against central finite differences of `total` (to 1e-4
+/// relative); returns how many are nonzero, per projection.
+fn matches_finite_differences(
+    params: &snnc::exec::state::Params<f64>,
+    grads: &[Vec<f64>],
+    total: &dyn Fn(&snnc::exec::state::Params<f64>) -> f64,
+) -> Vec<usize> {
+    let mut nonzero = vec![0; params.weights.len()];
+    for (p, w) in params.weights.iter().enumerate() {
+        for (k, exact) in grads[p].iter().enumerate().take(w.len()) {
+            let h = 1e-6;
+            let at = |delta: f64| {
+                let mut moved = params.clone();
+                moved.weights[p][k] += delta;
+                total(&moved)
+            };
+            let numeric = (at(h) - at(-h)) / (2.0 * h);
+            assert!(
+                (numeric - exact).abs() <= 1e-4 * (1.0 + numeric.abs()),
+                "projection {p}, weight {k}: EventProp {exact} vs finite differences {numeric}"
+            );
+            nonzero[p] += usize::from(exact.abs() > 1e-6);
+        }
+    }
+    nonzero
 }
