@@ -287,9 +287,10 @@ fn readout_value<F: Real>(
             let pop = module.population(p);
             let (n, id) = (pop.size(), pop.observables[o as usize].1);
             let mut data = Vec::with_capacity(steps.len() * n);
+            let (mut vars, mut ports) = (Vec::new(), Vec::new());
             for t in steps {
                 for i in 0..n {
-                    let (vars, ports) = neuron_at(trace, p.0 as usize, t, b * n + i);
+                    neuron_at(trace, p.0 as usize, t, b * n + i, &mut vars, &mut ports);
                     data.push(eval_at(&pop.exprs, id, &vars, &ports, t as f64 * module.dt, net, module.dt));
                 }
             }
@@ -301,10 +302,12 @@ fn readout_value<F: Real>(
 }
 
 /// One neuron's variables after step `t` and its ports during the step.
-fn neuron_at<F: Real>(trace: &Trace<F>, p: usize, t: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
-    let vars = (0..trace.states[p].len()).map(|v| trace.state_after(t, p, v)[k].into_f64()).collect();
-    let ports = (0..trace.ports[p].len()).map(|q| trace.port_at(t, p, q)[k].into_f64()).collect();
-    (vars, ports)
+/// Into `vars` and `ports`, which it resizes (reused from neuron to neuron).
+fn neuron_at<F: Real>(trace: &Trace<F>, p: usize, t: usize, k: usize, vars: &mut Vec<f64>, ports: &mut Vec<f64>) {
+    vars.clear();
+    vars.extend((0..trace.states[p].len()).map(|v| trace.state_after(t, p, v)[k].into_f64()));
+    ports.clear();
+    ports.extend((0..trace.ports[p].len()).map(|q| trace.port_at(t, p, q)[k].into_f64()));
 }
 
 /// An observable's value at one neuron, evaluated in f64 from the trace's values.
@@ -447,6 +450,7 @@ pub fn backward<F: Real>(
                         return Err(LossError::ObservableReadsInput { name });
                     }
                     let row = grads.batch * n;
+                    let (mut vars, mut ports) = (Vec::new(), Vec::new());
                     for t in 0..steps {
                         for i in 0..n {
                             let g = g[t * n + i];
@@ -454,7 +458,7 @@ pub fn backward<F: Real>(
                                 continue;
                             }
                             let at = first + t;
-                            let (vars, ports) = neuron_at(trace, p.0 as usize, at, b * n + i);
+                            neuron_at(trace, p.0 as usize, at, b * n + i, &mut vars, &mut ports);
                             for (v, d) in derived.d_vars.iter().enumerate() {
                                 if derived.exprs.constant(*d) == Some(0.0) {
                                     continue;
