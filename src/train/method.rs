@@ -19,10 +19,6 @@ use crate::train::loss::LossError;
 pub enum RunError {
     /// The model has no train block.
     NoTrainBlock,
-    /// The method's runtime is not built yet.
-    MethodNotBuilt {
-        method: &'static str,
-    },
     Engine(EngineError),
     Loss(LossError),
     /// A loss, a gradient or a parameter became NaN or infinite.
@@ -46,9 +42,6 @@ impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RunError::NoTrainBlock => write!(f, "the model has no train block"),
-            RunError::MethodNotBuilt { method } => {
-                write!(f, "training supports `method = bptt` so far; the `{method}` runtime is not built yet")
-            }
             RunError::Engine(error) => write!(f, "{error}"),
             RunError::Loss(error) => write!(f, "{error}"),
             RunError::NonFinite { what, epoch, batch } => write!(f, "{what} became NaN or infinite in epoch {epoch}, batch {batch}"),
