@@ -290,8 +290,29 @@ pub fn lower_train(
                 continue;
             }
         }
+        // FPTT runs a batch window by window and keeps no records; a retry or a parameter
+        // changed sample by sample would need its samples one after another.
+        if matches!(method, Some(Method::Fptt { .. })) {
+            let unsupported = match stmt {
+                TrainStmt::Retry { span, .. } => Some(("`retry`", *span)),
+                TrainStmt::Record { span, .. } => Some(("`record`", *span)),
+                _ => None,
+            };
+            if let Some((what, span)) = unsupported {
+                lowerer.sink.push(
+                    Diagnostic::error(
+                        "snn::method::fptt_unsupported",
+                        format!("{what} is not supported by the `fptt` runtime yet"),
+                        span,
+                        "not run by fptt",
+                    )
+                    .with_help("remove it, or train with `bptt`"),
+                );
+                continue;
+            }
+        }
         match stmt {
-            TrainStmt::Hook { event, body, .. } => {
+            TrainStmt::Hook { event, body, span } => {
                 if event.name != "sample" {
                     let help = suggestion_help(&event.name, ["sample"], "hooks run `every sample`".to_string());
                     lowerer.sink.push(
@@ -305,7 +326,19 @@ pub fn lower_train(
                     );
                     continue;
                 }
-                before_sample.extend(lowerer.lower_actions(body));
+                let actions = lowerer.lower_actions(body);
+                if matches!(method, Some(Method::Fptt { .. })) && actions.iter().any(|a| matches!(a, HookAction::AddToParam { .. })) {
+                    lowerer.sink.push(
+                        Diagnostic::error(
+                            "snn::method::fptt_unsupported",
+                            "adding to a parameter every sample is not supported by the `fptt` runtime yet",
+                            *span,
+                            "not run by fptt",
+                        )
+                        .with_help("set the parameter (`p = value`) instead, or train with `bptt`"),
+                    );
+                }
+                before_sample.extend(actions);
             }
             TrainStmt::Retry { condition, max, body, .. } => {
                 let condition = lowerer.lower_scalar(condition, "a retry condition");
