@@ -117,7 +117,7 @@ fn recurrent_networks_run_step_by_step_and_match_the_oracle() {
     let text = std::fs::read_to_string(common::root().join("models/yin_yang.snn")).expect("model");
     let text = text.replace(
         "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n",
-        "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n    connect hidden -> hidden.i : dense(init = uniform(-0.2, 0.2)) feedback\n    connect out -> hidden.i : dense(init = uniform(-0.3, 0.3)) feedback\n",
+        "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n    connect hidden -> hidden.i : dense(init = uniform(-0.2, 0.2)) feedback\n    connect out.v -> hidden.i : dense(init = uniform(-0.3, 0.3)) feedback\n",
     );
     let m = valid(common::module(&text));
     assert!(!m.is_feed_forward(), "the feedback edges make it recurrent");
@@ -129,6 +129,70 @@ fn recurrent_networks_run_step_by_step_and_match_the_oracle() {
     let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
     assert_same_run("recurrent", &reference, &jit, 1e-9 / f64::EPSILON);
     gradients_match::<f64>("recurrent", &m, 1.0, 1e-9);
+}
+
+/// Connections carrying states (forwards, delayed, and fed back through `l2_normalize`, as
+/// seeds/000's readout drives layer 3) on a spiking network: the compiled engine's traces and
+/// gradients against the oracle, the feed-forward schedule included. The readout is driven
+/// from the input too, so that its norm is never 0 (where normalising has the slope 1e12 in
+/// both engines, as in PyTorch, and f32 differences would be scaled up by as much).
+#[test]
+fn state_carrying_connections_match_the_oracle() {
+    let text = std::fs::read_to_string(common::root().join("models/yin_yang.snn")).expect("model");
+    let feed_forward = text.replace(
+        "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n",
+        "    connect hidden -> out.i : dense(init = uniform(-0.1, 0.1))\n    connect hidden.v -> out.i : dense(init = uniform(-0.3, 0.3)) delay 2 ms\n",
+    );
+    let recurrent = feed_forward.replace(
+        "delay 2 ms\n",
+        "delay 2 ms\n    connect l2_normalize(out.v) -> hidden.i : dense(init = uniform(-0.5, 0.5)) feedback\n    connect xy -> out.i : dense(init = uniform(-0.5, 0.5))\n",
+    );
+    for (name, text, feed_forward) in [("forward state", &feed_forward, true), ("normalised feedback state", &recurrent, false)] {
+        let m = valid(common::module(text));
+        assert_eq!(m.is_feed_forward(), feed_forward, "{name}");
+        assert!(m.projections.iter().any(|p| matches!(p.source, snnc::ir::Source::State(_))), "{name}: a state source");
+        let n: usize = m.inputs[0].shape.iter().product();
+        let (a, b, c) = (features(n, 1), features(n, 2), features(n, 3));
+        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
+        let params = init_params::<f64>(&m, 3);
+        let reference = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+        let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
+        assert_same_run(name, &reference, &jit, 1e-9 / f64::EPSILON);
+        gradients_match::<f64>(name, &m, 1.0, 1e-9);
+        gradients_match::<f32>(name, &m, 1.0, 1e-4);
+    }
+}
+
+/// The streaming pass (a window of rows, as STDP and `snnc eval` run) reads carried states
+/// where the full trace has them: with a delay from an earlier population, and fed back.
+#[test]
+fn a_streaming_pass_carries_states_as_the_full_trace_does() {
+    let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 1 ms\n    steps = 30\n    \
+                input x[5] = repeat(sample)\n    \
+                population a[6] = Leaky(beta = 0.8, threshold = 0.6)\n    population b[4] = LI(beta = 0.9)\n    \
+                connect x -> a.i : dense(init = uniform(0.1, 0.9))\n    \
+                connect a.v -> b.i : dense(init = uniform(-0.4, 0.8)) delay 2 ms\n    \
+                connect l2_normalize(b.v) -> a.i : dense(init = uniform(-0.3, 0.3)) feedback\n    \
+                connect b.v -> b.i : dense(init = uniform(-0.1, 0.1)) feedback\n}\n\
+                train {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss l = sum(count(a))\n    \
+                predict = argmax(count(a))\n    optimizer = adam(lr = 1e-3)\n}\n";
+    let m = valid(common::module(text));
+    assert_eq!(snnc::exec::schedule::window_rows(&m), 3, "the longest delay is 2 steps");
+    let params = init_params::<f64>(&m, 3);
+    let features = common::features(5, 1);
+    let sample = SampleRef { id: 7, features: &features };
+    let jit = build::<f64>(EngineKind::Jit, &m);
+    let ctx = Ctx { module: &m, seed: 11, net: &[] };
+    let full = jit.forward(&ctx, ParamsAccess::Shared(&params), Shard { samples: &[sample], hoisted: None }, None);
+    let expected = snnc::exec::state::Summary::of(&full, 0);
+    let streamed = jit.stream(&ctx, ParamsAccess::Shared(&params), sample, None);
+    assert!(expected.counts[0].iter().sum::<u32>() > 0, "the spiking layer spikes");
+    assert_eq!(streamed.counts, expected.counts, "spike counts");
+    for (p, (x, y)) in expected.last.iter().zip(&streamed.last).enumerate() {
+        for (v, (a, b)) in x.iter().zip(y).enumerate() {
+            assert!(a.iter().zip(b).all(|(a, b)| close(*a, *b, 1e-9 / f64::EPSILON)), "final state {p}/{v}: {a:?} vs {b:?}");
+        }
+    }
 }
 
 #[test]

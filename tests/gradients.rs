@@ -77,6 +77,18 @@ fn subthreshold_leaky_network_with_cross_entropy_and_mse() {
     check_against_finite_differences(&m, &[0.3, -0.6, 0.9, 0.2, 1.0], 2);
 }
 
+/// Connections that carry a state rather than spikes (seeds/000's layer-3 top-down input is
+/// the normalised readout): forwards from an earlier population, with a delay, and as
+/// feedback through `l2_normalize`, all in the gradient.
+#[test]
+fn state_carrying_connections_with_and_without_normalisation() {
+    let m = module(
+        "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 1 ms\n    steps = 7\n    input x[5] = repeat(sample)\n    population h[4] = Leaky(beta = 0.7, threshold = 1000)\n    population out[3] = LI(beta = 0.8)\n    connect x -> h.i : dense(init = uniform(-1, 1))\n    connect h.v -> out.i : dense(init = uniform(-1, 1))\n    connect h.v -> out.i : dense(init = uniform(-1, 1)) delay 2 ms\n    connect l2_normalize(out.v) -> h.i : dense(init = uniform(-1, 1)) feedback\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = triangle())\n    loss ce = cross_entropy(sum_t(out.v) / steps, label)\n    loss h = 0.1 * sum(square(last_t(h.v)))\n    predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}\n",
+    );
+    assert!(m.projections.iter().any(|p| matches!(p.source, snnc::ir::Source::State(s) if s.l2_normalize)));
+    check_against_finite_differences(&m, &[0.3, -0.6, 0.9, 0.2, 1.0], 2);
+}
+
 #[test]
 fn trainable_per_neuron_time_constants() {
     let m = module(

@@ -221,8 +221,9 @@ fn cuba_lif_follows_the_exact_solution_of_its_odes() {
     run.finish(&[0, 1]);
 }
 
-/// Non-spiking leaky integrator readout of seeds/000 (REFERENCE.md D): u[t] = e^{-dt/tau} u[t-1]
-/// + x[t], with the per-neuron time constant as drawn (normal(5 ms, 0.1 ms)); dt 0.5 ms.
+/// Non-spiking leaky integrator readout of seeds/000 (REFERENCE.md D), in the authors' order:
+/// u[t] = e^{-dt/tau} (u[t-1] + x[t]), with the per-neuron time constant starting at 5 ms; dt
+/// 0.5 ms.
 #[test]
 fn leaky_integrator_decays_with_its_own_time_constant() {
     let features = [1.0f32, -0.4];
@@ -231,11 +232,12 @@ fn leaky_integrator_decays_with_its_own_time_constant() {
     let dt: f64 = 0.5e-3;
     for (k, feature) in features.iter().enumerate() {
         let tau = run.param("tau", k);
-        assert!((tau - 5e-3).abs() < 1e-3, "LeakyIntegrator: tau of neuron {k} drawn near 5 ms, got {tau}");
+        assert!((tau - 5e-3).abs() < 1e-12, "LeakyIntegrator: tau of neuron {k} starts at 5 ms, got {tau}");
         let x = f64::from(*feature) * 0.5;
         let mut u = 0.0;
         for t in 0..run.steps() {
-            u = (-dt / tau).exp() * u + x;
+            // The authors' readout: `mem = (mem + x) * alpha`.
+            u = (-dt / tau).exp() * (u + x);
             run.state("u", t, k, u);
             run.spike(t, k, false);
         }

@@ -280,6 +280,8 @@ impl ExactNet {
                 Some("exact spike times need dense connections")
             } else if proj.delay_steps > 0 {
                 Some("delays are not supported with exact spike times yet")
+            } else if matches!(proj.source, Source::State(_)) {
+                Some("exact spike times need connections that carry spikes")
             } else if matches!(proj.source, Source::Population(q) if q.0 >= proj.target.0) {
                 Some("exact spike times need a feed-forward network")
             } else {
@@ -558,6 +560,7 @@ fn incoming(module: &Module, p: usize, inputs: &[Spikes], populations: &[Spikes]
         let source = match &proj.source {
             Source::Input(id) => &inputs[id.0 as usize],
             Source::Population(q) => &populations[q.0 as usize],
+            Source::State(_) => unreachable!("ExactNet::new refuses state-carrying connections"),
         };
         for (k, (t, pre)) in source.times.iter().zip(&source.neurons).enumerate() {
             events.push(Incoming { time: *t, projection: index, pre: *pre as usize, spike: k });

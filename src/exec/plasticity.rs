@@ -475,6 +475,9 @@ impl<F: Real> StepHook<F> for Plasticity<F> {
                     let (q, n) = (q.0 as usize, plastic.n_pre);
                     trace.spikes[q].for_each_set(t * trace.row(q)..t * trace.row(q) + n, |i| pre.push(i));
                 }
+                // The checker refuses plastic connections that carry a state
+                // (`snn::network::plastic_state_source`): no presynaptic spikes.
+                Source::State(_) => {}
             }
             post.clear();
             trace.spikes[p].for_each_set(t * trace.row(p)..t * trace.row(p) + plastic.n_post, |j| post.push(j));

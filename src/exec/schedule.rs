@@ -15,6 +15,7 @@ use crate::exec::jit::Compiled;
 use crate::exec::kernels::connectivity::{project, project_backward};
 use crate::exec::kernels::events::{self, Rows, give_back};
 use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gemm_columns};
+use crate::exec::kernels::normalize::{l2_normalize_rows, l2_normalize_rows_backward};
 use crate::exec::pool::{overwritten, spare, zeroed};
 use crate::exec::real::Real;
 use crate::exec::state::{
@@ -99,18 +100,27 @@ fn deliver<F: Real>(
 ) {
     let batch = trace.batch;
     let r_post = trace.row(p);
-    let Trace { ports, spikes, inputs, .. } = trace;
+    let Trace { ports, spikes, inputs, states, .. } = trace;
     for (index, proj) in module.projections.iter().enumerate() {
         if proj.target != PopId(p as u32) {
             continue;
         }
         let r_pre = batch * module.source_size(&proj.source);
+        let w = &params.weights[index];
+        let out = &mut ports[p][proj.port.0 as usize];
+        if let Source::State(s) = &proj.source {
+            // Step `t` reads the state row `t + 1 - delay`: one slice for the whole range.
+            let Some((t0, rows)) = state_rows(module, proj, range.clone()) else { continue };
+            let x = carried(&states[s.pop.0 as usize][s.var.0 as usize][rows.start * r_pre..rows.end * r_pre], s, module);
+            project_rows(module, proj, w, Rows::Values(&x), &mut out[t0 * r_post..range.end * r_post], (range.end - t0) * batch);
+            spare([x]);
+            continue;
+        }
         let source = |from: usize, to: usize| match &proj.source {
             Source::Input(id) => Rows::Values(&inputs[id.0 as usize][from..to]),
             Source::Population(q) => Rows::Bits(&spikes[q.0 as usize], from..to),
+            Source::State(_) => unreachable!("handled above"),
         };
-        let w = &params.weights[index];
-        let out = &mut ports[p][proj.port.0 as usize];
         if is_hoisted(module, proj) {
             let cached = hoisted[index].get_or_insert_with(|| {
                 let mut y = vec![F::zero(); r_post];
@@ -132,6 +142,24 @@ fn deliver<F: Real>(
         let x = source((t0 - delay) * r_pre, (range.end - delay) * r_pre);
         project_rows(module, proj, w, x, &mut out[t0 * r_post..range.end * r_post], (range.end - t0) * batch);
     }
+}
+
+/// The steps of `range` at which state-carrying projection `proj` has a value, from the first
+/// (`t0`), and the trace rows of states they read (step `t` reads row `t + 1 - delay`).
+fn state_rows(module: &Module, proj: &ir::Projection, range: Range<usize>) -> Option<(usize, Range<usize>)> {
+    let delay = module.source_delay(proj);
+    let t0 = range.start.max(delay.saturating_sub(1));
+    (t0 < range.end).then(|| (t0, t0 + 1 - delay..range.end + 1 - delay))
+}
+
+/// The rows of a state a connection carries, normalised when it says so (a pooled buffer).
+fn carried<F: Real>(rows: &[F], source: &ir::StateSource, module: &Module) -> Vec<F> {
+    let mut x = overwritten(rows.len());
+    x.copy_from_slice(rows);
+    if source.l2_normalize {
+        l2_normalize_rows(&mut x, module.population(source.pop).size());
+    }
+    x
 }
 
 /// Encodes every time-constant input of the batch and projects it: one GEMM per hoisted dense
@@ -376,7 +404,7 @@ fn deliver_row<F: Real>(
     hoisted: &mut [Option<Vec<F>>],
 ) {
     let r_post = trace.row(p);
-    let Trace { ports, spikes, inputs, .. } = trace;
+    let Trace { ports, spikes, inputs, states, .. } = trace;
     for port in ports[p].iter_mut() {
         port[at.row * r_post..(at.row + 1) * r_post].fill(F::zero());
     }
@@ -403,11 +431,23 @@ fn deliver_row<F: Real>(
             continue;
         }
         let delay = module.source_delay(proj);
+        if let Source::State(s) = &proj.source {
+            // The state after step `step - delay`: this step's (written by the source before
+            // the target steps) without delay, else where the window keeps it, row 0 holding
+            // the state after a window's last row.
+            let Some(after) = (at.step + 1).checked_sub(delay) else { continue };
+            let index = if delay == 0 { at.row + 1 } else { after % rows };
+            let x = carried(&states[s.pop.0 as usize][s.var.0 as usize][index * r_pre..(index + 1) * r_pre], s, module);
+            project_rows(module, proj, w, Rows::Values(&x), out, 1);
+            spare([x]);
+            continue;
+        }
         let Some(from) = at.step.checked_sub(delay) else { continue };
         let source_row = from % rows;
         let x = match &proj.source {
             Source::Input(id) => Rows::Values(&inputs[id.0 as usize][source_row * r_pre..(source_row + 1) * r_pre]),
             Source::Population(q) => Rows::Bits(&spikes[q.0 as usize], source_row * r_pre..(source_row + 1) * r_pre),
+            Source::State(_) => unreachable!("handled above"),
         };
         project_rows(module, proj, w, x, out, 1);
     }
@@ -480,16 +520,39 @@ impl<F: Real> Backward<'_, F> {
                 }
                 continue;
             }
+            let dw = if proj.trainable { Some(grads.weights[index].as_mut_slice()) } else { None };
+            let r_pre = batch * module.source_size(&proj.source);
+            if let Source::State(s) = &proj.source {
+                let Some((t0, states)) = state_rows(module, proj, range.clone()) else { continue };
+                let (rows, n_pre) = ((range.end - t0) * batch, module.source_size(&proj.source));
+                let g = &g[(t0 - range.start) * r_post..(range.end - range.start) * r_post];
+                let (q, v) = (s.pop.0 as usize, s.var.0 as usize);
+                let raw = &trace.states[q][v][states.start * r_pre..states.end * r_pre];
+                let x = carried(raw, s, module);
+                let mut dx = zeroed(x.len());
+                project_grad(module, index, &self.params.weights[index], Rows::Values(&x), g, rows, dw, Some(&mut dx));
+                spare([x]);
+                // Trace row `k` of states is the readout's row `k - 1`; the initial state
+                // (row 0) has no gradient to take.
+                let first = states.start.max(1);
+                let skip = (first - states.start) * r_pre;
+                let to = &mut readout.states_mut(q, v)[(first - 1) * r_pre..(states.end - 1) * r_pre];
+                if s.l2_normalize {
+                    l2_normalize_rows_backward(&raw[skip..], &dx[skip..], n_pre, to);
+                } else {
+                    to.iter_mut().zip(&dx[skip..]).for_each(|(a, b)| *a += *b);
+                }
+                spare([dx]);
+                continue;
+            }
             let delay = module.source_delay(proj);
             let t0 = range.start.max(delay);
             if t0 >= range.end {
                 continue;
             }
-            let r_pre = batch * module.source_size(&proj.source);
             let rows = (range.end - t0) * batch;
             let g = &g[(t0 - range.start) * r_post..(range.end - range.start) * r_post];
             let (from, to) = ((t0 - delay) * r_pre, (range.end - delay) * r_pre);
-            let dw = if proj.trainable { Some(grads.weights[index].as_mut_slice()) } else { None };
             match &proj.source {
                 Source::Input(id) => {
                     let x = Rows::Values(&trace.inputs[id.0 as usize][from..to]);
@@ -500,6 +563,7 @@ impl<F: Real> Backward<'_, F> {
                     let dx = &mut readout.spikes_mut(q.0 as usize)[from..to];
                     project_grad(module, index, &self.params.weights[index], x, g, rows, dw, Some(dx));
                 }
+                Source::State(_) => unreachable!("handled above"),
             }
         }
     }

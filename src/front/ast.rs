@@ -456,7 +456,12 @@ pub enum ConnFlag {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Connect {
     pub docs: Vec<String>,
+    /// The source population or input.
     pub source: Ident,
+    /// `source.var`: the connection carries that state rather than spikes.
+    pub source_var: Option<Ident>,
+    /// `transform(source.var)`, e.g. `l2_normalize`.
+    pub source_transform: Option<Ident>,
     /// `population.port`.
     pub target: Vec<Ident>,
     pub kind: CallOrName,

@@ -433,7 +433,14 @@ impl Printer<'_> {
             }
             NetworkStmt::Connect(connect) => {
                 self.begin(connect.span, &connect.docs);
-                let mut text = format!("connect {} -> {} : {}", connect.source, path(&connect.target), call_or_name(&connect.kind));
+                let mut source = connect.source.to_string();
+                if let Some(var) = &connect.source_var {
+                    let _ = write!(source, ".{var}");
+                }
+                if let Some(transform) = &connect.source_transform {
+                    source = format!("{transform}({source})");
+                }
+                let mut text = format!("connect {source} -> {} : {}", path(&connect.target), call_or_name(&connect.kind));
                 for flag in &connect.flags {
                     match flag {
                         ConnFlag::Fixed(_) => text.push_str(" fixed"),

@@ -705,7 +705,13 @@ fn build_network_stmt(pair: Pair<Rule>) -> NetworkStmt {
         Rule::connect => {
             let mut parts = pair.into_inner().filter(significant).peekable();
             let docs = docs(&mut parts);
-            let source = ident(parts.next().expect("connection source"));
+            let mut source_parts: Vec<Pair<Rule>> = parts.next().expect("connection source").into_inner().filter(significant).collect();
+            let path = source_parts.pop().expect("source path");
+            let source_transform = source_parts.pop().map(ident);
+            let mut path = path.into_inner().filter(significant).map(ident);
+            let source = path.next().expect("source name");
+            // A compartment's variable is itself dotted: `l3.apical.a` names `apical.a`.
+            let source_var = path.reduce(|a, b| Ident { name: format!("{}.{}", a.name, b.name), span: a.span.join(b.span) });
             let target = parts.next().expect("connection target").into_inner().filter(significant).map(ident).collect();
             let kind = build_call_or_name(parts.next().expect("connection kind"));
             let flags = parts
@@ -721,7 +727,7 @@ fn build_network_stmt(pair: Pair<Rule>) -> NetworkStmt {
                     }
                 })
                 .collect();
-            NetworkStmt::Connect(Connect { docs, source, target, kind, flags, span })
+            NetworkStmt::Connect(Connect { docs, source, source_var, source_transform, target, kind, flags, span })
         }
         Rule::setting => NetworkStmt::Setting(build_setting(pair)),
         rule => unreachable!("grammar: unexpected network statement {rule:?}"),

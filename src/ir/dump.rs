@@ -137,7 +137,7 @@ impl fmt::Display for Module {
             let _ = writeln!(
                 out,
                 "  proj{index} {} -> {}.{} {:?} weights {} init {}{flags}",
-                self.source_name(&proj.source),
+                self.source_label(&proj.source),
                 target.name,
                 target.ports[proj.port.0 as usize],
                 proj.connectivity,

@@ -569,8 +569,25 @@ pub struct Input {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
     Input(InputId),
+    /// The population's spikes.
     Population(PopId),
+    /// A state variable the population carries (`connect out.u -> ...`), read after the
+    /// source's step: the same step for a source declared before its target, `delay` steps
+    /// back otherwise (feedback reads the state before the target's step).
+    State(StateSource),
 }
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StateSource {
+    pub pop: PopId,
+    pub var: VarId,
+    /// Each sample's vector divided by its Euclidean norm (`l2_normalize(p.var)`; PyTorch's
+    /// `F.normalize`, with the norm floored at [`L2_NORM_FLOOR`]).
+    pub l2_normalize: bool,
+}
+
+/// The smallest norm `l2_normalize` divides by (PyTorch's `eps`): a zero vector stays zero.
+pub const L2_NORM_FLOOR: f64 = 1e-12;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Connectivity {
@@ -702,7 +719,27 @@ impl Module {
     pub fn source_name(&self, source: &Source) -> &str {
         match source {
             Source::Input(id) => &self.inputs[id.0 as usize].name,
-            Source::Population(id) => &self.populations[id.0 as usize].name,
+            Source::Population(id) | Source::State(StateSource { pop: id, .. }) => &self.populations[id.0 as usize].name,
+        }
+    }
+
+    /// The source as a connection writes it: `pixels`, `out.u` or `l2_normalize(out.u)`.
+    pub fn source_label(&self, source: &Source) -> String {
+        match source {
+            Source::State(s) => {
+                let pop = self.population(s.pop);
+                let state = format!("{}.{}", pop.name, pop.vars[s.var.0 as usize].name);
+                if s.l2_normalize { format!("l2_normalize({state})") } else { state }
+            }
+            _ => self.source_name(source).to_string(),
+        }
+    }
+
+    /// The population a projection reads spikes or a state of.
+    pub fn source_population(source: &Source) -> Option<PopId> {
+        match source {
+            Source::Input(_) => None,
+            Source::Population(q) | Source::State(StateSource { pop: q, .. }) => Some(*q),
         }
     }
 
@@ -710,21 +747,24 @@ impl Module {
     /// allowed). Such a network runs population by population over all steps, so that each
     /// projection becomes one GEMM over every step's rows.
     pub fn is_feed_forward(&self) -> bool {
-        self.projections.iter().all(|proj| match &proj.source {
-            Source::Input(_) => true,
-            Source::Population(q) => q.0 < proj.target.0,
-        })
+        self.projections.iter().all(|proj| Module::source_population(&proj.source).is_none_or(|q| q.0 < proj.target.0))
     }
 
     /// How many steps back projection `proj` reads its source: its delay for inputs and
     /// feed-forward edges (usually 0), at least 1 for feedback (a source not declared before
     /// its target).
     pub fn source_delay(&self, proj: &Projection) -> usize {
-        match &proj.source {
-            Source::Input(_) => proj.delay_steps,
-            Source::Population(q) if proj.delay_steps == 0 && q.0 < proj.target.0 => 0,
-            Source::Population(_) => proj.delay_steps.max(1),
+        match Module::source_population(&proj.source) {
+            None => proj.delay_steps,
+            Some(q) if proj.delay_steps == 0 && q.0 < proj.target.0 => 0,
+            Some(_) => proj.delay_steps.max(1),
         }
+    }
+
+    /// The trace row of states that projection `proj` (a state source) reads at `step`: the
+    /// state after step `step - delay`, row 0 being the initial state. `None` before it exists.
+    pub fn state_source_row(&self, proj: &Projection, step: usize) -> Option<usize> {
+        (step + 1).checked_sub(self.source_delay(proj))
     }
 
     /// Whether the source of `proj` only ever emits 0 or 1 (spikes), so that it can be
@@ -732,6 +772,7 @@ impl Module {
     pub fn source_is_binary(&self, proj: &Projection) -> bool {
         match &proj.source {
             Source::Population(_) => true,
+            Source::State(_) => false,
             Source::Input(id) => self.inputs[id.0 as usize].kind != EncoderKind::Current,
         }
     }
@@ -739,14 +780,14 @@ impl Module {
     pub fn source_shape(&self, source: &Source) -> &[usize] {
         match source {
             Source::Input(id) => &self.inputs[id.0 as usize].shape,
-            Source::Population(id) => &self.populations[id.0 as usize].shape,
+            Source::Population(id) | Source::State(StateSource { pop: id, .. }) => &self.populations[id.0 as usize].shape,
         }
     }
 
     pub fn source_size(&self, source: &Source) -> usize {
         match source {
             Source::Input(id) => self.inputs[id.0 as usize].shape.iter().product(),
-            Source::Population(id) => self.populations[id.0 as usize].size(),
+            Source::Population(id) | Source::State(StateSource { pop: id, .. }) => self.populations[id.0 as usize].size(),
         }
     }
 }

@@ -105,6 +105,7 @@ pub fn validate(module: Module) -> Result<Valid, ValidationError> {
         let source_exists = match &proj.source {
             Source::Input(id) => (id.0 as usize) < module.inputs.len(),
             Source::Population(id) => (id.0 as usize) < module.populations.len(),
+            Source::State(s) => module.populations.get(s.pop.0 as usize).is_some_and(|p| (s.var.0 as usize) < p.vars.len()),
         };
         let target = module.populations.get(proj.target.0 as usize);
         if !source_exists || target.is_none_or(|t| proj.port.0 as usize >= t.ports.len()) {

@@ -8,7 +8,7 @@ use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
 use crate::front::units::{self, Unit};
 use crate::ir::{self, Exprs, Global, Init, Module};
 use crate::lower::expr::{Binding, Env, Lowerer};
-use crate::lower::neuron::{Override, lower_init, lower_neuron};
+use crate::lower::neuron::{Override, declared_unit, lower_init, lower_neuron};
 use crate::lower::projection::lower_connect;
 use crate::lower::surrogate::lower_encoder_body;
 use crate::lower::{Program, Sink, SourceMap};
@@ -22,6 +22,9 @@ pub const DATA_FIELDS: [&str; 2] = ["image", "sample"];
 /// What the network lowering knows about each population besides the IR: port units.
 pub struct NetInfo {
     pub port_units: Vec<Vec<Unit>>,
+    /// Each population's states with their declared units (`soma.s`), for the weights of
+    /// connections that carry them.
+    pub state_units: Vec<Vec<(String, Unit)>>,
 }
 
 pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_map: &mut SourceMap) -> Option<Module> {
@@ -52,7 +55,7 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_ma
         projections: Vec::new(),
         train: None,
     };
-    let mut info = NetInfo { port_units: Vec::new() };
+    let mut info = NetInfo { port_units: Vec::new(), state_units: Vec::new() };
     lower_settings(network, &mut module, &mut sink);
     let mut names: BTreeMap<String, Span> = BTreeMap::new();
     let mut check_name = |sink: &mut Sink, ident: &ast::Ident| {
@@ -124,9 +127,11 @@ pub fn lower_network(program: &Program, diagnostics: &mut Diagnostics, source_ma
             NetworkStmt::Population(population) => {
                 if check_name(&mut sink, &population.name) {
                     let (pop, units) = lower_population(program, &module, population, &mut sink);
+                    let states = program.neurons.get(&pop.neuron).map_or_else(Vec::new, |n| state_units(&n.def.body, ""));
                     module.populations.push(pop);
                     source_map.populations.push(population.span);
                     info.port_units.push(units);
+                    info.state_units.push(states);
                 }
             }
             NetworkStmt::Param(_) | NetworkStmt::Connect(_) | NetworkStmt::Setting(_) => {}
@@ -680,6 +685,18 @@ fn neuron_params<'n>(body: &'n [ast::NeuronStmt], prefix: &str) -> Vec<(String, 
         match stmt {
             ast::NeuronStmt::Param(param) => out.push((format!("{prefix}{}", param.name.name), param)),
             ast::NeuronStmt::Compartment(c) => out.extend(neuron_params(&c.body, &format!("{prefix}{}.", c.name.name))),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn state_units(body: &[ast::NeuronStmt], prefix: &str) -> Vec<(String, Unit)> {
+    let mut out = Vec::new();
+    for stmt in body {
+        match stmt {
+            ast::NeuronStmt::State(state) => out.push((format!("{prefix}{}", state.name.name), declared_unit(&state.unit))),
+            ast::NeuronStmt::Compartment(c) => out.extend(state_units(&c.body, &format!("{prefix}{}.", c.name.name))),
             _ => {}
         }
     }

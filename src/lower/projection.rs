@@ -23,9 +23,22 @@ pub(crate) fn lower_connect(
     let all_names: Vec<&str> =
         module.inputs.iter().map(|i| i.name.as_str()).chain(module.populations.iter().map(|p| p.name.as_str())).collect();
     let source = if let Some(index) = module.inputs.iter().position(|i| i.name == connect.source.name) {
-        Some(Source::Input(InputId(index as u32)))
+        if let Some(var) = &connect.source_var {
+            sink.push(
+                Diagnostic::error(
+                    "snn::network::state_source",
+                    format!("`{}` is an input, which carries no state `{}`", connect.source.name, var.name),
+                    var.span,
+                    "not a state",
+                )
+                .with_help(format!("connect the input itself: `connect {} -> ...`", connect.source.name)),
+            );
+            None
+        } else {
+            Some(Source::Input(InputId(index as u32)))
+        }
     } else if let Some(index) = module.populations.iter().position(|p| p.name == connect.source.name) {
-        Some(Source::Population(PopId(index as u32)))
+        lower_population_source(program, module, connect, PopId(index as u32), sink)
     } else {
         let help =
             suggestion_help(&connect.source.name, all_names.iter().copied(), "declare it with `input` or `population` first".to_string());
@@ -114,9 +127,119 @@ pub(crate) fn lower_connect(
             }
         }
     };
+    if let Some(transform) = &connect.source_transform
+        && connect.source_var.is_none()
+    {
+        let state = module
+            .populations
+            .iter()
+            .find(|p| p.name == connect.source.name)
+            .and_then(|p| state_names(p).first().map(|s| s.to_string()))
+            .unwrap_or_else(|| "v".to_string());
+        sink.push(
+            Diagnostic::error(
+                "snn::network::state_source",
+                format!("`{}` transforms a state, but `{}` names spikes", transform.name, connect.source.name),
+                connect.source.span,
+                "spikes, not a state",
+            )
+            .with_help(format!("name the state it carries, e.g. `{}({}.{state})`", transform.name, connect.source.name)),
+        );
+        return None;
+    }
     let source = source?;
     let port_unit = info.port_units[target.0 as usize].get(port.0 as usize).cloned().unwrap_or_else(Unit::none);
-    lower_projection(program, module, connect, source, target, port, &port_unit, sink)
+    // A spike delivers its weight; a carried state its value times the weight (a normalised
+    // state is dimensionless).
+    let carried = match &source {
+        Source::State(s) if !s.l2_normalize => {
+            let name = &module.population(s.pop).vars[s.var.0 as usize].name;
+            let unit = info.state_units[s.pop.0 as usize].iter().find(|(n, _)| n == name).map_or_else(Unit::none, |(_, u)| u.clone());
+            Some((format!("`{}.{name}`", module.population(s.pop).name), unit))
+        }
+        _ => None,
+    };
+    lower_projection(program, module, connect, source, target, port, &port_unit, carried.as_ref(), sink)
+}
+
+/// The transforms a connection may apply to the state it carries.
+const SOURCE_TRANSFORMS: &[&str] = &["l2_normalize"];
+
+/// `pop` (its spikes), `pop.var` or `transform(pop.var)` (a state it carries).
+fn lower_population_source(program: &Program, module: &Module, connect: &ast::Connect, pop_id: PopId, sink: &mut Sink) -> Option<Source> {
+    let pop = module.population(pop_id);
+    let Some(var) = &connect.source_var else {
+        // A population without `spike when` never spikes: its spikes would deliver zeros.
+        if pop.threshold.is_none() && program.neurons.contains_key(&pop.neuron) {
+            let states: Vec<&str> = state_names(pop);
+            let example = states.first().map_or_else(|| "a state".to_string(), |s| format!("`{}.{s}`", pop.name));
+            sink.push(
+                Diagnostic::error(
+                    "snn::network::silent_source",
+                    format!("`{}` ({}) never spikes: a connection from its spikes would deliver zeros", pop.name, pop.neuron),
+                    connect.source.span,
+                    "no `spike when`",
+                )
+                .with_help(format!("connect a state it carries instead, e.g. {example}")),
+            );
+            return None;
+        }
+        return Some(Source::Population(pop_id));
+    };
+    let l2_normalize = match &connect.source_transform {
+        None => false,
+        Some(t) if SOURCE_TRANSFORMS.contains(&t.name.as_str()) => true,
+        Some(t) => {
+            let help = suggestion_help(
+                &t.name,
+                SOURCE_TRANSFORMS.iter().copied(),
+                format!("a connection may apply {}", SOURCE_TRANSFORMS.join(", ")),
+            );
+            sink.push(
+                Diagnostic::error("snn::names::unknown_transform", format!("unknown transform `{}`", t.name), t.span, "not a transform")
+                    .with_help(help),
+            );
+            return None;
+        }
+    };
+    let found = pop.vars.iter().position(|v| v.name == var.name);
+    match found.map(|v| &pop.vars[v].kind) {
+        Some(ir::VarKind::State { .. }) => {
+            Some(Source::State(ir::StateSource { pop: pop_id, var: ir::VarId(found.expect("found") as u32), l2_normalize }))
+        }
+        kind => {
+            // A neuron that failed to lower has no variables to suggest.
+            if !program.neurons.contains_key(&pop.neuron) {
+                return None;
+            }
+            let states = state_names(pop);
+            let help = if kind.is_some() {
+                format!("`{}` is a parameter, the same at every step; connect a state: {}", var.name, states.join(", "))
+            } else if pop.observables.iter().any(|(name, _)| *name == var.name) {
+                format!("`{}` is an observable; connections carry states: {}", var.name, states.join(", "))
+            } else {
+                suggestion_help(
+                    &var.name,
+                    states.iter().copied(),
+                    format!("`{}` ({}) carries the states: {}", pop.name, pop.neuron, states.join(", ")),
+                )
+            };
+            sink.push(
+                Diagnostic::error(
+                    "snn::network::state_source",
+                    format!("`{}` has no state `{}` to connect", pop.name, var.name),
+                    var.span,
+                    "not a state",
+                )
+                .with_help(help),
+            );
+            None
+        }
+    }
+}
+
+fn state_names(pop: &ir::Population) -> Vec<&str> {
+    pop.vars.iter().filter(|v| matches!(v.kind, ir::VarKind::State { .. })).map(|v| v.name.as_str()).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -128,8 +251,11 @@ pub(crate) fn lower_projection(
     target: PopId,
     port: PortId,
     port_unit: &Unit,
+    carried: Option<&(String, Unit)>,
     sink: &mut Sink,
 ) -> Option<Projection> {
+    let weight_unit = carried.map_or_else(|| port_unit.clone(), |(_, unit)| port_unit.div(unit));
+    let carried_name = carried.map(|(name, unit)| (name.as_str(), unit));
     let kind = &connect.kind;
     if !CONNECTIVITIES.contains(&kind.name.name.as_str()) {
         let help = suggestion_help(&kind.name.name, CONNECTIVITIES, format!("connections are {}", CONNECTIVITIES.join(", ")));
@@ -177,17 +303,17 @@ pub(crate) fn lower_projection(
         match name.name.as_str() {
             "init" => {
                 if let (Some(unit), Init::Const(_) | Init::Uniform { .. } | Init::Normal { .. }) = (&unit, &value)
-                    && unit != port_unit
+                    && *unit != weight_unit
                 {
-                    sink.push(weight_unit_error(unit, port_unit, arg.value.span));
+                    sink.push(weight_unit_error(unit, &weight_unit, carried_name, arg.value.span));
                 }
                 init = Some(value);
             }
             "weight" => {
                 if let Some(unit) = &unit
-                    && unit != port_unit
+                    && *unit != weight_unit
                 {
-                    sink.push(weight_unit_error(unit, port_unit, arg.value.span));
+                    sink.push(weight_unit_error(unit, &weight_unit, carried_name, arg.value.span));
                 }
                 weight = Some(value);
             }
@@ -303,7 +429,7 @@ pub(crate) fn lower_projection(
     }
     // A connection into a population declared no later than its source closes a cycle: it is
     // recurrent and reads the previous step's spikes.
-    if let Source::Population(source_id) = &source
+    if let Some(source_id) = Module::source_population(&source)
         && source_id.0 >= target.0
         && !feedback
     {
@@ -327,7 +453,7 @@ pub(crate) fn lower_projection(
     }
     let source_shape: Vec<usize> = match &source {
         Source::Input(id) => module.inputs[id.0 as usize].shape.clone(),
-        Source::Population(id) => module.population(*id).shape.clone(),
+        Source::Population(id) | Source::State(ir::StateSource { pop: id, .. }) => module.population(*id).shape.clone(),
     };
     let target_pop = module.population(target);
     let n_pre: usize = source_shape.iter().product();
@@ -451,12 +577,19 @@ pub fn shape_text(shape: &[usize]) -> String {
     format!("[{}]", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
 }
 
-pub(crate) fn weight_unit_error(found: &Unit, expected: &Unit, span: Span) -> Diagnostic {
+/// `carried`: the state a connection carries and its unit, `None` for spikes.
+pub(crate) fn weight_unit_error(found: &Unit, expected: &Unit, carried: Option<(&str, &Unit)>, span: Span) -> Diagnostic {
+    let help = match carried {
+        None => format!("a spike delivers its weight into the input, so the weight needs the input's unit: write the values in {expected}"),
+        Some((state, unit)) => format!(
+            "the connection delivers {state} ({unit}) times the weight, so the weight needs the input's unit over {unit}: write the values in {expected}"
+        ),
+    };
     Diagnostic::error(
         "snn::units::weight",
         format!("weights into this input must have unit {expected}, found {found}"),
         span,
         format!("this has unit {found}"),
     )
-    .with_help(format!("a spike delivers its weight into the input, so the weight needs the input's unit: write the values in {expected}"))
+    .with_help(help)
 }

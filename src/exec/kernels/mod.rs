@@ -1,9 +1,11 @@
 //! Precompiled kernels the engines call around the JIT's per-population code: dense products
 //! through the `gemm` crate ([`gemm`]), event-driven accumulation over spike bits
 //! ([`events`], [`bits`]), and the per-sample loops of the other connectivities
-//! ([`connectivity`]).
+//! ([`connectivity`]), and the normalisation a state-carrying connection may apply
+//! ([`normalize`]).
 
 pub mod bits;
 pub mod connectivity;
 pub mod events;
 pub mod gemm;
+pub mod normalize;

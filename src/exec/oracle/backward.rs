@@ -5,6 +5,8 @@
 //! derived adjoint that the JIT compiles.
 
 use crate::exec::kernels::connectivity::project_backward;
+use crate::exec::kernels::normalize::l2_normalize_rows_backward;
+use crate::exec::oracle::source_values;
 use crate::exec::oracle::tape::{Leaves, Op, Tape, record, surrogate_grad};
 use crate::exec::real::Real;
 use crate::exec::state::{Grads, Params, ReadoutGrads, SampleRef, Trace, neuron_rng, rand_draw};
@@ -194,11 +196,7 @@ fn project_adjoints<F: Real>(
         if proj.target != PopId(p as u32) {
             continue;
         }
-        let Some(ts) = t.checked_sub(module.source_delay(proj)) else { continue };
-        let source: Vec<F> = match &proj.source {
-            Source::Input(id) => trace.input_at(ts, id.0 as usize).to_vec(),
-            Source::Population(id) => trace.spikes_at(ts, id.0 as usize),
-        };
+        let Some(source) = source_values(module, proj, trace, t) else { continue };
         let n_pre = module.source_size(&proj.source);
         let mut dw = vec![F::zero(); params.weights[index].len()];
         let mut dx = vec![F::zero(); batch * n_pre];
@@ -219,11 +217,30 @@ fn project_adjoints<F: Real>(
                 *g += *d;
             }
         }
-        if let Source::Population(q) = &proj.source {
-            let row = batch * n_pre;
-            for (slot, g) in readout.spikes_mut(q.0 as usize)[ts * row..(ts + 1) * row].iter_mut().zip(&dx) {
-                *slot += *g;
+        let row = batch * n_pre;
+        match &proj.source {
+            Source::Population(q) => {
+                let ts = t - module.source_delay(proj);
+                for (slot, g) in readout.spikes_mut(q.0 as usize)[ts * row..(ts + 1) * row].iter_mut().zip(&dx) {
+                    *slot += *g;
+                }
             }
+            // The state after step `s` is the readout's row `s`; the initial state (trace row
+            // 0) has no gradient to go to.
+            Source::State(s) => {
+                let Some(ts) = module.state_source_row(proj, t).and_then(|row| row.checked_sub(1)) else { continue };
+                let mut d_state = vec![F::zero(); row];
+                if s.l2_normalize {
+                    let raw = trace.state_after(ts, s.pop.0 as usize, s.var.0 as usize);
+                    l2_normalize_rows_backward(raw, &dx, n_pre, &mut d_state);
+                } else {
+                    d_state.copy_from_slice(&dx);
+                }
+                for (slot, g) in readout.states_mut(s.pop.0 as usize, s.var.0 as usize)[ts * row..(ts + 1) * row].iter_mut().zip(&d_state) {
+                    *slot += *g;
+                }
+            }
+            Source::Input(_) => {}
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod backward;
 pub mod tape;
 
 use crate::exec::kernels::connectivity::project;
+use crate::exec::kernels::normalize::l2_normalize_rows;
 use crate::exec::real::Real;
 use crate::exec::state::{
     At, Params, ParamsAccess, RandKey, SampleRef, StepHook, Stepping, Trace, initial_values, input_rng, neuron_rng, rand_draw,
@@ -185,11 +186,7 @@ fn deliver<F: Real>(module: &Module, params: &Params<F>, trace: &Trace<F>, p: us
         if proj.target != PopId(p as u32) {
             continue;
         }
-        let Some(source_step) = step.checked_sub(module.source_delay(proj)) else { continue };
-        let source: Vec<F> = match &proj.source {
-            Source::Input(id) => trace.input_at(source_step, id.0 as usize).to_vec(),
-            Source::Population(id) => trace.spikes_at(source_step, id.0 as usize),
-        };
+        let Some(source) = source_values(module, proj, trace, step) else { continue };
         let n_pre = module.source_size(&proj.source);
         let out = &mut ports[proj.port.0 as usize];
         for b in 0..batch {
@@ -199,6 +196,26 @@ fn deliver<F: Real>(module: &Module, params: &Params<F>, trace: &Trace<F>, p: us
         }
     }
     ports
+}
+
+/// What projection `proj` carries at `step`, `batch x n_pre`: an input's value or spikes
+/// `delay` steps back, or a state after the source's step `step - delay` (normalised if the
+/// connection says so). `None` before the source has a value.
+pub(crate) fn source_values<F: Real>(module: &Module, proj: &ir::Projection, trace: &Trace<F>, step: usize) -> Option<Vec<F>> {
+    if let Source::State(s) = &proj.source {
+        let row = module.state_source_row(proj, step)?;
+        let mut values = trace.state_before(row, s.pop.0 as usize, s.var.0 as usize).to_vec();
+        if s.l2_normalize {
+            l2_normalize_rows(&mut values, module.population(s.pop).size());
+        }
+        return Some(values);
+    }
+    let source_step = step.checked_sub(module.source_delay(proj))?;
+    Some(match &proj.source {
+        Source::Input(id) => trace.input_at(source_step, id.0 as usize).to_vec(),
+        Source::Population(id) => trace.spikes_at(source_step, id.0 as usize),
+        Source::State(_) => unreachable!("handled above"),
+    })
 }
 
 /// Advances population `p` by one step for the whole batch: reads the state row `step` and

@@ -215,6 +215,10 @@ fn check_plastic_sources(program: &Program, module: &Module, source_map: &crate:
                 ),
                 "encode the input as spikes (`poisson`, `bernoulli`, `latency`), or drop `via`".to_string(),
             )),
+            crate::ir::Source::State(_) => Some((
+                format!("the plastic synapse `{}` needs presynaptic spikes, but this connection carries a state", synapse.name),
+                format!("connect the population's spikes (`{}`), or drop `via`", module.source_name(&proj.source)),
+            )),
             _ if proj.connectivity != crate::ir::Connectivity::Dense => Some((
                 format!("the plastic synapse `{}` runs on dense connections only", synapse.name),
                 "connect with `dense`, or drop `via`".to_string(),
@@ -286,15 +290,14 @@ pub(super) fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
         }
     }
     for proj in &module.projections {
-        let source = match &proj.source {
-            crate::ir::Source::Input(id) => module.inputs[id.0 as usize].name.clone(),
-            crate::ir::Source::Population(id) => module.populations[id.0 as usize].name.clone(),
-        };
+        let source = module.source_name(&proj.source).to_string();
         let target = &module.populations[proj.target.0 as usize].name;
         let why = if proj.connectivity != crate::ir::Connectivity::Dense {
             Some("is not dense")
         } else if proj.delay_steps > 0 {
             Some("has a delay")
+        } else if matches!(proj.source, crate::ir::Source::State(_)) {
+            Some("carries a state, not spikes")
         } else if matches!(proj.source, crate::ir::Source::Population(q) if q.0 >= proj.target.0) {
             Some("feeds back")
         } else {
