@@ -170,16 +170,21 @@ fn every_field_of_the_train_block_changes_the_run() {
     let (_, recorded) = run(module);
     assert!(recorded.records.spikes.lines().count() > 10, "spikes are recorded");
     assert_eq!(recorded.records.variables.lines().count(), 64 * 6 * 40, "one row per sample, step and neuron");
-    // clamps: evaluation with the output held.
+    // clamps: what the generative check holds (the layer fires at every step), and nothing
+    // else (training and its evaluation are those of the model without them).
     let mut module = base();
-    let out = module.populations.iter().position(|p| p.name == "out").expect("out");
     let hidden_id = snnc::ir::PopId(hidden as u32);
     let train = module.train.as_mut().expect("train");
     let on = train.exprs.push(snnc::ir::train::TNode::Const(1.0), snnc::ir::train::TType { width: 1, per_step: false });
-    train.clamps = vec![(hidden_id, on)];
-    let _ = out;
-    let (_, clamped) = run(module);
-    assert_eq!(clamped.epochs[0].spikes_per_neuron[hidden].1, 6.0, "the clamped layer fires at every step while evaluating");
+    train.clamps = vec![snnc::ir::train::Clamp { pop: hidden_id, var: None, value: on }];
+    let dataset = snnc::cli::driver::load_data(module.train.as_ref().expect("train"), None).expect("generated");
+    let (clamped_params, clamped) = run(module.clone());
+    assert_eq!(clamped_params, reference, "clamps do not change training");
+    assert_eq!(clamped.epochs[0].spikes_per_neuron, collect.epochs[0].spikes_per_neuron, "nor evaluation");
+    let config = snnc::train::generate::GenerateConfig { decoder_samples: 32, ..Default::default() };
+    let generated = snnc::train::generate::generate(&common::valid(module), &dataset, &reference, &config).expect("generates");
+    assert_eq!(generated.layers, ["hidden"]);
+    assert!(generated.clamped_rate.iter().all(|c| c[0] == 1.0), "the clamped layer fires at every step: {:?}", generated.clamped_rate);
     assert_ne!(collect.epochs[0].spikes_per_neuron[hidden].1, 6.0);
 }
 

@@ -1,6 +1,7 @@
 //! Images a run writes beside its metrics: the learned input weights of every neuron of a
 //! plastic connection from a square input (MNIST's 28 x 28), as a grid of receptive fields,
-//! and the values of persistent states (Diehl & Cook's adaptive thresholds) as CSV.
+//! the values of persistent states (Diehl & Cook's adaptive thresholds) as CSV, and the
+//! generative check's decoded images (`snnc generate`).
 
 use std::path::Path;
 
@@ -89,5 +90,76 @@ pub fn write_learned<F: Real>(out: &Path, module: &Module, params: &Params<F>) -
         crate::cli::driver::write_atomically(&path, csv.as_bytes()).map_err(|e| crate::cli::driver::write_failure(&path, &e))?;
         written.push("persistent_states.csv".to_string());
     }
+    Ok(written)
+}
+
+/// Square images in a grid, `cells[row][column]`, each scaled from its own minimum (black) to
+/// its maximum (white), `zoom` pixels per value, with a two-pixel border. None when an image is
+/// not square.
+pub fn image_grid(cells: &[Vec<Vec<f64>>], zoom: usize) -> Option<Gray> {
+    let rows = cells.len();
+    let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let n = cells.first()?.first()?.len();
+    let side = (n as f64).sqrt().round() as usize;
+    if side * side != n || side == 0 || zoom == 0 || cells.iter().flatten().any(|c| c.len() != n) {
+        return None;
+    }
+    let tile = side * zoom + 2;
+    let (width, height) = (columns * tile + 2, rows * tile + 2);
+    let mut pixels = vec![96u8; width * height];
+    for (r, row) in cells.iter().enumerate() {
+        for (c, image) in row.iter().enumerate() {
+            let lo = image.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = image.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
+            for (i, v) in image.iter().enumerate() {
+                let value = ((v - lo) * scale).round().clamp(0.0, 255.0) as u8;
+                let (x0, y0) = (c * tile + 2 + (i % side) * zoom, r * tile + 2 + (i / side) * zoom);
+                for dy in 0..zoom {
+                    let start = (y0 + dy) * width + x0;
+                    pixels[start..start + zoom].fill(value);
+                }
+            }
+        }
+    }
+    Some(Gray { width, height, pixels })
+}
+
+/// Writes `generate.png` (a row per class: the class's mean test image, then the image decoded
+/// from each layer while the class is clamped) when the input is a square image, and
+/// `generate.csv` (`layer,class,clamped_rate,decoder_r2,similarity_0..`: the correlation of the
+/// class's clamped rates with each class's mean normal rates). Returns the names written.
+pub fn write_generated(out: &Path, generated: &crate::train::generate::Generated) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut written = Vec::new();
+    let cells: Vec<Vec<Vec<f64>>> = generated
+        .class_means
+        .iter()
+        .zip(&generated.decoded)
+        .map(|(mean, layers)| std::iter::once(mean.clone()).chain(layers.iter().cloned()).collect())
+        .collect();
+    if let Some(image) = image_grid(&cells, 2) {
+        let path = out.join("generate.png");
+        crate::cli::driver::write_atomically(&path, &image.png()?).map_err(|e| crate::cli::driver::write_failure(&path, &e))?;
+        written.push("generate.png".to_string());
+    }
+    let classes = generated.decoded.len();
+    let mut csv = String::from("layer,class,clamped_rate,decoder_r2");
+    for j in 0..classes {
+        csv.push_str(&format!(",similarity_{j}"));
+    }
+    csv.push('\n');
+    for (l, layer) in generated.layers.iter().enumerate() {
+        for c in 0..classes {
+            csv.push_str(&format!("{layer},{c},{},{}", generated.clamped_rate[c][l], generated.decoder_r2[l]));
+            for s in &generated.similarity[l][c] {
+                csv.push_str(&format!(",{s}"));
+            }
+            csv.push('\n');
+        }
+    }
+    let path = out.join("generate.csv");
+    crate::cli::driver::write_atomically(&path, csv.as_bytes()).map_err(|e| crate::cli::driver::write_failure(&path, &e))?;
+    written.push("generate.csv".to_string());
     Ok(written)
 }

@@ -294,6 +294,9 @@ pub fn advance<F: Real>(
         }
     } else {
         for t in range.clone() {
+            if let Some(hook) = hook.as_deref_mut() {
+                hook.before_step(At::full(t), trace);
+            }
             for (p, counters) in counters.iter_mut().enumerate() {
                 deliver(module, params.get(), p, t..t + 1, trace, hoisted);
                 forward(trace, p, t, counters);
@@ -358,6 +361,9 @@ pub fn stream<F: Real>(
             }
         }
         let at = At { step: t, row };
+        if let Some(hook) = hook.as_deref_mut() {
+            hook.before_step(at, &mut trace);
+        }
         for p in 0..module.populations.len() {
             deliver_row(module, params.get(), p, at, rows, &mut trace, &mut hoisted);
             compiled.step_at(module, p, at, &mut trace, &mut counters[p], net);

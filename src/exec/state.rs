@@ -599,6 +599,10 @@ pub trait StepHook<F> {
     /// (clamps: later populations and steps see the new values) and, when the forward pass was
     /// given the parameters mutably, change the parameters.
     fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, params: Option<&mut Params<F>>);
+
+    /// Step `at.step` is about to run: the state before it is row `at.row` of the trace, which
+    /// the hook may overwrite (a clamped state), before any population reads it.
+    fn before_step(&mut self, _at: At, _trace: &mut Trace<F>) {}
 }
 
 /// Several hooks after one another, in order.
@@ -608,6 +612,12 @@ impl<F> StepHook<F> for Chain<'_, F> {
     fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, mut params: Option<&mut Params<F>>) {
         for hook in &mut self.0 {
             hook.after_population(at, p, trace, params.as_deref_mut());
+        }
+    }
+
+    fn before_step(&mut self, at: At, trace: &mut Trace<F>) {
+        for hook in &mut self.0 {
+            hook.before_step(at, trace);
         }
     }
 }

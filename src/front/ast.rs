@@ -524,8 +524,9 @@ pub enum TrainStmt {
         to: Option<String>,
         span: Span,
     },
+    /// `clamp p = expr` (spikes) or `clamp p.var = expr` (a state).
     Clamp {
-        population: Ident,
+        path: Vec<Ident>,
         value: Expr,
         span: Span,
     },

@@ -508,9 +508,9 @@ impl Printer<'_> {
                 self.line(&text);
                 self.end(*span);
             }
-            TrainStmt::Clamp { population, value, span } => {
+            TrainStmt::Clamp { path: target, value, span } => {
                 self.begin(*span, &[]);
-                self.line(&format!("clamp {population} = {}", expr(value)));
+                self.line(&format!("clamp {} = {}", path(target), expr(value)));
                 self.end(*span);
             }
         }

@@ -778,8 +778,8 @@ fn build_train_stmt(pair: Pair<Rule>) -> TrainStmt {
         }
         Rule::clamp => {
             let mut parts = pair.into_inner().filter(significant);
-            let population = ident(parts.next().expect("clamp population"));
-            TrainStmt::Clamp { population, value: build_expr(parts.next().expect("clamp value")), span }
+            let path = parts.next().expect("clamp target").into_inner().filter(significant).map(ident).collect();
+            TrainStmt::Clamp { path, value: build_expr(parts.next().expect("clamp value")), span }
         }
         rule => unreachable!("grammar: unexpected train statement {rule:?}"),
     }

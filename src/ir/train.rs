@@ -308,7 +308,17 @@ pub struct Train {
     pub retry: Option<Retry>,
     pub records: Vec<(PopId, Option<VarId>)>,
     pub record_to: Option<String>,
-    pub clamps: Vec<(PopId, TExprId)>,
+    pub clamps: Vec<Clamp>,
+}
+
+/// `clamp p = value` (the population's spikes, 1 where the value is nonzero) or `clamp p.var
+/// = value` (a state, before every step): what `snnc generate` holds while the network runs
+/// without input, `label` being the class it generates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clamp {
+    pub pop: PopId,
+    pub var: Option<VarId>,
+    pub value: TExprId,
 }
 
 pub fn write_train(out: &mut String, module: &Module, train: &Train) {
@@ -370,8 +380,13 @@ pub fn write_train(out: &mut String, module: &Module, train: &Train) {
             }
         }
     }
-    for (pop, value) in &train.clamps {
-        let _ = writeln!(out, "  clamp {} = {}", module.population(*pop).name, train.exprs.display(module, *value));
+    for clamp in &train.clamps {
+        let pop = module.population(clamp.pop);
+        let target = match clamp.var {
+            Some(v) => format!("{}.{}", pop.name, pop.vars[v.0 as usize].name),
+            None => pop.name.clone(),
+        };
+        let _ = writeln!(out, "  clamp {target} = {}", train.exprs.display(module, clamp.value));
     }
 }
 

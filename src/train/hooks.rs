@@ -68,11 +68,17 @@ pub fn retry_holds<F: Real>(
     Ok(values[condition.0 as usize].data[0] != 0.0)
 }
 
-/// Holds the clamped populations' spikes at the values of their expressions while a batch
-/// runs forward step by step.
+/// Holds what the train block clamps at the values of its expressions while a batch runs
+/// step by step: a population's spikes after its step, a state before every step.
 pub struct Clamps {
-    /// Per clamped population: its spike values for every sample of the batch, one row.
-    pub rows: Vec<(PopId, Vec<f64>)>,
+    /// Per clamp: its values for every sample of the batch, one row.
+    pub rows: Vec<(ClampTarget, Vec<f64>)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClampTarget {
+    Spikes(PopId),
+    State(PopId, VarId),
 }
 
 impl Clamps {
@@ -87,16 +93,20 @@ impl Clamps {
     ) -> Result<Clamps, LossError> {
         let mut rows = Vec::new();
         let empty: Trace<F> = Trace::new(module, 1);
-        for (pop, expr) in &train.clamps {
-            let n = module.population(*pop).size();
+        for clamp in &train.clamps {
+            let n = module.population(clamp.pop).size();
             let mut row = Vec::with_capacity(samples.len() * n);
             for (label, features) in samples {
-                let values =
-                    loss::evaluate(module, &train.exprs, &empty, 0, params, SampleInputs { label: *label, features, net }, &[*expr])?;
-                let value = &values[expr.0 as usize];
+                let inputs = SampleInputs { label: *label, features, net };
+                let values = loss::evaluate(module, &train.exprs, &empty, 0, params, inputs, &[clamp.value])?;
+                let value = &values[clamp.value.0 as usize];
                 row.extend((0..n).map(|i| value.data[if value.width == 1 { 0 } else { i }]));
             }
-            rows.push((*pop, row));
+            let target = match clamp.var {
+                Some(var) => ClampTarget::State(clamp.pop, var),
+                None => ClampTarget::Spikes(clamp.pop),
+            };
+            rows.push((target, row));
         }
         Ok(Clamps { rows })
     }
@@ -104,10 +114,20 @@ impl Clamps {
 
 impl<F: Real> StepHook<F> for Clamps {
     fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, _params: Option<&mut Params<F>>) {
-        for (pop, row) in &self.rows {
-            if pop.0 as usize == p {
+        for (target, row) in &self.rows {
+            if *target == ClampTarget::Spikes(PopId(p as u32)) {
                 let spikes: Vec<F> = row.iter().map(|v| if *v != 0.0 { F::one() } else { F::zero() }).collect();
                 trace.store_spikes(at.row, p, &spikes);
+            }
+        }
+    }
+
+    fn before_step(&mut self, at: At, trace: &mut Trace<F>) {
+        for (target, row) in &self.rows {
+            if let ClampTarget::State(pop, var) = *target {
+                let r = trace.row(pop.0 as usize);
+                let values = &mut trace.states[pop.0 as usize][var.0 as usize][at.row * r..(at.row + 1) * r];
+                values.iter_mut().zip(row).for_each(|(x, v)| *x = F::of(*v));
             }
         }
     }

@@ -1,5 +1,4 @@
-//! Evaluation through any engine (test accuracy, spikes per neuron per layer, with the train
-//! block's clamps held) and the operation counts of seeds/003 (synaptic operations, SNN and
+//! Evaluation through any engine (test accuracy, spikes per neuron per layer) and the operation counts of seeds/003 (synaptic operations, SNN and
 //! ANN FLOPs).
 
 use rayon::prelude::*;
@@ -12,7 +11,6 @@ use crate::exec::real::Real;
 use crate::exec::state::{Params, SampleRef, Trace};
 use crate::ir::train::Train;
 use crate::ir::{Connectivity, Module, Source};
-use crate::train::hooks::Clamps;
 use crate::train::loss::{self, LossError, SampleInputs};
 
 /// Samples per evaluation shard (no gradients to hold, so larger shards pay).
@@ -60,15 +58,7 @@ pub fn evaluate<F: Real>(
             let features: Vec<Cow<[f32]>> = shard.iter().map(|&i| split.sample(i)).collect();
             let samples: Vec<SampleRef> =
                 shard.iter().zip(&features).map(|(&i, f)| SampleRef { id: TEST_ID_OFFSET + i as u64, features: f }).collect();
-            let trace = if train.clamps.is_empty() {
-                engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, None)
-            } else {
-                let labelled: Vec<(usize, &[f32])> =
-                    shard.iter().zip(&features).map(|(&i, f)| (usize::from(split.labels[i]), &**f)).collect();
-                let mut clamps = Clamps::of(module, train, params, &labelled, net)?;
-                let hook: &mut dyn StepHook<F> = &mut clamps;
-                engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, Some(hook))
-            };
+            let trace = engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, None);
             let mut correct = 0;
             if let Some(root) = train.predict {
                 for (b, &i) in shard.iter().enumerate() {

@@ -127,6 +127,9 @@ pub fn advance<F: Real>(
             let r = values.len();
             trace.inputs[i][step * r..(step + 1) * r].copy_from_slice(&values);
         }
+        if let Some(hook) = hook.as_deref_mut() {
+            hook.before_step(At::full(step), trace);
+        }
         for (p, counters) in counters.iter_mut().enumerate() {
             let r = trace.row(p);
             trace.refractory[p][step * r..(step + 1) * r].copy_from_slice(counters);

@@ -156,7 +156,7 @@ impl TrainLowerer<'_, '_, '_> {
             Some(var) => Some((pop, Some(var))),
             None => {
                 let help =
-                    suggestion_help(&name, population.vars.iter().map(|v| v.name.as_str()), "record a state of the population".to_string());
+                    suggestion_help(&name, population.vars.iter().map(|v| v.name.as_str()), "name a state of the population".to_string());
                 self.sink.push(
                     Diagnostic::error(
                         "snn::names::unknown",

@@ -356,8 +356,27 @@ pub fn lower_train(
                 }
                 record_to = to.clone();
             }
-            TrainStmt::Clamp { population, value, .. } => {
-                let Some(pop) = lowerer.population(population) else { continue };
+            TrainStmt::Clamp { path, value, .. } => {
+                let Some((pop, var)) = lowerer.lower_record(path) else { continue };
+                if let Some(v) = var
+                    && !matches!(module.population(pop).vars[v.0 as usize].kind, crate::ir::VarKind::State { .. })
+                {
+                    lowerer.sink.push(
+                        Diagnostic::error(
+                            "snn::train::clamp_parameter",
+                            format!(
+                                "`{}` is a parameter of `{}`, the same at every step",
+                                module.population(pop).vars[v.0 as usize].name,
+                                path[0].name
+                            ),
+                            path[1].span.join(path[path.len() - 1].span),
+                            "a parameter",
+                        )
+                        .with_help("clamp a state (`clamp out.u = ...`) or the population's spikes (`clamp out = ...`)"),
+                    );
+                    continue;
+                }
+                let population = &path[0];
                 let Some(typed) = lowerer.lower(value) else { continue };
                 let width = lowerer.exprs.ty(typed.id).width;
                 let size = module.population(pop).size();
@@ -372,7 +391,7 @@ pub fn lower_train(
                         .with_help("clamp a population to a value of its own size"),
                     );
                 }
-                clamps.push((pop, typed.id));
+                clamps.push(crate::ir::train::Clamp { pop, var, value: typed.id });
             }
             TrainStmt::Setting(_) | TrainStmt::Loss(_) | TrainStmt::Phase { .. } => {}
         }
