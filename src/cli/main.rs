@@ -190,7 +190,7 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Where generate.png and generate.csv go (default: the checkpoint's folder).
+        /// Where generate.png and generate.csv go (default: the checkpoint file's folder).
         #[arg(long)]
         out: Option<PathBuf>,
         #[arg(long)]
@@ -271,7 +271,7 @@ fn command(cli: Cli) -> ExitCode {
                 start_threads(threads)?;
                 let engine = backend.engine()?;
                 let sets = parse_sets(&sets)?;
-                let out = out.unwrap_or_else(|| checkpoint.clone());
+                let out = out.unwrap_or_else(|| checkpoint.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf));
                 let config = snnc::train::generate::GenerateConfig { decoder_samples: samples, engine, ..Default::default() };
                 match run_precision(precision, &file) {
                     Precision::F32 => generate::<f32>(&file, &checkpoint, data.as_deref(), &sets, &out, &config),

@@ -250,6 +250,17 @@ impl Exprs {
         }
     }
 
+    /// Whether the expression reads input port `port`.
+    pub fn reads_port(&self, id: ExprId, port: PortId) -> bool {
+        match self.get(id) {
+            Node::Const(_) | Node::Var(_) | Node::Global(_) => false,
+            Node::Port(p) => *p == port,
+            Node::Unary(_, a) => self.reads_port(*a, port),
+            Node::Binary(_, a, b) => self.reads_port(*a, port) || self.reads_port(*b, port),
+            Node::Call(_, args) => args.iter().any(|a| self.reads_port(*a, port)),
+        }
+    }
+
     /// Whether the expression reads a global for which `pred` holds.
     pub fn reads_global(&self, id: ExprId, pred: &dyn Fn(Global) -> bool) -> bool {
         match self.get(id) {
@@ -356,6 +367,19 @@ pub fn eval_binary<F: num_traits::Float>(op: BinaryOp, a: F, b: F) -> Option<F> 
 
 /// A built-in function of the neuron language, in any float type (see [`eval_binary`]); the
 /// JIT's host calls run exactly this.
+/// `1 / (1 + e^-x)`: [`eval_func`]'s sigmoid, which the JIT calls directly.
+pub fn sigmoid<F: num_traits::Float>(x: F) -> F {
+    F::one() / (F::one() + (-x).exp())
+}
+
+/// The normal density with mean `mu` and standard deviation `sigma` at `x`: [`eval_func`]'s
+/// `gauss`, which the JIT calls directly.
+pub fn gauss<F: num_traits::Float>(x: F, mu: F, sigma: F) -> F {
+    let two = F::one() + F::one();
+    let root_tau = F::from(std::f64::consts::TAU.sqrt()).unwrap_or_else(F::nan);
+    (-(x - mu).powi(2) / (two * sigma * sigma)).exp() / (sigma * root_tau)
+}
+
 pub fn eval_func<F: num_traits::Float>(func: Func, args: &[F]) -> Option<F> {
     let arg = |i: usize| args.get(i).copied();
     let (zero, one) = (F::zero(), F::one());
@@ -364,7 +388,7 @@ pub fn eval_func<F: num_traits::Float>(func: Func, args: &[F]) -> Option<F> {
         Func::Log => arg(0)?.ln(),
         Func::Sqrt => arg(0)?.sqrt(),
         Func::Abs => arg(0)?.abs(),
-        Func::Sigmoid => one / (one + (-arg(0)?).exp()),
+        Func::Sigmoid => sigmoid(arg(0)?),
         Func::Tanh => arg(0)?.tanh(),
         Func::Sin => arg(0)?.sin(),
         Func::Cos => arg(0)?.cos(),
@@ -378,12 +402,7 @@ pub fn eval_func<F: num_traits::Float>(func: Func, args: &[F]) -> Option<F> {
                 arg(2)?
             }
         }
-        Func::Gauss => {
-            let (x, mu, sigma) = (arg(0)?, arg(1)?, arg(2)?);
-            let two = one + one;
-            let tau = F::from(2.0 * std::f64::consts::PI)?;
-            (-(x - mu).powi(2) / (two * sigma * sigma)).exp() / (sigma * tau.sqrt())
-        }
+        Func::Gauss => gauss(arg(0)?, arg(1)?, arg(2)?),
         Func::Heaviside => {
             if arg(0)? > zero {
                 one

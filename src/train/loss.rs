@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::exec::oracle::{Columns, eval_columns};
 use crate::exec::real::Real;
 use crate::exec::state::{Params, ReadoutGrads, Summary, Trace};
 use crate::ir::train::{Readout, TExprId, TExprs, TFunc, TNode};
@@ -286,33 +287,45 @@ fn readout_value<F: Real>(
         Readout::Observable(p, o) => {
             let pop = module.population(p);
             let (n, id) = (pop.size(), pop.observables[o as usize].1);
-            let mut data = Vec::with_capacity(steps.len() * n);
-            let (mut vars, mut ports) = (Vec::new(), Vec::new());
-            for t in steps {
-                for i in 0..n {
-                    neuron_at(trace, p.0 as usize, t, b * n + i, &mut vars, &mut ports);
-                    data.push(eval_at(&pop.exprs, id, &vars, &ports, t as f64 * module.dt, net, module.dt));
-                }
-            }
-            Value { per_step: true, width: n, data }
+            let (vars, ports, times) = gather(module, trace, p.0 as usize, b, steps, &pop.exprs, &[id]);
+            let columns = Columns { vars: &vars, ports: &ports, times: &times, net, dt: module.dt };
+            Value { per_step: true, width: n, data: eval_columns(&pop.exprs, id, &columns) }
         }
         Readout::FirstSpike(_) => return Err(LossError::Readout { readout: "first_spike", method: "eventprop" }),
         Readout::SpikePenalty(_) => return Err(LossError::Readout { readout: "spike_penalty", method: "eventprop" }),
     })
 }
 
-/// One neuron's variables after step `t` and its ports during the step.
-/// Into `vars` and `ports`, which it resizes (reused from neuron to neuron).
-fn neuron_at<F: Real>(trace: &Trace<F>, p: usize, t: usize, k: usize, vars: &mut Vec<f64>, ports: &mut Vec<f64>) {
-    vars.clear();
-    vars.extend((0..trace.states[p].len()).map(|v| trace.state_after(t, p, v)[k].into_f64()));
-    ports.clear();
-    ports.extend((0..trace.ports[p].len()).map(|q| trace.port_at(t, p, q)[k].into_f64()));
-}
-
-/// An observable's value at one neuron, evaluated in f64 from the trace's values.
-fn eval_at(exprs: &crate::ir::Exprs, id: crate::ir::ExprId, vars: &[f64], ports: &[f64], time: f64, net: &[f64], dt: f64) -> f64 {
-    crate::exec::oracle::eval_at(exprs, id, vars, ports, time, net, dt)
+/// Population `p`'s variables after each step of `steps` and its ports during it, for sample
+/// `b`, as columns (step-major, then neuron) with each element's time: what the expressions
+/// `roots` read, the rest left empty.
+fn gather<F: Real>(
+    module: &Module,
+    trace: &Trace<F>,
+    p: usize,
+    b: usize,
+    steps: std::ops::Range<usize>,
+    exprs: &crate::ir::Exprs,
+    roots: &[crate::ir::ExprId],
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>) {
+    let pop = &module.populations[p];
+    let n = pop.size();
+    let reads_var = |v: usize| roots.iter().any(|id| exprs.reads(*id, &|var| var.0 as usize == v));
+    let reads_port = |q: usize| roots.iter().any(|id| exprs.reads_port(*id, crate::ir::PortId(q as u32)));
+    let vars = (0..pop.vars.len())
+        .map(|v| match reads_var(v) {
+            true => steps.clone().flat_map(|t| trace.state_after(t, p, v)[b * n..(b + 1) * n].iter().map(|x| x.into_f64())).collect(),
+            false => Vec::new(),
+        })
+        .collect();
+    let ports = (0..pop.ports.len())
+        .map(|q| match reads_port(q) {
+            true => steps.clone().flat_map(|t| trace.port_at(t, p, q)[b * n..(b + 1) * n].iter().map(|x| x.into_f64())).collect(),
+            false => Vec::new(),
+        })
+        .collect();
+    let times = steps.flat_map(|t| std::iter::repeat_n(t as f64 * module.dt, n)).collect();
+    (vars, ports, times)
 }
 
 fn softmax_row(row: &[f64]) -> Vec<f64> {
@@ -450,21 +463,21 @@ pub fn backward<F: Real>(
                         return Err(LossError::ObservableReadsInput { name });
                     }
                     let row = grads.batch * n;
-                    let (mut vars, mut ports) = (Vec::new(), Vec::new());
-                    for t in 0..steps {
-                        for i in 0..n {
-                            let g = g[t * n + i];
-                            if g == 0.0 {
-                                continue;
-                            }
-                            let at = first + t;
-                            neuron_at(trace, p.0 as usize, at, b * n + i, &mut vars, &mut ports);
-                            for (v, d) in derived.d_vars.iter().enumerate() {
-                                if derived.exprs.constant(*d) == Some(0.0) {
-                                    continue;
+                    let slopes: Vec<(usize, crate::ir::ExprId)> =
+                        derived.d_vars.iter().copied().enumerate().filter(|(_, d)| derived.exprs.constant(*d) != Some(0.0)).collect();
+                    let roots: Vec<crate::ir::ExprId> = slopes.iter().map(|(_, d)| *d).collect();
+                    let (vars, ports, times) = gather(module, trace, p.0 as usize, b, first..first + steps, &derived.exprs, &roots);
+                    let columns = Columns { vars: &vars, ports: &ports, times: &times, net, dt: module.dt };
+                    for (v, d) in slopes {
+                        let slope = eval_columns(&derived.exprs, d, &columns);
+                        let slot = grads.states_mut(p.0 as usize, v);
+                        for t in 0..steps {
+                            let at = (first + t) * row + b * n;
+                            for i in 0..n {
+                                let g = g[t * n + i];
+                                if g != 0.0 {
+                                    slot[at + i] += F::of(g * slope[t * n + i]);
                                 }
-                                let slope = eval_at(&derived.exprs, *d, &vars, &ports, at as f64 * module.dt, net, module.dt);
-                                grads.states_mut(p.0 as usize, v)[at * row + b * n + i] += F::of(g * slope);
                             }
                         }
                     }

@@ -33,7 +33,7 @@ use cranelift_module::{FuncId, Linkage, Module as _};
 use crate::exec::real::Real;
 use crate::exec::state::Trace;
 use crate::ir::grad::StepGraph;
-use crate::ir::{self, EncoderKind, Func, Module, Population};
+use crate::ir::{self, EncoderKind, Module, Population};
 pub use emit::EmitError;
 use emit::{Emitter, Scope};
 pub use plastic::{PlasticKernels, UpdateKernel, compile_plasticity};
@@ -72,10 +72,10 @@ extern "C" fn host_cos<F: Real>(x: F) -> F {
     x.cos()
 }
 extern "C" fn host_sigmoid<F: Real>(x: F) -> F {
-    ir::eval_func(Func::Sigmoid, &[x]).unwrap_or(F::nan())
+    ir::sigmoid(x)
 }
 extern "C" fn host_gauss<F: Real>(x: F, mu: F, sigma: F) -> F {
-    ir::eval_func(Func::Gauss, &[x, mu, sigma]).unwrap_or(F::nan())
+    ir::gauss(x, mu, sigma)
 }
 
 /// The host functions, in the order of [`emit::Host`], with their arity.

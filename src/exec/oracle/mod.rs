@@ -39,6 +39,63 @@ pub fn eval_at<F: Real>(exprs: &Exprs, id: ExprId, vars: &[F], ports: &[F], time
     eval(exprs, id, &ctx)
 }
 
+/// Columns of values an expression reads, one entry per element: what [`eval_columns`]
+/// evaluates over. A variable or port the expression does not read may be left empty.
+pub struct Columns<'a> {
+    pub vars: &'a [Vec<f64>],
+    pub ports: &'a [Vec<f64>],
+    /// The time of each element.
+    pub times: &'a [f64],
+    pub net: &'a [f64],
+    pub dt: f64,
+}
+
+/// `id` evaluated element by element over `columns` (many neurons and steps at once): the
+/// operations of [`eval`], walking the expression once instead of once per element. Random
+/// draws and spike flags are not neuron state an observable reads: NaN.
+pub fn eval_columns(exprs: &Exprs, id: ExprId, columns: &Columns) -> Vec<f64> {
+    let len = columns.times.len();
+    match exprs.get(id) {
+        Node::Const(value) => vec![*value; len],
+        Node::Var(var) => columns.vars[var.0 as usize].clone(),
+        Node::Port(port) => columns.ports[port.0 as usize].clone(),
+        Node::Global(global) => match global {
+            Global::Dt => vec![columns.dt; len],
+            Global::Time => columns.times.to_vec(),
+            Global::NetParam(index) => vec![columns.net[*index as usize]; len],
+            _ => vec![f64::NAN; len],
+        },
+        Node::Unary(op, a) => {
+            let mut a = eval_columns(exprs, *a, columns);
+            for x in &mut a {
+                *x = match op {
+                    UnaryOp::Neg => -*x,
+                    UnaryOp::Not => truth(*x == 0.0),
+                };
+            }
+            a
+        }
+        Node::Binary(op, a, b) => {
+            let mut a = eval_columns(exprs, *a, columns);
+            let b = eval_columns(exprs, *b, columns);
+            for (x, y) in a.iter_mut().zip(&b) {
+                *x = ir::eval_binary(*op, *x, *y).unwrap_or(f64::NAN);
+            }
+            a
+        }
+        Node::Call(func, args) => {
+            let args: Vec<Vec<f64>> = args.iter().map(|a| eval_columns(exprs, *a, columns)).collect();
+            let mut values = vec![0.0; args.len()];
+            (0..len)
+                .map(|k| {
+                    values.iter_mut().zip(&args).for_each(|(v, a)| *v = a[k]);
+                    eval_func(*func, &values).unwrap_or(f64::NAN)
+                })
+                .collect()
+        }
+    }
+}
+
 /// The oracle's one expression evaluator.
 pub(crate) fn eval<F: Real>(exprs: &Exprs, id: ExprId, ctx: &Ctx<F>) -> F {
     match exprs.get(id) {
