@@ -90,7 +90,7 @@ fn window_loss(module: &snnc::ir::validate::Valid, before: &Params<f64>, params:
     let ctx = snnc::exec::engine::Ctx { module, seed: 1, net: &net_f };
     let samples: Vec<SampleRef> = batch().iter().map(|e| e.sample).collect();
     let steps = snnc::train::fptt::window(p, k, module.steps);
-    let mut stepping = engine.begin(&ctx, before, &samples);
+    let mut stepping = engine.begin(&ctx, before, &samples, module.steps + module.rest_steps);
     engine.advance(&ctx, before, &samples, &mut stepping, steps.start);
     engine.advance(&ctx, params, &samples, &mut stepping, steps.end);
     let view = Windowed { trace: &stepping.trace, steps, index: p, count: k };
@@ -168,4 +168,76 @@ fn two_windows_follow_the_fptt_update_from_each_window_s_gradient() {
     // Not the same as one BPTT step over the whole sample.
     let whole = one_batch(&model("bptt(surrogate = fast_sigmoid())", 10, false), &w0);
     assert!(whole.weights[0].iter().zip(&actual.weights[0]).any(|(a, b)| (a - b).abs() > 1e-4));
+}
+
+/// FPTT keeps one window of a sample at a time ([`Stepping::slide`]): on a network with
+/// feedback, delays, a carried state, an input redrawn every step and a neuron that reads
+/// the time, every window's rows
+/// equal the whole trace's and its backward pass gives the whole trace's gradient over the
+/// same steps, on both engines; the trace holds the window and the steps before it that the
+/// longest delay reads, not the sample.
+#[test]
+fn a_pass_that_keeps_one_window_runs_and_differentiates_as_the_whole_trace() {
+    use snnc::exec::engine::{Ctx, ParamsAccess, Shard, Sweep};
+    use snnc::exec::state::ReadoutGrads;
+    // The readout's input weighs more at later steps: time must be the step's, not the row's.
+    let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\n\
+        neuron Clocked {\n    state v = 0\n    input i\n    update { v = 0.8 * v + i * (1 + 0.05 * t / dt) }\n}\n\
+        network N {\n    dt = 1 ms\n    steps = 12\n    \
+        input x[5] = dropout(sample, p = 0.3)\n    population h[6] = Leaky(beta = 0.8, threshold = 0.4)\n    population out[3] = Clocked\n    \
+        connect x -> h.i : dense(init = uniform(0, 0.6))\n    connect h -> out.i : dense(init = uniform(-0.5, 0.5))\n    \
+        connect h -> h.i : dense(init = uniform(-0.3, 0.3)) feedback\n    connect l2_normalize(out.v) -> h.i : dense(init = uniform(-0.4, 0.4)) feedback\n    \
+        connect h -> out.i : dense(init = uniform(-0.5, 0.5)) delay 3 ms\n    connect x -> out.i : dense(init = uniform(-0.5, 0.5)) delay 2 ms\n}\n\
+        train {\n    data = yin_yang()\n    method = fptt(surrogate = fast_sigmoid(), updates = 4)\n    loss l = mean(last_t(out.v))\n    \
+        predict = argmax(last_t(out.v))\n    optimizer = sgd(lr = 0.1)\n}\n";
+    let module = common::valid(common::module(text));
+    let history = snnc::exec::schedule::window_rows(&module) - 1;
+    assert_eq!(history, 3, "the longest delay");
+    let params = init_params::<f64>(&module, 4);
+    let net = module.net_values();
+    let ctx = Ctx { module: &module, seed: 9, net: &net };
+    let samples: Vec<SampleRef> = batch().iter().map(|e| e.sample).collect();
+    let (k, steps) = (4, module.steps);
+    // d loss / d out.v = 1 at every step of a window, d loss / d h's spikes = 0.5.
+    let seed_grads = |readout: &mut ReadoutGrads<f64>, rows: std::ops::Range<usize>| {
+        let (n_out, n_h) = (3 * samples.len(), 6 * samples.len());
+        readout.states_mut(1, 0)[rows.start * n_out..rows.end * n_out].fill(1.0);
+        readout.spikes_mut(0)[rows.start * n_h..rows.end * n_h].fill(0.5);
+    };
+    for kind in [EngineKind::Oracle, EngineKind::Jit] {
+        let engine = common::build::<f64>(kind, &module);
+        let mut whole = engine.begin(&ctx, &params, &samples, steps + module.rest_steps);
+        engine.advance(&ctx, &params, &samples, &mut whole, steps);
+        let mut slid = engine.begin(&ctx, &params, &samples, snnc::train::fptt::window(0, k, steps).len());
+        for p in 0..k {
+            let window = snnc::train::fptt::window(p, k, steps);
+            if p > 0 {
+                slid.slide(&module, window.len(), history);
+            }
+            engine.advance(&ctx, &params, &samples, &mut slid, window.end);
+            assert!(slid.trace.steps <= window.len() + history, "{kind:?}: the trace holds a window and its history");
+            let rows = slid.rows(window.clone());
+            for t in window.clone() {
+                let row = t - slid.trace.offset;
+                for p in 0..2 {
+                    assert_eq!(slid.trace.spikes_at::<f64>(row, p), whole.trace.spikes_at::<f64>(t, p), "{kind:?}: spikes at {t}");
+                    for v in 0..module.populations[p].vars.len() {
+                        assert_eq!(slid.trace.state_after(row, p, v), whole.trace.state_after(t, p, v), "{kind:?}: state at {t}");
+                    }
+                }
+            }
+            let grads_of = |trace: &snnc::exec::state::Trace<f64>, rows: std::ops::Range<usize>| {
+                let mut readout = ReadoutGrads::zeros(&module, trace.steps, samples.len());
+                seed_grads(&mut readout, rows.clone());
+                let mut grads = params.zeros_like();
+                let sweep = Sweep { shard: Shard { samples: &samples, hoisted: None }, trace, window: rows };
+                engine.backward(&ctx, &params, sweep, &mut readout, &mut grads).expect("backward");
+                grads
+            };
+            let (a, b) = (grads_of(&whole.trace, window.clone()), grads_of(&slid.trace, rows));
+            let nonzero = common::assert_weights_close(&format!("{kind:?} window {p}"), &a, &b, 1e-12);
+            assert!(nonzero > 0);
+        }
+        let _ = ParamsAccess::Shared(&params);
+    }
 }

@@ -115,11 +115,13 @@ pub trait Engine<F: Real>: Sync {
     }
 
     /// Starts a forward pass over `samples` that [`Engine::advance`] runs a window of steps at
-    /// a time, the parameters free to change between windows (FPTT). Nothing is hoisted: each
-    /// window reads the weights as they are when it runs.
-    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Stepping<F>;
+    /// a time, the parameters free to change between windows (FPTT), its trace holding the
+    /// first `rows` steps ([`Stepping::slide`] moves it on to the next window). Nothing is
+    /// hoisted: each window reads the weights as they are when it runs.
+    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], rows: usize) -> Stepping<F>;
 
-    /// Runs `stepping` on to step `until` with `params`.
+    /// Runs `stepping` on to step `until` (absolute: a window's trace holds its steps from its
+    /// `offset`) with `params`.
     fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize);
 
     /// BPTT over the steps of `sweep.window`: from d loss / d trace (`readout`) to the
@@ -186,8 +188,8 @@ impl<F: Real> Engine<F> for Oracle {
         oracle::run(ctx.module, params, shard.samples, ctx.seed, ctx.net, hook)
     }
 
-    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Stepping<F> {
-        oracle::begin(ctx.module, params, samples, ctx.seed)
+    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], rows: usize) -> Stepping<F> {
+        oracle::begin(ctx.module, params, samples, ctx.seed, rows)
     }
 
     fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize) {
@@ -233,17 +235,17 @@ impl<F: Real> Engine<F> for Jit<F> {
         schedule::run(&self.compiled, ctx.module, params, shard.samples, ctx.seed, ctx.net, shard.hoisted, hook)
     }
 
-    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef]) -> Stepping<F> {
+    fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], rows: usize) -> Stepping<F> {
         let _flush = FlushSubnormals::on();
-        schedule::begin(&self.compiled, ctx.module, params, samples, ctx.seed, ctx.net)
+        schedule::begin(ctx.module, params, samples, ctx.seed, rows)
     }
 
-    fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, _samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize) {
+    fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize) {
         let _flush = FlushSubnormals::on();
         // A time-constant input's projection is computed once per window: the weights may
         // have changed since the last.
         stepping.hoisted.iter_mut().for_each(|h| *h = None);
-        schedule::advance(&self.compiled, ctx.module, ParamsAccess::Shared(params), stepping, until, ctx.net, None);
+        schedule::advance(&self.compiled, ctx.module, ParamsAccess::Shared(params), stepping, until, samples, ctx.seed, ctx.net, None);
     }
 
     fn stream(&self, ctx: &Ctx<F>, params: ParamsAccess<F>, sample: SampleRef, hook: Option<&mut dyn StepHook<F>>) -> Summary<F> {

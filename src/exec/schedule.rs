@@ -23,22 +23,36 @@ use crate::exec::state::{
 };
 use crate::ir::{self, Connectivity, Module, PopId, Source};
 
-/// Writes every input's encoder output for every active step into the trace; an input that
-/// does not change over time is encoded once and copied. Rest steps stay silent.
-fn encode_all<F: Real>(compiled: &Compiled<F>, module: &Module, samples: &[SampleRef], seed: u64, net: &[F], trace: &mut Trace<F>) {
+/// Writes every input's encoder output for the trace rows `rows` (steps `offset + row`); an
+/// input that does not change over time is encoded once and copied. Rest steps are silent.
+fn encode_rows<F: Real>(
+    compiled: &Compiled<F>,
+    module: &Module,
+    samples: &[SampleRef],
+    seed: u64,
+    net: &[F],
+    trace: &mut Trace<F>,
+    rows: Range<usize>,
+) {
+    let offset = trace.offset;
     for (i, input) in module.inputs.iter().enumerate() {
         let n = trace.input_sizes[i];
         let r = trace.batch * n;
         let constant = input.is_constant_over_time();
-        for t in 0..module.steps.min(trace.steps) {
-            let row = &mut trace.inputs[i][..(t + 1) * r];
-            if constant && t > 0 {
-                let (done, rest) = row.split_at_mut(t * r);
-                rest.copy_from_slice(&done[..r]);
+        for row in rows.clone() {
+            let t = offset + row;
+            let values = &mut trace.inputs[i][..(row + 1) * r];
+            if t >= module.steps {
+                values[row * r..].fill(F::zero());
+                continue;
+            }
+            if constant && row > rows.start {
+                let (done, rest) = values.split_at_mut(row * r);
+                rest.copy_from_slice(&done[rows.start * r..(rows.start + 1) * r]);
                 continue;
             }
             for (b, sample) in samples.iter().enumerate() {
-                let out = &mut row[t * r + b * n..t * r + (b + 1) * n];
+                let out = &mut values[row * r + b * n..row * r + (b + 1) * n];
                 compiled.encode(module, i, sample.features, t, uniform_prefix(seed, sample.id, t as u64), net, out);
             }
         }
@@ -88,8 +102,9 @@ pub fn is_hoisted(module: &Module, proj: &ir::Projection) -> bool {
     matches!(&proj.source, Source::Input(id) if module.inputs[id.0 as usize].is_constant_over_time()) && proj.delay_steps == 0
 }
 
-/// Sums every projection into population `p`'s ports for the steps in `range`. Sources must be
-/// written for the steps read: in a feed-forward schedule every earlier population is complete.
+/// Sums every projection into population `p`'s ports for the trace rows in `range`. Sources
+/// must be written for the rows read: in a feed-forward schedule every earlier population is
+/// complete; a window's trace keeps the rows before it that delayed connections read.
 fn deliver<F: Real>(
     module: &Module,
     params: &Params<F>,
@@ -100,6 +115,7 @@ fn deliver<F: Real>(
 ) {
     let batch = trace.batch;
     let r_post = trace.row(p);
+    let trace_offset = trace.offset;
     let Trace { ports, spikes, inputs, states, .. } = trace;
     for (index, proj) in module.projections.iter().enumerate() {
         if proj.target != PopId(p as u32) {
@@ -127,7 +143,7 @@ fn deliver<F: Real>(
                 project_rows(module, proj, w, source(0, r_pre), &mut y, batch);
                 y
             });
-            for t in range.start..range.end.min(module.steps) {
+            for t in range.start..range.end.min(module.steps.saturating_sub(trace_offset)) {
                 for (o, c) in out[t * r_post..(t + 1) * r_post].iter_mut().zip(cached.iter()) {
                     *o += *c;
                 }
@@ -227,7 +243,7 @@ pub fn run<F: Real>(
     pre: Option<HoistedRows<F>>,
     hook: Option<&mut dyn StepHook<F>>,
 ) -> Trace<F> {
-    let mut stepping = begin(compiled, module, params.get(), samples, seed, net);
+    let mut stepping = begin(module, params.get(), samples, seed, module.steps + module.rest_steps);
     if let Some(pre) = pre {
         let batch = samples.len();
         for (index, y) in pre.hoisted.y.iter().enumerate() {
@@ -238,52 +254,52 @@ pub fn run<F: Real>(
         }
     }
     let steps = stepping.trace.steps;
-    advance(compiled, module, params, &mut stepping, steps, net, hook);
+    advance(compiled, module, params, &mut stepping, steps, samples, seed, net, hook);
     stepping.trace
 }
 
-/// A batch's forward pass ready to run: initial states, every step's input encoded.
-pub fn begin<F: Real>(
-    compiled: &Compiled<F>,
-    module: &Module,
-    params: &Params<F>,
-    samples: &[SampleRef],
-    seed: u64,
-    net: &[F],
-) -> Stepping<F> {
+/// A batch's forward pass ready to run, at its initial states, its trace holding the first
+/// `rows` steps ([`Stepping::slide`] moves it on).
+pub fn begin<F: Real>(module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64, rows: usize) -> Stepping<F> {
     let batch = samples.len();
-    let mut trace = Trace::reuse(module, batch);
+    let mut trace = Trace::reuse_rows(module, batch, rows);
     for (p, pop) in module.populations.iter().enumerate() {
         let r = trace.row(p);
         for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
             trace.states[p][v][..r].copy_from_slice(values);
         }
     }
-    encode_all(compiled, module, samples, seed, net, &mut trace);
     let counters = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
     Stepping { trace, done: 0, counters, hoisted: vec![None; module.projections.len()] }
 }
 
-/// Runs `stepping` on to step `until` with `params`: in a feed-forward network without a hook
-/// population by population over those steps, otherwise step by step.
+/// Runs `stepping` on to step `until` with `params`, encoding the inputs of the steps it runs:
+/// in a feed-forward network without a hook population by population over those steps,
+/// otherwise step by step. Steps are absolute; the trace holds them from its `offset`.
+#[allow(clippy::too_many_arguments)]
 pub fn advance<F: Real>(
     compiled: &Compiled<F>,
     module: &Module,
     mut params: ParamsAccess<F>,
     stepping: &mut Stepping<F>,
     until: usize,
+    samples: &[SampleRef],
+    seed: u64,
     net: &[F],
     mut hook: Option<&mut dyn StepHook<F>>,
 ) {
     let Stepping { trace, done, counters, hoisted } = stepping;
-    let range = *done..until.min(trace.steps);
-    let forward = |trace: &mut Trace<F>, p: usize, t: usize, counters: &mut [u32]| {
+    let offset = trace.offset;
+    // Trace rows, from the first step not run to `until` (at most the trace's last).
+    let range = *done - offset..until.min(offset + trace.steps) - offset;
+    encode_rows(compiled, module, samples, seed, net, trace, range.clone());
+    let forward = |trace: &mut Trace<F>, p: usize, row: usize, counters: &mut [u32]| {
         // Populations without a refractory period keep their counters at 0: nothing to store.
         if module.populations[p].refractory.is_some() {
             let r = trace.row(p);
-            trace.refractory[p][t * r..(t + 1) * r].copy_from_slice(counters);
+            trace.refractory[p][row * r..(row + 1) * r].copy_from_slice(counters);
         }
-        compiled.step(module, p, t, trace, counters, net);
+        compiled.step_at(module, p, At { step: offset + row, row }, trace, counters, net);
     };
     if module.is_feed_forward() && hook.is_none() {
         for (p, counters) in counters.iter_mut().enumerate() {
@@ -294,19 +310,20 @@ pub fn advance<F: Real>(
         }
     } else {
         for t in range.clone() {
+            let at = At { step: offset + t, row: t };
             if let Some(hook) = hook.as_deref_mut() {
-                hook.before_step(At::full(t), trace);
+                hook.before_step(at, trace);
             }
             for (p, counters) in counters.iter_mut().enumerate() {
                 deliver(module, params.get(), p, t..t + 1, trace, hoisted);
                 forward(trace, p, t, counters);
                 if let Some(hook) = hook.as_deref_mut() {
-                    hook.after_population(At::full(t), p, trace, params.get_mut());
+                    hook.after_population(at, p, trace, params.get_mut());
                 }
             }
         }
     }
-    *done = range.end;
+    *done = offset + range.end;
 }
 
 /// Rows of the window a streaming pass keeps: the current step and as many before it as the
@@ -518,7 +535,7 @@ impl<F: Real> Backward<'_, F> {
             let g = &g_ports[proj.port.0 as usize];
             if is_hoisted(module, proj) {
                 let sum = hoisted[index].get_or_insert_with(|| vec![F::zero(); r_post]);
-                for t in range.start..range.end.min(module.steps) {
+                for t in range.start..range.end.min(module.steps.saturating_sub(trace.offset)) {
                     let row = t - range.start;
                     for (s, x) in sum.iter_mut().zip(&g[row * r_post..(row + 1) * r_post]) {
                         *s += *x;

@@ -168,7 +168,12 @@ thread_local! {
 /// sample `b`'s part of a row is `[b * n, (b + 1) * n)`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Trace<F> {
+    /// Rows of steps held: the steps `offset..offset + steps` (all of a sample's unless a
+    /// pass keeps a window of them, FPTT).
     pub steps: usize,
+    /// The step of row 0: what time, random draws and the active/rest split are computed
+    /// from. 0 for a trace of the whole sample.
+    pub offset: usize,
     pub batch: usize,
     /// Neurons per population.
     pub sizes: Vec<usize>,
@@ -201,6 +206,7 @@ impl<F: Real> Trace<F> {
         let input_sizes: Vec<usize> = module.inputs.iter().map(|i| i.shape.iter().product()).collect();
         Trace {
             steps,
+            offset: 0,
             batch,
             spikes: sizes.iter().map(|n| Bits::zeros(steps * batch * n)).collect(),
             states: module
@@ -234,13 +240,19 @@ impl<F: Real> Trace<F> {
     /// overwritten by a run), which saves allocating and faulting in tens of megabytes per
     /// shard.
     pub fn reuse(module: &Module, batch: usize) -> Trace<F> {
+        Trace::reuse_rows(module, batch, module.steps + module.rest_steps)
+    }
+
+    /// [`Trace::reuse`] for a trace of `rows` steps (from step 0 until moved).
+    pub fn reuse_rows(module: &Module, batch: usize, rows: usize) -> Trace<F> {
         let spare = SPARE_TRACES.with(|pool| pool.borrow_mut().pop());
         match spare.map(|any| any.downcast::<Trace<F>>()) {
-            Some(Ok(mut trace)) if trace.fits(module, batch) => {
+            Some(Ok(mut trace)) if trace.fits(module, batch, rows) => {
                 trace.ports.iter_mut().flatten().for_each(|port| port.fill(F::zero()));
+                trace.offset = 0;
                 *trace
             }
-            _ => Trace::new(module, batch),
+            _ => Trace::with_steps(module, batch, rows),
         }
     }
 
@@ -254,9 +266,9 @@ impl<F: Real> Trace<F> {
         });
     }
 
-    fn fits(&self, module: &Module, batch: usize) -> bool {
+    fn fits(&self, module: &Module, batch: usize, rows: usize) -> bool {
         self.batch == batch
-            && self.steps == module.steps + module.rest_steps
+            && self.steps == rows
             && self.sizes.len() == module.populations.len()
             && self.input_sizes.len() == module.inputs.len()
             && module.populations.iter().enumerate().all(|(p, pop)| {
@@ -373,6 +385,46 @@ pub struct Stepping<F> {
     pub counters: Vec<Vec<u32>>,
     /// Per projection, its time-constant input projected once (only `forward` fills it).
     pub hoisted: Vec<Option<Vec<F>>>,
+}
+
+impl<F: Real> Stepping<F> {
+    /// Moves the pass on to a trace of the steps `done - h..done + len` (`h` = `history`, or
+    /// all steps run when fewer): the next window of a pass that keeps one window at a time
+    /// (FPTT), with the `history` steps before it that delayed connections read. The state
+    /// before step `done`, the counters and those steps' spikes, ports, inputs and states come
+    /// along; the rest of the old trace goes back to the pool. Memory is the window's, not
+    /// the sample's.
+    pub fn slide(&mut self, module: &Module, len: usize, history: usize) {
+        let old = &self.trace;
+        let h = history.min(self.done - old.offset);
+        let first = self.done - h - old.offset;
+        let mut trace = Trace::reuse_rows(module, old.batch, h + len);
+        trace.offset = self.done - h;
+        for p in 0..old.sizes.len() {
+            let r = old.row(p);
+            for (to, from) in trace.states[p].iter_mut().zip(&old.states[p]) {
+                to[..(h + 1) * r].copy_from_slice(&from[first * r..(first + h + 1) * r]);
+            }
+            for (to, from) in trace.ports[p].iter_mut().zip(&old.ports[p]) {
+                to[..h * r].copy_from_slice(&from[first * r..(first + h) * r]);
+            }
+            trace.refractory[p][..h * r].copy_from_slice(&old.refractory[p][first * r..(first + h) * r]);
+            for row in 0..h {
+                let spikes: Vec<F> = old.spikes[p].expand((first + row) * r..(first + row + 1) * r);
+                trace.store_spikes(row, p, &spikes);
+            }
+        }
+        for (i, (to, from)) in trace.inputs.iter_mut().zip(&old.inputs).enumerate() {
+            let r = old.batch * old.input_sizes[i];
+            to[..h * r].copy_from_slice(&from[first * r..(first + h) * r]);
+        }
+        std::mem::replace(&mut self.trace, trace).recycle();
+    }
+
+    /// The trace rows of the absolute steps `steps`.
+    pub fn rows(&self, steps: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        steps.start - self.trace.offset..steps.end - self.trace.offset
+    }
 }
 
 /// One sample's identity for the random streams: its index in the data set.

@@ -197,7 +197,11 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         let ctx = session.ctx(&net_f);
         let samples: Vec<SampleRef> = batch.iter().map(|e| e.sample).collect();
         let shards: Vec<(&[Example], &[SampleRef])> = batch.chunks(SHARD).zip(samples.chunks(SHARD)).collect();
-        let mut steppings: Vec<Stepping<F>> = shards.par_iter().map(|(_, s)| session.engine.begin(&ctx, params, s)).collect();
+        // Each shard's trace holds one window, and the steps before it that delayed
+        // connections read: memory in the window's length, not the sample's.
+        let history = crate::exec::schedule::window_rows(module) - 1;
+        let first = window(0, k, module.steps).len();
+        let mut steppings: Vec<Stepping<F>> = shards.par_iter().map(|(_, s)| session.engine.begin(&ctx, params, s, first)).collect();
         let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
         let mean = self.mean.get_or_insert_with(|| params.clone());
         let correction = self.correction.get_or_insert_with(|| params.zeros_like());
@@ -210,8 +214,12 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
                 .par_iter_mut()
                 .zip(&shards)
                 .map(|(stepping, (examples, samples))| {
+                    if p > 0 {
+                        stepping.slide(module, steps.len(), history);
+                    }
                     session.engine.advance(&ctx, shared, samples, stepping, steps.end);
-                    Self::window_gradients(session, shared, net, stepping, examples, samples, steps.clone(), p, k)
+                    let rows = stepping.rows(steps.clone());
+                    Self::window_gradients(session, shared, net, stepping, examples, samples, rows, p, k)
                 })
                 .collect();
             let mut total = params.zeros_like();
@@ -240,12 +248,15 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
                 *m = keep * *m + b * *w - pull * *l;
             });
         }
-        // The prediction, from the whole sample.
+        // The training prediction, from the last window (what the trace keeps; with one window
+        // the whole sample). The test pass predicts from whole samples.
         if let Some(root) = train.predict {
+            let last = window(k - 1, k, module.steps);
             for (stepping, (examples, _)) in steppings.iter().zip(&shards) {
+                let view = Windowed { trace: &stepping.trace, steps: stepping.rows(last.clone()), index: k - 1, count: k };
                 for (b, example) in examples.iter().enumerate() {
                     let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
-                    let values = loss::evaluate(module, &train.exprs, &stepping.trace, b, params, inputs, &[root])?;
+                    let values = loss::evaluate(module, &train.exprs, &view, b, params, inputs, &[root])?;
                     outcome.correct += usize::from(values[root.0 as usize].data[0] as usize == example.label);
                 }
             }

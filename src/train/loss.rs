@@ -324,7 +324,7 @@ fn gather<F: Real>(
             false => Vec::new(),
         })
         .collect();
-    let times = steps.flat_map(|t| std::iter::repeat_n(t as f64 * module.dt, n)).collect();
+    let times = steps.flat_map(|t| std::iter::repeat_n((trace.offset + t) as f64 * module.dt, n)).collect();
     (vars, ports, times)
 }
 

@@ -617,7 +617,7 @@ impl<F: Real> Compiled<F> {
                 d_before_pointers.as_ptr(),
                 d_port_pointers.as_ptr(),
                 r as i64,
-                F::of(t as f64 * module.dt),
+                F::of((trace.offset + t) as f64 * module.dt),
                 net_values.as_ptr(),
             );
         }

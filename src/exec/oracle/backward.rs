@@ -127,8 +127,8 @@ pub fn backward<F: Real>(
                     module,
                     pop,
                     counter: trace.counters_at(t, p)[k],
-                    rng: neuron_rng(seed, samples[k / n].id, t, p, k % n),
-                    time: F::of(t as f64 * module.dt),
+                    rng: neuron_rng(seed, samples[k / n].id, trace.offset + t, p, k % n),
+                    time: F::of((trace.offset + t) as f64 * module.dt),
                     net,
                     surrogate,
                 };

@@ -145,16 +145,17 @@ pub fn run<F: Real>(
     net: &[F],
     hook: Option<&mut dyn StepHook<F>>,
 ) -> Trace<F> {
-    let mut stepping = begin(module, params.get(), samples, seed);
+    let mut stepping = begin(module, params.get(), samples, seed, module.steps + module.rest_steps);
     let steps = stepping.trace.steps;
     advance(module, params, samples, seed, net, &mut stepping, steps, hook);
     stepping.trace
 }
 
-/// A batch's forward pass at its initial states, no step run.
-pub fn begin<F: Real>(module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64) -> Stepping<F> {
+/// A batch's forward pass at its initial states, no step run, its trace holding the first
+/// `rows` steps.
+pub fn begin<F: Real>(module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64, rows: usize) -> Stepping<F> {
     let batch = samples.len();
-    let mut trace = Trace::new(module, batch);
+    let mut trace = Trace::reuse_rows(module, batch, rows);
     for (p, pop) in module.populations.iter().enumerate() {
         let r = trace.row(p);
         for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
@@ -165,7 +166,8 @@ pub fn begin<F: Real>(module: &Module, params: &Params<F>, samples: &[SampleRef]
     Stepping { trace, done: 0, counters, hoisted: Vec::new() }
 }
 
-/// Runs `stepping` on to step `until`, step by step.
+/// Runs `stepping` on to step `until`, step by step (steps are absolute; the trace holds them
+/// from its `offset`).
 #[allow(clippy::too_many_arguments)]
 pub fn advance<F: Real>(
     module: &Module,
@@ -178,29 +180,32 @@ pub fn advance<F: Real>(
     mut hook: Option<&mut dyn StepHook<F>>,
 ) {
     let Stepping { trace, done, counters, .. } = stepping;
-    for step in *done..until.min(trace.steps) {
+    let offset = trace.offset;
+    let end = until.min(offset + trace.steps);
+    for step in *done..end {
+        let at = At { step, row: step - offset };
         for (i, input) in module.inputs.iter().enumerate() {
             let values = encode(module, input, i, samples, step, seed, net);
             let r = values.len();
-            trace.inputs[i][step * r..(step + 1) * r].copy_from_slice(&values);
+            trace.inputs[i][at.row * r..(at.row + 1) * r].copy_from_slice(&values);
         }
         if let Some(hook) = hook.as_deref_mut() {
-            hook.before_step(At::full(step), trace);
+            hook.before_step(at, trace);
         }
         for (p, counters) in counters.iter_mut().enumerate() {
             let r = trace.row(p);
-            trace.refractory[p][step * r..(step + 1) * r].copy_from_slice(counters);
-            let ports = deliver(module, params.get(), trace, p, step);
+            trace.refractory[p][at.row * r..(at.row + 1) * r].copy_from_slice(counters);
+            let ports = deliver(module, params.get(), trace, p, at.row);
             for (port, values) in ports.iter().enumerate() {
-                trace.ports[p][port][step * r..(step + 1) * r].copy_from_slice(values);
+                trace.ports[p][port][at.row * r..(at.row + 1) * r].copy_from_slice(values);
             }
-            step_population(module, trace, counters, p, step, seed, samples, net);
+            step_population(module, trace, counters, p, at, seed, samples, net);
             if let Some(hook) = hook.as_deref_mut() {
-                hook.after_population(At::full(step), p, trace, params.get_mut());
+                hook.after_population(at, p, trace, params.get_mut());
             }
         }
     }
-    *done = until.min(trace.steps);
+    *done = (*done).max(end);
 }
 
 /// Encoder `index`'s output for every sample of the batch in one step; silent during rest.
@@ -235,7 +240,7 @@ fn encode<F: Real>(module: &Module, input: &ir::Input, index: usize, samples: &[
     out
 }
 
-/// Sums every projection into population `p`'s ports at `step`: `ports[port][b * n + j]`.
+/// Sums every projection into population `p`'s ports at trace row `step`: `ports[port][b * n + j]`.
 /// Sources come from the trace: this step's for earlier populations without delay, `delay`
 /// steps back otherwise (feedback edges at least one).
 fn deliver<F: Real>(module: &Module, params: &Params<F>, trace: &Trace<F>, p: usize, step: usize) -> Vec<Vec<F>> {
@@ -278,19 +283,20 @@ pub(crate) fn source_values<F: Real>(module: &Module, proj: &ir::Projection, tra
     })
 }
 
-/// Advances population `p` by one step for the whole batch: reads the state row `step` and
-/// the ports of the trace, writes the state row `step + 1` and the spikes.
+/// Advances population `p` by step `at.step` for the whole batch: reads the state row `at.row`
+/// and the ports of the trace, writes the state row `at.row + 1` and the spikes.
 #[allow(clippy::too_many_arguments)]
 fn step_population<F: Real>(
     module: &Module,
     trace: &mut Trace<F>,
     counters: &mut [u32],
     p: usize,
-    step: usize,
+    at: At,
     seed: u64,
     samples: &[SampleRef],
     net: &[F],
 ) {
+    let (step, row) = (at.step, at.row);
     let pop = &module.populations[p];
     let n = pop.size();
     let r = trace.row(p);
@@ -301,8 +307,8 @@ fn step_population<F: Real>(
     let held: Vec<VarId> = pop.held_while_refractory();
     let mut after: Vec<Vec<F>> = vec![vec![F::zero(); r]; pop.vars.len()];
     for k in 0..r {
-        let before: Vec<F> = (0..pop.vars.len()).map(|v| trace.state_before(step, p, v)[k]).collect();
-        let ports: Vec<F> = (0..pop.ports.len()).map(|q| trace.port_at(step, p, q)[k]).collect();
+        let before: Vec<F> = (0..pop.vars.len()).map(|v| trace.state_before(row, p, v)[k]).collect();
+        let ports: Vec<F> = (0..pop.ports.len()).map(|q| trace.port_at(row, p, q)[k]).collect();
         let neuron = Neuron { ports: &ports, time, net, dt, rng: neuron_rng(seed, samples[k / n].id, step, p, k % n) };
         let mut vars = before.clone();
         let apply = |updates: &[ir::Update], vars: &mut Vec<F>, spiked: F| {
@@ -351,9 +357,9 @@ fn step_population<F: Real>(
         }
     }
     for (v, values) in after.iter().enumerate() {
-        trace.states[p][v][(step + 1) * r..(step + 2) * r].copy_from_slice(values);
+        trace.states[p][v][(row + 1) * r..(row + 2) * r].copy_from_slice(values);
     }
-    trace.store_spikes(step, p, &spikes);
+    trace.store_spikes(row, p, &spikes);
 }
 
 /// What one neuron's expressions read in one step besides its variables.
