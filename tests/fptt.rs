@@ -241,3 +241,39 @@ fn a_pass_that_keeps_one_window_runs_and_differentiates_as_the_whole_trace() {
         let _ = ParamsAccess::Shared(&params);
     }
 }
+
+/// A window runs with the neuron parameters it is given, as with the weights: FPTT's optimiser
+/// steps a trainable time constant between windows, and the next window decays with the new
+/// one (the trace's parameter rows were set once per batch before).
+#[test]
+fn each_window_runs_with_the_neuron_parameters_it_is_given() {
+    use snnc::exec::engine::Ctx;
+    let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 0.5 ms\n    steps = 10\n    \
+        input x[5] = repeat(sample)\n    population out[3] = LeakyIntegrator\n    connect x -> out.i : dense(init = uniform(-0.5, 0.5))\n}\n\
+        train {\n    data = yin_yang()\n    method = fptt(surrogate = fast_sigmoid(), updates = 2)\n    loss l = mean(last_t(out.u))\n    \
+        predict = argmax(last_t(out.u))\n    optimizer = sgd(lr = 0.1)\n}\n";
+    let module = common::valid(common::module(text));
+    let before = init_params::<f64>(&module, 4);
+    let mut after = before.clone();
+    after.neuron_params[0][0].iter_mut().for_each(|tau| *tau *= 2.0);
+    let net = module.net_values();
+    let ctx = Ctx { module: &module, seed: 9, net: &net };
+    let samples: Vec<SampleRef> = batch().iter().map(|e| e.sample).collect();
+    for kind in [EngineKind::Oracle, EngineKind::Jit] {
+        let engine = common::build::<f64>(kind, &module);
+        let mut stepping = engine.begin(&ctx, &before, &samples, 5);
+        engine.advance(&ctx, &before, &samples, &mut stepping, 5);
+        stepping.slide(&module, 5, 0);
+        engine.advance(&ctx, &after, &samples, &mut stepping, 10);
+        let trace = &stepping.trace;
+        for row in 0..5 {
+            let (tau, u_before, u_after, i) =
+                (trace.state_before(row, 0, 0), trace.state_before(row, 0, 1), trace.state_after(row, 0, 1), trace.port_at(row, 0, 0));
+            for k in 0..tau.len() {
+                assert_eq!(tau[k], after.neuron_params[0][0][k % 3], "{kind:?}: the window's time constant");
+                let expected = (-0.5e-3 / tau[k]).exp() * (u_before[k] + i[k]);
+                assert!((u_after[k] - expected).abs() < 1e-12, "{kind:?}: decays with it");
+            }
+        }
+    }
+}

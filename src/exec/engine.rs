@@ -121,7 +121,7 @@ pub trait Engine<F: Real>: Sync {
     fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], rows: usize) -> Stepping<F>;
 
     /// Runs `stepping` on to step `until` (absolute: a window's trace holds its steps from its
-    /// `offset`) with `params`.
+    /// `offset`) with `params`, weights and neuron parameters alike.
     fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize);
 
     /// BPTT over the steps of `sweep.window`: from d loss / d trace (`readout`) to the
@@ -194,6 +194,7 @@ impl<F: Real> Engine<F> for Oracle {
 
     fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize) {
         let _flush = FlushSubnormals::on();
+        stepping.set_params(ctx.module, params);
         oracle::advance(ctx.module, ParamsAccess::Shared(params), samples, ctx.seed, ctx.net, stepping, until, None);
     }
 
@@ -245,6 +246,7 @@ impl<F: Real> Engine<F> for Jit<F> {
         // A time-constant input's projection is computed once per window: the weights may
         // have changed since the last.
         stepping.hoisted.iter_mut().for_each(|h| *h = None);
+        stepping.set_params(ctx.module, params);
         schedule::advance(&self.compiled, ctx.module, ParamsAccess::Shared(params), stepping, until, samples, ctx.seed, ctx.net, None);
     }
 

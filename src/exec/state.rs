@@ -421,6 +421,26 @@ impl<F: Real> Stepping<F> {
         std::mem::replace(&mut self.trace, trace).recycle();
     }
 
+    /// Writes the neuron parameters of `params` into the state before the next step, which the
+    /// steps carry on: a pass whose parameters change between windows (FPTT's optimiser steps)
+    /// runs each window with the values it has then, as it does with the weights.
+    pub fn set_params(&mut self, module: &Module, params: &Params<F>) {
+        let row = self.done - self.trace.offset;
+        for (p, pop) in module.populations.iter().enumerate() {
+            let (n, r) = (pop.size(), self.trace.row(p));
+            for (v, var) in pop.vars.iter().enumerate() {
+                if !matches!(var.kind, VarKind::Param { .. }) {
+                    continue;
+                }
+                let values = &params.neuron_params[p][v];
+                let slot = &mut self.trace.states[p][v][row * r..(row + 1) * r];
+                for (k, x) in slot.iter_mut().enumerate() {
+                    *x = if values.len() == 1 { values[0] } else { values[k % n] };
+                }
+            }
+        }
+    }
+
     /// The trace rows of the absolute steps `steps`.
     pub fn rows(&self, steps: std::ops::Range<usize>) -> std::ops::Range<usize> {
         steps.start - self.trace.offset..steps.end - self.trace.offset
