@@ -291,7 +291,7 @@ pub fn advance<F: Real>(
     let Stepping { trace, done, counters, hoisted } = stepping;
     let offset = trace.offset;
     // Trace rows, from the first step not run to `until` (at most the trace's last).
-    let range = *done - offset..until.min(offset + trace.steps) - offset;
+    let range = *done - offset..until.clamp(*done, offset + trace.steps) - offset;
     encode_rows(compiled, module, samples, seed, net, trace, range.clone());
     let forward = |trace: &mut Trace<F>, p: usize, row: usize, counters: &mut [u32]| {
         // Populations without a refractory period keep their counters at 0: nothing to store.

@@ -365,8 +365,6 @@ pub fn eval_binary<F: num_traits::Float>(op: BinaryOp, a: F, b: F) -> Option<F> 
     })
 }
 
-/// A built-in function of the neuron language, in any float type (see [`eval_binary`]); the
-/// JIT's host calls run exactly this.
 /// `1 / (1 + e^-x)`: [`eval_func`]'s sigmoid, which the JIT calls directly.
 pub fn sigmoid<F: num_traits::Float>(x: F) -> F {
     F::one() / (F::one() + (-x).exp())
@@ -380,6 +378,8 @@ pub fn gauss<F: num_traits::Float>(x: F, mu: F, sigma: F) -> F {
     (-(x - mu).powi(2) / (two * sigma * sigma)).exp() / (sigma * root_tau)
 }
 
+/// A built-in function of the neuron language, in any float type (see [`eval_binary`]); the
+/// JIT's host calls run exactly this.
 pub fn eval_func<F: num_traits::Float>(func: Func, args: &[F]) -> Option<F> {
     let arg = |i: usize| args.get(i).copied();
     let (zero, one) = (F::zero(), F::one());

@@ -20,6 +20,58 @@ pub(crate) fn lower_connect(
     connect: &ast::Connect,
     sink: &mut Sink,
 ) -> Option<Projection> {
+    // A transform first: its name, then that it has a state to transform.
+    if let Some(transform) = &connect.source_transform {
+        if !SOURCE_TRANSFORMS.contains(&transform.name.as_str()) {
+            let help = suggestion_help(
+                &transform.name,
+                SOURCE_TRANSFORMS.iter().copied(),
+                format!("a connection may apply {}", SOURCE_TRANSFORMS.join(", ")),
+            );
+            sink.push(
+                Diagnostic::error(
+                    "snn::names::unknown_transform",
+                    format!("unknown transform `{}`", transform.name),
+                    transform.span,
+                    "not a transform",
+                )
+                .with_help(help),
+            );
+            return None;
+        }
+        if module.inputs.iter().any(|i| i.name == connect.source.name) {
+            sink.push(
+                Diagnostic::error(
+                    "snn::network::state_source",
+                    format!("`{}` transforms a state, but `{}` is an input, which carries none", transform.name, connect.source.name),
+                    connect.source.span,
+                    "an input",
+                )
+                .with_help(format!("connect the input itself: `connect {} -> ...`", connect.source.name)),
+            );
+            return None;
+        }
+    }
+    if let Some(transform) = &connect.source_transform
+        && connect.source_var.is_none()
+    {
+        let state = module
+            .populations
+            .iter()
+            .find(|p| p.name == connect.source.name)
+            .and_then(|p| state_names(p).first().map(|s| s.to_string()))
+            .unwrap_or_else(|| "v".to_string());
+        sink.push(
+            Diagnostic::error(
+                "snn::network::state_source",
+                format!("`{}` transforms a state, but `{}` names spikes", transform.name, connect.source.name),
+                connect.source.span,
+                "spikes, not a state",
+            )
+            .with_help(format!("name the state it carries, e.g. `{}({}.{state})`", transform.name, connect.source.name)),
+        );
+        return None;
+    }
     let all_names: Vec<&str> =
         module.inputs.iter().map(|i| i.name.as_str()).chain(module.populations.iter().map(|p| p.name.as_str())).collect();
     let source = if let Some(index) = module.inputs.iter().position(|i| i.name == connect.source.name) {
@@ -127,32 +179,13 @@ pub(crate) fn lower_connect(
             }
         }
     };
-    if let Some(transform) = &connect.source_transform
-        && connect.source_var.is_none()
-    {
-        let state = module
-            .populations
-            .iter()
-            .find(|p| p.name == connect.source.name)
-            .and_then(|p| state_names(p).first().map(|s| s.to_string()))
-            .unwrap_or_else(|| "v".to_string());
-        sink.push(
-            Diagnostic::error(
-                "snn::network::state_source",
-                format!("`{}` transforms a state, but `{}` names spikes", transform.name, connect.source.name),
-                connect.source.span,
-                "spikes, not a state",
-            )
-            .with_help(format!("name the state it carries, e.g. `{}({}.{state})`", transform.name, connect.source.name)),
-        );
-        return None;
-    }
     let source = source?;
     let port_unit = info.port_units[target.0 as usize].get(port.0 as usize).cloned().unwrap_or_else(Unit::none);
     // A spike delivers its weight; a carried state its value times the weight (a normalised
     // state is dimensionless).
     let carried = match &source {
-        Source::State(s) if !s.l2_normalize => {
+        Source::State(s) if s.l2_normalize => Some((format!("`{}`", module.source_label(&source)), Unit::none())),
+        Source::State(s) => {
             let name = &module.population(s.pop).vars[s.var.0 as usize].name;
             let unit = info.state_units[s.pop.0 as usize].iter().find(|(n, _)| n == name).map_or_else(Unit::none, |(_, u)| u.clone());
             Some((format!("`{}.{name}`", module.population(s.pop).name), unit))
@@ -186,22 +219,8 @@ fn lower_population_source(program: &Program, module: &Module, connect: &ast::Co
         }
         return Some(Source::Population(pop_id));
     };
-    let l2_normalize = match &connect.source_transform {
-        None => false,
-        Some(t) if SOURCE_TRANSFORMS.contains(&t.name.as_str()) => true,
-        Some(t) => {
-            let help = suggestion_help(
-                &t.name,
-                SOURCE_TRANSFORMS.iter().copied(),
-                format!("a connection may apply {}", SOURCE_TRANSFORMS.join(", ")),
-            );
-            sink.push(
-                Diagnostic::error("snn::names::unknown_transform", format!("unknown transform `{}`", t.name), t.span, "not a transform")
-                    .with_help(help),
-            );
-            return None;
-        }
-    };
+    // `lower_connect` has checked the transform's name.
+    let l2_normalize = connect.source_transform.is_some();
     let found = pop.vars.iter().position(|v| v.name == var.name);
     match found.map(|v| &pop.vars[v].kind) {
         Some(ir::VarKind::State { .. }) => {
@@ -581,6 +600,11 @@ pub fn shape_text(shape: &[usize]) -> String {
 pub(crate) fn weight_unit_error(found: &Unit, expected: &Unit, carried: Option<(&str, &Unit)>, span: Span) -> Diagnostic {
     let help = match carried {
         None => format!("a spike delivers its weight into the input, so the weight needs the input's unit: write the values in {expected}"),
+        Some((state, unit)) if unit.is_none() => {
+            format!(
+                "the connection delivers {state}, dimensionless, times the weight, so the weight needs the input's unit: write the values in {expected}"
+            )
+        }
         Some((state, unit)) => format!(
             "the connection delivers {state} ({unit}) times the weight, so the weight needs the input's unit over {unit}: write the values in {expected}"
         ),

@@ -28,12 +28,13 @@ pub struct GenerateConfig {
     /// The ridge penalty, relative to the mean diagonal of the rates' Gram matrix.
     pub ridge: f64,
     pub engine: EngineKind,
-    pub seed: u64,
+    /// The seed of the random draws; `None`: the train block's.
+    pub seed: Option<u64>,
 }
 
 impl Default for GenerateConfig {
     fn default() -> Self {
-        GenerateConfig { decoder_samples: 2000, ridge: 1e-2, engine: EngineKind::Jit, seed: 0 }
+        GenerateConfig { decoder_samples: 2000, ridge: 1e-2, engine: EngineKind::Jit, seed: None }
     }
 }
 
@@ -93,6 +94,9 @@ pub fn silent(module: &Module) -> Module {
 /// Runs the generative check of `module` with `params` (see the module doc).
 pub fn generate<F: Real>(module: &Valid, data: &Dataset, params: &Params<F>, config: &GenerateConfig) -> Result<Generated, RunError> {
     let train = module.train.as_ref().ok_or(RunError::NoTrainBlock)?;
+    if config.decoder_samples == 0 || data.test.is_empty() {
+        return Err(RunError::Output("the decoders need test samples: give --samples of at least 1".into()));
+    }
     if train.clamps.is_empty() {
         return Err(RunError::Output("the train block clamps nothing: add e.g. `clamp out.u = one_hot(label, on = 1, off = -1)`".into()));
     }
@@ -102,13 +106,14 @@ pub fn generate<F: Real>(module: &Valid, data: &Dataset, params: &Params<F>, con
     let layers: Vec<usize> = (0..normal.populations.len()).filter(|&p| normal.populations[p].threshold.is_some()).collect();
     let net = module.net_values();
     let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
+    let seed = config.seed.unwrap_or(train.seed);
     let classes = data.classes;
     let pixels = data.test.n_features;
 
     // Rates of the normal network on test samples, and the images they came from.
     let n = config.decoder_samples.min(data.test.len());
     let engine = engine::build::<F>(config.engine, &normal)?;
-    let ctx = Ctx { module: &normal, seed: config.seed, net: &net_f };
+    let ctx = Ctx { module: &normal, seed, net: &net_f };
     let mut rates: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(n); layers.len()];
     let mut images = Vec::with_capacity(n);
     let mut labels = Vec::with_capacity(n);
@@ -134,7 +139,7 @@ pub fn generate<F: Real>(module: &Valid, data: &Dataset, params: &Params<F>, con
     let labelled: Vec<(usize, &[f32])> = (0..classes).map(|c| (c, zeros.as_slice())).collect();
     let mut clamps = Clamps::of(&quiet, train, params, &labelled, &net)?;
     let engine = engine::build::<F>(config.engine, &quiet)?;
-    let ctx = Ctx { module: &quiet, seed: config.seed, net: &net_f };
+    let ctx = Ctx { module: &quiet, seed, net: &net_f };
     let samples: Vec<SampleRef> = (0..classes).map(|c| SampleRef { id: c as u64, features: &zeros }).collect();
     let hook: &mut dyn StepHook<F> = &mut clamps;
     let trace = engine.forward(&ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, Some(hook));

@@ -165,6 +165,12 @@ impl<F: Real> StepHook<F> for ActiveSources<'_> {
                     count
                 }
                 Source::Population(q) if q.0 as usize == p => trace.spikes[p].count(at.row * n..(at.row + 1) * n),
+                // A carried state transmits every nonzero value, after its population's step.
+                Source::State(s) if s.pop.0 as usize == p => {
+                    let mut count = 0;
+                    for_each_nonzero(&trace.state_after(at.row, p, s.var.0 as usize)[..n], |_| count += 1);
+                    count
+                }
                 _ => continue,
             };
             self.active[index] += count as f64;

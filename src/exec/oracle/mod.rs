@@ -51,8 +51,8 @@ pub struct Columns<'a> {
 }
 
 /// `id` evaluated element by element over `columns` (many neurons and steps at once): the
-/// operations of [`eval`], walking the expression once instead of once per element. Random
-/// draws and spike flags are not neuron state an observable reads: NaN.
+/// operations of [`eval`], walking the expression once instead of once per element, with the
+/// leaves [`eval_at`] gives (no spike, no data, the draw of the default key).
 pub fn eval_columns(exprs: &Exprs, id: ExprId, columns: &Columns) -> Vec<f64> {
     let len = columns.times.len();
     match exprs.get(id) {
@@ -63,7 +63,9 @@ pub fn eval_columns(exprs: &Exprs, id: ExprId, columns: &Columns) -> Vec<f64> {
             Global::Dt => vec![columns.dt; len],
             Global::Time => columns.times.to_vec(),
             Global::NetParam(index) => vec![columns.net[*index as usize]; len],
-            _ => vec![f64::NAN; len],
+            Global::Spiked | Global::Data => vec![0.0; len],
+            Global::Rand => vec![rand_draw::<f64>(RandKey::default(), id); len],
+            Global::SurrogateX | Global::Refractory | Global::AdjointAfter(_) | Global::AdjointSpike => vec![f64::NAN; len],
         },
         Node::Unary(op, a) => {
             let mut a = eval_columns(exprs, *a, columns);
