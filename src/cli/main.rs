@@ -104,6 +104,19 @@ fn run_precision(flag: Option<PrecisionArg>, file: &std::path::Path) -> Precisio
     }
 }
 
+/// How a trained model runs in `eval` and `generate`.
+#[derive(clap::Args)]
+struct EngineArgs {
+    #[arg(long, value_enum, default_value = "jit")]
+    backend: Backend,
+    /// Float type (default: the train block's `precision`, else f32).
+    #[arg(long, value_enum)]
+    precision: Option<PrecisionArg>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse, resolve and check models; exit 1 on any error.
@@ -173,14 +186,8 @@ enum Command {
         /// Override a setting, as for `run`.
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
-        #[arg(long, value_enum, default_value = "jit")]
-        backend: Backend,
-        /// Float type (default: the train block's `precision`, else f32).
-        #[arg(long, value_enum)]
-        precision: Option<PrecisionArg>,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// The generative check (seeds/000): with no input and what the train block's `clamp`
     /// statements hold for each class in turn, decode every spiking layer's activity into an
@@ -201,14 +208,8 @@ enum Command {
         /// Override a setting, as for `run` (e.g. `--set steps=100` to clamp for longer).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
-        #[arg(long, value_enum, default_value = "jit")]
-        backend: Backend,
-        /// Float type (default: the train block's `precision`, else f32).
-        #[arg(long, value_enum)]
-        precision: Option<PrecisionArg>,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Format models canonically, in place.
     Fmt {
@@ -266,7 +267,7 @@ fn command(cli: Cli) -> ExitCode {
                 Precision::F64 => run::<f64>(&file, &options),
             }))
         }
-        Command::Generate { file, checkpoint, out, data, samples, sets, backend, precision, threads } => {
+        Command::Generate { file, checkpoint, out, data, samples, sets, engine: EngineArgs { backend, precision, threads } } => {
             let run = (|| -> Result<(), String> {
                 start_threads(threads)?;
                 let engine = backend.engine()?;
@@ -280,7 +281,7 @@ fn command(cli: Cli) -> ExitCode {
             })();
             report(run)
         }
-        Command::Eval { file, checkpoint, data, limit_test, limit_train, sets, backend, precision, threads } => {
+        Command::Eval { file, checkpoint, data, limit_test, limit_train, sets, engine: EngineArgs { backend, precision, threads } } => {
             let options = (|| -> Result<RunOptions, String> {
                 start_threads(threads)?;
                 Ok(RunOptions {
