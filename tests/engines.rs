@@ -369,6 +369,30 @@ fn operation_counts_follow_the_lab_reports_formulas() {
     assert!((synops - (50.0 * 392.0 * 10.0 + hidden_active * 10.0)).abs() < 1e-6, "{synops}");
 }
 
+/// A connection carrying a state transmits each of its nonzero values at every step: its
+/// synaptic operations are those values times the fan-out, as an input's are.
+#[test]
+fn operation_counts_include_carried_states() {
+    let m = valid(common::module(
+        "import std::neurons\nimport std::encoders\nnetwork N {\n    steps = 6\n    input x[5] = repeat(sample)\n    \
+         population h[4] = Leaky(beta = 0.9, threshold = 1000)\n    population out[3] = LI(beta = 0.9)\n    \
+         connect x -> h.i : dense(init = uniform(0.1, 0.5))\n    connect h.v -> out.i : dense(init = uniform(-0.5, 0.5))\n}\n",
+    ));
+    let params = init_params::<f64>(&m, 1);
+    let features = vec![0.5f32, 0.0, 0.25, 1.0, 0.0];
+    let split = snnc::data::Split::floats(5, features.clone(), vec![0]);
+    let engine = build::<f64>(EngineKind::Jit, &m);
+    let net = net_params::<f64>(&m);
+    let ctx = Ctx { module: &m, seed: 1, net: &net };
+    let (synops, _, _) = snnc::train::metrics::operation_counts(engine.as_ref(), &ctx, &params, &split, 1);
+    let samples = [SampleRef { id: snnc::train::metrics::TEST_ID_OFFSET, features: &features }];
+    let trace = engine.forward(&ctx, ParamsAccess::Shared(&params), Shard { samples: &samples, hoisted: None }, None);
+    let v = m.populations[0].var_by_name("v").expect("h.v").0 as usize;
+    let carried: usize = (0..trace.steps).map(|t| trace.state_after(t, 0, v).iter().filter(|x| **x != 0.0).count()).sum();
+    assert_eq!(carried, 6 * 4, "h.v is nonzero from the first step on");
+    assert_eq!(synops, (6 * 3 * 4 + carried * 3) as f64, "inputs: 3 nonzero of 5 into 4; h.v: into 3");
+}
+
 /// The f32 oracle agrees with the f64 oracle statistically: gradient cosine above 0.999 on the
 /// shipped surrogate-gradient models.
 #[test]
