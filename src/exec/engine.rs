@@ -189,7 +189,7 @@ impl<F: Real> Engine<F> for Oracle {
     }
 
     fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], rows: usize) -> Stepping<F> {
-        oracle::begin(ctx.module, params, samples, ctx.seed, rows)
+        Stepping::begin(ctx.module, params, samples, ctx.seed, rows)
     }
 
     fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize) {
@@ -238,7 +238,7 @@ impl<F: Real> Engine<F> for Jit<F> {
 
     fn begin(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], rows: usize) -> Stepping<F> {
         let _flush = FlushSubnormals::on();
-        schedule::begin(ctx.module, params, samples, ctx.seed, rows)
+        Stepping::begin(ctx.module, params, samples, ctx.seed, rows)
     }
 
     fn advance(&self, ctx: &Ctx<F>, params: &Params<F>, samples: &[SampleRef], stepping: &mut Stepping<F>, until: usize) {

@@ -8,6 +8,7 @@
 //! feedback, or a run with a per-step hook, runs step by step. Inputs constant over time are
 //! projected once per batch ([`hoist`]) and their weight gradient is one GEMM per batch.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::data::uniform_prefix;
@@ -129,7 +130,7 @@ fn deliver<F: Real>(
             let Some((t0, rows)) = state_rows(module, proj, range.clone()) else { continue };
             let x = carried(&states[s.pop.0 as usize][s.var.0 as usize][rows.start * r_pre..rows.end * r_pre], s, module);
             project_rows(module, proj, w, Rows::Values(&x), &mut out[t0 * r_post..range.end * r_post], (range.end - t0) * batch);
-            spare([x]);
+            give_back(x);
             continue;
         }
         let source = |from: usize, to: usize| match &proj.source {
@@ -168,14 +169,16 @@ fn state_rows(module: &Module, proj: &ir::Projection, range: Range<usize>) -> Op
     (t0 < range.end).then(|| (t0, t0 + 1 - delay..range.end + 1 - delay))
 }
 
-/// The rows of a state a connection carries, normalised when it says so (a pooled buffer).
-fn carried<F: Real>(rows: &[F], source: &ir::StateSource, module: &Module) -> Vec<F> {
+/// The rows of a state a connection carries: the trace's own, or normalised into a pooled
+/// buffer when the connection says so (hand it back with [`give_back`]).
+fn carried<'a, F: Real>(rows: &'a [F], source: &ir::StateSource, module: &Module) -> Cow<'a, [F]> {
+    if !source.l2_normalize {
+        return Cow::Borrowed(rows);
+    }
     let mut x = overwritten(rows.len());
     x.copy_from_slice(rows);
-    if source.l2_normalize {
-        l2_normalize_rows(&mut x, module.population(source.pop).size());
-    }
-    x
+    l2_normalize_rows(&mut x, module.population(source.pop).size());
+    Cow::Owned(x)
 }
 
 /// Encodes every time-constant input of the batch and projects it: one GEMM per hoisted dense
@@ -243,7 +246,7 @@ pub fn run<F: Real>(
     pre: Option<HoistedRows<F>>,
     hook: Option<&mut dyn StepHook<F>>,
 ) -> Trace<F> {
-    let mut stepping = begin(module, params.get(), samples, seed, module.steps + module.rest_steps);
+    let mut stepping = Stepping::begin(module, params.get(), samples, seed, module.steps + module.rest_steps);
     if let Some(pre) = pre {
         let batch = samples.len();
         for (index, y) in pre.hoisted.y.iter().enumerate() {
@@ -256,21 +259,6 @@ pub fn run<F: Real>(
     let steps = stepping.trace.steps;
     advance(compiled, module, params, &mut stepping, steps, samples, seed, net, hook);
     stepping.trace
-}
-
-/// A batch's forward pass ready to run, at its initial states, its trace holding the first
-/// `rows` steps ([`Stepping::slide`] moves it on).
-pub fn begin<F: Real>(module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64, rows: usize) -> Stepping<F> {
-    let batch = samples.len();
-    let mut trace = Trace::reuse_rows(module, batch, rows);
-    for (p, pop) in module.populations.iter().enumerate() {
-        let r = trace.row(p);
-        for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
-            trace.states[p][v][..r].copy_from_slice(values);
-        }
-    }
-    let counters = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
-    Stepping { trace, done: 0, counters, hoisted: vec![None; module.projections.len()] }
 }
 
 /// Runs `stepping` on to step `until` with `params`, encoding the inputs of the steps it runs:
@@ -329,7 +317,7 @@ pub fn advance<F: Real>(
 /// Rows of the window a streaming pass keeps: the current step and as many before it as the
 /// longest delay reaches back.
 pub fn window_rows(module: &Module) -> usize {
-    module.projections.iter().map(|proj| module.source_delay(proj)).max().unwrap_or(0) + 1
+    module.longest_delay() + 1
 }
 
 /// A forward pass over one sample that keeps only a window of the last steps (see
@@ -462,7 +450,7 @@ fn deliver_row<F: Real>(
             let index = if delay == 0 { at.row + 1 } else { after % rows };
             let x = carried(&states[s.pop.0 as usize][s.var.0 as usize][index * r_pre..(index + 1) * r_pre], s, module);
             project_rows(module, proj, w, Rows::Values(&x), out, 1);
-            spare([x]);
+            give_back(x);
             continue;
         }
         let Some(from) = at.step.checked_sub(delay) else { continue };
@@ -554,7 +542,7 @@ impl<F: Real> Backward<'_, F> {
                 let x = carried(raw, s, module);
                 let mut dx = zeroed(x.len());
                 project_grad(module, index, &self.params.weights[index], Rows::Values(&x), g, rows, dw, Some(&mut dx));
-                spare([x]);
+                give_back(x);
                 // Trace row `k` of states is the readout's row `k - 1`; the initial state
                 // (row 0) has no gradient to take.
                 let first = states.start.max(1);

@@ -388,6 +388,21 @@ pub struct Stepping<F> {
 }
 
 impl<F: Real> Stepping<F> {
+    /// A batch's forward pass at its initial states, no step run, its trace holding the first
+    /// `rows` steps ([`Stepping::slide`] moves it on): where every engine's pass starts.
+    pub fn begin(module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64, rows: usize) -> Stepping<F> {
+        let batch = samples.len();
+        let mut trace = Trace::reuse_rows(module, batch, rows);
+        for (p, pop) in module.populations.iter().enumerate() {
+            let r = trace.row(p);
+            for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
+                trace.states[p][v][..r].copy_from_slice(values);
+            }
+        }
+        let counters = (0..module.populations.len()).map(|p| vec![0; trace.row(p)]).collect();
+        Stepping { trace, done: 0, counters, hoisted: vec![None; module.projections.len()] }
+    }
+
     /// Moves the pass on to a trace of the steps `done - h..done + len` (`h` = `history`, or
     /// all steps run when fewer): the next window of a pass that keeps one window at a time
     /// (FPTT), with the `history` steps before it that delayed connections read. The state

@@ -780,6 +780,12 @@ impl Module {
         }
     }
 
+    /// The most steps back any projection reads its source: what a pass that keeps only recent
+    /// steps must keep besides the current one.
+    pub fn longest_delay(&self) -> usize {
+        self.projections.iter().map(|proj| self.source_delay(proj)).max().unwrap_or(0)
+    }
+
     /// The trace row of states that projection `proj` (a state source) reads at `step`: the
     /// state after step `step - delay`, row 0 being the initial state. `None` before it exists.
     pub fn state_source_row(&self, proj: &Projection, step: usize) -> Option<usize> {

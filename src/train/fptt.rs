@@ -199,7 +199,7 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         let shards: Vec<(&[Example], &[SampleRef])> = batch.chunks(SHARD).zip(samples.chunks(SHARD)).collect();
         // Each shard's trace holds one window, and the steps before it that delayed
         // connections read: memory in the window's length, not the sample's.
-        let history = crate::exec::schedule::window_rows(module) - 1;
+        let history = module.longest_delay();
         let first = window(0, k, module.steps).len();
         let mut steppings: Vec<Stepping<F>> = shards.par_iter().map(|(_, s)| session.engine.begin(&ctx, params, s, first)).collect();
         let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };

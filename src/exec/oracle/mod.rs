@@ -14,9 +14,7 @@ pub mod tape;
 use crate::exec::kernels::connectivity::project;
 use crate::exec::kernels::normalize::l2_normalize_rows;
 use crate::exec::real::Real;
-use crate::exec::state::{
-    At, Params, ParamsAccess, RandKey, SampleRef, StepHook, Stepping, Trace, initial_values, input_rng, neuron_rng, rand_draw,
-};
+use crate::exec::state::{At, Params, ParamsAccess, RandKey, SampleRef, StepHook, Stepping, Trace, input_rng, neuron_rng, rand_draw};
 use crate::ir::{self, BinaryOp, EncoderKind, ExprId, Exprs, Global, Module, Node, PopId, Source, UnaryOp, VarId, eval_func};
 
 /// Per-neuron context while evaluating expressions.
@@ -147,25 +145,10 @@ pub fn run<F: Real>(
     net: &[F],
     hook: Option<&mut dyn StepHook<F>>,
 ) -> Trace<F> {
-    let mut stepping = begin(module, params.get(), samples, seed, module.steps + module.rest_steps);
+    let mut stepping = Stepping::begin(module, params.get(), samples, seed, module.steps + module.rest_steps);
     let steps = stepping.trace.steps;
     advance(module, params, samples, seed, net, &mut stepping, steps, hook);
     stepping.trace
-}
-
-/// A batch's forward pass at its initial states, no step run, its trace holding the first
-/// `rows` steps.
-pub fn begin<F: Real>(module: &Module, params: &Params<F>, samples: &[SampleRef], seed: u64, rows: usize) -> Stepping<F> {
-    let batch = samples.len();
-    let mut trace = Trace::reuse_rows(module, batch, rows);
-    for (p, pop) in module.populations.iter().enumerate() {
-        let r = trace.row(p);
-        for (v, values) in initial_values(pop, p, params, batch, seed, samples).iter().enumerate() {
-            trace.states[p][v][..r].copy_from_slice(values);
-        }
-    }
-    let counters = module.populations.iter().map(|pop| vec![0; pop.size() * batch]).collect();
-    Stepping { trace, done: 0, counters, hoisted: Vec::new() }
 }
 
 /// Runs `stepping` on to step `until`, step by step (steps are absolute; the trace holds them
