@@ -163,6 +163,37 @@ fn state_carrying_connections_match_the_oracle() {
     }
 }
 
+/// Trainable per-neuron time constants (seeds/000's two-compartment ALIF): the kernels compute
+/// their propagators once per neuron and call, and read them back per element, which must
+/// change nothing: forward and gradients (weights and time constants) against the oracle,
+/// with 7 neurons (a one-lane tail per sample) and three samples.
+#[test]
+fn hoisted_parameter_propagators_match_the_oracle() {
+    let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 0.5 ms\n    steps = 9\n    \
+                input x[5] = repeat(sample)\n    population h[7] = TwoCompartmentALIF\n    population out[3] = LeakyIntegrator\n    \
+                connect x -> h.soma.ff : dense(init = uniform(-0.6, 0.6))\n    connect h -> out.i : dense(init = uniform(-1, 1))\n    \
+                connect l2_normalize(out.u) -> h.apical.fb : dense(init = uniform(-1, 1)) feedback\n}\n\
+                train {\n    data = yin_yang()\n    method = bptt(surrogate = gaussian_mixture(sigma = 0.5, width_ratio = 6, height = 0.15, scale = 0.5))\n    \
+                loss nll = nll(log_softmax(last_t(out.u)), label)\n    loss e = 0.1 * mean_t(mean(h.energy))\n    \
+                predict = argmax(last_t(out.u))\n    optimizer = adam(lr = 1e-3)\n}\n";
+    let m = valid(common::module(text));
+    let compiled = snnc::exec::engine::compile_module::<f32>(&m).expect("compiles");
+    // exp(-dt / tau) for tau_m, tau_a and tau_adp, and 1 - exp(-dt / tau_adp).
+    let (forward_rows, backward_rows) = compiled.hoisted(0);
+    assert!(forward_rows >= 3 && backward_rows >= 3, "hoisted: {forward_rows} forward, {backward_rows} backward");
+    let n: usize = m.inputs[0].shape.iter().product();
+    let (a, b, c) = (features(n, 1), features(n, 2), features(n, 3));
+    let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
+    let params = init_params::<f64>(&m, 3);
+    let reference = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+    let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
+    let (fired, elements) = (reference.spikes[0].count(0..reference.spikes[0].len()), reference.spikes[0].len());
+    assert!(fired > elements / 10 && fired < elements * 9 / 10, "the two-compartment layer fires in {fired} of {elements}");
+    assert_same_run("hoisted", &reference, &jit, 1e-9 / f64::EPSILON);
+    gradients_match::<f64>("hoisted", &m, 1.0, 1e-9);
+    gradients_match::<f32>("hoisted", &m, 1.0, 1e-4);
+}
+
 /// The streaming pass (a window of rows, as STDP and `snnc eval` run) reads carried states
 /// where the full trace has them: with a delay from an earlier population, and fed back.
 #[test]

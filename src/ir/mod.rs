@@ -24,6 +24,7 @@
 mod dump;
 pub mod eventprop;
 pub mod grad;
+pub mod hoist;
 pub mod train;
 pub mod validate;
 

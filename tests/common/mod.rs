@@ -87,10 +87,19 @@ pub fn assert_weights_close<F: Real>(what: &str, expected: &Params<F>, actual: &
             nonzero += usize::from(x != 0.0);
         }
     }
+    for (p, (a, b)) in expected.neuron_params.iter().zip(&actual.neuron_params).enumerate() {
+        for (v, (a, b)) in a.iter().zip(b).enumerate() {
+            assert_eq!(a.len(), b.len(), "{what}: neuron parameter {p}/{v}");
+            for (k, (x, y)) in a.iter().zip(b).enumerate() {
+                let (x, y) = (x.into_f64(), y.into_f64());
+                assert!((x - y).abs() <= tolerance * (1.0 + x.abs()), "{what}: neuron parameter {p}/{v}/{k}: {x} vs {y}");
+            }
+        }
+    }
     nonzero
 }
 
-/// The oracle's and the JIT's gradients of three examples (features scaled by `scale`) agree
+/// The oracle's and the JIT's gradients (weights and neuron parameters) of three examples (features scaled by `scale`) agree
 /// within `tolerance`, and are not trivially zero.
 pub fn gradients_match<F: Real>(name: &str, m: &Valid, scale: f32, tolerance: f64) {
     let n: usize = m.inputs[0].shape.iter().product();

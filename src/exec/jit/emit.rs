@@ -302,6 +302,18 @@ impl Emitter<'_, '_> {
         &mut self,
         len: Value,
         vectorise: bool,
+        body: impl FnMut(&mut Self, Value) -> Result<(), EmitError>,
+    ) -> Result<(), EmitError> {
+        self.sweep(len, vectorise, body)?;
+        self.b.ins().return_(&[]);
+        Ok(())
+    }
+
+    /// Emits `body(k)` over `[0, len)` as [`Emitter::loops`] does, and goes on after it.
+    pub fn sweep(
+        &mut self,
+        len: Value,
+        vectorise: bool,
         mut body: impl FnMut(&mut Self, Value) -> Result<(), EmitError>,
     ) -> Result<(), EmitError> {
         let mut start = self.b.ins().iconst(types::I64, 0);
@@ -316,7 +328,19 @@ impl Emitter<'_, '_> {
         let (kv, header, exit, k) = self.open_loop(start, len);
         body(self, kv)?;
         self.close_loop(kv, header, exit, k);
-        self.b.ins().return_(&[]);
+        Ok(())
+    }
+
+    /// Emits `body(i)` for `i` in `[0, count)`, one at a time, and goes on after it; `body`
+    /// may open loops of its own.
+    pub fn repeat(&mut self, count: Value, mut body: impl FnMut(&mut Self, Value) -> Result<(), EmitError>) -> Result<(), EmitError> {
+        let lanes = std::mem::replace(&mut self.lanes, 1);
+        let start = self.b.ins().iconst(types::I64, 0);
+        let (iv, header, exit, i) = self.open_loop(start, count);
+        body(self, iv)?;
+        self.lanes = 1;
+        self.close_loop(iv, header, exit, i);
+        self.lanes = lanes;
         Ok(())
     }
 

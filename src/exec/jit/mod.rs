@@ -10,11 +10,16 @@
 //! Kernel signatures (`F` the float type):
 //! - forward: `fn(vars_in: *const *const F, vars_out: *const *mut F, ports: *const *const F,
 //!   counters: *mut u32, spikes: *mut F, len: i64, time: F, net: *const F,
-//!   refractory_steps: u32)` (the refractory period in steps, for the network parameters of
-//!   the call);
+//!   refractory_steps: u32, neurons: i64, scratch: *mut F)` (the refractory period in steps,
+//!   for the network parameters of the call);
 //! - backward: `fn(before: *const *const F, ports: *const *const F, counters: *const u32,
 //!   d_after: *const *const F, d_spike: *const F, d_before: *const *mut F,
-//!   d_ports: *const *mut F, len: i64, time: F, net: *const F)`;
+//!   d_ports: *const *mut F, len: i64, time: F, net: *const F, neurons: i64, scratch: *mut F)`;
+//!
+//! `len` is the row's elements (`batch * neurons`, sample-major). Subexpressions that read only
+//! parameters ([`crate::ir::hoist`]) are computed once per neuron into `scratch` (one row of
+//! `neurons` values per subexpression; [`Compiled::scratch`] says how many) before the element
+//! loops, which then run sample by sample and read them back.
 //! - encoder: `fn(data: *const f32, out: *mut F, len: i64, time: F, step: F, net: *const F,
 //!   prefix: u64, input: u64)`, one call per sample and step.
 
@@ -33,12 +38,13 @@ use cranelift_module::{FuncId, Linkage, Module as _};
 use crate::exec::real::Real;
 use crate::exec::state::Trace;
 use crate::ir::grad::StepGraph;
-use crate::ir::{self, EncoderKind, Module, Population};
+use crate::ir::{self, EncoderKind, ExprId, Module, Population};
 pub use emit::EmitError;
 use emit::{Emitter, Scope};
 pub use plastic::{PlasticKernels, UpdateKernel, compile_plasticity};
 
-type Kernel<F> = unsafe extern "C" fn(*const *const F, *const *mut F, *const *const F, *mut u32, *mut F, i64, F, *const F, u32);
+type Kernel<F> =
+    unsafe extern "C" fn(*const *const F, *const *mut F, *const *const F, *mut u32, *mut F, i64, F, *const F, u32, i64, *mut F);
 type BackwardKernel<F> = unsafe extern "C" fn(
     *const *const F,
     *const *const F,
@@ -50,6 +56,8 @@ type BackwardKernel<F> = unsafe extern "C" fn(
     i64,
     F,
     *const F,
+    i64,
+    *mut F,
 );
 type EncoderKernel<F> = unsafe extern "C" fn(*const f32, *mut F, i64, F, F, *const F, u64, u64);
 
@@ -127,6 +135,9 @@ pub struct Compiled<F> {
     /// Backward kernels, when the module trains with a surrogate gradient.
     backward: Vec<BackwardKernel<F>>,
     encoders: Vec<EncoderKernel<F>>,
+    /// Rows of hoisted values per forward and per backward kernel.
+    forward_scratch: Vec<usize>,
+    backward_scratch: Vec<usize>,
     /// CLIF of every kernel, by name, in compilation order.
     pub clif: Vec<(String, String)>,
     precision: PhantomData<F>,
@@ -163,14 +174,16 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
     for (i, input) in module.inputs.iter().enumerate() {
         jobs.push((KernelKind::Encoder, i, format!("encode_{i}_{}", input.name)));
     }
+    let pointer = jit.target_config().pointer_type();
     let mut ids = Vec::new();
     let mut clif = Vec::new();
     let mut ctx = jit.make_context();
     let mut builder_ctx = FunctionBuilderContext::new();
+    let (mut forward_scratch, mut backward_scratch) = (Vec::new(), Vec::new());
     for (kind, index, name) in jobs {
         let signature = match kind {
-            KernelKind::Forward => signature(&jit, 5, &[types::I64, scalar], 1).with_tail(&[types::I32]),
-            KernelKind::Backward => signature(&jit, 7, &[types::I64, scalar], 1),
+            KernelKind::Forward => signature(&jit, 5, &[types::I64, scalar], 1).with_tail(&[types::I32, types::I64, pointer]),
+            KernelKind::Backward => signature(&jit, 7, &[types::I64, scalar], 1).with_tail(&[types::I64, pointer]),
             KernelKind::Encoder => signature(&jit, 2, &[types::I64, scalar, scalar], 1).with_tail(&[types::I64, types::I64]),
         };
         let id = jit
@@ -190,9 +203,14 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
                     forward_kernel(&mut emitter, pop, &graph)
                 }
                 KernelKind::Backward => backward_kernel(&mut emitter, &module.populations[index], &graphs[index]),
-                KernelKind::Encoder => encoder_kernel::<F>(&mut emitter, module, index),
+                KernelKind::Encoder => encoder_kernel::<F>(&mut emitter, module, index).map(|()| 0),
             };
-            emitted.map_err(|error| JitError::Emit { kernel: name.clone(), error })?;
+            let rows = emitted.map_err(|error| JitError::Emit { kernel: name.clone(), error })?;
+            match kind {
+                KernelKind::Forward => forward_scratch.push(rows),
+                KernelKind::Backward => backward_scratch.push(rows),
+                KernelKind::Encoder => {}
+            }
             b.seal_all_blocks();
             b.finalize(jit.target_config());
         }
@@ -204,8 +222,16 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
     jit.finalize_definitions().map_err(|e| JitError::Target(e.to_string()))?;
     let pointers: Vec<(KernelKind, *const u8)> =
         ids.iter().map(|(kind, id): &(KernelKind, FuncId)| (*kind, jit.get_finalized_function(*id))).collect();
-    let mut compiled =
-        Compiled { _module: jit, forward: Vec::new(), backward: Vec::new(), encoders: Vec::new(), clif, precision: PhantomData };
+    let mut compiled = Compiled {
+        _module: jit,
+        forward: Vec::new(),
+        backward: Vec::new(),
+        encoders: Vec::new(),
+        forward_scratch,
+        backward_scratch,
+        clif,
+        precision: PhantomData,
+    };
     for (kind, p) in pointers {
         // SAFETY: each function was compiled with the signature of its kind, which matches the
         // function pointer type it becomes.
@@ -355,19 +381,20 @@ fn step_inputs(e: &mut Emitter, pop: &Population, k: Value, var_bases: &[Value],
 }
 
 /// The forward kernel: the code of the step graph's `after` and `spike`, and the counters.
-fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Result<(), EmitError> {
+fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Result<usize, EmitError> {
     let params = entry(e);
-    let (vars_in, vars_out, ports_ptr, counters_ptr, spikes_ptr, len, time, net, refractory_steps) =
-        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8]);
+    let (vars_in, vars_out, ports_ptr, counters_ptr, spikes_ptr, len, time, net, refractory_steps, neurons, scratch) =
+        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8], params[9], params[10]);
     let var_bases = e.bases(vars_in, pop.vars.len());
     let out_bases = e.bases(vars_out, pop.vars.len());
     let port_bases = e.bases(ports_ptr, pop.ports.len());
-    e.loops(len, true, |e, k| {
+    let roots: Vec<ExprId> = graph.after.iter().copied().chain([graph.spike]).collect();
+    let hoisted = hoist(e, pop, &graph.exprs, &roots, &var_bases, neurons, scratch, time, net)?;
+    element_loops(e, &graph.exprs, &hoisted, len, neurons, |e, k, mut memo| {
         let StepInputs { offset, before, ports, counter_address, counters, refractory: flag } =
             step_inputs(e, pop, k, &var_bases, &port_bases, counters_ptr);
         let time = e.widen(time);
         let scope = Scope { vars: &before, ports: &ports, refractory: Some(flag), ..Scope::new(time, net) };
-        let mut memo = Vec::new();
         for (v, base) in out_bases.iter().enumerate() {
             let value = e.expr(&graph.exprs, graph.after[v], &scope, &mut memo)?;
             e.store_at(value, *base, offset);
@@ -401,21 +428,26 @@ fn forward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Resul
             }
         }
         Ok(())
-    })
+    })?;
+    Ok(hoisted.nodes.len())
 }
 
 /// The backward kernel: the code of a derived backward step, from the state before the step,
 /// its ports and the adjoints after it to d(before) and d(ports).
-fn backward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Result<(), EmitError> {
+fn backward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Result<usize, EmitError> {
     let params = entry(e);
-    let (before_ptr, ports_ptr, counters_ptr, d_after_ptr, d_spike_ptr, d_before_ptr, d_ports_ptr, len, time, net) =
-        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8], params[9]);
+    let (before_ptr, ports_ptr, counters_ptr, d_after_ptr, d_spike_ptr, d_before_ptr, d_ports_ptr, len, time, net, neurons, scratch) = (
+        params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8], params[9], params[10],
+        params[11],
+    );
     let var_bases = e.bases(before_ptr, pop.vars.len());
     let port_bases = e.bases(ports_ptr, pop.ports.len());
     let d_after_bases = e.bases(d_after_ptr, pop.vars.len());
     let d_before_bases = e.bases(d_before_ptr, pop.vars.len());
     let d_port_bases = e.bases(d_ports_ptr, pop.ports.len());
-    e.loops(len, true, |e, k| {
+    let roots: Vec<ExprId> = graph.d_before.iter().chain(&graph.d_ports).copied().collect();
+    let hoisted = hoist(e, pop, &graph.exprs, &roots, &var_bases, neurons, scratch, time, net)?;
+    element_loops(e, &graph.exprs, &hoisted, len, neurons, |e, k, mut memo| {
         let StepInputs { offset, before, ports, refractory: flag, .. } = step_inputs(e, pop, k, &var_bases, &port_bases, counters_ptr);
         let d_after: Vec<Value> = d_after_bases.iter().map(|base| e.load_float(*base, offset)).collect();
         let d_spike = e.load_float(d_spike_ptr, offset);
@@ -428,7 +460,6 @@ fn backward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Resu
             d_spike: Some(d_spike),
             ..Scope::new(time, net)
         };
-        let mut memo = Vec::new();
         for (v, base) in d_before_bases.iter().enumerate() {
             let g = e.expr(&graph.exprs, graph.d_before[v], &scope, &mut memo)?;
             e.store_at(g, *base, offset);
@@ -438,7 +469,93 @@ fn backward_kernel(e: &mut Emitter, pop: &Population, graph: &StepGraph) -> Resu
             e.store_at(g, *base, offset);
         }
         Ok(())
-    })
+    })?;
+    Ok(hoisted.nodes.len())
+}
+
+/// A kernel's hoisted subexpressions and the scratch row each is computed into.
+struct Hoisted {
+    nodes: Vec<ExprId>,
+    rows: Vec<Value>,
+}
+
+/// Computes the subexpressions of `exprs` under `roots` that read only parameters, for every
+/// neuron, into rows of `scratch`: the parameters are those of the first sample in the rows of
+/// `var_bases` (every sample holds the same).
+#[allow(clippy::too_many_arguments)]
+fn hoist(
+    e: &mut Emitter,
+    pop: &Population,
+    exprs: &ir::Exprs,
+    roots: &[ExprId],
+    var_bases: &[Value],
+    neurons: Value,
+    scratch: Value,
+    time: Value,
+    net: Value,
+) -> Result<Hoisted, EmitError> {
+    let nodes = crate::ir::hoist::invariants(pop, exprs, roots);
+    let bytes = e.bytes();
+    let rows: Vec<Value> = (0..nodes.len() as i64)
+        .map(|h| {
+            let skip = e.b.ins().imul_imm_s(neurons, h * bytes);
+            e.b.ins().iadd(scratch, skip)
+        })
+        .collect();
+    if !nodes.is_empty() {
+        e.sweep(neurons, true, |e, j| {
+            let offset = e.b.ins().imul_imm_s(j, bytes);
+            let vars: Vec<Value> = pop
+                .vars
+                .iter()
+                .zip(var_bases)
+                .map(
+                    |(var, base)| if matches!(var.kind, ir::VarKind::Param { .. }) { e.load_float(*base, offset) } else { e.constant(0.0) },
+                )
+                .collect();
+            let time = e.widen(time);
+            let scope = Scope { vars: &vars, ..Scope::new(time, net) };
+            let mut memo = Vec::new();
+            for (node, row) in nodes.iter().zip(&rows) {
+                let value = e.expr(exprs, *node, &scope, &mut memo)?;
+                e.store_at(value, *row, offset);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(Hoisted { nodes, rows })
+}
+
+/// The element loops of a step kernel, then the return: `body(k, memo)` for every element `k`
+/// of the row, `memo` holding the hoisted values of `k`'s neuron. Without hoisted values, one
+/// loop over the row; with them, a loop over the neurons of each sample.
+fn element_loops(
+    e: &mut Emitter,
+    exprs: &ir::Exprs,
+    hoisted: &Hoisted,
+    len: Value,
+    neurons: Value,
+    mut body: impl FnMut(&mut Emitter, Value, Vec<Option<Value>>) -> Result<(), EmitError>,
+) -> Result<(), EmitError> {
+    if hoisted.nodes.is_empty() {
+        return e.loops(len, true, |e, k| body(e, k, Vec::new()));
+    }
+    let samples = e.b.ins().udiv(len, neurons);
+    let bytes = e.bytes();
+    e.repeat(samples, |e, b| {
+        let first = e.b.ins().imul(b, neurons);
+        e.sweep(neurons, true, |e, j| {
+            let k = e.b.ins().iadd(first, j);
+            let offset = e.b.ins().imul_imm_s(j, bytes);
+            let mut memo = vec![None; exprs.nodes.len()];
+            for (node, row) in hoisted.nodes.iter().zip(&hoisted.rows) {
+                memo[node.0 as usize] = Some(e.load_float(*row, offset));
+            }
+            body(e, k, memo)
+        })
+    })?;
+    e.b.ins().return_(&[]);
+    Ok(())
 }
 
 /// The encoder kernel of input `index`: one sample's elements in one step, with `rand()`
@@ -514,6 +631,12 @@ impl<F: Real> Compiled<F> {
         !self.backward.is_empty()
     }
 
+    /// How many subexpressions population `p`'s forward and backward kernels compute once per
+    /// neuron ([`crate::ir::hoist`]).
+    pub fn hoisted(&self, p: usize) -> (usize, usize) {
+        (self.forward_scratch[p], self.backward_scratch.get(p).copied().unwrap_or(0))
+    }
+
     /// Advances population `p` by step `t`: reads the trace's state row `t` and ports, writes
     /// row `t + 1` and the spikes of step `t`; `counters` advance.
     pub fn step(&self, module: &Module, p: usize, t: usize, trace: &mut Trace<F>, counters: &mut [u32], net: &[F]) {
@@ -559,8 +682,11 @@ impl<F: Real> Compiled<F> {
             }
             None => 0,
         };
+        let n = pop.size();
+        let mut scratch = crate::exec::pool::overwritten::<F>(self.forward_scratch[p] * n);
         // SAFETY: every row has `r` elements, as the kernel assumes; the pointer arrays have one
-        // entry per variable and port of this population, and the rows do not overlap.
+        // entry per variable and port of this population, and the rows do not overlap; the
+        // scratch has a row of `n` values per hoisted subexpression.
         unsafe {
             (self.forward[p])(
                 in_pointers.as_ptr() as *const *const F,
@@ -572,10 +698,12 @@ impl<F: Real> Compiled<F> {
                 F::of(at.step as f64 * module.dt),
                 net_values.as_ptr(),
                 refractory_steps,
+                n as i64,
+                scratch.as_mut_ptr(),
             );
         }
         trace.store_spikes(row, p, &spikes);
-        crate::exec::pool::spare([spikes]);
+        crate::exec::pool::spare([spikes, scratch]);
     }
 
     /// The adjoint of population `p`'s step `t` over a batch: from d(state after) and d(spike)
@@ -605,8 +733,11 @@ impl<F: Real> Compiled<F> {
         // are none: no copy per call.
         let no_net = [F::zero()];
         let net_values: &[F] = if net.is_empty() { &no_net } else { net };
+        let n = pop.size();
+        let mut scratch = crate::exec::pool::overwritten::<F>(self.backward_scratch[p] * n);
         // SAFETY: every array has `r` elements (checked above) and one pointer per variable or
-        // port, as the kernel assumes; outputs do not overlap inputs.
+        // port, as the kernel assumes; outputs do not overlap inputs; the scratch has a row of
+        // `n` values per hoisted subexpression.
         unsafe {
             (self.backward[p])(
                 before_pointers.as_ptr(),
@@ -619,8 +750,11 @@ impl<F: Real> Compiled<F> {
                 r as i64,
                 F::of((trace.offset + t) as f64 * module.dt),
                 net_values.as_ptr(),
+                n as i64,
+                scratch.as_mut_ptr(),
             );
         }
+        crate::exec::pool::spare([scratch]);
     }
 
     /// Encoder `index`'s output for one sample in step `t` into `out` (one value per element):
