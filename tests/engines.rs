@@ -163,6 +163,43 @@ fn state_carrying_connections_match_the_oracle() {
     }
 }
 
+/// Convolutions and transposed convolutions with stride, padding, dilation and groups, from
+/// spikes (sparse enough for the event-driven products, and dense) and from a membrane:
+/// the compiled engine (im2col and GEMM, or events) against the oracle's loops, forward and
+/// gradients, with three samples.
+#[test]
+fn convolutions_match_the_oracle() {
+    let net = |threshold: f64| {
+        format!(
+            "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {{\n    dt = 1 ms\n    steps = 6\n    input x[5] = repeat(sample)\n    \
+             population p[2, 7, 6] = Leaky(beta = 0.8, threshold = {threshold})\n    population c[4, 4, 3] = Leaky(beta = 0.8, threshold = {threshold})\n    population d[3, 8, 7] = Leaky(beta = 0.8, threshold = {threshold})\n    \
+             population e[2, 8, 7] = Leaky(beta = 0.8, threshold = 0.3)\n    population out[3] = LI(beta = 0.9)\n    \
+             connect x -> p.i : dense(init = uniform(-0.5, 1.5))\n    \
+             connect p -> c.i : conv2d(kernel = 3, stride = 2, padding = 1, groups = 2, init = uniform(-0.5, 1.5))\n    \
+             connect p.v -> c.i : conv2d(kernel = 3, stride = 2, padding = 1, groups = 2, init = uniform(-0.3, 0.3))\n    \
+             connect c -> d.i : conv_transpose2d(kernel = 3, dilation = 2, init = uniform(-0.5, 1.5))\n    \
+             connect d -> e.i : conv2d(kernel = 3, padding = 1, init = uniform(-0.5, 1.5))\n    \
+             connect e -> out.i : dense(init = uniform(-0.5, 0.5))\n}}\n\
+             train {{\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(sum_t(out.v), label)\n    \
+             predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}}\n"
+        )
+    };
+    for (name, threshold) in [("sparse spikes", 1.2), ("dense spikes", 0.05)] {
+        let m = valid(common::module(&net(threshold)));
+        let n: usize = m.inputs[0].shape.iter().product();
+        let (a, b, c) = (features(n, 1), features(n, 2), features(n, 3));
+        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
+        let params = init_params::<f64>(&m, 3);
+        let reference = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+        let rate = |p: usize| reference.spikes[p].count(0..reference.spikes[p].len()) as f64 / reference.spikes[p].len() as f64;
+        assert!((1..4).all(|p| rate(p) > 0.0), "{name}: the convolutional layers fire ({}, {}, {})", rate(1), rate(2), rate(3));
+        let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
+        assert_same_run(name, &reference, &jit, 1e-9 / f64::EPSILON);
+        gradients_match::<f64>(name, &m, 1.0, 1e-9);
+        gradients_match::<f32>(name, &m, 1.0, 1e-4);
+    }
+}
+
 /// Trainable per-neuron time constants (seeds/000's two-compartment ALIF): the kernels compute
 /// their propagators once per neuron and call, and read them back per element, which must
 /// change nothing: forward and gradients (weights and time constants) against the oracle,

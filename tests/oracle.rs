@@ -7,7 +7,7 @@ use common::module;
 use snnc::exec::engine::ParamsAccess;
 use snnc::exec::kernels::connectivity::{project, project_backward};
 use snnc::exec::state::{Params, SampleRef, Trace, init_params, net_params};
-use snnc::ir::{Connectivity, Module};
+use snnc::ir::{Connectivity, Conv, Module};
 
 fn run(module: &Module, params: &Params<f64>, samples: &[SampleRef], seed: u64, net: &[f64]) -> Trace<f64> {
     let net = if net.is_empty() { net_params(module) } else { net.to_vec() };
@@ -117,23 +117,17 @@ fn transposed_convolution_is_the_adjoint_of_convolution() {
     let (in_c, out_c, k, h) = (2, 3, 3, 5);
     let oh = h - k + 1;
     let w: Vec<f64> = (0..out_c * in_c * k * k).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
-    // The transposed convolution maps out_c -> in_c; its weights are indexed [in_c][out_c][k][k].
-    let mut wt = vec![0.0; w.len()];
-    for oc in 0..out_c {
-        for ic in 0..in_c {
-            for q in 0..k * k {
-                wt[(ic * out_c + oc) * k * k + q] = w[(oc * in_c + ic) * k * k + q];
-            }
-        }
-    }
+    // The transposed convolution maps out_c -> in_c with the same weights: PyTorch's layout,
+    // [its input channels][its output channels][k][k], is the convolution's [out_c][in_c][k][k].
     let x: Vec<f64> = (0..in_c * h * h).map(|i| ((i * 31) % 7) as f64 - 3.0).collect();
     let y: Vec<f64> = (0..out_c * oh * oh).map(|i| ((i * 17) % 5) as f64 - 2.0).collect();
     let mut conv_x = vec![0.0; y.len()];
-    project(&Connectivity::Conv2d { kernel: k, stride: 1, padding: 0 }, &w, &x, &mut conv_x, &[in_c, h, h], &[out_c, oh, oh]);
+    let conv = Conv { kernel: k, stride: 1, padding: 0, dilation: 1, groups: 1, output_padding: 0 };
+    project(&Connectivity::Conv2d(conv), &w, &x, &mut conv_x, &[in_c, h, h], &[out_c, oh, oh]);
     let mut convt_y = vec![0.0; x.len()];
     project(
-        &Connectivity::ConvTranspose2d { kernel: k, stride: 1, padding: 0, output_padding: 0 },
-        &wt,
+        &Connectivity::ConvTranspose2d(conv),
+        &w,
         &y,
         &mut convt_y,
         &[out_c, oh, oh],
@@ -169,13 +163,16 @@ fn every_shipped_model_runs_a_step_on_the_interpreter() {
 /// slow but obviously right reference for the convolution backward loops.
 #[test]
 fn convolution_adjoints_match_unit_probes_of_the_forward_map() {
+    let strided = Conv { kernel: 3, stride: 2, padding: 1, dilation: 1, groups: 1, output_padding: 0 };
+    let grouped = Conv { kernel: 2, stride: 1, padding: 1, dilation: 2, groups: 2, output_padding: 0 };
     let cases = [
-        (Connectivity::Conv2d { kernel: 3, stride: 2, padding: 1 }, [2usize, 7, 7], [3usize, 4, 4]),
-        (Connectivity::ConvTranspose2d { kernel: 3, stride: 2, padding: 1, output_padding: 0 }, [3, 4, 4], [2, 7, 7]),
+        (Connectivity::Conv2d(strided), [2usize, 7, 7], [3usize, 4, 4], 3 * 2 * 9),
+        (Connectivity::ConvTranspose2d(strided), [3, 4, 4], [2, 7, 7], 3 * 2 * 9),
+        (Connectivity::Conv2d(grouped), [2, 7, 7], [4, 7, 7], 4 * 4),
+        (Connectivity::ConvTranspose2d(grouped), [4, 7, 7], [2, 7, 7], 4 * 4),
     ];
-    for (connectivity, in_shape, out_shape) in cases {
+    for (connectivity, in_shape, out_shape, n_w) in cases {
         let (n_in, n_out): (usize, usize) = (in_shape.iter().product(), out_shape.iter().product());
-        let n_w = 3 * 2 * 9;
         let w: Vec<f64> = (0..n_w).map(|i| ((i * 37) % 11) as f64 / 5.0 - 1.0).collect();
         let x: Vec<f64> = (0..n_in).map(|i| ((i * 13) % 7) as f64 / 3.0 - 1.0).collect();
         let g: Vec<f64> = (0..n_out).map(|i| ((i * 29) % 5) as f64 / 2.0 - 1.0).collect();

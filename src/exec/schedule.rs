@@ -14,6 +14,7 @@ use std::ops::Range;
 use crate::data::uniform_prefix;
 use crate::exec::jit::Compiled;
 use crate::exec::kernels::connectivity::{project, project_backward};
+use crate::exec::kernels::conv;
 use crate::exec::kernels::events::{self, Rows, give_back};
 use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gemm_columns};
 use crate::exec::kernels::normalize::{l2_normalize_rows, l2_normalize_rows_backward};
@@ -86,10 +87,17 @@ fn project_rows<F: Real>(module: &Module, proj: &ir::Projection, w: &[F], x: Row
         return;
     }
     let values = x.values();
+    let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
     if proj.connectivity == Connectivity::Dense {
         dense(rows, n_pre, n_post, &values, w, y);
+    } else if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
+        let events = module.source_is_binary(proj) && conv::sparse(&values);
+        if transposed {
+            conv::adjoint(&geo, w, &values, y, rows, events);
+        } else {
+            conv::forward(&geo, w, &values, y, rows, events);
+        }
     } else {
-        let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
         for (xr, yr) in values.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
             project(&proj.connectivity, w, xr, yr, in_shape, out_shape);
         }
@@ -717,6 +725,28 @@ fn project_grad<F: Real>(
     }
     let values = x.values();
     let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
+    if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
+        let spikes = module.source_is_binary(proj) && conv::sparse(&values);
+        // A transposed convolution runs the convolution from its target to its source
+        // backwards: its presynaptic values are that convolution's output side.
+        if transposed {
+            if let Some(dx) = dx {
+                conv::forward(&geo, w, g, dx, rows, false);
+            }
+            if let Some(dw) = dw {
+                conv::weight_grad(&geo, g, &values, dw, rows, spikes.then_some(conv::Spikes::Output));
+            }
+        } else {
+            if let Some(dx) = dx {
+                conv::adjoint(&geo, w, g, dx, rows, false);
+            }
+            if let Some(dw) = dw {
+                conv::weight_grad(&geo, &values, g, dw, rows, spikes.then_some(conv::Spikes::Input));
+            }
+        }
+        give_back(values);
+        return;
+    }
     let mut scratch_w = if dw.is_none() { vec![F::zero(); w.len()] } else { Vec::new() };
     let mut scratch_x = if dx.is_none() { vec![F::zero(); values.len()] } else { Vec::new() };
     let dw = dw.unwrap_or(&mut scratch_w);

@@ -134,9 +134,13 @@ fn fans(module: &Module, proj: &ir::Projection) -> (usize, usize) {
     match &proj.connectivity {
         Connectivity::Dense | Connectivity::AllToAllButSelf => (module.source_size(&proj.source), module.population(proj.target).size()),
         Connectivity::OneToOne => (1, 1),
-        Connectivity::Conv2d { kernel, .. } | Connectivity::ConvTranspose2d { kernel, .. } => {
-            let [out_c, in_c, ..] = proj.weight_shape[..] else { return (1, 1) };
-            (in_c * kernel * kernel, out_c * kernel * kernel)
+        // PyTorch's fans: the weight's second dimension (input channels per group for a
+        // convolution, output channels per group for a transposed one) times the taps, and the
+        // first.
+        Connectivity::Conv2d(conv) | Connectivity::ConvTranspose2d(conv) => {
+            let [first, second, ..] = proj.weight_shape[..] else { return (1, 1) };
+            let taps = conv.kernel * conv.kernel;
+            (second * taps, first * taps)
         }
     }
 }

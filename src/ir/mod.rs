@@ -614,8 +614,39 @@ pub enum Connectivity {
     Dense,
     OneToOne,
     AllToAllButSelf,
-    Conv2d { kernel: usize, stride: usize, padding: usize },
-    ConvTranspose2d { kernel: usize, stride: usize, padding: usize, output_padding: usize },
+    /// A 2-d convolution of `[channels, height, width]` shapes; weights
+    /// `[out_channels, in_channels / groups, kernel, kernel]` (PyTorch's `Conv2d`).
+    Conv2d(Conv),
+    /// Its transpose (the adjoint of the convolution from target to source); weights
+    /// `[in_channels, out_channels / groups, kernel, kernel]` (PyTorch's `ConvTranspose2d`).
+    ConvTranspose2d(Conv),
+}
+
+/// The settings of a (transposed) convolution, as PyTorch names them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Conv {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    /// Extra rows and columns at the far edge of a transposed convolution's output; 0 for a
+    /// convolution.
+    pub output_padding: usize,
+}
+
+/// Kernel, stride and padding, then the settings that differ from their defaults (as the IR
+/// dump shows them).
+impl fmt::Debug for Conv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Conv {{ kernel: {}, stride: {}, padding: {}", self.kernel, self.stride, self.padding)?;
+        for (name, value, default) in [("dilation", self.dilation, 1), ("groups", self.groups, 1), ("output_padding", self.output_padding, 0)] {
+            if value != default {
+                write!(f, ", {name}: {value}")?;
+            }
+        }
+        f.write_str(" }")
+    }
 }
 
 /// A plastic synapse model attached to a projection.

@@ -117,7 +117,7 @@ pub fn validate(module: Module) -> Result<Valid, ValidationError> {
             _ if proj.shares_one_weight() && !proj.trainable => 1,
             Connectivity::Dense | Connectivity::AllToAllButSelf => n_pre * n_post,
             Connectivity::OneToOne => n_pre.min(n_post),
-            Connectivity::Conv2d { .. } | Connectivity::ConvTranspose2d { .. } => found,
+            Connectivity::Conv2d(_) | Connectivity::ConvTranspose2d(_) => found,
         };
         if found != expected {
             return Err(ValidationError::WeightShape { projection: index, expected, found });

@@ -293,8 +293,8 @@ pub(crate) fn lower_projection(
     let mut weight = None;
     let mut ints: BTreeMap<&str, (usize, Span)> = BTreeMap::new();
     let allowed: &[&str] = match kind.name.name.as_str() {
-        "conv2d" => &["init", "weight", "kernel", "stride", "padding"],
-        "conv_transpose2d" => &["init", "weight", "kernel", "stride", "padding", "output_padding"],
+        "conv2d" => &["init", "weight", "kernel", "stride", "padding", "dilation", "groups"],
+        "conv_transpose2d" => &["init", "weight", "kernel", "stride", "padding", "output_padding", "dilation", "groups"],
         _ => &["init", "weight"],
     };
     for arg in kind.args.iter().flatten() {
@@ -510,6 +510,9 @@ pub(crate) fn lower_projection(
                 return None;
             };
             let (stride, padding, output_padding) = (get("stride", 1).max(1), get("padding", 0), get("output_padding", 0));
+            let (dilation, groups) = (get("dilation", 1).max(1), get("groups", 1).max(1));
+            // The rows and columns one output reads: the kernel's taps spread by the dilation.
+            let extent = dilation.saturating_mul(kernel.saturating_sub(1)).saturating_add(1);
             let (Some([in_c, h, w]), Some([out_c, th, tw])) = (as_chw(&source_shape), as_chw(&target_pop.shape)) else {
                 sink.push(
                     Diagnostic::error(
@@ -528,8 +531,21 @@ pub(crate) fn lower_projection(
                 );
                 return None;
             };
+            if in_c % groups != 0 || out_c % groups != 0 {
+                let span = ints.get("groups").map_or(kind.span, |(_, span)| *span);
+                sink.push(
+                    Diagnostic::error(
+                        "snn::shapes::conv_groups",
+                        format!("`{conv}` with {groups} groups needs channel counts divisible by {groups}, but it connects {in_c} to {out_c} channels"),
+                        span,
+                        format!("{groups} groups"),
+                    )
+                    .with_help("choose a number of groups that divides both channel counts"),
+                );
+                return None;
+            }
             let (oh, ow) = if conv == "conv2d" {
-                let out = |size: usize| size.checked_add(padding.checked_mul(2)?)?.checked_sub(kernel).map(|s| s / stride + 1);
+                let out = |size: usize| size.checked_add(padding.checked_mul(2)?)?.checked_sub(extent).map(|s| s / stride + 1);
                 match (out(h), out(w)) {
                     (Some(oh), Some(ow)) => (oh, ow),
                     _ => {
@@ -547,7 +563,7 @@ pub(crate) fn lower_projection(
                 }
             } else {
                 let out = |size: usize| {
-                    (size - 1).checked_mul(stride)?.checked_add(kernel)?.checked_add(output_padding)?.checked_sub(padding.checked_mul(2)?)
+                    (size - 1).checked_mul(stride)?.checked_add(extent)?.checked_add(output_padding)?.checked_sub(padding.checked_mul(2)?)
                 };
                 (out(h).unwrap_or(0), out(w).unwrap_or(0))
             };
@@ -557,8 +573,9 @@ pub(crate) fn lower_projection(
                     Diagnostic::error(
                         "snn::shapes::conv_output",
                         format!(
-                            "`{conv}` of {} with kernel {kernel}, stride {stride}, padding {padding} gives {expected}, but `{}` is {}",
+                            "`{conv}` of {} with kernel {kernel}, stride {stride}, padding {padding}{} gives {expected}, but `{}` is {}",
                             shape_text(&source_shape),
+                            if dilation > 1 { format!(", dilation {dilation}") } else { String::new() },
                             target_pop.name,
                             shape_text(&target_pop.shape)
                         ),
@@ -568,12 +585,12 @@ pub(crate) fn lower_projection(
                     .with_help(format!("declare `{}` as {expected}, or change the kernel, stride or padding", target_pop.name)),
                 );
             }
-            let connectivity = if conv == "conv2d" {
-                Connectivity::Conv2d { kernel, stride, padding }
+            let settings = ir::Conv { kernel, stride, padding, dilation, groups, output_padding: 0 };
+            if conv == "conv2d" {
+                (Connectivity::Conv2d(settings), vec![out_c, in_c / groups, kernel, kernel])
             } else {
-                Connectivity::ConvTranspose2d { kernel, stride, padding, output_padding }
-            };
-            (connectivity, vec![out_c, in_c, kernel, kernel])
+                (Connectivity::ConvTranspose2d(ir::Conv { output_padding, ..settings }), vec![in_c, out_c / groups, kernel, kernel])
+            }
         }
     };
     // A fixed connection of one constant weight stores it once.

@@ -115,7 +115,9 @@ pub fn operation_counts<F: Real>(engine: &dyn Engine<F>, ctx: &Ctx<F>, params: &
     for (index, proj) in module.projections.iter().enumerate() {
         let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
         let fan_out = match proj.connectivity {
-            Connectivity::Conv2d { kernel, .. } | Connectivity::ConvTranspose2d { kernel, .. } => proj.weight_shape[0] * kernel * kernel,
+            // A spike reaches every output channel of its group at every tap.
+            Connectivity::Conv2d(conv) => proj.weight_shape[0] / conv.groups * conv.kernel * conv.kernel,
+            Connectivity::ConvTranspose2d(conv) => proj.weight_shape[1] * conv.kernel * conv.kernel,
             Connectivity::OneToOne => 1,
             Connectivity::AllToAllButSelf => n_post.saturating_sub(1),
             Connectivity::Dense => n_post,

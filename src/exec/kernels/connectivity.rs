@@ -1,7 +1,8 @@
-//! The per-sample product `y += x W` of the connectivities that are not dense (one-to-one,
-//! all-to-all but self, 2-d convolution and transposed convolution) and its adjoint. Dense
-//! projections go through [`super::gemm`] and [`super::events`] instead.
+//! The per-sample product `y += x W` of every connectivity and its adjoint, written out: what
+//! the oracle runs. The compiled engine's schedules use [`super::gemm`], [`super::events`] and
+//! [`super::conv`]'s fast paths where they apply.
 
+use crate::exec::kernels::conv::{Geometry, reference_adjoint, reference_forward, reference_weight_grad};
 use crate::exec::real::Real;
 use crate::ir::Connectivity;
 
@@ -40,61 +41,10 @@ pub fn project<F: Real>(connectivity: &Connectivity, w: &[F], x: &[F], y: &mut [
                 }
             }
         }
-        Connectivity::Conv2d { kernel, stride, padding } => {
-            let (Some([in_c, h, wd]), Some([out_c, oh, ow])) = (chw(in_shape), chw(out_shape)) else { return };
-            let (k, s, pad) = (*kernel, *stride, *padding as isize);
-            for oc in 0..out_c {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut sum = F::zero();
-                        for ic in 0..in_c {
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let iy = (oy * s + ky) as isize - pad;
-                                    let ix = (ox * s + kx) as isize - pad;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                        sum += x[(ic * h + iy as usize) * wd + ix as usize] * w[((oc * in_c + ic) * k + ky) * k + kx];
-                                    }
-                                }
-                            }
-                        }
-                        y[(oc * oh + oy) * ow + ox] += sum;
-                    }
-                }
-            }
+        Connectivity::Conv2d(_) | Connectivity::ConvTranspose2d(_) => {
+            let Some((geo, transposed)) = Geometry::of(connectivity, in_shape, out_shape) else { return };
+            if transposed { reference_adjoint(&geo, w, x, y) } else { reference_forward(&geo, w, x, y) }
         }
-        Connectivity::ConvTranspose2d { kernel, stride, padding, .. } => {
-            let (Some([in_c, h, wd]), Some([out_c, oh, ow])) = (chw(in_shape), chw(out_shape)) else { return };
-            let (k, s, pad) = (*kernel, *stride, *padding as isize);
-            for ic in 0..in_c {
-                for iy in 0..h {
-                    for ix in 0..wd {
-                        let xv = x[(ic * h + iy) * wd + ix];
-                        if xv == F::zero() {
-                            continue;
-                        }
-                        for oc in 0..out_c {
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let oy = (iy * s + ky) as isize - pad;
-                                    let ox = (ix * s + kx) as isize - pad;
-                                    if oy >= 0 && ox >= 0 && (oy as usize) < oh && (ox as usize) < ow {
-                                        y[(oc * oh + oy as usize) * ow + ox as usize] += xv * w[((oc * in_c + ic) * k + ky) * k + kx];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn chw(shape: &[usize]) -> Option<[usize; 3]> {
-    match shape {
-        [c, h, w] => Some([*c, *h, *w]),
-        _ => None,
     }
 }
 
@@ -132,57 +82,17 @@ pub fn project_backward<F: Real>(
                 dx[i] += w[shared(w, i)] * g[i];
             }
         }
-        Connectivity::Conv2d { kernel, stride, padding } => {
-            let (Some([in_c, h, wd]), Some([out_c, oh, ow])) = (chw(in_shape), chw(out_shape)) else { return };
-            let (k, st, pad) = (*kernel, *stride, *padding as isize);
-            for oc in 0..out_c {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let go = g[(oc * oh + oy) * ow + ox];
-                        if go == F::zero() {
-                            continue;
-                        }
-                        for ic in 0..in_c {
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let iy = (oy * st + ky) as isize - pad;
-                                    let ix = (ox * st + kx) as isize - pad;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                        let xi = (ic * h + iy as usize) * wd + ix as usize;
-                                        let wi = ((oc * in_c + ic) * k + ky) * k + kx;
-                                        dw[wi] += go * x[xi];
-                                        dx[xi] += go * w[wi];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Connectivity::ConvTranspose2d { kernel, stride, padding, .. } => {
-            let (Some([in_c, h, wd]), Some([out_c, oh, ow])) = (chw(in_shape), chw(out_shape)) else { return };
-            let (k, st, pad) = (*kernel, *stride, *padding as isize);
-            for ic in 0..in_c {
-                for iy in 0..h {
-                    for ix in 0..wd {
-                        let xi = (ic * h + iy) * wd + ix;
-                        for oc in 0..out_c {
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let oy = (iy * st + ky) as isize - pad;
-                                    let ox = (ix * st + kx) as isize - pad;
-                                    if oy >= 0 && ox >= 0 && (oy as usize) < oh && (ox as usize) < ow {
-                                        let go = g[(oc * oh + oy as usize) * ow + ox as usize];
-                                        let wi = ((oc * in_c + ic) * k + ky) * k + kx;
-                                        dw[wi] += go * x[xi];
-                                        dx[xi] += go * w[wi];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+        Connectivity::Conv2d(_) | Connectivity::ConvTranspose2d(_) => {
+            let Some((geo, transposed)) = Geometry::of(connectivity, in_shape, out_shape) else { return };
+            // A transposed convolution is the adjoint of the convolution from its target to its
+            // source: its input gradient is that convolution, its weight gradient that
+            // convolution's with the roles of input and output swapped.
+            if transposed {
+                reference_forward(&geo, w, g, dx);
+                reference_weight_grad(&geo, g, x, dw);
+            } else {
+                reference_adjoint(&geo, w, g, dx);
+                reference_weight_grad(&geo, x, g, dw);
             }
         }
     }

@@ -1,11 +1,12 @@
 //! Precompiled kernels the engines call around the JIT's per-population code: dense products
 //! through the `gemm` crate ([`gemm`]), event-driven accumulation over spike bits
-//! ([`events`], [`bits`]), and the per-sample loops of the other connectivities
-//! ([`connectivity`]), and the normalisation a state-carrying connection may apply
+//! ([`events`], [`bits`]), convolutions over many images, dense and event-driven ([`conv`]),
+//! the per-sample loops of the other connectivities ([`connectivity`]), and the normalisation a state-carrying connection may apply
 //! ([`normalize`]).
 
 pub mod bits;
 pub mod connectivity;
+pub mod conv;
 pub mod events;
 pub mod gemm;
 pub mod normalize;

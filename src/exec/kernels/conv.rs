@@ -1,0 +1,562 @@
+//! 2-d convolutions, channels first, with stride, padding, dilation and groups, over many
+//! images at once (a trace's rows: every step of every sample).
+//!
+//! One geometry serves both connectivities: a convolution from source to target, and a
+//! transposed convolution from source to target, which is the adjoint of the convolution from
+//! target to source with the same weights. So three products cover both, forwards and
+//! backwards:
+//! - [`forward`]: `y += conv(x)` (a convolution's forward pass; a transposed one's input
+//!   gradient);
+//! - [`adjoint`]: `dx += conv^T(g)` (a convolution's input gradient; a transposed one's
+//!   forward pass);
+//! - [`weight_grad`]: `dW += d <g, conv(x)> / dW`.
+//!
+//! Each has a dense path, an im2col per image and per group and the `gemm` crate's f32/f64
+//! kernels, and an event-driven path for binary spikes below a measured density
+//! ([`EVENT_CROSSOVER`]): a spike adds a kernel-sized patch of weights, and the weight gradient
+//! accumulates only at spikes. Images run in parallel; weight gradients are summed over fixed
+//! blocks of images in order, so that results do not depend on the number of threads.
+//! [`reference_forward`], [`reference_adjoint`] and [`reference_weight_grad`] are the
+//! definitions written out, which the oracle runs.
+
+use rayon::prelude::*;
+
+use crate::exec::kernels::bits::for_each_nonzero;
+use crate::exec::kernels::gemm::gemm_add;
+use crate::exec::pool;
+use crate::exec::real::Real;
+use crate::ir::{Connectivity, Conv};
+
+/// Below this fraction of nonzero binary inputs, the event-driven products beat im2col and a
+/// GEMM. Measured with `cargo bench --bench conv` (docs/results.md).
+pub const EVENT_CROSSOVER: f64 = 0.15;
+
+/// Images per block of a weight gradient: fixed, so that sums do not depend on threads.
+const IMAGES_PER_BLOCK: usize = 16;
+
+/// A convolution from `in` to `out`: weights `[out_c, in_c / groups, kernel, kernel]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub in_c: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+impl Geometry {
+    /// The convolution a connectivity computes between `source` and `target` shapes, and
+    /// whether the connection is its transpose (then `in` is the target and `out` the source).
+    pub fn of(connectivity: &Connectivity, source: &[usize], target: &[usize]) -> Option<(Geometry, bool)> {
+        let (conv, transposed) = match connectivity {
+            Connectivity::Conv2d(conv) => (conv, false),
+            Connectivity::ConvTranspose2d(conv) => (conv, true),
+            _ => return None,
+        };
+        let (&[a_c, a_h, a_w], &[b_c, b_h, b_w]) = (source, target) else { return None };
+        let ((in_c, in_h, in_w), (out_c, out_h, out_w)) =
+            if transposed { ((b_c, b_h, b_w), (a_c, a_h, a_w)) } else { ((a_c, a_h, a_w), (b_c, b_h, b_w)) };
+        let Conv { kernel, stride, padding, dilation, groups, .. } = *conv;
+        Some((Geometry { in_c, in_h, in_w, out_c, out_h, out_w, kernel, stride, padding, dilation, groups }, transposed))
+    }
+
+    pub fn in_len(&self) -> usize {
+        self.in_c * self.in_h * self.in_w
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.out_c * self.out_h * self.out_w
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel * self.kernel
+    }
+
+    fn in_group(&self) -> usize {
+        self.in_c / self.groups
+    }
+
+    fn out_group(&self) -> usize {
+        self.out_c / self.groups
+    }
+
+    /// Columns of one output channel's weights: the group's input channels times the taps.
+    fn patch(&self) -> usize {
+        self.in_group() * self.taps()
+    }
+
+    fn pixels(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    pub fn weights(&self) -> usize {
+        self.out_c * self.patch()
+    }
+
+    /// The input row (or column) that output row `o` reads at tap `tap`, inside the input.
+    #[inline]
+    fn input_at(&self, o: usize, tap: usize, size: usize) -> Option<usize> {
+        let i = (o * self.stride + tap * self.dilation).checked_sub(self.padding)?;
+        (i < size).then_some(i)
+    }
+
+    /// The output row (or column) that input row `i` feeds at tap `tap`, if any.
+    #[inline]
+    fn output_at(&self, i: usize, tap: usize, size: usize) -> Option<usize> {
+        let shifted = (i + self.padding).checked_sub(tap * self.dilation)?;
+        (shifted % self.stride == 0 && shifted / self.stride < size).then_some(shifted / self.stride)
+    }
+
+    /// Calls `f(input index, output index, weight index)` for every product of one image.
+    fn for_each_product(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (k, in_g, out_g) = (self.kernel, self.in_group(), self.out_group());
+        for oc in 0..self.out_c {
+            let group = oc / out_g;
+            for icg in 0..in_g {
+                let ic = group * in_g + icg;
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let wi = ((oc * in_g + icg) * k + ky) * k + kx;
+                        for oy in 0..self.out_h {
+                            let Some(iy) = self.input_at(oy, ky, self.in_h) else { continue };
+                            for ox in 0..self.out_w {
+                                let Some(ix) = self.input_at(ox, kx, self.in_w) else { continue };
+                                f((ic * self.in_h + iy) * self.in_w + ix, (oc * self.out_h + oy) * self.out_w + ox, wi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y += conv(x)` for one image, as defined.
+pub fn reference_forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F]) {
+    geo.for_each_product(|i, o, wi| y[o] += x[i] * w[wi]);
+}
+
+/// `dx += conv^T(g)` for one image, as defined.
+pub fn reference_adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F]) {
+    geo.for_each_product(|i, o, wi| dx[i] += g[o] * w[wi]);
+}
+
+/// `dw += d <g, conv(x)> / dw` for one image, as defined.
+pub fn reference_weight_grad<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F]) {
+    geo.for_each_product(|i, o, wi| dw[wi] += g[o] * x[i]);
+}
+
+/// The columns of one image for one group: `cols[(icg * taps + tap) * pixels + pixel]`, the
+/// input each output pixel reads at each tap (0 in the padding).
+fn im2col<F: Real>(geo: &Geometry, x: &[F], group: usize, cols: &mut [F]) {
+    let (k, pixels) = (geo.kernel, geo.pixels());
+    for icg in 0..geo.in_group() {
+        let plane = &x[(group * geo.in_group() + icg) * geo.in_h * geo.in_w..][..geo.in_h * geo.in_w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = &mut cols[((icg * k + ky) * k + kx) * pixels..][..pixels];
+                for oy in 0..geo.out_h {
+                    let out = &mut row[oy * geo.out_w..(oy + 1) * geo.out_w];
+                    let Some(iy) = geo.input_at(oy, ky, geo.in_h) else {
+                        out.fill(F::zero());
+                        continue;
+                    };
+                    let line = &plane[iy * geo.in_w..(iy + 1) * geo.in_w];
+                    for (ox, o) in out.iter_mut().enumerate() {
+                        *o = geo.input_at(ox, kx, geo.in_w).map_or(F::zero(), |ix| line[ix]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds columns back into the image they were read from (the adjoint of [`im2col`]).
+fn col2im<F: Real>(geo: &Geometry, cols: &[F], group: usize, dx: &mut [F]) {
+    let (k, pixels) = (geo.kernel, geo.pixels());
+    for icg in 0..geo.in_group() {
+        let plane = &mut dx[(group * geo.in_group() + icg) * geo.in_h * geo.in_w..][..geo.in_h * geo.in_w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = &cols[((icg * k + ky) * k + kx) * pixels..][..pixels];
+                for oy in 0..geo.out_h {
+                    let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
+                    let line = &mut plane[iy * geo.in_w..(iy + 1) * geo.in_w];
+                    for (ox, c) in row[oy * geo.out_w..(oy + 1) * geo.out_w].iter().enumerate() {
+                        if let Some(ix) = geo.input_at(ox, kx, geo.in_w) {
+                            line[ix] += *c;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether binary `values` are sparse enough for the event-driven products.
+pub fn sparse<F: Real>(values: &[F]) -> bool {
+    let mut active = 0usize;
+    for_each_nonzero(values, |_| active += 1);
+    (active as f64) < EVENT_CROSSOVER * values.len() as f64
+}
+
+/// `y += conv(x)` over `rows` images; `events` for binary, sparse `x`.
+pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usize, events: bool) {
+    let (n_in, n_out) = (geo.in_len(), geo.out_len());
+    assert!(x.len() >= rows * n_in && y.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
+    if events {
+        // Weights by (input channel in group, tap) then output channel in group: a spike's
+        // patch reads one contiguous run per output position.
+        let wt = by_tap(geo, w);
+        let (k, out_g) = (geo.kernel, geo.out_group());
+        y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).for_each(|(y, x)| {
+            for_each_nonzero(x, |i| {
+                let v = x[i];
+                let (ic, iy, ix) = (i / (geo.in_h * geo.in_w), i / geo.in_w % geo.in_h, i % geo.in_w);
+                let (group, icg) = (ic / geo.in_group(), ic % geo.in_group());
+                for ky in 0..k {
+                    let Some(oy) = geo.output_at(iy, ky, geo.out_h) else { continue };
+                    for kx in 0..k {
+                        let Some(ox) = geo.output_at(ix, kx, geo.out_w) else { continue };
+                        let taps = &wt[((group * geo.in_group() + icg) * geo.taps() + ky * k + kx) * out_g..][..out_g];
+                        let first = (group * out_g * geo.out_h + oy) * geo.out_w + ox;
+                        for (ocg, wv) in taps.iter().enumerate() {
+                            y[first + ocg * geo.pixels()] += v * *wv;
+                        }
+                    }
+                }
+            });
+        });
+        pool::spare([wt]);
+        return;
+    }
+    let (patch, pixels, out_g) = (geo.patch(), geo.pixels(), geo.out_group());
+    y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).for_each(|(y, x)| {
+        let mut cols = pool::overwritten::<F>(patch * pixels);
+        for group in 0..geo.groups {
+            im2col(geo, x, group, &mut cols);
+            // SAFETY: W_g is out_g x patch, the columns patch x pixels, Y_g out_g x pixels, all
+            // row-major inside their slices; y does not overlap them.
+            unsafe {
+                gemm_add(
+                    out_g,
+                    patch,
+                    pixels,
+                    w.as_ptr().add(group * out_g * patch),
+                    patch as isize,
+                    1,
+                    cols.as_ptr(),
+                    pixels as isize,
+                    1,
+                    y.as_mut_ptr().add(group * out_g * pixels),
+                    pixels as isize,
+                    1,
+                );
+            }
+        }
+        pool::spare([cols]);
+    });
+}
+
+/// `dx += conv^T(g)` over `rows` images; `events` for binary, sparse `g` (a transposed
+/// convolution's spikes).
+pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: usize, events: bool) {
+    let (n_in, n_out) = (geo.in_len(), geo.out_len());
+    assert!(dx.len() >= rows * n_in && g.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
+    let (k, patch, pixels, in_g, out_g) = (geo.kernel, geo.patch(), geo.pixels(), geo.in_group(), geo.out_group());
+    if events {
+        dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).for_each(|(dx, g)| {
+            for_each_nonzero(g, |o| {
+                let v = g[o];
+                let (oc, oy, ox) = (o / pixels, o / geo.out_w % geo.out_h, o % geo.out_w);
+                let group = oc / out_g;
+                let weights = &w[oc * patch..(oc + 1) * patch];
+                for icg in 0..in_g {
+                    let plane = (group * in_g + icg) * geo.in_h * geo.in_w;
+                    for ky in 0..k {
+                        let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
+                        for kx in 0..k {
+                            let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
+                            dx[plane + iy * geo.in_w + ix] += v * weights[(icg * k + ky) * k + kx];
+                        }
+                    }
+                }
+            });
+        });
+        return;
+    }
+    dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).for_each(|(dx, g)| {
+        let mut cols = pool::overwritten::<F>(patch * pixels);
+        for group in 0..geo.groups {
+            cols.fill(F::zero());
+            // SAFETY: W_g^T is patch x out_g (W_g read through transposed strides), G_g out_g x
+            // pixels, the columns patch x pixels; the columns are a separate buffer.
+            unsafe {
+                gemm_add(
+                    patch,
+                    out_g,
+                    pixels,
+                    w.as_ptr().add(group * out_g * patch),
+                    1,
+                    patch as isize,
+                    g.as_ptr().add(group * out_g * pixels),
+                    pixels as isize,
+                    1,
+                    cols.as_mut_ptr(),
+                    pixels as isize,
+                    1,
+                );
+            }
+            col2im(geo, &cols, group, dx);
+        }
+        pool::spare([cols]);
+    });
+}
+
+/// Which operand of a weight gradient holds sparse binary spikes, for the event-driven path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spikes {
+    /// `x`, the convolution's input (a convolution's presynaptic spikes).
+    Input,
+    /// `g`'s partner at the output: a transposed convolution's presynaptic spikes, passed as
+    /// `g`.
+    Output,
+}
+
+/// `dw += d <g, conv(x)> / dw` over `rows` images, event-driven over the operand `events`
+/// names.
+pub fn weight_grad<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], rows: usize, events: Option<Spikes>) {
+    let (n_in, n_out) = (geo.in_len(), geo.out_len());
+    assert!(x.len() >= rows * n_in && g.len() >= rows * n_out && dw.len() >= geo.weights(), "convolution operands have the stated shapes");
+    let blocks = rows.div_ceil(IMAGES_PER_BLOCK);
+    let partials: Vec<Vec<F>> = (0..blocks)
+        .into_par_iter()
+        .map(|block| {
+            let mut partial = pool::zeroed::<F>(geo.weights());
+            let images = block * IMAGES_PER_BLOCK..((block + 1) * IMAGES_PER_BLOCK).min(rows);
+            let mut cols = if events.is_none() { pool::overwritten::<F>(geo.patch() * geo.pixels()) } else { Vec::new() };
+            for image in images {
+                let (x, g) = (&x[image * n_in..(image + 1) * n_in], &g[image * n_out..(image + 1) * n_out]);
+                match events {
+                    Some(Spikes::Input) => weight_grad_input_events(geo, x, g, &mut partial),
+                    Some(Spikes::Output) => weight_grad_output_events(geo, x, g, &mut partial),
+                    None => weight_grad_dense(geo, x, g, &mut partial, &mut cols),
+                }
+            }
+            pool::spare([cols]);
+            partial
+        })
+        .collect();
+    for partial in &partials {
+        for (d, p) in dw.iter_mut().zip(partial) {
+            *d += *p;
+        }
+    }
+    pool::spare(partials);
+}
+
+fn weight_grad_dense<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], cols: &mut [F]) {
+    let (patch, pixels, out_g) = (geo.patch(), geo.pixels(), geo.out_group());
+    for group in 0..geo.groups {
+        im2col(geo, x, group, cols);
+        // SAFETY: G_g is out_g x pixels, the columns read transposed pixels x patch, dW_g
+        // out_g x patch; dw is a separate buffer.
+        unsafe {
+            gemm_add(
+                out_g,
+                pixels,
+                patch,
+                g.as_ptr().add(group * out_g * pixels),
+                pixels as isize,
+                1,
+                cols.as_ptr(),
+                1,
+                pixels as isize,
+                dw.as_mut_ptr().add(group * out_g * patch),
+                patch as isize,
+                1,
+            );
+        }
+    }
+}
+
+/// One image's weight gradient, at the input's spikes.
+fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F]) {
+    let (k, patch, pixels, out_g) = (geo.kernel, geo.patch(), geo.pixels(), geo.out_group());
+    for_each_nonzero(x, |i| {
+        let v = x[i];
+        let (ic, iy, ix) = (i / (geo.in_h * geo.in_w), i / geo.in_w % geo.in_h, i % geo.in_w);
+        let (group, icg) = (ic / geo.in_group(), ic % geo.in_group());
+        for ky in 0..k {
+            let Some(oy) = geo.output_at(iy, ky, geo.out_h) else { continue };
+            for kx in 0..k {
+                let Some(ox) = geo.output_at(ix, kx, geo.out_w) else { continue };
+                let tap = (icg * k + ky) * k + kx;
+                for oc in group * out_g..(group + 1) * out_g {
+                    dw[oc * patch + tap] += v * g[oc * pixels + oy * geo.out_w + ox];
+                }
+            }
+        }
+    });
+}
+
+/// One image's weight gradient, at the output side's spikes (`g` is a transposed
+/// convolution's input).
+fn weight_grad_output_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F]) {
+    let (k, patch, pixels, in_g, out_g) = (geo.kernel, geo.patch(), geo.pixels(), geo.in_group(), geo.out_group());
+    for_each_nonzero(g, |o| {
+        let v = g[o];
+        let (oc, oy, ox) = (o / pixels, o / geo.out_w % geo.out_h, o % geo.out_w);
+        let group = oc / out_g;
+        let row = &mut dw[oc * patch..(oc + 1) * patch];
+        for icg in 0..in_g {
+            let plane = &x[(group * in_g + icg) * geo.in_h * geo.in_w..][..geo.in_h * geo.in_w];
+            for ky in 0..k {
+                let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
+                for kx in 0..k {
+                    let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
+                    row[(icg * k + ky) * k + kx] += v * plane[iy * geo.in_w + ix];
+                }
+            }
+        }
+    });
+}
+
+/// The weights reordered `[in_c][tap][out_c / groups]` (a pooled buffer).
+fn by_tap<F: Real>(geo: &Geometry, w: &[F]) -> Vec<F> {
+    let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
+    let mut wt = pool::overwritten::<F>(geo.weights());
+    for oc in 0..geo.out_c {
+        let (group, ocg) = (oc / out_g, oc % out_g);
+        for icg in 0..in_g {
+            for tap in 0..taps {
+                wt[((group * in_g + icg) * taps + tap) * out_g + ocg] = w[(oc * in_g + icg) * taps + tap];
+            }
+        }
+    }
+    wt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1), or spikes at about `density`.
+    fn values(len: usize, seed: u64, density: Option<f64>) -> Vec<f64> {
+        (0..len)
+            .map(|i| {
+                let u = crate::data::uniform(seed, 77, i as u64, 0);
+                match density {
+                    Some(d) => f64::from(u8::from(u < d)),
+                    None => 2.0 * u - 1.0,
+                }
+            })
+            .collect()
+    }
+
+    fn geometries() -> Vec<Geometry> {
+        let g = |in_c, in_h, in_w, out_c, kernel, stride, padding, dilation, groups| {
+            let extent = dilation * (kernel - 1) + 1;
+            let out = |size: usize| (size + 2 * padding - extent) / stride + 1;
+            Geometry { in_c, in_h, in_w, out_c, out_h: out(in_h), out_w: out(in_w), kernel, stride, padding, dilation, groups }
+        };
+        vec![
+            g(1, 7, 6, 3, 3, 1, 0, 1, 1),
+            g(2, 9, 8, 4, 3, 2, 1, 1, 1),
+            g(4, 8, 7, 6, 2, 1, 2, 2, 2),
+            g(3, 5, 5, 3, 3, 2, 1, 1, 3),
+            g(2, 6, 5, 5, 5, 1, 2, 1, 1),
+        ]
+    }
+
+    fn assert_close(what: &str, a: &[f64], b: &[f64]) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-12 * (1.0 + x.abs()), "{what}: element {i}: {x} vs {y}");
+        }
+    }
+
+    /// Dense and event-driven products against the definitions, over odd shapes, strides,
+    /// padding, dilation and groups, 19 images (more than a weight-gradient block, with a
+    /// tail).
+    #[test]
+    fn every_path_matches_the_definition() {
+        let rows = 19;
+        for (n, geo) in geometries().iter().enumerate() {
+            let seed = n as u64;
+            let w = values(geo.weights(), seed, None);
+            let (x, g) = (values(rows * geo.in_len(), seed + 10, None), values(rows * geo.out_len(), seed + 20, None));
+            let (xs, gs) = (values(rows * geo.in_len(), seed + 30, Some(0.2)), values(rows * geo.out_len(), seed + 40, Some(0.2)));
+            let per_image = |f: &dyn Fn(usize, &mut [f64]), len: usize| {
+                let mut out = vec![0.0; rows * len];
+                for (r, chunk) in out.chunks_exact_mut(len).enumerate() {
+                    f(r, chunk);
+                }
+                out
+            };
+            let (ni, no) = (geo.in_len(), geo.out_len());
+            for (xin, spiking) in [(&x, false), (&xs, true)] {
+                let want = per_image(&|r, y| reference_forward(geo, &w, &xin[r * ni..(r + 1) * ni], y), no);
+                let mut got = vec![0.0; rows * no];
+                forward(geo, &w, xin, &mut got, rows, spiking);
+                assert_close(&format!("{geo:?} forward, events {spiking}"), &want, &got);
+            }
+            for (gin, spiking) in [(&g, false), (&gs, true)] {
+                let want = per_image(&|r, dx| reference_adjoint(geo, &w, &gin[r * no..(r + 1) * no], dx), ni);
+                let mut got = vec![0.0; rows * ni];
+                adjoint(geo, &w, gin, &mut got, rows, spiking);
+                assert_close(&format!("{geo:?} adjoint, events {spiking}"), &want, &got);
+            }
+            for (xin, gin, events) in [(&x, &g, None), (&xs, &g, Some(Spikes::Input)), (&x, &gs, Some(Spikes::Output))] {
+                let mut want = vec![0.0; geo.weights()];
+                for r in 0..rows {
+                    reference_weight_grad(geo, &xin[r * ni..(r + 1) * ni], &gin[r * no..(r + 1) * no], &mut want);
+                }
+                let mut got = vec![0.0; geo.weights()];
+                weight_grad(geo, xin, gin, &mut got, rows, events);
+                assert_close(&format!("{geo:?} weight gradient, events {events:?}"), &want, &got);
+            }
+        }
+    }
+
+    /// The definitions are each other's adjoints: <conv(x), g> = <x, conv^T(g)> = <w, dW>.
+    #[test]
+    fn the_definitions_are_adjoint() {
+        for (n, geo) in geometries().iter().enumerate() {
+            let w = values(geo.weights(), n as u64, None);
+            let (x, g) = (values(geo.in_len(), 5, None), values(geo.out_len(), 6, None));
+            let mut y = vec![0.0; geo.out_len()];
+            reference_forward(geo, &w, &x, &mut y);
+            let mut dx = vec![0.0; geo.in_len()];
+            reference_adjoint(geo, &w, &g, &mut dx);
+            let mut dw = vec![0.0; geo.weights()];
+            reference_weight_grad(geo, &x, &g, &mut dw);
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+            let (yg, xdx, wdw) = (dot(&y, &g), dot(&x, &dx), dot(&w, &dw));
+            assert!((yg - xdx).abs() < 1e-9 && (yg - wdw).abs() < 1e-9, "{geo:?}: {yg} {xdx} {wdw}");
+            assert!(yg.abs() > 1e-3, "not trivially zero");
+        }
+    }
+
+    /// A known case written by hand: a 3x3 image, a 2x2 kernel of ones, stride 1: each output
+    /// sums a 2x2 window; with dilation 2 on a 3x3 image the only output sums the corners.
+    #[test]
+    fn hand_computed_windows() {
+        let x: Vec<f64> = (1..=9).map(f64::from).collect();
+        let geo =
+            Geometry { in_c: 1, in_h: 3, in_w: 3, out_c: 1, out_h: 2, out_w: 2, kernel: 2, stride: 1, padding: 0, dilation: 1, groups: 1 };
+        let mut y = vec![0.0; 4];
+        reference_forward(&geo, &[1.0; 4], &x, &mut y);
+        assert_eq!(y, vec![12.0, 16.0, 24.0, 28.0]);
+        let dilated = Geometry { out_h: 1, out_w: 1, dilation: 2, ..geo };
+        let mut y = vec![0.0; 1];
+        reference_forward(&dilated, &[1.0; 4], &x, &mut y);
+        assert_eq!(y, vec![1.0 + 3.0 + 7.0 + 9.0]);
+    }
+}
