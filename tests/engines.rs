@@ -200,6 +200,37 @@ fn convolutions_match_the_oracle() {
     }
 }
 
+/// `rand_per_sample()` is drawn once per sample and element: the same at every step, different
+/// between samples and elements, the same in the compiled encoder as in the oracle's; an
+/// encoder that reads it (and not `rand()`) is constant over time.
+#[test]
+fn per_sample_draws_hold_over_steps() {
+    let text = "import std::neurons\nimport std::surrogates\nencoder noisy(x, noise = 0.5) {\n    current = (1 - noise) * x + noise * rand_per_sample()\n}\n\
+                encoder flicker(x) {\n    spike when rand() < 0.5 * (x + rand_per_sample())\n}\n\
+                network N {\n    dt = 1 ms\n    steps = 5\n    input x[5] = noisy(sample)\n    input y[5] = flicker(sample)\n    \
+                population a[4] = Leaky(beta = 0.8, threshold = 0.6)\n    connect x -> a.i : dense(init = uniform(0, 1))\n    \
+                connect y -> a.i : dense(init = uniform(0, 1))\n}\n\
+                train {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss l = sum(count(a))\n    \
+                predict = argmax(count(a))\n    optimizer = adam(lr = 1e-3)\n}\n";
+    let m = valid(common::module(text));
+    assert!(m.inputs[0].is_constant_over_time() && !m.inputs[1].is_constant_over_time());
+    let (a, b) = (features(5, 1), features(5, 2));
+    let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }];
+    let params = init_params::<f64>(&m, 3);
+    let reference = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+    let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
+    assert_same_run("per-sample draws", &reference, &jit, 1e-9 / f64::EPSILON);
+    let row = |t: usize| reference.input_at(t, 0).to_vec();
+    assert!((1..5).all(|t| row(t) == row(0)), "the noisy input is the same at every step");
+    // Element k of sample b: 0.5 x + 0.5 u(b, k); the draws differ between samples and elements.
+    let draws: Vec<f64> = row(0).iter().zip(a.iter().chain(&b)).map(|(v, x)| 2.0 * v - f64::from(*x)).collect();
+    assert!(draws.iter().all(|u| (0.0..1.0).contains(u)), "{draws:?}");
+    let mut distinct = draws.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10, "every sample and element draws its own value: {draws:?}");
+}
+
 /// Trainable per-neuron time constants (seeds/000's two-compartment ALIF): the kernels compute
 /// their propagators once per neuron and call, and read them back per element, which must
 /// change nothing: forward and gradients (weights and time constants) against the oracle,

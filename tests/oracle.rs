@@ -125,14 +125,7 @@ fn transposed_convolution_is_the_adjoint_of_convolution() {
     let conv = Conv { kernel: k, stride: 1, padding: 0, dilation: 1, groups: 1, output_padding: 0 };
     project(&Connectivity::Conv2d(conv), &w, &x, &mut conv_x, &[in_c, h, h], &[out_c, oh, oh]);
     let mut convt_y = vec![0.0; x.len()];
-    project(
-        &Connectivity::ConvTranspose2d(conv),
-        &w,
-        &y,
-        &mut convt_y,
-        &[out_c, oh, oh],
-        &[in_c, h, h],
-    );
+    project(&Connectivity::ConvTranspose2d(conv), &w, &y, &mut convt_y, &[out_c, oh, oh], &[in_c, h, h]);
     let lhs: f64 = conv_x.iter().zip(&y).map(|(a, b)| a * b).sum();
     let rhs: f64 = x.iter().zip(&convt_y).map(|(a, b)| a * b).sum();
     assert_eq!(lhs, rhs);

@@ -72,6 +72,7 @@ fn every_field_of_the_train_block_changes_the_run() {
         exprs,
         phases,
         predict,
+        reconstruction,
         batch,
         schedule,
         clip_grad_norm,
@@ -84,13 +85,15 @@ fn every_field_of_the_train_block_changes_the_run() {
         clamps,
     } = module.train.clone().expect("train");
     // `precision` chooses the float type of the run, which the command line reads
-    // (tests/cli.rs: a_train_block_can_ask_for_f64).
+    // (tests/cli.rs: a_train_block_can_ask_for_f64); `reconstruction` what a run shows after
+    // every epoch (tests/autoencoder.rs: a_run_shows_reconstructions_rasters_and_activity).
     let _ = (
         data,
         method,
         exprs,
         phases,
         predict,
+        reconstruction,
         batch,
         schedule,
         clip_grad_norm,

@@ -1,7 +1,8 @@
 //! Images a run writes beside its metrics: the learned input weights of every neuron of a
 //! plastic connection from a square input (MNIST's 28 x 28), as a grid of receptive fields,
-//! the values of persistent states (Diehl & Cook's adaptive thresholds) as CSV, and the
-//! generative check's decoded images (`snnc generate`).
+//! the values of persistent states (Diehl & Cook's adaptive thresholds) as CSV, the
+//! generative check's decoded images (`snnc generate`), and an auto-encoder's reconstructions
+//! with every layer's spike raster.
 
 use std::path::Path;
 
@@ -161,5 +162,42 @@ pub fn write_generated(out: &Path, generated: &crate::train::generate::Generated
     let path = out.join("generate.csv");
     crate::cli::driver::write_atomically(&path, csv.as_bytes()).map_err(|e| crate::cli::driver::write_failure(&path, &e))?;
     written.push("generate.csv".to_string());
+    Ok(written)
+}
+
+/// A spike raster: one column per step, one row per neuron, white where it fired.
+pub fn raster(steps: &[Vec<usize>], neurons: usize) -> Option<Gray> {
+    if steps.is_empty() || neurons == 0 {
+        return None;
+    }
+    let (width, height) = (steps.len(), neurons);
+    let mut pixels = vec![0u8; width * height];
+    for (t, fired) in steps.iter().enumerate() {
+        for &j in fired.iter().filter(|j| **j < neurons) {
+            pixels[j * width + t] = 255;
+        }
+    }
+    Some(Gray { width, height, pixels })
+}
+
+/// Writes `reconstructions.png` (the test images in the first row, their reconstructions in
+/// the second, each scaled to its own range) and `raster_<population>.png` for the first
+/// image. Returns the names written.
+pub fn write_showcase(out: &Path, showcase: &crate::train::metrics::Showcase) -> Result<Vec<String>, String> {
+    let mut written = Vec::new();
+    let mut write = |name: String, image: Gray| -> Result<(), String> {
+        let path = out.join(&name);
+        crate::cli::driver::write_atomically(&path, &image.png()?).map_err(|e| crate::cli::driver::write_failure(&path, &e))?;
+        written.push(name);
+        Ok(())
+    };
+    if let Some(grid) = image_grid(&[showcase.inputs.clone(), showcase.reconstructions.clone()], 3) {
+        write("reconstructions.png".to_string(), grid)?;
+    }
+    for (name, neurons, steps) in &showcase.rasters {
+        if let Some(image) = raster(steps, *neurons) {
+            write(format!("raster_{name}.png"), image)?;
+        }
+    }
     Ok(written)
 }

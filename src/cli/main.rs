@@ -416,6 +416,10 @@ impl<F: Real> Observer<F> for Console<'_> {
         }
     }
 
+    fn showcase(&mut self, showcase: &snnc::train::metrics::Showcase) -> Result<(), String> {
+        snnc::cli::figures::write_showcase(self.out, showcase).map(|_| ())
+    }
+
     fn epoch(&mut self, metrics: &snnc::train::EpochMetrics, snapshot: &snnc::train::Snapshot<F>) -> Result<(), String> {
         self.bar.finish_and_clear();
         print_epoch(metrics, &mut self.header_printed);
@@ -461,6 +465,11 @@ fn print_epoch(metrics: &snnc::train::EpochMetrics, header_printed: &mut bool) {
     );
     let spikes: Vec<String> = metrics.spikes_per_neuron.iter().map(|(n, s)| format!("{n} {s:.3}")).collect();
     outln!("      spikes per neuron per sample: {}", spikes.join(", "));
+    if !metrics.activity.is_empty() {
+        let activity: Vec<String> =
+            metrics.activity.iter().map(|(n, a)| format!("{n} {:.3}/{:.2}/{:.2}/{:.2}", a.afr, a.inp, a.anr, a.rae)).collect();
+        outln!("      activity, AFR/INP/ANR/RAE: {}", activity.join(", "));
+    }
     outln!(
         "      per test sample: {:.0} synaptic operations; FLOPs of the dense layers: SNN {:.0} vs ANN {:.0} ({:+.0}%)",
         metrics.synaptic_ops,
@@ -566,6 +575,9 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -
         for (name, _) in &first.spikes_per_neuron {
             csv.push_str(&format!("spikes_{name},"));
         }
+        for (name, _) in &first.activity {
+            csv.push_str(&format!("afr_{name},inp_{name},anr_{name},rae_{name},"));
+        }
     }
     csv.push_str("train_accuracy,test_accuracy,synaptic_ops,snn_flops,ann_flops,train_samples_per_second,seconds\n");
     for m in history {
@@ -575,6 +587,9 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -
         }
         for (_, v) in &m.spikes_per_neuron {
             csv.push_str(&format!("{v},"));
+        }
+        for (_, a) in &m.activity {
+            csv.push_str(&format!("{},{},{},{},", a.afr, a.inp, a.anr, a.rae));
         }
         csv.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
@@ -605,8 +620,18 @@ fn eval<F: Real>(file: &std::path::Path, checkpoint: &std::path::Path, options: 
     let evaluation = snnc::train::evaluate_module(&module, &data, &params, &config).map_err(|e| e.to_string())?;
     let n = options.limit_test.map_or(data.test.len(), |l| l.min(data.test.len()));
     outln!("test accuracy {:.2}% on {n} samples ({:?} engine in {})", 100.0 * evaluation.accuracy, options.engine, F::NAME);
-    for (pop, s) in module.populations.iter().zip(evaluation.spikes_per_neuron) {
-        outln!("  {}: {s:.3} spikes per neuron per sample", pop.name);
+    for (p, (pop, s)) in module.populations.iter().zip(&evaluation.spikes_per_neuron).enumerate() {
+        match evaluation.activity.get(p) {
+            Some(a) => outln!(
+                "  {}: {s:.3} spikes per neuron per sample; AFR {:.3}, INP {:.2}, ANR {:.2}, RAE {:.2}",
+                pop.name,
+                a.afr,
+                a.inp,
+                a.anr,
+                a.rae
+            ),
+            None => outln!("  {}: {s:.3} spikes per neuron per sample", pop.name),
+        }
     }
     Ok(())
 }

@@ -5,13 +5,17 @@
 use crate::exec::real::Real;
 
 /// Spare buffers kept per thread and type; more are dropped.
-const KEEP: usize = 16;
+const KEEP: usize = 64;
 
-/// One of this thread's spare allocations that holds at least `len` elements.
+/// The smallest of this thread's spare allocations that holds at least `len` elements (so
+/// that a small request does not take the buffer a large one will need next).
 fn take_spare<F: Real>(len: usize) -> Option<Vec<F>> {
     F::pool().with(|pool| {
         let mut pool = pool.borrow_mut();
-        let best = pool.iter().position(|b| b.capacity() >= len)?;
+        // Not more than four times what is asked for: a large buffer handed to a small request
+        // may end up where it is not given back.
+        let fits = |capacity: usize| capacity >= len && capacity <= len.max(1 << 12).saturating_mul(4);
+        let best = (0..pool.len()).filter(|i| fits(pool[*i].capacity())).min_by_key(|i| pool[*i].capacity())?;
         Some(pool.swap_remove(best))
     })
 }
@@ -39,6 +43,12 @@ pub fn spare<F: Real>(buffers: impl IntoIterator<Item = Vec<F>>) {
         for buffer in buffers {
             if pool.len() < KEEP {
                 pool.push(buffer);
+                continue;
+            }
+            // Full: keep the larger allocations, which cost the most to fault in again.
+            let smallest = (0..pool.len()).min_by_key(|i| pool[*i].capacity()).expect("a full pool has buffers");
+            if pool[smallest].capacity() < buffer.capacity() {
+                pool[smallest] = buffer;
             }
         }
     });

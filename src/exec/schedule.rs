@@ -21,7 +21,8 @@ use crate::exec::kernels::normalize::{l2_normalize_rows, l2_normalize_rows_backw
 use crate::exec::pool::{overwritten, spare, zeroed};
 use crate::exec::real::Real;
 use crate::exec::state::{
-    At, Grads, Hoisted, HoistedRows, Params, ParamsAccess, ReadoutGrads, SampleRef, StepHook, Stepping, Summary, Trace, initial_values,
+    At, Grads, Hoisted, HoistedRows, PER_SAMPLE, Params, ParamsAccess, ReadoutGrads, SampleRef, StepHook, Stepping, Summary, Trace,
+    initial_values,
 };
 use crate::ir::{self, Connectivity, Module, PopId, Source};
 
@@ -55,7 +56,15 @@ fn encode_rows<F: Real>(
             }
             for (b, sample) in samples.iter().enumerate() {
                 let out = &mut values[row * r + b * n..row * r + (b + 1) * n];
-                compiled.encode(module, i, sample.features, t, uniform_prefix(seed, sample.id, t as u64), net, out);
+                compiled.encode(
+                    module,
+                    i,
+                    sample.features,
+                    t,
+                    (uniform_prefix(seed, sample.id, t as u64), uniform_prefix(seed, sample.id, PER_SAMPLE)),
+                    net,
+                    out,
+                );
             }
         }
     }
@@ -66,7 +75,15 @@ fn encode_once<F: Real>(compiled: &Compiled<F>, module: &Module, i: usize, sampl
     let n: usize = module.inputs[i].shape.iter().product();
     let mut out = vec![F::zero(); samples.len() * n];
     for (b, sample) in samples.iter().enumerate() {
-        compiled.encode(module, i, sample.features, 0, uniform_prefix(seed, sample.id, 0), net, &mut out[b * n..(b + 1) * n]);
+        compiled.encode(
+            module,
+            i,
+            sample.features,
+            0,
+            (uniform_prefix(seed, sample.id, 0), uniform_prefix(seed, sample.id, PER_SAMPLE)),
+            net,
+            &mut out[b * n..(b + 1) * n],
+        );
     }
     out
 }
@@ -91,11 +108,12 @@ fn project_rows<F: Real>(module: &Module, proj: &ir::Projection, w: &[F], x: Row
     if proj.connectivity == Connectivity::Dense {
         dense(rows, n_pre, n_post, &values, w, y);
     } else if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
-        let events = module.source_is_binary(proj) && conv::sparse(&values);
+        let density = if module.source_is_binary(proj) { conv::density(&values) } else { 1.0 };
+        let crossover = conv::EVENT_CROSSOVER;
         if transposed {
-            conv::adjoint(&geo, w, &values, y, rows, events);
+            conv::adjoint(&geo, w, &values, y, rows, density < crossover.adjoint);
         } else {
-            conv::forward(&geo, w, &values, y, rows, events);
+            conv::forward(&geo, w, &values, y, rows, density < crossover.forward);
         }
     } else {
         for (xr, yr) in values.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
@@ -365,12 +383,28 @@ pub fn stream<F: Real>(
             } else if input.is_constant_over_time() {
                 let values = constant[i].get_or_insert_with(|| {
                     let mut values = vec![F::zero(); n];
-                    compiled.encode(module, i, sample.features, 0, uniform_prefix(seed, sample.id, 0), net, &mut values);
+                    compiled.encode(
+                        module,
+                        i,
+                        sample.features,
+                        0,
+                        (uniform_prefix(seed, sample.id, 0), uniform_prefix(seed, sample.id, PER_SAMPLE)),
+                        net,
+                        &mut values,
+                    );
                     values
                 });
                 out.copy_from_slice(values);
             } else {
-                compiled.encode(module, i, sample.features, t, uniform_prefix(seed, sample.id, t as u64), net, out);
+                compiled.encode(
+                    module,
+                    i,
+                    sample.features,
+                    t,
+                    (uniform_prefix(seed, sample.id, t as u64), uniform_prefix(seed, sample.id, PER_SAMPLE)),
+                    net,
+                    out,
+                );
             }
         }
         let at = At { step: t, row };
@@ -726,7 +760,7 @@ fn project_grad<F: Real>(
     let values = x.values();
     let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
     if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
-        let spikes = module.source_is_binary(proj) && conv::sparse(&values);
+        let spikes = module.source_is_binary(proj) && conv::density(&values) < conv::EVENT_CROSSOVER.weight_grad;
         // A transposed convolution runs the convolution from its target to its source
         // backwards: its presynaptic values are that convolution's output side.
         if transposed {

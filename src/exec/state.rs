@@ -514,20 +514,36 @@ pub fn initial_values<F: Real>(
 pub struct RandKey {
     /// `uniform_prefix(seed, sample, step)`.
     pub prefix: u64,
+    /// `uniform_prefix(seed, sample, PER_SAMPLE)`: the prefix of `rand_per_sample()`.
+    pub sample_prefix: u64,
     /// The input or population.
     pub stream: u64,
     /// The input element or neuron.
     pub element: u32,
 }
 
+/// The step that keys `rand_per_sample()` draws: none that a run reaches.
+pub const PER_SAMPLE: u64 = u64::MAX;
+
 /// The key of a neuron's random draws in one step.
 pub fn neuron_rng(seed: u64, sample: u64, step: usize, pop: usize, neuron: usize) -> RandKey {
-    RandKey { prefix: uniform_prefix(seed ^ 0x5EED, sample, step as u64), stream: pop as u64, element: neuron as u32 }
+    let seed = seed ^ 0x5EED;
+    RandKey {
+        prefix: uniform_prefix(seed, sample, step as u64),
+        sample_prefix: uniform_prefix(seed, sample, PER_SAMPLE),
+        stream: pop as u64,
+        element: neuron as u32,
+    }
 }
 
 /// The key of an encoder's draws for element `i` of input `index` in one step.
 pub fn input_rng(seed: u64, sample: u64, step: usize, index: usize, i: usize) -> RandKey {
-    RandKey { prefix: uniform_prefix(seed, sample, step as u64), stream: index as u64, element: i as u32 }
+    RandKey {
+        prefix: uniform_prefix(seed, sample, step as u64),
+        sample_prefix: uniform_prefix(seed, sample, PER_SAMPLE),
+        stream: index as u64,
+        element: i as u32,
+    }
 }
 
 /// The 32-bit base of node `id`'s draws in one stream and step (see [`RandKey`]).
@@ -549,7 +565,7 @@ pub fn net_params<F: Real>(module: &Module) -> Vec<F> {
 /// layout of [`Trace`]. A vector stays empty (all zeros) until a loss term or a projection's
 /// adjoint writes into it, so that populations the loss does not read cost nothing.
 #[derive(Clone, Debug, Default)]
-pub struct ReadoutGrads<F> {
+pub struct ReadoutGrads<F: Real> {
     pub steps: usize,
     pub batch: usize,
     pub sizes: Vec<usize>,
@@ -560,6 +576,15 @@ pub struct ReadoutGrads<F> {
     /// `weights[projection][k]`; a projection's vector is allocated only when a loss term reads
     /// its weights (`weight_l2`).
     pub weights: Vec<Vec<F>>,
+}
+
+/// The adjoint rows go back to this thread's pool: the next batch takes them from there
+/// instead of faulting in fresh pages.
+impl<F: Real> Drop for ReadoutGrads<F> {
+    fn drop(&mut self) {
+        let rows = std::mem::take(&mut self.spikes).into_iter().chain(std::mem::take(&mut self.states).into_iter().flatten());
+        crate::exec::pool::spare(rows.filter(|row| row.capacity() > 0));
+    }
 }
 
 impl<F: Real> ReadoutGrads<F> {
@@ -583,7 +608,7 @@ impl<F: Real> ReadoutGrads<F> {
         let len = self.len(p);
         let slot = &mut self.spikes[p];
         if slot.is_empty() {
-            slot.resize(len, F::zero());
+            *slot = crate::exec::pool::zeroed(len);
         }
         slot
     }
@@ -592,7 +617,7 @@ impl<F: Real> ReadoutGrads<F> {
         let len = self.len(p);
         let slot = &mut self.states[p][v];
         if slot.is_empty() {
-            slot.resize(len, F::zero());
+            *slot = crate::exec::pool::zeroed(len);
         }
         slot
     }

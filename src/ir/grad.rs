@@ -181,7 +181,7 @@ pub(super) fn import(b: &mut Builder, source: &Exprs, id: ExprId, env: &Env, mem
         Node::Port(port) => env.ports[port.0 as usize],
         Node::Global(Global::Spiked) => env.spiked,
         Node::Global(Global::SurrogateX) => env.surrogate_x.ok_or(GradError::SurrogateOutside)?,
-        Node::Global(global @ (Global::Rand | Global::Data)) => {
+        Node::Global(global @ (Global::Rand | Global::SampleRand | Global::Data)) => {
             return Err(GradError::Unsupported { global: *global });
         }
         Node::Global(global) => b.exprs.push(Node::Global(*global)),

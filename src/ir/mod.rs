@@ -64,6 +64,9 @@ pub enum Global {
     Spiked,
     /// A fresh uniform draw in [0, 1) per step and neuron, from the counter-based RNG.
     Rand,
+    /// A uniform draw in [0, 1) per sample and neuron, the same at every step (noise added to
+    /// an image once, seeds/004).
+    SampleRand,
     /// The data value for this neuron (the sample's feature at the neuron's index).
     Data,
     /// A network parameter, by index into [`Module::params`].
@@ -193,7 +196,7 @@ impl Exprs {
         };
         let node = folded.map_or(node, Node::Const);
         // Identical nodes are shared, except random draws: each `rand()` is its own draw.
-        if node != Node::Global(Global::Rand)
+        if !matches!(node, Node::Global(Global::Rand | Global::SampleRand))
             && let Some(existing) = self.nodes.iter().rposition(|n| *n == node)
         {
             return ExprId(existing as u32);
@@ -333,6 +336,7 @@ pub fn global_name(global: Global) -> String {
         Global::Time => "t".to_string(),
         Global::Spiked => "spiked".to_string(),
         Global::Rand => "rand()".to_string(),
+        Global::SampleRand => "rand_per_sample()".to_string(),
         Global::Data => "data".to_string(),
         Global::NetParam(index) => format!("net.p{index}"),
         Global::SurrogateX => "x".to_string(),
@@ -640,7 +644,9 @@ pub struct Conv {
 impl fmt::Debug for Conv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Conv {{ kernel: {}, stride: {}, padding: {}", self.kernel, self.stride, self.padding)?;
-        for (name, value, default) in [("dilation", self.dilation, 1), ("groups", self.groups, 1), ("output_padding", self.output_padding, 0)] {
+        for (name, value, default) in
+            [("dilation", self.dilation, 1), ("groups", self.groups, 1), ("output_padding", self.output_padding, 0)]
+        {
             if value != default {
                 write!(f, ", {name}: {value}")?;
             }

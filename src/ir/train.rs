@@ -298,6 +298,9 @@ pub struct Train {
     /// The phases in order; a file without `phase` blocks has one phase named `main`.
     pub phases: Vec<Phase>,
     pub predict: Option<TExprId>,
+    /// `reconstruction = ...`: an image per sample, the size of the data's samples, that a run
+    /// shows beside its input after every epoch (an auto-encoder's output).
+    pub reconstruction: Option<TExprId>,
     pub batch: usize,
     pub schedule: LrSchedule,
     pub clip_grad_norm: Option<f64>,
@@ -362,6 +365,9 @@ pub fn write_train(out: &mut String, module: &Module, train: &Train) {
     }
     if let Some(predict) = train.predict {
         let _ = writeln!(out, "  predict {}", train.exprs.display(module, predict));
+    }
+    if let Some(reconstruction) = train.reconstruction {
+        let _ = writeln!(out, "  reconstruction {}", train.exprs.display(module, reconstruction));
     }
     for action in &train.before_sample {
         let _ = writeln!(out, "  every sample {action:?}");

@@ -183,14 +183,15 @@ impl Lowerer<'_, '_> {
     }
 
     fn lower_call(&mut self, env: &Env, func: &ast::Ident, args: &[ast::Arg], span: Span) -> (ExprId, Option<Unit>) {
-        if func.name == "rand" && env.allow_rand {
+        if matches!(func.name.as_str(), "rand" | "rand_per_sample") && env.allow_rand {
             self.expect_arity(func, args.len(), 0, span);
-            return (self.exprs.push(Node::Global(Global::Rand)), Some(Unit::none()));
+            let global = if func.name == "rand" { Global::Rand } else { Global::SampleRand };
+            return (self.exprs.push(Node::Global(global)), Some(Unit::none()));
         }
         let Some(function) = func_by_name(&func.name) else {
             let mut names: Vec<&str> = Func::ALL.iter().map(|f| f.name()).collect();
             if env.allow_rand {
-                names.push("rand");
+                names.extend(["rand", "rand_per_sample"]);
             }
             let fallback = format!("available functions: {}", names.join(", "));
             let help = suggestion_help(&func.name, names.iter().copied(), fallback);

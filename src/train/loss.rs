@@ -509,20 +509,22 @@ pub type Leaf<'a> = dyn FnMut(&TNode, &[f64], &Value) -> Result<(), LossError> +
 /// adjoint becomes: BPTT adds it to the trace's spike and state gradients, EventProp turns a
 /// first-spike time's adjoint into the jump of the adjoint at that spike.
 pub fn sweep(exprs: &TExprs, values: &[Value], root: TExprId, scale: f64, leaf: &mut Leaf) -> Result<(), LossError> {
-    let mut adj: Vec<Vec<f64>> = values.iter().map(|v| vec![0.0; v.data.len()]).collect();
-    adj[root.0 as usize][0] = scale;
+    // Adjoints are allocated when a use first reaches them: a readout of every step of a large
+    // population that the loss reads at one step costs no sweep-sized buffer of zeros.
+    let mut adj: Vec<Option<Vec<f64>>> = vec![None; values.len()];
+    slot(&mut adj, values, root)[0] = scale;
     for index in (0..=root.0 as usize).rev() {
-        if adj[index].iter().all(|g| *g == 0.0) {
+        let Some(g) = adj[index].take() else { continue };
+        if g.iter().all(|g| *g == 0.0) {
             continue;
         }
-        let g = std::mem::take(&mut adj[index]);
         let out = &values[index];
         match &exprs.nodes[index].0 {
             TNode::Const(_) | TNode::Label | TNode::Sample | TNode::Steps | TNode::Window | TNode::Windows | TNode::NetParam(_) => {}
             node @ (TNode::Readout(_) | TNode::WeightL2(_)) => leaf(node, &g, out)?,
             TNode::Unary(op, a) => {
                 if *op == UnaryOp::Neg {
-                    for (slot, gi) in adj[a.0 as usize].iter_mut().zip(&g) {
+                    for (slot, gi) in slot(&mut adj, values, *a).iter_mut().zip(&g) {
                         *slot -= gi;
                     }
                 }
@@ -552,14 +554,14 @@ pub fn sweep(exprs: &TExprs, values: &[Value], root: TExprId, scale: f64, leaf: 
                         gb[ib] += go * dy;
                     }
                 }
-                add_into(&mut adj[a.0 as usize], &ga);
-                add_into(&mut adj[b.0 as usize], &gb);
+                add_into(slot(&mut adj, values, *a), &ga);
+                add_into(slot(&mut adj, values, *b), &gb);
             }
             TNode::Call(func, args) => {
                 let a = args[0];
                 let va = &values[a.0 as usize];
                 let label = |t: usize| args.get(1).map_or(0, |b| values[b.0 as usize].at(t, 0) as usize);
-                let mut ga = vec![0.0; va.data.len()];
+                let ga = slot(&mut adj, values, a);
                 let t_count = if va.per_step { va.steps() } else { 1 };
                 match func {
                     TFunc::Mse => {
@@ -658,11 +660,15 @@ pub fn sweep(exprs: &TExprs, values: &[Value], root: TExprId, scale: f64, leaf: 
                     }
                     TFunc::OneHot | TFunc::Argmax | TFunc::Argmin | TFunc::AssignedClass => {}
                 }
-                add_into(&mut adj[a.0 as usize], &ga);
             }
         }
     }
     Ok(())
+}
+
+/// Node `id`'s adjoint, zeros of its value's size until something is added.
+fn slot<'a>(adj: &'a mut [Option<Vec<f64>>], values: &[Value], id: TExprId) -> &'a mut Vec<f64> {
+    adj[id.0 as usize].get_or_insert_with(|| vec![0.0; values[id.0 as usize].data.len()])
 }
 
 fn add_into<F: Real>(target: &mut [F], source: &[f64]) {

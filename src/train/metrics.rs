@@ -38,6 +38,78 @@ pub struct Evaluation {
     pub accuracy: f64,
     /// Mean spikes per neuron per sample, per population.
     pub spikes_per_neuron: Vec<f64>,
+    /// The activity measures of seeds/004 per population (empty where a method does not
+    /// measure them).
+    pub activity: Vec<Activity>,
+}
+
+/// The activity measures of seeds/004 for one population over an evaluation pass. A neuron's
+/// firing rate is its spikes per step, averaged over the samples; it is active when it fired
+/// on any sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Activity {
+    /// AFR: the mean firing rate of the active neurons (0 when none is).
+    pub afr: f64,
+    /// INP: the share of neurons that never fired.
+    pub inp: f64,
+    /// ANR: the share that fired, 1 - INP.
+    pub anr: f64,
+    /// RAE: the neurons active in a sample, averaged over the samples, over the neurons active
+    /// in any.
+    pub rae: f64,
+}
+
+/// Spike counts of one population over evaluation samples, from which [`Activity`] follows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ActivityCounts {
+    /// Spikes per neuron, summed over the samples and steps.
+    pub totals: Vec<u64>,
+    /// Neurons that fired in a sample, summed over the samples.
+    pub active_in_samples: u64,
+    pub samples: usize,
+}
+
+impl ActivityCounts {
+    pub fn new(neurons: usize) -> ActivityCounts {
+        ActivityCounts { totals: vec![0; neurons], active_in_samples: 0, samples: 0 }
+    }
+
+    /// Adds the samples of `trace` for population `p` (`steps` steps each).
+    pub fn add_trace<F: Real>(&mut self, trace: &Trace<F>, p: usize, steps: usize) {
+        let n = self.totals.len();
+        let mut sample = vec![0u64; n];
+        for b in 0..trace.batch {
+            sample.fill(0);
+            for t in 0..steps.min(trace.steps) {
+                let start = (t * trace.batch + b) * n;
+                trace.spikes[p].for_each_set(start..start + n, |j| sample[j] += 1);
+            }
+            for (total, count) in self.totals.iter_mut().zip(&sample) {
+                *total += count;
+            }
+            self.active_in_samples += sample.iter().filter(|c| **c > 0).count() as u64;
+        }
+        self.samples += trace.batch;
+    }
+
+    pub fn merge(&mut self, other: &ActivityCounts) {
+        for (a, b) in self.totals.iter_mut().zip(&other.totals) {
+            *a += b;
+        }
+        self.active_in_samples += other.active_in_samples;
+        self.samples += other.samples;
+    }
+
+    /// The measures for samples of `steps` steps.
+    pub fn activity(&self, steps: usize) -> Activity {
+        let n = self.totals.len().max(1) as f64;
+        let active: Vec<u64> = self.totals.iter().copied().filter(|c| *c > 0).collect();
+        let per_neuron = (self.samples.max(1) * steps.max(1)) as f64;
+        let afr = if active.is_empty() { 0.0 } else { active.iter().map(|c| *c as f64 / per_neuron).sum::<f64>() / active.len() as f64 };
+        let anr = active.len() as f64 / n;
+        let rae = if active.is_empty() { 0.0 } else { self.active_in_samples as f64 / self.samples.max(1) as f64 / active.len() as f64 };
+        Activity { afr, inp: 1.0 - anr, anr, rae }
+    }
 }
 
 /// Test accuracy and spikes per neuron on the first `n` samples of `split`.
@@ -52,7 +124,7 @@ pub fn evaluate<F: Real>(
 ) -> Result<Evaluation, LossError> {
     let module = ctx.module;
     let indices: Vec<usize> = (0..n).collect();
-    let shards: Vec<Result<(usize, Vec<f64>), LossError>> = indices
+    let shards: Vec<Result<(usize, Vec<ActivityCounts>), LossError>> = indices
         .par_chunks(eval_shard::<F>(module))
         .map(|shard| {
             let features: Vec<Cow<[f32]>> = shard.iter().map(|&i| split.sample(i)).collect();
@@ -67,29 +139,93 @@ pub fn evaluate<F: Real>(
                     correct += usize::from(values[root.0 as usize].data[0] as usize == usize::from(split.labels[i]));
                 }
             }
-            let spikes = spike_totals(module.populations.len(), &trace);
+            let counts = module
+                .populations
+                .iter()
+                .enumerate()
+                .map(|(p, pop)| {
+                    let mut counts = ActivityCounts::new(pop.size());
+                    counts.add_trace(&trace, p, trace.steps);
+                    counts
+                })
+                .collect();
             trace.recycle();
-            Ok((correct, spikes))
+            Ok((correct, counts))
         })
         .collect();
     let mut correct = 0;
-    let mut spikes = vec![0.0; module.populations.len()];
+    let mut counts: Vec<ActivityCounts> = module.populations.iter().map(|p| ActivityCounts::new(p.size())).collect();
     for shard in shards {
-        let (c, s) = shard?;
+        let (c, shard_counts) = shard?;
         correct += c;
-        for (total, x) in spikes.iter_mut().zip(s) {
-            *total += x;
+        for (total, x) in counts.iter_mut().zip(&shard_counts) {
+            total.merge(x);
         }
     }
-    for (s, pop) in spikes.iter_mut().zip(&module.populations) {
-        *s /= (n.max(1) * pop.size()) as f64;
-    }
-    Ok(Evaluation { accuracy: correct as f64 / n.max(1) as f64, spikes_per_neuron: spikes })
+    let spikes = counts.iter().map(|c| c.totals.iter().sum::<u64>() as f64 / (n.max(1) * c.totals.len().max(1)) as f64).collect();
+    let steps = module.steps + module.rest_steps;
+    let activity = counts.iter().map(|c| c.activity(steps)).collect();
+    Ok(Evaluation { accuracy: correct as f64 / n.max(1) as f64, spikes_per_neuron: spikes, activity })
 }
 
-/// Spikes per population summed over a trace's samples and steps.
-fn spike_totals<F: Real>(populations: usize, trace: &Trace<F>) -> Vec<f64> {
-    (0..populations).map(|p| trace.spikes[p].count(0..trace.spikes[p].len()) as f64).collect()
+/// What a run shows after an epoch when its train block asks for a `reconstruction`: the
+/// first test samples beside their reconstructions, and every population's spike raster for
+/// the first of them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Showcase {
+    pub inputs: Vec<Vec<f64>>,
+    pub reconstructions: Vec<Vec<f64>>,
+    /// Per population: its name, its size, and for each step the neurons that fired.
+    pub rasters: Vec<(String, usize, Vec<Vec<usize>>)>,
+}
+
+/// Test samples a showcase shows.
+pub const SHOWCASE_SAMPLES: usize = 8;
+
+/// The showcase of the first [`SHOWCASE_SAMPLES`] samples of `split`, `None` when the train
+/// block has no `reconstruction`.
+pub fn showcase<F: Real>(
+    engine: &dyn Engine<F>,
+    ctx: &Ctx<F>,
+    train: &Train,
+    params: &Params<F>,
+    split: &Split,
+    net: &[f64],
+) -> Option<Result<Showcase, LossError>> {
+    let root = train.reconstruction?;
+    let module = ctx.module;
+    let n = SHOWCASE_SAMPLES.min(split.len());
+    let features: Vec<Cow<[f32]>> = (0..n).map(|i| split.sample(i)).collect();
+    let samples: Vec<SampleRef> =
+        features.iter().enumerate().map(|(i, f)| SampleRef { id: TEST_ID_OFFSET + i as u64, features: f }).collect();
+    let trace = engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, None);
+    let mut show = Showcase::default();
+    for (b, sample) in samples.iter().enumerate() {
+        let inputs = SampleInputs { label: usize::from(split.labels[b]), features: sample.features, net };
+        let values = match loss::evaluate(module, &train.exprs, &trace, b, params, inputs, &[root]) {
+            Ok(values) => values,
+            Err(error) => {
+                trace.recycle();
+                return Some(Err(error));
+            }
+        };
+        show.inputs.push(sample.features.iter().map(|x| f64::from(*x)).collect());
+        show.reconstructions.push(values[root.0 as usize].data.clone());
+    }
+    for (p, pop) in module.populations.iter().enumerate() {
+        let size = pop.size();
+        let steps = (0..trace.steps.min(module.steps + module.rest_steps))
+            .map(|t| {
+                let mut fired = Vec::new();
+                let start = t * trace.row(p);
+                trace.spikes[p].for_each_set(start..start + size, |j| fired.push(j));
+                fired
+            })
+            .collect();
+        show.rasters.push((pop.name.clone(), size, steps));
+    }
+    trace.recycle();
+    Some(Ok(show))
 }
 
 /// Synaptic operations, SNN FLOPs and ANN FLOPs per sample, averaged over the first `n`
@@ -177,5 +313,44 @@ impl<F: Real> StepHook<F> for ActiveSources<'_> {
             };
             self.active[index] += count as f64;
         }
+    }
+}
+
+#[cfg(test)]
+mod activity_tests {
+    use super::*;
+    use crate::exec::kernels::bits::Bits;
+
+    /// seeds/004's definitions on a spike table written by hand: 4 neurons, 2 samples of 10
+    /// steps. Neuron 0 fires 5 times in each sample (rate 0.5), neuron 1 twice in the first
+    /// only (rate 2 / 20 = 0.1), neurons 2 and 3 never: INP 0.5, ANR 0.5, AFR (0.5 + 0.1) / 2,
+    /// RAE (2 + 1) / 2 active per sample over 2 active neurons.
+    #[test]
+    fn afr_inp_anr_and_rae_follow_the_paper() {
+        let (n, batch, steps) = (4, 2, 10);
+        let mut table = vec![0.0f32; steps * batch * n];
+        let mut fire = |t: usize, b: usize, j: usize| table[(t * batch + b) * n + j] = 1.0;
+        for t in [0, 2, 4, 6, 8] {
+            fire(t, 0, 0);
+            fire(t + 1, 1, 0);
+        }
+        fire(3, 0, 1);
+        fire(7, 0, 1);
+        let mut spikes = Bits::zeros(table.len());
+        spikes.store(0, &table);
+        let trace = Trace::<f32> { steps, batch, sizes: vec![n], spikes: vec![spikes], ..Default::default() };
+        let mut counts = ActivityCounts::new(n);
+        counts.add_trace(&trace, 0, steps);
+        assert_eq!(counts.totals, vec![10, 2, 0, 0]);
+        let a = counts.activity(steps);
+        assert_eq!((a.inp, a.anr), (0.5, 0.5));
+        assert!((a.afr - 0.3).abs() < 1e-12, "{}", a.afr);
+        assert!((a.rae - 0.75).abs() < 1e-12, "{}", a.rae);
+        // Merging shards adds their samples: the same table twice changes no rate.
+        let mut twice = counts.clone();
+        twice.merge(&counts);
+        assert_eq!(twice.activity(steps), a);
+        // A silent population: everything inactive, no rate.
+        assert_eq!(ActivityCounts::new(3).activity(steps), Activity { afr: 0.0, inp: 1.0, anr: 0.0, rae: 0.0 });
     }
 }

@@ -25,6 +25,10 @@ pub struct EpochMetrics {
     pub test_accuracy: f64,
     /// Mean spikes per neuron per sample, per population, on the test set.
     pub spikes_per_neuron: Vec<(String, f64)>,
+    /// seeds/004's activity measures (AFR, INP, ANR, RAE) per population on the test set,
+    /// where the method measures them.
+    #[serde(default)]
+    pub activity: Vec<(String, crate::train::metrics::Activity)>,
     /// Synaptic operations per test sample: every non-zero presynaptic value times its fan-out.
     pub synaptic_ops: f64,
     /// seeds/003 §4.3 on the dense layers, per test sample: the SNN's FLOPs summed over steps,
@@ -67,6 +71,11 @@ pub trait Observer<F> {
     /// After every epoch, with what a run needs to continue from its end. An error (the
     /// checkpoint could not be written) stops the run with [`RunError::Output`].
     fn epoch(&mut self, _metrics: &EpochMetrics, _snapshot: &Snapshot<F>) -> Result<(), String> {
+        Ok(())
+    }
+    /// After every epoch, before [`Observer::epoch`], when the train block asks for a
+    /// `reconstruction`.
+    fn showcase(&mut self, _showcase: &crate::train::metrics::Showcase) -> Result<(), String> {
         Ok(())
     }
 }
@@ -166,7 +175,8 @@ pub fn train_module<F: Real>(
             let train_seconds = started.elapsed().as_secs_f64();
             let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
             let ctx = Ctx { module, seed, net: &net_f };
-            let Evaluation { accuracy, spikes_per_neuron } = match method.evaluate(&session, &params, &net, data, n_train, n_test) {
+            let Evaluation { accuracy, spikes_per_neuron, activity } = match method.evaluate(&session, &params, &net, data, n_train, n_test)
+            {
                 Some(evaluation) => evaluation?,
                 None => match &frozen {
                     Some((held, held_engine)) => {
@@ -176,6 +186,9 @@ pub fn train_module<F: Real>(
                     None => metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?,
                 },
             };
+            if let Some(show) = metrics::showcase(engine.as_ref(), &ctx, train, &params, &data.test, &net) {
+                observer.showcase(&show?).map_err(RunError::Output)?;
+            }
             let (synaptic_ops, snn_flops, ann_flops) =
                 metrics::operation_counts(engine.as_ref(), &ctx, &params, &data.test, n_test.min(256));
             let epoch_metrics = EpochMetrics {
@@ -186,6 +199,7 @@ pub fn train_module<F: Real>(
                 train_accuracy: correct as f64 / n_train.max(1) as f64,
                 test_accuracy: accuracy,
                 spikes_per_neuron: module.populations.iter().zip(spikes_per_neuron).map(|(p, s)| (p.name.clone(), s)).collect(),
+                activity: module.populations.iter().zip(activity).map(|(p, a)| (p.name.clone(), a)).collect(),
                 synaptic_ops,
                 snn_flops,
                 ann_flops,

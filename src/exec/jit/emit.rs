@@ -188,7 +188,7 @@ impl Emitter<'_, '_> {
                     Global::AdjointAfter(v) => *scope.d_after.get(*v as usize).ok_or(missing)?,
                     Global::AdjointSpike => scope.d_spike.ok_or(missing)?,
                     Global::Data => scope.data.ok_or(missing)?,
-                    Global::Rand => {
+                    Global::Rand | Global::SampleRand => {
                         let draw = scope.rand.ok_or(missing)?;
                         draw(self, id)
                     }

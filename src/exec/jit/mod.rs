@@ -21,7 +21,7 @@
 //! `neurons` values per subexpression; [`Compiled::scratch`] says how many) before the element
 //! loops, which then run sample by sample and read them back.
 //! - encoder: `fn(data: *const f32, out: *mut F, len: i64, time: F, step: F, net: *const F,
-//!   prefix: u64, input: u64)`, one call per sample and step.
+//!   prefix: u64, input: u64, sample_prefix: u64)`, one call per sample and step.
 
 mod emit;
 pub mod plastic;
@@ -59,7 +59,7 @@ type BackwardKernel<F> = unsafe extern "C" fn(
     i64,
     *mut F,
 );
-type EncoderKernel<F> = unsafe extern "C" fn(*const f32, *mut F, i64, F, F, *const F, u64, u64);
+type EncoderKernel<F> = unsafe extern "C" fn(*const f32, *mut F, i64, F, F, *const F, u64, u64, u64);
 
 extern "C" fn host_exp<F: Real>(x: F) -> F {
     x.exp()
@@ -184,7 +184,7 @@ pub fn compile<F: Real>(module: &Module, graphs: &[StepGraph]) -> Result<Compile
         let signature = match kind {
             KernelKind::Forward => signature(&jit, 5, &[types::I64, scalar], 1).with_tail(&[types::I32, types::I64, pointer]),
             KernelKind::Backward => signature(&jit, 7, &[types::I64, scalar], 1).with_tail(&[types::I64, pointer]),
-            KernelKind::Encoder => signature(&jit, 2, &[types::I64, scalar, scalar], 1).with_tail(&[types::I64, types::I64]),
+            KernelKind::Encoder => signature(&jit, 2, &[types::I64, scalar, scalar], 1).with_tail(&[types::I64, types::I64, types::I64]),
         };
         let id = jit
             .declare_function(&name, Linkage::Local, &signature)
@@ -563,16 +563,22 @@ fn element_loops(
 fn encoder_kernel<F: Real>(e: &mut Emitter, module: &Module, index: usize) -> Result<(), EmitError> {
     let input = &module.inputs[index];
     let params = entry(e);
-    let (data_ptr, out_ptr, len, time, step, net, prefix, stream) =
-        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7]);
+    let (data_ptr, out_ptr, len, time, step, net, prefix, stream, sample_prefix) =
+        (params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8]);
     let dt = module.dt;
-    // One 64-bit mix per `rand()` node for the whole call (see `RandKey`), before the loops.
+    // One 64-bit mix per `rand()` (and `rand_per_sample()`, keyed by the sample alone) node for
+    // the whole call (see `RandKey`), before the loops.
     let shifted = e.b.ins().ishl_imm_s(stream, 16);
     let keyed = e.b.ins().bxor(prefix, shifted);
+    let sample_keyed = e.b.ins().bxor(sample_prefix, shifted);
     let bases: Vec<(ir::ExprId, Value)> = (0..input.exprs.nodes.len() as u32)
         .map(ir::ExprId)
-        .filter(|id| *input.exprs.get(*id) == ir::Node::Global(ir::Global::Rand))
-        .map(|id| {
+        .filter_map(|id| match input.exprs.get(id) {
+            ir::Node::Global(ir::Global::Rand) => Some((id, keyed)),
+            ir::Node::Global(ir::Global::SampleRand) => Some((id, sample_keyed)),
+            _ => None,
+        })
+        .map(|(id, keyed)| {
             let counter = e.b.ins().bxor_imm_s(keyed, i64::from(id.0));
             let bits = e.splitmix64(counter);
             (id, e.b.ins().ireduce(types::I32, bits))
@@ -758,9 +764,10 @@ impl<F: Real> Compiled<F> {
     }
 
     /// Encoder `index`'s output for one sample in step `t` into `out` (one value per element):
-    /// `features` are the sample's data (missing elements read 0), `prefix` its random key.
+    /// `features` are the sample's data (missing elements read 0), `key` its random keys (the
+    /// step's and the sample's; see [`crate::exec::state::RandKey`]).
     #[allow(clippy::too_many_arguments)]
-    pub fn encode(&self, module: &Module, index: usize, features: &[f32], t: usize, prefix: u64, net: &[F], out: &mut [F]) {
+    pub fn encode(&self, module: &Module, index: usize, features: &[f32], t: usize, key: (u64, u64), net: &[F], out: &mut [F]) {
         let n = out.len();
         let padded;
         let data = if features.len() >= n {
@@ -782,8 +789,9 @@ impl<F: Real> Compiled<F> {
                 F::of(t as f64 * module.dt),
                 F::of(t as f64),
                 net_values.as_ptr(),
-                prefix,
+                key.0,
                 index as u64,
+                key.1,
             );
         }
     }

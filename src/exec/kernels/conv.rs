@@ -27,9 +27,19 @@ use crate::exec::pool;
 use crate::exec::real::Real;
 use crate::ir::{Connectivity, Conv};
 
-/// Below this fraction of nonzero binary inputs, the event-driven products beat im2col and a
-/// GEMM. Measured with `cargo bench --bench conv` (docs/results.md).
-pub const EVENT_CROSSOVER: f64 = 0.15;
+/// Below these fractions of nonzero binary inputs, the event-driven products beat im2col and
+/// a GEMM (f32, 2 threads, the auto-encoder's 5x5 layers; `cargo bench --bench conv`,
+/// docs/results.md): a convolution's forward pass breaks even at 5% (`forward`), a transposed
+/// convolution's at 2-2.5% (`adjoint`), the weight gradients at 3-5%.
+pub const EVENT_CROSSOVER: Crossover = Crossover { forward: 0.04, adjoint: 0.02, weight_grad: 0.03 };
+
+/// Densities below which each product runs event-driven.
+#[derive(Clone, Copy, Debug)]
+pub struct Crossover {
+    pub forward: f64,
+    pub adjoint: f64,
+    pub weight_grad: f64,
+}
 
 /// Images per block of a weight gradient: fixed, so that sums do not depend on threads.
 const IMAGES_PER_BLOCK: usize = 16;
@@ -199,11 +209,11 @@ fn col2im<F: Real>(geo: &Geometry, cols: &[F], group: usize, dx: &mut [F]) {
     }
 }
 
-/// Whether binary `values` are sparse enough for the event-driven products.
-pub fn sparse<F: Real>(values: &[F]) -> bool {
+/// The fraction of nonzero `values`.
+pub fn density<F: Real>(values: &[F]) -> f64 {
     let mut active = 0usize;
     for_each_nonzero(values, |_| active += 1);
-    (active as f64) < EVENT_CROSSOVER * values.len() as f64
+    active as f64 / values.len().max(1) as f64
 }
 
 /// `y += conv(x)` over `rows` images; `events` for binary, sparse `x`.

@@ -62,7 +62,7 @@ pub fn eval_columns(exprs: &Exprs, id: ExprId, columns: &Columns) -> Vec<f64> {
             Global::Time => columns.times.to_vec(),
             Global::NetParam(index) => vec![columns.net[*index as usize]; len],
             Global::Spiked | Global::Data => vec![0.0; len],
-            Global::Rand => vec![rand_draw::<f64>(RandKey::default(), id); len],
+            Global::Rand | Global::SampleRand => vec![rand_draw::<f64>(RandKey::default(), id); len],
             Global::SurrogateX | Global::Refractory | Global::AdjointAfter(_) | Global::AdjointSpike => vec![f64::NAN; len],
         },
         Node::Unary(op, a) => {
@@ -107,6 +107,7 @@ pub(crate) fn eval<F: Real>(exprs: &Exprs, id: ExprId, ctx: &Ctx<F>) -> F {
             Global::Time => ctx.time,
             Global::Spiked => ctx.spiked,
             Global::Rand => rand_draw(ctx.rng, id),
+            Global::SampleRand => rand_draw(RandKey { prefix: ctx.rng.sample_prefix, ..ctx.rng }, id),
             Global::Data => ctx.data,
             Global::NetParam(index) => ctx.net[*index as usize],
             // Leaves of derived backward steps (crate::ir::grad) and of surrogates: not neuron state.

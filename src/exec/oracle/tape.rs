@@ -178,7 +178,7 @@ pub fn record<F: Real>(tape: &mut Tape<F>, exprs: &Exprs, id: ExprId, leaves: &L
             Global::Spiked => leaves.spiked,
             Global::Dt => tape.constant(leaves.dt),
             Global::Time => tape.constant(leaves.time),
-            Global::Rand => tape.constant((leaves.rand)(id)),
+            Global::Rand | Global::SampleRand => tape.constant((leaves.rand)(id)),
             Global::NetParam(i) => tape.constant(leaves.net[*i as usize]),
             Global::Data | Global::SurrogateX | Global::Refractory | Global::AdjointAfter(_) | Global::AdjointSpike => {
                 tape.constant(F::nan())

@@ -127,6 +127,26 @@ impl TrainLowerer<'_, '_, '_> {
         Some(typed.id)
     }
 
+    /// `reconstruction = ...`: one value per feature of a sample, once per sample.
+    pub(super) fn lower_reconstruction(&mut self, expr: &ast::Expr) -> Option<TExprId> {
+        let typed = self.lower(expr)?;
+        let ty = self.exprs.ty(typed.id);
+        if ty.per_step || ty.width != self.features {
+            let found = if ty.per_step { "a value per step".to_string() } else { format!("{} values per sample", ty.width) };
+            self.sink.push(
+                Diagnostic::error(
+                    "snn::train::bad_reconstruction",
+                    format!("`reconstruction` must give one value per feature of a sample ({}), found {found}", self.features),
+                    expr.span,
+                    found.clone(),
+                )
+                .with_help("read a population the size of the input once per sample, e.g. `max_t(out.cumulative) / 0.2`"),
+            );
+            return None;
+        }
+        Some(typed.id)
+    }
+
     pub(super) fn push(&mut self, node: TNode, width: usize, per_step: bool, unit: Option<Unit>) -> Option<Typed> {
         let id = self.exprs.push(node, TType { width, per_step });
         Some(Typed { id, unit })

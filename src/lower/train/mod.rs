@@ -17,8 +17,8 @@ use crate::ir::train::*;
 use crate::lower::{Program, Sink};
 use method::lower_method;
 
-pub const TRAIN_SETTINGS: [&str; 10] =
-    ["data", "method", "predict", "optimizer", "batch", "epochs", "schedule", "clip", "seed", "precision"];
+pub const TRAIN_SETTINGS: [&str; 11] =
+    ["data", "method", "predict", "reconstruction", "optimizer", "batch", "epochs", "schedule", "clip", "seed", "precision"];
 pub const METHODS: [&str; 4] = ["bptt", "eventprop", "fptt", "stdp"];
 pub const OPTIMIZERS: [&str; 3] = ["adam", "adamax", "sgd"];
 pub const DATASETS: [&str; 2] = ["mnist", "yin_yang"];
@@ -171,6 +171,7 @@ pub fn lower_train(
         TrainLowerer { module, sink: &mut sink, exprs: TExprs::default(), classes, features, reads_label: false, method: method_name };
     let terms = lowerer.lower_losses(&losses);
     let predict = settings.get("predict").and_then(|s| lowerer.lower_predict(&s.value));
+    let reconstruction = settings.get("reconstruction").and_then(|s| lowerer.lower_reconstruction(&s.value));
     let optimizer = settings.get("optimizer").map(|s| lowerer.lower_optimizer(&s.value));
     let batch = settings.get("batch").map_or(Some(32), |s| lowerer.positive_int(&s.value, "batch"));
     let epochs = settings.get("epochs").map_or(Some(1), |s| lowerer.positive_int(&s.value, "epochs"));
@@ -403,6 +404,7 @@ pub fn lower_train(
         exprs,
         phases,
         predict,
+        reconstruction,
         batch: batch?,
         schedule,
         clip_grad_norm: clip,
