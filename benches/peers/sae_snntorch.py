@@ -18,7 +18,8 @@ RSS and the torch and snntorch versions.
 
 The network (models/sae_dense.snn, stdlib BoundedLIF and noisy_bernoulli):
 - input 1x28x28, pixel x in [0, 1]; each step a spike where 0.2 x' > U(0,1), redrawn every
-  step, x' = (1 - e) x + e U(0,1) with e = --noise (default 0: x' = x). T = 100, batch 64.
+  step, x' = (1 - e) x + e U(0,1) drawn once per image, e = --noise (default 0: x' = x).
+  T = 100, batch 64.
 - conv 1->16 5x5 -> LIF [16,24,24]; conv 16->32 5x5 -> LIF [32,20,20]; flatten ->
   Linear(12800, 100) -> LIF (latent); Linear(100, 12800) -> LIF, viewed as [32,20,20];
   ConvTranspose2d 32->16 5x5 -> LIF [16,24,24]; ConvTranspose2d 16->1 5x5 -> LIF [1,28,28].
@@ -28,17 +29,17 @@ The network (models/sae_dense.snn, stdlib BoundedLIF and noisy_bernoulli):
   the std is set by hand).
 - LIF = BoundedLIF: u(t) = max(0.99 u(t-1) + i(t), -1), spike when u >= 1, then u = 0. Written
   with snntorch: snn.Leaky(beta=0.99, threshold=1, reset_mechanism="zero",
-  spike_grad=surrogate.straight_through_estimator()), Heaviside forward and gradient 1
-  backward. snn.Leaky has no lower bound, so plain torch adds it: the membrane it returns
+  spike_grad=StraightThroughAbove.apply), Heaviside forward and gradient 1 backward where
+  the membrane reaches the threshold, 0 below (the model files' straight_through_above). snn.Leaky has no lower bound, so plain torch adds it: the membrane it returns
   (before the reset, which snntorch applies at the start of the next step) is clamped at -1
   before it is passed back. snntorch detaches the reset (no gradient through it) and its
   Heaviside fires on u > 1 rather than u >= 1 (differs only at exact equality).
 - Output (plain torch): the cumulative potential U(t) = 0.99 U(t-1) + u(t) of the last layer,
   u(t) = 0.99 u(t-1) + i(t) before the reset and the bound (stdlib BoundedLIF's `cumulative`),
-  max over t, divided by 0.2.
+  max over t, divided by 0.2. Every layer keeps its U(t) for P2.
 - Loss: the squared error summed over the 784 pixels, mean over the batch (L_rec). With
   --full-loss also the model file's regularisers: p2 = 0.01 * sum over the six layers of
-  sum(u(T)^2) (u after the last step's reset and bound) and a1 = 0.1 * sum over the 100
+  sum(U(T)^2) (the cumulative potential at the last step) and a1 = 0.1 * sum over the 100
   latent neurons of their spike rate (spikes / T), both mean over the batch.
 - Adam(lr 5e-4, betas 0.9, 0.999).
 """
@@ -57,6 +58,21 @@ from snntorch import surrogate
 import peer_common as common
 
 BATCH = 64
+class StraightThroughAbove(torch.autograd.Function):
+    """models/sae_*.snn's `straight_through_above`: Heaviside forward, gradient 1 where the
+    membrane reaches the threshold (x = u - threshold >= 0), 0 below it (the authors' code)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x > 0).float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x >= 0).float()
+
+
 BETA = 0.99
 THRESHOLD = 1.0
 SCALE = 0.2  # the encoder's spike probability scale, also the read-out's divisor
@@ -85,7 +101,7 @@ class SpikingAutoEncoder(nn.Module):
         kaiming_normal_(self.dec.weight, 100)
         kaiming_normal_(self.d2.weight, 32 * 25)
         kaiming_normal_(self.out.weight, 16 * 25)
-        grad = surrogate.straight_through_estimator()
+        grad = StraightThroughAbove.apply
         self.lifs = nn.ModuleList(
             snn.Leaky(beta=BETA, threshold=THRESHOLD, reset_mechanism="zero", spike_grad=grad)
             for _ in range(6))
@@ -108,11 +124,12 @@ class SpikingAutoEncoder(nn.Module):
         """x: (B, 1, 28, 28) in [0, 1]. Returns the read-out (B, 1, 28, 28), the membranes after
         the last step (after reset and bound) and the latent spike count (B, 100)."""
         mems = [None] * 6  # u = 0 at t = 0, shaped like each layer's current
-        cumulative = torch.zeros_like(x)
+        cumulative = [0.0] * 6  # every layer's U(t), for the read-out and P2
         peak = None
         latent_count = 0
+        # The noise is drawn once per image (rand_per_sample() in stdlib's noisy_bernoulli).
+        p = x if self.noise == 0 else (1 - self.noise) * x + self.noise * torch.rand_like(x)
         for _ in range(self.steps):
-            p = x if self.noise == 0 else (1 - self.noise) * x + self.noise * torch.rand_like(x)
             spikes = (torch.rand_like(x) < SCALE * p).float()
             for layer, lif in enumerate(self.lifs):
                 current = self.currents(layer, spikes)
@@ -121,13 +138,12 @@ class SpikingAutoEncoder(nn.Module):
                 spikes, u = lif(current, mems[layer])
                 if layer == 2:
                     latent_count = latent_count + spikes
+                cumulative[layer] = BETA * cumulative[layer] + u
                 if layer == 5:
-                    cumulative = BETA * cumulative + u
-                    peak = cumulative if peak is None else torch.maximum(peak, cumulative)
+                    peak = cumulative[5] if peak is None else torch.maximum(peak, cumulative[5])
                 mems[layer] = u.clamp(min=-THRESHOLD)  # BoundedLIF's lower bound
-        # snntorch resets at the start of the next step; the model's u(T) is after the reset.
-        last = [m * (m < THRESHOLD) for m in mems]
-        return peak / SCALE, last, latent_count
+        # P2 reads every layer's cumulative potential at the last step.
+        return peak / SCALE, cumulative, latent_count
 
 
 def loss_fn(net, x, full):

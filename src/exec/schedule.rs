@@ -14,7 +14,7 @@ use std::ops::Range;
 use crate::data::uniform_prefix;
 use crate::exec::jit::Compiled;
 use crate::exec::kernels::connectivity::{project, project_backward};
-use crate::exec::kernels::conv;
+use crate::exec::kernels::conv::{self, Product, Spikes};
 use crate::exec::kernels::events::{self, Rows, give_back};
 use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gemm_columns};
 use crate::exec::kernels::normalize::{l2_normalize_rows, l2_normalize_rows_backward};
@@ -109,11 +109,12 @@ fn project_rows<F: Real>(module: &Module, proj: &ir::Projection, w: &[F], x: Row
         dense(rows, n_pre, n_post, &values, w, y);
     } else if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
         let density = if module.source_is_binary(proj) { conv::density(&values) } else { 1.0 };
-        let crossover = conv::EVENT_CROSSOVER;
+        let (product, spikes) = if transposed { (Product::Adjoint, Spikes::Output) } else { (Product::Forward, Spikes::Input) };
+        let events = density < conv::event_crossover(product, geo.run(product, spikes));
         if transposed {
-            conv::adjoint(&geo, w, &values, y, rows, density < crossover.adjoint);
+            conv::adjoint(&geo, w, &values, y, rows, events);
         } else {
-            conv::forward(&geo, w, &values, y, rows, density < crossover.forward);
+            conv::forward(&geo, w, &values, y, rows, events);
         }
     } else {
         for (xr, yr) in values.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
@@ -760,22 +761,25 @@ fn project_grad<F: Real>(
     let values = x.values();
     let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
     if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
-        let spikes = module.source_is_binary(proj) && conv::density(&values) < conv::EVENT_CROSSOVER.weight_grad;
         // A transposed convolution runs the convolution from its target to its source
         // backwards: its presynaptic values are that convolution's output side.
+        let side = if transposed { Spikes::Output } else { Spikes::Input };
+        let sparse = module.source_is_binary(proj)
+            && conv::density(&values) < conv::event_crossover(Product::WeightGrad, geo.run(Product::WeightGrad, side));
+        let events = sparse.then_some(side);
         if transposed {
             if let Some(dx) = dx {
                 conv::forward(&geo, w, g, dx, rows, false);
             }
             if let Some(dw) = dw {
-                conv::weight_grad(&geo, g, &values, dw, rows, spikes.then_some(conv::Spikes::Output));
+                conv::weight_grad(&geo, g, &values, dw, rows, events);
             }
         } else {
             if let Some(dx) = dx {
                 conv::adjoint(&geo, w, g, dx, rows, false);
             }
             if let Some(dw) = dw {
-                conv::weight_grad(&geo, &values, g, dw, rows, spikes.then_some(conv::Spikes::Input));
+                conv::weight_grad(&geo, &values, g, dw, rows, events);
             }
         }
         give_back(values);

@@ -86,6 +86,7 @@ pub fn evaluate<F: Real>(
     let (label, sample) = (inputs.label, inputs.features);
     let steps = trace.steps();
     let needed = needed(exprs, roots);
+    let last_only = read_at_last_step_only(exprs, &needed, roots);
     let mut values: Vec<Value> = Vec::with_capacity(exprs.nodes.len());
     for (index, (node, ty)) in exprs.nodes.iter().enumerate() {
         if !needed[index] {
@@ -96,6 +97,12 @@ pub fn evaluate<F: Real>(
             TNode::Const(v) => Value::scalar(*v),
             TNode::Label => Value::scalar(label as f64),
             TNode::Sample => Value { per_step: false, width: sample.len(), data: sample.iter().map(|x| f64::from(*x)).collect() },
+            TNode::Readout(readout) if last_only[index] && matches!(readout, Readout::State(..) | Readout::Spikes(_)) => {
+                match trace.readout_last(module, b, *readout, inputs.net) {
+                    Some(value) => value?,
+                    None => trace.readout(module, b, *readout, inputs.net)?,
+                }
+            }
             TNode::Readout(readout) => trace.readout(module, b, *readout, inputs.net)?,
             TNode::Steps => Value::scalar(trace.active_steps(module) as f64),
             TNode::Window => Value::scalar(trace.window().0 as f64),
@@ -128,6 +135,30 @@ pub fn evaluate<F: Real>(
 }
 
 /// Which nodes `roots` depend on (arena order is evaluation order, so one backward pass).
+/// The needed nodes that only `last_t` reads (and that are no root).
+fn read_at_last_step_only(exprs: &TExprs, needed: &[bool], roots: &[TExprId]) -> Vec<bool> {
+    let mut only = vec![true; exprs.nodes.len()];
+    for root in roots {
+        only[root.0 as usize] = false;
+    }
+    for (index, (node, _)) in exprs.nodes.iter().enumerate() {
+        if !needed[index] {
+            continue;
+        }
+        match node {
+            TNode::Call(TFunc::LastT, _) => {}
+            TNode::Unary(_, a) => only[a.0 as usize] = false,
+            TNode::Binary(_, a, b) => {
+                only[a.0 as usize] = false;
+                only[b.0 as usize] = false;
+            }
+            TNode::Call(_, args) => args.iter().for_each(|a| only[a.0 as usize] = false),
+            _ => {}
+        }
+    }
+    only
+}
+
 fn needed(exprs: &TExprs, roots: &[TExprId]) -> Vec<bool> {
     let mut needed = vec![false; exprs.nodes.len()];
     for root in roots {
@@ -173,6 +204,14 @@ pub trait Kept {
     }
     /// The value of `readout` for sample `b`.
     fn readout(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError>;
+
+    /// A per-step readout over the last step only, for an expression that reads nothing else of
+    /// it (`last_t(c1.u)` of a large population need not copy every step); `None` where the
+    /// source keeps no such view (then [`Kept::readout`] serves). Its rows are the window's
+    /// last, as every readout's rows are the window's trailing steps.
+    fn readout_last(&self, _module: &Module, _b: usize, _readout: Readout, _net: &[f64]) -> Option<Result<Value, LossError>> {
+        None
+    }
 }
 
 impl<F: Real> Kept for Trace<F> {
@@ -182,6 +221,10 @@ impl<F: Real> Kept for Trace<F> {
 
     fn readout(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError> {
         readout_value(module, self, b, readout, net, 0..self.steps)
+    }
+
+    fn readout_last(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Option<Result<Value, LossError>> {
+        Some(readout_value(module, self, b, readout, net, self.steps.saturating_sub(1)..self.steps))
     }
 }
 
@@ -210,6 +253,11 @@ impl<F: Real> Kept for Windowed<'_, F> {
 
     fn readout(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Result<Value, LossError> {
         readout_value(module, self.trace, b, readout, net, self.steps.clone())
+    }
+
+    fn readout_last(&self, module: &Module, b: usize, readout: Readout, net: &[f64]) -> Option<Result<Value, LossError>> {
+        let end = self.steps.end;
+        Some(readout_value(module, self.trace, b, readout, net, end.saturating_sub(1).max(self.steps.start)..end))
     }
 }
 
@@ -432,13 +480,16 @@ pub fn backward<F: Real>(
     sweep(exprs, values, root, scale, &mut |node, g, out| {
         match node {
             TNode::Readout(readout) => match readout {
+                // A per-step readout's rows are the window's trailing steps: all of them, or the
+                // last alone when only `last_t` reads it.
                 Readout::Spikes(p) | Readout::Count(p) => {
                     let n = out.width;
                     let row = grads.batch * n;
                     let per_step = matches!(readout, Readout::Spikes(_));
+                    let rows = if per_step { g.len() / n.max(1) } else { steps };
                     let slot = grads.spikes_mut(p.0 as usize);
-                    for t in 0..steps {
-                        let from = if per_step { t * n } else { 0 };
+                    for t in steps - rows..steps {
+                        let from = if per_step { (t + rows - steps) * n } else { 0 };
                         let at = (first + t) * row + b * n;
                         add_into(&mut slot[at..at + n], &g[from..from + n]);
                     }
@@ -446,10 +497,12 @@ pub fn backward<F: Real>(
                 Readout::State(p, v) => {
                     let n = out.width;
                     let row = grads.batch * n;
+                    let rows = g.len() / n.max(1);
                     let slot = grads.states_mut(p.0 as usize, v.0 as usize);
-                    for t in 0..steps {
+                    for t in steps - rows..steps {
                         let at = (first + t) * row + b * n;
-                        add_into(&mut slot[at..at + n], &g[t * n..(t + 1) * n]);
+                        let from = (t + rows - steps) * n;
+                        add_into(&mut slot[at..at + n], &g[from..from + n]);
                     }
                 }
                 Readout::Observable(p, o) => {

@@ -13,7 +13,7 @@
 //!
 //! Each has a dense path, an im2col per image and per group and the `gemm` crate's f32/f64
 //! kernels, and an event-driven path for binary spikes below a measured density
-//! ([`EVENT_CROSSOVER`]): a spike adds a kernel-sized patch of weights, and the weight gradient
+//! ([`event_crossover`]): a spike adds a kernel-sized patch of weights, and the weight gradient
 //! accumulates only at spikes. Images run in parallel; weight gradients are summed over fixed
 //! blocks of images in order, so that results do not depend on the number of threads.
 //! [`reference_forward`], [`reference_adjoint`] and [`reference_weight_grad`] are the
@@ -27,18 +27,31 @@ use crate::exec::pool;
 use crate::exec::real::Real;
 use crate::ir::{Connectivity, Conv};
 
-/// Below these fractions of nonzero binary inputs, the event-driven products beat im2col and
-/// a GEMM (f32, 2 threads, the auto-encoder's 5x5 layers; `cargo bench --bench conv`,
-/// docs/results.md): a convolution's forward pass breaks even at 5% (`forward`), a transposed
-/// convolution's at 2-2.5% (`adjoint`), the weight gradients at 3-5%.
-pub const EVENT_CROSSOVER: Crossover = Crossover { forward: 0.04, adjoint: 0.02, weight_grad: 0.03 };
+/// The products with an event-driven path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Product {
+    /// [`forward`] from input spikes: a spike adds runs over its group's output channels.
+    Forward,
+    /// [`adjoint`] from output-side spikes: a spike adds runs over its group's input channels.
+    Adjoint,
+    /// [`weight_grad`] at spikes, with runs over the other side's channels of the group.
+    WeightGrad,
+}
 
-/// Densities below which each product runs event-driven.
-#[derive(Clone, Copy, Debug)]
-pub struct Crossover {
-    pub forward: f64,
-    pub adjoint: f64,
-    pub weight_grad: f64,
+/// Below this fraction of nonzero binary values, `product` runs event-driven: measured with
+/// `cargo bench --bench conv` on the auto-encoder's 5x5 layers (f32, 2 threads,
+/// docs/results.md). Each spike adds contiguous runs of `run` channels (see [`Geometry::run`]),
+/// so the events pay at a higher density where runs are long: with 16 or 32 channels they win
+/// up to 10-20%, with one channel only below 1.5-4%.
+pub fn event_crossover(product: Product, run: usize) -> f64 {
+    match (product, run >= 16) {
+        (Product::Forward, true) => 0.10,
+        (Product::Forward, false) => 0.015,
+        (Product::Adjoint, true) => 0.12,
+        (Product::Adjoint, false) => 0.015,
+        (Product::WeightGrad, true) => 0.20,
+        (Product::WeightGrad, false) => 0.04,
+    }
 }
 
 /// Images per block of a weight gradient: fixed, so that sums do not depend on threads.
@@ -94,6 +107,16 @@ impl Geometry {
 
     fn out_group(&self) -> usize {
         self.out_c / self.groups
+    }
+
+    /// The channels an event-driven `product` adds per spike and tap in one contiguous run:
+    /// the group's output channels for a spike at the input, its input channels for one at the
+    /// output.
+    pub fn run(&self, product: Product, spikes: Spikes) -> usize {
+        match (product, spikes) {
+            (Product::Forward, _) | (Product::WeightGrad, Spikes::Input) => self.out_group(),
+            (Product::Adjoint, _) | (Product::WeightGrad, Spikes::Output) => self.in_group(),
+        }
     }
 
     /// Columns of one output channel's weights: the group's input channels times the taps.
@@ -220,33 +243,34 @@ pub fn density<F: Real>(values: &[F]) -> f64 {
 pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usize, events: bool) {
     let (n_in, n_out) = (geo.in_len(), geo.out_len());
     assert!(x.len() >= rows * n_in && y.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
+    let (patch, pixels, out_g) = (geo.patch(), geo.pixels(), geo.out_group());
     if events {
-        // Weights by (input channel in group, tap) then output channel in group: a spike's
-        // patch reads one contiguous run per output position.
-        let wt = by_tap(geo, w);
-        let (k, out_g) = (geo.kernel, geo.out_group());
+        // A spike adds, at each output pixel it reaches, one run of the group's output
+        // channels: accumulated channels-last (contiguous, vectorised), then added to `y`.
+        let wt = channels_last_weights(geo, w);
+        let (k, taps) = (geo.kernel, geo.taps());
         y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).for_each(|(y, x)| {
+            let mut acc = pool::zeroed::<F>(n_out);
             for_each_nonzero(x, |i| {
                 let v = x[i];
                 let (ic, iy, ix) = (i / (geo.in_h * geo.in_w), i / geo.in_w % geo.in_h, i % geo.in_w);
-                let (group, icg) = (ic / geo.in_group(), ic % geo.in_group());
+                let group = ic / geo.in_group();
                 for ky in 0..k {
                     let Some(oy) = geo.output_at(iy, ky, geo.out_h) else { continue };
                     for kx in 0..k {
                         let Some(ox) = geo.output_at(ix, kx, geo.out_w) else { continue };
-                        let taps = &wt[((group * geo.in_group() + icg) * geo.taps() + ky * k + kx) * out_g..][..out_g];
-                        let first = (group * out_g * geo.out_h + oy) * geo.out_w + ox;
-                        for (ocg, wv) in taps.iter().enumerate() {
-                            y[first + ocg * geo.pixels()] += v * *wv;
-                        }
+                        let run = &wt[(ic * taps + ky * k + kx) * out_g..][..out_g];
+                        let at = &mut acc[(oy * geo.out_w + ox) * geo.out_c + group * out_g..][..out_g];
+                        axpy(v, run, at);
                     }
                 }
             });
+            add_channels_last(&acc, y, geo.out_c, pixels);
+            pool::spare([acc]);
         });
         pool::spare([wt]);
         return;
     }
-    let (patch, pixels, out_g) = (geo.patch(), geo.pixels(), geo.out_group());
     y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).for_each(|(y, x)| {
         let mut cols = pool::overwritten::<F>(patch * pixels);
         for group in 0..geo.groups {
@@ -279,26 +303,31 @@ pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usi
 pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: usize, events: bool) {
     let (n_in, n_out) = (geo.in_len(), geo.out_len());
     assert!(dx.len() >= rows * n_in && g.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
-    let (k, patch, pixels, in_g, out_g) = (geo.kernel, geo.patch(), geo.pixels(), geo.in_group(), geo.out_group());
+    let (k, taps, patch, pixels, in_g, out_g) = (geo.kernel, geo.taps(), geo.patch(), geo.pixels(), geo.in_group(), geo.out_group());
     if events {
+        // A spike adds, at each input pixel it reaches, the run of the group's input channels:
+        // accumulated channels-last, then added to `dx`.
+        let wt = taps_first_weights(geo, w);
         dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).for_each(|(dx, g)| {
+            let mut acc = pool::zeroed::<F>(n_in);
             for_each_nonzero(g, |o| {
                 let v = g[o];
                 let (oc, oy, ox) = (o / pixels, o / geo.out_w % geo.out_h, o % geo.out_w);
                 let group = oc / out_g;
-                let weights = &w[oc * patch..(oc + 1) * patch];
-                for icg in 0..in_g {
-                    let plane = (group * in_g + icg) * geo.in_h * geo.in_w;
-                    for ky in 0..k {
-                        let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
-                        for kx in 0..k {
-                            let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
-                            dx[plane + iy * geo.in_w + ix] += v * weights[(icg * k + ky) * k + kx];
-                        }
+                for ky in 0..k {
+                    let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
+                    for kx in 0..k {
+                        let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
+                        let run = &wt[(oc * taps + ky * k + kx) * in_g..][..in_g];
+                        let at = &mut acc[(iy * geo.in_w + ix) * geo.in_c + group * in_g..][..in_g];
+                        axpy(v, run, at);
                     }
                 }
             });
+            add_channels_last(&acc, dx, geo.in_c, geo.in_h * geo.in_w);
+            pool::spare([acc]);
         });
+        pool::spare([wt]);
         return;
     }
     dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).for_each(|(dx, g)| {
@@ -348,19 +377,38 @@ pub fn weight_grad<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], rows
     let partials: Vec<Vec<F>> = (0..blocks)
         .into_par_iter()
         .map(|block| {
+            // Each path accumulates in the layout its inner loop runs along; the block's sum is
+            // put back in the weights' own layout at the end.
             let mut partial = pool::zeroed::<F>(geo.weights());
             let images = block * IMAGES_PER_BLOCK..((block + 1) * IMAGES_PER_BLOCK).min(rows);
-            let mut cols = if events.is_none() { pool::overwritten::<F>(geo.patch() * geo.pixels()) } else { Vec::new() };
+            let scratch_len = match events {
+                None => geo.patch() * geo.pixels(),
+                Some(Spikes::Input) => n_out,
+                Some(Spikes::Output) => n_in,
+            };
+            let mut scratch = pool::overwritten::<F>(scratch_len);
             for image in images {
                 let (x, g) = (&x[image * n_in..(image + 1) * n_in], &g[image * n_out..(image + 1) * n_out]);
                 match events {
-                    Some(Spikes::Input) => weight_grad_input_events(geo, x, g, &mut partial),
-                    Some(Spikes::Output) => weight_grad_output_events(geo, x, g, &mut partial),
-                    None => weight_grad_dense(geo, x, g, &mut partial, &mut cols),
+                    Some(Spikes::Input) => weight_grad_input_events(geo, x, g, &mut partial, &mut scratch),
+                    Some(Spikes::Output) => weight_grad_output_events(geo, x, g, &mut partial, &mut scratch),
+                    None => weight_grad_dense(geo, x, g, &mut partial, &mut scratch),
                 }
             }
-            pool::spare([cols]);
-            partial
+            pool::spare([scratch]);
+            match events {
+                None => partial,
+                Some(Spikes::Input) => {
+                    let own = from_channels_last_weights(geo, &partial);
+                    pool::spare([partial]);
+                    own
+                }
+                Some(Spikes::Output) => {
+                    let own = from_taps_first_weights(geo, &partial);
+                    pool::spare([partial]);
+                    own
+                }
+            }
         })
         .collect();
     for partial in &partials {
@@ -396,50 +444,76 @@ fn weight_grad_dense<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], co
     }
 }
 
-/// One image's weight gradient, at the input's spikes.
-fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F]) {
-    let (k, patch, pixels, out_g) = (geo.kernel, geo.patch(), geo.pixels(), geo.out_group());
+/// One image's weight gradient at the input's spikes, into `dw` in the layout of
+/// [`channels_last_weights`], with `g_t` scratch for `g` channels-last.
+fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], g_t: &mut [F]) {
+    let (k, taps, pixels, out_g) = (geo.kernel, geo.taps(), geo.pixels(), geo.out_group());
+    transpose(g, g_t, geo.out_c, pixels);
     for_each_nonzero(x, |i| {
         let v = x[i];
         let (ic, iy, ix) = (i / (geo.in_h * geo.in_w), i / geo.in_w % geo.in_h, i % geo.in_w);
-        let (group, icg) = (ic / geo.in_group(), ic % geo.in_group());
+        let group = ic / geo.in_group();
         for ky in 0..k {
             let Some(oy) = geo.output_at(iy, ky, geo.out_h) else { continue };
             for kx in 0..k {
                 let Some(ox) = geo.output_at(ix, kx, geo.out_w) else { continue };
-                let tap = (icg * k + ky) * k + kx;
-                for oc in group * out_g..(group + 1) * out_g {
-                    dw[oc * patch + tap] += v * g[oc * pixels + oy * geo.out_w + ox];
-                }
+                let run = &g_t[(oy * geo.out_w + ox) * geo.out_c + group * out_g..][..out_g];
+                axpy(v, run, &mut dw[(ic * taps + ky * k + kx) * out_g..][..out_g]);
             }
         }
     });
 }
 
-/// One image's weight gradient, at the output side's spikes (`g` is a transposed
-/// convolution's input).
-fn weight_grad_output_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F]) {
-    let (k, patch, pixels, in_g, out_g) = (geo.kernel, geo.patch(), geo.pixels(), geo.in_group(), geo.out_group());
+/// One image's weight gradient at the output side's spikes (`g` is a transposed convolution's
+/// input), into `dw` in the layout of [`taps_first_weights`], with `x_t` scratch for `x`
+/// channels-last.
+fn weight_grad_output_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], x_t: &mut [F]) {
+    let (k, taps, pixels, in_g, out_g) = (geo.kernel, geo.taps(), geo.pixels(), geo.in_group(), geo.out_group());
+    transpose(x, x_t, geo.in_c, geo.in_h * geo.in_w);
     for_each_nonzero(g, |o| {
         let v = g[o];
         let (oc, oy, ox) = (o / pixels, o / geo.out_w % geo.out_h, o % geo.out_w);
         let group = oc / out_g;
-        let row = &mut dw[oc * patch..(oc + 1) * patch];
-        for icg in 0..in_g {
-            let plane = &x[(group * in_g + icg) * geo.in_h * geo.in_w..][..geo.in_h * geo.in_w];
-            for ky in 0..k {
-                let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
-                for kx in 0..k {
-                    let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
-                    row[(icg * k + ky) * k + kx] += v * plane[iy * geo.in_w + ix];
-                }
+        for ky in 0..k {
+            let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
+            for kx in 0..k {
+                let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
+                let run = &x_t[(iy * geo.in_w + ix) * geo.in_c + group * in_g..][..in_g];
+                axpy(v, run, &mut dw[(oc * taps + ky * k + kx) * in_g..][..in_g]);
             }
         }
     });
 }
 
-/// The weights reordered `[in_c][tap][out_c / groups]` (a pooled buffer).
-fn by_tap<F: Real>(geo: &Geometry, w: &[F]) -> Vec<F> {
+/// `y += a x` over a short run (a group's channels), which the compiler vectorises.
+#[inline]
+fn axpy<F: Real>(a: F, x: &[F], y: &mut [F]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * *x;
+    }
+}
+
+/// The transpose of a `channels x pixels` image into `pixels x channels`.
+fn transpose<F: Real>(from: &[F], to: &mut [F], channels: usize, pixels: usize) {
+    for c in 0..channels {
+        for (p, v) in from[c * pixels..(c + 1) * pixels].iter().enumerate() {
+            to[p * channels + c] = *v;
+        }
+    }
+}
+
+/// Adds a `pixels x channels` accumulator into a `channels x pixels` image.
+fn add_channels_last<F: Real>(acc: &[F], image: &mut [F], channels: usize, pixels: usize) {
+    for c in 0..channels {
+        for (p, y) in image[c * pixels..(c + 1) * pixels].iter_mut().enumerate() {
+            *y += acc[p * channels + c];
+        }
+    }
+}
+
+/// The weights as `[in_c][tap][out_c / groups]` (a pooled buffer): a spike of input channel
+/// `ic` at tap `tap` reads one contiguous run over its group's output channels.
+fn channels_last_weights<F: Real>(geo: &Geometry, w: &[F]) -> Vec<F> {
     let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
     let mut wt = pool::overwritten::<F>(geo.weights());
     for oc in 0..geo.out_c {
@@ -451,6 +525,50 @@ fn by_tap<F: Real>(geo: &Geometry, w: &[F]) -> Vec<F> {
         }
     }
     wt
+}
+
+/// The inverse of [`channels_last_weights`].
+fn from_channels_last_weights<F: Real>(geo: &Geometry, wt: &[F]) -> Vec<F> {
+    let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
+    let mut w = pool::overwritten::<F>(geo.weights());
+    for oc in 0..geo.out_c {
+        let (group, ocg) = (oc / out_g, oc % out_g);
+        for icg in 0..in_g {
+            for tap in 0..taps {
+                w[(oc * in_g + icg) * taps + tap] = wt[((group * in_g + icg) * taps + tap) * out_g + ocg];
+            }
+        }
+    }
+    w
+}
+
+/// The weights as `[out_c][tap][in_c / groups]` (a pooled buffer): a spike of output channel
+/// `oc` at tap `tap` reads one contiguous run over its group's input channels.
+fn taps_first_weights<F: Real>(geo: &Geometry, w: &[F]) -> Vec<F> {
+    let (taps, in_g) = (geo.taps(), geo.in_group());
+    let mut wt = pool::overwritten::<F>(geo.weights());
+    for oc in 0..geo.out_c {
+        for icg in 0..in_g {
+            for tap in 0..taps {
+                wt[(oc * taps + tap) * in_g + icg] = w[(oc * in_g + icg) * taps + tap];
+            }
+        }
+    }
+    wt
+}
+
+/// The inverse of [`taps_first_weights`].
+fn from_taps_first_weights<F: Real>(geo: &Geometry, wt: &[F]) -> Vec<F> {
+    let (taps, in_g) = (geo.taps(), geo.in_group());
+    let mut w = pool::overwritten::<F>(geo.weights());
+    for oc in 0..geo.out_c {
+        for icg in 0..in_g {
+            for tap in 0..taps {
+                w[(oc * in_g + icg) * taps + tap] = wt[(oc * taps + tap) * in_g + icg];
+            }
+        }
+    }
+    w
 }
 
 #[cfg(test)]
