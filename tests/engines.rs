@@ -163,7 +163,8 @@ fn state_carrying_connections_match_the_oracle() {
     }
 }
 
-/// Convolutions and transposed convolutions with stride, padding, dilation and groups, from
+/// Convolutions and transposed convolutions with stride, padding, dilation and groups, and
+/// sum, average and max pooling, from
 /// spikes (sparse enough for the event-driven products, and dense) and from a membrane:
 /// the compiled engine (im2col and GEMM, or events) against the oracle's loops, forward and
 /// gradients, with three samples.
@@ -173,13 +174,17 @@ fn convolutions_match_the_oracle() {
         format!(
             "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {{\n    dt = 1 ms\n    steps = 6\n    input x[5] = repeat(sample)\n    \
              population p[2, 7, 6] = Leaky(beta = 0.8, threshold = {threshold})\n    population c[4, 4, 3] = Leaky(beta = 0.8, threshold = {threshold})\n    population d[3, 8, 7] = Leaky(beta = 0.8, threshold = {threshold})\n    \
-             population e[2, 8, 7] = Leaky(beta = 0.8, threshold = 0.3)\n    population out[3] = LI(beta = 0.9)\n    \
+             population e[2, 8, 7] = Leaky(beta = 0.8, threshold = 0.3)\n    population s[2, 3, 2] = Leaky(beta = 0.8, threshold = 0.5)\n    \
+             population out[3] = LI(beta = 0.9)\n    \
              connect x -> p.i : dense(init = uniform(-0.5, 1.5))\n    \
              connect p -> c.i : conv2d(kernel = 3, stride = 2, padding = 1, groups = 2, init = uniform(-0.5, 1.5))\n    \
              connect p.v -> c.i : conv2d(kernel = 3, stride = 2, padding = 1, groups = 2, init = uniform(-0.3, 0.3))\n    \
              connect c -> d.i : conv_transpose2d(kernel = 3, dilation = 2, init = uniform(-0.5, 1.5))\n    \
              connect d -> e.i : conv2d(kernel = 3, padding = 1, init = uniform(-0.5, 1.5))\n    \
-             connect e -> out.i : dense(init = uniform(-0.5, 0.5))\n}}\n\
+             connect e -> out.i : dense(init = uniform(-0.5, 0.5))\n    \
+             connect p -> s.i : max_pool2d(kernel = 3, stride = 2)\n    connect p.v -> s.i : avg_pool2d(kernel = 3, stride = 2, weight = 0.5)\n    \
+             connect p -> s.i : sum_pool2d(kernel = 3, stride = 3, padding = 1, weight = 0.2) delay 1 ms\n    \
+             connect s -> out.i : dense(init = uniform(-0.5, 0.5))\n}}\n\
              train {{\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(sum_t(out.v), label)\n    \
              predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}}\n"
         )

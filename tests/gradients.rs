@@ -89,18 +89,22 @@ fn state_carrying_connections_with_and_without_normalisation() {
     check_against_finite_differences(&m, &[0.3, -0.6, 0.9, 0.2, 1.0], 2);
 }
 
-/// Convolutions with stride, padding, dilation and groups, and a transposed convolution with
-/// dilation carrying a membrane (no spikes, so that the loss is smooth): every weight's
-/// gradient against central differences.
+/// Convolutions with stride, padding, dilation and groups, a transposed convolution with
+/// dilation, and sum, average and max pooling, carrying membranes (no spikes, so that the loss is
+/// smooth): every trainable weight's gradient against central differences (the pooling's flow
+/// through to the weights before it).
 #[test]
 fn convolutions_and_transposed_convolutions() {
     let m = module(
         "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 1 ms\n    steps = 4\n    input x[5] = repeat(sample)\n    \
-         population a[2, 5, 4] = Leaky(beta = 0.6, threshold = 1000)\n    population h[4, 3, 2] = Leaky(beta = 0.7, threshold = 1000)\n    population d[2, 5, 4] = LI(beta = 0.8)\n    population out[3] = LI(beta = 0.9)\n    \
+         population a[2, 5, 4] = Leaky(beta = 0.6, threshold = 1000)\n    population h[4, 3, 2] = Leaky(beta = 0.7, threshold = 1000)\n    population d[2, 5, 4] = LI(beta = 0.8)\n    population q[2, 2, 2] = LI(beta = 0.8)\n    population out[3] = LI(beta = 0.9)\n    \
          connect x -> a.i : dense(init = uniform(-1, 1))\n    \
          connect a.v -> h.i : conv2d(kernel = 3, stride = 2, padding = 1, groups = 2, init = uniform(-1, 1))\n    \
          connect h.v -> d.i : conv_transpose2d(kernel = 3, stride = 1, padding = 1, dilation = 2, init = uniform(-1, 1))\n    \
-         connect d.v -> out.i : dense(init = uniform(-0.3, 0.3))\n}\n\
+         connect d.v -> out.i : dense(init = uniform(-0.3, 0.3))\n    \
+         connect a.v -> q.i : avg_pool2d(kernel = 2, stride = 2)\n    connect a.v -> q.i : max_pool2d(kernel = 2, weight = 0.5)\n    \
+         connect a.v -> q.i : sum_pool2d(kernel = 3, stride = 3, padding = 1, weight = 0.2)\n    \
+         connect q.v -> out.i : dense(init = uniform(-0.3, 0.3))\n}\n\
          train {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(sum_t(out.v), label)\n    \
          loss sq = 0.01 * sum(square(last_t(d.v)))\n    predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}\n",
     );

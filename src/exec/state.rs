@@ -133,7 +133,7 @@ pub fn init_params<F: Real>(module: &Module, seed: u64) -> Params<F> {
 fn fans(module: &Module, proj: &ir::Projection) -> (usize, usize) {
     match &proj.connectivity {
         Connectivity::Dense | Connectivity::AllToAllButSelf => (module.source_size(&proj.source), module.population(proj.target).size()),
-        Connectivity::OneToOne => (1, 1),
+        Connectivity::OneToOne | Connectivity::Pool2d(_) => (1, 1),
         // PyTorch's fans: the weight's second dimension (input channels per group for a
         // convolution, output channels per group for a transposed one) times the taps, and the
         // first.

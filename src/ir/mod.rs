@@ -624,6 +624,27 @@ pub enum Connectivity {
     /// Its transpose (the adjoint of the convolution from target to source); weights
     /// `[in_channels, out_channels / groups, kernel, kernel]` (PyTorch's `ConvTranspose2d`).
     ConvTranspose2d(Conv),
+    /// Pooling over windows of each channel, times the connection's one weight.
+    Pool2d(Pool),
+}
+
+/// What a pooling connection takes of each window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Sum,
+    /// The mean over the whole window, padding included (PyTorch's default).
+    Avg,
+    /// The maximum; padding never wins.
+    Max,
+}
+
+/// A pooling connection's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub kind: PoolKind,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
 }
 
 /// The settings of a (transposed) convolution, as PyTorch names them.

@@ -118,6 +118,7 @@ pub fn validate(module: Module) -> Result<Valid, ValidationError> {
             Connectivity::Dense | Connectivity::AllToAllButSelf => n_pre * n_post,
             Connectivity::OneToOne => n_pre.min(n_post),
             Connectivity::Conv2d(_) | Connectivity::ConvTranspose2d(_) => found,
+            Connectivity::Pool2d(_) => 1,
         };
         if found != expected {
             return Err(ValidationError::WeightShape { projection: index, expected, found });

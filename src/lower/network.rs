@@ -14,7 +14,8 @@ use crate::lower::surrogate::lower_encoder_body;
 use crate::lower::{Program, Sink, SourceMap};
 
 pub const NETWORK_SETTINGS: [&str; 4] = ["steps", "dt", "duration", "rest"];
-pub const CONNECTIVITIES: [&str; 5] = ["dense", "one_to_one", "all_to_all_but_self", "conv2d", "conv_transpose2d"];
+pub const CONNECTIVITIES: [&str; 8] =
+    ["dense", "one_to_one", "all_to_all_but_self", "conv2d", "conv_transpose2d", "sum_pool2d", "avg_pool2d", "max_pool2d"];
 /// Names an encoder argument may read besides network parameters: the sample's value for the
 /// input neuron.
 pub const DATA_FIELDS: [&str; 2] = ["image", "sample"];

@@ -295,6 +295,7 @@ pub(crate) fn lower_projection(
     let allowed: &[&str] = match kind.name.name.as_str() {
         "conv2d" => &["init", "weight", "kernel", "stride", "padding", "dilation", "groups"],
         "conv_transpose2d" => &["init", "weight", "kernel", "stride", "padding", "output_padding", "dilation", "groups"],
+        "sum_pool2d" | "avg_pool2d" | "max_pool2d" => &["weight", "kernel", "stride", "padding"],
         _ => &["init", "weight"],
     };
     for arg in kind.args.iter().flatten() {
@@ -509,7 +510,10 @@ pub(crate) fn lower_projection(
                 );
                 return None;
             };
-            let (stride, padding, output_padding) = (get("stride", 1).max(1), get("padding", 0), get("output_padding", 0));
+            let pooling = conv.ends_with("_pool2d");
+            // A pooling window moves by its size unless told otherwise.
+            let stride = get("stride", if pooling { kernel } else { 1 }).max(1);
+            let (padding, output_padding) = (get("padding", 0), get("output_padding", 0));
             let (dilation, groups) = (get("dilation", 1).max(1), get("groups", 1).max(1));
             // The rows and columns one output reads: the kernel's taps spread by the dilation.
             let extent = dilation.saturating_mul(kernel.saturating_sub(1)).saturating_add(1);
@@ -544,7 +548,7 @@ pub(crate) fn lower_projection(
                 );
                 return None;
             }
-            let (oh, ow) = if conv == "conv2d" {
+            let (oh, ow) = if conv == "conv2d" || pooling {
                 let out = |size: usize| size.checked_add(padding.checked_mul(2)?)?.checked_sub(extent).map(|s| s / stride + 1);
                 match (out(h), out(w)) {
                     (Some(oh), Some(ow)) => (oh, ow),
@@ -567,8 +571,10 @@ pub(crate) fn lower_projection(
                 };
                 (out(h).unwrap_or(0), out(w).unwrap_or(0))
             };
-            if (oh, ow) != (th, tw) {
-                let expected = shape_text(&[out_c, oh, ow]);
+            // Pooling keeps the channels.
+            let expected_c = if pooling { in_c } else { out_c };
+            if (expected_c, oh, ow) != (out_c, th, tw) {
+                let expected = shape_text(&[expected_c, oh, ow]);
                 sink.push(
                     Diagnostic::error(
                         "snn::shapes::conv_output",
@@ -586,12 +592,25 @@ pub(crate) fn lower_projection(
                 );
             }
             let settings = ir::Conv { kernel, stride, padding, dilation, groups, output_padding: 0 };
-            if conv == "conv2d" {
+            if pooling {
+                let kind = match conv {
+                    "sum_pool2d" => ir::PoolKind::Sum,
+                    "avg_pool2d" => ir::PoolKind::Avg,
+                    _ => ir::PoolKind::Max,
+                };
+                (Connectivity::Pool2d(ir::Pool { kind, kernel, stride, padding }), vec![1])
+            } else if conv == "conv2d" {
                 (Connectivity::Conv2d(settings), vec![out_c, in_c / groups, kernel, kernel])
             } else {
                 (Connectivity::ConvTranspose2d(ir::Conv { output_padding, ..settings }), vec![in_c, out_c / groups, kernel, kernel])
             }
         }
+    };
+    // Pooling carries one weight, 1 unless given, fixed.
+    let (init, weight, trainable) = if matches!(connectivity, Connectivity::Pool2d(_)) {
+        (init, Some(weight.unwrap_or(Init::Const(1.0))), false)
+    } else {
+        (init, weight, trainable)
     };
     // A fixed connection of one constant weight stores it once.
     let weight_shape = match (&connectivity, &weight) {

@@ -3,6 +3,7 @@
 //! [`super::conv`]'s fast paths where they apply.
 
 use crate::exec::kernels::conv::{Geometry, reference_adjoint, reference_forward, reference_weight_grad};
+use crate::exec::kernels::pool::Pooling;
 use crate::exec::real::Real;
 use crate::ir::Connectivity;
 
@@ -44,6 +45,11 @@ pub fn project<F: Real>(connectivity: &Connectivity, w: &[F], x: &[F], y: &mut [
         Connectivity::Conv2d(_) | Connectivity::ConvTranspose2d(_) => {
             let Some((geo, transposed)) = Geometry::of(connectivity, in_shape, out_shape) else { return };
             if transposed { reference_adjoint(&geo, w, x, y) } else { reference_forward(&geo, w, x, y) }
+        }
+        Connectivity::Pool2d(pool) => {
+            if let Some(pooling) = Pooling::of(pool, in_shape, out_shape) {
+                pooling.forward(w[0], x, y);
+            }
         }
     }
 }
@@ -93,6 +99,11 @@ pub fn project_backward<F: Real>(
             } else {
                 reference_adjoint(&geo, w, g, dx);
                 reference_weight_grad(&geo, x, g, dw);
+            }
+        }
+        Connectivity::Pool2d(pool) => {
+            if let Some(pooling) = Pooling::of(pool, in_shape, out_shape) {
+                pooling.backward(w[0], x, g, &mut dw[0], dx);
             }
         }
     }

@@ -10,3 +10,4 @@ pub mod conv;
 pub mod events;
 pub mod gemm;
 pub mod normalize;
+pub mod pool;
