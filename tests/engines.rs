@@ -170,27 +170,42 @@ fn state_carrying_connections_match_the_oracle() {
 /// gradients, with three samples.
 #[test]
 fn convolutions_match_the_oracle() {
-    let net = |threshold: f64| {
+    let net = |threshold: f64, surrogate: &str, neuron: &str| {
+        let membrane = if neuron == "BoundedLIF" { "u" } else { "v" };
         format!(
             "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {{\n    dt = 1 ms\n    steps = 6\n    input x[5] = repeat(sample)\n    \
-             population p[2, 7, 6] = Leaky(beta = 0.8, threshold = {threshold})\n    population c[4, 4, 3] = Leaky(beta = 0.8, threshold = {threshold})\n    population d[3, 8, 7] = Leaky(beta = 0.8, threshold = {threshold})\n    \
-             population e[2, 8, 7] = Leaky(beta = 0.8, threshold = 0.3)\n    population s[2, 3, 2] = Leaky(beta = 0.8, threshold = 0.5)\n    \
+             population p[2, 7, 6] = {neuron}(threshold = {threshold})\n    population c[4, 4, 3] = {neuron}(threshold = {threshold})\n    population d[3, 8, 7] = {neuron}(threshold = {threshold})\n    \
+             population e[2, 8, 7] = {neuron}(threshold = 0.3)\n    population s[2, 3, 2] = {neuron}(threshold = 0.5)\n    \
              population out[3] = LI(beta = 0.9)\n    \
              connect x -> p.i : dense(init = uniform(-0.5, 1.5))\n    \
              connect p -> c.i : conv2d(kernel = 3, stride = 2, padding = 1, groups = 2, init = uniform(-0.5, 1.5))\n    \
-             connect p.v -> c.i : conv2d(kernel = 3, stride = 2, padding = 1, groups = 2, init = uniform(-0.3, 0.3))\n    \
+             connect p.{membrane} -> c.i : conv2d(kernel = 3, stride = 2, padding = 1, groups = 2, init = uniform(-0.3, 0.3))\n    \
              connect c -> d.i : conv_transpose2d(kernel = 3, dilation = 2, init = uniform(-0.5, 1.5))\n    \
              connect d -> e.i : conv2d(kernel = 3, padding = 1, init = uniform(-0.5, 1.5))\n    \
              connect e -> out.i : dense(init = uniform(-0.5, 0.5))\n    \
-             connect p -> s.i : max_pool2d(kernel = 3, stride = 2)\n    connect p.v -> s.i : avg_pool2d(kernel = 3, stride = 2, weight = 0.5)\n    \
+             connect p -> s.i : max_pool2d(kernel = 3, stride = 2)\n    connect p.{membrane} -> s.i : avg_pool2d(kernel = 3, stride = 2, weight = 0.5)\n    \
              connect p -> s.i : sum_pool2d(kernel = 3, stride = 3, padding = 1, weight = 0.2) delay 1 ms\n    \
              connect s -> out.i : dense(init = uniform(-0.5, 0.5))\n}}\n\
-             train {{\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(sum_t(out.v), label)\n    \
+             train {{\n    data = yin_yang()\n    method = bptt(surrogate = {surrogate})\n    loss ce = cross_entropy(sum_t(out.v), label)\n    \
              predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}}\n"
         )
     };
-    for (name, threshold) in [("sparse spikes", 1.2), ("dense spikes", 0.05)] {
-        let m = valid(common::module(&net(threshold)));
+    // With `straight_through_above` the spike adjoint is read only where a neuron fired
+    // (`spike_gated`), so the compiled engine gathers input gradients at spikes alone; the
+    // oracle computes them everywhere.
+    // Leaky fires on v > threshold, where `x >= 0` passes a gradient at x = 0 without a spike:
+    // not gated; BoundedLIF fires on u >= threshold; LI never fires.
+    let cases = [
+        ("sparse spikes", 1.2, "fast_sigmoid()", "Leaky", 0),
+        ("dense spikes", 0.05, "fast_sigmoid()", "Leaky", 0),
+        ("straight-through, not gated", 1.2, "straight_through_above()", "Leaky", 0),
+        ("sparse spikes, gated", 1.2, "straight_through_above()", "BoundedLIF", 5),
+        ("dense spikes, gated", 0.05, "straight_through_above()", "BoundedLIF", 5),
+    ];
+    for (name, threshold, surrogate, neuron, gated) in cases {
+        let m = valid(common::module(&net(threshold, surrogate, neuron)));
+        let s = m.train.as_ref().and_then(|t| t.method.surrogate()).expect("a surrogate");
+        assert_eq!(m.populations.iter().filter(|p| snnc::ir::grad::spike_gated(p, s)).count(), gated, "{name}: gated populations");
         let n: usize = m.inputs[0].shape.iter().product();
         let (a, b, c) = (features(n, 1), features(n, 2), features(n, 3));
         let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];

@@ -13,10 +13,11 @@ use std::ops::Range;
 
 use crate::data::uniform_prefix;
 use crate::exec::jit::Compiled;
+use crate::exec::kernels::bits::Bits;
 use crate::exec::kernels::connectivity::{project, project_backward};
 use crate::exec::kernels::conv::{self, Product, Spikes};
 use crate::exec::kernels::events::{self, Rows, give_back};
-use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_weight_grad, gemm_columns};
+use crate::exec::kernels::gemm::{dense, dense_input_grad, dense_input_grad_at, dense_weight_grad, gemm_columns};
 use crate::exec::kernels::normalize::{l2_normalize_rows, l2_normalize_rows_backward};
 use crate::exec::pool::{overwritten, spare, zeroed};
 use crate::exec::real::Real;
@@ -584,7 +585,16 @@ impl<F: Real> Backward<'_, F> {
                 let raw = &trace.states[q][v][states.start * r_pre..states.end * r_pre];
                 let x = carried(raw, s, module);
                 let mut dx = zeroed(x.len());
-                project_grad(module, index, &self.params.weights[index], Rows::Values(&x), g, rows, dw, Some(&mut dx));
+                project_grad(
+                    module,
+                    index,
+                    &self.params.weights[index],
+                    Rows::Values(&x),
+                    g,
+                    rows,
+                    dw,
+                    Some(InputGrad { dx: &mut dx, at: None }),
+                );
                 give_back(x);
                 // Trace row `k` of states is the readout's row `k - 1`; the initial state
                 // (row 0) has no gradient to take.
@@ -613,9 +623,18 @@ impl<F: Real> Backward<'_, F> {
                     project_grad(module, index, &self.params.weights[index], x, g, rows, dw, None);
                 }
                 Source::Population(q) => {
-                    let x = Rows::Bits(&trace.spikes[q.0 as usize], from..to);
+                    let spikes = &trace.spikes[q.0 as usize];
+                    let x = Rows::Bits(spikes, from..to);
+                    // Where the source's backward step reads its spike adjoint only at spikes,
+                    // the input gradient is computed there alone.
+                    let gated = module
+                        .train
+                        .as_ref()
+                        .and_then(|t| t.method.surrogate())
+                        .is_some_and(|s| crate::ir::grad::spike_gated(module.population(*q), s));
                     let dx = &mut readout.spikes_mut(q.0 as usize)[from..to];
-                    project_grad(module, index, &self.params.weights[index], x, g, rows, dw, Some(dx));
+                    let at = gated.then_some((spikes, from));
+                    project_grad(module, index, &self.params.weights[index], x, g, rows, dw, Some(InputGrad { dx, at }));
                 }
                 Source::State(_) => unreachable!("handled above"),
             }
@@ -725,9 +744,17 @@ pub fn step_adjoint<F: Real>(
     (carry, d_ports)
 }
 
+/// Where an input gradient goes, and the elements it is needed at: those set in the bits from
+/// the offset (the source's spikes, [`crate::ir::grad::spike_gated`]), or all.
+struct InputGrad<'a, F> {
+    dx: &'a mut [F],
+    at: Option<(&'a Bits, usize)>,
+}
+
 /// The adjoint of one projection over `rows` rows: `dW += X^T G` and `dX += G W^T`, each only
 /// when asked for. Dense projections are GEMMs (the weight gradient event-driven for sparse
-/// spikes); others go row by row.
+/// spikes), convolutions [`conv`]'s products; an input gradient needed at spikes alone is
+/// gathered there (dense and convolutions); others go row by row.
 #[allow(clippy::too_many_arguments)]
 fn project_grad<F: Real>(
     module: &Module,
@@ -737,7 +764,7 @@ fn project_grad<F: Real>(
     g: &[F],
     rows: usize,
     dw: Option<&mut [F]>,
-    dx: Option<&mut [F]>,
+    input: Option<InputGrad<F>>,
 ) {
     if rows == 0 {
         return;
@@ -745,8 +772,10 @@ fn project_grad<F: Real>(
     let proj = &module.projections[index];
     let (n_pre, n_post) = (x.len() / rows, g.len() / rows);
     if proj.connectivity == Connectivity::Dense {
-        if let Some(dx) = dx {
-            dense_input_grad(rows, n_pre, n_post, g, w, dx);
+        match input {
+            Some(InputGrad { dx, at: Some((bits, start)) }) => dense_input_grad_at(rows, n_pre, n_post, g, w, dx, bits, start),
+            Some(InputGrad { dx, at: None }) => dense_input_grad(rows, n_pre, n_post, g, w, dx),
+            None => {}
         }
         let Some(dw) = dw else { return };
         if module.source_is_binary(proj) && x.sparse_for(n_post) {
@@ -768,15 +797,19 @@ fn project_grad<F: Real>(
             && conv::density(&values) < conv::event_crossover(Product::WeightGrad, geo.run(Product::WeightGrad, side));
         let events = sparse.then_some(side);
         if transposed {
-            if let Some(dx) = dx {
-                conv::forward(&geo, w, g, dx, rows, false);
+            match input {
+                Some(InputGrad { dx, at: Some((bits, start)) }) => conv::forward_at(&geo, w, g, dx, rows, bits, start),
+                Some(InputGrad { dx, at: None }) => conv::forward(&geo, w, g, dx, rows, false),
+                None => {}
             }
             if let Some(dw) = dw {
                 conv::weight_grad(&geo, g, &values, dw, rows, events);
             }
         } else {
-            if let Some(dx) = dx {
-                conv::adjoint(&geo, w, g, dx, rows, false);
+            match input {
+                Some(InputGrad { dx, at: Some((bits, start)) }) => conv::adjoint_at(&geo, w, g, dx, rows, bits, start),
+                Some(InputGrad { dx, at: None }) => conv::adjoint(&geo, w, g, dx, rows, false),
+                None => {}
             }
             if let Some(dw) = dw {
                 conv::weight_grad(&geo, &values, g, dw, rows, events);
@@ -786,9 +819,9 @@ fn project_grad<F: Real>(
         return;
     }
     let mut scratch_w = if dw.is_none() { vec![F::zero(); w.len()] } else { Vec::new() };
-    let mut scratch_x = if dx.is_none() { vec![F::zero(); values.len()] } else { Vec::new() };
+    let mut scratch_x = if input.is_none() { vec![F::zero(); values.len()] } else { Vec::new() };
     let dw = dw.unwrap_or(&mut scratch_w);
-    let dx = dx.unwrap_or(&mut scratch_x);
+    let dx = input.map_or(&mut scratch_x[..], |input| input.dx);
     for (r, (xs, gs)) in values.chunks_exact(n_pre).zip(g.chunks_exact(n_post)).enumerate() {
         project_backward(&proj.connectivity, w, xs, gs, dw, &mut dx[r * n_pre..(r + 1) * n_pre], in_shape, out_shape);
     }

@@ -547,3 +547,20 @@ impl StepGraph {
         out
     }
 }
+
+/// Whether population `pop`'s derived backward step reads the adjoint of its spike only where
+/// the neuron spiked: the surrogate is `select(x >= 0, .., 0)` or `select(x > 0, .., 0)`
+/// (`straight_through_above`) and the threshold fires wherever it is not zero, so elsewhere the
+/// adjoint is multiplied by zero (every path from a spike's adjoint into the state goes through
+/// the threshold's derivative). Gradients into such a population's spikes need only be
+/// computed at its spikes.
+pub fn spike_gated(pop: &Population, surrogate: &Surrogate) -> bool {
+    let Some(threshold) = &pop.threshold else { return false };
+    let exprs = &surrogate.exprs;
+    let Node::Call(Func::Select, args) = exprs.get(surrogate.grad) else { return false };
+    let [condition, _, otherwise] = args[..] else { return false };
+    let Node::Binary(op, a, b) = exprs.get(condition) else { return false };
+    let reads_x = *exprs.get(*a) == Node::Global(Global::SurrogateX) && exprs.constant(*b) == Some(0.0);
+    let fires_there = *op == BinaryOp::Gt || (*op == BinaryOp::Ge && threshold.op == BinaryOp::Ge);
+    exprs.constant(otherwise) == Some(0.0) && reads_x && fires_there
+}

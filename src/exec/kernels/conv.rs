@@ -21,7 +21,7 @@
 
 use rayon::prelude::*;
 
-use crate::exec::kernels::bits::for_each_nonzero;
+use crate::exec::kernels::bits::{Bits, for_each_nonzero};
 use crate::exec::kernels::gemm::gemm_add;
 use crate::exec::pool;
 use crate::exec::real::Real;
@@ -356,6 +356,79 @@ pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: us
         }
         pool::spare([cols]);
     });
+}
+
+/// `dx += conv^T(g)` over `rows` images at the input elements set in `at` (bits
+/// `start + image * in_len + element`) alone: a gather per element, for an input gradient only
+/// read where the source spiked ([`crate::ir::grad::spike_gated`]).
+pub fn adjoint_at<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: usize, at: &Bits, start: usize) {
+    let (n_in, n_out) = (geo.in_len(), geo.out_len());
+    assert!(dx.len() >= rows * n_in && g.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
+    let (k, taps, out_g) = (geo.kernel, geo.taps(), geo.out_group());
+    let wt = channels_last_weights(geo, w);
+    dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).enumerate().for_each(|(image, (dx, g))| {
+        let bits = start + image * n_in..start + (image + 1) * n_in;
+        if at.count(bits.clone()) == 0 {
+            return;
+        }
+        let mut g_t = pool::overwritten::<F>(n_out);
+        transpose(g, &mut g_t, geo.out_c, geo.pixels());
+        at.for_each_set(bits, |i| {
+            let (ic, iy, ix) = (i / (geo.in_h * geo.in_w), i / geo.in_w % geo.in_h, i % geo.in_w);
+            let group = ic / geo.in_group();
+            let mut sum = F::zero();
+            for ky in 0..k {
+                let Some(oy) = geo.output_at(iy, ky, geo.out_h) else { continue };
+                for kx in 0..k {
+                    let Some(ox) = geo.output_at(ix, kx, geo.out_w) else { continue };
+                    let run = &wt[(ic * taps + ky * k + kx) * out_g..][..out_g];
+                    sum += dot(run, &g_t[(oy * geo.out_w + ox) * geo.out_c + group * out_g..][..out_g]);
+                }
+            }
+            dx[i] += sum;
+        });
+        pool::spare([g_t]);
+    });
+    pool::spare([wt]);
+}
+
+/// `y += conv(x)` over `rows` images at the output elements set in `at` (bits
+/// `start + image * out_len + element`) alone: a transposed convolution's input gradient where
+/// its source spiked.
+pub fn forward_at<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usize, at: &Bits, start: usize) {
+    let (n_in, n_out) = (geo.in_len(), geo.out_len());
+    assert!(x.len() >= rows * n_in && y.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
+    let (k, taps, pixels, in_g, out_g) = (geo.kernel, geo.taps(), geo.pixels(), geo.in_group(), geo.out_group());
+    let wt = taps_first_weights(geo, w);
+    y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).enumerate().for_each(|(image, (y, x))| {
+        let bits = start + image * n_out..start + (image + 1) * n_out;
+        if at.count(bits.clone()) == 0 {
+            return;
+        }
+        let mut x_t = pool::overwritten::<F>(n_in);
+        transpose(x, &mut x_t, geo.in_c, geo.in_h * geo.in_w);
+        at.for_each_set(bits, |o| {
+            let (oc, oy, ox) = (o / pixels, o / geo.out_w % geo.out_h, o % geo.out_w);
+            let group = oc / out_g;
+            let mut sum = F::zero();
+            for ky in 0..k {
+                let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
+                for kx in 0..k {
+                    let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
+                    let run = &wt[(oc * taps + ky * k + kx) * in_g..][..in_g];
+                    sum += dot(run, &x_t[(iy * geo.in_w + ix) * geo.in_c + group * in_g..][..in_g]);
+                }
+            }
+            y[o] += sum;
+        });
+        pool::spare([x_t]);
+    });
+    pool::spare([wt]);
+}
+
+#[inline]
+fn dot<F: Real>(a: &[F], b: &[F]) -> F {
+    a.iter().zip(b).fold(F::zero(), |acc, (x, y)| acc + *x * *y)
 }
 
 /// Which operand of a weight gradient holds sparse binary spikes, for the event-driven path.

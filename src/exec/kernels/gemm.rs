@@ -54,6 +54,30 @@ pub fn dense_input_grad<F: Real>(rows: usize, n_pre: usize, n_post: usize, g: &[
     }
 }
 
+/// [`dense_input_grad`] at the elements set in `at` (bits `start + row * n_pre + i`) alone: a
+/// dot product per element, for an input gradient only read where the source spiked
+/// ([`crate::ir::grad::spike_gated`]). Rows in parallel.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_input_grad_at<F: Real>(
+    rows: usize,
+    n_pre: usize,
+    n_post: usize,
+    g: &[F],
+    w: &[F],
+    dx: &mut [F],
+    at: &crate::exec::kernels::bits::Bits,
+    start: usize,
+) {
+    assert!(g.len() >= rows * n_post && w.len() >= n_pre * n_post && dx.len() >= rows * n_pre, "operands have the stated shapes");
+    dx[..rows * n_pre].par_chunks_mut(n_pre.max(1)).zip(g[..rows * n_post].par_chunks(n_post.max(1))).enumerate().for_each(
+        |(r, (dx, g))| {
+            at.for_each_set(start + r * n_pre..start + (r + 1) * n_pre, |i| {
+                dx[i] += w[i * n_post..(i + 1) * n_post].iter().zip(g).fold(F::zero(), |acc, (a, b)| acc + *a * *b);
+            });
+        },
+    );
+}
+
 /// `dw[n_pre x n_post] += x[rows x n_pre]^T g[rows x n_post]`, all row-major.
 pub fn dense_weight_grad<F: Real>(rows: usize, n_pre: usize, n_post: usize, x: &[F], g: &[F], dw: &mut [F]) {
     assert!(x.len() >= rows * n_pre && g.len() >= rows * n_post && dw.len() >= n_pre * n_post, "GEMM operands have the stated shapes");
