@@ -71,6 +71,9 @@ fn a_run_shows_reconstructions_rasters_and_activity() {
     for (name, a) in &metrics.activity {
         assert!((a.inp + a.anr - 1.0).abs() < 1e-12 && (0.0..=1.0).contains(&a.afr) && (0.0..=1.0).contains(&a.rae), "{name}: {a:?}");
     }
+    // The reconstruction error on the test samples, beside the training mean.
+    let [(name, test_rec)] = &metrics.test_losses[..] else { panic!("one test loss: {:?}", metrics.test_losses) };
+    assert!(name == "rec" && test_rec.is_finite() && *test_rec > 0.0, "{name}: {test_rec}");
     let c_spikes = metrics.spikes_per_neuron[0].1;
     assert!(c_spikes > 0.0 && metrics.activity[0].1.anr > 0.0, "the convolutional layer fires");
     // The figures: inputs over reconstructions, 3 pixels per value; rasters steps x neurons.

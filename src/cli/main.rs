@@ -465,6 +465,10 @@ fn print_epoch(metrics: &snnc::train::EpochMetrics, header_printed: &mut bool) {
     );
     let spikes: Vec<String> = metrics.spikes_per_neuron.iter().map(|(n, s)| format!("{n} {s:.3}")).collect();
     outln!("      spikes per neuron per sample: {}", spikes.join(", "));
+    if !metrics.test_losses.is_empty() {
+        let losses: Vec<String> = metrics.test_losses.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+        outln!("      test losses: {}", losses.join(", "));
+    }
     if !metrics.activity.is_empty() {
         let activity: Vec<String> =
             metrics.activity.iter().map(|(n, a)| format!("{n} {:.3}/{:.2}/{:.2}/{:.2}", a.afr, a.inp, a.anr, a.rae)).collect();
@@ -575,6 +579,9 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -
         for (name, _) in &first.spikes_per_neuron {
             csv.push_str(&format!("spikes_{name},"));
         }
+        for (name, _) in &first.test_losses {
+            csv.push_str(&format!("test_loss_{name},"));
+        }
         for (name, _) in &first.activity {
             csv.push_str(&format!("afr_{name},inp_{name},anr_{name},rae_{name},"));
         }
@@ -586,6 +593,9 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -
             csv.push_str(&format!("{v},"));
         }
         for (_, v) in &m.spikes_per_neuron {
+            csv.push_str(&format!("{v},"));
+        }
+        for (_, v) in &m.test_losses {
             csv.push_str(&format!("{v},"));
         }
         for (_, a) in &m.activity {

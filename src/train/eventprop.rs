@@ -312,6 +312,11 @@ impl<F: Real> LearningMethod<F> for EventProp<F> {
         for (s, pop) in spikes.iter_mut().zip(&module.populations) {
             *s /= (n.max(1) * pop.size()) as f64;
         }
-        Some(Ok(Evaluation { accuracy: correct as f64 / n.max(1) as f64, spikes_per_neuron: spikes, activity: Vec::new() }))
+        Some(Ok(Evaluation {
+            accuracy: correct as f64 / n.max(1) as f64,
+            spikes_per_neuron: spikes,
+            activity: Vec::new(),
+            test_losses: Vec::new(),
+        }))
     }
 }

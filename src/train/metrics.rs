@@ -41,6 +41,9 @@ pub struct Evaluation {
     /// The activity measures of seeds/004 per population (empty where a method does not
     /// measure them).
     pub activity: Vec<Activity>,
+    /// The mean of each loss term asked for over the test samples (an auto-encoder's
+    /// reconstruction error), in the order asked.
+    pub test_losses: Vec<f64>,
 }
 
 /// The activity measures of seeds/004 for one population over an evaluation pass. A neuron's
@@ -112,11 +115,14 @@ impl ActivityCounts {
     }
 }
 
-/// Test accuracy and spikes per neuron on the first `n` samples of `split`.
+/// Test accuracy, spikes per neuron, activity and the mean of each of `terms` on the first `n`
+/// samples of `split`.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate<F: Real>(
     engine: &dyn Engine<F>,
     ctx: &Ctx<F>,
     train: &Train,
+    terms: &[crate::ir::train::LossTerm],
     params: &Params<F>,
     split: &Split,
     n: usize,
@@ -124,7 +130,10 @@ pub fn evaluate<F: Real>(
 ) -> Result<Evaluation, LossError> {
     let module = ctx.module;
     let indices: Vec<usize> = (0..n).collect();
-    let shards: Vec<Result<(usize, Vec<ActivityCounts>), LossError>> = indices
+    let roots: Vec<_> = terms.iter().map(|t| t.value).chain(train.predict).collect();
+    // Per shard: correct predictions, spike counts per population, loss term sums.
+    type ShardEvaluation = (usize, Vec<ActivityCounts>, Vec<f64>);
+    let shards: Vec<Result<ShardEvaluation, LossError>> = indices
         .par_chunks(eval_shard::<F>(module))
         .map(|shard| {
             let features: Vec<Cow<[f32]>> = shard.iter().map(|&i| split.sample(i)).collect();
@@ -132,11 +141,17 @@ pub fn evaluate<F: Real>(
                 shard.iter().zip(&features).map(|(&i, f)| SampleRef { id: TEST_ID_OFFSET + i as u64, features: f }).collect();
             let trace = engine.forward(ctx, ParamsAccess::Shared(params), Shard { samples: &samples, hoisted: None }, None);
             let mut correct = 0;
-            if let Some(root) = train.predict {
+            let mut sums = vec![0.0; terms.len()];
+            if !roots.is_empty() {
                 for (b, &i) in shard.iter().enumerate() {
                     let inputs = SampleInputs { label: usize::from(split.labels[i]), features: samples[b].features, net };
-                    let values = loss::evaluate(module, &train.exprs, &trace, b, params, inputs, &[root])?;
-                    correct += usize::from(values[root.0 as usize].data[0] as usize == usize::from(split.labels[i]));
+                    let values = loss::evaluate(module, &train.exprs, &trace, b, params, inputs, &roots)?;
+                    for (sum, term) in sums.iter_mut().zip(terms) {
+                        *sum += values[term.value.0 as usize].data[0];
+                    }
+                    if let Some(root) = train.predict {
+                        correct += usize::from(values[root.0 as usize].data[0] as usize == usize::from(split.labels[i]));
+                    }
                 }
             }
             let counts = module
@@ -150,14 +165,18 @@ pub fn evaluate<F: Real>(
                 })
                 .collect();
             trace.recycle();
-            Ok((correct, counts))
+            Ok((correct, counts, sums))
         })
         .collect();
     let mut correct = 0;
+    let mut test_losses = vec![0.0; terms.len()];
     let mut counts: Vec<ActivityCounts> = module.populations.iter().map(|p| ActivityCounts::new(p.size())).collect();
     for shard in shards {
-        let (c, shard_counts) = shard?;
+        let (c, shard_counts, sums) = shard?;
         correct += c;
+        for (total, sum) in test_losses.iter_mut().zip(sums) {
+            *total += sum / n.max(1) as f64;
+        }
         for (total, x) in counts.iter_mut().zip(&shard_counts) {
             total.merge(x);
         }
@@ -165,7 +184,7 @@ pub fn evaluate<F: Real>(
     let spikes = counts.iter().map(|c| c.totals.iter().sum::<u64>() as f64 / (n.max(1) * c.totals.len().max(1)) as f64).collect();
     let steps = module.steps + module.rest_steps;
     let activity = counts.iter().map(|c| c.activity(steps)).collect();
-    Ok(Evaluation { accuracy: correct as f64 / n.max(1) as f64, spikes_per_neuron: spikes, activity })
+    Ok(Evaluation { accuracy: correct as f64 / n.max(1) as f64, spikes_per_neuron: spikes, activity, test_losses })
 }
 
 /// What a run shows after an epoch when its train block asks for a `reconstruction`: the

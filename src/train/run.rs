@@ -29,6 +29,10 @@ pub struct EpochMetrics {
     /// where the method measures them.
     #[serde(default)]
     pub activity: Vec<(String, crate::train::metrics::Activity)>,
+    /// Each loss term's mean over the test samples (empty where the method does not measure
+    /// it).
+    #[serde(default)]
+    pub test_losses: Vec<(String, f64)>,
     /// Synaptic operations per test sample: every non-zero presynaptic value times its fan-out.
     pub synaptic_ops: f64,
     /// seeds/003 §4.3 on the dense layers, per test sample: the SNN's FLOPs summed over steps,
@@ -175,17 +179,17 @@ pub fn train_module<F: Real>(
             let train_seconds = started.elapsed().as_secs_f64();
             let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
             let ctx = Ctx { module, seed, net: &net_f };
-            let Evaluation { accuracy, spikes_per_neuron, activity } = match method.evaluate(&session, &params, &net, data, n_train, n_test)
-            {
-                Some(evaluation) => evaluation?,
-                None => match &frozen {
-                    Some((held, held_engine)) => {
-                        let held_ctx = Ctx { module: held, seed, net: &net_f };
-                        metrics::evaluate(held_engine.as_ref(), &held_ctx, train, &params, &data.test, n_test, &net)?
-                    }
-                    None => metrics::evaluate(engine.as_ref(), &ctx, train, &params, &data.test, n_test, &net)?,
-                },
-            };
+            let Evaluation { accuracy, spikes_per_neuron, activity, test_losses } =
+                match method.evaluate(&session, &params, &net, data, n_train, n_test) {
+                    Some(evaluation) => evaluation?,
+                    None => match &frozen {
+                        Some((held, held_engine)) => {
+                            let held_ctx = Ctx { module: held, seed, net: &net_f };
+                            metrics::evaluate(held_engine.as_ref(), &held_ctx, train, &phase.losses, &params, &data.test, n_test, &net)?
+                        }
+                        None => metrics::evaluate(engine.as_ref(), &ctx, train, &phase.losses, &params, &data.test, n_test, &net)?,
+                    },
+                };
             if let Some(show) = metrics::showcase(engine.as_ref(), &ctx, train, &params, &data.test, &net) {
                 observer.showcase(&show?).map_err(RunError::Output)?;
             }
@@ -200,6 +204,7 @@ pub fn train_module<F: Real>(
                 test_accuracy: accuracy,
                 spikes_per_neuron: module.populations.iter().zip(spikes_per_neuron).map(|(p, s)| (p.name.clone(), s)).collect(),
                 activity: module.populations.iter().zip(activity).map(|(p, a)| (p.name.clone(), a)).collect(),
+                test_losses: phase.losses.iter().zip(test_losses).map(|(t, v)| (t.name.clone(), v)).collect(),
                 synaptic_ops,
                 snn_flops,
                 ann_flops,
@@ -231,10 +236,10 @@ pub fn evaluate_module<F: Real>(module: &Valid, data: &Dataset, params: &Params<
     let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
     if let Some((held, held_engine)) = frozen_engine::<F>(config.engine, module)? {
         let ctx = Ctx { module: &held, seed, net: &net_f };
-        return Ok(metrics::evaluate(held_engine.as_ref(), &ctx, train, params, &data.test, n_test, &net)?);
+        return Ok(metrics::evaluate(held_engine.as_ref(), &ctx, train, &[], params, &data.test, n_test, &net)?);
     }
     let ctx = Ctx { module, seed, net: &net_f };
-    Ok(metrics::evaluate(engine.as_ref(), &ctx, train, params, &data.test, n_test, &net)?)
+    Ok(metrics::evaluate(engine.as_ref(), &ctx, train, &[], params, &data.test, n_test, &net)?)
 }
 
 /// A module with its `frozen in eval` states held, and the engine built for it.

@@ -348,7 +348,12 @@ fn evaluate_by_assignment<F: Real>(
     for (s, pop) in spikes.iter_mut().zip(&module.populations) {
         *s /= (n_test.max(1) * pop.size()) as f64;
     }
-    Ok(Evaluation { accuracy: correct as f64 / n_test.max(1) as f64, spikes_per_neuron: spikes, activity: Vec::new() })
+    Ok(Evaluation {
+        accuracy: correct as f64 / n_test.max(1) as f64,
+        spikes_per_neuron: spikes,
+        activity: Vec::new(),
+        test_losses: Vec::new(),
+    })
 }
 
 /// Summed responses per class and neuron over a labelling pass, with the number of samples of
