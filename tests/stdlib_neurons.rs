@@ -446,3 +446,27 @@ fn bounded_lif_follows_the_spiking_auto_encoder() {
     assert!(bounded, "BoundedLIF: the test drives a neuron below the lower bound");
     run.finish(&[0, 1]);
 }
+
+/// BoundedLIFCurrent: BoundedLIF's membrane, spikes, reset and bound, with the authors'
+/// cumulative potential U(t) = tau (U(t-1) + x(t)) of the input current.
+#[test]
+fn bounded_lif_current_sums_the_input_current() {
+    let features = [0.3f32, 1.0, -0.3];
+    let text = network("1 ms", 30, 3, "BoundedLIFCurrent", &["i : one_to_one(weight = 1)"]);
+    let mut run = Run::new("BoundedLIFCurrent", &text, &features);
+    let (tau, omega) = (0.99, 1.0);
+    for (k, feature) in features.iter().enumerate() {
+        let x = f64::from(*feature);
+        let (mut u_after, mut cumulative) = (0.0, 0.0);
+        for t in 0..run.steps() {
+            let u = tau * u_after + x;
+            let phi = u >= omega;
+            u_after = if phi { 0.0 } else { u.max(-omega) };
+            cumulative = tau * (cumulative + x);
+            run.state("u", t, k, u_after);
+            run.state("cumulative", t, k, cumulative);
+            run.spike(t, k, phi);
+        }
+    }
+    run.finish(&[0, 1]);
+}

@@ -27,6 +27,12 @@ use crate::exec::state::{
 };
 use crate::ir::{self, Connectivity, Module, PopId, Source};
 
+/// The random keys of a sample's encoder call in step `t`: the step's and the sample's (see
+/// [`crate::exec::state::RandKey`]).
+fn sample_keys(seed: u64, id: u64, t: usize) -> (u64, u64) {
+    (uniform_prefix(seed, id, t as u64), uniform_prefix(seed, id, PER_SAMPLE))
+}
+
 /// Writes every input's encoder output for the trace rows `rows` (steps `offset + row`); an
 /// input that does not change over time is encoded once and copied. Rest steps are silent.
 fn encode_rows<F: Real>(
@@ -57,15 +63,7 @@ fn encode_rows<F: Real>(
             }
             for (b, sample) in samples.iter().enumerate() {
                 let out = &mut values[row * r + b * n..row * r + (b + 1) * n];
-                compiled.encode(
-                    module,
-                    i,
-                    sample.features,
-                    t,
-                    (uniform_prefix(seed, sample.id, t as u64), uniform_prefix(seed, sample.id, PER_SAMPLE)),
-                    net,
-                    out,
-                );
+                compiled.encode(module, i, sample.features, t, sample_keys(seed, sample.id, t), net, out);
             }
         }
     }
@@ -76,15 +74,7 @@ fn encode_once<F: Real>(compiled: &Compiled<F>, module: &Module, i: usize, sampl
     let n: usize = module.inputs[i].shape.iter().product();
     let mut out = vec![F::zero(); samples.len() * n];
     for (b, sample) in samples.iter().enumerate() {
-        compiled.encode(
-            module,
-            i,
-            sample.features,
-            0,
-            (uniform_prefix(seed, sample.id, 0), uniform_prefix(seed, sample.id, PER_SAMPLE)),
-            net,
-            &mut out[b * n..(b + 1) * n],
-        );
+        compiled.encode(module, i, sample.features, 0, sample_keys(seed, sample.id, 0), net, &mut out[b * n..(b + 1) * n]);
     }
     out
 }
@@ -385,28 +375,12 @@ pub fn stream<F: Real>(
             } else if input.is_constant_over_time() {
                 let values = constant[i].get_or_insert_with(|| {
                     let mut values = vec![F::zero(); n];
-                    compiled.encode(
-                        module,
-                        i,
-                        sample.features,
-                        0,
-                        (uniform_prefix(seed, sample.id, 0), uniform_prefix(seed, sample.id, PER_SAMPLE)),
-                        net,
-                        &mut values,
-                    );
+                    compiled.encode(module, i, sample.features, 0, sample_keys(seed, sample.id, 0), net, &mut values);
                     values
                 });
                 out.copy_from_slice(values);
             } else {
-                compiled.encode(
-                    module,
-                    i,
-                    sample.features,
-                    t,
-                    (uniform_prefix(seed, sample.id, t as u64), uniform_prefix(seed, sample.id, PER_SAMPLE)),
-                    net,
-                    out,
-                );
+                compiled.encode(module, i, sample.features, t, sample_keys(seed, sample.id, t), net, out);
             }
         }
         let at = At { step: t, row };

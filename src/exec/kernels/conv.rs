@@ -146,6 +146,40 @@ impl Geometry {
         (shifted % self.stride == 0 && shifted / self.stride < size).then_some(shifted / self.stride)
     }
 
+    fn in_channel(&self, i: usize) -> usize {
+        i / (self.in_h * self.in_w)
+    }
+
+    fn out_channel(&self, o: usize) -> usize {
+        o / self.pixels()
+    }
+
+    /// Calls `f(tap, output pixel)` for every output pixel that input element `i` reaches.
+    #[inline]
+    fn outputs_of(&self, i: usize, mut f: impl FnMut(usize, usize)) {
+        let (iy, ix) = (i / self.in_w % self.in_h, i % self.in_w);
+        for ky in 0..self.kernel {
+            let Some(oy) = self.output_at(iy, ky, self.out_h) else { continue };
+            for kx in 0..self.kernel {
+                let Some(ox) = self.output_at(ix, kx, self.out_w) else { continue };
+                f(ky * self.kernel + kx, oy * self.out_w + ox);
+            }
+        }
+    }
+
+    /// Calls `f(tap, input pixel)` for every input pixel that output element `o` reads.
+    #[inline]
+    fn inputs_of(&self, o: usize, mut f: impl FnMut(usize, usize)) {
+        let (oy, ox) = (o / self.out_w % self.out_h, o % self.out_w);
+        for ky in 0..self.kernel {
+            let Some(iy) = self.input_at(oy, ky, self.in_h) else { continue };
+            for kx in 0..self.kernel {
+                let Some(ix) = self.input_at(ox, kx, self.in_w) else { continue };
+                f(ky * self.kernel + kx, iy * self.in_w + ix);
+            }
+        }
+    }
+
     /// Calls `f(input index, output index, weight index)` for every product of one image.
     fn for_each_product(&self, mut f: impl FnMut(usize, usize, usize)) {
         let (k, in_g, out_g) = (self.kernel, self.in_group(), self.out_group());
@@ -248,22 +282,15 @@ pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usi
         // A spike adds, at each output pixel it reaches, one run of the group's output
         // channels: accumulated channels-last (contiguous, vectorised), then added to `y`.
         let wt = channels_last_weights(geo, w);
-        let (k, taps) = (geo.kernel, geo.taps());
+        let taps = geo.taps();
         y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).for_each(|(y, x)| {
             let mut acc = pool::zeroed::<F>(n_out);
             for_each_nonzero(x, |i| {
-                let v = x[i];
-                let (ic, iy, ix) = (i / (geo.in_h * geo.in_w), i / geo.in_w % geo.in_h, i % geo.in_w);
-                let group = ic / geo.in_group();
-                for ky in 0..k {
-                    let Some(oy) = geo.output_at(iy, ky, geo.out_h) else { continue };
-                    for kx in 0..k {
-                        let Some(ox) = geo.output_at(ix, kx, geo.out_w) else { continue };
-                        let run = &wt[(ic * taps + ky * k + kx) * out_g..][..out_g];
-                        let at = &mut acc[(oy * geo.out_w + ox) * geo.out_c + group * out_g..][..out_g];
-                        axpy(v, run, at);
-                    }
-                }
+                let (v, ic) = (x[i], geo.in_channel(i));
+                let first = ic / geo.in_group() * out_g;
+                geo.outputs_of(i, |tap, pixel| {
+                    axpy(v, &wt[(ic * taps + tap) * out_g..][..out_g], &mut acc[pixel * geo.out_c + first..][..out_g]);
+                });
             });
             add_channels_last(&acc, y, geo.out_c, pixels);
             pool::spare([acc]);
@@ -303,7 +330,7 @@ pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usi
 pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: usize, events: bool) {
     let (n_in, n_out) = (geo.in_len(), geo.out_len());
     assert!(dx.len() >= rows * n_in && g.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
-    let (k, taps, patch, pixels, in_g, out_g) = (geo.kernel, geo.taps(), geo.patch(), geo.pixels(), geo.in_group(), geo.out_group());
+    let (taps, patch, pixels, in_g, out_g) = (geo.taps(), geo.patch(), geo.pixels(), geo.in_group(), geo.out_group());
     if events {
         // A spike adds, at each input pixel it reaches, the run of the group's input channels:
         // accumulated channels-last, then added to `dx`.
@@ -311,18 +338,11 @@ pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: us
         dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).for_each(|(dx, g)| {
             let mut acc = pool::zeroed::<F>(n_in);
             for_each_nonzero(g, |o| {
-                let v = g[o];
-                let (oc, oy, ox) = (o / pixels, o / geo.out_w % geo.out_h, o % geo.out_w);
-                let group = oc / out_g;
-                for ky in 0..k {
-                    let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
-                    for kx in 0..k {
-                        let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
-                        let run = &wt[(oc * taps + ky * k + kx) * in_g..][..in_g];
-                        let at = &mut acc[(iy * geo.in_w + ix) * geo.in_c + group * in_g..][..in_g];
-                        axpy(v, run, at);
-                    }
-                }
+                let (v, oc) = (g[o], geo.out_channel(o));
+                let first = oc / out_g * in_g;
+                geo.inputs_of(o, |tap, pixel| {
+                    axpy(v, &wt[(oc * taps + tap) * in_g..][..in_g], &mut acc[pixel * geo.in_c + first..][..in_g]);
+                });
             });
             add_channels_last(&acc, dx, geo.in_c, geo.in_h * geo.in_w);
             pool::spare([acc]);
@@ -364,7 +384,7 @@ pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: us
 pub fn adjoint_at<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: usize, at: &Bits, start: usize) {
     let (n_in, n_out) = (geo.in_len(), geo.out_len());
     assert!(dx.len() >= rows * n_in && g.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
-    let (k, taps, out_g) = (geo.kernel, geo.taps(), geo.out_group());
+    let (taps, out_g) = (geo.taps(), geo.out_group());
     let wt = channels_last_weights(geo, w);
     dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).enumerate().for_each(|(image, (dx, g))| {
         let bits = start + image * n_in..start + (image + 1) * n_in;
@@ -374,17 +394,12 @@ pub fn adjoint_at<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows:
         let mut g_t = pool::overwritten::<F>(n_out);
         transpose(g, &mut g_t, geo.out_c, geo.pixels());
         at.for_each_set(bits, |i| {
-            let (ic, iy, ix) = (i / (geo.in_h * geo.in_w), i / geo.in_w % geo.in_h, i % geo.in_w);
-            let group = ic / geo.in_group();
+            let ic = geo.in_channel(i);
+            let first = ic / geo.in_group() * out_g;
             let mut sum = F::zero();
-            for ky in 0..k {
-                let Some(oy) = geo.output_at(iy, ky, geo.out_h) else { continue };
-                for kx in 0..k {
-                    let Some(ox) = geo.output_at(ix, kx, geo.out_w) else { continue };
-                    let run = &wt[(ic * taps + ky * k + kx) * out_g..][..out_g];
-                    sum += dot(run, &g_t[(oy * geo.out_w + ox) * geo.out_c + group * out_g..][..out_g]);
-                }
-            }
+            geo.outputs_of(i, |tap, pixel| {
+                sum += dot(&wt[(ic * taps + tap) * out_g..][..out_g], &g_t[pixel * geo.out_c + first..][..out_g])
+            });
             dx[i] += sum;
         });
         pool::spare([g_t]);
@@ -398,7 +413,7 @@ pub fn adjoint_at<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows:
 pub fn forward_at<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usize, at: &Bits, start: usize) {
     let (n_in, n_out) = (geo.in_len(), geo.out_len());
     assert!(x.len() >= rows * n_in && y.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
-    let (k, taps, pixels, in_g, out_g) = (geo.kernel, geo.taps(), geo.pixels(), geo.in_group(), geo.out_group());
+    let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
     let wt = taps_first_weights(geo, w);
     y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).enumerate().for_each(|(image, (y, x))| {
         let bits = start + image * n_out..start + (image + 1) * n_out;
@@ -408,17 +423,10 @@ pub fn forward_at<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: 
         let mut x_t = pool::overwritten::<F>(n_in);
         transpose(x, &mut x_t, geo.in_c, geo.in_h * geo.in_w);
         at.for_each_set(bits, |o| {
-            let (oc, oy, ox) = (o / pixels, o / geo.out_w % geo.out_h, o % geo.out_w);
-            let group = oc / out_g;
+            let oc = geo.out_channel(o);
+            let first = oc / out_g * in_g;
             let mut sum = F::zero();
-            for ky in 0..k {
-                let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
-                for kx in 0..k {
-                    let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
-                    let run = &wt[(oc * taps + ky * k + kx) * in_g..][..in_g];
-                    sum += dot(run, &x_t[(iy * geo.in_w + ix) * geo.in_c + group * in_g..][..in_g]);
-                }
-            }
+            geo.inputs_of(o, |tap, pixel| sum += dot(&wt[(oc * taps + tap) * in_g..][..in_g], &x_t[pixel * geo.in_c + first..][..in_g]));
             y[o] += sum;
         });
         pool::spare([x_t]);
@@ -520,20 +528,14 @@ fn weight_grad_dense<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], co
 /// One image's weight gradient at the input's spikes, into `dw` in the layout of
 /// [`channels_last_weights`], with `g_t` scratch for `g` channels-last.
 fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], g_t: &mut [F]) {
-    let (k, taps, pixels, out_g) = (geo.kernel, geo.taps(), geo.pixels(), geo.out_group());
-    transpose(g, g_t, geo.out_c, pixels);
+    let (taps, out_g) = (geo.taps(), geo.out_group());
+    transpose(g, g_t, geo.out_c, geo.pixels());
     for_each_nonzero(x, |i| {
-        let v = x[i];
-        let (ic, iy, ix) = (i / (geo.in_h * geo.in_w), i / geo.in_w % geo.in_h, i % geo.in_w);
-        let group = ic / geo.in_group();
-        for ky in 0..k {
-            let Some(oy) = geo.output_at(iy, ky, geo.out_h) else { continue };
-            for kx in 0..k {
-                let Some(ox) = geo.output_at(ix, kx, geo.out_w) else { continue };
-                let run = &g_t[(oy * geo.out_w + ox) * geo.out_c + group * out_g..][..out_g];
-                axpy(v, run, &mut dw[(ic * taps + ky * k + kx) * out_g..][..out_g]);
-            }
-        }
+        let (v, ic) = (x[i], geo.in_channel(i));
+        let first = ic / geo.in_group() * out_g;
+        geo.outputs_of(i, |tap, pixel| {
+            axpy(v, &g_t[pixel * geo.out_c + first..][..out_g], &mut dw[(ic * taps + tap) * out_g..][..out_g]);
+        });
     });
 }
 
@@ -541,20 +543,14 @@ fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut 
 /// input), into `dw` in the layout of [`taps_first_weights`], with `x_t` scratch for `x`
 /// channels-last.
 fn weight_grad_output_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], x_t: &mut [F]) {
-    let (k, taps, pixels, in_g, out_g) = (geo.kernel, geo.taps(), geo.pixels(), geo.in_group(), geo.out_group());
+    let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
     transpose(x, x_t, geo.in_c, geo.in_h * geo.in_w);
     for_each_nonzero(g, |o| {
-        let v = g[o];
-        let (oc, oy, ox) = (o / pixels, o / geo.out_w % geo.out_h, o % geo.out_w);
-        let group = oc / out_g;
-        for ky in 0..k {
-            let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
-            for kx in 0..k {
-                let Some(ix) = geo.input_at(ox, kx, geo.in_w) else { continue };
-                let run = &x_t[(iy * geo.in_w + ix) * geo.in_c + group * in_g..][..in_g];
-                axpy(v, run, &mut dw[(oc * taps + ky * k + kx) * in_g..][..in_g]);
-            }
-        }
+        let (v, oc) = (g[o], geo.out_channel(o));
+        let first = oc / out_g * in_g;
+        geo.inputs_of(o, |tap, pixel| {
+            axpy(v, &x_t[pixel * geo.in_c + first..][..in_g], &mut dw[(oc * taps + tap) * in_g..][..in_g]);
+        });
     });
 }
 
