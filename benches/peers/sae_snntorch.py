@@ -34,9 +34,9 @@ The network (models/sae_dense.snn, stdlib BoundedLIF and noisy_bernoulli):
   (before the reset, which snntorch applies at the start of the next step) is clamped at -1
   before it is passed back. snntorch detaches the reset (no gradient through it) and its
   Heaviside fires on u > 1 rather than u >= 1 (differs only at exact equality).
-- Output (plain torch): the cumulative potential U(t) = 0.99 U(t-1) + u(t) of the last layer,
-  u(t) = 0.99 u(t-1) + i(t) before the reset and the bound (stdlib BoundedLIF's `cumulative`),
-  max over t, divided by 0.2. Every layer keeps its U(t) for P2.
+- Output (plain torch): the cumulative potential U(t) = 0.99 (U(t-1) + i(t)) of the last
+  layer, the input current summed as the authors' code does (stdlib BoundedLIFCurrent, which
+  the model files use), max over t, divided by 0.2. Every layer keeps its U(t) for P2.
 - Loss: the squared error summed over the 784 pixels, mean over the batch (L_rec). With
   --full-loss also the model file's regularisers: p2 = 0.01 * sum over the six layers of
   sum(U(T)^2) (the cumulative potential at the last step) and a1 = 0.1 * sum over the 100
@@ -138,7 +138,8 @@ class SpikingAutoEncoder(nn.Module):
                 spikes, u = lif(current, mems[layer])
                 if layer == 2:
                     latent_count = latent_count + spikes
-                cumulative[layer] = BETA * cumulative[layer] + u
+                # BoundedLIFCurrent: U(t) = 0.99 (U(t - 1) + i(t)), the input current summed.
+                cumulative[layer] = BETA * (cumulative[layer] + current)
                 if layer == 5:
                     peak = cumulative[5] if peak is None else torch.maximum(peak, cumulative[5])
                 mems[layer] = u.clamp(min=-THRESHOLD)  # BoundedLIF's lower bound
