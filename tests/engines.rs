@@ -47,6 +47,22 @@ fn forward<F: Real>(engine: &dyn Engine<F>, m: &Valid, params: &Params<F>, sampl
     engine.forward(&ctx, ParamsAccess::Shared(params), Shard { samples, hoisted: None }, None)
 }
 
+/// Three samples through the oracle and the compiled engine in f64 (the same run, as
+/// [`assert_same_run`] says), then the gradients of both precisions; returns the oracle's
+/// trace.
+fn agrees_with_the_oracle(name: &str, m: &Valid) -> Trace<f64> {
+    let n: usize = m.inputs[0].shape.iter().product();
+    let (a, b, c) = (features(n, 1), features(n, 2), features(n, 3));
+    let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
+    let params = init_params::<f64>(m, 3);
+    let reference = forward(build::<f64>(EngineKind::Oracle, m).as_ref(), m, &params, &samples);
+    let jit = forward(build::<f64>(EngineKind::Jit, m).as_ref(), m, &params, &samples);
+    assert_same_run(name, &reference, &jit, 1e-9 / f64::EPSILON);
+    gradients_match::<f64>(name, m, 1.0, 1e-9);
+    gradients_match::<f32>(name, m, 1.0, 1e-4);
+    reference
+}
+
 fn forward_matches_on_every_model<F: Real>(ulps: f64) {
     for name in model_names() {
         let m = short(&name, 8);
@@ -151,15 +167,7 @@ fn state_carrying_connections_match_the_oracle() {
         let m = valid(common::module(text));
         assert_eq!(m.is_feed_forward(), feed_forward, "{name}");
         assert!(m.projections.iter().any(|p| matches!(p.source, snnc::ir::Source::State(_))), "{name}: a state source");
-        let n: usize = m.inputs[0].shape.iter().product();
-        let (a, b, c) = (features(n, 1), features(n, 2), features(n, 3));
-        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
-        let params = init_params::<f64>(&m, 3);
-        let reference = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
-        let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
-        assert_same_run(name, &reference, &jit, 1e-9 / f64::EPSILON);
-        gradients_match::<f64>(name, &m, 1.0, 1e-9);
-        gradients_match::<f32>(name, &m, 1.0, 1e-4);
+        agrees_with_the_oracle(name, &m);
     }
 }
 
@@ -206,17 +214,9 @@ fn convolutions_match_the_oracle() {
         let m = valid(common::module(&net(threshold, surrogate, neuron)));
         let s = m.train.as_ref().and_then(|t| t.method.surrogate()).expect("a surrogate");
         assert_eq!(m.populations.iter().filter(|p| snnc::ir::grad::spike_gated(p, s)).count(), gated, "{name}: gated populations");
-        let n: usize = m.inputs[0].shape.iter().product();
-        let (a, b, c) = (features(n, 1), features(n, 2), features(n, 3));
-        let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
-        let params = init_params::<f64>(&m, 3);
-        let reference = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
+        let reference = agrees_with_the_oracle(name, &m);
         let rate = |p: usize| reference.spikes[p].count(0..reference.spikes[p].len()) as f64 / reference.spikes[p].len() as f64;
         assert!((1..4).all(|p| rate(p) > 0.0), "{name}: the convolutional layers fire ({}, {}, {})", rate(1), rate(2), rate(3));
-        let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
-        assert_same_run(name, &reference, &jit, 1e-9 / f64::EPSILON);
-        gradients_match::<f64>(name, &m, 1.0, 1e-9);
-        gradients_match::<f32>(name, &m, 1.0, 1e-4);
     }
 }
 
@@ -269,17 +269,9 @@ fn hoisted_parameter_propagators_match_the_oracle() {
     // exp(-dt / tau) for tau_m, tau_a and tau_adp, and 1 - exp(-dt / tau_adp).
     let (forward_rows, backward_rows) = compiled.hoisted(0);
     assert!(forward_rows >= 3 && backward_rows >= 3, "hoisted: {forward_rows} forward, {backward_rows} backward");
-    let n: usize = m.inputs[0].shape.iter().product();
-    let (a, b, c) = (features(n, 1), features(n, 2), features(n, 3));
-    let samples = [SampleRef { id: 4, features: &a }, SampleRef { id: 9, features: &b }, SampleRef { id: 2, features: &c }];
-    let params = init_params::<f64>(&m, 3);
-    let reference = forward(build::<f64>(EngineKind::Oracle, &m).as_ref(), &m, &params, &samples);
-    let jit = forward(build::<f64>(EngineKind::Jit, &m).as_ref(), &m, &params, &samples);
+    let reference = agrees_with_the_oracle("hoisted", &m);
     let (fired, elements) = (reference.spikes[0].count(0..reference.spikes[0].len()), reference.spikes[0].len());
     assert!(fired > elements / 10 && fired < elements * 9 / 10, "the two-compartment layer fires in {fired} of {elements}");
-    assert_same_run("hoisted", &reference, &jit, 1e-9 / f64::EPSILON);
-    gradients_match::<f64>("hoisted", &m, 1.0, 1e-9);
-    gradients_match::<f32>("hoisted", &m, 1.0, 1e-4);
 }
 
 /// The streaming pass (a window of rows, as STDP and `snnc eval` run) reads carried states
