@@ -606,8 +606,20 @@ pub(crate) fn lower_projection(
             }
         }
     };
-    // Pooling carries one weight, 1 unless given, fixed.
+    // Pooling carries one weight, 1 unless given, fixed: asking to train it is an error rather
+    // than a flag quietly dropped.
     let (init, weight, trainable) = if matches!(connectivity, Connectivity::Pool2d(_)) {
+        if let Some(ConnFlag::Trainable(span)) = connect.flags.iter().find(|f| matches!(f, ConnFlag::Trainable(_))) {
+            sink.push(
+                Diagnostic::error(
+                    "snn::network::bad_setting",
+                    format!("`{}` has one fixed weight and cannot be trained", kind.name.name),
+                    *span,
+                    "pooling is fixed",
+                )
+                .with_help("remove `trainable`; scale the pooled input with `weight = ...`, or use a convolution to learn the window"),
+            );
+        }
         (init, Some(weight.unwrap_or(Init::Const(1.0))), false)
     } else {
         (init, weight, trainable)
