@@ -154,28 +154,67 @@ impl Geometry {
         o / self.pixels()
     }
 
-    /// Calls `f(tap, output pixel)` for every output pixel that input element `i` reaches.
+    /// Whether a spike's taps along a kernel row meet consecutive pixels, each with all of the
+    /// image's channels (stride 1, dilation 1, one group): then the channels-last runs of
+    /// neighbouring taps join into one.
+    /// Tap `ky * k + kx` in the order of [`Geometry::output_runs`], `ky * k + (k - 1 - kx)`.
+    fn mirrored(&self, tap: usize) -> usize {
+        let k = self.kernel;
+        tap / k * k + (k - 1 - tap % k)
+    }
+
+    fn joins_runs(&self) -> bool {
+        self.stride == 1 && self.dilation == 1 && self.groups == 1
+    }
+
+    /// Calls `f(tap, pixel, count)` for the output pixels that input element `i` reaches, as
+    /// runs of `count` consecutive output pixels whose taps are consecutive in
+    /// [`channels_last_weights`]' mirrored order (`ky * k + (k - 1 - kx)`, `tap` the first
+    /// one's): whole kernel rows where [`Geometry::joins_runs`], single taps otherwise.
     #[inline]
-    fn outputs_of(&self, i: usize, mut f: impl FnMut(usize, usize)) {
+    fn output_runs(&self, i: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let k = self.kernel;
         let (iy, ix) = (i / self.in_w % self.in_h, i % self.in_w);
-        for ky in 0..self.kernel {
+        for ky in 0..k {
             let Some(oy) = self.output_at(iy, ky, self.out_h) else { continue };
-            for kx in 0..self.kernel {
+            if self.joins_runs() {
+                // Output column ix + padding - kx for kx in lo..=hi, in increasing order.
+                let hi = (ix + self.padding).min(k - 1);
+                let lo = (ix + self.padding + 1).saturating_sub(self.out_w);
+                if lo <= hi {
+                    f(ky * k + (k - 1 - hi), oy * self.out_w + ix + self.padding - hi, hi - lo + 1);
+                }
+                continue;
+            }
+            for kx in 0..k {
                 let Some(ox) = self.output_at(ix, kx, self.out_w) else { continue };
-                f(ky * self.kernel + kx, oy * self.out_w + ox);
+                f(ky * k + (k - 1 - kx), oy * self.out_w + ox, 1);
             }
         }
     }
 
-    /// Calls `f(tap, input pixel)` for every input pixel that output element `o` reads.
+    /// Calls `f(tap, pixel, count)` for the input pixels that output element `o` reads, as
+    /// runs of `count` consecutive input pixels and taps (`tap` and `pixel` the first's):
+    /// whole kernel rows where [`Geometry::joins_runs`], single taps otherwise.
     #[inline]
-    fn inputs_of(&self, o: usize, mut f: impl FnMut(usize, usize)) {
+    fn input_runs(&self, o: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let k = self.kernel;
         let (oy, ox) = (o / self.out_w % self.out_h, o % self.out_w);
-        for ky in 0..self.kernel {
+        for ky in 0..k {
             let Some(iy) = self.input_at(oy, ky, self.in_h) else { continue };
-            for kx in 0..self.kernel {
+            if self.joins_runs() {
+                // Input column ox + kx - padding for kx in lo..=hi, in increasing order.
+                let lo = self.padding.saturating_sub(ox);
+                let Some(last) = (self.in_w + self.padding).checked_sub(ox + 1) else { continue };
+                let hi = last.min(k - 1);
+                if lo <= hi {
+                    f(ky * k + lo, iy * self.in_w + ox + lo - self.padding, hi - lo + 1);
+                }
+                continue;
+            }
+            for kx in 0..k {
                 let Some(ix) = self.input_at(ox, kx, self.in_w) else { continue };
-                f(ky * self.kernel + kx, iy * self.in_w + ix);
+                f(ky * k + kx, iy * self.in_w + ix, 1);
             }
         }
     }
@@ -288,8 +327,9 @@ pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usi
             for_each_nonzero(x, |i| {
                 let (v, ic) = (x[i], geo.in_channel(i));
                 let first = ic / geo.in_group() * out_g;
-                geo.outputs_of(i, |tap, pixel| {
-                    axpy(v, &wt[(ic * taps + tap) * out_g..][..out_g], &mut acc[pixel * geo.out_c + first..][..out_g]);
+                geo.output_runs(i, |tap, pixel, count| {
+                    let run = count * out_g;
+                    axpy(v, &wt[(ic * taps + tap) * out_g..][..run], &mut acc[pixel * geo.out_c + first..][..run]);
                 });
             });
             add_channels_last(&acc, y, geo.out_c, pixels);
@@ -340,8 +380,9 @@ pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: us
             for_each_nonzero(g, |o| {
                 let (v, oc) = (g[o], geo.out_channel(o));
                 let first = oc / out_g * in_g;
-                geo.inputs_of(o, |tap, pixel| {
-                    axpy(v, &wt[(oc * taps + tap) * in_g..][..in_g], &mut acc[pixel * geo.in_c + first..][..in_g]);
+                geo.input_runs(o, |tap, pixel, count| {
+                    let run = count * in_g;
+                    axpy(v, &wt[(oc * taps + tap) * in_g..][..run], &mut acc[pixel * geo.in_c + first..][..run]);
                 });
             });
             add_channels_last(&acc, dx, geo.in_c, geo.in_h * geo.in_w);
@@ -397,8 +438,9 @@ pub fn adjoint_at<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows:
             let ic = geo.in_channel(i);
             let first = ic / geo.in_group() * out_g;
             let mut sum = F::zero();
-            geo.outputs_of(i, |tap, pixel| {
-                sum += dot(&wt[(ic * taps + tap) * out_g..][..out_g], &g_t[pixel * geo.out_c + first..][..out_g])
+            geo.output_runs(i, |tap, pixel, count| {
+                let run = count * out_g;
+                sum += dot(&wt[(ic * taps + tap) * out_g..][..run], &g_t[pixel * geo.out_c + first..][..run])
             });
             dx[i] += sum;
         });
@@ -426,7 +468,10 @@ pub fn forward_at<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: 
             let oc = geo.out_channel(o);
             let first = oc / out_g * in_g;
             let mut sum = F::zero();
-            geo.inputs_of(o, |tap, pixel| sum += dot(&wt[(oc * taps + tap) * in_g..][..in_g], &x_t[pixel * geo.in_c + first..][..in_g]));
+            geo.input_runs(o, |tap, pixel, count| {
+                let run = count * in_g;
+                sum += dot(&wt[(oc * taps + tap) * in_g..][..run], &x_t[pixel * geo.in_c + first..][..run])
+            });
             y[o] += sum;
         });
         pool::spare([x_t]);
@@ -434,9 +479,23 @@ pub fn forward_at<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: 
     pool::spare([wt]);
 }
 
+/// `<a, b>` over a short run (a group's channels), in eight independent partial sums that
+/// the compiler keeps in one vector register: a single running sum would be a chain of
+/// dependent additions, which it may not reorder.
 #[inline]
 fn dot<F: Real>(a: &[F], b: &[F]) -> F {
-    a.iter().zip(b).fold(F::zero(), |acc, (x, y)| acc + *x * *y)
+    const LANES: usize = 8;
+    let len = a.len().min(b.len());
+    let (a_chunks, a_tail) = a[..len].as_chunks::<LANES>();
+    let (b_chunks, b_tail) = b[..len].as_chunks::<LANES>();
+    let mut lanes = [F::zero(); LANES];
+    for (x, y) in a_chunks.iter().zip(b_chunks) {
+        for k in 0..LANES {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    let tail = a_tail.iter().zip(b_tail).fold(F::zero(), |acc, (x, y)| acc + *x * *y);
+    lanes.iter().fold(tail, |acc, v| acc + *v)
 }
 
 /// Which operand of a weight gradient holds sparse binary spikes, for the event-driven path.
@@ -533,8 +592,9 @@ fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut 
     for_each_nonzero(x, |i| {
         let (v, ic) = (x[i], geo.in_channel(i));
         let first = ic / geo.in_group() * out_g;
-        geo.outputs_of(i, |tap, pixel| {
-            axpy(v, &g_t[pixel * geo.out_c + first..][..out_g], &mut dw[(ic * taps + tap) * out_g..][..out_g]);
+        geo.output_runs(i, |tap, pixel, count| {
+            let run = count * out_g;
+            axpy(v, &g_t[pixel * geo.out_c + first..][..run], &mut dw[(ic * taps + tap) * out_g..][..run]);
         });
     });
 }
@@ -548,8 +608,9 @@ fn weight_grad_output_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut
     for_each_nonzero(g, |o| {
         let (v, oc) = (g[o], geo.out_channel(o));
         let first = oc / out_g * in_g;
-        geo.inputs_of(o, |tap, pixel| {
-            axpy(v, &x_t[pixel * geo.in_c + first..][..in_g], &mut dw[(oc * taps + tap) * in_g..][..in_g]);
+        geo.input_runs(o, |tap, pixel, count| {
+            let run = count * in_g;
+            axpy(v, &x_t[pixel * geo.in_c + first..][..run], &mut dw[(oc * taps + tap) * in_g..][..run]);
         });
     });
 }
@@ -580,8 +641,10 @@ fn add_channels_last<F: Real>(acc: &[F], image: &mut [F], channels: usize, pixel
     }
 }
 
-/// The weights as `[in_c][tap][out_c / groups]` (a pooled buffer): a spike of input channel
-/// `ic` at tap `tap` reads one contiguous run over its group's output channels.
+/// The weights as `[in_c][ky][k - 1 - kx][out_c / groups]` (a pooled buffer): a spike of
+/// input channel `ic` at a tap reads one contiguous run over its group's output channels, and
+/// with the taps of a kernel row mirrored, the runs of a row's taps follow each other in the
+/// order of the output pixels they reach ([`Geometry::output_runs`]).
 fn channels_last_weights<F: Real>(geo: &Geometry, w: &[F]) -> Vec<F> {
     let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
     let mut wt = pool::overwritten::<F>(geo.weights());
@@ -589,7 +652,7 @@ fn channels_last_weights<F: Real>(geo: &Geometry, w: &[F]) -> Vec<F> {
         let (group, ocg) = (oc / out_g, oc % out_g);
         for icg in 0..in_g {
             for tap in 0..taps {
-                wt[((group * in_g + icg) * taps + tap) * out_g + ocg] = w[(oc * in_g + icg) * taps + tap];
+                wt[((group * in_g + icg) * taps + geo.mirrored(tap)) * out_g + ocg] = w[(oc * in_g + icg) * taps + tap];
             }
         }
     }
@@ -604,7 +667,7 @@ fn from_channels_last_weights<F: Real>(geo: &Geometry, wt: &[F]) -> Vec<F> {
         let (group, ocg) = (oc / out_g, oc % out_g);
         for icg in 0..in_g {
             for tap in 0..taps {
-                w[(oc * in_g + icg) * taps + tap] = wt[((group * in_g + icg) * taps + tap) * out_g + ocg];
+                w[(oc * in_g + icg) * taps + tap] = wt[((group * in_g + icg) * taps + geo.mirrored(tap)) * out_g + ocg];
             }
         }
     }
