@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use crate::exec::kernels::bits::{Bits, for_each_nonzero};
 use crate::exec::kernels::gemm::gemm_add;
+use crate::exec::kernels::simd::{axpy, dot};
 use crate::exec::pool;
 use crate::exec::real::Real;
 use crate::ir::{Connectivity, Conv};
@@ -479,25 +480,6 @@ pub fn forward_at<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: 
     pool::spare([wt]);
 }
 
-/// `<a, b>` over a short run (a group's channels), in eight independent partial sums that
-/// the compiler keeps in one vector register: a single running sum would be a chain of
-/// dependent additions, which it may not reorder.
-#[inline]
-fn dot<F: Real>(a: &[F], b: &[F]) -> F {
-    const LANES: usize = 8;
-    let len = a.len().min(b.len());
-    let (a_chunks, a_tail) = a[..len].as_chunks::<LANES>();
-    let (b_chunks, b_tail) = b[..len].as_chunks::<LANES>();
-    let mut lanes = [F::zero(); LANES];
-    for (x, y) in a_chunks.iter().zip(b_chunks) {
-        for k in 0..LANES {
-            lanes[k] += x[k] * y[k];
-        }
-    }
-    let tail = a_tail.iter().zip(b_tail).fold(F::zero(), |acc, (x, y)| acc + *x * *y);
-    lanes.iter().fold(tail, |acc, v| acc + *v)
-}
-
 /// Which operand of a weight gradient holds sparse binary spikes, for the event-driven path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Spikes {
@@ -613,14 +595,6 @@ fn weight_grad_output_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut
             axpy(v, &x_t[pixel * geo.in_c + first..][..run], &mut dw[(oc * taps + tap) * in_g..][..run]);
         });
     });
-}
-
-/// `y += a x` over a short run (a group's channels), which the compiler vectorises.
-#[inline]
-fn axpy<F: Real>(a: F, x: &[F], y: &mut [F]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * *x;
-    }
 }
 
 /// The transpose of a `channels x pixels` image into `pixels x channels`.
