@@ -55,7 +55,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..2 {
         let metrics = model.train(&data, &options)?;
         for m in metrics {
-            println!("epoch {}: loss {:.4}, train accuracy {:.1}%, test accuracy {:.1}%", m.epoch, m.losses[0].1, 100.0 * m.train_accuracy, 100.0 * m.test_accuracy);
+            println!(
+                "epoch {}: loss {:.4}, train accuracy {:.1}%, test accuracy {:.1}%",
+                m.epoch,
+                m.losses[0].1,
+                100.0 * m.train_accuracy,
+                100.0 * m.test_accuracy
+            );
         }
     }
     let after = model.evaluate(&data, Some(500))?.accuracy;

@@ -234,7 +234,12 @@ impl Model {
     }
 
     /// [`Model::train`] that also reports to `observer` after every batch and epoch.
-    pub fn train_observed(&mut self, data: &Dataset, options: &TrainOptions, observer: &mut dyn Observer<f32>) -> Result<&[EpochMetrics], Error> {
+    pub fn train_observed(
+        &mut self,
+        data: &Dataset,
+        options: &TrainOptions,
+        observer: &mut dyn Observer<f32>,
+    ) -> Result<&[EpochMetrics], Error> {
         let config = self.config(options);
         let resume = Snapshot { params: self.params.clone(), method: self.method.clone(), epochs_done: 0, net: self.net.clone() };
         let mut keep = Keep { inner: observer, last: None };
