@@ -231,7 +231,7 @@ fn library_facade_agrees_with_evaluation_and_reports_errors() {
         Err(other) => panic!("expected the checker's diagnostics, got {other}"),
         Ok(_) => panic!("a parameter of the wrong unit was accepted"),
     }
-    let unknown = model.weights("xy", "out").err().expect("no such connection");
+    let unknown = model.weights("xy", "out").expect_err("no such connection");
     assert!(unknown.to_string().contains("xy -> hidden.i"), "the error lists the connections: {unknown}");
     assert!(matches!(model.simulate(&[0.5; 3]), Err(Error::SampleSize { expected: 5, got: 3 })));
     assert!(matches!(Model::compile("import std::neurons\n"), Err(Error::NoNetwork)));
