@@ -169,6 +169,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// The folder of a run to continue.
     pub resume: Option<std::path::PathBuf>,
+    /// Draw the run's figures into `<out>/plots/` after every epoch (`snnc run --plot`).
+    pub plot: bool,
 }
 
 /// Applies `--set` overrides to a checked module and validates the result: engines take only

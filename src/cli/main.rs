@@ -170,6 +170,19 @@ enum Command {
         /// network parameters); the run's output goes to DIR unless `--out` says otherwise.
         #[arg(long, value_name = "DIR")]
         resume: Option<PathBuf>,
+        /// Draw the run's figures (as `snnc plot`) into `<out>/plots/` after every epoch.
+        #[arg(long)]
+        plot: bool,
+    },
+    /// Figures of a run, from its `--out` folder, as PNG and SVG in `<DIR>/plots/`: loss
+    /// terms, accuracy and spikes per neuron per epoch (metrics.json), and from the files of
+    /// `record` statements a spike raster, membrane traces with the threshold drawn and a
+    /// firing-rate histogram per recorded population.
+    Plot {
+        dir: PathBuf,
+        /// The recorded sample the rasters and traces show (default: the first recorded).
+        #[arg(long)]
+        sample: Option<u64>,
     },
     /// Evaluate a trained model from a checkpoint.
     Eval {
@@ -245,7 +258,10 @@ fn command(cli: Cli) -> ExitCode {
         Command::Check { files, format, time } => check(&files, format, time),
         Command::Emit { stage, file } => emit(stage, &file),
         Command::Fmt { files, check, stdout } => fmt(&files, check, stdout),
-        Command::Run { file, epochs, sets, out, data, threads, backend, precision, limit_train, limit_test, resume } => {
+        Command::Plot { dir, sample } => report(snnc::cli::plot::plot_run(&dir, sample).map(|written| {
+            outln!("{} figures in {}", written.len() / 2, dir.join("plots").display());
+        })),
+        Command::Run { file, epochs, sets, out, data, threads, backend, precision, limit_train, limit_test, resume, plot } => {
             let options = (|| -> Result<RunOptions, String> {
                 start_threads(threads)?;
                 Ok(RunOptions {
@@ -260,6 +276,7 @@ fn command(cli: Cli) -> ExitCode {
                     seed: 0,
                     progress: true,
                     resume,
+                    plot,
                 })
             })();
             report(options.and_then(|options| match options.precision {
@@ -296,6 +313,7 @@ fn command(cli: Cli) -> ExitCode {
                     seed: 0,
                     progress: false,
                     resume: None,
+                    plot: false,
                 })
             })();
             report(options.and_then(|options| match options.precision {
@@ -356,6 +374,10 @@ struct Console<'a> {
     history: Vec<snnc::train::EpochMetrics>,
     records: Option<(std::fs::File, std::fs::File)>,
     failure: Option<String>,
+    /// Draw the figures after every epoch (`--plot`).
+    plot: bool,
+    /// Presentations recorded so far.
+    recorded_samples: usize,
     /// Progress as plain lines when stderr is not a terminal (the bar only draws on one).
     plain: Option<PlainProgress>,
 }
@@ -407,6 +429,7 @@ impl<F: Real> Observer<F> for Console<'_> {
 
     fn records(&mut self, records: &RecordText) {
         use std::io::Write as _;
+        self.recorded_samples += records.samples;
         if let Some((spikes, variables)) = &mut self.records {
             let written = spikes.write_all(records.spikes.as_bytes()).and_then(|()| variables.write_all(records.variables.as_bytes()));
             if let Err(error) = written {
@@ -430,6 +453,19 @@ impl<F: Real> Observer<F> for Console<'_> {
         snnc::cli::driver::save_snapshot(&self.out.join("checkpoint.safetensors"), self.module, snapshot, &self.model)?;
         write_metrics(self.out, &self.history)?;
         snnc::cli::figures::write_learned(self.out, self.module, &snapshot.params)?;
+        if let Some(stem) = record_stem(self.module) {
+            // What `snnc plot` needs beside the records: the step and the thresholds now.
+            let meta = snnc::cli::plot::RecordMeta {
+                samples: self.recorded_samples,
+                ..snnc::cli::plot::record_meta(self.module, &snapshot.params)
+            };
+            let path = self.out.join(format!("{stem}.json"));
+            let json = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())?;
+            snnc::cli::driver::write_atomically(&path, json.as_bytes()).map_err(|e| snnc::cli::driver::write_failure(&path, &e))?;
+        }
+        if self.plot {
+            snnc::cli::plot::plot_run(self.out, None)?;
+        }
         match self.failure.take() {
             Some(failure) => Err(failure),
             None => Ok(()),
@@ -483,6 +519,15 @@ fn print_epoch(metrics: &snnc::train::EpochMetrics, header_printed: &mut bool) {
     );
 }
 
+/// The name of a train block's record files without their extension: `<stem>.csv` holds the
+/// spikes, `<stem>.variables.csv` the states and `<stem>.json` what `snnc plot` needs.
+fn record_stem(module: &snnc::ir::Module) -> Option<String> {
+    let train = module.train.as_ref().filter(|t| !t.records.is_empty())?;
+    let name = train.record_to.clone().unwrap_or_else(|| "records.csv".to_string());
+    let path = std::path::Path::new(&name);
+    Some(path.file_stem().map_or_else(|| "records".to_string(), |s| s.to_string_lossy().into_owned()))
+}
+
 /// Opens the two record files of a train block (spikes, and variables beside them).
 fn open_records(out: &std::path::Path, module: &snnc::ir::Module) -> Result<Option<(std::fs::File, std::fs::File)>, String> {
     use std::io::Write as _;
@@ -492,7 +537,7 @@ fn open_records(out: &std::path::Path, module: &snnc::ir::Module) -> Result<Opti
     }
     let name = train.record_to.clone().unwrap_or_else(|| "records.csv".to_string());
     let spikes_path = out.join(&name);
-    let stem = spikes_path.file_stem().map_or_else(|| "records".to_string(), |s| s.to_string_lossy().into_owned());
+    let stem = record_stem(module).unwrap_or_else(|| "records".to_string());
     let variables_path = out.join(format!("{stem}.variables.csv"));
     let (spike_header, variable_header) = snnc::train::hooks::record_headers(module, &train.records);
     let open = |path: &std::path::Path, header: &str| -> Result<std::fs::File, String> {
@@ -545,6 +590,8 @@ fn run<F: Real>(file: &std::path::Path, options: &RunOptions) -> Result<(), Stri
         history: Vec::new(),
         records: open_records(&out, &module)?,
         failure: None,
+        plot: options.plot,
+        recorded_samples: 0,
         plain: PlainProgress::for_stderr(),
     };
     let resume = match &options.resume {

@@ -107,8 +107,7 @@ fn batch_gradients_into<F: Real>(
             *sum += term;
         }
         outcome.correct += result.correct;
-        outcome.records.spikes.push_str(&result.records.spikes);
-        outcome.records.variables.push_str(&result.records.variables);
+        outcome.records.append(&result.records);
     };
     if hooks::needs_sequential(train) {
         for example in batch {

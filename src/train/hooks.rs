@@ -140,6 +140,19 @@ impl<F: Real> StepHook<F> for Clamps {
 pub struct RecordText {
     pub spikes: String,
     pub variables: String,
+    /// Presentations recorded (a sample shown again by `retry`, or in a later epoch, counts
+    /// again): what a firing rate over the records divides by, since a silent presentation
+    /// writes no spike row.
+    pub samples: usize,
+}
+
+impl RecordText {
+    /// Appends the records of later presentations.
+    pub fn append(&mut self, later: &RecordText) {
+        self.spikes.push_str(&later.spikes);
+        self.variables.push_str(&later.variables);
+        self.samples += later.samples;
+    }
 }
 
 /// The header lines of the two record files.
@@ -156,6 +169,7 @@ pub fn record_headers(module: &Module, records: &[(PopId, Option<VarId>)]) -> (S
 
 /// Appends the records of every sample of `trace` (`ids` the samples' identities).
 pub fn record_trace<F: Real>(module: &Module, records: &[(PopId, Option<VarId>)], trace: &Trace<F>, ids: &[u64], out: &mut RecordText) {
+    out.samples += ids.len();
     for (b, id) in ids.iter().enumerate() {
         for t in 0..trace.steps {
             record_step(module, records, trace, At::full(t), b, *id, out);
@@ -216,6 +230,9 @@ pub struct Recorder<'a> {
 impl<F: Real> StepHook<F> for Recorder<'_> {
     fn after_population(&mut self, at: At, p: usize, trace: &mut Trace<F>, _params: Option<&mut Params<F>>) {
         if p + 1 == self.module.populations.len() {
+            if at.step == 0 {
+                self.out.samples += 1;
+            }
             record_step(self.module, self.records, trace, at, 0, self.id, self.out);
         }
     }

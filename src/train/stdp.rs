@@ -231,8 +231,7 @@ impl<F: Real> Run<'_, F> {
             };
             if last {
                 if let Some(out) = records.as_deref_mut() {
-                    out.spikes.push_str(&recorded.spikes);
-                    out.variables.push_str(&recorded.variables);
+                    out.append(&recorded);
                 }
                 return Ok(presented);
             }
