@@ -1,5 +1,6 @@
 //! snnc as a library: compile a model from a string, train it for a few batches, then read its
-//! accuracy, one sample's spike trains and membrane potentials, and its weights back.
+//! accuracy, one sample's spike trains and membrane potentials, and its weights back; then
+//! run a model without a train block (an Izhikevich neuron written inline) forward only.
 //!
 //! Run: `cargo run --release --example library` (about a second; nothing is downloaded, the
 //! Yin-Yang data set is generated).
@@ -95,6 +96,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if after <= before || moved == 0.0 {
         return Err("training did not improve the model".into());
+    }
+    izhikevich()
+}
+
+/// An Izhikevich neuron (2003), written inline: non-linear dynamics (integrated by forward
+/// Euler, which the checker says with the warning `snn::lint::euler`), units throughout.
+const IZHIKEVICH: &str = r#"
+import std::encoders
+
+neuron Izhikevich {
+    param a: 1/ms = 0.02 / 1 ms
+    param b: 1/ms = 0.2 / 1 ms
+    param c: mV = -65 mV
+    param d: mV = 8 mV
+    state v: mV = -65 mV
+    state u: mV/ms = -13 mV / 1 ms
+    input i: mV/ms
+    dv/dt = 0.04 / (1 mV * 1 ms) * v * v + 5 / 1 ms * v + 140 mV / 1 ms - u + i
+    du/dt = a * (b * v - u)
+    spike when v >= 30 mV
+    on spike {
+        v = c
+        u += d / 1 ms
+    }
+}
+
+network Izh {
+    dt = 0.25 ms
+    steps = 1200
+    input drive[1] = repeat(sample)
+    population cell[1] = Izhikevich
+    connect drive -> cell.i : one_to_one(weight = 10 mV/ms)
+}
+"#;
+
+/// A model without a train block only runs forward: the Izhikevich neuron under a constant
+/// current fires as a regular-spiking cortical neuron, its intervals lengthening as `u` adapts.
+fn izhikevich() -> Result<(), Box<dyn std::error::Error>> {
+    let model = Model::compile(IZHIKEVICH)?;
+    let codes: Vec<&str> = model.warnings().iter().map(|d| d.code).collect();
+    println!("Izhikevich neuron: warnings {codes:?}");
+    let run = model.simulate(&[1.0])?;
+    let cell = run.population("cell").ok_or("no population `cell`")?;
+    let times: Vec<f64> = cell.spike_steps(0).iter().map(|t| *t as f64 * run.dt * 1e3).collect();
+    let intervals: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    println!("  spikes at {times:.1?} ms; intervals {intervals:.1?} ms");
+    if times.len() < 3 || intervals.first() >= intervals.last() {
+        return Err("the regular-spiking neuron should fire repeatedly, its intervals lengthening".into());
     }
     Ok(())
 }

@@ -59,8 +59,9 @@ use crate::train::method::MethodState;
 use crate::train::metrics::Evaluation;
 use crate::train::{EpochMetrics, Observer, Quiet, RunConfig, RunError, Snapshot, evaluate_module, run::run_seed, train_module};
 
-/// Why a call of the facade failed.
-#[derive(Debug)]
+/// Why a call of the facade failed. `Debug` shows what `Display` does (the rendered
+/// diagnostics), so that `fn main() -> Result<(), Box<dyn std::error::Error>>` ends with a
+/// readable message.
 pub enum Error {
     /// The model's text has errors: the diagnostics `snnc check` prints (code, message, spans,
     /// help), warnings included. [`Error::diagnostics`] gives them; `Display` renders them.
@@ -106,6 +107,12 @@ impl std::fmt::Display for Error {
             Error::Unknown { what, name, known } => write!(f, "the model has no {what} `{name}`; it has: {}", known.join(", ")),
             Error::SampleSize { expected, got } => write!(f, "a sample of this model has {expected} values, not {got}"),
         }
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 
