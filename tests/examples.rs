@@ -169,6 +169,35 @@ fn custom_neuron_learns_and_its_time_constants_train() {
     std::fs::remove_dir_all(out).ok();
 }
 
+/// The adaptive LIF of `custom_neuron.snn` does what its equations say, read back through the
+/// library: in a step where a neuron spikes, `v` is reset to 0 and the adaptation `a` is its
+/// decayed value plus 1; in other steps `a` decays by exp(-dt / tau_a) exactly.
+#[test]
+fn custom_neuron_resets_and_adapts_as_written() {
+    let model = snnc::api::Model::open(&common::root().join("examples/custom_neuron.snn")).expect("compiles");
+    let data = model.dataset().expect("Yin-Yang is generated");
+    let decay = (-1.0f64 / 200.0).exp();
+    let mut spikes_seen = 0;
+    for i in 0..20 {
+        let run = model.simulate(&data.test.sample(i)).expect("runs");
+        let hidden = run.population("hidden").expect("hidden");
+        let (v, a) = (hidden.state("v").expect("v"), hidden.state("a").expect("a"));
+        for t in 0..run.steps {
+            for n in 0..hidden.size {
+                let a_before = if t == 0 { 0.0 } else { f64::from(a[t - 1][n]) };
+                let fired = hidden.spikes[t].contains(&n);
+                let expected = a_before * decay + if fired { 1.0 } else { 0.0 };
+                assert!((f64::from(a[t][n]) - expected).abs() < 1e-5, "sample {i}, step {t}, neuron {n}: a {} where {expected}", a[t][n]);
+                if fired {
+                    assert_eq!(v[t][n], 0.0, "sample {i}, step {t}, neuron {n}: v is reset");
+                    spikes_seen += 1;
+                }
+            }
+        }
+    }
+    assert!(spikes_seen > 100, "the untrained layer fires: {spikes_seen} spikes");
+}
+
 #[test]
 fn rate_classifier_learns_mnist_from_a_few_thousand_samples() {
     let Some(dir) = std::env::var_os("SNNC_MNIST_DIR") else {
