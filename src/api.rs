@@ -46,6 +46,8 @@
 //! # Ok::<(), snnc::api::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 use std::path::Path;
 
 use crate::cli::driver::{Checked, apply_sets, check_path, check_text, load_data, render_all};
@@ -80,9 +82,21 @@ pub enum Error {
     Run(RunError),
     /// A name the model does not have: `what` is "population", "connection" or the like,
     /// `known` lists the names it does have.
-    Unknown { what: &'static str, name: String, known: Vec<String> },
+    Unknown {
+        /// What kind of name: "single connection" and the like.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The names of that kind the model has.
+        known: Vec<String>,
+    },
     /// A sample with the wrong number of values for the model's inputs.
-    SampleSize { expected: usize, got: usize },
+    SampleSize {
+        /// Values per sample of the model's inputs.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
 }
 
 impl Error {
@@ -424,6 +438,7 @@ impl Simulation {
 /// What one population did over a [`Simulation`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct PopulationRun {
+    /// The population's name in the network.
     pub name: String,
     /// Neurons.
     pub size: usize,
@@ -456,12 +471,16 @@ impl PopulationRun {
 /// The weights of one connection ([`Model::weights`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Weights {
+    /// The connection's source as written: an input, a population or a state (`out.u`).
     pub source: String,
+    /// The target population.
     pub target: String,
+    /// The target's input port the connection delivers into.
     pub port: String,
     /// The layout of `values`, row-major: `[pre, post]` for a dense connection, `[out, in, k,
     /// k]` for a convolution, `[1]` for one weight that every pair shares.
     pub shape: Vec<usize>,
+    /// The weights, row-major in `shape`.
     pub values: Vec<f32>,
 }
 
