@@ -9,8 +9,11 @@
 //!   scalar oracle and the Cranelift JIT) behind one trait, and the kernels they call;
 //! - [`train`]: the training loop, learning methods behind one trait, optimisers, losses and
 //!   metrics;
-//! - [`cli`]: the only code that touches files.
+//! - [`cli`]: the only code that touches files;
+//! - [`api`]: the library facade over them all: compile a model from text, train it, read
+//!   spikes and weights back (`examples/library.rs`).
 
+pub mod api;
 pub mod cli;
 pub mod data;
 pub mod exec;

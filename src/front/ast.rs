@@ -1,7 +1,7 @@
 //! The syntax tree of a `.snn` file, as written, with byte spans on every node.
 //!
 //! The AST is what the parser builds and what `snnc fmt` prints. It knows nothing about units,
-//! names or shapes; those are checked by [`crate::check`] and folded away by [`crate::lower`].
+//! names or shapes; those are checked and folded away by [`crate::lower`].
 
 use std::fmt;
 

@@ -1,7 +1,8 @@
 //! Forward Propagation Through Time (Kag & Saligrama 2021; seeds/000 after Yin, Corradi &
 //! Bohte 2023) through the learning-method seam. A sample's steps are cut into `K` windows
-//! (`updates`); the batch runs forward one window at a time ([`Engine::begin`],
-//! [`Engine::advance`]), and after each window:
+//! (`updates`); the batch runs forward one window at a time
+//! ([`crate::exec::engine::Engine::begin`], [`crate::exec::engine::Engine::advance`]), and after
+//! each window:
 //!
 //! 1. the train block's loss terms are taken over that window ([`loss::Windowed`]: per-step
 //!    readouts cover its steps, `window` and `windows` say which), and the gradient `g_p` of

@@ -18,7 +18,7 @@
 //!
 //! `len` is the row's elements (`batch * neurons`, sample-major). Subexpressions that read only
 //! parameters ([`crate::ir::hoist`]) are computed once per neuron into `scratch` (one row of
-//! `neurons` values per subexpression; [`Compiled::scratch`] says how many) before the element
+//! `neurons` values per subexpression; `Compiled`'s `forward_scratch` and `backward_scratch` say how many) before the element
 //! loops, which then run sample by sample and read them back.
 //! - encoder: `fn(data: *const f32, out: *mut F, len: i64, time: F, step: F, net: *const F,
 //!   prefix: u64, input: u64, sample_prefix: u64)`, one call per sample and step.

@@ -15,7 +15,7 @@ use crate::exec::real::Real;
 /// process started: tests read it to know that the path actually ran.
 static EVENT_PASSES: AtomicU64 = AtomicU64::new(0);
 
-/// The number of event-driven passes so far (see [`EVENT_PASSES`]).
+/// The number of event-driven passes so far (see `EVENT_PASSES`).
 pub fn event_passes() -> u64 {
     EVENT_PASSES.load(Ordering::Relaxed)
 }

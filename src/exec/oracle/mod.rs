@@ -49,7 +49,7 @@ pub struct Columns<'a> {
 }
 
 /// `id` evaluated element by element over `columns` (many neurons and steps at once): the
-/// operations of [`eval`], walking the expression once instead of once per element, with the
+/// operations of `eval`, walking the expression once instead of once per element, with the
 /// leaves [`eval_at`] gives (no spike, no data, the draw of the default key).
 pub fn eval_columns(exprs: &Exprs, id: ExprId, columns: &Columns) -> Vec<f64> {
     let len = columns.times.len();

@@ -1,7 +1,7 @@
 //! The `train` block: data, learning method, loss terms, prediction, optimiser, schedule,
-//! phases, hooks, records and clamps. [`method`] checks that the model supports its learning
-//! method, [`expr`] lowers training expressions (losses, predictions, conditions) and
-//! [`hooks`] the per-sample actions and records; this file holds the block and its settings.
+//! phases, hooks, records and clamps. `method` checks that the model supports its learning
+//! method, `expr` lowers training expressions (losses, predictions, conditions) and
+//! `hooks` the per-sample actions and records; this file holds the block and its settings.
 
 mod expr;
 mod hooks;
