@@ -170,8 +170,23 @@ impl TExprs {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
-    Mnist { dir: String, augment_shift: f64, augment_rotate_deg: f64 },
-    YinYang { train: usize, test: usize, seed: u64 },
+    /// MNIST, or Fashion-MNIST when `fashion` (the same four IDX files).
+    Mnist {
+        dir: String,
+        augment_shift: f64,
+        augment_rotate_deg: f64,
+        fashion: bool,
+    },
+    YinYang {
+        train: usize,
+        test: usize,
+        seed: u64,
+    },
+    /// N-MNIST's event recordings, binned into steps of `bin` seconds.
+    Nmnist {
+        dir: String,
+        bin: f64,
+    },
 }
 
 /// A float type a train block can ask for.
@@ -185,7 +200,7 @@ impl Data {
     /// The number of classes of the data set.
     pub fn classes(&self) -> usize {
         match self {
-            Data::Mnist { .. } => 10,
+            Data::Mnist { .. } | Data::Nmnist { .. } => 10,
             Data::YinYang { .. } => 3,
         }
     }
