@@ -354,7 +354,7 @@ const OVERFLOW_US: u32 = 1 << 13;
 /// polarity, bits 6..0 of byte 2 and bytes 3 and 4 the time in microseconds (23 bits, most
 /// significant first).
 pub fn parse_nmnist_events(bytes: &[u8]) -> Result<Vec<Event>, String> {
-    if bytes.len() % 5 != 0 {
+    if !bytes.len().is_multiple_of(5) {
         return Err(format!(
             "{} bytes is not a whole number of 5-byte events (cut off after {} whole events)",
             bytes.len(),
