@@ -61,6 +61,8 @@ struct TrainLowerer<'m, 's, 'a> {
     exprs: TExprs,
     classes: usize,
     features: usize,
+    /// The data set gives events (N-MNIST): no training expression can read a sample.
+    events: bool,
     /// Whether any lowered expression read `label`.
     reads_label: bool,
     /// The learning method's name, when it lowered: some readouts belong to one method.
@@ -171,8 +173,16 @@ pub fn lower_train(
     };
     let gradient_method = matches!(method, Some(Method::Bptt { .. } | Method::EventProp | Method::Fptt { .. }));
     let method_name = method.as_ref().map(Method::name);
-    let mut lowerer =
-        TrainLowerer { module, sink: &mut sink, exprs: TExprs::default(), classes, features, reads_label: false, method: method_name };
+    let mut lowerer = TrainLowerer {
+        module,
+        sink: &mut sink,
+        exprs: TExprs::default(),
+        classes,
+        features,
+        events: matches!(data, Some(Data::Nmnist { .. })),
+        reads_label: false,
+        method: method_name,
+    };
     let terms = lowerer.lower_losses(&losses);
     let predict = settings.get("predict").and_then(|s| lowerer.lower_predict(&s.value));
     let reconstruction = settings.get("reconstruction").and_then(|s| lowerer.lower_reconstruction(&s.value));
