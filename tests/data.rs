@@ -397,3 +397,28 @@ fn snnc_runs_the_nmnist_model_on_a_small_folder() {
     std::fs::remove_dir_all(dir).ok();
     std::fs::remove_dir_all(out).ok();
 }
+
+#[test]
+fn data_settings_lower_with_their_folders_augmentation_and_bin() {
+    use snnc::ir::train::Data;
+    let lowered = |data: &str, input: &str| {
+        let text = EVENT_NET
+            .replace("data = nmnist(dir = \"unused\")", &format!("data = {data}"))
+            .replace("steps = 4\n", "steps = 4\n    dt = 0.5 ms\n")
+            .replace("input events[2, 34, 34] = event_spikes(events)\n    input counted[2, 34, 34] = counts(events)", input)
+            .replace("connect counted -> hidden.i : dense(init = uniform(0.0, 0.4))\n    ", "");
+        common::module(&text).train.expect("a train block").data
+    };
+    let events = "input events[2, 34, 34] = event_spikes(events)";
+    let image = "input events[784] = bernoulli(image)";
+    assert_eq!(lowered("nmnist()", events), Data::Nmnist { dir: "$SNNC_NMNIST_DIR|data/nmnist".into(), bin: 0.0005 }, "bin defaults to dt");
+    assert_eq!(lowered("nmnist(dir = \"here\", bin = 5 ms)", events), Data::Nmnist { dir: "here".into(), bin: 0.005 });
+    assert_eq!(
+        lowered("fashion_mnist(shift = 0.1, rotate = 10)", image),
+        Data::FashionMnist { dir: "$SNNC_FASHION_MNIST_DIR|data/fashion_mnist".into(), augment_shift: 0.1, augment_rotate_deg: 10.0 }
+    );
+    assert_eq!(
+        lowered("mnist()", image),
+        Data::Mnist { dir: "$SNNC_MNIST_DIR|data/mnist".into(), augment_shift: 0.0, augment_rotate_deg: 0.0 }
+    );
+}

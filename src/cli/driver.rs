@@ -220,10 +220,8 @@ pub fn load_data(train: &crate::ir::train::Train, data_dir: Option<&Path>) -> Re
     let resolve = |dir: &str| crate::data::resolve_dir(dir, data_dir, |var| std::env::var(var).ok());
     match &train.data {
         Data::YinYang { train, test, seed } => Ok(crate::data::yin_yang(*train, *test, *seed)),
-        Data::Mnist { dir, fashion, .. } => {
-            let set = if *fashion { crate::data::ImageSet::FashionMnist } else { crate::data::ImageSet::Mnist };
-            crate::data::load_images(&resolve(dir), set).map_err(|e| e.to_string())
-        }
+        Data::Mnist { dir, .. } => crate::data::load_mnist(&resolve(dir)).map_err(|e| e.to_string()),
+        Data::FashionMnist { dir, .. } => crate::data::load_fashion_mnist(&resolve(dir)).map_err(|e| e.to_string()),
         Data::Nmnist { dir, bin } => crate::data::load_nmnist(&resolve(dir), bin * 1e6, None).map_err(|e| e.to_string()),
     }
 }

@@ -170,17 +170,21 @@ impl TExprs {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
-    /// MNIST, or Fashion-MNIST when `fashion` (the same four IDX files).
     Mnist {
         dir: String,
         augment_shift: f64,
         augment_rotate_deg: f64,
-        fashion: bool,
     },
     YinYang {
         train: usize,
         test: usize,
         seed: u64,
+    },
+    /// Fashion-MNIST: MNIST's four IDX files, ten kinds of clothing.
+    FashionMnist {
+        dir: String,
+        augment_shift: f64,
+        augment_rotate_deg: f64,
     },
     /// N-MNIST's event recordings, binned into steps of `bin` seconds.
     Nmnist {
@@ -200,7 +204,7 @@ impl Data {
     /// The number of classes of the data set.
     pub fn classes(&self) -> usize {
         match self {
-            Data::Mnist { .. } | Data::Nmnist { .. } => 10,
+            Data::Mnist { .. } | Data::FashionMnist { .. } | Data::Nmnist { .. } => 10,
             Data::YinYang { .. } => 3,
         }
     }

@@ -16,10 +16,9 @@ use crate::lower::{Program, Sink, SourceMap};
 pub const NETWORK_SETTINGS: [&str; 4] = ["steps", "dt", "duration", "rest"];
 pub const CONNECTIVITIES: [&str; 8] =
     ["dense", "one_to_one", "all_to_all_but_self", "conv2d", "conv_transpose2d", "sum_pool2d", "avg_pool2d", "max_pool2d"];
-/// Names an encoder argument may read besides network parameters: the sample's value for the
-/// input neuron.
-/// The names an encoder argument reads the sample by: `image` and `sample` its features (one
-/// value per input element), `events` an event sample's bin of the current step.
+/// Names an encoder argument may read besides network parameters, the sample's value for the
+/// input neuron: `image` and `sample` its features (one value per input element), `events` an
+/// event sample's bin of the current step.
 pub const DATA_FIELDS: [&str; 3] = ["image", "sample", "events"];
 
 /// What the network lowering knows about each population besides the IR: port units.

@@ -524,7 +524,11 @@ fn lower_data(expr: &ast::Expr, dt: f64, sink: &mut Sink) -> Option<Data> {
             let dir = named.get("dir").and_then(|e| string_arg(e)).unwrap_or_else(|| default.to_string());
             let shift = named.get("shift").and_then(|e| const_number(e)).map_or(0.0, |v| v.0);
             let rotate = named.get("rotate").and_then(|e| const_number(e)).map_or(0.0, |v| v.0);
-            Some(Data::Mnist { dir, augment_shift: shift, augment_rotate_deg: rotate, fashion })
+            Some(if fashion {
+                Data::FashionMnist { dir, augment_shift: shift, augment_rotate_deg: rotate }
+            } else {
+                Data::Mnist { dir, augment_shift: shift, augment_rotate_deg: rotate }
+            })
         }
         "nmnist" => {
             let dir = named.get("dir").and_then(|e| string_arg(e)).unwrap_or_else(|| "$SNNC_NMNIST_DIR|data/nmnist".to_string());
