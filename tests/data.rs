@@ -389,6 +389,12 @@ fn snnc_runs_the_nmnist_model_on_a_small_folder() {
     let run = snnc(&["run", "models/nmnist.snn", "--data", &dir_text, "--set", "steps=5", "--epochs", "1", "--out", &out_text]);
     assert!(run.status.success(), "{}", text(&run));
     assert!(out.join("metrics.json").exists() && out.join("checkpoint.safetensors").exists());
+    // The same checkpoint evaluates; the generative check refuses events (it decodes images).
+    let checkpoint = out.join("checkpoint.safetensors").to_string_lossy().into_owned();
+    let eval = snnc(&["eval", "models/nmnist.snn", "--checkpoint", &checkpoint, "--data", &dir_text, "--set", "steps=5"]);
+    assert!(eval.status.success() && text(&eval).contains("test accuracy"), "{}", text(&eval));
+    let generate = snnc(&["generate", "models/nmnist.snn", "--checkpoint", &checkpoint, "--data", &dir_text, "--out", &out_text]);
+    assert!(!generate.status.success() && text(&generate).contains("event data set"), "{}", text(&generate));
     // A cut-off sample stops the run with the file's name.
     std::fs::write(dir.join("Test/7/00004.bin"), [1, 2, 3]).expect("write");
     let run = snnc(&["run", "models/nmnist.snn", "--data", &dir_text, "--set", "steps=5", "--out", &out_text]);
