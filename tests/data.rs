@@ -428,3 +428,33 @@ fn data_settings_lower_with_their_folders_augmentation_and_bin() {
         Data::Mnist { dir: "$SNNC_MNIST_DIR|data/mnist".into(), augment_shift: 0.0, augment_rotate_deg: 0.0 }
     );
 }
+
+/// The real Fashion-MNIST and N-MNIST when their variables are set (CI has neither: the files
+/// are a download; the tests above cover the readers on files they write).
+#[test]
+fn the_real_fashion_mnist_and_nmnist_files_when_available() {
+    let test_counts = |labels: &[u8]| {
+        let mut counts = [0usize; 10];
+        labels.iter().for_each(|l| counts[usize::from(*l)] += 1);
+        counts
+    };
+    match std::env::var_os("SNNC_FASHION_MNIST_DIR") {
+        Some(dir) => {
+            let set = load_fashion_mnist(Path::new(&dir)).expect("the real Fashion-MNIST loads");
+            assert_eq!((set.train.len(), set.test.len(), set.train.n_features), (60_000, 10_000, 784));
+            assert_eq!(test_counts(&set.test.labels), [1000; 10], "Fashion-MNIST's test set is balanced");
+        }
+        None => eprintln!("SNNC_FASHION_MNIST_DIR is not set; the real Fashion-MNIST check is skipped"),
+    }
+    match std::env::var_os("SNNC_NMNIST_DIR") {
+        Some(dir) => {
+            let set = load_nmnist(Path::new(&dir), 1000.0, None).expect("the real N-MNIST loads");
+            assert_eq!((set.train.len(), set.test.len()), (60_000, 10_000));
+            // N-MNIST recorded MNIST's own test digits.
+            assert_eq!(test_counts(&set.test.labels), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+            let events = set.test.events(0);
+            assert!(events.len() > 100 && events.iter().all(|(t, e)| *t < 400_000 && usize::from(*e) < NMNIST_ELEMENTS));
+        }
+        None => eprintln!("SNNC_NMNIST_DIR is not set; the real N-MNIST check is skipped"),
+    }
+}
