@@ -1,8 +1,11 @@
-//! Data sets: MNIST from IDX files (gz or raw) and the Yin-Yang set generated in-process, plus
-//! the counter-based random numbers every encoder and generator uses.
+//! Data sets: MNIST and Fashion-MNIST from IDX files (gz or raw), N-MNIST's event recordings
+//! from one binary file per sample, and the Yin-Yang set generated in-process, plus the
+//! counter-based random numbers every encoder and generator uses.
 //!
-//! A data set is a list of samples, each a feature vector in [0, 1] and a class label. Errors
-//! name the files that were expected and where they were looked for.
+//! A data set is a list of samples, each a feature vector and a class label; an event sample's
+//! features are its events binned into steps (one block of features per step). Errors are coded
+//! (`snn::data::missing`, `snn::data::corrupt`, `snn::data::unreadable`) and name the files that
+//! were expected and where they were looked for.
 
 use std::fmt;
 use std::io::Read;
@@ -18,11 +21,29 @@ pub struct Split {
 }
 
 /// The feature values of a split: floats, or bytes that stand for `byte / 255` (MNIST's
-/// pixels, kept at a quarter of the memory: 47 MB instead of 188 MB for the training set).
+/// pixels, kept at a quarter of the memory: 47 MB instead of 188 MB for the training set), or
+/// event recordings.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Features {
     Floats(Vec<f32>),
     Bytes(Vec<u8>),
+    Events(Events),
+}
+
+/// Event recordings, kept as events (six bytes each), never as a dense tensor: sample `i`'s
+/// events are `[offsets[i], offsets[i + 1])` of `times_us` and `neurons`, in file order. A
+/// sample's features ([`Split::sample`]) are its events binned into blocks of `n_features`
+/// values, one per step: block `t` counts each element's events with a time in
+/// `[t * bin_us, (t + 1) * bin_us)`. There are `steps` blocks (later events dropped), or with
+/// `steps` None as many as reach the sample's last event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Events {
+    pub offsets: Vec<usize>,
+    pub times_us: Vec<u32>,
+    /// The input element of each event: `polarity * 34 * 34 + y * 34 + x` for N-MNIST.
+    pub neurons: Vec<u16>,
+    pub bin_us: f64,
+    pub steps: Option<usize>,
 }
 
 impl Split {
@@ -39,12 +60,39 @@ impl Split {
         Split { n_features, features: Features::Floats(features), labels }
     }
 
-    /// Sample `index`'s features: borrowed when stored as floats, converted from bytes.
+    /// Sample `index`'s features: borrowed when stored as floats, converted from bytes, binned
+    /// from events (`steps * n_features` values, see [`Events`]).
     pub fn sample(&self, index: usize) -> std::borrow::Cow<'_, [f32]> {
         let range = index * self.n_features..(index + 1) * self.n_features;
         match &self.features {
             Features::Floats(values) => std::borrow::Cow::Borrowed(&values[range]),
             Features::Bytes(bytes) => std::borrow::Cow::Owned(bytes[range].iter().map(|b| f32::from(*b) / 255.0).collect()),
+            Features::Events(events) => {
+                let span = events.offsets[index]..events.offsets[index + 1];
+                let bin_of = |time: u32| (f64::from(time) / events.bin_us).floor();
+                let last = events.times_us[span.clone()].iter().map(|t| bin_of(*t) as usize + 1).max().unwrap_or(0);
+                let steps = events.steps.map_or(last, |steps| steps.min(last));
+                let mut out = vec![0.0f32; steps * self.n_features];
+                for (time, neuron) in events.times_us[span.clone()].iter().zip(&events.neurons[span]) {
+                    let bin = bin_of(*time);
+                    if bin < steps as f64 && usize::from(*neuron) < self.n_features {
+                        out[bin as usize * self.n_features + usize::from(*neuron)] += 1.0;
+                    }
+                }
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Sample `index`'s events as `(time in µs, element)`, in file order; empty for a split
+    /// that is not made of events.
+    pub fn events(&self, index: usize) -> Vec<(u32, u16)> {
+        match &self.features {
+            Features::Events(events) => {
+                let span = events.offsets[index]..events.offsets[index + 1];
+                events.times_us[span.clone()].iter().copied().zip(events.neurons[span].iter().copied()).collect()
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -58,14 +106,17 @@ pub struct Dataset {
 
 #[derive(Debug)]
 pub enum DataError {
-    /// None of the candidate files for one part of the set exists.
+    /// None of the candidate files or folders for one part of the set exists: `what` names
+    /// the part, `help` the folder layout the set needs and how to point snnc at it.
     Missing {
-        what: &'static str,
+        what: String,
         looked_for: Vec<PathBuf>,
+        help: String,
     },
-    /// A file exists but is not a valid IDX file of the expected kind.
+    /// A file exists but is not a valid file of the expected `kind`.
     Corrupt {
         path: PathBuf,
+        kind: &'static str,
         reason: String,
     },
     Io {
@@ -74,26 +125,86 @@ pub enum DataError {
     },
 }
 
-impl fmt::Display for DataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl DataError {
+    /// The diagnostic code: `snn::data::missing`, `snn::data::corrupt` or `snn::data::unreadable`.
+    pub fn code(&self) -> &'static str {
         match self {
-            DataError::Missing { what, looked_for } => {
+            DataError::Missing { .. } => "snn::data::missing",
+            DataError::Corrupt { .. } => "snn::data::corrupt",
+            DataError::Io { .. } => "snn::data::unreadable",
+        }
+    }
+}
+
+impl fmt::Display for DataError {
+    /// `CODE: message` and an indented `help:` line, as the driver's other run-time errors.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.code();
+        match self {
+            DataError::Missing { what, looked_for, help } => {
                 let list: Vec<String> = looked_for.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "{code}: {what} not found; looked for {}\n  help: {help}", list.join(", "))
+            }
+            DataError::Corrupt { path, kind, reason } => write!(
+                f,
+                "{code}: {} is not a valid {kind}: {reason}\n  help: the file is damaged or of another kind; download or unpack it again",
+                path.display()
+            ),
+            DataError::Io { path, error } => {
                 write!(
                     f,
-                    "MNIST {what} not found; looked for {}. Set SNNC_MNIST_DIR or pass --data DIR to the folder holding \
-                     train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and \
-                     t10k-labels-idx1-ubyte.gz (gz or raw)",
-                    list.join(", ")
+                    "{code}: cannot read {}: {error}\n  help: check that the file is readable (permissions, the disk)",
+                    path.display()
                 )
             }
-            DataError::Corrupt { path, reason } => write!(f, "{} is not a valid MNIST IDX file: {reason}", path.display()),
-            DataError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
         }
     }
 }
 
 impl std::error::Error for DataError {}
+
+/// One of the image sets stored as MNIST's four IDX files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageSet {
+    Mnist,
+    FashionMnist,
+}
+
+impl ImageSet {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageSet::Mnist => "MNIST",
+            ImageSet::FashionMnist => "Fashion-MNIST",
+        }
+    }
+
+    /// The variable that names its folder in the shipped models.
+    pub fn variable(self) -> &'static str {
+        match self {
+            ImageSet::Mnist => "SNNC_MNIST_DIR",
+            ImageSet::FashionMnist => "SNNC_FASHION_MNIST_DIR",
+        }
+    }
+
+    fn help(self) -> String {
+        let source = match self {
+            ImageSet::Mnist => "any MNIST mirror has them",
+            ImageSet::FashionMnist => "Zalando's Fashion-MNIST release ships them under these names",
+        };
+        format!(
+            "set {} or pass --data DIR to the folder holding {}, {}, {} and {} (gz or raw; {source})",
+            self.variable(),
+            IDX_FILES[0],
+            IDX_FILES[1],
+            IDX_FILES[2],
+            IDX_FILES[3]
+        )
+    }
+}
+
+/// The four files of an IDX image set, gzipped (the raw files drop `.gz`).
+pub const IDX_FILES: [&str; 4] =
+    ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
 
 /// Resolves a data folder written as `$VAR|default` (the model's `env("VAR", "default")`):
 /// an explicit override first, then the variable, then the default.
@@ -109,24 +220,37 @@ pub fn resolve_dir(spec: &str, override_dir: Option<&Path>, lookup: impl Fn(&str
 
 /// Reads MNIST from `dir`: pixel values scaled to [0, 1].
 pub fn load_mnist(dir: &Path) -> Result<Dataset, DataError> {
-    let train = read_split(dir, "train")?;
-    let test = read_split(dir, "t10k")?;
+    load_images(dir, ImageSet::Mnist)
+}
+
+/// Reads Fashion-MNIST from `dir` (the same four IDX files as MNIST, ten classes of clothing).
+pub fn load_fashion_mnist(dir: &Path) -> Result<Dataset, DataError> {
+    load_images(dir, ImageSet::FashionMnist)
+}
+
+/// Reads an IDX image set from `dir`: pixel values scaled to [0, 1], ten classes.
+pub fn load_images(dir: &Path, set: ImageSet) -> Result<Dataset, DataError> {
+    let train = read_split(dir, "train", set)?;
+    let test = read_split(dir, "t10k", set)?;
     Ok(Dataset { train, test, classes: 10 })
 }
 
-fn read_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
-    let (images_path, images) = read_first(dir, &format!("{prefix}-images-idx3-ubyte"), "images")?;
-    let (labels_path, labels) = read_first(dir, &format!("{prefix}-labels-idx1-ubyte"), "labels")?;
-    let (dims, pixels) = parse_idx(&images, 3).map_err(|reason| DataError::Corrupt { path: images_path.clone(), reason })?;
-    let (label_dims, labels) = parse_idx(&labels, 1).map_err(|reason| DataError::Corrupt { path: labels_path.clone(), reason })?;
+fn read_split(dir: &Path, prefix: &str, set: ImageSet) -> Result<Split, DataError> {
+    let part = if prefix == "train" { "training" } else { "test" };
+    let (images_path, images) = read_first(dir, &format!("{prefix}-images-idx3-ubyte"), &format!("{} {part} images", set.name()), set)?;
+    let (labels_path, labels) = read_first(dir, &format!("{prefix}-labels-idx1-ubyte"), &format!("{} {part} labels", set.name()), set)?;
+    let kind = "IDX file";
+    let (dims, pixels) = parse_idx(&images, 3).map_err(|reason| DataError::Corrupt { path: images_path.clone(), kind, reason })?;
+    let (label_dims, labels) = parse_idx(&labels, 1).map_err(|reason| DataError::Corrupt { path: labels_path.clone(), kind, reason })?;
     if dims[0] != label_dims[0] {
         return Err(DataError::Corrupt {
             path: labels_path,
+            kind,
             reason: format!("{} labels for {} images in {}", label_dims[0], dims[0], images_path.display()),
         });
     }
     if let Some(bad) = labels.iter().find(|l| **l > 9) {
-        return Err(DataError::Corrupt { path: labels_path, reason: format!("label {bad} is not a digit") });
+        return Err(DataError::Corrupt { path: labels_path, kind, reason: format!("label {bad} is not one of the ten classes 0..9") });
     }
     // The pixels stay bytes, in the buffer they were read into (its header dropped).
     let (header, n_features, labels) = (images.len() - pixels.len(), dims[1] * dims[2], labels.to_vec());
@@ -137,7 +261,7 @@ fn read_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
 }
 
 /// Reads `name.gz` or `name`, whichever exists first.
-fn read_first(dir: &Path, name: &str, what: &'static str) -> Result<(PathBuf, Vec<u8>), DataError> {
+fn read_first(dir: &Path, name: &str, what: &str, set: ImageSet) -> Result<(PathBuf, Vec<u8>), DataError> {
     let candidates = [dir.join(format!("{name}.gz")), dir.join(name)];
     for path in &candidates {
         if !path.exists() {
@@ -146,14 +270,16 @@ fn read_first(dir: &Path, name: &str, what: &'static str) -> Result<(PathBuf, Ve
         let raw = std::fs::read(path).map_err(|error| DataError::Io { path: path.clone(), error })?;
         if path.extension().is_some_and(|e| e == "gz") {
             let mut bytes = Vec::new();
-            flate2::read::GzDecoder::new(raw.as_slice())
-                .read_to_end(&mut bytes)
-                .map_err(|error| DataError::Corrupt { path: path.clone(), reason: format!("gzip: {error}") })?;
+            flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut bytes).map_err(|error| DataError::Corrupt {
+                path: path.clone(),
+                kind: "gzip file",
+                reason: error.to_string(),
+            })?;
             return Ok((path.clone(), bytes));
         }
         return Ok((path.clone(), raw));
     }
-    Err(DataError::Missing { what, looked_for: candidates.to_vec() })
+    Err(DataError::Missing { what: what.to_string(), looked_for: candidates.to_vec(), help: set.help() })
 }
 
 /// Parses an IDX file of unsigned bytes with `rank` dimensions.
@@ -192,6 +318,146 @@ pub fn write_idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(data);
     out
+}
+
+// ---------------------------------------------------------------- N-MNIST
+
+/// N-MNIST's sensor is 34 x 34 pixels with two polarities: an input of `[2, 34, 34]` elements.
+pub const NMNIST_SIDE: usize = 34;
+pub const NMNIST_ELEMENTS: usize = 2 * NMNIST_SIDE * NMNIST_SIDE;
+
+/// One event of an N-MNIST recording: a pixel, its polarity (on: brighter) and its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub x: u8,
+    pub y: u8,
+    pub on: bool,
+    pub t_us: u32,
+}
+
+impl Event {
+    /// The input element it drives: polarity-major `[2, 34, 34]` (off first, then on; rows
+    /// `y`, columns `x`), the layout of Tonic's frames.
+    pub fn element(self) -> u16 {
+        let side = NMNIST_SIDE as u16;
+        u16::from(self.on) * side * side + u16::from(self.y) * side + u16::from(self.x)
+    }
+}
+
+/// A `y` of 240 marks a timestamp overflow, not an event: the events after it are 2^13 µs
+/// later than their stored time (the data set's own reader, gorchard/event-Python, and Tonic
+/// read it so).
+const OVERFLOW_Y: u8 = 240;
+const OVERFLOW_US: u32 = 1 << 13;
+
+/// Parses one N-MNIST `.bin` file: 40-bit events, byte 0 `x`, byte 1 `y`, bit 7 of byte 2 the
+/// polarity, bits 6..0 of byte 2 and bytes 3 and 4 the time in microseconds (23 bits, most
+/// significant first).
+pub fn parse_nmnist_events(bytes: &[u8]) -> Result<Vec<Event>, String> {
+    if !bytes.len().is_multiple_of(5) {
+        return Err(format!(
+            "{} bytes is not a whole number of 5-byte events (cut off after {} whole events)",
+            bytes.len(),
+            bytes.len() / 5
+        ));
+    }
+    let mut overflow = 0u32;
+    let mut events = Vec::with_capacity(bytes.len() / 5);
+    for (k, e) in bytes.chunks_exact(5).enumerate() {
+        let (x, y) = (e[0], e[1]);
+        if y == OVERFLOW_Y {
+            overflow = overflow.saturating_add(OVERFLOW_US);
+            continue;
+        }
+        if usize::from(x) >= NMNIST_SIDE || usize::from(y) >= NMNIST_SIDE {
+            return Err(format!("event {k} (byte {}) is at pixel ({x}, {y}), outside the 34 x 34 sensor", 5 * k));
+        }
+        let time = (u32::from(e[2] & 0x7f) << 16) | (u32::from(e[3]) << 8) | u32::from(e[4]);
+        events.push(Event { x, y, on: e[2] & 0x80 != 0, t_us: time.saturating_add(overflow) });
+    }
+    Ok(events)
+}
+
+/// Writes events in N-MNIST's `.bin` format (times below 2^23 µs); used by tests.
+pub fn write_nmnist_events(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(events.len() * 5);
+    for e in events {
+        let t = e.t_us & 0x7f_ffff;
+        out.extend_from_slice(&[e.x, e.y, (u8::from(e.on) << 7) | (t >> 16) as u8, (t >> 8) as u8, t as u8]);
+    }
+    out
+}
+
+fn nmnist_help() -> String {
+    "set SNNC_NMNIST_DIR or pass --data DIR to the folder holding Train/<digit>/<id>.bin and \
+     Test/<digit>/<id>.bin (N-MNIST, Orchard et al. 2015: Train.zip and Test.zip unpacked side by side)"
+        .to_string()
+}
+
+/// Reads N-MNIST from `dir` (`Train/<digit>/<id>.bin`, `Test/<digit>/<id>.bin`; samples in
+/// order of digit, then file name). A sample's features are its events binned into bins of
+/// `bin_us` microseconds, `steps` of them or through its last event (see [`Events`]).
+pub fn load_nmnist(dir: &Path, bin_us: f64, steps: Option<usize>) -> Result<Dataset, DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::Missing {
+            what: "the N-MNIST folder".to_string(),
+            looked_for: vec![dir.to_path_buf()],
+            help: nmnist_help(),
+        });
+    }
+    let train = read_event_split(dir, "Train", "training", bin_us, steps)?;
+    let test = read_event_split(dir, "Test", "test", bin_us, steps)?;
+    Ok(Dataset { train, test, classes: 10 })
+}
+
+fn read_event_split(dir: &Path, folder: &str, part: &str, bin_us: f64, steps: Option<usize>) -> Result<Split, DataError> {
+    let root = dir.join(folder);
+    if !root.is_dir() {
+        return Err(DataError::Missing {
+            what: format!("the N-MNIST {part} folder `{folder}`"),
+            looked_for: vec![root],
+            help: nmnist_help(),
+        });
+    }
+    let mut events = Events { offsets: vec![0], times_us: Vec::new(), neurons: Vec::new(), bin_us, steps };
+    let mut labels = Vec::new();
+    for digit in 0..10u8 {
+        let folder = root.join(digit.to_string());
+        if !folder.is_dir() {
+            continue;
+        }
+        let listing = std::fs::read_dir(&folder).map_err(|error| DataError::Io { path: folder.clone(), error })?;
+        let mut files = Vec::new();
+        for entry in listing {
+            let path = entry.map_err(|error| DataError::Io { path: folder.clone(), error })?.path();
+            if path.extension().is_some_and(|e| e == "bin") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        for path in files {
+            let bytes = std::fs::read(&path).map_err(|error| DataError::Io { path: path.clone(), error })?;
+            let parsed = parse_nmnist_events(&bytes).map_err(|reason| DataError::Corrupt {
+                path: path.clone(),
+                kind: "N-MNIST event file",
+                reason,
+            })?;
+            events.times_us.extend(parsed.iter().map(|e| e.t_us));
+            events.neurons.extend(parsed.iter().map(|e| e.element()));
+            events.offsets.push(events.times_us.len());
+            labels.push(digit);
+        }
+    }
+    if labels.is_empty() {
+        return Err(DataError::Missing {
+            what: format!("N-MNIST {part} samples"),
+            looked_for: vec![root.join("<digit>").join("<id>.bin")],
+            help: nmnist_help(),
+        });
+    }
+    events.times_us.shrink_to_fit();
+    events.neurons.shrink_to_fit();
+    Ok(Split { n_features: NMNIST_ELEMENTS, features: Features::Events(events), labels })
 }
 
 // ---------------------------------------------------------------- augmentation

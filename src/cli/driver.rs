@@ -215,14 +215,16 @@ pub fn apply_sets(module: &mut crate::ir::Module, sets: &[(String, String)]) -> 
     Ok(())
 }
 
-/// Loads the data set a train block names.
+/// Loads the data set a train block names. N-MNIST's samples are binned through their last
+/// event (the engines read the bins of the steps they run).
 pub fn load_data(train: &crate::ir::train::Train, data_dir: Option<&Path>) -> Result<crate::data::Dataset, String> {
+    use crate::ir::train::Data;
+    let resolve = |dir: &str| crate::data::resolve_dir(dir, data_dir, |var| std::env::var(var).ok());
     match &train.data {
-        crate::ir::train::Data::YinYang { train, test, seed } => Ok(crate::data::yin_yang(*train, *test, *seed)),
-        crate::ir::train::Data::Mnist { dir, .. } => {
-            let dir = crate::data::resolve_dir(dir, data_dir, |var| std::env::var(var).ok());
-            crate::data::load_mnist(&dir).map_err(|e| e.to_string())
-        }
+        Data::YinYang { train, test, seed } => Ok(crate::data::yin_yang(*train, *test, *seed)),
+        Data::Mnist { dir, .. } => crate::data::load_mnist(&resolve(dir)).map_err(|e| e.to_string()),
+        Data::FashionMnist { dir, .. } => crate::data::load_fashion_mnist(&resolve(dir)).map_err(|e| e.to_string()),
+        Data::Nmnist { dir, bin } => crate::data::load_nmnist(&resolve(dir), bin * 1e6, None).map_err(|e| e.to_string()),
     }
 }
 

@@ -292,7 +292,8 @@ impl ExactNet {
             }
         }
         for input in &module.inputs {
-            if input.kind != EncoderKind::SpikeAt {
+            // Binned events change every step: they give no one spike time per element.
+            if input.kind != EncoderKind::SpikeAt || input.per_step {
                 return Err(ExactError::Input { input: input.name.clone() });
             }
         }

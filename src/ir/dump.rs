@@ -40,11 +40,12 @@ impl fmt::Display for Module {
             };
             let _ = writeln!(
                 out,
-                "  input{index} {} {} = {}: {kind} {}",
+                "  input{index} {} {} = {}: {kind} {}{}",
                 input.name,
                 shape_text(&input.shape),
                 input.encoder,
-                input.exprs.display(input.value, &net_names, &no_ports)
+                input.exprs.display(input.value, &net_names, &no_ports),
+                if input.per_step { " (data: the step's bin of events)" } else { "" }
             );
         }
         for (index, pop) in self.populations.iter().enumerate() {

@@ -588,6 +588,9 @@ pub struct Input {
     pub kind: EncoderKind,
     pub exprs: Exprs,
     pub value: ExprId,
+    /// Reads `events`: the data value of element `i` in step `t` is the sample's feature
+    /// `t * size + i` (an event sample's bin of that step), not feature `i`.
+    pub per_step: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -737,7 +740,9 @@ impl Input {
     /// A current that is the same at every step of a sample (repeat encoding): its projections
     /// can be computed once per sample.
     pub fn is_constant_over_time(&self) -> bool {
-        self.kind == EncoderKind::Current && !self.exprs.reads_global(self.value, &|g| matches!(g, Global::Rand | Global::Time))
+        self.kind == EncoderKind::Current
+            && !self.per_step
+            && !self.exprs.reads_global(self.value, &|g| matches!(g, Global::Rand | Global::Time))
     }
 }
 

@@ -170,8 +170,27 @@ impl TExprs {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
-    Mnist { dir: String, augment_shift: f64, augment_rotate_deg: f64 },
-    YinYang { train: usize, test: usize, seed: u64 },
+    Mnist {
+        dir: String,
+        augment_shift: f64,
+        augment_rotate_deg: f64,
+    },
+    YinYang {
+        train: usize,
+        test: usize,
+        seed: u64,
+    },
+    /// Fashion-MNIST: MNIST's four IDX files, ten kinds of clothing.
+    FashionMnist {
+        dir: String,
+        augment_shift: f64,
+        augment_rotate_deg: f64,
+    },
+    /// N-MNIST's event recordings, binned into steps of `bin` seconds.
+    Nmnist {
+        dir: String,
+        bin: f64,
+    },
 }
 
 /// A float type a train block can ask for.
@@ -185,7 +204,7 @@ impl Data {
     /// The number of classes of the data set.
     pub fn classes(&self) -> usize {
         match self {
-            Data::Mnist { .. } => 10,
+            Data::Mnist { .. } | Data::FashionMnist { .. } | Data::Nmnist { .. } => 10,
             Data::YinYang { .. } => 3,
         }
     }

@@ -16,9 +16,10 @@ use crate::lower::{Program, Sink, SourceMap};
 pub const NETWORK_SETTINGS: [&str; 4] = ["steps", "dt", "duration", "rest"];
 pub const CONNECTIVITIES: [&str; 8] =
     ["dense", "one_to_one", "all_to_all_but_self", "conv2d", "conv_transpose2d", "sum_pool2d", "avg_pool2d", "max_pool2d"];
-/// Names an encoder argument may read besides network parameters: the sample's value for the
-/// input neuron.
-pub const DATA_FIELDS: [&str; 2] = ["image", "sample"];
+/// Names an encoder argument may read besides network parameters, the sample's value for the
+/// input neuron: `image` and `sample` its features (one value per input element), `events` an
+/// event sample's bin of the current step.
+pub const DATA_FIELDS: [&str; 3] = ["image", "sample", "events"];
 
 /// What the network lowering knows about each population besides the IR: port units.
 pub struct NetInfo {
@@ -340,6 +341,7 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
         kind: ir::EncoderKind::Current,
         exprs: Exprs::default(),
         value: ir::ExprId(0),
+        per_step: false,
     };
     lowered.value = lowered.exprs.push(ir::Node::Const(0.0));
     let ast::ExprKind::Call { func, args } = &input.encoder.kind else {
@@ -373,6 +375,7 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
         let expected = head.unit.as_ref().map_or_else(Unit::none, units::eval);
         let value = arg.or(head.default.as_ref());
         let Some(value) = value else { continue };
+        lowered.per_step |= mentions(value, "events");
         let mut lowerer = Lowerer { sink, exprs: &mut lowered.exprs };
         let (id, unit) = lowerer.lower(&data_env, value);
         lowerer.expect_unit(
@@ -414,6 +417,21 @@ fn lower_input(program: &Program, module: &Module, input: &ast::InputLayer, sink
         }
     }
     lowered
+}
+
+/// Whether `expr` reads the name `name` (a one-part path).
+fn mentions(expr: &ast::Expr, name: &str) -> bool {
+    use ast::ExprKind;
+    match &expr.kind {
+        ExprKind::Path(parts) => parts.len() == 1 && parts[0].name == name,
+        ExprKind::Call { args, .. } => args.iter().any(|a| mentions(&a.value, name)),
+        ExprKind::Unary { operand, .. } => mentions(operand, name),
+        ExprKind::Binary { lhs, rhs, .. } => mentions(lhs, name) || mentions(rhs, name),
+        ExprKind::Index { base, index } => mentions(base, name) || mentions(index, name),
+        ExprKind::List(items) => items.iter().any(|e| mentions(e, name)),
+        ExprKind::Paren(inner) => mentions(inner, name),
+        ExprKind::Quantity { .. } | ExprKind::Bool(_) | ExprKind::Str(_) => false,
+    }
 }
 
 /// Checks one requirement of an encoder's use. Data values range over [0, 1] (both data sets

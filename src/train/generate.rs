@@ -97,6 +97,9 @@ pub fn generate<F: Real>(module: &Valid, data: &Dataset, params: &Params<F>, con
     if config.decoder_samples == 0 || data.test.is_empty() {
         return Err(RunError::Output("the decoders need test samples: give --samples of at least 1".into()));
     }
+    if matches!(data.test.features, crate::data::Features::Events(_)) {
+        return Err(RunError::Output("the generative check decodes images, and an event data set (N-MNIST) has none".into()));
+    }
     if train.clamps.is_empty() {
         return Err(RunError::Output("the train block clamps nothing: add e.g. `clamp out.u = one_hot(label, on = 1, off = -1)`".into()));
     }

@@ -140,7 +140,10 @@ pub fn train_module<F: Real>(
                 // Augmented copies of the batch's images (MNIST shift and rotation), drawn anew
                 // every epoch.
                 let features: Vec<Cow<[f32]>> = match &train.data {
-                    Data::Mnist { augment_shift, augment_rotate_deg, .. } if *augment_shift != 0.0 || *augment_rotate_deg != 0.0 => {
+                    Data::Mnist { augment_shift, augment_rotate_deg, .. }
+                    | Data::FashionMnist { augment_shift, augment_rotate_deg, .. }
+                        if *augment_shift != 0.0 || *augment_rotate_deg != 0.0 =>
+                    {
                         let side = (data.train.n_features as f64).sqrt() as usize;
                         let key = |i: usize| seed ^ ((global_epoch as u64) << 40) ^ i as u64;
                         chunk

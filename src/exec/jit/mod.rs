@@ -769,6 +769,8 @@ impl<F: Real> Compiled<F> {
     #[allow(clippy::too_many_arguments)]
     pub fn encode(&self, module: &Module, index: usize, features: &[f32], t: usize, key: (u64, u64), net: &[F], out: &mut [F]) {
         let n = out.len();
+        // An input that reads `events` reads step `t`'s block of the sample's features.
+        let features = if module.inputs[index].per_step { features.get(t * n..).unwrap_or(&[]) } else { features };
         let padded;
         let data = if features.len() >= n {
             &features[..n]

@@ -202,6 +202,8 @@ fn encode<F: Real>(module: &Module, input: &ir::Input, index: usize, samples: &[
         return out;
     }
     let dt = F::of(module.dt);
+    // An input that reads `events` reads this step's block of the sample's features.
+    let offset = if input.per_step { step * n } else { 0 };
     for (b, sample) in samples.iter().enumerate() {
         for i in 0..n {
             let ctx = Ctx {
@@ -209,7 +211,7 @@ fn encode<F: Real>(module: &Module, input: &ir::Input, index: usize, samples: &[
                 ports: &[],
                 spiked: F::zero(),
                 time: F::of(step as f64 * module.dt),
-                data: F::of(f64::from(sample.features.get(i).copied().unwrap_or(0.0))),
+                data: F::of(f64::from(sample.features.get(offset + i).copied().unwrap_or(0.0))),
                 net,
                 dt,
                 rng: input_rng(seed, sample.id, step, index, i),

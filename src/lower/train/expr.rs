@@ -241,6 +241,18 @@ impl TrainLowerer<'_, '_, '_> {
                     self.reads_label = true;
                     return self.push(TNode::Label, 1, false, Some(Unit::none()));
                 }
+                "image" | "sample" if self.events => {
+                    self.sink.push(
+                        Diagnostic::error(
+                            "snn::train::event_data",
+                            format!("`{}` reads the sample as an image, but N-MNIST gives events", first.name),
+                            span,
+                            "no image to read",
+                        )
+                        .with_help("loss terms, `predict` and `reconstruction` read `label` and the network's readouts here"),
+                    );
+                    return None;
+                }
                 "image" | "sample" => return self.push(TNode::Sample, self.features, false, Some(Unit::none())),
                 "steps" => return self.push(TNode::Steps, 1, false, Some(Unit::none())),
                 "window" => return self.push(TNode::Window, 1, false, Some(Unit::none())),

@@ -277,7 +277,8 @@ type FpttSetting = (&'static str, f64, fn(f64) -> bool, &'static str);
 
 pub(super) fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
     for input in &module.inputs {
-        if input.kind != crate::ir::EncoderKind::SpikeAt {
+        // Binned events change every step: no one spike time per element.
+        if input.kind != crate::ir::EncoderKind::SpikeAt || input.per_step {
             sink.push(
                 Diagnostic::error(
                     "snn::method::eventprop_input",

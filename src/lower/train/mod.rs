@@ -21,7 +21,7 @@ pub const TRAIN_SETTINGS: [&str; 11] =
     ["data", "method", "predict", "reconstruction", "optimizer", "batch", "epochs", "schedule", "clip", "seed", "precision"];
 pub const METHODS: [&str; 4] = ["bptt", "eventprop", "fptt", "stdp"];
 pub const OPTIMIZERS: [&str; 3] = ["adam", "adamax", "sgd"];
-pub const DATASETS: [&str; 2] = ["mnist", "yin_yang"];
+pub const DATASETS: [&str; 4] = ["fashion_mnist", "mnist", "nmnist", "yin_yang"];
 
 pub fn check_train_without_network(program: &Program, diagnostics: &mut Diagnostics) {
     // A network that failed to parse exists: its syntax error is the one to report.
@@ -61,6 +61,8 @@ struct TrainLowerer<'m, 's, 'a> {
     exprs: TExprs,
     classes: usize,
     features: usize,
+    /// The data set gives events (N-MNIST): no training expression can read a sample.
+    events: bool,
     /// Whether any lowered expression read `label`.
     reads_label: bool,
     /// The learning method's name, when it lowered: some readouts belong to one method.
@@ -121,7 +123,7 @@ pub fn lower_train(
     }
     let header = Span::new(def.span.start, def.span.start + 5);
     let data = match settings.get("data") {
-        Some(setting) => lower_data(&setting.value, &mut sink),
+        Some(setting) => lower_data(&setting.value, module.dt, &mut sink),
         None => {
             sink.push(missing_field("data", header, "data = mnist(dir = env(\"SNNC_MNIST_DIR\", \"data/mnist\"))"));
             None
@@ -133,8 +135,12 @@ pub fn lower_train(
     };
     let features = match &data {
         Some(Data::YinYang { .. }) => 5,
+        Some(Data::Nmnist { .. }) => crate::data::NMNIST_ELEMENTS,
         _ => 784,
     };
+    if let Some(data) = &data {
+        check_event_inputs(program, module, data, header, &mut sink);
+    }
     for input in &module.inputs {
         let size: usize = input.shape.iter().product();
         if size != features && data.is_some() && !unsized_names.contains(&input.name.as_str()) {
@@ -167,8 +173,16 @@ pub fn lower_train(
     };
     let gradient_method = matches!(method, Some(Method::Bptt { .. } | Method::EventProp | Method::Fptt { .. }));
     let method_name = method.as_ref().map(Method::name);
-    let mut lowerer =
-        TrainLowerer { module, sink: &mut sink, exprs: TExprs::default(), classes, features, reads_label: false, method: method_name };
+    let mut lowerer = TrainLowerer {
+        module,
+        sink: &mut sink,
+        exprs: TExprs::default(),
+        classes,
+        features,
+        events: matches!(data, Some(Data::Nmnist { .. })),
+        reads_label: false,
+        method: method_name,
+    };
     let terms = lowerer.lower_losses(&losses);
     let predict = settings.get("predict").and_then(|s| lowerer.lower_predict(&s.value));
     let reconstruction = settings.get("reconstruction").and_then(|s| lowerer.lower_reconstruction(&s.value));
@@ -418,6 +432,41 @@ pub fn lower_train(
     })
 }
 
+/// An input reads `events` exactly when the data set gives events (N-MNIST): events read as
+/// an image would be one step's bin at every step, an image read as events nothing after the
+/// first step.
+fn check_event_inputs(program: &Program, module: &Module, data: &Data, header: Span, sink: &mut Sink) {
+    let events = matches!(data, Data::Nmnist { .. });
+    for input in &module.inputs {
+        let reads_data = input.exprs.reads_global(input.value, &|g| g == crate::ir::Global::Data);
+        let (message, help) = if events && reads_data && !input.per_step {
+            (
+                format!("input `{}` reads the sample as an image, but N-MNIST gives events", input.name),
+                "read them with `events`, one bin per step: for example `input events[2, 34, 34] = event_spikes(events)`",
+            )
+        } else if !events && input.per_step {
+            (
+                format!("input `{}` reads `events`, but this data set gives images", input.name),
+                "read the sample with `image`, or train on events with `data = nmnist(dir = ...)`",
+            )
+        } else {
+            continue;
+        };
+        let span = program.networks[0]
+            .def
+            .body
+            .iter()
+            .find_map(|s| match s {
+                ast::NetworkStmt::Input(i) if i.name.name == input.name => Some(i.encoder.span),
+                _ => None,
+            })
+            .unwrap_or(header);
+        let mut diagnostic = Diagnostic::error("snn::train::event_data", message, span, "reads the wrong kind of data").with_help(help);
+        diagnostic.source = Some(program.file(program.networks[0].file));
+        sink.diagnostics.push(diagnostic);
+    }
+}
+
 fn missing_field(field: &str, span: Span, example: &str) -> Diagnostic {
     Diagnostic::error("snn::train::missing_field", format!("the train block has no `{field}`"), span, format!("`{field}` missing"))
         .with_help(format!("add, for example, `{example}`"))
@@ -453,25 +502,50 @@ fn const_number(expr: &ast::Expr) -> Option<(f64, Option<Unit>)> {
     }
 }
 
-fn lower_data(expr: &ast::Expr, sink: &mut Sink) -> Option<Data> {
+/// The `data` setting. `nmnist`'s `bin` (the events of step `t` are those in
+/// `[t * bin, (t + 1) * bin)`) defaults to the network's `dt`.
+fn lower_data(expr: &ast::Expr, dt: f64, sink: &mut Sink) -> Option<Data> {
     let (name, args) = match &expr.kind {
         ExprKind::Call { func, args } => (func, args.as_slice()),
         ExprKind::Path(p) if p.len() == 1 => (&p[0], &[][..]),
         _ => {
             sink.push(
                 Diagnostic::error("snn::train::bad_data", "`data` names a data set", expr.span, "not a data set")
-                    .with_help("use `mnist(dir = ...)` or `yin_yang()`"),
+                    .with_help("use `mnist(dir = ...)`, `fashion_mnist(dir = ...)`, `nmnist(dir = ...)` or `yin_yang()`"),
             );
             return None;
         }
     };
     let named = named_args(args);
     match name.name.as_str() {
-        "mnist" => {
-            let dir = named.get("dir").and_then(|e| string_arg(e)).unwrap_or_else(|| "$SNNC_MNIST_DIR|data/mnist".to_string());
+        "mnist" | "fashion_mnist" => {
+            let fashion = name.name == "fashion_mnist";
+            let default = if fashion { "$SNNC_FASHION_MNIST_DIR|data/fashion_mnist" } else { "$SNNC_MNIST_DIR|data/mnist" };
+            let dir = named.get("dir").and_then(|e| string_arg(e)).unwrap_or_else(|| default.to_string());
             let shift = named.get("shift").and_then(|e| const_number(e)).map_or(0.0, |v| v.0);
             let rotate = named.get("rotate").and_then(|e| const_number(e)).map_or(0.0, |v| v.0);
-            Some(Data::Mnist { dir, augment_shift: shift, augment_rotate_deg: rotate })
+            Some(if fashion {
+                Data::FashionMnist { dir, augment_shift: shift, augment_rotate_deg: rotate }
+            } else {
+                Data::Mnist { dir, augment_shift: shift, augment_rotate_deg: rotate }
+            })
+        }
+        "nmnist" => {
+            let dir = named.get("dir").and_then(|e| string_arg(e)).unwrap_or_else(|| "$SNNC_NMNIST_DIR|data/nmnist".to_string());
+            let bin = match named.get("bin") {
+                None => dt,
+                Some(e) => match const_number(e) {
+                    Some((value, Some(unit))) if unit.is_time() && value > 0.0 && value.is_finite() => value,
+                    _ => {
+                        sink.push(
+                            Diagnostic::error("snn::train::bad_data", "`bin` is a time greater than 0", e.span, "not a positive time")
+                                .with_help("the events of step t are those in [t * bin, (t + 1) * bin); for example `bin = 1 ms`"),
+                        );
+                        return None;
+                    }
+                },
+            };
+            Some(Data::Nmnist { dir, bin })
         }
         "yin_yang" => {
             let get = |key: &str, default: f64| named.get(key).and_then(|e| const_number(e)).map_or(default, |v| v.0);
