@@ -493,7 +493,7 @@ fn draw_on<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> 
                 let style = BLACK.stroke_width(1);
                 plot.draw_series(DashedLineSeries::new([(x0, *value), (x1, *value)], 6, 4, style))
                     .map_err(|e| fail(&e))?
-                    .label(format!("{name} {value:.4}"))
+                    .label(format!("{name} {}", tick(value)))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
             }
             plot.configure_series_labels()
