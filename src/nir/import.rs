@@ -1,0 +1,938 @@
+//! A NIR graph to `.snn` text and the weights of a checkpoint.
+//!
+//! Every NIR neuron is read under forward Euler at the step `dt` (docs/language.md, "NIR"),
+//! its input held over the step: `LIF` is `v <- v + dt / tau (v_leak - v + r i)`, then a spike
+//! when `v > v_threshold` and `v <- v_reset`. A neuron is written as the stdlib one where that
+//! is the same update (a `LIF` with `v_leak = 0`, `v_reset = 0` and `r = tau / dt` is
+//! `LeakyZero(beta = 1 - dt / tau)`; an `LI` so is `LI`; an `LI` whose `Threshold` feeds a
+//! `Scale` of `-threshold` back into it is snnTorch's `Leaky`), and written out in the file
+//! otherwise (`NirLIF`, `NirLI`, `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`).
+//!
+//! Linear maps become connections: `Affine` (zero bias) and `Linear` are `dense`, `Conv2d`
+//! `conv2d`, the pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes
+//! values on. A map whose output feeds anything but neurons (another map, an `Output`) feeds a
+//! relay population (`NirRelay`, whose state `v` is its input) that the next connection
+//! reads. An `Input` is an input whose encoder is the one in its metadata (`snnc_encoder`,
+//! written by `snnc export`) or `repeat(sample)`, a current of the sample's value every step.
+//! Weights are not initialisers: they come back as tensors, one per connection, for a
+//! checkpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use super::{
+    Array, DANGLING_EDGE, Graph, MISSING_PARAM, NO_DT, NODE_TYPES, NirError, Node, SHAPE_MISMATCH, UNKNOWN_NODE, UNSUPPORTED, round_15,
+};
+use crate::ir::fmt_f64;
+
+/// The result of an import.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Imported {
+    /// The `.snn` file.
+    pub text: String,
+    /// Per connection, in the order the file writes them: its weights in snnc's layout (dense
+    /// `[pre, post]`, conv `[out, in / groups, k, k]`), or `None` for a fixed one (a pool).
+    pub weights: Vec<Option<Vec<f64>>>,
+    /// The step the graph was read at, seconds.
+    pub dt: f64,
+}
+
+fn unsupported(message: impl Into<String>, help: impl Into<String>) -> NirError {
+    NirError::new(UNSUPPORTED, message, help)
+}
+
+fn shape_mismatch(message: impl Into<String>) -> NirError {
+    NirError::new(SHAPE_MISMATCH, message, "the graph's shapes must agree along every edge, as `nir`'s type check requires")
+}
+
+const NEURONS: [&str; 6] = ["LIF", "LI", "CubaLIF", "CubaLI", "IF", "I"];
+const MAPS: [&str; 6] = ["Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Scale"];
+const PASS: [&str; 2] = ["Flatten", "Identity"];
+
+/// The parameters each neuron type needs (`v_reset` defaults to 0 and `w_in` to 1, as `nir`
+/// reads them).
+fn neuron_params(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "LIF" => &["tau", "r", "v_leak", "v_threshold", "v_reset"],
+        "LI" => &["tau", "r", "v_leak"],
+        "CubaLIF" => &["tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"],
+        "CubaLI" => &["tau_syn", "tau_mem", "r", "v_leak", "w_in"],
+        "IF" => &["r", "v_threshold", "v_reset"],
+        _ => &["r"],
+    }
+}
+
+/// A parameter a node must have.
+fn need<'a>(name: &str, node: &'a Node, param: &str) -> Result<&'a Array, NirError> {
+    node.array(param).ok_or_else(|| {
+        NirError::new(
+            MISSING_PARAM,
+            format!("node `{name}` ({}) has no numeric parameter `{param}`", node.kind),
+            format!("a NIR `{}` needs `{param}`", node.kind),
+        )
+    })
+}
+
+/// A whole number from a parameter that may be a scalar or a pair of equal values.
+fn square(name: &str, node: &Node, param: &str, default: Option<usize>) -> Result<usize, NirError> {
+    let Some(array) = node.array(param) else {
+        return default.ok_or_else(|| need(name, node, param).err().unwrap_or_else(|| shape_mismatch(format!("`{name}`: no `{param}`"))));
+    };
+    let first = *array.data.first().ok_or_else(|| shape_mismatch(format!("node `{name}`: `{param}` is empty")))?;
+    if array.data.iter().any(|v| *v != first) || array.data.len() > 2 {
+        return Err(unsupported(
+            format!("node `{name}` ({}): `{param}` = {:?} differs between height and width", node.kind, array.data),
+            "snnc's convolutions and pools take the same value in both directions",
+        ));
+    }
+    if !(first >= 0.0 && first.fract() == 0.0 && first < 1e9) {
+        return Err(shape_mismatch(format!("node `{name}`: `{param}` = {first} is not a whole number")));
+    }
+    Ok(first as usize)
+}
+
+/// The one value of a parameter every neuron shares.
+fn uniform(name: &str, node: &Node, param: &str) -> Result<f64, NirError> {
+    let array = match (node.array(param), param) {
+        (Some(array), _) => array,
+        (None, "v_reset") => return Ok(0.0),
+        (None, "w_in") => return Ok(1.0),
+        (None, _) => return Err(need(name, node, param).err().unwrap_or_else(|| shape_mismatch(name.to_string()))),
+    };
+    let value = array.uniform().ok_or_else(|| {
+        unsupported(
+            format!("node `{name}` ({}): `{param}` differs from neuron to neuron", node.kind),
+            "snnc imports neurons whose parameters are the same for the whole node",
+        )
+    })?;
+    if !value.is_finite() {
+        return Err(unsupported(format!("node `{name}`: `{param}` = {value}"), "parameters must be finite numbers"));
+    }
+    Ok(value)
+}
+
+/// An identifier for a node name: letters, digits and `_`, not starting with a digit.
+fn ident(name: &str) -> String {
+    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "n_");
+    }
+    const RESERVED: [&str; 24] = [
+        "neuron",
+        "synapse",
+        "network",
+        "train",
+        "import",
+        "param",
+        "state",
+        "input",
+        "population",
+        "connect",
+        "update",
+        "spike",
+        "when",
+        "on",
+        "after",
+        "let",
+        "refractory",
+        "compartment",
+        "observable",
+        "encoder",
+        "surrogate",
+        "dt",
+        "t",
+        "pi",
+    ];
+    if RESERVED.contains(&out.as_str()) {
+        out.push('_');
+    }
+    out
+}
+
+/// What a node outputs, as a connection reads it.
+#[derive(Clone, Debug, PartialEq)]
+enum Src {
+    /// An input's values.
+    Input(String),
+    /// A population's spikes.
+    Spikes(String),
+    /// A population's state `v`.
+    State(String),
+}
+
+impl Src {
+    fn text(&self) -> String {
+        match self {
+            Src::Input(name) | Src::Spikes(name) => name.clone(),
+            Src::State(name) => format!("{name}.v"),
+        }
+    }
+
+    fn population(&self) -> Option<&str> {
+        match self {
+            Src::Input(_) => None,
+            Src::Spikes(name) | Src::State(name) => Some(name),
+        }
+    }
+}
+
+/// A connection to write.
+struct Connection {
+    source: Src,
+    target: String,
+    spec: String,
+    weights: Option<Vec<f64>>,
+}
+
+/// A population to write.
+struct Pop {
+    name: String,
+    shape: Vec<usize>,
+    neuron: String,
+    /// The first position among the edges where its node appears: the declaration order.
+    first: usize,
+}
+
+struct Reader<'a> {
+    graph: &'a Graph,
+    dt: f64,
+    preds: BTreeMap<&'a str, Vec<&'a str>>,
+    succs: BTreeMap<&'a str, Vec<&'a str>>,
+    /// Leaky patterns: the `LI` node by its `Threshold` and its `Scale`.
+    leaky_by_part: BTreeMap<&'a str, &'a str>,
+    leaky: BTreeMap<&'a str, (&'a str, &'a str)>,
+    idents: BTreeMap<&'a str, String>,
+    /// The output shape of every node whose shape is known.
+    shapes: BTreeMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> Reader<'a> {
+    fn node(&self, name: &str) -> &'a Node {
+        &self.graph.nodes[name]
+    }
+
+    fn preds(&self, name: &str) -> &[&'a str] {
+        self.preds.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    fn succs(&self, name: &str) -> &[&'a str] {
+        self.succs.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    fn id(&self, name: &str) -> String {
+        self.idents.get(name).cloned().unwrap_or_else(|| ident(name))
+    }
+
+    fn is_map(&self, name: &str) -> bool {
+        MAPS.contains(&self.node(name).kind.as_str()) && !self.leaky_by_part.contains_key(name)
+    }
+
+    fn is_neuron(&self, name: &str) -> bool {
+        NEURONS.contains(&self.node(name).kind.as_str())
+    }
+
+    /// Whether a map's output feeds something other than neurons (through `Flatten`s), so
+    /// that it needs a relay population.
+    fn needs_relay(&self, name: &str, depth: usize) -> bool {
+        self.succs(name).iter().any(|s| {
+            let kind = self.node(s).kind.as_str();
+            if PASS.contains(&kind) && depth < 64 { self.needs_relay(s, depth + 1) } else { !NEURONS.contains(&kind) }
+        })
+    }
+
+    /// The neurons a map's output reaches through `Flatten`s.
+    fn neuron_targets(&self, name: &str, depth: usize, out: &mut Vec<&'a str>) {
+        for s in self.succs(name).to_vec() {
+            let kind = self.node(s).kind.as_str();
+            if PASS.contains(&kind) && depth < 64 {
+                self.neuron_targets(s, depth + 1, out);
+            } else if NEURONS.contains(&kind) && !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+
+    /// What node `name` outputs, as connections read it (a pass-through node: what its inputs
+    /// output).
+    fn sources(&self, name: &str, depth: usize) -> Result<Vec<Src>, NirError> {
+        if depth > 64 {
+            return Err(unsupported(format!("node `{name}`: a loop of pass-through nodes"), "remove the loop"));
+        }
+        let node = self.node(name);
+        let id = self.id(name);
+        Ok(match node.kind.as_str() {
+            "Input" => vec![Src::Input(id)],
+            "LIF" | "IF" | "CubaLIF" => vec![Src::Spikes(id)],
+            "LI" | "CubaLI" | "I" => vec![Src::State(id)],
+            "Threshold" => match self.leaky_by_part.get(name) {
+                Some(li) => vec![Src::Spikes(self.id(li))],
+                None => return Err(self.lone_threshold(name)),
+            },
+            kind if PASS.contains(&kind) => {
+                let mut out = Vec::new();
+                for p in self.preds(name).to_vec() {
+                    out.extend(self.sources(p, depth + 1)?);
+                }
+                out
+            }
+            _ if self.is_map(name) => vec![Src::State(id)],
+            kind => {
+                return Err(unsupported(
+                    format!("node `{name}` ({kind}) feeds a connection"),
+                    "snnc imports feed-forward graphs of maps and neurons",
+                ));
+            }
+        })
+    }
+
+    fn lone_threshold(&self, name: &str) -> NirError {
+        unsupported(
+            format!(
+                "node `{name}`: a `Threshold` that is not a Leaky reset (an `LI` -> `Threshold` -> `Scale(-threshold)` -> back to the `LI`)"
+            ),
+            "snnc imports a `Threshold` only as the spike of such a loop (snnTorch's subtractive reset)",
+        )
+    }
+}
+
+fn neuron_shape(name: &str, node: &Node) -> Result<Vec<usize>, NirError> {
+    let params = neuron_params(&node.kind);
+    let first = need(name, node, params[0])?;
+    for param in params {
+        if let Some(array) = node.array(param)
+            && array.data.len() != first.data.len()
+            && array.data.len() != 1
+        {
+            return Err(shape_mismatch(format!(
+                "node `{name}` ({}): `{param}` has the shape {:?}, `{}` {:?}",
+                node.kind, array.shape, params[0], first.shape
+            )));
+        }
+    }
+    Ok(if first.shape.is_empty() { vec![1] } else { first.shape.clone() })
+}
+
+/// The output of a convolution or pool along one axis.
+fn conv_out(size: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
+    let span = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+    let padded = size.checked_add(2 * padding)?;
+    if stride == 0 || padded < span {
+        return None;
+    }
+    Some((padded - span) / stride + 1)
+}
+
+/// Imports `graph` at the step `dt` (seconds; the graph's `snnc_dt` when `None`).
+pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
+    let dt = match dt.or_else(|| graph.meta_number("snnc_dt")) {
+        Some(dt) if dt > 0.0 && dt.is_finite() => dt,
+        Some(dt) => return Err(NirError::new(NO_DT, format!("dt = {dt} s is not a step"), "give --dt a positive number of seconds")),
+        None => {
+            return Err(NirError::new(
+                NO_DT,
+                "the graph does not say its step: NIR graphs are continuous-time and store no dt",
+                "give the step the time constants are read at, e.g. `--dt 1e-3` (snnTorch's exporter writes tau = dt / (1 - beta) with dt = 1e-4)",
+            ));
+        }
+    };
+    for (name, node) in &graph.nodes {
+        if !NODE_TYPES.contains(&node.kind.as_str()) {
+            return Err(NirError::new(
+                UNKNOWN_NODE,
+                format!("node `{name}` has the type `{}`, which NIR 1.0 does not define", node.kind),
+                format!("NIR 1.0 node types: {}", NODE_TYPES.join(", ")),
+            ));
+        }
+    }
+    for (from, to) in &graph.edges {
+        for end in [from, to] {
+            if !graph.nodes.contains_key(end) {
+                let known: Vec<&str> = graph.nodes.keys().map(String::as_str).collect();
+                let hint = crate::front::diag::did_you_mean(end, known.iter().copied())
+                    .map_or(String::new(), |s| format!(" (did you mean `{s}`?)"));
+                return Err(NirError::new(
+                    DANGLING_EDGE,
+                    format!("the edge `{from}` -> `{to}` names `{end}`, which is not a node of the graph{hint}"),
+                    "every edge must join two nodes of its graph; fix or drop the edge",
+                ));
+            }
+        }
+    }
+    for (name, node) in &graph.nodes {
+        if node.kind == "NIRGraph" {
+            return Err(unsupported(format!("node `{name}` is a nested graph"), "flatten the graph before importing it"));
+        }
+        if matches!(node.kind.as_str(), "Conv1d" | "Delay") {
+            return Err(unsupported(
+                format!("node `{name}` is a `{}`, which snnc has no connection for", node.kind),
+                "snnc imports Affine, Linear, Scale, Conv2d, SumPool2d, AvgPool2d and Flatten between Input, neurons and Output",
+            ));
+        }
+    }
+    let mut reader = Reader {
+        graph,
+        dt,
+        preds: BTreeMap::new(),
+        succs: BTreeMap::new(),
+        leaky_by_part: BTreeMap::new(),
+        leaky: BTreeMap::new(),
+        idents: BTreeMap::new(),
+        shapes: BTreeMap::new(),
+    };
+    let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, (from, to)) in graph.edges.iter().enumerate() {
+        reader.preds.entry(to.as_str()).or_default().push(from.as_str());
+        reader.succs.entry(from.as_str()).or_default().push(to.as_str());
+        first_seen.entry(from.as_str()).or_insert(2 * i);
+        first_seen.entry(to.as_str()).or_insert(2 * i + 1);
+    }
+    // Identifiers: distinct, readable.
+    let mut taken = BTreeSet::new();
+    for name in graph.nodes.keys() {
+        let mut id = ident(name);
+        while !taken.insert(id.clone()) {
+            id.push('_');
+        }
+        reader.idents.insert(name.as_str(), id);
+    }
+    // Leaky loops: LI -> Threshold -> Scale -> the same LI.
+    for (name, node) in &graph.nodes {
+        if node.kind != "Threshold" {
+            continue;
+        }
+        let preds = reader.preds(name).to_vec();
+        let [li] = preds.as_slice() else { continue };
+        if graph.nodes[*li].kind != "LI" {
+            continue;
+        }
+        let scale = reader
+            .succs(name)
+            .iter()
+            .copied()
+            .find(|s| graph.nodes[*s].kind == "Scale" && reader.preds(s) == [name.as_str()] && reader.succs(s) == [*li]);
+        if let Some(scale) = scale {
+            reader.leaky_by_part.insert(name.as_str(), li);
+            reader.leaky_by_part.insert(scale, li);
+            reader.leaky.insert(li, (name.as_str(), scale));
+        }
+    }
+    for (name, node) in &graph.nodes {
+        if node.kind == "Threshold" && !reader.leaky_by_part.contains_key(name.as_str()) {
+            return Err(reader.lone_threshold(name));
+        }
+    }
+    // Shapes of inputs and neurons, then of maps in edge order.
+    for (name, node) in &graph.nodes {
+        match node.kind.as_str() {
+            "Input" => {
+                let shape = need(name, node, "shape")?;
+                let dims: Vec<usize> = shape.data.iter().map(|d| *d as usize).collect();
+                if dims.is_empty() || shape.data.iter().any(|d| !(*d >= 1.0 && d.fract() == 0.0)) {
+                    return Err(shape_mismatch(format!("input `{name}` has the shape {:?}", shape.data)));
+                }
+                reader.shapes.insert(name, dims);
+            }
+            kind if NEURONS.contains(&kind) => {
+                let shape = neuron_shape(name, node)?;
+                reader.shapes.insert(name, shape);
+            }
+            _ => {}
+        }
+    }
+    let mut populations: Vec<Pop> = Vec::new();
+    let mut connections: Vec<Connection> = Vec::new();
+    let mut needs_std = false;
+    let mut written: BTreeSet<&'static str> = BTreeSet::new();
+    // Maps, in the order their nodes first appear among the edges.
+    let mut maps: Vec<&str> = graph.nodes.keys().map(String::as_str).filter(|n| reader.is_map(n)).collect();
+    maps.sort_by_key(|n| first_seen.get(n).copied().unwrap_or(usize::MAX));
+    for name in maps {
+        let node = reader.node(name);
+        let mut sources = Vec::new();
+        let mut source_shapes = Vec::new();
+        for p in reader.preds(name).to_vec() {
+            for src in reader.sources(p, 0)? {
+                let shape = value_shape(&reader, p)?;
+                sources.push(src);
+                source_shapes.push(shape);
+            }
+        }
+        if sources.is_empty() {
+            return Err(unsupported(format!("node `{name}` ({}) has no input", node.kind), "connect the node to an Input or a neuron"));
+        }
+        let mut targets = Vec::new();
+        let relay = reader.needs_relay(name, 0);
+        if !relay {
+            reader.neuron_targets(name, 0, &mut targets);
+        }
+        for (src, in_shape) in sources.iter().zip(&source_shapes) {
+            let in_size: usize = in_shape.iter().product();
+            let (spec, weights, out_shape) = map_connection(&reader, name, node, in_shape, in_size)?;
+            reader.shapes.insert(name, out_shape.clone());
+            let out_size: usize = out_shape.iter().product();
+            let target_names: Vec<(String, Vec<usize>)> = if relay {
+                vec![(reader.id(name), out_shape.clone())]
+            } else {
+                targets.iter().map(|t| (reader.id(t), reader.shapes[t].clone())).collect()
+            };
+            for (target, target_shape) in target_names {
+                if target_shape.iter().product::<usize>() != out_size {
+                    return Err(shape_mismatch(format!(
+                        "node `{name}` ({}) outputs {out_size} values ({out_shape:?}) into `{target}`, which has {} ({target_shape:?})",
+                        node.kind,
+                        target_shape.iter().product::<usize>()
+                    )));
+                }
+                let spec = match node.meta_text("snnc_connect") {
+                    Some(text) if safe_spec(text, &spec) => text.to_string(),
+                    _ => spec.clone(),
+                };
+                connections.push(Connection { source: src.clone(), target, spec, weights: weights.clone() });
+            }
+        }
+        if relay {
+            written.insert("NirRelay");
+            let shape = reader.shapes[name].clone();
+            populations.push(Pop { name: reader.id(name), shape, neuron: "NirRelay".to_string(), first: first_seen[name] });
+        }
+    }
+    // Conv and pool targets take the 3-d shape of what feeds them when the sizes agree.
+    for (name, node) in &graph.nodes {
+        if !reader.is_neuron(name) {
+            continue;
+        }
+        let shape = reader.shapes[name.as_str()].clone();
+        let fed_3d = reader
+            .preds(name)
+            .iter()
+            .filter(|p| reader.is_map(p))
+            .filter_map(|p| reader.shapes.get(p))
+            .find(|s| s.len() == 3 && s.iter().product::<usize>() == shape.iter().product::<usize>())
+            .cloned();
+        let shape = fed_3d.unwrap_or(shape);
+        // Direct edges from inputs, neurons and pass-through nodes: one to one, weight 1.
+        for p in reader.preds(name).to_vec() {
+            if reader.is_map(p) || reader.leaky_by_part.contains_key(p) && reader.leaky.get(name.as_str()).is_some_and(|(_, s)| *s == p) {
+                continue;
+            }
+            if graph.nodes[p].kind == "Output" {
+                continue;
+            }
+            for src in reader.sources(p, 0)? {
+                let in_size: usize = value_shape(&reader, p)?.iter().product();
+                if in_size != shape.iter().product::<usize>() {
+                    return Err(shape_mismatch(format!(
+                        "the edge `{p}` -> `{name}` joins {in_size} values to {} neurons",
+                        shape.iter().product::<usize>()
+                    )));
+                }
+                connections.push(Connection {
+                    source: src,
+                    target: reader.id(name),
+                    spec: "one_to_one(weight = 1)".to_string(),
+                    weights: None,
+                });
+            }
+        }
+        let (neuron, std) = neuron_text(&reader, name, node, &mut written)?;
+        needs_std |= std;
+        populations.push(Pop { name: reader.id(name), shape, neuron, first: first_seen.get(name.as_str()).copied().unwrap_or(usize::MAX) });
+    }
+    for (name, node) in &graph.nodes {
+        if node.kind == "Output" && reader.succs(name).is_empty() {
+            for p in reader.preds(name).to_vec() {
+                reader.sources(p, 0)?;
+            }
+        }
+    }
+    let order = declaration_order(&populations, &connections)?;
+    // Inputs in the order they first appear.
+    let mut inputs: Vec<&str> = graph.nodes.iter().filter(|(_, n)| n.kind == "Input").map(|(k, _)| k.as_str()).collect();
+    inputs.sort_by_key(|n| first_seen.get(n).copied().unwrap_or(usize::MAX));
+    if inputs.is_empty() {
+        return Err(unsupported("the graph has no `Input` node", "an snnc network needs an input"));
+    }
+    if populations.is_empty() {
+        return Err(unsupported("the graph has no neurons", "snnc imports graphs with at least one neuron node"));
+    }
+
+    let network = graph.meta_text("snnc_network").filter(|n| ident(n) == *n).unwrap_or("Imported");
+    let steps = graph.meta_number("snnc_steps").filter(|s| *s >= 1.0 && s.fract() == 0.0).unwrap_or(100.0);
+    let mut text = String::new();
+    let _ = writeln!(text, "// Imported from NIR by `snnc import` at dt = {} s: every neuron under forward Euler", fmt_f64(dt));
+    let _ = writeln!(text, "// (docs/language.md, \"NIR\"); the weights are in the checkpoint written beside this file.");
+    if needs_std {
+        let _ = writeln!(text, "import std::neurons");
+    }
+    let _ = writeln!(text, "import std::encoders\n");
+    for neuron in &written {
+        text.push_str(neuron_definition(neuron));
+        text.push('\n');
+    }
+    let _ = writeln!(text, "network {network} {{");
+    let _ = writeln!(text, "    dt = {} s", fmt_f64(dt));
+    let _ = writeln!(text, "    steps = {}", steps as usize);
+    for name in &inputs {
+        let node = reader.node(name);
+        let shape = &reader.shapes[name];
+        let encoder = node.meta_text("snnc_encoder").filter(|t| safe_encoder(t)).unwrap_or("repeat(sample)");
+        let _ = writeln!(text, "    input {}[{}] = {encoder}", reader.id(name), join(shape));
+    }
+    for &p in &order {
+        let pop = &populations[p];
+        let _ = writeln!(text, "    population {}[{}] = {}", pop.name, join(&pop.shape), pop.neuron);
+    }
+    let mut weights = Vec::new();
+    for connection in &connections {
+        let _ = writeln!(text, "    connect {} -> {} : {}", connection.source.text(), connection.target, connection.spec);
+        weights.push(connection.weights.clone());
+    }
+    text.push_str("}\n");
+    Ok(Imported { text, weights, dt })
+}
+
+fn join(shape: &[usize]) -> String {
+    shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether the metadata's text for a connection is a plain specification of the same kind as
+/// the one the node gives (`dense(init = uniform(-1, 1))`), safe to write into the file.
+fn safe_spec(text: &str, derived: &str) -> bool {
+    let kind = derived.split('(').next().unwrap_or(derived);
+    let head = text.split(['(', ' ']).next().unwrap_or(text);
+    head == kind && !text.contains(['\n', '\r', '{', '}', ';', '/']) && !["via", "feedback", "delay"].iter().any(|w| text.contains(w))
+}
+
+/// Whether the metadata's encoder text is one call, safe to write into the file.
+fn safe_encoder(text: &str) -> bool {
+    let head = text.split('(').next().unwrap_or("");
+    !head.is_empty()
+        && head.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text.ends_with(')')
+        && !text.contains(['\n', '\r', '{', '}', ';', '/'])
+}
+
+/// The shape of what node `name` outputs.
+fn value_shape(reader: &Reader, name: &str) -> Result<Vec<usize>, NirError> {
+    if let Some(shape) = reader.shapes.get(name) {
+        return Ok(shape.clone());
+    }
+    let node = reader.node(name);
+    if let Some(li) = reader.leaky_by_part.get(name) {
+        return value_shape(reader, li);
+    }
+    if PASS.contains(&node.kind.as_str()) {
+        let preds = reader.preds(name);
+        if let Some(p) = preds.first() {
+            let shape = value_shape(reader, p)?;
+            if node.kind == "Flatten" {
+                return Ok(vec![shape.iter().product()]);
+            }
+            return Ok(shape);
+        }
+    }
+    Err(unsupported(
+        format!("node `{name}` ({}): its shape is not known where a connection reads it", node.kind),
+        "order the graph's maps from input to output",
+    ))
+}
+
+/// A map node as a connection: its specification, weights in snnc's layout and output shape.
+fn map_connection(
+    reader: &Reader,
+    name: &str,
+    node: &Node,
+    in_shape: &[usize],
+    in_size: usize,
+) -> Result<(String, Option<Vec<f64>>, Vec<usize>), NirError> {
+    match node.kind.as_str() {
+        "Affine" | "Linear" => {
+            let weight = need(name, node, "weight")?;
+            if weight.shape.len() != 2 {
+                return Err(shape_mismatch(format!("node `{name}`: `weight` has the shape {:?}, not [out, in]", weight.shape)));
+            }
+            let (out, inn) = (weight.shape[0], weight.shape[1]);
+            if inn != in_size {
+                return Err(shape_mismatch(format!(
+                    "node `{name}` ({}) takes {inn} inputs (`weight` {:?}) but receives {in_size}",
+                    node.kind, weight.shape
+                )));
+            }
+            if node.kind == "Affine" {
+                let bias = need(name, node, "bias")?;
+                if bias.data.len() != out && bias.data.len() != 1 {
+                    return Err(shape_mismatch(format!("node `{name}`: `bias` has {} values for {out} outputs", bias.data.len())));
+                }
+                if bias.data.iter().any(|b| *b != 0.0) {
+                    return Err(unsupported(
+                        format!("node `{name}` (Affine) has a nonzero bias"),
+                        "snnc's dense connections have no bias; train or export the model without one",
+                    ));
+                }
+            }
+            let mut w = vec![0.0; inn * out];
+            for j in 0..out {
+                for i in 0..inn {
+                    w[i * out + j] = weight.data[j * inn + i];
+                }
+            }
+            Ok(("dense".to_string(), Some(w), vec![out]))
+        }
+        "Conv2d" => {
+            let weight = need(name, node, "weight")?;
+            if weight.shape.len() != 4 {
+                return Err(shape_mismatch(format!(
+                    "node `{name}` (Conv2d): `weight` has the shape {:?}, not [out, in, k, k]",
+                    weight.shape
+                )));
+            }
+            if weight.shape[2] != weight.shape[3] {
+                return Err(unsupported(
+                    format!("node `{name}`: the kernel is {} x {}", weight.shape[2], weight.shape[3]),
+                    "snnc's conv2d takes square kernels",
+                ));
+            }
+            let kernel = weight.shape[2];
+            let stride = square(name, node, "stride", Some(1))?;
+            let padding = match node.params.get("padding") {
+                Some(super::Value::Text(text)) => {
+                    return Err(unsupported(format!("node `{name}`: padding `{text}`"), "give the padding as numbers"));
+                }
+                _ => square(name, node, "padding", Some(0))?,
+            };
+            let dilation = square(name, node, "dilation", Some(1))?;
+            let groups = square(name, node, "groups", Some(1))?.max(1);
+            if let Some(bias) = node.array("bias")
+                && bias.data.iter().any(|b| *b != 0.0)
+            {
+                return Err(unsupported(format!("node `{name}` (Conv2d) has a nonzero bias"), "snnc's conv2d connections have no bias"));
+            }
+            if in_shape.len() != 3 || in_shape[0] != weight.shape[1] * groups {
+                return Err(shape_mismatch(format!(
+                    "node `{name}` (Conv2d) takes [{} channels, height, width] (`weight` {:?}, groups {groups}) but receives {in_shape:?}",
+                    weight.shape[1] * groups,
+                    weight.shape
+                )));
+            }
+            let (h, w) = match (
+                conv_out(in_shape[1], kernel, stride, padding, dilation),
+                conv_out(in_shape[2], kernel, stride, padding, dilation),
+            ) {
+                (Some(h), Some(w)) if h > 0 && w > 0 => (h, w),
+                _ => {
+                    return Err(shape_mismatch(format!(
+                        "node `{name}` (Conv2d): a {kernel} x {kernel} kernel does not fit the input {in_shape:?}"
+                    )));
+                }
+            };
+            let mut spec = format!("conv2d(kernel = {kernel}, stride = {stride}, padding = {padding}");
+            if dilation != 1 {
+                let _ = write!(spec, ", dilation = {dilation}");
+            }
+            if groups != 1 {
+                let _ = write!(spec, ", groups = {groups}");
+            }
+            spec.push(')');
+            Ok((spec, Some(weight.data.clone()), vec![weight.shape[0], h, w]))
+        }
+        "SumPool2d" | "AvgPool2d" => {
+            let kernel = square(name, node, "kernel_size", None)?;
+            let stride = square(name, node, "stride", Some(kernel))?;
+            let padding = square(name, node, "padding", Some(0))?;
+            if in_shape.len() != 3 {
+                return Err(shape_mismatch(format!(
+                    "node `{name}` ({}) takes [channels, height, width] but receives {in_shape:?}",
+                    node.kind
+                )));
+            }
+            let (h, w) = match (conv_out(in_shape[1], kernel, stride, padding, 1), conv_out(in_shape[2], kernel, stride, padding, 1)) {
+                (Some(h), Some(w)) if h > 0 && w > 0 => (h, w),
+                _ => {
+                    return Err(shape_mismatch(format!(
+                        "node `{name}` ({}): a {kernel} x {kernel} window does not fit {in_shape:?}",
+                        node.kind
+                    )));
+                }
+            };
+            let kind = if node.kind == "SumPool2d" { "sum_pool2d" } else { "avg_pool2d" };
+            Ok((format!("{kind}(kernel = {kernel}, stride = {stride}, padding = {padding})"), None, vec![in_shape[0], h, w]))
+        }
+        _ => {
+            let scale = need(name, node, "scale")?;
+            if scale.data.len() != in_size {
+                return Err(shape_mismatch(format!("node `{name}` (Scale) has {} factors for {in_size} inputs", scale.data.len())));
+            }
+            let _ = reader;
+            Ok(("one_to_one".to_string(), Some(scale.data.clone()), in_shape.to_vec()))
+        }
+    }
+}
+
+/// Whether `a` is `b` up to rounding (relative 1e-9).
+fn same(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+/// The neuron call of a population; whether it comes from `std::neurons`.
+fn neuron_text(reader: &Reader, name: &str, node: &Node, written: &mut BTreeSet<&'static str>) -> Result<(String, bool), NirError> {
+    let dt = reader.dt;
+    let num = |v: f64| fmt_f64(v);
+    let u = |param: &str| uniform(name, node, param);
+    let positive = |param: &str, v: f64| -> Result<f64, NirError> {
+        if v > 0.0 {
+            Ok(v)
+        } else {
+            Err(unsupported(format!("node `{name}` ({}): `{param}` = {v}", node.kind), "time constants must be positive"))
+        }
+    };
+    match node.kind.as_str() {
+        "LI" if reader.leaky.contains_key(name) => {
+            let (threshold_node, scale_node) = reader.leaky[name];
+            let (tau, r, v_leak) = (positive("tau", u("tau")?)?, u("r")?, u("v_leak")?);
+            let threshold = uniform(threshold_node, reader.node(threshold_node), "threshold")?;
+            let scale = uniform(scale_node, reader.node(scale_node), "scale")?;
+            if v_leak != 0.0 || !same(r * dt / tau, 1.0) || !same(scale, -threshold) {
+                return Err(unsupported(
+                    format!(
+                        "node `{name}`: an LI -> Threshold -> Scale loop that is not snnTorch's Leaky (v_leak = {v_leak}, r dt / tau = {}, scale = {scale}, threshold = {threshold})",
+                        r * dt / tau
+                    ),
+                    "snnc reads such a loop as Leaky: v_leak = 0, r = tau / dt and a scale of -threshold",
+                ));
+            }
+            Ok((format!("Leaky(beta = {}, threshold = {})", num(round_15(1.0 - dt / tau)), num(threshold)), true))
+        }
+        "LIF" => {
+            let (tau, r, v_leak, v_th, v_reset) = (positive("tau", u("tau")?)?, u("r")?, u("v_leak")?, u("v_threshold")?, u("v_reset")?);
+            if v_leak == 0.0 && v_reset == 0.0 && same(r * dt / tau, 1.0) {
+                return Ok((format!("LeakyZero(beta = {}, threshold = {})", num(round_15(1.0 - dt / tau)), num(v_th)), true));
+            }
+            written.insert("NirLIF");
+            Ok((
+                format!(
+                    "NirLIF(tau = {} s, r = {}, v_leak = {}, v_threshold = {}, v_reset = {})",
+                    num(tau),
+                    num(r),
+                    num(v_leak),
+                    num(v_th),
+                    num(v_reset)
+                ),
+                false,
+            ))
+        }
+        "LI" => {
+            let (tau, r, v_leak) = (positive("tau", u("tau")?)?, u("r")?, u("v_leak")?);
+            if v_leak == 0.0 && same(r * dt / tau, 1.0) {
+                return Ok((format!("LI(beta = {})", num(round_15(1.0 - dt / tau))), true));
+            }
+            written.insert("NirLI");
+            Ok((format!("NirLI(tau = {} s, r = {}, v_leak = {})", num(tau), num(r), num(v_leak)), false))
+        }
+        "CubaLIF" => {
+            let (tau_syn, tau_mem) = (positive("tau_syn", u("tau_syn")?)?, positive("tau_mem", u("tau_mem")?)?);
+            written.insert("NirCubaLIF");
+            Ok((
+                format!(
+                    "NirCubaLIF(tau_syn = {} s, tau_mem = {} s, r = {}, v_leak = {}, v_threshold = {}, v_reset = {}, w_in = {})",
+                    num(tau_syn),
+                    num(tau_mem),
+                    num(u("r")?),
+                    num(u("v_leak")?),
+                    num(u("v_threshold")?),
+                    num(u("v_reset")?),
+                    num(u("w_in")?)
+                ),
+                false,
+            ))
+        }
+        "CubaLI" => {
+            let (tau_syn, tau_mem) = (positive("tau_syn", u("tau_syn")?)?, positive("tau_mem", u("tau_mem")?)?);
+            written.insert("NirCubaLI");
+            Ok((
+                format!(
+                    "NirCubaLI(tau_syn = {} s, tau_mem = {} s, r = {}, v_leak = {}, w_in = {})",
+                    num(tau_syn),
+                    num(tau_mem),
+                    num(u("r")?),
+                    num(u("v_leak")?),
+                    num(u("w_in")?)
+                ),
+                false,
+            ))
+        }
+        "IF" => {
+            written.insert("NirIF");
+            Ok((format!("NirIF(r = {}, v_threshold = {}, v_reset = {})", num(u("r")?), num(u("v_threshold")?), num(u("v_reset")?)), false))
+        }
+        _ => {
+            written.insert("NirI");
+            Ok((format!("NirI(r = {})", num(u("r")?)), false))
+        }
+    }
+}
+
+/// The written-out neurons: NIR's equations under forward Euler at the step `dt`, the input
+/// `i` held over the step.
+fn neuron_definition(name: &str) -> &'static str {
+    match name {
+        "NirLIF" => {
+            "/// NIR LIF: tau dv/dt = (v_leak - v) + r i under forward Euler; a spike when v > v_threshold,\n/// then v = v_reset.\nneuron NirLIF {\n    param tau: s = 0.01 s\n    param r = 1\n    param v_leak = 0\n    param v_threshold = 1\n    param v_reset = 0\n    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * i) }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n}\n"
+        }
+        "NirLI" => {
+            "/// NIR LI: tau dv/dt = (v_leak - v) + r i under forward Euler.\nneuron NirLI {\n    param tau: s = 0.01 s\n    param r = 1\n    param v_leak = 0\n    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * i) }\n}\n"
+        }
+        "NirCubaLIF" => {
+            "/// NIR CubaLIF: tau_syn dI/dt = -I + w_in s, tau_mem dv/dt = (v_leak - v) + r I under forward\n/// Euler, the current first (v takes the step's new current); a spike when v > v_threshold,\n/// then v = v_reset.\nneuron NirCubaLIF {\n    param tau_syn: s = 0.005 s\n    param tau_mem: s = 0.01 s\n    param r = 1\n    param v_leak = 0\n    param v_threshold = 1\n    param v_reset = 0\n    param w_in = 1\n    state syn = 0\n    state v = 0\n    input i\n    update {\n        syn = syn + dt / tau_syn * (w_in * i - syn)\n        v = v + dt / tau_mem * (v_leak - v + r * syn)\n    }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n}\n"
+        }
+        "NirCubaLI" => {
+            "/// NIR CubaLI: tau_syn dI/dt = -I + w_in s, tau_mem dv/dt = (v_leak - v) + r I under forward\n/// Euler, the current first.\nneuron NirCubaLI {\n    param tau_syn: s = 0.005 s\n    param tau_mem: s = 0.01 s\n    param r = 1\n    param v_leak = 0\n    param w_in = 1\n    state syn = 0\n    state v = 0\n    input i\n    update {\n        syn = syn + dt / tau_syn * (w_in * i - syn)\n        v = v + dt / tau_mem * (v_leak - v + r * syn)\n    }\n}\n"
+        }
+        "NirIF" => {
+            "/// NIR IF: dv/dt = r i (r per second) under forward Euler; a spike when v > v_threshold, then\n/// v = v_reset.\nneuron NirIF {\n    param r = 1\n    param v_threshold = 1\n    param v_reset = 0\n    state v = 0\n    input i\n    update { v = v + dt / 1 s * r * i }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n}\n"
+        }
+        "NirI" => {
+            "/// NIR I: dv/dt = r i (r per second) under forward Euler.\nneuron NirI {\n    param r = 1\n    state v = 0\n    input i\n    update { v = v + dt / 1 s * r * i }\n}\n"
+        }
+        _ => {
+            "/// A NIR map's output that feeds no neuron directly: its state `v` is its input.\nneuron NirRelay {\n    state v = 0\n    input i\n    update { v = i }\n}\n"
+        }
+    }
+}
+
+/// Populations in an order where every connection reads one declared before its target:
+/// among those ready, the one whose node appears first among the edges.
+fn declaration_order(populations: &[Pop], connections: &[Connection]) -> Result<Vec<usize>, NirError> {
+    let index: BTreeMap<&str, usize> = populations.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
+    let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); populations.len()];
+    for c in connections {
+        if let (Some(src), Some(dst)) = (c.source.population().and_then(|s| index.get(s)), index.get(c.target.as_str())) {
+            if src == dst {
+                return Err(unsupported(
+                    format!("population `{}` feeds itself", populations[*src].name),
+                    "snnc imports loops only as a Leaky reset",
+                ));
+            }
+            deps[*dst].insert(*src);
+        }
+    }
+    let mut order = Vec::new();
+    let mut done = vec![false; populations.len()];
+    while order.len() < populations.len() {
+        let next =
+            (0..populations.len()).filter(|i| !done[*i] && deps[*i].iter().all(|d| done[*d])).min_by_key(|i| (populations[*i].first, *i));
+        match next {
+            Some(i) => {
+                done[i] = true;
+                order.push(i);
+            }
+            None => {
+                let stuck: Vec<&str> = (0..populations.len()).filter(|i| !done[*i]).map(|i| populations[i].name.as_str()).collect();
+                return Err(unsupported(
+                    format!("the neurons {} form a loop", stuck.join(", ")),
+                    "snnc imports feed-forward graphs (and snnTorch's Leaky reset loop)",
+                ));
+            }
+        }
+    }
+    Ok(order)
+}
