@@ -207,9 +207,6 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
     graph.metadata.insert("snnc_network".into(), Value::Text(module.network.clone()));
     graph.metadata.insert("snnc_dt".into(), Value::Array(Array::scalar(dt)));
     graph.metadata.insert("snnc_steps".into(), Value::Array(Array::scalar(module.steps as f64)));
-    if module.rest_steps > 0 {
-        return Err(unsupported("the network rests between samples (`rest`), which NIR cannot say", "remove `rest` to export"));
-    }
     for (i, input) in module.inputs.iter().enumerate() {
         let shape: Vec<f64> = input.shape.iter().map(|d| *d as f64).collect();
         let mut node = Node::new("Input").with("shape", Array::new(vec![shape.len()], shape));
@@ -246,6 +243,9 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
                 graph.edges.push((reset, pop.name.clone()));
             }
         }
+    }
+    if module.rest_steps > 0 {
+        return Err(unsupported("the network rests between samples (`rest`), which NIR cannot say", "remove `rest` to export"));
     }
     let mut feeds = vec![false; module.populations.len()];
     for (index, proj) in module.projections.iter().enumerate() {
