@@ -18,7 +18,7 @@ use snnc::exec::engine::{Ctx, Engine, EngineKind, ParamsAccess, Shard};
 use snnc::exec::state::{Params, SampleRef, Trace, init_params, net_params};
 use snnc::ir::Module;
 use snnc::ir::validate::Valid;
-use snnc::nir::{self, Array, Graph, Node, NirError, Value, export, hdf5, import};
+use snnc::nir::{self, Array, Graph, NirError, Node, Value, export, hdf5, import};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nir").join(name);
@@ -65,7 +65,8 @@ fn shipped_models_go_through_nir_to_the_same_ir_and_spikes() {
         let samples = [SampleRef { id: 3, features: &x }, SampleRef { id: 8, features: &y }];
         let before = forward(build::<f64>(EngineKind::Jit, &a).as_ref(), &a, &params, &samples);
         let after = forward(build::<f64>(EngineKind::Jit, &b).as_ref(), &b, &imported.params, &samples);
-        let spikes: usize = (0..before.spikes.len()).map(|p| (0..before.spikes[p].len()).filter(|k| before.spikes[p].get(*k)).count()).sum();
+        let spikes: usize =
+            (0..before.spikes.len()).map(|p| (0..before.spikes[p].len()).filter(|k| before.spikes[p].get(*k)).count()).sum();
         assert!(spikes > 0, "{name}: the comparison needs spikes");
         assert_eq!(before.spikes, after.spikes, "{name}: spikes");
         assert_eq!(before.states, after.states, "{name}: states");
@@ -138,11 +139,16 @@ fn files_of_the_python_nir_package_simulate_the_nir_equations() {
             let p = m.populations.iter().position(|p| p.name == *pop_name).unwrap_or_else(|| panic!("{name}: no population {pop_name}"));
             let v = m.populations[p].var_by_name("v").expect("v").0 as usize;
             let size = m.populations[p].size();
-            for (t, (row_v, row_s)) in expected["v"].as_array().expect("v").iter().zip(expected["spikes"].as_array().expect("spikes")).enumerate() {
+            for (t, (row_v, row_s)) in
+                expected["v"].as_array().expect("v").iter().zip(expected["spikes"].as_array().expect("spikes")).enumerate()
+            {
                 for k in 0..size {
                     let want = row_v[k].as_f64().expect("number");
                     let got = trace.states[p][v][(t + 1) * trace.row(p) + k];
-                    assert!((want - got).abs() <= 1e-9 * (1.0 + want.abs()), "{name}: {pop_name}.v step {t} neuron {k}: NumPy {want}, snnc {got}");
+                    assert!(
+                        (want - got).abs() <= 1e-9 * (1.0 + want.abs()),
+                        "{name}: {pop_name}.v step {t} neuron {k}: NumPy {want}, snnc {got}"
+                    );
                     let fired = row_s[k].as_u64().expect("0 or 1") == 1;
                     assert_eq!(trace.spikes[p].get(t * trace.row(p) + k), fired, "{name}: {pop_name} spike at step {t} neuron {k}");
                     spikes += usize::from(fired);
@@ -199,7 +205,12 @@ fn small_graph() -> Graph {
     graph.nodes.insert("w".into(), Node::new("Linear").with("weight", Array::new(vec![3, 4], (0..12).map(f64::from).collect())));
     graph.nodes.insert(
         "lif".into(),
-        Node::new("LIF").with("tau", three(0.02)).with("r", three(1.0)).with("v_leak", three(0.0)).with("v_threshold", three(1.0)).with("v_reset", three(0.0)),
+        Node::new("LIF")
+            .with("tau", three(0.02))
+            .with("r", three(1.0))
+            .with("v_leak", three(0.0))
+            .with("v_threshold", three(1.0))
+            .with("v_reset", three(0.0)),
     );
     graph.nodes.insert("out".into(), Node::new("Output").with("shape", Array::new(vec![1], vec![3.0])));
     graph.edges = vec![("x".into(), "w".into()), ("w".into(), "lif".into()), ("lif".into(), "out".into())];
@@ -259,7 +270,9 @@ fn every_nir_code_comes_from_the_input_it_names() {
     let eventprop = load("eventprop_mnist_shallow.snn");
     let params = init_params::<f64>(&eventprop, 0);
     expect(nir::UNSUPPORTED, export::export(&eventprop, &params, eventprop.dt, &export::Hints::default()).expect_err("CubaLIF").code);
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), { nir::CODES.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>() });
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), {
+        nir::CODES.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>()
+    });
 }
 
 #[test]
