@@ -156,7 +156,7 @@ pub fn classify(module: &Module, params: &Params<f64>, p: usize) -> Result<Kind,
 fn tau_of(beta: &Array, dt: f64, pop: &Population) -> Result<Array, NirError> {
     let mut data = Vec::with_capacity(beta.data.len());
     for b in &beta.data {
-        if !(*b < 1.0) {
+        if b.is_nan() || *b >= 1.0 {
             return Err(unsupported(
                 format!("population `{}`: beta = {b} has no time constant (NIR's tau = dt / (1 - beta) needs beta < 1)", pop.name),
                 "a decay of 1 or more does not leak; NIR's `I` or `IF` is not written for it",

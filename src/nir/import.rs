@@ -637,14 +637,12 @@ fn value_shape(reader: &Reader, name: &str) -> Result<Vec<usize>, NirError> {
     ))
 }
 
+/// A map as a connection: its specification, weights in snnc's layout (`None`: fixed) and
+/// output shape.
+type MapConnection = (String, Option<Vec<f64>>, Vec<usize>);
+
 /// A map node as a connection: its specification, weights in snnc's layout and output shape.
-fn map_connection(
-    reader: &Reader,
-    name: &str,
-    node: &Node,
-    in_shape: &[usize],
-    in_size: usize,
-) -> Result<(String, Option<Vec<f64>>, Vec<usize>), NirError> {
+fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], in_size: usize) -> Result<MapConnection, NirError> {
     match node.kind.as_str() {
         "Affine" | "Linear" => {
             let weight = need(name, node, "weight")?;
