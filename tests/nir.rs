@@ -122,7 +122,12 @@ fn files_of_the_python_nir_package_simulate_the_nir_equations() {
     let dir = tmp("python_files");
     let out = Command::new(&python).arg(root().join("tests/nir_py/make_files.py")).arg(&dir).output().expect("python runs");
     assert!(out.status.success(), "make_files.py: {}", String::from_utf8_lossy(&out.stderr));
-    for (name, written_out) in [("lif", "NirLIF"), ("cubalif", "NirCubaLIF"), ("conv", "LeakyZero")] {
+    // The LIF's time constants differ per neuron and its Affine has a bias: a neuron written for
+    // the population, with per-neuron parameters; the conv net's Conv2d has a bias per channel
+    // and its pool feeds a Flatten, so a relay carries the pooled values.
+    for (name, written_out) in
+        [("lif", "neuron NirLIF_lif {"), ("cubalif", "NirCubaLIF(tau_syn = 0.005 s"), ("conv", "population pool[2, 3, 3] = NirRelay")]
+    {
         let reference: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("json")).expect("parses");
         let dt = reference["dt"].as_f64().expect("dt");
@@ -253,10 +258,11 @@ fn every_nir_code_comes_from_the_input_it_names() {
     graph.nodes.get_mut("lif").expect("lif").params.remove("tau");
     expect(nir::MISSING_PARAM, code_of(import_bytes(&graph, Some(1e-3))));
     expect(nir::NO_DT, code_of(import_bytes(&small_graph(), None)));
-    // Unsupported on import: a nonzero bias, a delay; on export: a neuron NIR has no node for.
+    // Unsupported on import: a Threshold that is not a Leaky reset, a delay; on export: a
+    // neuron NIR has no node for.
     let mut graph = small_graph();
-    let w = graph.nodes["w"].clone();
-    graph.nodes.insert("w".into(), Node { kind: "Affine".into(), ..w }.with("bias", Array::full(&[3], 0.5)));
+    graph.nodes.insert("th".into(), Node::new("Threshold").with("threshold", Array::full(&[3], 0.5)));
+    graph.edges.push(("lif".into(), "th".into()));
     expect(nir::UNSUPPORTED, code_of(import_bytes(&graph, Some(1e-3))));
     let mut graph = small_graph();
     graph.nodes.insert("d".into(), Node::new("Delay").with("delay", Array::full(&[3], 0.002)));

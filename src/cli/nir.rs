@@ -98,6 +98,15 @@ pub fn import_file(path: &Path, dt: Option<f64>) -> Result<ImportedFiles, String
         }
         slot.clone_from(weights);
     }
+    for (population, param, values) in &imported.neuron_values {
+        let p = module.populations.iter().position(|pop| pop.name == *population);
+        let v = p.and_then(|p| module.populations[p].var_by_name(param));
+        let slot = p.zip(v).and_then(|(p, v)| params.neuron_params.get_mut(p)?.get_mut(v.0 as usize));
+        match slot {
+            Some(slot) if slot.len() == values.len() => slot.clone_from(values),
+            _ => return Err(format!("snn::internal::nir_import: `{population}.{param}` does not take {} values", values.len())),
+        }
+    }
     Ok(ImportedFiles { text: imported.text, module, params })
 }
 

@@ -35,6 +35,9 @@ pub struct Imported {
     pub weights: Vec<Option<Vec<f64>>>,
     /// The step the graph was read at, seconds.
     pub dt: f64,
+    /// Parameters that differ from neuron to neuron: population, parameter, values (in the
+    /// population's order), for the checkpoint.
+    pub neuron_values: Vec<(String, String, Vec<f64>)>,
 }
 
 fn unsupported(message: impl Into<String>, help: impl Into<String>) -> NirError {
@@ -442,7 +445,10 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
     let mut populations: Vec<Pop> = Vec::new();
     let mut connections: Vec<Connection> = Vec::new();
     let mut needs_std = false;
-    let mut written: BTreeSet<&'static str> = BTreeSet::new();
+    let mut definitions: BTreeMap<String, String> = BTreeMap::new();
+    let mut neuron_values: Vec<(String, String, Vec<f64>)> = Vec::new();
+    // Biases of `Affine` and `Conv2d` nodes, summed per population they feed (by node name).
+    let mut biases: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     // Maps, in the order their nodes first appear among the edges.
     let mut maps: Vec<&str> = graph.nodes.keys().map(String::as_str).filter(|n| reader.is_map(n)).collect();
     maps.sort_by_key(|n| first_seen.get(n).copied().unwrap_or(usize::MAX));
@@ -465,11 +471,22 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         if !relay {
             reader.neuron_targets(name, 0, &mut targets);
         }
+        let mut first_source = true;
         for (src, in_shape) in sources.iter().zip(&source_shapes) {
             let in_size: usize = in_shape.iter().product();
-            let (spec, weights, out_shape) = map_connection(&reader, name, node, in_shape, in_size)?;
+            let (spec, weights, out_shape, bias) = map_connection(&reader, name, node, in_shape, in_size)?;
             reader.shapes.insert(name, out_shape.clone());
             let out_size: usize = out_shape.iter().product();
+            if let Some(bias) = bias.filter(|_| first_source) {
+                let fed: Vec<&str> = if relay { vec![name] } else { targets.clone() };
+                for target in fed {
+                    let sum = biases.entry(target).or_insert_with(|| vec![0.0; out_size]);
+                    if sum.len() == bias.len() {
+                        sum.iter_mut().zip(&bias).for_each(|(s, b)| *s += b);
+                    }
+                }
+            }
+            first_source = false;
             let target_names: Vec<(String, Vec<usize>)> = if relay {
                 vec![(reader.id(name), out_shape.clone())]
             } else {
@@ -491,9 +508,10 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
             }
         }
         if relay {
-            written.insert("NirRelay");
             let shape = reader.shapes[name].clone();
-            populations.push(Pop { name: reader.id(name), shape, neuron: "NirRelay".to_string(), first: first_seen[name] });
+            let out = neuron_out(&reader, name, node, shape.iter().product(), biases.get(name).map(Vec::as_slice))?;
+            populations.push(Pop { name: reader.id(name), shape, neuron: out.call.clone(), first: first_seen[name] });
+            take(out, &reader.id(name), &mut definitions, &mut neuron_values, &mut needs_std);
         }
     }
     // Conv and pool targets take the 3-d shape of what feeds them when the sizes agree.
@@ -534,9 +552,10 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
                 });
             }
         }
-        let (neuron, std) = neuron_text(&reader, name, node, &mut written)?;
-        needs_std |= std;
-        populations.push(Pop { name: reader.id(name), shape, neuron, first: first_seen.get(name.as_str()).copied().unwrap_or(usize::MAX) });
+        let out = neuron_out(&reader, name, node, shape.iter().product(), biases.get(name.as_str()).map(Vec::as_slice))?;
+        let first = first_seen.get(name.as_str()).copied().unwrap_or(usize::MAX);
+        populations.push(Pop { name: reader.id(name), shape, neuron: out.call.clone(), first });
+        take(out, &reader.id(name), &mut definitions, &mut neuron_values, &mut needs_std);
     }
     for (name, node) in &graph.nodes {
         if node.kind == "Output" && reader.succs(name).is_empty() {
@@ -565,8 +584,8 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         let _ = writeln!(text, "import std::neurons");
     }
     let _ = writeln!(text, "import std::encoders\n");
-    for neuron in &written {
-        text.push_str(neuron_definition(neuron));
+    for definition in definitions.values() {
+        text.push_str(definition);
         text.push('\n');
     }
     let _ = writeln!(text, "network {network} {{");
@@ -588,7 +607,24 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         weights.push(connection.weights.clone());
     }
     text.push_str("}\n");
-    Ok(Imported { text, weights, dt })
+    Ok(Imported { text, weights, dt, neuron_values })
+}
+
+/// Keeps what a population's neuron adds to the file: its definition and per-neuron values.
+fn take(
+    out: NeuronOut,
+    population: &str,
+    definitions: &mut BTreeMap<String, String>,
+    values: &mut Vec<(String, String, Vec<f64>)>,
+    std: &mut bool,
+) {
+    *std |= out.std;
+    if let Some((name, text)) = out.definition {
+        definitions.insert(name, text);
+    }
+    for (param, data) in out.values {
+        values.push((population.to_string(), param, data));
+    }
 }
 
 fn join(shape: &[usize]) -> String {
@@ -637,9 +673,9 @@ fn value_shape(reader: &Reader, name: &str) -> Result<Vec<usize>, NirError> {
     ))
 }
 
-/// A map as a connection: its specification, weights in snnc's layout (`None`: fixed) and
-/// output shape.
-type MapConnection = (String, Option<Vec<f64>>, Vec<usize>);
+/// A map as a connection: its specification, weights in snnc's layout (`None`: fixed), output
+/// shape and bias (one value per output, `None` for none).
+type MapConnection = (String, Option<Vec<f64>>, Vec<usize>, Option<Vec<f64>>);
 
 /// A map node as a connection: its specification, weights in snnc's layout and output shape.
 fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], in_size: usize) -> Result<MapConnection, NirError> {
@@ -656,16 +692,14 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
                     node.kind, weight.shape
                 )));
             }
+            let mut bias_out = None;
             if node.kind == "Affine" {
                 let bias = need(name, node, "bias")?;
+                if bias.data.iter().any(|b| *b != 0.0) {
+                    bias_out = Some(if bias.data.len() == 1 { vec![bias.data[0]; out] } else { bias.data.clone() });
+                }
                 if bias.data.len() != out && bias.data.len() != 1 {
                     return Err(shape_mismatch(format!("node `{name}`: `bias` has {} values for {out} outputs", bias.data.len())));
-                }
-                if bias.data.iter().any(|b| *b != 0.0) {
-                    return Err(unsupported(
-                        format!("node `{name}` (Affine) has a nonzero bias"),
-                        "snnc's dense connections have no bias; train or export the model without one",
-                    ));
                 }
             }
             let mut w = vec![0.0; inn * out];
@@ -674,7 +708,7 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
                     w[i * out + j] = weight.data[j * inn + i];
                 }
             }
-            Ok(("dense".to_string(), Some(w), vec![out]))
+            Ok(("dense".to_string(), Some(w), vec![out], bias_out))
         }
         "Conv2d" => {
             let weight = need(name, node, "weight")?;
@@ -700,11 +734,6 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
             };
             let dilation = square(name, node, "dilation", Some(1))?;
             let groups = square(name, node, "groups", Some(1))?.max(1);
-            if let Some(bias) = node.array("bias")
-                && bias.data.iter().any(|b| *b != 0.0)
-            {
-                return Err(unsupported(format!("node `{name}` (Conv2d) has a nonzero bias"), "snnc's conv2d connections have no bias"));
-            }
             if in_shape.len() != 3 || in_shape[0] != weight.shape[1] * groups {
                 return Err(shape_mismatch(format!(
                     "node `{name}` (Conv2d) takes [{} channels, height, width] (`weight` {:?}, groups {groups}) but receives {in_shape:?}",
@@ -731,7 +760,21 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
                 let _ = write!(spec, ", groups = {groups}");
             }
             spec.push(')');
-            Ok((spec, Some(weight.data.clone()), vec![weight.shape[0], h, w]))
+            // A bias per output channel, one value per output neuron.
+            let bias = match node.array("bias") {
+                Some(bias) if bias.data.iter().any(|b| *b != 0.0) => {
+                    if bias.data.len() != weight.shape[0] {
+                        return Err(shape_mismatch(format!(
+                            "node `{name}` (Conv2d): `bias` has {} values for {} channels",
+                            bias.data.len(),
+                            weight.shape[0]
+                        )));
+                    }
+                    Some(bias.data.iter().flat_map(|b| std::iter::repeat_n(*b, h * w)).collect())
+                }
+                _ => None,
+            };
+            Ok((spec, Some(weight.data.clone()), vec![weight.shape[0], h, w], bias))
         }
         "SumPool2d" | "AvgPool2d" => {
             let kernel = square(name, node, "kernel_size", None)?;
@@ -753,7 +796,7 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
                 }
             };
             let kind = if node.kind == "SumPool2d" { "sum_pool2d" } else { "avg_pool2d" };
-            Ok((format!("{kind}(kernel = {kernel}, stride = {stride}, padding = {padding})"), None, vec![in_shape[0], h, w]))
+            Ok((format!("{kind}(kernel = {kernel}, stride = {stride}, padding = {padding})"), None, vec![in_shape[0], h, w], None))
         }
         _ => {
             let scale = need(name, node, "scale")?;
@@ -761,7 +804,7 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
                 return Err(shape_mismatch(format!("node `{name}` (Scale) has {} factors for {in_size} inputs", scale.data.len())));
             }
             let _ = reader;
-            Ok(("one_to_one".to_string(), Some(scale.data.clone()), in_shape.to_vec()))
+            Ok(("one_to_one".to_string(), Some(scale.data.clone()), in_shape.to_vec(), None))
         }
     }
 }
@@ -771,130 +814,194 @@ fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }
 
-/// The neuron call of a population; whether it comes from `std::neurons`.
-fn neuron_text(reader: &Reader, name: &str, node: &Node, written: &mut BTreeSet<&'static str>) -> Result<(String, bool), NirError> {
-    let dt = reader.dt;
-    let num = |v: f64| fmt_f64(v);
-    let u = |param: &str| uniform(name, node, param);
-    let positive = |param: &str, v: f64| -> Result<f64, NirError> {
-        if v > 0.0 {
-            Ok(v)
-        } else {
-            Err(unsupported(format!("node `{name}` ({}): `{param}` = {v}", node.kind), "time constants must be positive"))
-        }
-    };
-    match node.kind.as_str() {
-        "LI" if reader.leaky.contains_key(name) => {
-            let (threshold_node, scale_node) = reader.leaky[name];
-            let (tau, r, v_leak) = (positive("tau", u("tau")?)?, u("r")?, u("v_leak")?);
-            let threshold = uniform(threshold_node, reader.node(threshold_node), "threshold")?;
-            let scale = uniform(scale_node, reader.node(scale_node), "scale")?;
-            if v_leak != 0.0 || !same(r * dt / tau, 1.0) || !same(scale, -threshold) {
-                return Err(unsupported(
-                    format!(
-                        "node `{name}`: an LI -> Threshold -> Scale loop that is not snnTorch's Leaky (v_leak = {v_leak}, r dt / tau = {}, scale = {scale}, threshold = {threshold})",
-                        r * dt / tau
-                    ),
-                    "snnc reads such a loop as Leaky: v_leak = 0, r = tau / dt and a scale of -threshold",
-                ));
-            }
-            Ok((format!("Leaky(beta = {}, threshold = {})", num(round_15(1.0 - dt / tau)), num(threshold)), true))
-        }
-        "LIF" => {
-            let (tau, r, v_leak, v_th, v_reset) = (positive("tau", u("tau")?)?, u("r")?, u("v_leak")?, u("v_threshold")?, u("v_reset")?);
-            if v_leak == 0.0 && v_reset == 0.0 && same(r * dt / tau, 1.0) {
-                return Ok((format!("LeakyZero(beta = {}, threshold = {})", num(round_15(1.0 - dt / tau)), num(v_th)), true));
-            }
-            written.insert("NirLIF");
-            Ok((
-                format!(
-                    "NirLIF(tau = {} s, r = {}, v_leak = {}, v_threshold = {}, v_reset = {})",
-                    num(tau),
-                    num(r),
-                    num(v_leak),
-                    num(v_th),
-                    num(v_reset)
-                ),
-                false,
-            ))
-        }
-        "LI" => {
-            let (tau, r, v_leak) = (positive("tau", u("tau")?)?, u("r")?, u("v_leak")?);
-            if v_leak == 0.0 && same(r * dt / tau, 1.0) {
-                return Ok((format!("LI(beta = {})", num(round_15(1.0 - dt / tau))), true));
-            }
-            written.insert("NirLI");
-            Ok((format!("NirLI(tau = {} s, r = {}, v_leak = {})", num(tau), num(r), num(v_leak)), false))
-        }
-        "CubaLIF" => {
-            let (tau_syn, tau_mem) = (positive("tau_syn", u("tau_syn")?)?, positive("tau_mem", u("tau_mem")?)?);
-            written.insert("NirCubaLIF");
-            Ok((
-                format!(
-                    "NirCubaLIF(tau_syn = {} s, tau_mem = {} s, r = {}, v_leak = {}, v_threshold = {}, v_reset = {}, w_in = {})",
-                    num(tau_syn),
-                    num(tau_mem),
-                    num(u("r")?),
-                    num(u("v_leak")?),
-                    num(u("v_threshold")?),
-                    num(u("v_reset")?),
-                    num(u("w_in")?)
-                ),
-                false,
-            ))
-        }
-        "CubaLI" => {
-            let (tau_syn, tau_mem) = (positive("tau_syn", u("tau_syn")?)?, positive("tau_mem", u("tau_mem")?)?);
-            written.insert("NirCubaLI");
-            Ok((
-                format!(
-                    "NirCubaLI(tau_syn = {} s, tau_mem = {} s, r = {}, v_leak = {}, w_in = {})",
-                    num(tau_syn),
-                    num(tau_mem),
-                    num(u("r")?),
-                    num(u("v_leak")?),
-                    num(u("w_in")?)
-                ),
-                false,
-            ))
-        }
-        "IF" => {
-            written.insert("NirIF");
-            Ok((format!("NirIF(r = {}, v_threshold = {}, v_reset = {})", num(u("r")?), num(u("v_threshold")?), num(u("v_reset")?)), false))
-        }
-        _ => {
-            written.insert("NirI");
-            Ok((format!("NirI(r = {})", num(u("r")?)), false))
-        }
+/// A neuron as the file writes it.
+struct NeuronOut {
+    /// `Leaky(beta = 0.9, threshold = 1)`, `NirLIF(tau = 0.02 s, ...)`, `NirLIF_lif`.
+    call: String,
+    /// Whether it comes from `std::neurons`.
+    std: bool,
+    /// A neuron written out in the file: its name and text.
+    definition: Option<(String, String)>,
+    /// Per-neuron parameter values for the checkpoint.
+    values: Vec<(String, Vec<f64>)>,
+}
+
+/// A written-out neuron's documentation, parameters (with whether they are times in seconds),
+/// name and body. `bias` is a constant added to the input (an `Affine`'s bias).
+type WrittenOut = (&'static str, &'static [(&'static str, bool)], &'static str, &'static str);
+
+fn written_out(kind: &str) -> WrittenOut {
+    match kind {
+        "LIF" => (
+            "/// NIR LIF: tau dv/dt = (v_leak - v) + r (i + bias) under forward Euler; a spike when\n/// v > v_threshold, then v = v_reset.\n",
+            &[("tau", true), ("r", false), ("v_leak", false), ("v_threshold", false), ("v_reset", false), ("bias", false)],
+            "NirLIF",
+            "    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * (i + bias)) }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n",
+        ),
+        "LI" => (
+            "/// NIR LI: tau dv/dt = (v_leak - v) + r (i + bias) under forward Euler.\n",
+            &[("tau", true), ("r", false), ("v_leak", false), ("bias", false)],
+            "NirLI",
+            "    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * (i + bias)) }\n",
+        ),
+        "CubaLIF" => (
+            "/// NIR CubaLIF: tau_syn dI/dt = -I + w_in (s + bias), tau_mem dv/dt = (v_leak - v) + r I under\n/// forward Euler, the current first (v takes the step's new current); a spike when\n/// v > v_threshold, then v = v_reset.\n",
+            &[
+                ("tau_syn", true),
+                ("tau_mem", true),
+                ("r", false),
+                ("v_leak", false),
+                ("v_threshold", false),
+                ("v_reset", false),
+                ("w_in", false),
+                ("bias", false),
+            ],
+            "NirCubaLIF",
+            "    state syn = 0\n    state v = 0\n    input i\n    update {\n        syn = syn + dt / tau_syn * (w_in * (i + bias) - syn)\n        v = v + dt / tau_mem * (v_leak - v + r * syn)\n    }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n",
+        ),
+        "CubaLI" => (
+            "/// NIR CubaLI: tau_syn dI/dt = -I + w_in (s + bias), tau_mem dv/dt = (v_leak - v) + r I under\n/// forward Euler, the current first.\n",
+            &[("tau_syn", true), ("tau_mem", true), ("r", false), ("v_leak", false), ("w_in", false), ("bias", false)],
+            "NirCubaLI",
+            "    state syn = 0\n    state v = 0\n    input i\n    update {\n        syn = syn + dt / tau_syn * (w_in * (i + bias) - syn)\n        v = v + dt / tau_mem * (v_leak - v + r * syn)\n    }\n",
+        ),
+        "IF" => (
+            "/// NIR IF: dv/dt = r (i + bias), r per second, under forward Euler; a spike when\n/// v > v_threshold, then v = v_reset.\n",
+            &[("r", false), ("v_threshold", false), ("v_reset", false), ("bias", false)],
+            "NirIF",
+            "    state v = 0\n    input i\n    update { v = v + dt / 1 s * r * (i + bias) }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n",
+        ),
+        "I" => (
+            "/// NIR I: dv/dt = r (i + bias), r per second, under forward Euler.\n",
+            &[("r", false), ("bias", false)],
+            "NirI",
+            "    state v = 0\n    input i\n    update { v = v + dt / 1 s * r * (i + bias) }\n",
+        ),
+        _ => (
+            "/// A NIR map's output that feeds no neuron directly: its state `v` is its input (plus an\n/// `Affine`'s bias).\n",
+            &[("bias", false)],
+            "NirRelay",
+            "    state v = 0\n    input i\n    update { v = i + bias }\n",
+        ),
     }
 }
 
-/// The written-out neurons: NIR's equations under forward Euler at the step `dt`, the input
-/// `i` held over the step.
-fn neuron_definition(name: &str) -> &'static str {
-    match name {
-        "NirLIF" => {
-            "/// NIR LIF: tau dv/dt = (v_leak - v) + r i under forward Euler; a spike when v > v_threshold,\n/// then v = v_reset.\nneuron NirLIF {\n    param tau: s = 0.01 s\n    param r = 1\n    param v_leak = 0\n    param v_threshold = 1\n    param v_reset = 0\n    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * i) }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n}\n"
+/// A value with its unit, as the file writes it.
+fn with_unit(value: f64, seconds: bool) -> String {
+    if seconds { format!("{} s", fmt_f64(value)) } else { fmt_f64(value) }
+}
+
+/// The population of NIR node `name` (a neuron, or a map's relay when `node` is not a
+/// neuron), with `bias` added to its input.
+fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Option<&[f64]>) -> Result<NeuronOut, NirError> {
+    let dt = reader.dt;
+    let kind = if NEURONS.contains(&node.kind.as_str()) { node.kind.as_str() } else { "Relay" };
+    let no_bias = bias.is_none_or(|b| b.iter().all(|v| *v == 0.0));
+    let num = fmt_f64;
+    let std = |call: String| Ok(NeuronOut { call, std: true, definition: None, values: Vec::new() });
+    if kind == "LI" && reader.leaky.contains_key(name) {
+        let u = |param: &str| uniform(name, node, param);
+        let (threshold_node, scale_node) = reader.leaky[name];
+        let (tau, r, v_leak) = (u("tau")?, u("r")?, u("v_leak")?);
+        let threshold = uniform(threshold_node, reader.node(threshold_node), "threshold")?;
+        let scale = uniform(scale_node, reader.node(scale_node), "scale")?;
+        if tau <= 0.0 || v_leak != 0.0 || !same(r * dt / tau, 1.0) || !same(scale, -threshold) || !no_bias {
+            return Err(unsupported(
+                format!(
+                    "node `{name}`: an LI -> Threshold -> Scale loop that is not snnTorch's Leaky (tau = {tau}, v_leak = {v_leak}, r dt / tau = {}, scale = {scale}, threshold = {threshold}{})",
+                    r * dt / tau,
+                    if no_bias { "" } else { ", a bias" }
+                ),
+                "snnc reads such a loop as Leaky: v_leak = 0, r = tau / dt, a scale of -threshold and no bias",
+            ));
         }
-        "NirLI" => {
-            "/// NIR LI: tau dv/dt = (v_leak - v) + r i under forward Euler.\nneuron NirLI {\n    param tau: s = 0.01 s\n    param r = 1\n    param v_leak = 0\n    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * i) }\n}\n"
+        return std(format!("Leaky(beta = {}, threshold = {})", num(round_15(1.0 - dt / tau)), num(threshold)));
+    }
+    let (doc, params, base, body) = written_out(kind);
+    // Every parameter as one value per neuron.
+    let mut arrays: Vec<(&str, bool, Vec<f64>)> = Vec::new();
+    for &(param, seconds) in params {
+        let data: Vec<f64> = match (param, node.array(param)) {
+            ("bias", _) => bias.map_or_else(|| vec![0.0; size], <[f64]>::to_vec),
+            (_, Some(array)) if array.data.len() == size => array.data.clone(),
+            (_, Some(array)) if array.data.len() == 1 => vec![array.data[0]; size],
+            (_, Some(array)) => {
+                return Err(shape_mismatch(format!(
+                    "node `{name}` ({}): `{param}` has {} values for {size} neurons",
+                    node.kind,
+                    array.data.len()
+                )));
+            }
+            ("v_reset", None) => vec![0.0; size],
+            ("w_in", None) => vec![1.0; size],
+            (_, None) => return Err(need(name, node, param).err().unwrap_or_else(|| shape_mismatch(name.to_string()))),
+        };
+        if let Some(bad) = data.iter().find(|v| !v.is_finite() || seconds && **v <= 0.0) {
+            return Err(unsupported(
+                format!("node `{name}` ({}): `{param}` = {bad}", node.kind),
+                "parameters must be finite numbers, time constants positive",
+            ));
         }
-        "NirCubaLIF" => {
-            "/// NIR CubaLIF: tau_syn dI/dt = -I + w_in s, tau_mem dv/dt = (v_leak - v) + r I under forward\n/// Euler, the current first (v takes the step's new current); a spike when v > v_threshold,\n/// then v = v_reset.\nneuron NirCubaLIF {\n    param tau_syn: s = 0.005 s\n    param tau_mem: s = 0.01 s\n    param r = 1\n    param v_leak = 0\n    param v_threshold = 1\n    param v_reset = 0\n    param w_in = 1\n    state syn = 0\n    state v = 0\n    input i\n    update {\n        syn = syn + dt / tau_syn * (w_in * i - syn)\n        v = v + dt / tau_mem * (v_leak - v + r * syn)\n    }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n}\n"
-        }
-        "NirCubaLI" => {
-            "/// NIR CubaLI: tau_syn dI/dt = -I + w_in s, tau_mem dv/dt = (v_leak - v) + r I under forward\n/// Euler, the current first.\nneuron NirCubaLI {\n    param tau_syn: s = 0.005 s\n    param tau_mem: s = 0.01 s\n    param r = 1\n    param v_leak = 0\n    param w_in = 1\n    state syn = 0\n    state v = 0\n    input i\n    update {\n        syn = syn + dt / tau_syn * (w_in * i - syn)\n        v = v + dt / tau_mem * (v_leak - v + r * syn)\n    }\n}\n"
-        }
-        "NirIF" => {
-            "/// NIR IF: dv/dt = r i (r per second) under forward Euler; a spike when v > v_threshold, then\n/// v = v_reset.\nneuron NirIF {\n    param r = 1\n    param v_threshold = 1\n    param v_reset = 0\n    state v = 0\n    input i\n    update { v = v + dt / 1 s * r * i }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n}\n"
-        }
-        "NirI" => {
-            "/// NIR I: dv/dt = r i (r per second) under forward Euler.\nneuron NirI {\n    param r = 1\n    state v = 0\n    input i\n    update { v = v + dt / 1 s * r * i }\n}\n"
-        }
-        _ => {
-            "/// A NIR map's output that feeds no neuron directly: its state `v` is its input.\nneuron NirRelay {\n    state v = 0\n    input i\n    update { v = i }\n}\n"
+        arrays.push((param, seconds, data));
+    }
+    let all_uniform = arrays.iter().all(|(_, _, data)| data.iter().all(|v| *v == data[0]));
+    let value = |param: &str| arrays.iter().find(|(p, _, _)| *p == param).map_or(0.0, |(_, _, data)| data[0]);
+    if all_uniform && no_bias {
+        match kind {
+            "LIF" if value("v_leak") == 0.0 && value("v_reset") == 0.0 && same(value("r") * dt / value("tau"), 1.0) => {
+                return std(format!(
+                    "LeakyZero(beta = {}, threshold = {})",
+                    num(round_15(1.0 - dt / value("tau"))),
+                    num(value("v_threshold"))
+                ));
+            }
+            "LI" if value("v_leak") == 0.0 && same(value("r") * dt / value("tau"), 1.0) => {
+                return std(format!("LI(beta = {})", num(round_15(1.0 - dt / value("tau")))));
+            }
+            _ => {}
         }
     }
+    let declare = |per_neuron: &dyn Fn(&str) -> bool, defaults: &dyn Fn(&str) -> f64| -> String {
+        let mut text = String::new();
+        for &(param, seconds) in params {
+            let kind = match (seconds, per_neuron(param)) {
+                (true, true) => ": s per_neuron",
+                (true, false) => ": s",
+                (false, true) => ": per_neuron",
+                (false, false) => "",
+            };
+            let _ = writeln!(text, "    param {param}{kind} = {}", with_unit(defaults(param), seconds));
+        }
+        text
+    };
+    if all_uniform {
+        // One definition for every population of the kind; the values as arguments.
+        let defaults = |param: &str| match param {
+            "tau" | "tau_mem" => 0.01,
+            "tau_syn" => 0.005,
+            "r" | "v_threshold" | "w_in" => 1.0,
+            _ => 0.0,
+        };
+        let text = format!("{doc}neuron {base} {{\n{}{body}}}\n", declare(&|_| false, &defaults));
+        let args: Vec<String> = arrays
+            .iter()
+            .filter(|(param, _, data)| *param != "bias" || data[0] != 0.0)
+            .map(|(param, seconds, data)| format!("{param} = {}", with_unit(data[0], *seconds)))
+            .collect();
+        let call = if args.is_empty() { base.to_string() } else { format!("{base}({})", args.join(", ")) };
+        return Ok(NeuronOut { call, std: false, definition: Some((base.to_string(), text)), values: Vec::new() });
+    }
+    // Values that differ from neuron to neuron: a definition for this population, those
+    // parameters per neuron, their values in the checkpoint.
+    let own = format!("{base}_{}", reader.id(name));
+    let varies = |param: &str| arrays.iter().any(|(p, _, data)| *p == param && data.iter().any(|v| *v != data[0]));
+    let text = format!(
+        "{doc}/// Written for `{}`: the parameters marked per_neuron take their values from the checkpoint.\nneuron {own} {{\n{}{body}}}\n",
+        reader.id(name),
+        declare(&varies, &value)
+    );
+    let values = arrays.iter().filter(|(p, _, _)| varies(p)).map(|(p, _, data)| (p.to_string(), data.clone())).collect();
+    Ok(NeuronOut { call: own.clone(), std: false, definition: Some((own, text)), values })
 }
 
 /// Populations in an order where every connection reads one declared before its target:

@@ -65,11 +65,13 @@ def full(shape, value):
 
 def lif_graph():
     w = rng.normal(0.6, 0.5, size=(3, 4))
-    p = dict(tau=full(3, 0.02), r=full(3, 1.5), v_leak=full(3, 0.1), v_threshold=full(3, 0.6), v_reset=full(3, -0.2))
+    # Time constants that differ per neuron and a bias: snnc writes per-neuron parameters.
+    b = np.array([0.1, -0.2, 0.05])
+    p = dict(tau=np.array([0.02, 0.015, 0.03]), r=full(3, 1.5), v_leak=full(3, 0.1), v_threshold=full(3, 0.6), v_reset=full(3, -0.2))
     graph = nir.NIRGraph(
         nodes={
             "input": nir.Input(input_type={"input": np.array([4])}),
-            "affine": nir.Affine(weight=w, bias=np.zeros(3)),
+            "affine": nir.Affine(weight=w, bias=b),
             "lif": nir.LIF(**p),
             "output": nir.Output(output_type={"output": np.array([3])}),
         },
@@ -79,7 +81,7 @@ def lif_graph():
     v = np.zeros(3)
     vs, ss = [], []
     for _ in range(40):
-        v, s = lif_step(v, w @ x, p)
+        v, s = lif_step(v, w @ x + b, p)
         vs.append(v.tolist())
         ss.append(s.astype(int).tolist())
     return graph, x, {"lif": {"v": vs, "spikes": ss}}
@@ -118,12 +120,13 @@ def cubalif_graph():
 def conv_graph():
     wc = rng.normal(0.15, 0.3, size=(2, 1, 3, 3))
     wa = rng.normal(0.3, 0.4, size=(3, 18))
+    bc = np.array([0.05, -0.03])
     p1 = dict(tau=full((2, 6, 6), 0.01), r=full((2, 6, 6), 10.0), v_leak=full((2, 6, 6), 0.0), v_threshold=full((2, 6, 6), 0.5), v_reset=full((2, 6, 6), 0.0))
     p2 = dict(tau=full(3, 0.004), r=full(3, 2.0), v_leak=full(3, 0.0), v_threshold=full(3, 0.4), v_reset=full(3, 0.0))
     graph = nir.NIRGraph(
         nodes={
             "input": nir.Input(input_type={"input": np.array([1, 6, 6])}),
-            "conv": nir.Conv2d(input_shape=(6, 6), weight=wc, stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(2)),
+            "conv": nir.Conv2d(input_shape=(6, 6), weight=wc, stride=1, padding=1, dilation=1, groups=1, bias=bc),
             "lif1": nir.LIF(**p1),
             "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
             "flat": nir.Flatten(input_type={"input": np.array([2, 3, 3])}, start_dim=0, end_dim=-1),
@@ -138,7 +141,7 @@ def conv_graph():
     v1, v2 = np.zeros((2, 6, 6)), np.zeros(3)
     v1s, s1s, v2s, s2s = [], [], [], []
     for _ in range(30):
-        v1, s1 = lif_step(v1, conv2d(x, wc, 1), p1)
+        v1, s1 = lif_step(v1, conv2d(x, wc, 1) + bc[:, None, None], p1)
         pooled = sum_pool(s1.astype(float), 2).reshape(-1)
         v2, s2 = lif_step(v2, wa @ pooled, p2)
         v1s.append(v1.reshape(-1).tolist())
