@@ -18,7 +18,9 @@ fn lowered(file: &Path) -> Result<(crate::ir::Module, super::driver::Checked), S
 /// The text after the first `separator` in `span` of `text`, trimmed: an input's encoder
 /// call after its `=`, a connection's specification after its `:`.
 fn after(text: &str, span: crate::front::ast::Span, separator: char) -> Option<String> {
-    let declared = text.get(span.start..span.end)?;
+    // The declaration without the doc comments its span may start with.
+    let declared: String =
+        text.get(span.start..span.end)?.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
     let (_, rest) = declared.split_once(separator)?;
     let rest = rest.trim();
     (!rest.is_empty() && !rest.contains('\n')).then(|| rest.to_string())

@@ -6,13 +6,15 @@
 //! is the same update (a `LIF` with `v_leak = 0`, `v_reset = 0` and `r = tau / dt` is
 //! `LeakyZero(beta = 1 - dt / tau)`; an `LI` so is `LI`; an `LI` whose `Threshold` feeds a
 //! `Scale` of `-threshold` back into it is snnTorch's `Leaky`), and written out in the file
-//! otherwise (`NirLIF`, `NirLI`, `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`).
+//! otherwise (`NirLIF`, `NirLI`, `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`; one written for the
+//! population, `NirLIF_<pop>`, with `per_neuron` parameters when values differ per neuron).
 //!
-//! Linear maps become connections: `Affine` (zero bias) and `Linear` are `dense`, `Conv2d`
+//! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d`
 //! `conv2d`, the pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes
 //! values on. A map whose output feeds anything but neurons (another map, an `Output`) feeds a
 //! relay population (`NirRelay`, whose state `v` is its input) that the next connection
-//! reads. An `Input` is an input whose encoder is the one in its metadata (`snnc_encoder`,
+//! reads. Connections have no bias: an `Affine`'s or `Conv2d`'s bias is a `bias` parameter of
+//! the populations it feeds, added to their input. An `Input` is an input whose encoder is the one in its metadata (`snnc_encoder`,
 //! written by `snnc export`) or `repeat(sample)`, a current of the sample's value every step.
 //! Weights are not initialisers: they come back as tensors, one per connection, for a
 //! checkpoint.
@@ -47,6 +49,9 @@ fn unsupported(message: impl Into<String>, help: impl Into<String>) -> NirError 
 fn shape_mismatch(message: impl Into<String>) -> NirError {
     NirError::new(SHAPE_MISMATCH, message, "the graph's shapes must agree along every edge, as `nir`'s type check requires")
 }
+
+/// The most neurons a node may have (an input of 10^12 would be an allocation, not a model).
+const MAX_NEURONS: usize = 100_000_000;
 
 const NEURONS: [&str; 6] = ["LIF", "LI", "CubaLIF", "CubaLI", "IF", "I"];
 const MAPS: [&str; 6] = ["Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Scale"];
@@ -312,6 +317,9 @@ fn neuron_shape(name: &str, node: &Node) -> Result<Vec<usize>, NirError> {
             )));
         }
     }
+    if first.data.is_empty() || first.data.len() > MAX_NEURONS {
+        return Err(shape_mismatch(format!("node `{name}` ({}) has {} neurons", node.kind, first.data.len())));
+    }
     Ok(if first.shape.is_empty() { vec![1] } else { first.shape.clone() })
 }
 
@@ -362,6 +370,18 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         }
     }
     for (name, node) in &graph.nodes {
+        for (param, value) in &node.params {
+            if let super::Value::Array(array) = value {
+                let count = array.shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
+                if count != Some(array.data.len()) {
+                    return Err(shape_mismatch(format!(
+                        "node `{name}`: `{param}` holds {} values for the shape {:?}",
+                        array.data.len(),
+                        array.shape
+                    )));
+                }
+            }
+        }
         if node.kind == "NIRGraph" {
             return Err(unsupported(format!("node `{name}` is a nested graph"), "flatten the graph before importing it"));
         }
@@ -430,7 +450,8 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
             "Input" => {
                 let shape = need(name, node, "shape")?;
                 let dims: Vec<usize> = shape.data.iter().map(|d| *d as usize).collect();
-                if dims.is_empty() || shape.data.iter().any(|d| !(*d >= 1.0 && d.fract() == 0.0)) {
+                let too_large = dims.iter().try_fold(1usize, |n, d| n.checked_mul(*d)).is_none_or(|n| n > MAX_NEURONS);
+                if dims.is_empty() || too_large || shape.data.iter().any(|d| !(*d >= 1.0 && d.fract() == 0.0)) {
                     return Err(shape_mismatch(format!("input `{name}` has the shape {:?}", shape.data)));
                 }
                 reader.shapes.insert(name, dims);
