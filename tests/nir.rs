@@ -73,6 +73,43 @@ fn shipped_models_go_through_nir_to_the_same_ir_and_spikes() {
     }
 }
 
+/// Delays and loops: `delay 3 ms` and `feedback` become NIR `Delay` nodes of 3 and 1 steps,
+/// which import as `delay` flags with the same spikes; the graph still loads in `nir.read`.
+#[test]
+fn delays_and_loops_go_through_nir_delay_nodes() {
+    let text = "import std::neurons\nimport std::encoders\n\nnetwork Delayed {\n    steps = 20\n    input x[4] = repeat(sample)\n    population a[6] = LeakyZero(beta = 0.8, threshold = 0.5)\n    population b[3] = LI(beta = 0.7)\n    connect x -> a : dense(init = uniform(0, 1))\n    connect a -> b : dense delay 3 ms\n    connect b.v -> a : dense(init = uniform(-0.5, 0.5)) feedback\n}\n";
+    let path = tmp("delays").join("delayed.snn");
+    std::fs::write(&path, text).expect("written");
+    let graph = snnc::cli::nir::export_graph(&path, None, None).expect("exports");
+    let mut delays: Vec<f64> =
+        graph.nodes.values().filter(|n| n.kind == "Delay").map(|n| n.array("delay").expect("delay").data[0]).collect();
+    delays.sort_by(f64::total_cmp);
+    assert_eq!(delays, [0.001, 0.003]);
+    let file = tmp("delays").join("delayed.nir");
+    std::fs::write(&file, hdf5::write(&graph).expect("writes")).expect("written");
+    let imported = snnc::cli::nir::import_file(&file, None).expect("imports");
+    assert!(imported.text.contains("connect a -> b : dense delay 0.003 s"), "{}", imported.text);
+    assert!(imported.text.contains("connect b.v -> a : dense delay 0.001 s"), "{}", imported.text);
+    let original = snnc::cli::driver::check_path(&path).expect("reads").outcome.module.expect("lowers");
+    let params = init_params::<f64>(&original, 0);
+    assert_eq!(params.weights, imported.params.weights);
+    let (a, b) = (valid(original), valid(imported.module));
+    let x = [0.5f32, 1.0, 0.25, 0.75];
+    let samples = [SampleRef { id: 1, features: &x }];
+    let before = forward(build::<f64>(EngineKind::Oracle, &a).as_ref(), &a, &params, &samples);
+    let after = forward(build::<f64>(EngineKind::Oracle, &b).as_ref(), &b, &imported.params, &samples);
+    assert!((0..before.spikes[0].len()).any(|k| before.spikes[0].get(k)), "the comparison needs spikes");
+    assert_eq!(before.spikes, after.spikes);
+    assert_eq!(before.states, after.states);
+    match python() {
+        Ok(python) => {
+            let out = Command::new(&python).arg(root().join("tests/nir_py/read_back.py")).arg(&file).output().expect("python runs");
+            assert!(out.status.success(), "nir.read failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Err(why) => skip("delays_and_loops_go_through_nir_delay_nodes (its nir.read part)", &why),
+    }
+}
+
 #[test]
 fn the_command_line_exports_imports_and_checks() {
     let dir = tmp("cli");
@@ -265,8 +302,14 @@ fn every_nir_code_comes_from_the_input_it_names() {
     graph.edges.push(("lif".into(), "th".into()));
     expect(nir::UNSUPPORTED, code_of(import_bytes(&graph, Some(1e-3))));
     let mut graph = small_graph();
-    graph.nodes.insert("d".into(), Node::new("Delay").with("delay", Array::full(&[3], 0.002)));
+    graph.nodes.insert("d".into(), Node::new("Delay").with("delay", Array::full(&[3], 0.0025)));
     graph.edges.push(("lif".into(), "d".into()));
+    let error = import_bytes(&graph, Some(1e-3)).expect_err("2.5 steps");
+    assert!(error.message.contains("whole number of steps"), "{error}");
+    expect(nir::UNSUPPORTED, error.code);
+    let mut graph = small_graph();
+    graph.nodes.insert("c".into(), Node::new("Conv1d").with("weight", Array::full(&[1, 3, 2], 1.0)));
+    graph.edges.push(("lif".into(), "c".into()));
     expect(nir::UNSUPPORTED, code_of(import_bytes(&graph, Some(1e-3))));
     let diehl_cook = load("diehl_cook_100.snn");
     let params = init_params::<f64>(&diehl_cook, 0);

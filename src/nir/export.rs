@@ -11,7 +11,8 @@
 //!   take as the previous step's spikes, which is when the reset acts.
 //!
 //! Connections: `dense` is `Linear` (weights `[post, pre]`), `conv2d` is `Conv2d` (zero bias),
-//! `sum_pool2d` and `avg_pool2d` their pools; every population that feeds nothing gets an
+//! `sum_pool2d` and `avg_pool2d` their pools; a delay (or `feedback`, one step) is a `Delay`
+//! before the map; every population that feeds nothing (or, if all do, the last) gets an
 //! `Output`. Each node is named after what it comes from; the source text of an input's encoder
 //! and of a connection travel in the node's metadata (`snnc_encoder`, `snnc_connect`), and the
 //! network's name, `dt` and `steps` in the graph's, so that `snnc import` rebuilds the same model.
@@ -261,12 +262,7 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
                 "NIR has no learning rules; export the trained weights without `via`",
             ));
         }
-        if proj.feedback || module.source_delay(proj) > 0 {
-            return Err(unsupported(
-                format!("connection {label} reads an earlier step (a delay or `feedback`)"),
-                "NIR export takes feed-forward networks",
-            ));
-        }
+        let delay = module.source_delay(proj);
         let weights = &params.weights[index];
         let source_shape = module.source_shape(&proj.source).to_vec();
         let node = match proj.connectivity {
@@ -314,10 +310,23 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
         }
         let name = format!("{}__{}__{index}", module.source_name(&proj.source), target.name);
         add(&mut graph, name.clone(), node)?;
-        graph.edges.push((source, name.clone()));
+        if delay > 0 {
+            // NIR's `Delay`: y(t) = x(t - delay), `delay` steps of dt for each source value.
+            let delayed = format!("{name}__delay");
+            add(&mut graph, delayed.clone(), Node::new("Delay").with("delay", Array::full(&source_shape, delay as f64 * dt)))?;
+            graph.edges.push((source, delayed.clone()));
+            graph.edges.push((delayed, name.clone()));
+        } else {
+            graph.edges.push((source, name.clone()));
+        }
         graph.edges.push((name, target.name.clone()));
     }
-    let outputs: Vec<usize> = (0..module.populations.len()).filter(|p| !feeds[*p]).collect();
+    let mut outputs: Vec<usize> = (0..module.populations.len()).filter(|p| !feeds[*p]).collect();
+    // A network whose every population feeds another (a loop) still needs an exit: NIR's type
+    // check starts from the graph's leaves. The last population is the output then.
+    if outputs.is_empty() && !module.populations.is_empty() {
+        outputs.push(module.populations.len() - 1);
+    }
     for p in outputs {
         let pop = &module.populations[p];
         let name = if graph.nodes.contains_key("output") || module.populations.len() > 1 && p + 1 != module.populations.len() {

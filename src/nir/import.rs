@@ -11,9 +11,9 @@
 //!
 //! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d`
 //! `conv2d`, the pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes
-//! values on. A map whose output feeds anything but neurons (another map, an `Output`) feeds a
-//! relay population (`NirRelay`, whose state `v` is its input) that the next connection
-//! reads. Connections have no bias: an `Affine`'s or `Conv2d`'s bias is a `bias` parameter of
+//! values on, and a `Delay` adds its whole steps to the connections through it (`delay`). A
+//! map whose output feeds anything but neurons (another map, an `Output`) feeds a relay
+//! population (`NirRelay`, whose state `v` is its input) that the next connection reads. Connections have no bias: an `Affine`'s or `Conv2d`'s bias is a `bias` parameter of
 //! the populations it feeds, added to their input. An `Input` is an input whose encoder is the one in its metadata (`snnc_encoder`,
 //! written by `snnc export`) or `repeat(sample)`, a current of the sample's value every step.
 //! Weights are not initialisers: they come back as tensors, one per connection, for a
@@ -55,7 +55,8 @@ const MAX_NEURONS: usize = 100_000_000;
 
 const NEURONS: [&str; 6] = ["LIF", "LI", "CubaLIF", "CubaLI", "IF", "I"];
 const MAPS: [&str; 6] = ["Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Scale"];
-const PASS: [&str; 2] = ["Flatten", "Identity"];
+/// Nodes that pass values on: a `Delay` adds its steps to the connections through it.
+const PASS: [&str; 3] = ["Flatten", "Identity", "Delay"];
 
 /// The parameters each neuron type needs (`v_reset` defaults to 0 and `w_in` to 1, as `nir`
 /// reads them).
@@ -190,6 +191,8 @@ struct Connection {
     target: String,
     spec: String,
     weights: Option<Vec<f64>>,
+    /// Steps of delay (`Delay` nodes on the way).
+    delay: usize,
 }
 
 /// A population to write.
@@ -212,6 +215,8 @@ struct Reader<'a> {
     idents: BTreeMap<&'a str, String>,
     /// The output shape of every node whose shape is known.
     shapes: BTreeMap<&'a str, Vec<usize>>,
+    /// Each `Delay` node's delay in whole steps.
+    delays: BTreeMap<&'a str, usize>,
 }
 
 impl<'a> Reader<'a> {
@@ -248,42 +253,44 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// The neurons a map's output reaches through `Flatten`s.
-    fn neuron_targets(&self, name: &str, depth: usize, out: &mut Vec<&'a str>) {
+    /// The neurons a map's output reaches through pass-through nodes, with the steps of delay
+    /// on the way.
+    fn neuron_targets(&self, name: &str, depth: usize, delay: usize, out: &mut Vec<(&'a str, usize)>) {
         for s in self.succs(name).to_vec() {
             let kind = self.node(s).kind.as_str();
             if PASS.contains(&kind) && depth < 64 {
-                self.neuron_targets(s, depth + 1, out);
-            } else if NEURONS.contains(&kind) && !out.contains(&s) {
-                out.push(s);
+                self.neuron_targets(s, depth + 1, delay + self.delays.get(s).copied().unwrap_or(0), out);
+            } else if NEURONS.contains(&kind) && !out.contains(&(s, delay)) {
+                out.push((s, delay));
             }
         }
     }
 
     /// What node `name` outputs, as connections read it (a pass-through node: what its inputs
     /// output).
-    fn sources(&self, name: &str, depth: usize) -> Result<Vec<Src>, NirError> {
+    fn sources(&self, name: &str, depth: usize) -> Result<Vec<(Src, usize)>, NirError> {
         if depth > 64 {
             return Err(unsupported(format!("node `{name}`: a loop of pass-through nodes"), "remove the loop"));
         }
         let node = self.node(name);
         let id = self.id(name);
         Ok(match node.kind.as_str() {
-            "Input" => vec![Src::Input(id)],
-            "LIF" | "IF" | "CubaLIF" => vec![Src::Spikes(id)],
-            "LI" | "CubaLI" | "I" => vec![Src::State(id)],
+            "Input" => vec![(Src::Input(id), 0)],
+            "LIF" | "IF" | "CubaLIF" => vec![(Src::Spikes(id), 0)],
+            "LI" | "CubaLI" | "I" => vec![(Src::State(id), 0)],
             "Threshold" => match self.leaky_by_part.get(name) {
-                Some(li) => vec![Src::Spikes(self.id(li))],
+                Some(li) => vec![(Src::Spikes(self.id(li)), 0)],
                 None => return Err(self.lone_threshold(name)),
             },
             kind if PASS.contains(&kind) => {
+                let own = self.delays.get(name).copied().unwrap_or(0);
                 let mut out = Vec::new();
                 for p in self.preds(name).to_vec() {
-                    out.extend(self.sources(p, depth + 1)?);
+                    out.extend(self.sources(p, depth + 1)?.into_iter().map(|(src, d)| (src, d + own)));
                 }
                 out
             }
-            _ if self.is_map(name) => vec![Src::State(id)],
+            _ if self.is_map(name) => vec![(Src::State(id), 0)],
             kind => {
                 return Err(unsupported(
                     format!("node `{name}` ({kind}) feeds a connection"),
@@ -385,7 +392,7 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         if node.kind == "NIRGraph" {
             return Err(unsupported(format!("node `{name}` is a nested graph"), "flatten the graph before importing it"));
         }
-        if matches!(node.kind.as_str(), "Conv1d" | "Delay") {
+        if node.kind == "Conv1d" {
             return Err(unsupported(
                 format!("node `{name}` is a `{}`, which snnc has no connection for", node.kind),
                 "snnc imports Affine, Linear, Scale, Conv2d, SumPool2d, AvgPool2d and Flatten between Input, neurons and Output",
@@ -401,7 +408,21 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         leaky: BTreeMap::new(),
         idents: BTreeMap::new(),
         shapes: BTreeMap::new(),
+        delays: BTreeMap::new(),
     };
+    for (name, node) in &graph.nodes {
+        if node.kind == "Delay" {
+            let delay = uniform(name, node, "delay")?;
+            let steps = (delay / dt).round();
+            if !((0.0..1e6).contains(&steps) && same(steps * dt, delay) || delay == 0.0) {
+                return Err(unsupported(
+                    format!("node `{name}` (Delay): {delay} s is not a whole number of steps of dt = {dt} s"),
+                    "snnc delays connections by whole steps; import at a dt that divides the delay",
+                ));
+            }
+            reader.delays.insert(name.as_str(), steps as usize);
+        }
+    }
     let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, (from, to)) in graph.edges.iter().enumerate() {
         reader.preds.entry(to.as_str()).or_default().push(from.as_str());
@@ -478,9 +499,9 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         let mut sources = Vec::new();
         let mut source_shapes = Vec::new();
         for p in reader.preds(name).to_vec() {
-            for src in reader.sources(p, 0)? {
+            for source in reader.sources(p, 0)? {
                 let shape = value_shape(&reader, p)?;
-                sources.push(src);
+                sources.push(source);
                 source_shapes.push(shape);
             }
         }
@@ -490,16 +511,16 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         let mut targets = Vec::new();
         let relay = reader.needs_relay(name, 0);
         if !relay {
-            reader.neuron_targets(name, 0, &mut targets);
+            reader.neuron_targets(name, 0, 0, &mut targets);
         }
         let mut first_source = true;
-        for (src, in_shape) in sources.iter().zip(&source_shapes) {
+        for ((src, src_delay), in_shape) in sources.iter().zip(&source_shapes) {
             let in_size: usize = in_shape.iter().product();
             let (spec, weights, out_shape, bias) = map_connection(&reader, name, node, in_shape, in_size)?;
             reader.shapes.insert(name, out_shape.clone());
             let out_size: usize = out_shape.iter().product();
             if let Some(bias) = bias.filter(|_| first_source) {
-                let fed: Vec<&str> = if relay { vec![name] } else { targets.clone() };
+                let fed: Vec<&str> = if relay { vec![name] } else { targets.iter().map(|(t, _)| *t).collect() };
                 for target in fed {
                     let sum = biases.entry(target).or_insert_with(|| vec![0.0; out_size]);
                     if sum.len() == bias.len() {
@@ -508,12 +529,12 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
                 }
             }
             first_source = false;
-            let target_names: Vec<(String, Vec<usize>)> = if relay {
-                vec![(reader.id(name), out_shape.clone())]
+            let target_names: Vec<(String, Vec<usize>, usize)> = if relay {
+                vec![(reader.id(name), out_shape.clone(), 0)]
             } else {
-                targets.iter().map(|t| (reader.id(t), reader.shapes[t].clone())).collect()
+                targets.iter().map(|(t, d)| (reader.id(t), reader.shapes[t].clone(), *d)).collect()
             };
-            for (target, target_shape) in target_names {
+            for (target, target_shape, target_delay) in target_names {
                 if target_shape.iter().product::<usize>() != out_size {
                     return Err(shape_mismatch(format!(
                         "node `{name}` ({}) outputs {out_size} values ({out_shape:?}) into `{target}`, which has {} ({target_shape:?})",
@@ -525,7 +546,8 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
                     Some(text) if safe_spec(text, &spec) => text.to_string(),
                     _ => spec.clone(),
                 };
-                connections.push(Connection { source: src.clone(), target, spec, weights: weights.clone() });
+                let delay = src_delay + target_delay;
+                connections.push(Connection { source: src.clone(), target, spec, weights: weights.clone(), delay });
             }
         }
         if relay {
@@ -557,7 +579,7 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
             if graph.nodes[p].kind == "Output" {
                 continue;
             }
-            for src in reader.sources(p, 0)? {
+            for (src, delay) in reader.sources(p, 0)? {
                 let in_size: usize = value_shape(&reader, p)?.iter().product();
                 if in_size != shape.iter().product::<usize>() {
                     return Err(shape_mismatch(format!(
@@ -570,6 +592,7 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
                     target: reader.id(name),
                     spec: "one_to_one(weight = 1)".to_string(),
                     weights: None,
+                    delay,
                 });
             }
         }
@@ -624,7 +647,8 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
     }
     let mut weights = Vec::new();
     for connection in &connections {
-        let _ = writeln!(text, "    connect {} -> {} : {}", connection.source.text(), connection.target, connection.spec);
+        let delay = if connection.delay > 0 { format!(" delay {} s", fmt_f64(connection.delay as f64 * dt)) } else { String::new() };
+        let _ = writeln!(text, "    connect {} -> {} : {}{delay}", connection.source.text(), connection.target, connection.spec);
         weights.push(connection.weights.clone());
     }
     text.push_str("}\n");
@@ -1031,6 +1055,9 @@ fn declaration_order(populations: &[Pop], connections: &[Connection]) -> Result<
     let index: BTreeMap<&str, usize> = populations.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
     let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); populations.len()];
     for c in connections {
+        if c.delay > 0 {
+            continue;
+        }
         if let (Some(src), Some(dst)) = (c.source.population().and_then(|s| index.get(s)), index.get(c.target.as_str())) {
             if src == dst {
                 return Err(unsupported(
