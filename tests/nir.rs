@@ -161,10 +161,14 @@ fn files_of_the_python_nir_package_simulate_the_nir_equations() {
     assert!(out.status.success(), "make_files.py: {}", String::from_utf8_lossy(&out.stderr));
     // The LIF's time constants differ per neuron and its Affine has a bias: a neuron written for
     // the population, with per-neuron parameters; the conv net's Conv2d has a bias per channel
-    // and its pool feeds a Flatten, so a relay carries the pooled values.
-    for (name, written_out) in
-        [("lif", "neuron NirLIF_lif {"), ("cubalif", "NirCubaLIF(tau_syn = 0.005 s"), ("conv", "population pool[2, 3, 3] = NirRelay")]
-    {
+    // and its pool feeds a Flatten, so a relay carries the pooled values; the recurrent LIF's
+    // loop reads the previous step.
+    for (name, written_out) in [
+        ("lif", "neuron NirLIF_lif {"),
+        ("cubalif", "NirCubaLIF(tau_syn = 0.005 s"),
+        ("conv", "population pool[2, 3, 3] = NirRelay"),
+        ("recurrent", "connect lif -> lif : dense feedback"),
+    ] {
         let reference: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("json")).expect("parses");
         let dt = reference["dt"].as_f64().expect("dt");

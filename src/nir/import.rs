@@ -608,7 +608,8 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
             }
         }
     }
-    let order = declaration_order(&populations, &connections)?;
+    let order = declaration_order(&populations, &connections);
+    let position: BTreeMap<&str, usize> = order.iter().enumerate().map(|(at, p)| (populations[*p].name.as_str(), at)).collect();
     // Inputs in the order they first appear.
     let mut inputs: Vec<&str> = graph.nodes.iter().filter(|(_, n)| n.kind == "Input").map(|(k, _)| k.as_str()).collect();
     inputs.sort_by_key(|n| first_seen.get(n).copied().unwrap_or(usize::MAX));
@@ -647,7 +648,13 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
     }
     let mut weights = Vec::new();
     for connection in &connections {
-        let delay = if connection.delay > 0 { format!(" delay {} s", fmt_f64(connection.delay as f64 * dt)) } else { String::new() };
+        let delay = if connection.delay > 0 {
+            format!(" delay {} s", fmt_f64(connection.delay as f64 * dt))
+        } else if needs_feedback(connection, &position) {
+            " feedback".to_string()
+        } else {
+            String::new()
+        };
         let _ = writeln!(text, "    connect {} -> {} : {}{delay}", connection.source.text(), connection.target, connection.spec);
         weights.push(connection.weights.clone());
     }
@@ -1050,42 +1057,41 @@ fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Optio
 }
 
 /// Populations in an order where every connection reads one declared before its target:
-/// among those ready, the one whose node appears first among the edges.
-fn declaration_order(populations: &[Pop], connections: &[Connection]) -> Result<Vec<usize>, NirError> {
+/// among those ready, the one whose node appears first among the edges. A loop without a
+/// `Delay` is broken at the population of the loop that appears first; the connections that
+/// then read a population not declared before their target (and a population's connection to
+/// itself) read the previous step, snnc's `feedback`, which is what recurrent NIR graphs mean.
+fn declaration_order(populations: &[Pop], connections: &[Connection]) -> Vec<usize> {
     let index: BTreeMap<&str, usize> = populations.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
     let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); populations.len()];
     for c in connections {
         if c.delay > 0 {
             continue;
         }
-        if let (Some(src), Some(dst)) = (c.source.population().and_then(|s| index.get(s)), index.get(c.target.as_str())) {
-            if src == dst {
-                return Err(unsupported(
-                    format!("population `{}` feeds itself", populations[*src].name),
-                    "snnc imports loops only as a Leaky reset",
-                ));
-            }
+        if let (Some(src), Some(dst)) = (c.source.population().and_then(|s| index.get(s)), index.get(c.target.as_str()))
+            && src != dst
+        {
             deps[*dst].insert(*src);
         }
     }
     let mut order = Vec::new();
     let mut done = vec![false; populations.len()];
     while order.len() < populations.len() {
-        let next =
-            (0..populations.len()).filter(|i| !done[*i] && deps[*i].iter().all(|d| done[*d])).min_by_key(|i| (populations[*i].first, *i));
-        match next {
-            Some(i) => {
-                done[i] = true;
-                order.push(i);
-            }
-            None => {
-                let stuck: Vec<&str> = (0..populations.len()).filter(|i| !done[*i]).map(|i| populations[i].name.as_str()).collect();
-                return Err(unsupported(
-                    format!("the neurons {} form a loop", stuck.join(", ")),
-                    "snnc imports feed-forward graphs (and snnTorch's Leaky reset loop)",
-                ));
-            }
+        let pending = || (0..populations.len()).filter(|i| !done[*i]);
+        let ready = pending().filter(|i| deps[*i].iter().all(|d| done[*d])).min_by_key(|i| (populations[*i].first, *i));
+        // Nothing ready: a loop; it starts at its first-appearing population.
+        if let Some(i) = ready.or_else(|| pending().min_by_key(|i| (populations[*i].first, *i))) {
+            done[i] = true;
+            order.push(i);
         }
     }
-    Ok(order)
+    order
+}
+
+/// Whether connection `c` reads a population not declared before its target (itself
+/// included) without a delay: it needs `feedback`.
+fn needs_feedback(c: &Connection, position: &BTreeMap<&str, usize>) -> bool {
+    let source = c.source.population().and_then(|s| position.get(s));
+    let target = position.get(c.target.as_str());
+    c.delay == 0 && matches!((source, target), (Some(s), Some(t)) if s >= t)
 }

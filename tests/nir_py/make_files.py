@@ -1,6 +1,6 @@
 """Writes NIR graphs with the Python `nir` package, and what NIR's equations make of them.
 
-Usage: python make_files.py OUT_DIR. For each graph (`lif`, `cubalif`, `conv`) it writes
+Usage: python make_files.py OUT_DIR. For each graph (`lif`, `cubalif`, `conv`, `recurrent`) it writes
 OUT_DIR/NAME.nir with `nir.write` and OUT_DIR/NAME.json: the step `dt`, the number of steps, the
 input (held at every step: snnc's `repeat(sample)`) and, per neuron node, the membrane after
 every step and the spikes of every step, from a NumPy simulation of the NIR equations under
@@ -11,7 +11,8 @@ forward Euler with the input held over each step (docs/language.md, "NIR"):
     LI:      v <- v + dt / tau (v_leak - v + r x)
 
 where x is what the node receives in the step: the weighted sum of its sources' outputs of the
-same step (spikes for spiking neurons, v for LI, values for Input).
+same step (spikes for spiking neurons, v for LI, values for Input), except around a loop
+without a Delay, which reads the previous step.
 """
 
 import json
@@ -151,10 +152,36 @@ def conv_graph():
     return graph, x.reshape(-1), {"lif1": {"v": v1s, "spikes": s1s}, "lif2": {"v": v2s, "spikes": s2s}}
 
 
+def recurrent_graph():
+    """A LIF layer with a recurrent Linear and no Delay: the loop reads the previous step's
+    spikes (snnc's `feedback`)."""
+    w_in = rng.normal(0.8, 0.3, size=(4, 2))
+    w_rec = rng.normal(-0.3, 0.4, size=(4, 4))
+    p = dict(tau=full(4, 0.01), r=full(4, 2.0), v_leak=full(4, 0.0), v_threshold=full(4, 0.5), v_reset=full(4, 0.0))
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([2])}),
+            "w_in": nir.Linear(weight=w_in),
+            "lif": nir.LIF(**p),
+            "w_rec": nir.Linear(weight=w_rec),
+            "output": nir.Output(output_type={"output": np.array([4])}),
+        },
+        edges=[("input", "w_in"), ("w_in", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+    )
+    x = np.array([1.0, 0.5])
+    v, s = np.zeros(4), np.zeros(4)
+    vs, ss = [], []
+    for _ in range(40):
+        v, s = lif_step(v, w_in @ x + w_rec @ s.astype(float), p)
+        vs.append(v.tolist())
+        ss.append(s.astype(int).tolist())
+    return graph, x, {"lif": {"v": vs, "spikes": ss}}
+
+
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    for name, make in [("lif", lif_graph), ("cubalif", cubalif_graph), ("conv", conv_graph)]:
+    for name, make in [("lif", lif_graph), ("cubalif", cubalif_graph), ("conv", conv_graph), ("recurrent", recurrent_graph)]:
         graph, x, traces = make()
         nir.write(out / f"{name}.nir", graph)
         spikes = sum(int(np.sum(t["spikes"])) for t in traces.values())
