@@ -6,7 +6,8 @@
 //!
 //! The Python half runs with the interpreter in `SNNC_NIR_PYTHON`, else
 //! `tests/nir_py/.venv/bin/python` (`.ci/run` creates it with `pip install nir numpy`); without
-//! one that imports `nir`, those tests print why and skip.
+//! one that imports `nir`, those tests print why and skip. The files make_files.py wrote once
+//! are kept in tests/fixtures/nir and checked in any case.
 
 mod common;
 
@@ -159,6 +160,20 @@ fn files_of_the_python_nir_package_simulate_the_nir_equations() {
     let dir = tmp("python_files");
     let out = Command::new(&python).arg(root().join("tests/nir_py/make_files.py")).arg(&dir).output().expect("python runs");
     assert!(out.status.success(), "make_files.py: {}", String::from_utf8_lossy(&out.stderr));
+    simulate_as_the_reference_says(&dir);
+}
+
+/// The same check on the files of tests/nir_py/make_files.py kept in tests/fixtures/nir (as
+/// `nir.write` wrote them: gzip-compressed datasets), so that reading files of the Python
+/// package is tested where Python is missing too.
+#[test]
+fn kept_files_of_the_python_nir_package_simulate_the_nir_equations() {
+    simulate_as_the_reference_says(&root().join("tests/fixtures/nir"));
+}
+
+/// Imports each graph of `dir` (written by make_files.py) and runs it on the oracle in f64:
+/// every membrane within 1e-9 of the NumPy reference's and every spike the same.
+fn simulate_as_the_reference_says(dir: &Path) {
     // The LIF's time constants differ per neuron and its Affine has a bias: a neuron written for
     // the population, with per-neuron parameters; the conv net's Conv2d has a bias per channel
     // and its pool feeds a Flatten, so a relay carries the pooled values; the recurrent LIF's
