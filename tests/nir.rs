@@ -177,12 +177,13 @@ fn simulate_as_the_reference_says(dir: &Path) {
     // The LIF's time constants differ per neuron and its Affine has a bias: a neuron written for
     // the population, with per-neuron parameters; the conv net's Conv2d has a bias per channel
     // and its pool feeds a Flatten, so a relay carries the pooled values; the recurrent LIF's
-    // loop reads the previous step.
+    // loop reads the previous step, also inside a nested graph (snnTorch's recurrent layers).
     for (name, written_out) in [
         ("lif", "neuron NirLIF_lif {"),
         ("cubalif", "NirCubaLIF(tau_syn = 0.005 s"),
         ("conv", "population pool[2, 3, 3] = NirRelay"),
         ("recurrent", "connect lif -> lif : dense feedback"),
+        ("subgraph", "connect layer_lif -> layer_lif : dense feedback"),
     ] {
         let reference: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("json")).expect("parses");

@@ -9,15 +9,17 @@
 //! otherwise (`NirLIF`, `NirLI`, `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`; one written for the
 //! population, `NirLIF_<pop>`, with `per_neuron` parameters when values differ per neuron).
 //!
-//! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d`
-//! `conv2d`, the pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes
-//! values on, and a `Delay` adds its whole steps to the connections through it (`delay`). A
-//! map whose output feeds anything but neurons (another map, an `Output`) feeds a relay
-//! population (`NirRelay`, whose state `v` is its input) that the next connection reads. Connections have no bias: an `Affine`'s or `Conv2d`'s bias is a `bias` parameter of
-//! the populations it feeds, added to their input. An `Input` is an input whose encoder is the one in its metadata (`snnc_encoder`,
-//! written by `snnc export`) or `repeat(sample)`, a current of the sample's value every step.
-//! Weights are not initialisers: they come back as tensors, one per connection, for a
-//! checkpoint.
+//! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d` `conv2d`, the
+//! pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes values on, and a
+//! `Delay` adds its whole steps to the connections through it (`delay`). A map whose output
+//! feeds anything but neurons (another map, an `Output`) feeds a relay population (`NirRelay`,
+//! whose state `v` is its input) that the next connection reads. Connections have no bias: an
+//! `Affine`'s or `Conv2d`'s bias is a `bias` parameter of the populations it feeds, added to
+//! their input. A loop without a `Delay` reads the previous step (`feedback`). An `Input` is
+//! an input whose encoder is the one in its metadata (`snnc_encoder`, written by `snnc
+//! export`) or `repeat(sample)`, a current of the sample's value every step. Nested graphs
+//! are inlined first ([`flatten`]). Weights are not initialisers: they come back as tensors,
+//! one per connection, for a checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -290,7 +292,10 @@ impl<'a> Reader<'a> {
                 }
                 out
             }
-            _ if self.is_map(name) => vec![(Src::State(id), 0)],
+            // A map with a relay is read from it; one that feeds neurons directly (through
+            // pass-through nodes) makes those connections itself.
+            _ if self.is_map(name) && self.needs_relay(name, 0) => vec![(Src::State(id), 0)],
+            _ if self.is_map(name) => Vec::new(),
             kind => {
                 return Err(unsupported(
                     format!("node `{name}` ({kind}) feeds a connection"),
@@ -340,8 +345,55 @@ fn conv_out(size: usize, kernel: usize, stride: usize, padding: usize, dilation:
     Some((padded - span) / stride + 1)
 }
 
+/// Nested graphs (a `NIRGraph` node, as snnTorch writes a recurrent layer) inlined: node `n`
+/// of subgraph `g` becomes `g.n`, the subgraph's `Input` and `Output` nodes pass values on, and
+/// an edge to or from `g` itself goes to its one `Input` or from its one `Output`.
+fn flatten(graph: &Graph, depth: usize) -> Result<Graph, NirError> {
+    if depth > 16 {
+        return Err(unsupported("graphs nest more than 16 deep", "flatten the graph before importing it"));
+    }
+    let mut out = Graph { metadata: graph.metadata.clone(), ..Graph::default() };
+    let (mut entry, mut exit) = (BTreeMap::new(), BTreeMap::new());
+    for (name, node) in &graph.nodes {
+        let Some(sub) = node.graph.as_ref().filter(|_| node.kind == "NIRGraph") else {
+            if out.nodes.insert(name.clone(), node.clone()).is_some() {
+                return Err(unsupported(format!("two nodes are named `{name}` once nested graphs are inlined"), "rename one of them"));
+            }
+            continue;
+        };
+        let inner = flatten(sub, depth + 1)?;
+        let ends = |kind: &str| -> Vec<String> {
+            inner.nodes.iter().filter(|(_, n)| n.kind == kind).map(|(k, _)| format!("{name}.{k}")).collect()
+        };
+        if let [input] = ends("Input").as_slice() {
+            entry.insert(name.clone(), input.clone());
+        }
+        if let [output] = ends("Output").as_slice() {
+            exit.insert(name.clone(), output.clone());
+        }
+        for (child, mut node) in inner.nodes {
+            if node.kind == "Input" || node.kind == "Output" {
+                node.kind = "Identity".to_string();
+            }
+            let full = format!("{name}.{child}");
+            if out.nodes.insert(full.clone(), node).is_some() {
+                return Err(unsupported(format!("two nodes are named `{full}` once nested graphs are inlined"), "rename one of them"));
+            }
+        }
+        out.edges.extend(inner.edges.into_iter().map(|(a, b)| (format!("{name}.{a}"), format!("{name}.{b}"))));
+    }
+    for (a, b) in &graph.edges {
+        let a = exit.get(a).cloned().unwrap_or_else(|| a.clone());
+        let b = entry.get(b).cloned().unwrap_or_else(|| b.clone());
+        out.edges.push((a, b));
+    }
+    Ok(out)
+}
+
 /// Imports `graph` at the step `dt` (seconds; the graph's `snnc_dt` when `None`).
 pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
+    let flat = flatten(graph, 0)?;
+    let graph = &flat;
     let dt = match dt.or_else(|| graph.meta_number("snnc_dt")) {
         Some(dt) if dt > 0.0 && dt.is_finite() => dt,
         Some(dt) => return Err(NirError::new(NO_DT, format!("dt = {dt} s is not a step"), "give --dt a positive number of seconds")),
@@ -390,7 +442,7 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
             }
         }
         if node.kind == "NIRGraph" {
-            return Err(unsupported(format!("node `{name}` is a nested graph"), "flatten the graph before importing it"));
+            return Err(unsupported(format!("node `{name}` is a `NIRGraph` without nodes"), "give the subgraph its nodes and edges"));
         }
         if node.kind == "Conv1d" {
             return Err(unsupported(

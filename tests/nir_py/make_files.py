@@ -1,6 +1,6 @@
 """Writes NIR graphs with the Python `nir` package, and what NIR's equations make of them.
 
-Usage: python make_files.py OUT_DIR. For each graph (`lif`, `cubalif`, `conv`, `recurrent`) it writes
+Usage: python make_files.py OUT_DIR. For each graph (`lif`, `cubalif`, `conv`, `recurrent`, `subgraph`) it writes
 OUT_DIR/NAME.nir with `nir.write` and OUT_DIR/NAME.json: the step `dt`, the number of steps, the
 input (held at every step: snnc's `repeat(sample)`) and, per neuron node, the membrane after
 every step and the spikes of every step, from a NumPy simulation of the NIR equations under
@@ -178,10 +178,44 @@ def recurrent_graph():
     return graph, x, {"lif": {"v": vs, "spikes": ss}}
 
 
+def subgraph_graph():
+    """The recurrent layer as snnTorch writes one: a nested NIRGraph with its own Input and
+    Output around a LIF and its recurrent Linear."""
+    w_in = rng.normal(0.8, 0.3, size=(3, 2))
+    w_rec = rng.normal(-0.3, 0.4, size=(3, 3))
+    p = dict(tau=full(3, 0.02), r=full(3, 3.0), v_leak=full(3, 0.0), v_threshold=full(3, 0.5), v_reset=full(3, 0.0))
+    layer = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([3])}),
+            "lif": nir.LIF(**p),
+            "w_rec": nir.Linear(weight=w_rec),
+            "output": nir.Output(output_type={"output": np.array([3])}),
+        },
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+    )
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([2])}),
+            "fc": nir.Linear(weight=w_in),
+            "layer": layer,
+            "output": nir.Output(output_type={"output": np.array([3])}),
+        },
+        edges=[("input", "fc"), ("fc", "layer"), ("layer", "output")],
+    )
+    x = np.array([0.75, 1.0])
+    v, s = np.zeros(3), np.zeros(3)
+    vs, ss = [], []
+    for _ in range(40):
+        v, s = lif_step(v, w_in @ x + w_rec @ s.astype(float), p)
+        vs.append(v.tolist())
+        ss.append(s.astype(int).tolist())
+    return graph, x, {"layer_lif": {"v": vs, "spikes": ss}}
+
+
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    for name, make in [("lif", lif_graph), ("cubalif", cubalif_graph), ("conv", conv_graph), ("recurrent", recurrent_graph)]:
+    for name, make in [("lif", lif_graph), ("cubalif", cubalif_graph), ("conv", conv_graph), ("recurrent", recurrent_graph), ("subgraph", subgraph_graph)]:
         graph, x, traces = make()
         nir.write(out / f"{name}.nir", graph)
         spikes = sum(int(np.sum(t["spikes"])) for t in traces.values())
