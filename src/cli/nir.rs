@@ -117,6 +117,9 @@ pub fn import_file(path: &Path, dt: Option<f64>) -> Result<ImportedFiles, String
 pub fn import(path: &Path, dt: Option<f64>, out: Option<&Path>) -> Result<(String, Option<String>), String> {
     let files = import_file(path, dt)?;
     let Some(dir) = out else {
+        if files.params.weights.iter().any(|w| !w.is_empty()) {
+            eprintln!("note: the graph's weights are not in the model's text; `--out DIR` writes them as DIR/checkpoint.safetensors");
+        }
         return Ok((files.text, None));
     };
     let stem = path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());

@@ -99,9 +99,6 @@ fn read_node(group: &hdf5_pure::Group, path: &str, depth: usize) -> Result<Node,
         match (name.as_str(), value) {
             ("type", Value::Text(kind)) => node.kind = kind,
             ("type", Value::Array(_)) => return Err(layout(format!("`{path}/type` is not a string"))),
-            ("edges", value) if datasets.iter().any(|d| d == "type") => {
-                node.params.insert("edges".to_string(), value);
-            }
             (_, value) => {
                 node.params.insert(name.clone(), value);
             }
