@@ -128,7 +128,14 @@ fn the_command_line_exports_imports_and_checks() {
     assert!(model_dir.join("checkpoint.safetensors").exists());
     let out = snnc(&["check", model_dir.join("yin_yang.snn").to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    // A coded error, not a panic, for a file that is not NIR.
+    // Coded errors, not panics: a model that does not check, one NIR cannot express, a file
+    // that is not NIR.
+    let out = snnc(&["export", "tests/fixtures/errors/units_ode.snn", "--nir", nir_file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("snn::units::"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = snnc(&["export", "models/diehl_cook_100.snn", "--nir", nir_file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("snn::nir::unsupported"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = snnc(&["import", "models/yin_yang.snn", "--dt", "1e-3"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("snn::nir::not_hdf5"), "{}", String::from_utf8_lossy(&out.stderr));
