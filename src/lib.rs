@@ -9,6 +9,7 @@
 //!   scalar oracle and the Cranelift JIT) behind one trait, and the kernels they call;
 //! - [`train`]: the training loop, learning methods behind one trait, optimisers, losses and
 //!   metrics;
+//! - [`nir`]: NIR graphs (HDF5 bytes, export from the IR, import to `.snn` text);
 //! - [`cli`]: the only code that touches files;
 //! - [`api`]: the library facade over them all: compile a model from text, train it, read
 //!   spikes and weights back (`examples/library.rs`).
@@ -20,4 +21,5 @@ pub mod exec;
 pub mod front;
 pub mod ir;
 pub mod lower;
+pub mod nir;
 pub mod train;

@@ -234,6 +234,30 @@ enum Command {
         #[arg(long)]
         stdout: bool,
     },
+    /// Write a model as a NIR graph (HDF5; docs/language.md, "NIR").
+    Export {
+        file: PathBuf,
+        /// The NIR file to write.
+        #[arg(long, value_name = "FILE")]
+        nir: PathBuf,
+        /// Trained weights (default: the model's initial values, drawn with its seed).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The step, in seconds, that time constants are written for (default: the model's).
+        #[arg(long)]
+        dt: Option<f64>,
+    },
+    /// Read a NIR graph as a model: its text on standard output, or with `--out DIR` the
+    /// model and its weights (checkpoint.safetensors) in DIR.
+    Import {
+        file: PathBuf,
+        /// The step, in seconds, that the graph's time constants are read at (default: the
+        /// one `snnc export` wrote into the graph; NIR itself stores none).
+        #[arg(long)]
+        dt: Option<f64>,
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Stack of the thread that runs a command: parsing, lowering and formatting recurse on the
@@ -321,6 +345,17 @@ fn command(cli: Cli) -> ExitCode {
                 Precision::F64 => eval::<f64>(&file, &checkpoint, &options),
             }))
         }
+        Command::Export { file, nir, checkpoint, dt } => {
+            report(snnc::cli::nir::export(&file, &nir, checkpoint.as_deref(), dt).map(|done| {
+                outln!("{done}");
+            }))
+        }
+        Command::Import { file, dt, out } => report(snnc::cli::nir::import(&file, dt, out.as_deref()).map(|(text, done)| {
+            out!("{text}");
+            if let Some(done) = done {
+                outln!("{done}");
+            }
+        })),
     }
 }
 
