@@ -79,6 +79,11 @@ fn encode_once<F: Real>(compiled: &Compiled<F>, module: &Module, i: usize, sampl
     out
 }
 
+/// The fraction of nonzero entries of `x`.
+fn density<F: Real>(x: &Rows<F>) -> f64 {
+    x.active() as f64 / x.len().max(1) as f64
+}
+
 /// `y += x W` over `rows` rows of one projection: a GEMM, event-driven accumulation for
 /// sparse spikes, or the connectivity's own loop.
 fn project_rows<F: Real>(module: &Module, proj: &ir::Projection, w: &[F], x: Rows<F>, y: &mut [F], rows: usize) {
@@ -94,19 +99,31 @@ fn project_rows<F: Real>(module: &Module, proj: &ir::Projection, w: &[F], x: Row
         events::accumulate_sparse_connectivity(x, w, y, n_pre, n_post, proj.connectivity == Connectivity::OneToOne);
         return;
     }
-    let values = x.values();
     let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
+    if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
+        let density = if module.source_is_binary(proj) { density(&x) } else { 1.0 };
+        let (product, spikes) = if transposed { (Product::Adjoint, Spikes::Output) } else { (Product::Forward, Spikes::Input) };
+        if density < conv::event_crossover(product, geo.run(product, spikes)) {
+            // Spikes are read from their bits where the trace keeps them so.
+            if transposed {
+                conv::adjoint_events(&geo, w, &x, y, rows);
+            } else {
+                conv::forward_events(&geo, w, &x, y, rows);
+            }
+            return;
+        }
+        let values = x.values();
+        if transposed {
+            conv::adjoint(&geo, w, &values, y, rows, false);
+        } else {
+            conv::forward(&geo, w, &values, y, rows, false);
+        }
+        give_back(values);
+        return;
+    }
+    let values = x.values();
     if proj.connectivity == Connectivity::Dense {
         dense(rows, n_pre, n_post, &values, w, y);
-    } else if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
-        let density = if module.source_is_binary(proj) { conv::density(&values) } else { 1.0 };
-        let (product, spikes) = if transposed { (Product::Adjoint, Spikes::Output) } else { (Product::Forward, Spikes::Input) };
-        let events = density < conv::event_crossover(product, geo.run(product, spikes));
-        if transposed {
-            conv::adjoint(&geo, w, &values, y, rows, events);
-        } else {
-            conv::forward(&geo, w, &values, y, rows, events);
-        }
     } else {
         for (xr, yr) in values.chunks_exact(n_pre).zip(y.chunks_exact_mut(n_post)) {
             project(&proj.connectivity, w, xr, yr, in_shape, out_shape);
@@ -761,37 +778,36 @@ fn project_grad<F: Real>(
         give_back(values);
         return;
     }
-    let values = x.values();
     let (in_shape, out_shape) = (module.source_shape(&proj.source), &module.population(proj.target).shape);
     if let Some((geo, transposed)) = conv::Geometry::of(&proj.connectivity, in_shape, out_shape) {
         // A transposed convolution runs the convolution from its target to its source
         // backwards: its presynaptic values are that convolution's output side.
         let side = if transposed { Spikes::Output } else { Spikes::Input };
-        let sparse = module.source_is_binary(proj)
-            && conv::density(&values) < conv::event_crossover(Product::WeightGrad, geo.run(Product::WeightGrad, side));
-        let events = sparse.then_some(side);
+        let sparse =
+            module.source_is_binary(proj) && density(&x) < conv::event_crossover(Product::WeightGrad, geo.run(Product::WeightGrad, side));
+        match (transposed, input) {
+            (true, Some(InputGrad { dx, at: Some((bits, start)) })) => conv::forward_at(&geo, w, g, dx, rows, bits, start),
+            (true, Some(InputGrad { dx, at: None })) => conv::forward(&geo, w, g, dx, rows, false),
+            (false, Some(InputGrad { dx, at: Some((bits, start)) })) => conv::adjoint_at(&geo, w, g, dx, rows, bits, start),
+            (false, Some(InputGrad { dx, at: None })) => conv::adjoint(&geo, w, g, dx, rows, false),
+            (_, None) => {}
+        }
+        let Some(dw) = dw else { return };
+        if sparse {
+            // Spikes are read from their bits where the trace keeps them so.
+            conv::weight_grad_events(&geo, &x, side, g, dw, rows);
+            return;
+        }
+        let values = x.values();
         if transposed {
-            match input {
-                Some(InputGrad { dx, at: Some((bits, start)) }) => conv::forward_at(&geo, w, g, dx, rows, bits, start),
-                Some(InputGrad { dx, at: None }) => conv::forward(&geo, w, g, dx, rows, false),
-                None => {}
-            }
-            if let Some(dw) = dw {
-                conv::weight_grad(&geo, g, &values, dw, rows, events);
-            }
+            conv::weight_grad(&geo, g, &values, dw, rows, None);
         } else {
-            match input {
-                Some(InputGrad { dx, at: Some((bits, start)) }) => conv::adjoint_at(&geo, w, g, dx, rows, bits, start),
-                Some(InputGrad { dx, at: None }) => conv::adjoint(&geo, w, g, dx, rows, false),
-                None => {}
-            }
-            if let Some(dw) = dw {
-                conv::weight_grad(&geo, &values, g, dw, rows, events);
-            }
+            conv::weight_grad(&geo, &values, g, dw, rows, None);
         }
         give_back(values);
         return;
     }
+    let values = x.values();
     let mut scratch_w = if dw.is_none() { vec![F::zero(); w.len()] } else { Vec::new() };
     let mut scratch_x = if input.is_none() { vec![F::zero(); values.len()] } else { Vec::new() };
     let dw = dw.unwrap_or(&mut scratch_w);

@@ -22,6 +22,7 @@
 use rayon::prelude::*;
 
 use crate::exec::kernels::bits::{Bits, for_each_nonzero};
+use crate::exec::kernels::events::Rows;
 use crate::exec::kernels::gemm::gemm_add;
 use crate::exec::kernels::simd::{axpy, dot};
 use crate::exec::pool;
@@ -319,24 +320,7 @@ pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usi
     assert!(x.len() >= rows * n_in && y.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
     let (patch, pixels, out_g) = (geo.patch(), geo.pixels(), geo.out_group());
     if events {
-        // A spike adds, at each output pixel it reaches, one run of the group's output
-        // channels: accumulated channels-last (contiguous, vectorised), then added to `y`.
-        let wt = channels_last_weights(geo, w);
-        let taps = geo.taps();
-        y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).for_each(|(y, x)| {
-            let mut acc = pool::zeroed::<F>(n_out);
-            for_each_nonzero(x, |i| {
-                let (v, ic) = (x[i], geo.in_channel(i));
-                let first = ic / geo.in_group() * out_g;
-                geo.output_runs(i, |tap, pixel, count| {
-                    let run = count * out_g;
-                    axpy(v, &wt[(ic * taps + tap) * out_g..][..run], &mut acc[pixel * geo.out_c + first..][..run]);
-                });
-            });
-            add_channels_last(&acc, y, geo.out_c, pixels);
-            pool::spare([acc]);
-        });
-        pool::spare([wt]);
+        forward_events(geo, w, &Rows::Values(x), y, rows);
         return;
     }
     y[..rows * n_out].par_chunks_mut(n_out).zip(x[..rows * n_in].par_chunks(n_in)).for_each(|(y, x)| {
@@ -366,30 +350,65 @@ pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usi
     });
 }
 
+/// `y += conv(x)` over `rows` images of binary, sparse `x` (values or spike bits), event by
+/// event: a spike adds, at each output pixel it reaches, one run of the group's output
+/// channels, accumulated channels-last (contiguous, vectorised), then added to `y`.
+pub fn forward_events<F: Real>(geo: &Geometry, w: &[F], x: &Rows<F>, y: &mut [F], rows: usize) {
+    let (n_in, n_out) = (geo.in_len(), geo.out_len());
+    assert!(x.len() >= rows * n_in && y.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
+    let (taps, pixels, out_g) = (geo.taps(), geo.pixels(), geo.out_group());
+    let wt = channels_last_weights(geo, w);
+    y[..rows * n_out].par_chunks_mut(n_out).enumerate().for_each(|(image, y)| {
+        if !any_event(x, image, n_in) {
+            return;
+        }
+        let mut acc = pool::zeroed::<F>(n_out);
+        each_event(x, image, n_in, |i, v| {
+            let ic = geo.in_channel(i);
+            let first = ic / geo.in_group() * out_g;
+            geo.output_runs(i, |tap, pixel, count| {
+                let run = count * out_g;
+                axpy(v, &wt[(ic * taps + tap) * out_g..][..run], &mut acc[pixel * geo.out_c + first..][..run]);
+            });
+        });
+        add_channels_last(&acc, y, geo.out_c, pixels);
+        pool::spare([acc]);
+    });
+    pool::spare([wt]);
+}
+
+/// Calls `f(element, value)` for every nonzero element of image `image` (of `len` elements)
+/// of `rows`, in order.
+#[inline]
+fn each_event<F: Real>(rows: &Rows<F>, image: usize, len: usize, mut f: impl FnMut(usize, F)) {
+    match rows {
+        Rows::Values(x) => {
+            let x = &x[image * len..(image + 1) * len];
+            for_each_nonzero(x, |i| f(i, x[i]));
+        }
+        Rows::Bits(bits, range) => {
+            let start = range.start + image * len;
+            bits.for_each_set(start..start + len, |i| f(i, F::one()));
+        }
+    }
+}
+
+/// Whether image `image` of `rows` has a nonzero element.
+fn any_event<F: Real>(rows: &Rows<F>, image: usize, len: usize) -> bool {
+    match rows {
+        Rows::Values(x) => crate::exec::kernels::bits::any_nonzero(&x[image * len..(image + 1) * len]),
+        Rows::Bits(bits, range) => bits.count(range.start + image * len..range.start + (image + 1) * len) > 0,
+    }
+}
+
 /// `dx += conv^T(g)` over `rows` images; `events` for binary, sparse `g` (a transposed
 /// convolution's spikes).
 pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: usize, events: bool) {
     let (n_in, n_out) = (geo.in_len(), geo.out_len());
     assert!(dx.len() >= rows * n_in && g.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
-    let (taps, patch, pixels, in_g, out_g) = (geo.taps(), geo.patch(), geo.pixels(), geo.in_group(), geo.out_group());
+    let (patch, pixels, out_g) = (geo.patch(), geo.pixels(), geo.out_group());
     if events {
-        // A spike adds, at each input pixel it reaches, the run of the group's input channels:
-        // accumulated channels-last, then added to `dx`.
-        let wt = taps_first_weights(geo, w);
-        dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).for_each(|(dx, g)| {
-            let mut acc = pool::zeroed::<F>(n_in);
-            for_each_nonzero(g, |o| {
-                let (v, oc) = (g[o], geo.out_channel(o));
-                let first = oc / out_g * in_g;
-                geo.input_runs(o, |tap, pixel, count| {
-                    let run = count * in_g;
-                    axpy(v, &wt[(oc * taps + tap) * in_g..][..run], &mut acc[pixel * geo.in_c + first..][..run]);
-                });
-            });
-            add_channels_last(&acc, dx, geo.in_c, geo.in_h * geo.in_w);
-            pool::spare([acc]);
-        });
-        pool::spare([wt]);
+        adjoint_events(geo, w, &Rows::Values(g), dx, rows);
         return;
     }
     dx[..rows * n_in].par_chunks_mut(n_in).zip(g[..rows * n_out].par_chunks(n_out)).for_each(|(dx, g)| {
@@ -418,6 +437,34 @@ pub fn adjoint<F: Real>(geo: &Geometry, w: &[F], g: &[F], dx: &mut [F], rows: us
         }
         pool::spare([cols]);
     });
+}
+
+/// `dx += conv^T(g)` over `rows` images of binary, sparse `g` (values or spike bits: a
+/// transposed convolution's spikes), event by event: a spike adds, at each input pixel it
+/// reaches, the run of the group's input channels, accumulated channels-last, then added to
+/// `dx`.
+pub fn adjoint_events<F: Real>(geo: &Geometry, w: &[F], g: &Rows<F>, dx: &mut [F], rows: usize) {
+    let (n_in, n_out) = (geo.in_len(), geo.out_len());
+    assert!(dx.len() >= rows * n_in && g.len() >= rows * n_out && w.len() >= geo.weights(), "convolution operands have the stated shapes");
+    let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
+    let wt = taps_first_weights(geo, w);
+    dx[..rows * n_in].par_chunks_mut(n_in).enumerate().for_each(|(image, dx)| {
+        if !any_event(g, image, n_out) {
+            return;
+        }
+        let mut acc = pool::zeroed::<F>(n_in);
+        each_event(g, image, n_out, |o, v| {
+            let oc = geo.out_channel(o);
+            let first = oc / out_g * in_g;
+            geo.input_runs(o, |tap, pixel, count| {
+                let run = count * in_g;
+                axpy(v, &wt[(oc * taps + tap) * in_g..][..run], &mut acc[pixel * geo.in_c + first..][..run]);
+            });
+        });
+        add_channels_last(&acc, dx, geo.in_c, geo.in_h * geo.in_w);
+        pool::spare([acc]);
+    });
+    pool::spare([wt]);
 }
 
 /// `dx += conv^T(g)` over `rows` images at the input elements set in `at` (bits
@@ -495,27 +542,65 @@ pub enum Spikes {
 pub fn weight_grad<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], rows: usize, events: Option<Spikes>) {
     let (n_in, n_out) = (geo.in_len(), geo.out_len());
     assert!(x.len() >= rows * n_in && g.len() >= rows * n_out && dw.len() >= geo.weights(), "convolution operands have the stated shapes");
+    match events {
+        Some(Spikes::Input) => weight_grad_events(geo, &Rows::Values(x), Spikes::Input, g, dw, rows),
+        Some(Spikes::Output) => weight_grad_events(geo, &Rows::Values(g), Spikes::Output, x, dw, rows),
+        None => weight_grad_blocks(geo, dw, rows, None, |image, partial, cols| {
+            weight_grad_dense(geo, &x[image * n_in..(image + 1) * n_in], &g[image * n_out..(image + 1) * n_out], partial, cols)
+        }),
+    }
+}
+
+/// `dw += d <g, conv(x)> / dw` over `rows` images, accumulated at the spikes of the binary,
+/// sparse operand `spikes` (values or spike bits) on `side`; `other` is the other operand (`g`
+/// for spikes at the input, `x` for spikes at the output side).
+pub fn weight_grad_events<F: Real>(geo: &Geometry, spikes: &Rows<F>, side: Spikes, other: &[F], dw: &mut [F], rows: usize) {
+    let (n_in, n_out) = (geo.in_len(), geo.out_len());
+    let (n_spikes, n_other) = match side {
+        Spikes::Input => (n_in, n_out),
+        Spikes::Output => (n_out, n_in),
+    };
+    assert!(
+        spikes.len() >= rows * n_spikes && other.len() >= rows * n_other && dw.len() >= geo.weights(),
+        "convolution operands have the stated shapes"
+    );
+    weight_grad_blocks(geo, dw, rows, Some(side), |image, partial, scratch| {
+        if !any_event(spikes, image, n_spikes) {
+            return;
+        }
+        let other = &other[image * n_other..(image + 1) * n_other];
+        match side {
+            Spikes::Input => weight_grad_input_events(geo, spikes, image, other, partial, scratch),
+            Spikes::Output => weight_grad_output_events(geo, other, spikes, image, partial, scratch),
+        }
+    });
+}
+
+/// Sums a weight gradient over fixed blocks of images in order (results do not depend on the
+/// threads), each block in the layout its path accumulates in (`events`: see
+/// [`weight_grad_input_events`] and [`weight_grad_output_events`]), put back in the weights'
+/// own layout. `per_image(image, partial, scratch)` adds one image.
+fn weight_grad_blocks<F: Real>(
+    geo: &Geometry,
+    dw: &mut [F],
+    rows: usize,
+    events: Option<Spikes>,
+    per_image: impl Fn(usize, &mut [F], &mut [F]) + Sync,
+) {
     let blocks = rows.div_ceil(IMAGES_PER_BLOCK);
     let partials: Vec<Vec<F>> = (0..blocks)
         .into_par_iter()
         .map(|block| {
-            // Each path accumulates in the layout its inner loop runs along; the block's sum is
-            // put back in the weights' own layout at the end.
             let mut partial = pool::zeroed::<F>(geo.weights());
             let images = block * IMAGES_PER_BLOCK..((block + 1) * IMAGES_PER_BLOCK).min(rows);
             let scratch_len = match events {
                 None => geo.patch() * geo.pixels(),
-                Some(Spikes::Input) => n_out,
-                Some(Spikes::Output) => n_in,
+                Some(Spikes::Input) => geo.out_len(),
+                Some(Spikes::Output) => geo.in_len(),
             };
             let mut scratch = pool::overwritten::<F>(scratch_len);
             for image in images {
-                let (x, g) = (&x[image * n_in..(image + 1) * n_in], &g[image * n_out..(image + 1) * n_out]);
-                match events {
-                    Some(Spikes::Input) => weight_grad_input_events(geo, x, g, &mut partial, &mut scratch),
-                    Some(Spikes::Output) => weight_grad_output_events(geo, x, g, &mut partial, &mut scratch),
-                    None => weight_grad_dense(geo, x, g, &mut partial, &mut scratch),
-                }
+                per_image(image, &mut partial, &mut scratch);
             }
             pool::spare([scratch]);
             match events {
@@ -566,13 +651,13 @@ fn weight_grad_dense<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], co
     }
 }
 
-/// One image's weight gradient at the input's spikes, into `dw` in the layout of
-/// [`channels_last_weights`], with `g_t` scratch for `g` channels-last.
-fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], g_t: &mut [F]) {
+/// Image `image`'s weight gradient at the input's spikes `x`, into `dw` in the layout of
+/// [`channels_last_weights`], with `g_t` scratch for `g` (the image's) channels-last.
+fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &Rows<F>, image: usize, g: &[F], dw: &mut [F], g_t: &mut [F]) {
     let (taps, out_g) = (geo.taps(), geo.out_group());
     transpose(g, g_t, geo.out_c, geo.pixels());
-    for_each_nonzero(x, |i| {
-        let (v, ic) = (x[i], geo.in_channel(i));
+    each_event(x, image, geo.in_len(), |i, v| {
+        let ic = geo.in_channel(i);
         let first = ic / geo.in_group() * out_g;
         geo.output_runs(i, |tap, pixel, count| {
             let run = count * out_g;
@@ -581,14 +666,14 @@ fn weight_grad_input_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut 
     });
 }
 
-/// One image's weight gradient at the output side's spikes (`g` is a transposed convolution's
-/// input), into `dw` in the layout of [`taps_first_weights`], with `x_t` scratch for `x`
-/// channels-last.
-fn weight_grad_output_events<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut [F], x_t: &mut [F]) {
+/// Image `image`'s weight gradient at the output side's spikes `g` (a transposed
+/// convolution's input), into `dw` in the layout of [`taps_first_weights`], with `x_t` scratch
+/// for `x` (the image's) channels-last.
+fn weight_grad_output_events<F: Real>(geo: &Geometry, x: &[F], g: &Rows<F>, image: usize, dw: &mut [F], x_t: &mut [F]) {
     let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
     transpose(x, x_t, geo.in_c, geo.in_h * geo.in_w);
-    for_each_nonzero(g, |o| {
-        let (v, oc) = (g[o], geo.out_channel(o));
+    each_event(g, image, geo.out_len(), |o, v| {
+        let oc = geo.out_channel(o);
         let first = oc / out_g * in_g;
         geo.input_runs(o, |tap, pixel, count| {
             let run = count * in_g;
@@ -755,6 +840,44 @@ mod tests {
                 let mut got = vec![0.0; geo.weights()];
                 weight_grad(geo, xin, gin, &mut got, rows, events);
                 assert_close(&format!("{geo:?} weight gradient, events {events:?}"), &want, &got);
+            }
+        }
+    }
+
+    /// The event paths read spike bits (how a trace keeps spikes) exactly as they read the
+    /// same spikes as values, in the middle of a longer bit set.
+    #[test]
+    fn spike_bits_and_values_give_the_same_sums() {
+        let rows = 5;
+        for (n, geo) in geometries().iter().enumerate() {
+            let w = values(geo.weights(), n as u64, None);
+            let (ni, no) = (geo.in_len(), geo.out_len());
+            let (xs, gs) = (values(rows * ni, n as u64 + 30, Some(0.2)), values(rows * no, n as u64 + 40, Some(0.2)));
+            let (xb, gb): (Vec<f64>, Vec<f64>) =
+                (xs.iter().map(|v| f64::from(u8::from(*v != 0.0))).collect(), gs.iter().map(|v| f64::from(u8::from(*v != 0.0))).collect());
+            let (g, x) = (values(rows * no, n as u64 + 50, None), values(rows * ni, n as u64 + 60, None));
+            let bits_of = |v: &[f64]| {
+                let mut bits = Bits::zeros(v.len() + 77);
+                bits.store(7, v);
+                bits
+            };
+            let (x_bits, g_bits) = (bits_of(&xb), bits_of(&gb));
+            let x_rows = Rows::Bits(&x_bits, 7..7 + rows * ni);
+            let g_rows = Rows::Bits(&g_bits, 7..7 + rows * no);
+
+            let (mut want, mut got) = (vec![0.0; rows * no], vec![0.0; rows * no]);
+            forward_events(geo, &w, &Rows::Values(&xb), &mut want, rows);
+            forward_events(geo, &w, &x_rows, &mut got, rows);
+            assert_eq!(want, got, "{geo:?} forward");
+            let (mut want, mut got) = (vec![0.0; rows * ni], vec![0.0; rows * ni]);
+            adjoint_events(geo, &w, &Rows::Values(&gb), &mut want, rows);
+            adjoint_events(geo, &w, &g_rows, &mut got, rows);
+            assert_eq!(want, got, "{geo:?} adjoint");
+            for (side, spikes, bits, other) in [(Spikes::Input, &xb, &x_rows, &g), (Spikes::Output, &gb, &g_rows, &x)] {
+                let (mut want, mut got) = (vec![0.0; geo.weights()], vec![0.0; geo.weights()]);
+                weight_grad_events(geo, &Rows::Values(spikes), side, other, &mut want, rows);
+                weight_grad_events(geo, bits, side, other, &mut got, rows);
+                assert_eq!(want, got, "{geo:?} weight gradient at {side:?}");
             }
         }
     }
