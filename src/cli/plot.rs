@@ -443,6 +443,43 @@ fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The axes of a chart: ranges, labels, at most `x_ticks` ticks along x, and a light grid.
+struct Axes<'a> {
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_label: &'a str,
+    y_label: &'a str,
+    x_ticks: usize,
+    grid: bool,
+}
+
+type Frame<'a, DB> = ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// A titled chart area with its axes drawn, every chart's frame.
+fn frame<'a, DB: DrawingBackend>(root: &'a DrawingArea<DB, Shift>, title: &str, axes: Axes) -> Result<Frame<'a, DB>, String> {
+    let mut plot = ChartBuilder::on(root)
+        .caption(title, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(axes.x, axes.y)
+        .map_err(|e| e.to_string())?;
+    let mut mesh = plot.configure_mesh();
+    mesh.x_desc(axes.x_label)
+        .y_desc(axes.y_label)
+        .x_labels(axes.x_ticks)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .label_style((FAMILY, 14));
+    if axes.grid {
+        mesh.light_line_style(RGBColor(235, 235, 235));
+    } else {
+        mesh.disable_mesh();
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
+    Ok(plot)
+}
+
 fn draw_on<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
@@ -450,27 +487,12 @@ fn draw_on<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> 
         Chart::Lines { title, x_label, y_label, series, hlines } => {
             let (x0, x1) = span(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
             let (y0, y1) = span(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain(hlines.iter().map(|h| h.1)));
-            let mut plot = ChartBuilder::on(root)
-                .caption(title, (FAMILY, 22))
-                .margin(12)
-                .x_label_area_size(45)
-                .y_label_area_size(70)
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(|e| fail(&e))?;
             // Whole-number x values (epochs, steps) get one tick each where they are few.
             let xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
             let whole = xs.iter().all(|x| x.fract() == 0.0);
             let distinct = xs.iter().map(|x| *x as i64).collect::<std::collections::BTreeSet<_>>().len();
-            plot.configure_mesh()
-                .x_desc(x_label.as_str())
-                .y_desc(y_label.as_str())
-                .x_labels(if whole { distinct.clamp(2, 10) } else { 10 })
-                .x_label_formatter(&tick)
-                .y_label_formatter(&tick)
-                .label_style((FAMILY, 14))
-                .light_line_style(RGBColor(235, 235, 235))
-                .draw()
-                .map_err(|e| fail(&e))?;
+            let axes = Axes { x: x0..x1, y: y0..y1, x_label, y_label, x_ticks: if whole { distinct.clamp(2, 10) } else { 10 }, grid: true };
+            let mut plot = frame(root, title, axes)?;
             for (i, s) in series.iter().enumerate() {
                 let style = color(i).stroke_width(2);
                 let legend = move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 20, y)], color(i).stroke_width(2));
@@ -505,22 +527,8 @@ fn draw_on<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> 
                 .map_err(|e| fail(&e))?;
         }
         Chart::Raster { title, x_label, steps, neurons, spikes } => {
-            let mut plot = ChartBuilder::on(root)
-                .caption(title, (FAMILY, 22))
-                .margin(12)
-                .x_label_area_size(45)
-                .y_label_area_size(70)
-                .build_cartesian_2d(0.0..*steps as f64, 0.0..*neurons as f64)
-                .map_err(|e| fail(&e))?;
-            plot.configure_mesh()
-                .x_desc(x_label.as_str())
-                .y_desc("neuron")
-                .x_label_formatter(&tick)
-                .y_label_formatter(&tick)
-                .label_style((FAMILY, 14))
-                .disable_mesh()
-                .draw()
-                .map_err(|e| fail(&e))?;
+            let axes = Axes { x: 0.0..*steps as f64, y: 0.0..*neurons as f64, x_label, y_label: "neuron", x_ticks: 10, grid: false };
+            let mut plot = frame(root, title, axes)?;
             // A mark fills its step and neuron, at least two pixels in each direction.
             let (width, height) = plot.plotting_area().dim_in_pixel();
             let dx = (2.0 * *steps as f64 / width.max(1) as f64).max(1.0);
@@ -547,22 +555,8 @@ fn draw_on<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> 
                 counts[(((v - lo) / width) as usize).min(bins - 1)] += 1;
             }
             let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.08;
-            let mut plot = ChartBuilder::on(root)
-                .caption(title, (FAMILY, 22))
-                .margin(12)
-                .x_label_area_size(45)
-                .y_label_area_size(70)
-                .build_cartesian_2d(lo..hi, 0.0..top)
-                .map_err(|e| fail(&e))?;
-            plot.configure_mesh()
-                .x_desc(x_label.as_str())
-                .y_desc("neurons")
-                .x_label_formatter(&tick)
-                .y_label_formatter(&tick)
-                .label_style((FAMILY, 14))
-                .light_line_style(RGBColor(235, 235, 235))
-                .draw()
-                .map_err(|e| fail(&e))?;
+            let axes = Axes { x: lo..hi, y: 0.0..top, x_label, y_label: "neurons", x_ticks: 10, grid: true };
+            let mut plot = frame(root, title, axes)?;
             plot.draw_series(counts.iter().enumerate().map(|(b, c)| {
                 let x = lo + b as f64 * width;
                 Rectangle::new([(x, 0.0), (x + width, *c as f64)], color(0).filled())
