@@ -102,19 +102,38 @@ fn plot_reports_a_folder_without_a_run_and_malformed_records() {
     let dir = scratch("bad");
     let empty = snnc(&["plot", dir.to_str().unwrap()]);
     assert!(!empty.status.success());
-    assert!(text(&empty).contains("has no metrics.json"), "{}", text(&empty));
+    assert!(text(&empty).contains("snn::plot::no_run") && text(&empty).contains("has no metrics.json"), "{}", text(&empty));
 
     std::fs::write(dir.join("metrics.json"), "[{\"epoch\": 1, \"test_accuracy\": 0.5}]").expect("written");
     std::fs::write(dir.join("r.csv"), "sample,step,population,neuron\n0,1,hidden\n").expect("written");
     std::fs::write(dir.join("r.variables.csv"), "sample,step,population,neuron,hidden.v\n").expect("written");
     let bad = snnc(&["plot", dir.to_str().unwrap()]);
     assert!(!bad.status.success());
-    assert!(text(&bad).contains("r.csv, line 2"), "{}", text(&bad));
+    assert!(text(&bad).contains("snn::plot::malformed") && text(&bad).contains("r.csv, line 2"), "{}", text(&bad));
     assert!(!text(&bad).contains("panicked"), "{}", text(&bad));
+
+    // A neuron index past the population's size, or past any population's, is reported.
+    std::fs::write(dir.join("r.json"), r#"{"dt": 0.001, "steps": 10, "populations": [{"name": "hidden", "size": 4, "spikes": true, "threshold_var": null, "threshold": []}]}"#).expect("written");
+    for neuron in ["4", "18446744073709551615", "10000000000000"] {
+        std::fs::write(dir.join("r.csv"), format!("sample,step,population,neuron\n0,1,hidden,{neuron}\n")).expect("written");
+        let bad = snnc(&["plot", dir.to_str().unwrap()]);
+        assert!(!bad.status.success() && text(&bad).contains("snn::plot::malformed"), "{neuron}: {}", text(&bad));
+        assert!(!text(&bad).contains("panicked"), "{}", text(&bad));
+    }
+    std::fs::remove_file(dir.join("r.json")).expect("removed");
+    std::fs::write(dir.join("r.csv"), "sample,step,population,neuron\n0,18446744073709551615,hidden,0\n").expect("written");
+    let bad = snnc(&["plot", dir.to_str().unwrap()]);
+    assert!(!bad.status.success() && text(&bad).contains("snn::plot::malformed"), "{}", text(&bad));
 
     std::fs::write(dir.join("metrics.json"), "not json").expect("written");
     let bad = snnc(&["plot", dir.to_str().unwrap()]);
-    assert!(!bad.status.success() && text(&bad).contains("metrics.json"), "{}", text(&bad));
+    assert!(!bad.status.success() && text(&bad).contains("snn::plot::malformed: metrics.json"), "{}", text(&bad));
+
+    // A metrics.json that cannot be read (a folder in its place).
+    std::fs::remove_file(dir.join("metrics.json")).expect("removed");
+    std::fs::create_dir(dir.join("metrics.json")).expect("a folder");
+    let bad = snnc(&["plot", dir.to_str().unwrap()]);
+    assert!(!bad.status.success() && text(&bad).contains("snn::plot::unreadable"), "{}", text(&bad));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -15,6 +15,23 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+/// The codes of what `snnc plot` reports (docs/errors.md, "plot").
+const NO_RUN: &str = "snn::plot::no_run";
+const MALFORMED: &str = "snn::plot::malformed";
+const UNREADABLE: &str = "snn::plot::unreadable";
+
+/// A file of the run that is not as `snnc run` writes it.
+fn malformed(what: String) -> String {
+    format!("{MALFORMED}: {what}\n  help: the file was not written by `snnc run`, or was cut short or edited; run the model again")
+}
+
+fn unreadable(path: &Path, error: &std::io::Error) -> String {
+    format!("{UNREADABLE}: cannot read {}: {error}\n  help: check that the file is readable (permissions, the disk)", path.display())
+}
+
+/// The largest step or neuron index a record row may hold.
+const MAX_INDEX: usize = 1 << 24;
+
 /// Pixels of every figure.
 pub const SIZE: (u32, u32) = (800, 500);
 
@@ -60,7 +77,7 @@ pub struct Figure {
 /// sample of every population. Fields a method does not write are skipped, and so is a chart
 /// with nothing to show.
 pub fn metrics_figures(json: &str) -> Result<Vec<Figure>, String> {
-    let history: Vec<serde_json::Value> = serde_json::from_str(json).map_err(|e| format!("metrics.json: {e}"))?;
+    let history: Vec<serde_json::Value> = serde_json::from_str(json).map_err(|e| malformed(format!("metrics.json: {e}")))?;
     let x = |i: usize| (i + 1) as f64;
     // A list of [name, value] pairs per epoch, gathered into one series per name.
     let pairs = |field: &str| -> Vec<Series> {
@@ -179,6 +196,11 @@ pub fn record_figures(stem: &str, spikes: &str, variables: &str, meta: &RecordMe
     }
     for pop in &populations {
         let rows: Vec<&Row> = spike_rows.iter().filter(|r| &r.population == pop).collect();
+        if let Some(recorded) = meta.population(pop).filter(|p| p.size > 0)
+            && let Some(row) = rows.iter().find(|r| r.neuron >= recorded.size)
+        {
+            return Err(malformed(format!("{stem}.csv: neuron {} of `{pop}` is outside its {} neurons", row.neuron, recorded.size)));
+        }
         let size = meta.population(pop).map_or(0, |p| p.size).max(rows.iter().map(|r| r.neuron + 1).max().unwrap_or(0));
         let steps = meta.steps.max(rows.iter().map(|r| r.step + 1).max().unwrap_or(0));
         if let Some(shown) = shown {
@@ -328,16 +350,21 @@ fn parse_rows(text: &str, columns: usize, file: &str) -> Result<Vec<Row>, String
             continue;
         }
         let cells: Vec<&str> = line.split(',').collect();
-        let bad = || format!("{file}, line {}: expected {columns} columns `sample,step,population,neuron`, found `{line}`", i + 1);
+        let bad =
+            || malformed(format!("{file}, line {}: expected {columns} columns `sample,step,population,neuron`, found `{line}`", i + 1));
         if cells.len() != columns {
             return Err(bad());
         }
-        rows.push(Row {
+        let row = Row {
             sample: cells[0].parse().map_err(|_| bad())?,
             step: cells[1].parse().map_err(|_| bad())?,
             population: cells[2].to_string(),
             neuron: cells[3].parse().map_err(|_| bad())?,
-        });
+        };
+        if row.step > MAX_INDEX || row.neuron > MAX_INDEX {
+            return Err(bad());
+        }
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -352,7 +379,8 @@ fn parse_variable_rows(text: &str, file: &str) -> Result<(Vec<String>, Vec<VarRo
             continue;
         }
         let cells: Vec<&str> = line.split(',').collect();
-        let bad = || format!("{file}, line {}: expected {} columns as its header says, found `{line}`", i + 2, columns.len() + 4);
+        let bad =
+            || malformed(format!("{file}, line {}: expected {} columns as its header says, found `{line}`", i + 2, columns.len() + 4));
         if cells.len() != columns.len() + 4 {
             return Err(bad());
         }
@@ -361,13 +389,17 @@ fn parse_variable_rows(text: &str, file: &str) -> Result<(Vec<String>, Vec<VarRo
             .map(|c| if c.is_empty() { Ok(None) } else { c.parse::<f64>().map(Some) })
             .collect::<Result<_, _>>()
             .map_err(|_| bad())?;
-        rows.push(VarRow {
+        let row = VarRow {
             sample: cells[0].parse().map_err(|_| bad())?,
             step: cells[1].parse().map_err(|_| bad())?,
             population: cells[2].to_string(),
             neuron: cells[3].parse().map_err(|_| bad())?,
             values,
-        });
+        };
+        if row.step > MAX_INDEX || row.neuron > MAX_INDEX {
+            return Err(bad());
+        }
+        rows.push(row);
     }
     Ok((columns, rows))
 }
@@ -570,14 +602,17 @@ fn draw_on<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> 
 /// Every figure of the run in `out`: from metrics.json and from every record file pair
 /// (`<stem>.csv` beside `<stem>.variables.csv`, with `<stem>.json` where the run wrote it).
 pub fn figures_of_run(out: &Path, sample: Option<u64>) -> Result<Vec<Figure>, String> {
-    let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| unreadable(path, &e));
     let metrics = out.join("metrics.json");
     if !metrics.exists() {
-        return Err(format!("{} has no metrics.json: give the `--out` folder of a `snnc run`", out.display()));
+        return Err(format!(
+            "{NO_RUN}: {} has no metrics.json\n  help: give the `--out` folder of a `snnc run` (by default `out/<model>`)",
+            out.display()
+        ));
     }
     let mut figures = metrics_figures(&read(&metrics)?)?;
     let mut stems: Vec<String> = std::fs::read_dir(out)
-        .map_err(|e| format!("cannot read {}: {e}", out.display()))?
+        .map_err(|e| unreadable(out, &e))?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".variables.csv").map(str::to_string))
         .collect();
     stems.sort();
@@ -587,7 +622,7 @@ pub fn figures_of_run(out: &Path, sample: Option<u64>) -> Result<Vec<Figure>, St
         let variables = read(&out.join(format!("{stem}.variables.csv")))?;
         let meta_path = out.join(format!("{stem}.json"));
         let meta = if meta_path.exists() {
-            serde_json::from_str(&read(&meta_path)?).map_err(|e| format!("{}: {e}", meta_path.display()))?
+            serde_json::from_str(&read(&meta_path)?).map_err(|e| malformed(format!("{}: {e}", meta_path.display())))?
         } else {
             RecordMeta::default()
         };
