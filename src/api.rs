@@ -50,7 +50,7 @@
 
 use std::path::Path;
 
-use crate::cli::driver::{Checked, apply_sets, check_path, check_text, load_data, render_all};
+use crate::cli::driver::{Checked, apply_sets, check_path, check_text, load_data_for, render_all};
 use crate::data::Dataset;
 use crate::exec::engine::{self, Ctx, EngineError, EngineKind, Shard};
 use crate::exec::state::{Params, ParamsAccess, SampleRef, init_params};
@@ -242,7 +242,8 @@ impl Model {
     /// The data set the train block names: Yin-Yang is generated; MNIST is read from the
     /// folder the model names (`env("SNNC_MNIST_DIR", ...)`).
     pub fn dataset(&self) -> Result<Dataset, Error> {
-        load_data(self.module.train.as_ref().ok_or(Error::NoTrainBlock)?, None).map_err(Error::Io)
+        self.module.train.as_ref().ok_or(Error::NoTrainBlock)?;
+        load_data_for(&self.module, None).map_err(Error::Io)
     }
 
     /// Trains the model as its train block says (method, phases, hooks, epochs), evaluating on

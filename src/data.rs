@@ -70,7 +70,7 @@ impl Split {
             Features::Events(events) => {
                 let span = events.offsets[index]..events.offsets[index + 1];
                 let bin_of = |time: u32| (f64::from(time) / events.bin_us).floor();
-                let last = events.times_us[span.clone()].iter().map(|t| bin_of(*t) as usize + 1).max().unwrap_or(0);
+                let last = events.times_us[span.clone()].iter().map(|t| (bin_of(*t) as usize).saturating_add(1)).max().unwrap_or(0);
                 let steps = events.steps.map_or(last, |steps| steps.min(last));
                 let mut out = vec![0.0f32; steps * self.n_features];
                 for (time, neuron) in events.times_us[span.clone()].iter().zip(&events.neurons[span]) {

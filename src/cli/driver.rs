@@ -218,13 +218,25 @@ pub fn apply_sets(module: &mut crate::ir::Module, sets: &[(String, String)]) -> 
 /// Loads the data set a train block names. N-MNIST's samples are binned through their last
 /// event (the engines read the bins of the steps they run).
 pub fn load_data(train: &crate::ir::train::Train, data_dir: Option<&Path>) -> Result<crate::data::Dataset, String> {
+    load_data_steps(train, data_dir, None)
+}
+
+/// The data set of `module`'s train block, for a run of the module's steps: event data is
+/// binned into at most that many steps, so that a sample's size does not depend on its last
+/// event (a bin far smaller than the model's `dt` cannot blow up memory).
+pub fn load_data_for(module: &crate::ir::Module, data_dir: Option<&Path>) -> Result<crate::data::Dataset, String> {
+    let train = module.train.as_ref().ok_or("the model has no train block")?;
+    load_data_steps(train, data_dir, Some(module.steps + module.rest_steps))
+}
+
+fn load_data_steps(train: &crate::ir::train::Train, data_dir: Option<&Path>, steps: Option<usize>) -> Result<crate::data::Dataset, String> {
     use crate::ir::train::Data;
     let resolve = |dir: &str| crate::data::resolve_dir(dir, data_dir, |var| std::env::var(var).ok());
     match &train.data {
         Data::YinYang { train, test, seed } => Ok(crate::data::yin_yang(*train, *test, *seed)),
         Data::Mnist { dir, .. } => crate::data::load_mnist(&resolve(dir)).map_err(|e| e.to_string()),
         Data::FashionMnist { dir, .. } => crate::data::load_fashion_mnist(&resolve(dir)).map_err(|e| e.to_string()),
-        Data::Nmnist { dir, bin } => crate::data::load_nmnist(&resolve(dir), bin * 1e6, None).map_err(|e| e.to_string()),
+        Data::Nmnist { dir, bin } => crate::data::load_nmnist(&resolve(dir), bin * 1e6, steps).map_err(|e| e.to_string()),
     }
 }
 

@@ -586,8 +586,7 @@ fn open_records(out: &std::path::Path, module: &snnc::ir::Module) -> Result<Opti
 
 fn run<F: Real>(file: &std::path::Path, options: &RunOptions) -> Result<(), String> {
     let module = snnc::cli::driver::prepare(compile(file)?, &options.sets)?;
-    let train = module.train.as_ref().ok_or("the model has no train block")?;
-    let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
+    let data = snnc::cli::driver::load_data_for(&module, options.data_dir.as_deref())?;
     let stem = file.file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
     let out = options.out.clone().unwrap_or_else(|| PathBuf::from("out").join(&stem));
     snnc::cli::driver::check_out_dir(&out)?;
@@ -699,7 +698,7 @@ fn write_metrics(out: &std::path::Path, history: &[snnc::train::EpochMetrics]) -
 fn eval<F: Real>(file: &std::path::Path, checkpoint: &std::path::Path, options: &RunOptions) -> Result<(), String> {
     let module = snnc::cli::driver::prepare(compile(file)?, &options.sets)?;
     let train = module.train.as_ref().ok_or("the model has no train block")?;
-    let data = snnc::cli::driver::load_data(train, options.data_dir.as_deref())?;
+    let data = snnc::cli::driver::load_data_for(&module, options.data_dir.as_deref())?;
     let mut params = snnc::exec::state::init_params::<F>(&module, train.seed);
     snnc::cli::driver::load_checkpoint(checkpoint, &module, &mut params)?;
     let config = snnc::train::RunConfig {
@@ -738,7 +737,7 @@ fn generate<F: Real>(
 ) -> Result<(), String> {
     let module = snnc::cli::driver::prepare(compile(file)?, sets)?;
     let train = module.train.as_ref().ok_or("the model has no train block")?;
-    let data = snnc::cli::driver::load_data(train, data_dir)?;
+    let data = snnc::cli::driver::load_data_for(&module, data_dir)?;
     let mut params = snnc::exec::state::init_params::<F>(&module, train.seed);
     snnc::cli::driver::load_checkpoint(checkpoint, &module, &mut params)?;
     let generated = snnc::train::generate::generate(&module, &data, &params, config).map_err(|e| e.to_string())?;

@@ -838,7 +838,7 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
             };
             let dilation = square(name, node, "dilation", Some(1))?;
             let groups = square(name, node, "groups", Some(1))?.max(1);
-            if in_shape.len() != 3 || in_shape[0] != weight.shape[1] * groups {
+            if in_shape.len() != 3 || in_shape[0] != weight.shape[1] * groups || weight.shape[0] % groups != 0 {
                 return Err(shape_mismatch(format!(
                     "node `{name}` (Conv2d) takes [{} channels, height, width] (`weight` {:?}, groups {groups}) but receives {in_shape:?}",
                     weight.shape[1] * groups,
