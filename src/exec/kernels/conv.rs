@@ -844,6 +844,42 @@ mod tests {
         }
     }
 
+    /// The gathers at set elements (spike-gated input gradients) equal the definitions there
+    /// and leave every other element alone, for every geometry (joined runs included).
+    #[test]
+    fn gathers_at_set_elements_match_the_definition() {
+        let rows = 5;
+        for (n, geo) in geometries().iter().enumerate() {
+            let w = values(geo.weights(), n as u64, None);
+            let (ni, no) = (geo.in_len(), geo.out_len());
+            let (x, g) = (values(rows * ni, n as u64 + 70, None), values(rows * no, n as u64 + 80, None));
+            let mask = |len: usize, seed: u64| -> (Bits, Vec<f64>) {
+                let chosen: Vec<f64> = values(len, seed, Some(0.3)).iter().map(|v| f64::from(u8::from(*v != 0.0))).collect();
+                let mut bits = Bits::zeros(len + 11);
+                bits.store(11, &chosen);
+                (bits, chosen)
+            };
+            let (out_bits, out_chosen) = mask(rows * no, n as u64 + 90);
+            let mut got = vec![0.0; rows * no];
+            forward_at(geo, &w, &x, &mut got, rows, &out_bits, 11);
+            for r in 0..rows {
+                let mut full = vec![0.0; no];
+                reference_forward(geo, &w, &x[r * ni..(r + 1) * ni], &mut full);
+                let want: Vec<f64> = full.iter().zip(&out_chosen[r * no..(r + 1) * no]).map(|(v, c)| v * c).collect();
+                assert_close(&format!("{geo:?} forward_at, image {r}"), &want, &got[r * no..(r + 1) * no]);
+            }
+            let (in_bits, in_chosen) = mask(rows * ni, n as u64 + 100);
+            let mut got = vec![0.0; rows * ni];
+            adjoint_at(geo, &w, &g, &mut got, rows, &in_bits, 11);
+            for r in 0..rows {
+                let mut full = vec![0.0; ni];
+                reference_adjoint(geo, &w, &g[r * no..(r + 1) * no], &mut full);
+                let want: Vec<f64> = full.iter().zip(&in_chosen[r * ni..(r + 1) * ni]).map(|(v, c)| v * c).collect();
+                assert_close(&format!("{geo:?} adjoint_at, image {r}"), &want, &got[r * ni..(r + 1) * ni]);
+            }
+        }
+    }
+
     /// The event paths read spike bits (how a trace keeps spikes) exactly as they read the
     /// same spikes as values, in the middle of a longer bit set.
     #[test]
