@@ -18,7 +18,7 @@
 //! their input. A loop without a `Delay` reads the previous step (`feedback`). An `Input` is
 //! an input whose encoder is the one in its metadata (`snnc_encoder`, written by `snnc
 //! export`) or `repeat(sample)`, a current of the sample's value every step. Nested graphs
-//! are inlined first ([`flatten`]). Weights are not initialisers: they come back as tensors,
+//! are inlined first (`flatten`). Weights are not initialisers: they come back as tensors,
 //! one per connection, for a checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
