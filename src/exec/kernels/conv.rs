@@ -308,13 +308,6 @@ fn col2im<F: Real>(geo: &Geometry, cols: &[F], group: usize, dx: &mut [F]) {
     }
 }
 
-/// The fraction of nonzero `values`.
-pub fn density<F: Real>(values: &[F]) -> f64 {
-    let mut active = 0usize;
-    for_each_nonzero(values, |_| active += 1);
-    active as f64 / values.len().max(1) as f64
-}
-
 /// `y += conv(x)` over `rows` images; `events` for binary, sparse `x`.
 pub fn forward<F: Real>(geo: &Geometry, w: &[F], x: &[F], y: &mut [F], rows: usize, events: bool) {
     let (n_in, n_out) = (geo.in_len(), geo.out_len());
