@@ -25,10 +25,10 @@ fn main() {
         out_c,
         out_h: out_hw,
         out_w: out_hw,
-        kernel: 5,
-        stride: 1,
-        padding: 0,
-        dilation: 1,
+        kernel: [5; 2],
+        stride: [1; 2],
+        padding: [0; 2],
+        dilation: [1; 2],
         groups: 1,
     };
     // A transposed layer runs the convolution from its target to its source.

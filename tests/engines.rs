@@ -220,6 +220,44 @@ fn convolutions_match_the_oracle() {
     }
 }
 
+/// Kernels, strides, padding and dilation that differ between rows and columns, 1-d
+/// convolutions, transposed convolutions and pools on `[channels, length]` shapes, and a
+/// rectangular pooling window: the compiled engine against the oracle, forward and gradients,
+/// from sparse spikes (the event-driven products), dense spikes and membranes.
+#[test]
+fn rectangular_and_one_dimensional_convolutions_match_the_oracle() {
+    let net = |threshold: f64| {
+        format!(
+            "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {{\n    dt = 1 ms\n    steps = 6\n    input x[5] = repeat(sample)\n    \
+             population p[2, 6, 9] = Leaky(threshold = {threshold})\n    population c[3, 6, 4] = Leaky(threshold = {threshold})\n    \
+             population d[2, 6, 8] = Leaky(threshold = {threshold})\n    population r[2, 3, 3] = Leaky(threshold = 0.5)\n    \
+             population l[2, 12] = Leaky(threshold = {threshold})\n    population m[3, 6] = Leaky(threshold = {threshold})\n    \
+             population n[2, 12] = Leaky(threshold = {threshold})\n    population q[2, 6] = Leaky(threshold = 0.5)\n    \
+             population out[3] = LI(beta = 0.9)\n    \
+             connect x -> p.i : dense(init = uniform(-0.5, 1.5))\n    connect x -> l.i : dense(init = uniform(-0.5, 1.5))\n    \
+             connect p -> c.i : conv2d(kernel = [3, 4], stride = [1, 2], padding = 1, init = uniform(-0.5, 1.5))\n    \
+             connect p.v -> c.i : conv2d(kernel = [2, 3], stride = [1, 2], padding = [1, 0], dilation = [2, 1], init = uniform(-0.3, 0.3))\n    \
+             connect c -> d.i : conv_transpose2d(kernel = [3, 4], stride = [1, 2], padding = 1, init = uniform(-0.5, 1.5))\n    \
+             connect p -> r.i : avg_pool2d(kernel = [2, 3])\n    \
+             connect l -> m.i : conv1d(kernel = 3, stride = 2, padding = 1, init = uniform(-0.5, 1.5))\n    \
+             connect m -> n.i : conv_transpose1d(kernel = 3, stride = 2, padding = 1, output_padding = 1, init = uniform(-0.5, 1.5))\n    \
+             connect l.v -> q.i : max_pool1d(kernel = 2)\n    connect l -> q.i : sum_pool1d(kernel = 3, stride = 2, padding = 1, weight = 0.5)\n    \
+             connect d -> out.i : dense(init = uniform(-0.5, 0.5))\n    connect r -> out.i : dense(init = uniform(-0.5, 0.5))\n    \
+             connect n -> out.i : dense(init = uniform(-0.5, 0.5))\n    connect q -> out.i : dense(init = uniform(-0.5, 0.5))\n}}\n\
+             train {{\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(sum_t(out.v), label)\n    \
+             predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}}\n"
+        )
+    };
+    for (name, threshold) in [("sparse spikes", 1.2), ("dense spikes", 0.05)] {
+        let m = valid(common::module(&net(threshold)));
+        let shape = |pop: &str| m.populations.iter().find(|p| p.name == pop).map(|p| p.shape.clone());
+        assert_eq!(shape("c"), Some(vec![3, 6, 4]));
+        let reference = agrees_with_the_oracle(name, &m);
+        let rate = |p: usize| reference.spikes[p].count(0..reference.spikes[p].len()) as f64 / reference.spikes[p].len() as f64;
+        assert!([1, 2, 5, 6].iter().all(|p| rate(*p) > 0.0), "{name}: the convolutional layers fire");
+    }
+}
+
 /// `rand_per_sample()` is drawn once per sample and element: the same at every step, different
 /// between samples and elements, the same in the compiled encoder as in the oracle's; an
 /// encoder that reads it (and not `rand()`) is constant over time.

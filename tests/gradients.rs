@@ -111,6 +111,31 @@ fn convolutions_and_transposed_convolutions() {
     check_against_finite_differences(&m, &[0.8, -0.5, 0.2, 0.5, 1.0], 2);
 }
 
+/// Kernels, strides, padding and dilation that differ between rows and columns, and 1-d
+/// convolutions, transposed convolutions and pools, carrying membranes: every trainable
+/// weight's gradient against central differences.
+#[test]
+fn rectangular_and_one_dimensional_convolutions() {
+    let m = module(
+        "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 1 ms\n    steps = 4\n    input x[5] = repeat(sample)\n    \
+         population a[2, 5, 7] = Leaky(beta = 0.6, threshold = 1000)\n    population h[3, 5, 2] = Leaky(beta = 0.7, threshold = 1000)\n    \
+         population d[2, 5, 4] = LI(beta = 0.8)\n    population l[2, 9] = Leaky(beta = 0.6, threshold = 1000)\n    \
+         population m[3, 4] = Leaky(beta = 0.7, threshold = 1000)\n    population n[2, 8] = LI(beta = 0.8)\n    population q[2, 4] = LI(beta = 0.8)\n    \
+         population out[3] = LI(beta = 0.9)\n    \
+         connect x -> a.i : dense(init = uniform(-1, 1))\n    connect x -> l.i : dense(init = uniform(-1, 1))\n    \
+         connect a.v -> h.i : conv2d(kernel = [3, 2], stride = [1, 3], padding = [1, 0], dilation = [1, 2], init = uniform(-1, 1))\n    \
+         connect h.v -> d.i : conv_transpose2d(kernel = [3, 2], stride = [1, 2], padding = [1, 0], init = uniform(-1, 1))\n    \
+         connect l.v -> m.i : conv1d(kernel = 4, stride = 2, padding = 1, init = uniform(-1, 1))\n    \
+         connect m.v -> n.i : conv_transpose1d(kernel = 4, stride = 2, padding = 1, init = uniform(-1, 1))\n    \
+         connect l.v -> q.i : avg_pool1d(kernel = 2)\n    connect l.v -> q.i : max_pool1d(kernel = 3, stride = 2, weight = 0.5)\n    \
+         connect d.v -> out.i : dense(init = uniform(-0.3, 0.3))\n    connect n.v -> out.i : dense(init = uniform(-0.3, 0.3))\n    \
+         connect q.v -> out.i : dense(init = uniform(-0.3, 0.3))\n}\n\
+         train {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(sum_t(out.v), label)\n    \
+         loss sq = 0.01 * sum(square(last_t(d.v)))\n    predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}\n",
+    );
+    check_against_finite_differences(&m, &[0.8, -0.5, 0.2, 0.5, 1.0], 2);
+}
+
 #[test]
 fn trainable_per_neuron_time_constants() {
     let m = module(

@@ -111,6 +111,60 @@ fn delays_and_loops_go_through_nir_delay_nodes() {
     }
 }
 
+/// A 1-d convolution, a 2-d one with a kernel, stride and padding per axis, and a rectangular
+/// sum pool go to `Conv1d`, `Conv2d` and `SumPool2d` nodes and come back as the same
+/// connections with the same spikes; the file loads in `nir.read`.
+#[test]
+fn one_dimensional_and_rectangular_convolutions_go_through_nir() {
+    let text = "import std::neurons\nimport std::encoders\n\nnetwork Convs {\n    steps = 15\n    input x[2, 12] = repeat(sample)\n    input y[1, 6, 9] = repeat(sample)\n    \
+                population a[3, 6] = LeakyZero(beta = 0.8, threshold = 0.5)\n    population b[2, 6, 4] = LeakyZero(beta = 0.8, threshold = 0.5)\n    \
+                population c[2, 3, 2] = LI(beta = 0.7)\n    \
+                connect x -> a : conv1d(kernel = 3, stride = 2, padding = 1, init = uniform(0, 1))\n    \
+                connect y -> b : conv2d(kernel = [3, 2], stride = [1, 2], padding = [1, 0], init = uniform(0, 1))\n    \
+                connect b -> c : sum_pool2d(kernel = [2, 2])\n}\n";
+    let path = tmp("convs").join("convs.snn");
+    std::fs::write(&path, text).expect("written");
+    let graph = snnc::cli::nir::export_graph(&path, None, None).expect("exports");
+    let kinds: Vec<&str> = graph.nodes.values().map(|n| n.kind.as_str()).collect();
+    assert!(kinds.contains(&"Conv1d") && kinds.contains(&"Conv2d") && kinds.contains(&"SumPool2d"), "{kinds:?}");
+    let file = tmp("convs").join("convs.nir");
+    std::fs::write(&file, hdf5::write(&graph).expect("writes")).expect("written");
+    let imported = snnc::cli::nir::import_file(&file, None).expect("imports");
+    for line in [
+        // The connection's own text travels in the node's metadata.
+        "connect x -> a : conv1d(kernel = 3, stride = 2, padding = 1",
+        "connect y -> b : conv2d(kernel = [3, 2], stride = [1, 2], padding = [1, 0]",
+    ] {
+        assert!(imported.text.contains(line), "{line}\n{}", imported.text);
+    }
+    let original = snnc::cli::driver::check_path(&path).expect("reads").outcome.module.expect("lowers");
+    let params = init_params::<f64>(&original, 0);
+    assert_eq!(params.weights, imported.params.weights);
+    let (a, b) = (valid(original), valid(imported.module));
+    let x: Vec<f32> = (0..24 + 54).map(|k| (k % 5) as f32 / 4.0).collect();
+    let samples = [SampleRef { id: 1, features: &x }];
+    let before = forward(build::<f64>(EngineKind::Jit, &a).as_ref(), &a, &params, &samples);
+    let after = forward(build::<f64>(EngineKind::Jit, &b).as_ref(), &b, &imported.params, &samples);
+    for p in 0..2 {
+        assert!((0..before.spikes[p].len()).any(|k| before.spikes[p].get(k)), "population {p} must spike for the comparison");
+    }
+    assert_eq!(before.spikes, after.spikes);
+    assert_eq!(before.states, after.states);
+    match python() {
+        Ok(python) => {
+            let out = Command::new(&python).arg(root().join("tests/nir_py/read_back.py")).arg(&file).output().expect("python runs");
+            assert!(out.status.success(), "nir.read failed: {}", String::from_utf8_lossy(&out.stderr));
+            let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            let nodes = read["nodes"].as_object().expect("nodes");
+            let conv1d = nodes.values().find(|n| n["type"] == "Conv1d").expect("a Conv1d");
+            assert_eq!(conv1d["shapes"]["weight"], serde_json::json!([3, 2, 3]));
+            let conv2d = nodes.values().find(|n| n["type"] == "Conv2d").expect("a Conv2d");
+            assert_eq!(conv2d["shapes"]["weight"], serde_json::json!([2, 1, 3, 2]));
+        }
+        Err(why) => skip("one_dimensional_and_rectangular_convolutions_go_through_nir (its nir.read part)", &why),
+    }
+}
+
 #[test]
 fn the_command_line_exports_imports_and_checks() {
     let dir = tmp("cli");
@@ -184,13 +238,17 @@ fn simulate_as_the_reference_says(dir: &Path) {
     // The LIF's time constants differ per neuron and its Affine has a bias: a neuron written for
     // the population, with per-neuron parameters; the conv net's Conv2d has a bias per channel
     // and its pool feeds a Flatten, so a relay carries the pooled values; the recurrent LIF's
-    // loop reads the previous step, also inside a nested graph (snnTorch's recurrent layers).
+    // loop reads the previous step, also inside a nested graph (snnTorch's recurrent layers); a
+    // Conv1d on [channels, length] and a Conv2d with a 2 x 3 kernel and a stride and padding
+    // per axis.
     for (name, written_out) in [
         ("lif", "neuron NirLIF_lif {"),
         ("cubalif", "NirCubaLIF(tau_syn = 0.005 s"),
         ("conv", "population pool[2, 3, 3] = NirRelay"),
         ("recurrent", "connect lif -> lif : dense feedback"),
         ("subgraph", "connect layer_lif -> layer_lif : dense feedback"),
+        ("conv1d", "connect input_ -> lif1 : conv1d(kernel = 3, stride = 2, padding = 1)"),
+        ("conv_rect", "connect input_ -> lif2 : conv2d(kernel = [2, 3], stride = [1, 2], padding = [1, 0])"),
     ] {
         let reference: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("json")).expect("parses");
@@ -335,7 +393,11 @@ fn every_nir_code_comes_from_the_input_it_names() {
     assert!(error.message.contains("whole number of steps"), "{error}");
     expect(nir::UNSUPPORTED, error.code);
     let mut graph = small_graph();
-    graph.nodes.insert("c".into(), Node::new("Conv1d").with("weight", Array::full(&[1, 3, 2], 1.0)));
+    // PyTorch's `same` padding with stride 2 (or an even kernel) pads one side more than the
+    // other, which snnc's convolutions do not.
+    let mut conv = Node::new("Conv1d").with("weight", Array::full(&[1, 1, 2], 1.0)).with("stride", Array::scalar(2.0));
+    conv.params.insert("padding".into(), nir::Value::Text("same".into()));
+    graph.nodes.insert("c".into(), conv);
     graph.edges.push(("lif".into(), "c".into()));
     expect(nir::UNSUPPORTED, code_of(import_bytes(&graph, Some(1e-3))));
     let diehl_cook = load("diehl_cook_100.snn");

@@ -122,7 +122,7 @@ fn transposed_convolution_is_the_adjoint_of_convolution() {
     let x: Vec<f64> = (0..in_c * h * h).map(|i| ((i * 31) % 7) as f64 - 3.0).collect();
     let y: Vec<f64> = (0..out_c * oh * oh).map(|i| ((i * 17) % 5) as f64 - 2.0).collect();
     let mut conv_x = vec![0.0; y.len()];
-    let conv = Conv { kernel: k, stride: 1, padding: 0, dilation: 1, groups: 1, output_padding: 0 };
+    let conv = Conv::square(k, 1, 0, 1, 1);
     project(&Connectivity::Conv2d(conv), &w, &x, &mut conv_x, &[in_c, h, h], &[out_c, oh, oh]);
     let mut convt_y = vec![0.0; x.len()];
     project(&Connectivity::ConvTranspose2d(conv), &w, &y, &mut convt_y, &[out_c, oh, oh], &[in_c, h, h]);
@@ -156,13 +156,21 @@ fn every_shipped_model_runs_a_step_on_the_interpreter() {
 /// slow but obviously right reference for the convolution backward loops.
 #[test]
 fn convolution_adjoints_match_unit_probes_of_the_forward_map() {
-    let strided = Conv { kernel: 3, stride: 2, padding: 1, dilation: 1, groups: 1, output_padding: 0 };
-    let grouped = Conv { kernel: 2, stride: 1, padding: 1, dilation: 2, groups: 2, output_padding: 0 };
-    let cases = [
-        (Connectivity::Conv2d(strided), [2usize, 7, 7], [3usize, 4, 4], 3 * 2 * 9),
-        (Connectivity::ConvTranspose2d(strided), [3, 4, 4], [2, 7, 7], 3 * 2 * 9),
-        (Connectivity::Conv2d(grouped), [2, 7, 7], [4, 7, 7], 4 * 4),
-        (Connectivity::ConvTranspose2d(grouped), [4, 7, 7], [2, 7, 7], 4 * 4),
+    let strided = Conv::square(3, 2, 1, 1, 1);
+    let grouped = Conv::square(2, 1, 1, 2, 2);
+    // Rows and columns apart: a 2 x 3 kernel, stride [1, 2], padding [1, 0], dilation [2, 1].
+    let rect = Conv { kernel: [2, 3], stride: [1, 2], padding: [1, 0], dilation: [2, 1], groups: 1, output_padding: [0; 2] };
+    // A 1-d convolution: kernel 4, stride 2, padding 1, on [channels, length] shapes.
+    let line = Conv { kernel: [1, 4], stride: [1, 2], padding: [0, 1], dilation: [1, 1], groups: 1, output_padding: [0; 2] };
+    let cases: [(Connectivity, &[usize], &[usize], usize); 8] = [
+        (Connectivity::Conv2d(strided), &[2, 7, 7], &[3, 4, 4], 3 * 2 * 9),
+        (Connectivity::ConvTranspose2d(strided), &[3, 4, 4], &[2, 7, 7], 3 * 2 * 9),
+        (Connectivity::Conv2d(grouped), &[2, 7, 7], &[4, 7, 7], 4 * 4),
+        (Connectivity::ConvTranspose2d(grouped), &[4, 7, 7], &[2, 7, 7], 4 * 4),
+        (Connectivity::Conv2d(rect), &[2, 5, 8], &[3, 5, 3], 3 * 2 * 6),
+        (Connectivity::ConvTranspose2d(rect), &[3, 5, 3], &[2, 5, 8], 3 * 2 * 6),
+        (Connectivity::Conv2d(line), &[2, 9], &[3, 4], 3 * 2 * 4),
+        (Connectivity::ConvTranspose2d(line), &[3, 4], &[2, 9], 3 * 2 * 4),
     ];
     for (connectivity, in_shape, out_shape, n_w) in cases {
         let (n_in, n_out): (usize, usize) = (in_shape.iter().product(), out_shape.iter().product());
@@ -170,10 +178,10 @@ fn convolution_adjoints_match_unit_probes_of_the_forward_map() {
         let x: Vec<f64> = (0..n_in).map(|i| ((i * 13) % 7) as f64 / 3.0 - 1.0).collect();
         let g: Vec<f64> = (0..n_out).map(|i| ((i * 29) % 5) as f64 / 2.0 - 1.0).collect();
         let (mut dw, mut dx) = (vec![0.0; n_w], vec![0.0; n_in]);
-        project_backward(&connectivity, &w, &x, &g, &mut dw, &mut dx, &in_shape, &out_shape);
+        project_backward(&connectivity, &w, &x, &g, &mut dw, &mut dx, in_shape, out_shape);
         let probe = |weights: &[f64], input: &[f64]| {
             let mut y = vec![0.0; n_out];
-            project(&connectivity, weights, input, &mut y, &in_shape, &out_shape);
+            project(&connectivity, weights, input, &mut y, in_shape, out_shape);
             y.iter().zip(&g).map(|(a, b)| a * b).sum::<f64>()
         };
         for k in 0..n_w {

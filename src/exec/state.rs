@@ -139,7 +139,7 @@ fn fans(module: &Module, proj: &ir::Projection) -> (usize, usize) {
         // first.
         Connectivity::Conv2d(conv) | Connectivity::ConvTranspose2d(conv) => {
             let [first, second, ..] = proj.weight_shape[..] else { return (1, 1) };
-            let taps = conv.kernel * conv.kernel;
+            let taps = conv.taps();
             (second * taps, first * taps)
         }
     }

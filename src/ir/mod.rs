@@ -622,14 +622,23 @@ pub enum Connectivity {
     OneToOne,
     AllToAllButSelf,
     /// A 2-d convolution of `[channels, height, width]` shapes; weights
-    /// `[out_channels, in_channels / groups, kernel, kernel]` (PyTorch's `Conv2d`).
+    /// `[out_channels, in_channels / groups, kernel_h, kernel_w]` (PyTorch's `Conv2d`). A 1-d
+    /// convolution (`conv1d`) is the case of height 1: `[channels, length]` shapes, weights
+    /// `[out_channels, in_channels / groups, kernel]` (PyTorch's `Conv1d`), the same numbers in
+    /// the same order.
     Conv2d(Conv),
     /// Its transpose (the adjoint of the convolution from target to source); weights
-    /// `[in_channels, out_channels / groups, kernel, kernel]` (PyTorch's `ConvTranspose2d`).
+    /// `[in_channels, out_channels / groups, kernel_h, kernel_w]` (PyTorch's
+    /// `ConvTranspose2d`; `ConvTranspose1d` for `[channels, length]` shapes).
     ConvTranspose2d(Conv),
-    /// Pooling over windows of each channel, times the connection's one weight.
+    /// Pooling over windows of each channel, times the connection's one weight (over a length
+    /// for `[channels, length]` shapes).
     Pool2d(Pool),
 }
+
+/// A size per spatial axis, rows (height) first, then columns (width). A 1-d connection's
+/// length is the columns, with one row: kernel `[1, k]`, padding `[0, p]`.
+pub type Hw = [usize; 2];
 
 /// What a pooling connection takes of each window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -642,40 +651,78 @@ pub enum PoolKind {
 }
 
 /// A pooling connection's settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Pool {
     pub kind: PoolKind,
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
+    pub kernel: Hw,
+    pub stride: Hw,
+    pub padding: Hw,
 }
 
-/// The settings of a (transposed) convolution, as PyTorch names them.
+/// The settings of a (transposed) convolution, as PyTorch names them, per axis.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Conv {
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-    pub dilation: usize,
+    pub kernel: Hw,
+    pub stride: Hw,
+    pub padding: Hw,
+    pub dilation: Hw,
     pub groups: usize,
     /// Extra rows and columns at the far edge of a transposed convolution's output; 0 for a
     /// convolution.
-    pub output_padding: usize,
+    pub output_padding: Hw,
 }
 
-/// Kernel, stride and padding, then the settings that differ from their defaults (as the IR
-/// dump shows them).
+impl Conv {
+    /// The same settings along both axes (`conv2d(kernel = 5, ...)`).
+    pub fn square(kernel: usize, stride: usize, padding: usize, dilation: usize, groups: usize) -> Conv {
+        Conv { kernel: [kernel; 2], stride: [stride; 2], padding: [padding; 2], dilation: [dilation; 2], groups, output_padding: [0; 2] }
+    }
+
+    /// The taps of one kernel.
+    pub fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+}
+
+/// One number where both axes agree, `[rows, columns]` otherwise (as the IR dump shows sizes).
+struct HwText(Hw);
+
+impl fmt::Display for HwText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [a, b] if a == b => write!(f, "{a}"),
+            [a, b] => write!(f, "[{a}, {b}]"),
+        }
+    }
+}
+
+/// Kernel, stride and padding, then the settings that differ from their defaults.
 impl fmt::Debug for Conv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Conv {{ kernel: {}, stride: {}, padding: {}", self.kernel, self.stride, self.padding)?;
-        for (name, value, default) in
-            [("dilation", self.dilation, 1), ("groups", self.groups, 1), ("output_padding", self.output_padding, 0)]
-        {
-            if value != default {
-                write!(f, ", {name}: {value}")?;
-            }
+        write!(f, "Conv {{ kernel: {}, stride: {}, padding: {}", HwText(self.kernel), HwText(self.stride), HwText(self.padding))?;
+        if self.dilation != [1; 2] {
+            write!(f, ", dilation: {}", HwText(self.dilation))?;
+        }
+        if self.groups != 1 {
+            write!(f, ", groups: {}", self.groups)?;
+        }
+        if self.output_padding != [0; 2] {
+            write!(f, ", output_padding: {}", HwText(self.output_padding))?;
         }
         f.write_str(" }")
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Pool {{ kind: {:?}, kernel: {}, stride: {}, padding: {} }}",
+            self.kind,
+            HwText(self.kernel),
+            HwText(self.stride),
+            HwText(self.padding)
+        )
     }
 }
 

@@ -14,8 +14,21 @@ use crate::lower::surrogate::lower_encoder_body;
 use crate::lower::{Program, Sink, SourceMap};
 
 pub const NETWORK_SETTINGS: [&str; 4] = ["steps", "dt", "duration", "rest"];
-pub const CONNECTIVITIES: [&str; 8] =
-    ["dense", "one_to_one", "all_to_all_but_self", "conv2d", "conv_transpose2d", "sum_pool2d", "avg_pool2d", "max_pool2d"];
+pub const CONNECTIVITIES: [&str; 13] = [
+    "dense",
+    "one_to_one",
+    "all_to_all_but_self",
+    "conv2d",
+    "conv_transpose2d",
+    "sum_pool2d",
+    "avg_pool2d",
+    "max_pool2d",
+    "conv1d",
+    "conv_transpose1d",
+    "sum_pool1d",
+    "avg_pool1d",
+    "max_pool1d",
+];
 /// Names an encoder argument may read besides network parameters, the sample's value for the
 /// input neuron: `image` and `sample` its features (one value per input element), `events` an
 /// event sample's bin of the current step.

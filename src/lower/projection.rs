@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::front::ast::{self, ConnFlag, Span};
 use crate::front::diag::{Diagnostic, suggestion_help};
 use crate::front::units::{self, Unit};
-use crate::ir::{self, Connectivity, Exprs, Init, InputId, Module, PopId, PortId, Projection, Source};
+use crate::ir::{self, Connectivity, Exprs, Hw, Init, InputId, Module, PopId, PortId, Projection, Source};
 use crate::lower::expr::{Env, Lowerer};
 use crate::lower::network::{CONNECTIVITIES, NetInfo};
 use crate::lower::neuron::{Override, lower_init};
@@ -291,11 +291,19 @@ pub(crate) fn lower_projection(
     }
     let mut init = None;
     let mut weight = None;
-    let mut ints: BTreeMap<&str, (usize, Span)> = BTreeMap::new();
+    // Sizes per axis, rows then columns (a single number is both).
+    let mut ints: BTreeMap<&str, (Hw, Span)> = BTreeMap::new();
+    // Whether a size option was given but invalid (reported): no follow-on shape errors.
+    let mut bad_size = false;
+    let one_d = kind.name.name.ends_with("1d");
     let allowed: &[&str] = match kind.name.name.as_str() {
-        "conv2d" => &["init", "weight", "kernel", "stride", "padding", "dilation", "groups"],
-        "conv_transpose2d" => &["init", "weight", "kernel", "stride", "padding", "output_padding", "dilation", "groups"],
-        "sum_pool2d" | "avg_pool2d" | "max_pool2d" => &["weight", "kernel", "stride", "padding"],
+        "conv2d" | "conv1d" => &["init", "weight", "kernel", "stride", "padding", "dilation", "groups"],
+        "conv_transpose2d" | "conv_transpose1d" => {
+            &["init", "weight", "kernel", "stride", "padding", "output_padding", "dilation", "groups"]
+        }
+        "sum_pool2d" | "avg_pool2d" | "max_pool2d" | "sum_pool1d" | "avg_pool1d" | "max_pool1d" => {
+            &["weight", "kernel", "stride", "padding"]
+        }
         _ => &["init", "weight"],
     };
     for arg in kind.args.iter().flatten() {
@@ -319,6 +327,16 @@ pub(crate) fn lower_projection(
             );
             continue;
         }
+        if !matches!(name.name.as_str(), "init" | "weight") {
+            let key = allowed.iter().find(|a| **a == name.name).copied().unwrap_or("kernel");
+            match lower_sizes(key, &arg.value, one_d || key == "groups", sink) {
+                Some(sizes) => {
+                    ints.insert(key, (sizes, arg.value.span));
+                }
+                None => bad_size = true,
+            }
+            continue;
+        }
         let (value, unit) = lower_init(&arg.value, &Env::with_builtins(false), sink);
         match name.name.as_str() {
             "init" => {
@@ -337,25 +355,7 @@ pub(crate) fn lower_projection(
                 }
                 weight = Some(value);
             }
-            key => {
-                // Sizes past 2^16 are typos; refusing them also keeps shape arithmetic in range.
-                let number = match value {
-                    Init::Const(v) if (0.0..=65536.0).contains(&v) && v == v.trunc() => v as usize,
-                    _ => {
-                        sink.push(
-                            Diagnostic::error(
-                                "snn::network::bad_setting",
-                                format!("`{key}` must be a whole number from 0 to 65536"),
-                                arg.value.span,
-                                "not a valid size",
-                            )
-                            .with_help(format!("for example `{key} = 5`")),
-                        );
-                        0
-                    }
-                };
-                ints.insert(allowed.iter().find(|a| **a == key).copied().unwrap_or("kernel"), (number, arg.value.span));
-            }
+            _ => {}
         }
     }
     let mut trainable = weight.is_none();
@@ -501,8 +501,9 @@ pub(crate) fn lower_projection(
                 (Connectivity::AllToAllButSelf, vec![n_pre, n_post])
             }
         }
+        _ if bad_size => return None,
         conv => {
-            let get = |key: &str, default: usize| ints.get(key).map_or(default, |(v, _)| *v);
+            let pooling = conv.contains("_pool");
             let Some(&(kernel, _)) = ints.get("kernel") else {
                 sink.push(
                     Diagnostic::error("snn::call::missing_argument", format!("`{conv}` needs a `kernel` size"), kind.span, "no kernel")
@@ -510,28 +511,42 @@ pub(crate) fn lower_projection(
                 );
                 return None;
             };
-            let pooling = conv.ends_with("_pool2d");
+            // A 1-d connection has one row: kernel, stride and dilation 1, no padding there.
+            let row = |key: &str| usize::from(!matches!(key, "padding" | "output_padding"));
+            let get = |key: &str, default: Hw| -> Hw {
+                let value = ints.get(key).map_or(default, |(v, _)| *v);
+                if one_d { [row(key), value[1]] } else { value }
+            };
+            let kernel = get("kernel", kernel);
             // A pooling window moves by its size unless told otherwise.
-            let stride = get("stride", if pooling { kernel } else { 1 }).max(1);
-            let (padding, output_padding) = (get("padding", 0), get("output_padding", 0));
-            let (dilation, groups) = (get("dilation", 1).max(1), get("groups", 1).max(1));
-            // The rows and columns one output reads: the kernel's taps spread by the dilation.
-            let extent = dilation.saturating_mul(kernel.saturating_sub(1)).saturating_add(1);
-            let (Some([in_c, h, w]), Some([out_c, th, tw])) = (as_chw(&source_shape), as_chw(&target_pop.shape)) else {
+            let stride = get("stride", if pooling { kernel } else { [1; 2] });
+            let (padding, output_padding) = (get("padding", [0; 2]), get("output_padding", [0; 2]));
+            let dilation = get("dilation", [1; 2]);
+            let groups = ints.get("groups").map_or(1, |(v, _)| v[0]);
+            let shapes = if one_d {
+                match (&source_shape[..], &target_pop.shape[..]) {
+                    (&[a, l], &[b, m]) => Some(([a, 1, l], [b, 1, m])),
+                    _ => None,
+                }
+            } else {
+                as_chw(&source_shape).zip(as_chw(&target_pop.shape))
+            };
+            let Some(([in_c, h, w], [out_c, th, tw])) = shapes else {
+                let (what, example) = if one_d { ("[channels, length]", "[1, 100]") } else { ("[channels, height, width]", "[1, 28, 28]") };
                 sink.push(
                     Diagnostic::error(
                         "snn::shapes::rank",
                         format!(
-                            "`{conv}` connects [channels, height, width] shapes, but `{}` is {} and `{}` is {}",
+                            "`{conv}` connects {what} shapes, but `{}` is {} and `{}` is {}",
                             connect.source.name,
                             shape_text(&source_shape),
                             target_pop.name,
                             shape_text(&target_pop.shape)
                         ),
                         connect.span,
-                        "needs 3-d shapes",
+                        format!("needs {}-d shapes", if one_d { 2 } else { 3 }),
                     )
-                    .with_help("declare both sides with three sizes, e.g. [1, 28, 28]"),
+                    .with_help(format!("declare both sides with {} sizes, e.g. {example}", if one_d { "two" } else { "three" })),
                 );
                 return None;
             };
@@ -548,40 +563,51 @@ pub(crate) fn lower_projection(
                 );
                 return None;
             }
-            let (oh, ow) = if conv == "conv2d" || pooling {
-                let out = |size: usize| size.checked_add(padding.checked_mul(2)?)?.checked_sub(extent).map(|s| s / stride + 1);
-                match (out(h), out(w)) {
-                    (Some(oh), Some(ow)) => (oh, ow),
-                    _ => {
-                        sink.push(
-                            Diagnostic::error(
-                                "snn::shapes::conv_output",
-                                format!("kernel {kernel} is larger than the padded input {}", shape_text(&source_shape)),
-                                kind.span,
-                                "kernel too large",
-                            )
-                            .with_help("use a smaller kernel or more padding"),
-                        );
-                        return None;
-                    }
+            // The rows and columns one output reads: the kernel's taps spread by the dilation.
+            let extent = |a: usize| dilation[a].saturating_mul(kernel[a].saturating_sub(1)).saturating_add(1);
+            let transposed = conv.starts_with("conv_transpose");
+            let out = |size: usize, a: usize| -> Option<usize> {
+                if transposed {
+                    (size - 1)
+                        .checked_mul(stride[a])?
+                        .checked_add(extent(a))?
+                        .checked_add(output_padding[a])?
+                        .checked_sub(padding[a].checked_mul(2)?)
+                } else {
+                    size.checked_add(padding[a].checked_mul(2)?)?.checked_sub(extent(a)).map(|s| s / stride[a] + 1)
                 }
-            } else {
-                let out = |size: usize| {
-                    (size - 1).checked_mul(stride)?.checked_add(extent)?.checked_add(output_padding)?.checked_sub(padding.checked_mul(2)?)
-                };
-                (out(h).unwrap_or(0), out(w).unwrap_or(0))
+            };
+            let sizes = |hw: Hw| sizes_text(hw, one_d);
+            let (oh, ow) = match (out(h, 0), out(w, 1)) {
+                (Some(oh), Some(ow)) => (oh, ow),
+                _ if transposed => (0, 0),
+                _ => {
+                    sink.push(
+                        Diagnostic::error(
+                            "snn::shapes::conv_output",
+                            format!("kernel {} is larger than the padded input {}", sizes(kernel), shape_text(&source_shape)),
+                            kind.span,
+                            "kernel too large",
+                        )
+                        .with_help("use a smaller kernel or more padding"),
+                    );
+                    return None;
+                }
             };
             // Pooling keeps the channels.
             let expected_c = if pooling { in_c } else { out_c };
             if (expected_c, oh, ow) != (out_c, th, tw) {
-                let expected = shape_text(&[expected_c, oh, ow]);
+                let expected = if one_d { shape_text(&[expected_c, ow]) } else { shape_text(&[expected_c, oh, ow]) };
                 sink.push(
                     Diagnostic::error(
                         "snn::shapes::conv_output",
                         format!(
-                            "`{conv}` of {} with kernel {kernel}, stride {stride}, padding {padding}{} gives {expected}, but `{}` is {}",
+                            "`{conv}` of {} with kernel {}, stride {}, padding {}{} gives {expected}, but `{}` is {}",
                             shape_text(&source_shape),
-                            if dilation > 1 { format!(", dilation {dilation}") } else { String::new() },
+                            sizes(kernel),
+                            sizes(stride),
+                            sizes(padding),
+                            if dilation != [1; 2] { format!(", dilation {}", sizes(dilation)) } else { String::new() },
                             target_pop.name,
                             shape_text(&target_pop.shape)
                         ),
@@ -591,18 +617,21 @@ pub(crate) fn lower_projection(
                     .with_help(format!("declare `{}` as {expected}, or change the kernel, stride or padding", target_pop.name)),
                 );
             }
-            let settings = ir::Conv { kernel, stride, padding, dilation, groups, output_padding: 0 };
+            // PyTorch's weight shapes: `[out, in / groups, kernel...]` for a convolution,
+            // `[in, out / groups, kernel...]` for a transposed one, one kernel size per axis.
+            let weight_shape = |a: usize, b: usize| if one_d { vec![a, b, kernel[1]] } else { vec![a, b, kernel[0], kernel[1]] };
+            let settings = ir::Conv { kernel, stride, padding, dilation, groups, output_padding: [0; 2] };
             if pooling {
-                let kind = match conv {
-                    "sum_pool2d" => ir::PoolKind::Sum,
-                    "avg_pool2d" => ir::PoolKind::Avg,
+                let kind = match &conv[..3] {
+                    "sum" => ir::PoolKind::Sum,
+                    "avg" => ir::PoolKind::Avg,
                     _ => ir::PoolKind::Max,
                 };
                 (Connectivity::Pool2d(ir::Pool { kind, kernel, stride, padding }), vec![1])
-            } else if conv == "conv2d" {
-                (Connectivity::Conv2d(settings), vec![out_c, in_c / groups, kernel, kernel])
+            } else if transposed {
+                (Connectivity::ConvTranspose2d(ir::Conv { output_padding, ..settings }), weight_shape(in_c, out_c / groups))
             } else {
-                (Connectivity::ConvTranspose2d(ir::Conv { output_padding, ..settings }), vec![in_c, out_c / groups, kernel, kernel])
+                (Connectivity::Conv2d(settings), weight_shape(out_c, in_c / groups))
             }
         }
     };
@@ -638,6 +667,50 @@ pub(crate) fn as_chw(shape: &[usize]) -> Option<[usize; 3]> {
         [c, h, w] => Some([*c, *h, *w]),
         _ => None,
     }
+}
+
+/// A connection's size option as written: one number where the axes agree (or for a 1-d
+/// connection, its columns), `[rows, columns]` otherwise.
+fn sizes_text(hw: Hw, one_d: bool) -> String {
+    match hw {
+        [_, b] if one_d => b.to_string(),
+        [a, b] if a == b => a.to_string(),
+        [a, b] => format!("[{a}, {b}]"),
+    }
+}
+
+/// A size option (`kernel = 5`, or `kernel = [3, 5]` per axis, rows first, where `single` is
+/// false): whole numbers up to 65536, at least 1 but for paddings, as a pair (a single number
+/// for both axes).
+fn lower_sizes(key: &str, expr: &ast::Expr, single: bool, sink: &mut Sink) -> Option<Hw> {
+    let least = usize::from(!key.ends_with("padding"));
+    let mut whole = |expr: &ast::Expr| {
+        // Sizes past 2^16 are typos; refusing them also keeps shape arithmetic in range.
+        match lower_init(expr, &Env::with_builtins(false), sink).0 {
+            Init::Const(v) if (least as f64..=65536.0).contains(&v) && v == v.trunc() => Some(v as usize),
+            _ => None,
+        }
+    };
+    let sizes = match &expr.kind {
+        ast::ExprKind::List(items) => match &items[..] {
+            [a, b] if !single => whole(a).zip(whole(b)).map(|(a, b)| [a, b]),
+            _ => None,
+        },
+        _ => whole(expr).map(|v| [v; 2]),
+    };
+    if sizes.is_none() {
+        let what = format!("a whole number from {least} to 65536");
+        let (what, example) = if single {
+            (what, format!("for example `{key} = 5`"))
+        } else {
+            (format!("{what}, or two of them (rows, columns)"), format!("for example `{key} = 5`, or `{key} = [3, 5]` (rows, columns)"))
+        };
+        sink.push(
+            Diagnostic::error("snn::network::bad_setting", format!("`{key}` must be {what}"), expr.span, "not a valid size")
+                .with_help(example),
+        );
+    }
+    sizes
 }
 
 pub fn shape_text(shape: &[usize]) -> String {

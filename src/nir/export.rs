@@ -10,7 +10,8 @@
 //!   `-threshold` `<pop>__reset` feeding the spikes back into it: a loop that NIR's readers
 //!   take as the previous step's spikes, which is when the reset acts.
 //!
-//! Connections: `dense` is `Linear` (weights `[post, pre]`), `conv2d` is `Conv2d` (zero bias),
+//! Connections: `dense` is `Linear` (weights `[post, pre]`), `conv2d` is `Conv2d` and `conv1d`
+//! `Conv1d` (zero bias),
 //! `sum_pool2d` and `avg_pool2d` their pools; a delay (or `feedback`, one step) is a `Delay`
 //! before the map; every population that feeds nothing (or, if all do, the last) gets an
 //! `Output`. Each node is named after what it comes from; the source text of an input's encoder
@@ -277,27 +278,34 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
                 Node::new("Linear").with("weight", Array::new(vec![post, pre], w))
             }
             Connectivity::Conv2d(conv) => {
-                let pair = |v: usize| Array::new(vec![2], vec![v as f64; 2]);
                 let out_channels = proj.weight_shape[0];
                 let spatial: Vec<f64> = source_shape.iter().skip(1).map(|d| *d as f64).collect();
-                Node::new("Conv2d")
+                // A 1-d convolution (`[channels, length]`) is a `Conv1d` of scalar settings, the
+                // length's.
+                let (kind, sizes): (&str, fn([usize; 2]) -> Array) = if source_shape.len() == 2 {
+                    ("Conv1d", |v| Array::scalar(v[1] as f64))
+                } else {
+                    ("Conv2d", |v| Array::new(vec![2], vec![v[0] as f64, v[1] as f64]))
+                };
+                let input_shape = if kind == "Conv1d" { Array::scalar(spatial[0]) } else { Array::new(vec![spatial.len()], spatial) };
+                Node::new(kind)
                     .with("weight", Array::new(proj.weight_shape.clone(), weights.clone()))
-                    .with("stride", pair(conv.stride))
-                    .with("padding", pair(conv.padding))
-                    .with("dilation", pair(conv.dilation))
+                    .with("stride", sizes(conv.stride))
+                    .with("padding", sizes(conv.padding))
+                    .with("dilation", sizes(conv.dilation))
                     .with("groups", Array::scalar(conv.groups as f64))
                     .with("bias", Array::full(&[out_channels], 0.0))
-                    .with("input_shape", Array::new(vec![spatial.len()], spatial))
+                    .with("input_shape", input_shape)
             }
-            Connectivity::Pool2d(pool) if pool.kind != PoolKind::Max && weights.iter().all(|w| *w == 1.0) => {
-                let pair = |v: usize| Array::new(vec![2], vec![v as f64; 2]);
+            Connectivity::Pool2d(pool) if pool.kind != PoolKind::Max && source_shape.len() == 3 && weights.iter().all(|w| *w == 1.0) => {
+                let pair = |v: [usize; 2]| Array::new(vec![2], vec![v[0] as f64, v[1] as f64]);
                 let kind = if pool.kind == PoolKind::Sum { "SumPool2d" } else { "AvgPool2d" };
                 Node::new(kind).with("kernel_size", pair(pool.kernel)).with("stride", pair(pool.stride)).with("padding", pair(pool.padding))
             }
             _ => {
                 return Err(unsupported(
                     format!("connection {label} is {:?}, which has no NIR node", proj.connectivity),
-                    "NIR export takes dense, conv2d, sum_pool2d and avg_pool2d (weight 1)",
+                    "NIR export takes dense, conv1d, conv2d, sum_pool2d and avg_pool2d (weight 1)",
                 ));
             }
         };

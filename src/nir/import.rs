@@ -9,12 +9,13 @@
 //! otherwise (`NirLIF`, `NirLI`, `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`; one written for the
 //! population, `NirLIF_<pop>`, with `per_neuron` parameters when values differ per neuron).
 //!
-//! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d` `conv2d`, the
+//! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d` `conv2d` and
+//! `Conv1d` `conv1d` (any kernel shape; padding as numbers, `valid` or `same`), the
 //! pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes values on, and a
 //! `Delay` adds its whole steps to the connections through it (`delay`). A map whose output
 //! feeds anything but neurons (another map, an `Output`) feeds a relay population (`NirRelay`,
 //! whose state `v` is its input) that the next connection reads. Connections have no bias: an
-//! `Affine`'s or `Conv2d`'s bias is a `bias` parameter of the populations it feeds, added to
+//! `Affine`'s or a convolution's bias is a `bias` parameter of the populations it feeds, added to
 //! their input. A loop without a `Delay` reads the previous step (`feedback`). An `Input` is
 //! an input whose encoder is the one in its metadata (`snnc_encoder`, written by `snnc
 //! export`) or `repeat(sample)`, a current of the sample's value every step. Nested graphs
@@ -35,7 +36,8 @@ pub struct Imported {
     /// The `.snn` file.
     pub text: String,
     /// Per connection, in the order the file writes them: its weights in snnc's layout (dense
-    /// `[pre, post]`, conv `[out, in / groups, k, k]`), or `None` for a fixed one (a pool).
+    /// `[pre, post]`, conv `[out, in / groups, kh, kw]` or `[out, in / groups, k]`), or `None` for a
+    /// fixed one (a pool).
     pub weights: Vec<Option<Vec<f64>>>,
     /// The step the graph was read at, seconds.
     pub dt: f64,
@@ -56,7 +58,7 @@ fn shape_mismatch(message: impl Into<String>) -> NirError {
 const MAX_NEURONS: usize = 100_000_000;
 
 const NEURONS: [&str; 6] = ["LIF", "LI", "CubaLIF", "CubaLI", "IF", "I"];
-const MAPS: [&str; 6] = ["Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Scale"];
+const MAPS: [&str; 7] = ["Affine", "Linear", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Scale"];
 /// Nodes that pass values on: a `Delay` adds its steps to the connections through it.
 const PASS: [&str; 3] = ["Flatten", "Identity", "Delay"];
 
@@ -85,21 +87,41 @@ fn need<'a>(name: &str, node: &'a Node, param: &str) -> Result<&'a Array, NirErr
 }
 
 /// A whole number from a parameter that may be a scalar or a pair of equal values.
-fn square(name: &str, node: &Node, param: &str, default: Option<usize>) -> Result<usize, NirError> {
+/// A size setting of a convolution or pool, per axis (rows, columns): one number for both
+/// axes or one per axis; `axes` 1 for a `Conv1d`, whose one number is the columns' (with one
+/// row: the row's entry is `row`).
+fn sizes(name: &str, node: &Node, param: &str, default: Option<[usize; 2]>, axes: usize, row: usize) -> Result<[usize; 2], NirError> {
     let Some(array) = node.array(param) else {
         return default.ok_or_else(|| need(name, node, param).err().unwrap_or_else(|| shape_mismatch(format!("`{name}`: no `{param}`"))));
     };
-    let first = *array.data.first().ok_or_else(|| shape_mismatch(format!("node `{name}`: `{param}` is empty")))?;
-    if array.data.iter().any(|v| *v != first) || array.data.len() > 2 {
-        return Err(unsupported(
-            format!("node `{name}` ({}): `{param}` = {:?} differs between height and width", node.kind, array.data),
-            "snnc's convolutions and pools take the same value in both directions",
-        ));
+    let whole = |v: f64| {
+        if v >= 0.0 && v.fract() == 0.0 && v < 1e9 {
+            Ok(v as usize)
+        } else {
+            Err(shape_mismatch(format!("node `{name}`: `{param}` = {v} is not a whole number")))
+        }
+    };
+    match (&array.data[..], axes) {
+        (&[v], 1) => Ok([row, whole(v)?]),
+        (&[v], _) => Ok([whole(v)?; 2]),
+        (&[a, b], 2) => Ok([whole(a)?, whole(b)?]),
+        _ => Err(shape_mismatch(format!(
+            "node `{name}` ({}): `{param}` = {:?} is not one number {}",
+            node.kind,
+            array.data,
+            if axes == 1 { "" } else { "or two" }
+        ))),
     }
-    if !(first >= 0.0 && first.fract() == 0.0 && first < 1e9) {
-        return Err(shape_mismatch(format!("node `{name}`: `{param}` = {first} is not a whole number")));
+}
+
+/// A size option as the file writes it: one number where the axes agree (or for a 1-d
+/// connection, the columns'), `[rows, columns]` otherwise.
+fn sizes_text(hw: [usize; 2], one_d: bool) -> String {
+    match hw {
+        [_, b] if one_d => b.to_string(),
+        [a, b] if a == b => a.to_string(),
+        [a, b] => format!("[{a}, {b}]"),
     }
-    Ok(first as usize)
 }
 
 /// The one value of a parameter every neuron shares.
@@ -335,6 +357,21 @@ fn neuron_shape(name: &str, node: &Node) -> Result<Vec<usize>, NirError> {
     Ok(if first.shape.is_empty() { vec![1] } else { first.shape.clone() })
 }
 
+/// A padding given as text (`nir` and PyTorch accept `"valid"` and `"same"`): `valid` is
+/// none, `same` the half of the kernel's extent on each side, where that is whole and the
+/// stride is 1 (PyTorch's rule).
+fn text_padding(name: &str, text: &str, kernel: [usize; 2], dilation: [usize; 2], stride: [usize; 2]) -> Result<[usize; 2], NirError> {
+    let extent = |a: usize| dilation[a] * (kernel[a] - 1);
+    match text {
+        "valid" => Ok([0; 2]),
+        "same" if stride == [1; 2] && extent(0) % 2 == 0 && extent(1) % 2 == 0 => Ok([extent(0) / 2, extent(1) / 2]),
+        _ => Err(unsupported(
+            format!("node `{name}`: padding `{text}`"),
+            "snnc pads both sides alike: give the padding as numbers, `valid`, or `same` with stride 1 and an odd kernel extent",
+        )),
+    }
+}
+
 /// The output of a convolution or pool along one axis.
 fn conv_out(size: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
     let span = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
@@ -444,12 +481,6 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
         if node.kind == "NIRGraph" {
             return Err(unsupported(format!("node `{name}` is a `NIRGraph` without nodes"), "give the subgraph its nodes and edges"));
         }
-        if node.kind == "Conv1d" {
-            return Err(unsupported(
-                format!("node `{name}` is a `{}`, which snnc has no connection for", node.kind),
-                "snnc imports Affine, Linear, Scale, Conv2d, SumPool2d, AvgPool2d and Flatten between Input, neurons and Output",
-            ));
-        }
     }
     let mut reader = Reader {
         graph,
@@ -541,7 +572,7 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
     let mut needs_std = false;
     let mut definitions: BTreeMap<String, String> = BTreeMap::new();
     let mut neuron_values: Vec<(String, String, Vec<f64>)> = Vec::new();
-    // Biases of `Affine` and `Conv2d` nodes, summed per population they feed (by node name).
+    // Biases of `Affine`, `Conv1d` and `Conv2d` nodes, summed per population they feed (by node name).
     let mut biases: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     // Maps, in the order their nodes first appear among the edges.
     let mut maps: Vec<&str> = graph.nodes.keys().map(String::as_str).filter(|n| reader.is_map(n)).collect();
@@ -814,51 +845,60 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
             }
             Ok(("dense".to_string(), Some(w), vec![out], bias_out))
         }
-        "Conv2d" => {
+        "Conv1d" | "Conv2d" => {
+            let one_d = node.kind == "Conv1d";
+            let kind = &node.kind;
             let weight = need(name, node, "weight")?;
-            if weight.shape.len() != 4 {
+            let rank = if one_d { 3 } else { 4 };
+            if weight.shape.len() != rank {
                 return Err(shape_mismatch(format!(
-                    "node `{name}` (Conv2d): `weight` has the shape {:?}, not [out, in, k, k]",
-                    weight.shape
+                    "node `{name}` ({kind}): `weight` has the shape {:?}, not [out, in, {}]",
+                    weight.shape,
+                    if one_d { "k" } else { "kh, kw" }
                 )));
             }
-            if weight.shape[2] != weight.shape[3] {
-                return Err(unsupported(
-                    format!("node `{name}`: the kernel is {} x {}", weight.shape[2], weight.shape[3]),
-                    "snnc's conv2d takes square kernels",
-                ));
-            }
-            let kernel = weight.shape[2];
-            let stride = square(name, node, "stride", Some(1))?;
+            let kernel = if one_d { [1, weight.shape[2]] } else { [weight.shape[2], weight.shape[3]] };
+            let axes = if one_d { 1 } else { 2 };
+            let stride = sizes(name, node, "stride", Some([1; 2]), axes, 1)?.map(|v| v.max(1));
+            let dilation = sizes(name, node, "dilation", Some([1; 2]), axes, 1)?.map(|v| v.max(1));
             let padding = match node.params.get("padding") {
-                Some(super::Value::Text(text)) => {
-                    return Err(unsupported(format!("node `{name}`: padding `{text}`"), "give the padding as numbers"));
-                }
-                _ => square(name, node, "padding", Some(0))?,
+                Some(super::Value::Text(text)) => text_padding(name, text, kernel, dilation, stride)?,
+                _ => sizes(name, node, "padding", Some([0; 2]), axes, 0)?,
             };
-            let dilation = square(name, node, "dilation", Some(1))?;
-            let groups = square(name, node, "groups", Some(1))?.max(1);
-            if in_shape.len() != 3 || in_shape[0] != weight.shape[1] * groups || weight.shape[0] % groups != 0 {
+            let groups = sizes(name, node, "groups", Some([1; 2]), 1, 1)?[1].max(1);
+            let spatial = &in_shape[in_shape.len().min(1)..];
+            let fits_rank = spatial.len() == axes;
+            if !fits_rank || in_shape[0] != weight.shape[1] * groups || weight.shape[0] % groups != 0 {
                 return Err(shape_mismatch(format!(
-                    "node `{name}` (Conv2d) takes [{} channels, height, width] (`weight` {:?}, groups {groups}) but receives {in_shape:?}",
+                    "node `{name}` ({kind}) takes [{} channels, {}] (`weight` {:?}, groups {groups}) but receives {in_shape:?}",
                     weight.shape[1] * groups,
+                    if one_d { "length" } else { "height, width" },
                     weight.shape
                 )));
             }
+            let (in_h, in_w) = if one_d { (1, in_shape[1]) } else { (in_shape[1], in_shape[2]) };
             let (h, w) = match (
-                conv_out(in_shape[1], kernel, stride, padding, dilation),
-                conv_out(in_shape[2], kernel, stride, padding, dilation),
+                conv_out(in_h, kernel[0], stride[0], padding[0], dilation[0]),
+                conv_out(in_w, kernel[1], stride[1], padding[1], dilation[1]),
             ) {
                 (Some(h), Some(w)) if h > 0 && w > 0 => (h, w),
                 _ => {
                     return Err(shape_mismatch(format!(
-                        "node `{name}` (Conv2d): a {kernel} x {kernel} kernel does not fit the input {in_shape:?}"
+                        "node `{name}` ({kind}): a {} x {} kernel does not fit the input {in_shape:?}",
+                        kernel[0], kernel[1]
                     )));
                 }
             };
-            let mut spec = format!("conv2d(kernel = {kernel}, stride = {stride}, padding = {padding}");
-            if dilation != 1 {
-                let _ = write!(spec, ", dilation = {dilation}");
+            let text = |hw| sizes_text(hw, one_d);
+            let mut spec = format!(
+                "conv{}d(kernel = {}, stride = {}, padding = {}",
+                if one_d { 1 } else { 2 },
+                text(kernel),
+                text(stride),
+                text(padding)
+            );
+            if dilation != [1; 2] {
+                let _ = write!(spec, ", dilation = {}", text(dilation));
             }
             if groups != 1 {
                 let _ = write!(spec, ", groups = {groups}");
@@ -869,7 +909,7 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
                 Some(bias) if bias.data.iter().any(|b| *b != 0.0) => {
                     if bias.data.len() != weight.shape[0] {
                         return Err(shape_mismatch(format!(
-                            "node `{name}` (Conv2d): `bias` has {} values for {} channels",
+                            "node `{name}` ({kind}): `bias` has {} values for {} channels",
                             bias.data.len(),
                             weight.shape[0]
                         )));
@@ -878,29 +918,42 @@ fn map_connection(reader: &Reader, name: &str, node: &Node, in_shape: &[usize], 
                 }
                 _ => None,
             };
-            Ok((spec, Some(weight.data.clone()), vec![weight.shape[0], h, w], bias))
+            let out_shape = if one_d { vec![weight.shape[0], w] } else { vec![weight.shape[0], h, w] };
+            Ok((spec, Some(weight.data.clone()), out_shape, bias))
         }
         "SumPool2d" | "AvgPool2d" => {
-            let kernel = square(name, node, "kernel_size", None)?;
-            let stride = square(name, node, "stride", Some(kernel))?;
-            let padding = square(name, node, "padding", Some(0))?;
+            let kernel = sizes(name, node, "kernel_size", None, 2, 1)?;
+            let stride = sizes(name, node, "stride", Some(kernel), 2, 1)?;
+            let padding = sizes(name, node, "padding", Some([0; 2]), 2, 0)?;
             if in_shape.len() != 3 {
                 return Err(shape_mismatch(format!(
                     "node `{name}` ({}) takes [channels, height, width] but receives {in_shape:?}",
                     node.kind
                 )));
             }
-            let (h, w) = match (conv_out(in_shape[1], kernel, stride, padding, 1), conv_out(in_shape[2], kernel, stride, padding, 1)) {
+            if stride.contains(&0) {
+                return Err(shape_mismatch(format!("node `{name}` ({}): a stride of 0", node.kind)));
+            }
+            let (h, w) = match (
+                conv_out(in_shape[1], kernel[0], stride[0], padding[0], 1),
+                conv_out(in_shape[2], kernel[1], stride[1], padding[1], 1),
+            ) {
                 (Some(h), Some(w)) if h > 0 && w > 0 => (h, w),
                 _ => {
                     return Err(shape_mismatch(format!(
-                        "node `{name}` ({}): a {kernel} x {kernel} window does not fit {in_shape:?}",
-                        node.kind
+                        "node `{name}` ({}): a {} x {} window does not fit {in_shape:?}",
+                        node.kind, kernel[0], kernel[1]
                     )));
                 }
             };
             let kind = if node.kind == "SumPool2d" { "sum_pool2d" } else { "avg_pool2d" };
-            Ok((format!("{kind}(kernel = {kernel}, stride = {stride}, padding = {padding})"), None, vec![in_shape[0], h, w], None))
+            let text = |hw| sizes_text(hw, false);
+            Ok((
+                format!("{kind}(kernel = {}, stride = {}, padding = {})", text(kernel), text(stride), text(padding)),
+                None,
+                vec![in_shape[0], h, w],
+                None,
+            ))
         }
         _ => {
             let scale = need(name, node, "scale")?;

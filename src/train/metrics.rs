@@ -271,10 +271,10 @@ pub fn operation_counts<F: Real>(engine: &dyn Engine<F>, ctx: &Ctx<F>, params: &
         let (n_pre, n_post) = (module.source_size(&proj.source), module.population(proj.target).size());
         let fan_out = match proj.connectivity {
             // A spike reaches every output channel of its group at every tap.
-            Connectivity::Conv2d(conv) => proj.weight_shape[0] / conv.groups * conv.kernel * conv.kernel,
-            Connectivity::ConvTranspose2d(conv) => proj.weight_shape[1] * conv.kernel * conv.kernel,
-            // A spike reaches the windows that hold it: about (kernel / stride)^2.
-            Connectivity::Pool2d(pool) => pool.kernel.div_ceil(pool.stride).pow(2),
+            Connectivity::Conv2d(conv) => proj.weight_shape[0] / conv.groups * conv.taps(),
+            Connectivity::ConvTranspose2d(conv) => proj.weight_shape[1] * conv.taps(),
+            // A spike reaches the windows that hold it: about kernel / stride per axis.
+            Connectivity::Pool2d(pool) => pool.kernel[0].div_ceil(pool.stride[0]) * pool.kernel[1].div_ceil(pool.stride[1]),
             Connectivity::OneToOne => 1,
             Connectivity::AllToAllButSelf => n_post.saturating_sub(1),
             Connectivity::Dense => n_post,

@@ -152,6 +152,72 @@ def conv_graph():
     return graph, x.reshape(-1), {"lif1": {"v": v1s, "spikes": s1s}, "lif2": {"v": v2s, "spikes": s2s}}
 
 
+def conv_general(x, w, stride, padding):
+    """A convolution of [c, h, w] by [out, c, kh, kw] with a stride and padding per axis."""
+    c_out, c_in, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
+    h = (xp.shape[1] - kh) // stride[0] + 1
+    wd = (xp.shape[2] - kw) // stride[1] + 1
+    out = np.zeros((c_out, h, wd))
+    for o in range(c_out):
+        for y in range(h):
+            for z in range(wd):
+                ys, zs = y * stride[0], z * stride[1]
+                out[o, y, z] = np.sum(xp[:, ys : ys + kh, zs : zs + kw] * w[o])
+    return out
+
+
+def conv1d_graph():
+    """Two graphs: a Conv1d (stride 2, padding 1, a bias) on [channels, length] into a LIF, and
+    a Conv2d with a 2 x 3 kernel, stride (1, 2) and padding (1, 0) into a LIF."""
+    rng1 = np.random.default_rng(11)
+    w1 = rng1.normal(0.3, 0.4, size=(3, 2, 3))
+    b1 = np.array([0.1, -0.05, 0.02])
+    w2 = rng1.normal(0.3, 0.3, size=(2, 1, 2, 3))
+    p1 = dict(tau=full((3, 5), 0.01), r=full((3, 5), 2.0), v_leak=full((3, 5), 0.0), v_threshold=full((3, 5), 0.5), v_reset=full((3, 5), 0.0))
+    p2 = dict(tau=full((2, 6, 3), 0.01), r=full((2, 6, 3), 10.0), v_leak=full((2, 6, 3), 0.0), v_threshold=full((2, 6, 3), 0.4), v_reset=full((2, 6, 3), 0.0))
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([2, 10])}),
+            "conv1": nir.Conv1d(input_shape=10, weight=w1, stride=2, padding=1, dilation=1, groups=1, bias=b1),
+            "lif1": nir.LIF(**p1),
+            "output": nir.Output(output_type={"output": np.array([3, 5])}),
+        },
+        edges=[("input", "conv1"), ("conv1", "lif1"), ("lif1", "output")],
+        type_check=False,
+    )
+    x = (np.arange(20).reshape(2, 10) % 7) / 4.0  # exact in f32, as snnc reads samples
+    v1 = np.zeros((3, 5))
+    v1s, s1s = [], []
+    drive = conv_general(x[:, None, :], w1[:, :, None, :], (1, 2), (0, 1))[:, 0, :] + b1[:, None]
+    for _ in range(30):
+        v1, s1 = lif_step(v1, drive, p1)
+        v1s.append(v1.reshape(-1).tolist())
+        s1s.append(s1.astype(int).reshape(-1).tolist())
+    rect = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1, 5, 7])}),
+            "conv2": nir.Conv2d(input_shape=(5, 7), weight=w2, stride=(1, 2), padding=(1, 0), dilation=1, groups=1, bias=np.zeros(2)),
+            "lif2": nir.LIF(**p2),
+            "output": nir.Output(output_type={"output": np.array([2, 6, 3])}),
+        },
+        edges=[("input", "conv2"), ("conv2", "lif2"), ("lif2", "output")],
+        type_check=False,
+    )
+    xr = (np.arange(35).reshape(1, 5, 7) % 5) / 4.0
+    v2 = np.zeros((2, 6, 3))
+    v2s, s2s = [], []
+    drive2 = conv_general(xr, w2, (1, 2), (1, 0))
+    for _ in range(30):
+        v2, s2 = lif_step(v2, drive2, p2)
+        v2s.append(v2.reshape(-1).tolist())
+        s2s.append(s2.astype(int).reshape(-1).tolist())
+    return [
+        ("conv1d", graph, x.reshape(-1), {"lif1": {"v": v1s, "spikes": s1s}}),
+        ("conv_rect", rect, xr.reshape(-1), {"lif2": {"v": v2s, "spikes": s2s}}),
+    ]
+
+
 def recurrent_graph():
     """A LIF layer with a recurrent Linear and no Delay: the loop reads the previous step's
     spikes (snnc's `feedback`)."""
@@ -215,8 +281,11 @@ def subgraph_graph():
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
+    graphs = []
     for name, make in [("lif", lif_graph), ("cubalif", cubalif_graph), ("conv", conv_graph), ("recurrent", recurrent_graph), ("subgraph", subgraph_graph)]:
-        graph, x, traces = make()
+        graphs.append((name, *make()))
+    graphs += conv1d_graph()
+    for name, graph, x, traces in graphs:
         nir.write(out / f"{name}.nir", graph)
         spikes = sum(int(np.sum(t["spikes"])) for t in traces.values())
         (out / f"{name}.json").write_text(json.dumps({"dt": DT, "steps": len(next(iter(traces.values()))["v"]), "input": x.tolist(), "traces": traces}))

@@ -27,7 +27,7 @@ use crate::exec::kernels::gemm::gemm_add;
 use crate::exec::kernels::simd::{axpy, dot};
 use crate::exec::pool;
 use crate::exec::real::Real;
-use crate::ir::{Connectivity, Conv};
+use crate::ir::{Connectivity, Conv, Hw};
 
 /// The products with an event-driven path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +60,8 @@ pub fn event_crossover(product: Product, run: usize) -> f64 {
 /// Images per block of a weight gradient: fixed, so that sums do not depend on threads.
 const IMAGES_PER_BLOCK: usize = 16;
 
-/// A convolution from `in` to `out`: weights `[out_c, in_c / groups, kernel, kernel]`.
+/// A convolution from `in` to `out`: weights `[out_c, in_c / groups, kernel[0], kernel[1]]`;
+/// sizes per axis, rows first. A 1-d convolution is the case `in_h = out_h = 1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     pub in_c: usize,
@@ -69,11 +70,20 @@ pub struct Geometry {
     pub out_c: usize,
     pub out_h: usize,
     pub out_w: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-    pub dilation: usize,
+    pub kernel: Hw,
+    pub stride: Hw,
+    pub padding: Hw,
+    pub dilation: Hw,
     pub groups: usize,
+}
+
+/// A `[channels, height, width]` shape, or `[channels, length]` as one row.
+pub fn chw(shape: &[usize]) -> Option<[usize; 3]> {
+    match *shape {
+        [c, h, w] => Some([c, h, w]),
+        [c, l] => Some([c, 1, l]),
+        _ => None,
+    }
 }
 
 impl Geometry {
@@ -85,7 +95,7 @@ impl Geometry {
             Connectivity::ConvTranspose2d(conv) => (conv, true),
             _ => return None,
         };
-        let (&[a_c, a_h, a_w], &[b_c, b_h, b_w]) = (source, target) else { return None };
+        let (&[a_c, a_h, a_w], &[b_c, b_h, b_w]) = (&chw(source)?, &chw(target)?);
         let ((in_c, in_h, in_w), (out_c, out_h, out_w)) =
             if transposed { ((b_c, b_h, b_w), (a_c, a_h, a_w)) } else { ((a_c, a_h, a_w), (b_c, b_h, b_w)) };
         let Conv { kernel, stride, padding, dilation, groups, .. } = *conv;
@@ -101,7 +111,7 @@ impl Geometry {
     }
 
     fn taps(&self) -> usize {
-        self.kernel * self.kernel
+        self.kernel[0] * self.kernel[1]
     }
 
     fn in_group(&self) -> usize {
@@ -135,18 +145,20 @@ impl Geometry {
         self.out_c * self.patch()
     }
 
-    /// The input row (or column) that output row `o` reads at tap `tap`, inside the input.
+    /// The input row (`axis` 0) or column (`axis` 1) that output row or column `o` reads at
+    /// tap `tap`, inside the input.
     #[inline]
-    fn input_at(&self, o: usize, tap: usize, size: usize) -> Option<usize> {
-        let i = (o * self.stride + tap * self.dilation).checked_sub(self.padding)?;
+    fn input_at(&self, axis: usize, o: usize, tap: usize, size: usize) -> Option<usize> {
+        let i = (o * self.stride[axis] + tap * self.dilation[axis]).checked_sub(self.padding[axis])?;
         (i < size).then_some(i)
     }
 
-    /// The output row (or column) that input row `i` feeds at tap `tap`, if any.
+    /// The output row or column that input row or column `i` feeds at tap `tap`, if any.
     #[inline]
-    fn output_at(&self, i: usize, tap: usize, size: usize) -> Option<usize> {
-        let shifted = (i + self.padding).checked_sub(tap * self.dilation)?;
-        (shifted % self.stride == 0 && shifted / self.stride < size).then_some(shifted / self.stride)
+    fn output_at(&self, axis: usize, i: usize, tap: usize, size: usize) -> Option<usize> {
+        let shifted = (i + self.padding[axis]).checked_sub(tap * self.dilation[axis])?;
+        let stride = self.stride[axis];
+        (shifted % stride == 0 && shifted / stride < size).then_some(shifted / stride)
     }
 
     fn in_channel(&self, i: usize) -> usize {
@@ -160,14 +172,14 @@ impl Geometry {
     /// Whether a spike's taps along a kernel row meet consecutive pixels, each with all of the
     /// image's channels (stride 1, dilation 1, one group): then the channels-last runs of
     /// neighbouring taps join into one.
-    /// Tap `ky * k + kx` in the order of [`Geometry::output_runs`], `ky * k + (k - 1 - kx)`.
+    /// Tap `ky * kw + kx` in the order of [`Geometry::output_runs`], `ky * kw + (kw - 1 - kx)`.
     fn mirrored(&self, tap: usize) -> usize {
-        let k = self.kernel;
-        tap / k * k + (k - 1 - tap % k)
+        let kw = self.kernel[1];
+        tap / kw * kw + (kw - 1 - tap % kw)
     }
 
     fn joins_runs(&self) -> bool {
-        self.stride == 1 && self.dilation == 1 && self.groups == 1
+        self.stride[1] == 1 && self.dilation[1] == 1 && self.groups == 1
     }
 
     /// Calls `f(tap, pixel, count)` for the output pixels that input element `i` reaches, as
@@ -176,22 +188,22 @@ impl Geometry {
     /// one's): whole kernel rows where [`Geometry::joins_runs`], single taps otherwise.
     #[inline]
     fn output_runs(&self, i: usize, mut f: impl FnMut(usize, usize, usize)) {
-        let k = self.kernel;
+        let ([kh, kw], pw) = (self.kernel, self.padding[1]);
         let (iy, ix) = (i / self.in_w % self.in_h, i % self.in_w);
-        for ky in 0..k {
-            let Some(oy) = self.output_at(iy, ky, self.out_h) else { continue };
+        for ky in 0..kh {
+            let Some(oy) = self.output_at(0, iy, ky, self.out_h) else { continue };
             if self.joins_runs() {
                 // Output column ix + padding - kx for kx in lo..=hi, in increasing order.
-                let hi = (ix + self.padding).min(k - 1);
-                let lo = (ix + self.padding + 1).saturating_sub(self.out_w);
+                let hi = (ix + pw).min(kw - 1);
+                let lo = (ix + pw + 1).saturating_sub(self.out_w);
                 if lo <= hi {
-                    f(ky * k + (k - 1 - hi), oy * self.out_w + ix + self.padding - hi, hi - lo + 1);
+                    f(ky * kw + (kw - 1 - hi), oy * self.out_w + ix + pw - hi, hi - lo + 1);
                 }
                 continue;
             }
-            for kx in 0..k {
-                let Some(ox) = self.output_at(ix, kx, self.out_w) else { continue };
-                f(ky * k + (k - 1 - kx), oy * self.out_w + ox, 1);
+            for kx in 0..kw {
+                let Some(ox) = self.output_at(1, ix, kx, self.out_w) else { continue };
+                f(ky * kw + (kw - 1 - kx), oy * self.out_w + ox, 1);
             }
         }
     }
@@ -201,41 +213,41 @@ impl Geometry {
     /// whole kernel rows where [`Geometry::joins_runs`], single taps otherwise.
     #[inline]
     fn input_runs(&self, o: usize, mut f: impl FnMut(usize, usize, usize)) {
-        let k = self.kernel;
+        let ([kh, kw], pw) = (self.kernel, self.padding[1]);
         let (oy, ox) = (o / self.out_w % self.out_h, o % self.out_w);
-        for ky in 0..k {
-            let Some(iy) = self.input_at(oy, ky, self.in_h) else { continue };
+        for ky in 0..kh {
+            let Some(iy) = self.input_at(0, oy, ky, self.in_h) else { continue };
             if self.joins_runs() {
                 // Input column ox + kx - padding for kx in lo..=hi, in increasing order.
-                let lo = self.padding.saturating_sub(ox);
-                let Some(last) = (self.in_w + self.padding).checked_sub(ox + 1) else { continue };
-                let hi = last.min(k - 1);
+                let lo = pw.saturating_sub(ox);
+                let Some(last) = (self.in_w + pw).checked_sub(ox + 1) else { continue };
+                let hi = last.min(kw - 1);
                 if lo <= hi {
-                    f(ky * k + lo, iy * self.in_w + ox + lo - self.padding, hi - lo + 1);
+                    f(ky * kw + lo, iy * self.in_w + ox + lo - pw, hi - lo + 1);
                 }
                 continue;
             }
-            for kx in 0..k {
-                let Some(ix) = self.input_at(ox, kx, self.in_w) else { continue };
-                f(ky * k + kx, iy * self.in_w + ix, 1);
+            for kx in 0..kw {
+                let Some(ix) = self.input_at(1, ox, kx, self.in_w) else { continue };
+                f(ky * kw + kx, iy * self.in_w + ix, 1);
             }
         }
     }
 
     /// Calls `f(input index, output index, weight index)` for every product of one image.
     fn for_each_product(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let (k, in_g, out_g) = (self.kernel, self.in_group(), self.out_group());
+        let ([kh, kw], in_g, out_g) = (self.kernel, self.in_group(), self.out_group());
         for oc in 0..self.out_c {
             let group = oc / out_g;
             for icg in 0..in_g {
                 let ic = group * in_g + icg;
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let wi = ((oc * in_g + icg) * k + ky) * k + kx;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let wi = ((oc * in_g + icg) * kh + ky) * kw + kx;
                         for oy in 0..self.out_h {
-                            let Some(iy) = self.input_at(oy, ky, self.in_h) else { continue };
+                            let Some(iy) = self.input_at(0, oy, ky, self.in_h) else { continue };
                             for ox in 0..self.out_w {
-                                let Some(ix) = self.input_at(ox, kx, self.in_w) else { continue };
+                                let Some(ix) = self.input_at(1, ox, kx, self.in_w) else { continue };
                                 f((ic * self.in_h + iy) * self.in_w + ix, (oc * self.out_h + oy) * self.out_w + ox, wi);
                             }
                         }
@@ -264,21 +276,21 @@ pub fn reference_weight_grad<F: Real>(geo: &Geometry, x: &[F], g: &[F], dw: &mut
 /// The columns of one image for one group: `cols[(icg * taps + tap) * pixels + pixel]`, the
 /// input each output pixel reads at each tap (0 in the padding).
 fn im2col<F: Real>(geo: &Geometry, x: &[F], group: usize, cols: &mut [F]) {
-    let (k, pixels) = (geo.kernel, geo.pixels());
+    let ([kh, kw], pixels) = (geo.kernel, geo.pixels());
     for icg in 0..geo.in_group() {
         let plane = &x[(group * geo.in_group() + icg) * geo.in_h * geo.in_w..][..geo.in_h * geo.in_w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &mut cols[((icg * k + ky) * k + kx) * pixels..][..pixels];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &mut cols[((icg * kh + ky) * kw + kx) * pixels..][..pixels];
                 for oy in 0..geo.out_h {
                     let out = &mut row[oy * geo.out_w..(oy + 1) * geo.out_w];
-                    let Some(iy) = geo.input_at(oy, ky, geo.in_h) else {
+                    let Some(iy) = geo.input_at(0, oy, ky, geo.in_h) else {
                         out.fill(F::zero());
                         continue;
                     };
                     let line = &plane[iy * geo.in_w..(iy + 1) * geo.in_w];
                     for (ox, o) in out.iter_mut().enumerate() {
-                        *o = geo.input_at(ox, kx, geo.in_w).map_or(F::zero(), |ix| line[ix]);
+                        *o = geo.input_at(1, ox, kx, geo.in_w).map_or(F::zero(), |ix| line[ix]);
                     }
                 }
             }
@@ -288,17 +300,17 @@ fn im2col<F: Real>(geo: &Geometry, x: &[F], group: usize, cols: &mut [F]) {
 
 /// Adds columns back into the image they were read from (the adjoint of [`im2col`]).
 fn col2im<F: Real>(geo: &Geometry, cols: &[F], group: usize, dx: &mut [F]) {
-    let (k, pixels) = (geo.kernel, geo.pixels());
+    let ([kh, kw], pixels) = (geo.kernel, geo.pixels());
     for icg in 0..geo.in_group() {
         let plane = &mut dx[(group * geo.in_group() + icg) * geo.in_h * geo.in_w..][..geo.in_h * geo.in_w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = &cols[((icg * k + ky) * k + kx) * pixels..][..pixels];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &cols[((icg * kh + ky) * kw + kx) * pixels..][..pixels];
                 for oy in 0..geo.out_h {
-                    let Some(iy) = geo.input_at(oy, ky, geo.in_h) else { continue };
+                    let Some(iy) = geo.input_at(0, oy, ky, geo.in_h) else { continue };
                     let line = &mut plane[iy * geo.in_w..(iy + 1) * geo.in_w];
                     for (ox, c) in row[oy * geo.out_w..(oy + 1) * geo.out_w].iter().enumerate() {
-                        if let Some(ix) = geo.input_at(ox, kx, geo.in_w) {
+                        if let Some(ix) = geo.input_at(1, ox, kx, geo.in_w) {
                             line[ix] += *c;
                         }
                     }
@@ -774,10 +786,9 @@ mod tests {
     }
 
     fn geometries() -> Vec<Geometry> {
-        let g = |in_c, in_h, in_w, out_c, kernel, stride, padding, dilation, groups| {
-            let extent = dilation * (kernel - 1) + 1;
-            let out = |size: usize| (size + 2 * padding - extent) / stride + 1;
-            Geometry { in_c, in_h, in_w, out_c, out_h: out(in_h), out_w: out(in_w), kernel, stride, padding, dilation, groups }
+        // Square settings: the same along both axes.
+        let g = |in_c, in_h, in_w, out_c, kernel: usize, stride: usize, padding: usize, dilation: usize, groups| {
+            rect(in_c, [in_h, in_w], out_c, [kernel; 2], [stride; 2], [padding; 2], [dilation; 2], groups)
         };
         vec![
             g(1, 7, 6, 3, 3, 1, 0, 1, 1),
@@ -785,7 +796,20 @@ mod tests {
             g(4, 8, 7, 6, 2, 1, 2, 2, 2),
             g(3, 5, 5, 3, 3, 2, 1, 1, 3),
             g(2, 6, 5, 5, 5, 1, 2, 1, 1),
+            // Settings that differ between the axes: joined runs along rows of 4 taps over
+            // 3 rows, and strided, dilated, padded columns with stride-1 rows.
+            rect(2, [7, 9], 3, [3, 4], [2, 1], [1, 2], [1, 1], 1),
+            rect(2, [6, 9], 4, [2, 3], [1, 2], [0, 1], [2, 1], 2),
+            // A 1-d convolution: one row.
+            rect(3, [1, 11], 2, [1, 4], [1, 2], [0, 1], [1, 2], 1),
+            rect(2, [1, 10], 3, [1, 5], [1, 1], [0, 2], [1, 1], 1),
         ]
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rect(in_c: usize, in_hw: Hw, out_c: usize, kernel: Hw, stride: Hw, padding: Hw, dilation: Hw, groups: usize) -> Geometry {
+        let out = |a: usize| (in_hw[a] + 2 * padding[a] - (dilation[a] * (kernel[a] - 1) + 1)) / stride[a] + 1;
+        Geometry { in_c, in_h: in_hw[0], in_w: in_hw[1], out_c, out_h: out(0), out_w: out(1), kernel, stride, padding, dilation, groups }
     }
 
     fn assert_close(what: &str, a: &[f64], b: &[f64]) {
@@ -936,14 +960,20 @@ mod tests {
     #[test]
     fn hand_computed_windows() {
         let x: Vec<f64> = (1..=9).map(f64::from).collect();
-        let geo =
-            Geometry { in_c: 1, in_h: 3, in_w: 3, out_c: 1, out_h: 2, out_w: 2, kernel: 2, stride: 1, padding: 0, dilation: 1, groups: 1 };
+        let geo = rect(1, [3, 3], 1, [2, 2], [1, 1], [0, 0], [1, 1], 1);
         let mut y = vec![0.0; 4];
         reference_forward(&geo, &[1.0; 4], &x, &mut y);
         assert_eq!(y, vec![12.0, 16.0, 24.0, 28.0]);
-        let dilated = Geometry { out_h: 1, out_w: 1, dilation: 2, ..geo };
+        let dilated = Geometry { out_h: 1, out_w: 1, dilation: [2, 2], ..geo };
         let mut y = vec![0.0; 1];
         reference_forward(&dilated, &[1.0; 4], &x, &mut y);
         assert_eq!(y, vec![1.0 + 3.0 + 7.0 + 9.0]);
+        // A 1x3 kernel [1, 2, 3] at stride [1, 2] with dilation 1: each output row sums
+        // x[r][c] + 2 x[r][c + 1] + 3 x[r][c + 2] for c = 0 only (the 3x3 image holds one window
+        // per row).
+        let row = rect(1, [3, 3], 1, [1, 3], [1, 2], [0, 0], [1, 1], 1);
+        let mut y = vec![0.0; 3];
+        reference_forward(&row, &[1.0, 2.0, 3.0], &x, &mut y);
+        assert_eq!(y, vec![14.0, 32.0, 50.0]);
     }
 }

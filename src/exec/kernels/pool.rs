@@ -4,6 +4,7 @@
 //! same loops serve the oracle and the compiled engine: a window's few additions are no
 //! product worth a GEMM.
 
+use crate::exec::kernels::conv::chw;
 use crate::exec::real::Real;
 use crate::ir::{Pool, PoolKind};
 
@@ -20,7 +21,7 @@ pub struct Pooling {
 
 impl Pooling {
     pub fn of(pool: &Pool, source: &[usize], target: &[usize]) -> Option<Pooling> {
-        let (&[channels, in_h, in_w], &[_, out_h, out_w]) = (source, target) else { return None };
+        let (&[channels, in_h, in_w], &[_, out_h, out_w]) = (&chw(source)?, &chw(target)?);
         Some(Pooling { pool: *pool, channels, in_h, in_w, out_h, out_w })
     }
 
@@ -30,10 +31,10 @@ impl Pooling {
         for c in 0..self.channels {
             for oy in 0..self.out_h {
                 for ox in 0..self.out_w {
-                    let rows = (0..kernel).filter_map(|ky| (oy * stride + ky).checked_sub(padding).filter(|iy| *iy < self.in_h));
+                    let rows = (0..kernel[0]).filter_map(|ky| (oy * stride[0] + ky).checked_sub(padding[0]).filter(|iy| *iy < self.in_h));
                     let mut inputs = rows.flat_map(|iy| {
-                        (0..kernel)
-                            .filter_map(move |kx| (ox * stride + kx).checked_sub(padding).filter(|ix| *ix < self.in_w))
+                        (0..kernel[1])
+                            .filter_map(move |kx| (ox * stride[1] + kx).checked_sub(padding[1]).filter(|ix| *ix < self.in_w))
                             .map(move |ix| (c * self.in_h + iy) * self.in_w + ix)
                     });
                     f((c * self.out_h + oy) * self.out_w + ox, &mut inputs);
@@ -48,7 +49,7 @@ impl Pooling {
         match self.pool.kind {
             PoolKind::Sum | PoolKind::Avg => {
                 let sum = inputs.fold(F::zero(), |acc, i| acc + x[i]);
-                let area = F::of((self.pool.kernel * self.pool.kernel) as f64);
+                let area = F::of((self.pool.kernel[0] * self.pool.kernel[1]) as f64);
                 (if self.pool.kind == PoolKind::Avg { sum / area } else { sum }, None)
             }
             PoolKind::Max => {
@@ -69,7 +70,7 @@ impl Pooling {
     /// The adjoint for one image: `dw += <g, pool(x)>`, `dx += w pool^T(g)` (a maximum's
     /// gradient goes to the input that won).
     pub fn backward<F: Real>(&self, w: F, x: &[F], g: &[F], dw: &mut F, dx: &mut [F]) {
-        let area = F::of((self.pool.kernel * self.pool.kernel) as f64);
+        let area = F::of((self.pool.kernel[0] * self.pool.kernel[1]) as f64);
         self.for_each_window(|o, inputs| {
             if g[o] == F::zero() {
                 return;
@@ -97,7 +98,7 @@ mod tests {
     fn pooling(kind: PoolKind, kernel: usize, stride: usize, padding: usize, in_hw: (usize, usize)) -> Pooling {
         let out = |size: usize| (size + 2 * padding - kernel) / stride + 1;
         Pooling {
-            pool: Pool { kind, kernel, stride, padding },
+            pool: Pool { kind, kernel: [kernel; 2], stride: [stride; 2], padding: [padding; 2] },
             channels: 2,
             in_h: in_hw.0,
             in_w: in_hw.1,
@@ -129,6 +130,23 @@ mod tests {
         let mut y = vec![0.0; 2 * p.out_h * p.out_w];
         p.forward(1.0, &x, &mut y);
         assert_eq!(y[p.out_h * p.out_w], -1.0, "the negated channel's corner: padding never wins");
+    }
+
+    /// Windows of 1 x 2 at stride [1, 2] sum neighbouring pairs of each row; a [channels,
+    /// length] shape is one row.
+    #[test]
+    fn rectangular_and_one_dimensional_windows() {
+        let x: Vec<f64> = (1..=16).map(f64::from).collect();
+        let pool = Pool { kind: PoolKind::Sum, kernel: [1, 2], stride: [1, 2], padding: [0, 0] };
+        let p = Pooling::of(&pool, &[1, 4, 4], &[1, 4, 2]).expect("3-d shapes");
+        let mut y = vec![0.0; 8];
+        p.forward(1.0, &x, &mut y);
+        assert_eq!(y, vec![3.0, 7.0, 11.0, 15.0, 19.0, 23.0, 27.0, 31.0]);
+        let pool = Pool { kind: PoolKind::Max, kernel: [1, 3], stride: [1, 3], padding: [0, 1] };
+        let p = Pooling::of(&pool, &[2, 8], &[2, 3]).expect("2-d shapes");
+        let mut y = vec![0.0; 6];
+        p.forward(1.0, &x, &mut y);
+        assert_eq!(y, vec![2.0, 5.0, 8.0, 10.0, 13.0, 16.0]);
     }
 
     /// The backward pass against central differences of <g, w pool(x)>, odd shapes, overlapping
