@@ -36,10 +36,11 @@ The network (models/sae_dense.snn, stdlib BoundedLIF and noisy_bernoulli):
   Heaviside fires on u > 1 rather than u >= 1 (differs only at exact equality).
 - Output (plain torch): the cumulative potential U(t) = 0.99 (U(t-1) + i(t)) of the last
   layer, the input current summed as the authors' code does (stdlib BoundedLIFCurrent, which
-  the model files use), max over t, divided by 0.2. Every layer keeps its U(t) for P2.
+  the model files use), max over t, divided by T s = 20 (the authors' decoder scaling). Every
+  layer keeps its U(t) for P2.
 - Loss: the squared error summed over the 784 pixels, mean over the batch (L_rec). With
   --full-loss also the model file's regularisers: p2 = 0.01 * sum over the six layers of
-  sum(U(T)^2) (the cumulative potential at the last step) and a1 = 0.1 * sum over the 100
+  sum((U(T) / T)^2) (the cumulative potential at the last step over T) and a1 = 0.1 * sum over the 100
   latent neurons of their spike rate (spikes / T), both mean over the batch.
 - Adam(lr 5e-4, betas 0.9, 0.999).
 """
@@ -75,7 +76,7 @@ class StraightThroughAbove(torch.autograd.Function):
 
 BETA = 0.99
 THRESHOLD = 1.0
-SCALE = 0.2  # the encoder's spike probability scale, also the read-out's divisor
+SCALE = 0.2  # the encoder's spike probability scale; the read-out divides by steps * SCALE
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -144,7 +145,7 @@ class SpikingAutoEncoder(nn.Module):
                     peak = cumulative[5] if peak is None else torch.maximum(peak, cumulative[5])
                 mems[layer] = u.clamp(min=-THRESHOLD)  # BoundedLIF's lower bound
         # P2 reads every layer's cumulative potential at the last step.
-        return peak / SCALE, cumulative, latent_count
+        return peak / (self.steps * SCALE), cumulative, latent_count
 
 
 def loss_fn(net, x, full):
@@ -152,7 +153,7 @@ def loss_fn(net, x, full):
     rec = (readout - x).square().flatten(1).sum(1).mean()
     if not full:
         return rec
-    p2 = sum(m.square().flatten(1).sum(1) for m in last).mean()
+    p2 = sum((m / net.steps).square().flatten(1).sum(1) for m in last).mean()
     a1 = (latent_count / net.steps).sum(1).mean()
     return rec + 0.01 * p2 + 0.1 * a1
 
