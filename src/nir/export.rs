@@ -25,7 +25,9 @@ use std::collections::BTreeMap;
 use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 
-use crate::ir::{BinaryOp, Connectivity, ExprId, Global, Module, Node as IrNode, PoolKind, Population, PortId, Source, UnaryOp, VarId, VarKind};
+use crate::ir::{
+    BinaryOp, Connectivity, ExprId, Global, Module, Node as IrNode, PoolKind, Population, PortId, Source, UnaryOp, VarId, VarKind,
+};
 
 /// Source text of what NIR does not carry, by IR index: each input's encoder call
 /// (`bernoulli(image)`) and each connection's specification (`dense(init = uniform(-1, 1))`).
@@ -213,14 +215,19 @@ fn spike_test(pop: &Population, values: &[Vec<f64>], k: usize, membrane: VarId, 
     let Some(test) = &pop.threshold else { return Ok(None) };
     if !matches!(pop.exprs.get(test.lhs), IrNode::Var(var) if *var == membrane) || test.op != BinaryOp::Gt {
         let name = &pop.vars[membrane.0 as usize].name;
-        return Err(not_expressible(pop, &format!("its spike test is not `{name} > threshold` (NIR's neurons spike where v > v_threshold)")));
+        return Err(not_expressible(
+            pop,
+            &format!("its spike test is not `{name} > threshold` (NIR's neurons spike where v > v_threshold)"),
+        ));
     }
     let zero = Q::zero();
     let is_state = |v: VarId| matches!(pop.vars[v.0 as usize].kind, VarKind::State { .. });
     if pop.exprs.reads(test.rhs, &is_state) || pop.ports.iter().enumerate().any(|(i, _)| pop.exprs.reads_port(test.rhs, PortId(i as u32))) {
         return Err(not_expressible(pop, "its threshold reads a state or the input"));
     }
-    exact(pop, values, k, test.rhs, &|_| zero.clone(), &zero, dt).map(Some).ok_or_else(|| not_expressible(pop, "its threshold is not a number"))
+    exact(pop, values, k, test.rhs, &|_| zero.clone(), &zero, dt)
+        .map(Some)
+        .ok_or_else(|| not_expressible(pop, "its threshold is not a number"))
 }
 
 /// snnTorch's Leaky: `v <- beta v + i - reset threshold`, `reset` the previous step's spike.
@@ -259,7 +266,9 @@ fn reset_value(pop: &Population, values: &[Vec<f64>], k: usize, membrane: VarId,
         [] => Ok(None),
         [u] if u.var == membrane && !pop.exprs.reads(u.value, &|v| matches!(pop.vars[v.0 as usize].kind, VarKind::State { .. })) => {
             let zero = Q::zero();
-            exact(pop, values, k, u.value, &|_| zero.clone(), &zero, dt).map(Some).ok_or_else(|| not_expressible(pop, "its reset is not a number"))
+            exact(pop, values, k, u.value, &|_| zero.clone(), &zero, dt)
+                .map(Some)
+                .ok_or_else(|| not_expressible(pop, "its reset is not a number"))
         }
         _ => Err(not_expressible(pop, "its spike does more than set `v` to a value (NIR's v <- v_reset)")),
     }
@@ -335,7 +344,8 @@ fn one_neuron(pop: &Population, values: &[Vec<f64>], k: usize, states: &[VarId],
                 .filter(|(_, c)| c[2].is_zero())
                 .ok_or_else(|| not_expressible(pop, "its first update is not a current `syn = a * syn + c * i + b`"))?;
             // The membrane takes the step's new current: `v = a_v v + k syn + b_v`, no input.
-            let step = |x: &[Q]| exact(pop, values, k, membrane.value, &|var| if var == v { x[0].clone() } else { x[1].clone() }, &x[2], dt);
+            let step =
+                |x: &[Q]| exact(pop, values, k, membrane.value, &|var| if var == v { x[0].clone() } else { x[1].clone() }, &x[2], dt);
             let (b_v, cv) = affine(3, &step)
                 .filter(|(_, c)| c[2].is_zero())
                 .ok_or_else(|| not_expressible(pop, "its second update is not `v = a * v + k * syn + b`, the current's input only"))?;
@@ -403,7 +413,8 @@ fn source_node(module: &Module, kinds: &[Kind], source: &Source) -> Result<Strin
             // A non-spiking NIR neuron's output is its membrane (the state it updates last);
             // Leaky's `LI` node outputs `v`.
             let membrane = pop.updates.last().map(|u| u.var);
-            let state_output = (matches!(kinds[s.pop.0 as usize], Kind::Leaky { .. }) || !kinds[s.pop.0 as usize].spikes()) && membrane == Some(s.var);
+            let state_output =
+                (matches!(kinds[s.pop.0 as usize], Kind::Leaky { .. }) || !kinds[s.pop.0 as usize].spikes()) && membrane == Some(s.var);
             if s.l2_normalize || !state_output {
                 return Err(unsupported(
                     format!("the connection from `{}` carries a state NIR has no output for", module.source_label(source)),
@@ -442,7 +453,7 @@ fn with_bias(node: Node, bias: &Array, incoming: usize, kind: &str, label: &str)
             }
             Ok(node.with("bias", Array::new(vec![channels], chunks.iter().map(|c| c[0]).collect())))
         }
-        _ => Err(refuse("a pool has no bias")),
+        _ => Err(refuse("a Scale or pool has no bias")),
     }
 }
 
@@ -554,6 +565,14 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
                     .with("bias", Array::full(&[out_channels], 0.0))
                     .with("input_shape", Array::new(vec![spatial.len()], spatial))
             }
+            // Weight 1 everywhere: an edge straight to the neurons (`snnc import` reads it back
+            // as `one_to_one(weight = 1)`); other weights: a `Scale`.
+            Connectivity::OneToOne
+                if weights.iter().all(|w| *w == 1.0) && !matches!(&kinds[proj.target.0 as usize], Kind::Node { bias: Some(_), .. }) =>
+            {
+                Node::new("Identity")
+            }
+            Connectivity::OneToOne => Node::new("Scale").with("scale", Array::new(source_shape.clone(), weights.clone())),
             Connectivity::Pool2d(pool) if pool.kind != PoolKind::Max && weights.iter().all(|w| *w == 1.0) => {
                 let pair = |v: usize| Array::new(vec![2], vec![v as f64; 2]);
                 let kind = if pool.kind == PoolKind::Sum { "SumPool2d" } else { "AvgPool2d" };
@@ -562,7 +581,7 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
             _ => {
                 return Err(unsupported(
                     format!("connection {label} is {:?}, which has no NIR node", proj.connectivity),
-                    "NIR export takes dense, conv2d, sum_pool2d and avg_pool2d (weight 1)",
+                    "NIR export takes dense, one_to_one, conv2d, sum_pool2d and avg_pool2d (weight 1)",
                 ));
             }
         };
@@ -576,18 +595,23 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
         if target.ports.len() != 1 {
             return Err(unsupported(format!("population `{}` has several input ports", target.name), "NIR neurons have one input"));
         }
-        let name = format!("{}__{}__{index}", module.source_name(&proj.source), target.name);
-        add(&mut graph, name.clone(), node)?;
+        let direct = node.kind == "Identity";
+        let name = if direct { target.name.clone() } else { format!("{}__{}__{index}", module.source_name(&proj.source), target.name) };
+        if !direct {
+            add(&mut graph, name.clone(), node)?;
+        }
         if delay > 0 {
             // NIR's `Delay`: y(t) = x(t - delay), `delay` steps of dt for each source value.
-            let delayed = format!("{name}__delay");
+            let delayed = format!("{}__{}__{index}__delay", module.source_name(&proj.source), target.name);
             add(&mut graph, delayed.clone(), Node::new("Delay").with("delay", Array::full(&source_shape, delay as f64 * dt)))?;
             graph.edges.push((source, delayed.clone()));
             graph.edges.push((delayed, name.clone()));
         } else {
             graph.edges.push((source, name.clone()));
         }
-        graph.edges.push((name, target.name.clone()));
+        if !direct {
+            graph.edges.push((name, target.name.clone()));
+        }
     }
     let mut outputs: Vec<usize> = (0..module.populations.len()).filter(|p| !feeds[*p]).collect();
     // A network whose every population feeds another (a loop) still needs an exit: NIR's type
