@@ -618,3 +618,59 @@ network Written {
         Err(why) => skip("written_neurons_export_as_cubalif_if_i_and_threshold (its nir.read part)", &why),
     }
 }
+
+/// An `LI` -> `Threshold` -> `Scale` loop that is not snnTorch's `Leaky` (here: an `Affine`
+/// with a bias feeds the `LI`) imports as its nodes: the LI with the bias in `v_leak`, a
+/// threshold population reading its membrane in the same step, and the `Scale` closing the
+/// loop with the previous step's spikes (`feedback`). It simulates as NIR's equations say.
+#[test]
+fn a_loop_through_a_threshold_that_is_not_leaky_imports_as_its_nodes() {
+    let (dt, tau, threshold) = (1e-3, 4e-3, 0.5);
+    let w = [0.9, 0.3, -0.2, 1.1];
+    let bias = [0.15, 0.05];
+    let mut graph = Graph::default();
+    let two = |v: f64| Array::full(&[2], v);
+    graph.nodes.insert("x".into(), Node::new("Input").with("shape", Array::new(vec![1], vec![2.0])));
+    graph.nodes.insert(
+        "fc".into(),
+        Node::new("Affine").with("weight", Array::new(vec![2, 2], w.to_vec())).with("bias", Array::new(vec![2], bias.to_vec())),
+    );
+    graph.nodes.insert("li".into(), Node::new("LI").with("tau", two(tau)).with("r", two(tau / dt)).with("v_leak", two(0.0)));
+    graph.nodes.insert("fire".into(), Node::new("Threshold").with("threshold", two(threshold)));
+    graph.nodes.insert("reset".into(), Node::new("Scale").with("scale", two(-threshold)));
+    graph.nodes.insert("out".into(), Node::new("Output").with("shape", Array::new(vec![1], vec![2.0])));
+    graph.edges = [("x", "fc"), ("fc", "li"), ("li", "fire"), ("fire", "reset"), ("reset", "li"), ("fire", "out")]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .to_vec();
+    let path = tmp("threshold_loop").join("loop.nir");
+    std::fs::write(&path, hdf5::write(&graph).expect("writes")).expect("written");
+    let imported = snnc::cli::nir::import_file(&path, Some(dt)).expect("imports");
+    assert!(imported.text.contains("population fire[2] = NirThreshold(threshold = 0.5)"), "{}", imported.text);
+    assert!(imported.text.contains("connect fire -> li : one_to_one feedback"), "{}", imported.text);
+    let mut module = imported.module;
+    module.steps = 30;
+    let m = valid(module);
+    let x = [0.8f32, 0.6];
+    let trace = run_oracle(&m, &imported.params, &x);
+    let (li, spike) = (
+        m.populations.iter().position(|p| p.name == "li").expect("li"),
+        m.populations.iter().position(|p| p.name == "fire").expect("fire"),
+    );
+    let v_index = m.populations[li].var_by_name("v").expect("v").0 as usize;
+    let (mut v, mut s) = ([0.0f64; 2], [false; 2]);
+    let mut count = 0;
+    for t in 0..30 {
+        for k in 0..2 {
+            let input = w[2 * k] * f64::from(x[0]) + w[2 * k + 1] * f64::from(x[1]) + bias[k] - threshold * f64::from(u8::from(s[k]));
+            v[k] += dt / tau * (0.0 - v[k] + tau / dt * input);
+        }
+        s = [v[0] > threshold, v[1] > threshold];
+        for k in 0..2 {
+            let got = trace.states[li][v_index][(t + 1) * trace.row(li) + k];
+            assert!((got - v[k]).abs() <= 1e-9 * (1.0 + v[k].abs()), "li.v step {t} neuron {k}: {got} vs {}", v[k]);
+            assert_eq!(trace.spikes[spike].get(t * trace.row(spike) + k), s[k], "spike step {t} neuron {k}");
+            count += usize::from(s[k]);
+        }
+    }
+    assert!(count > 3, "the loop must spike and reset: {count} spikes");
+}

@@ -378,19 +378,9 @@ fn one_neuron(pop: &Population, values: &[Vec<f64>], k: usize, states: &[VarId],
     }
 }
 
-/// `tau = dt / (1 - beta)`, element by element; a `beta` of 1 or more has no time constant.
-fn tau_of(beta: &Array, dt: f64, pop: &Population) -> Result<Array, NirError> {
-    let mut data = Vec::with_capacity(beta.data.len());
-    for b in &beta.data {
-        if b.is_nan() || *b >= 1.0 {
-            return Err(unsupported(
-                format!("population `{}`: beta = {b} has no time constant (NIR's tau = dt / (1 - beta) needs beta < 1)", pop.name),
-                "a decay of 1 or more does not leak; NIR's `I` or `IF` is not written for it",
-            ));
-        }
-        data.push(dt / (1.0 - b));
-    }
-    Ok(Array::new(beta.shape.clone(), data))
+/// `tau = dt / (1 - beta)`, element by element (`beta < 1`: [`classify`] checks it).
+fn tau_of(beta: &Array, dt: f64) -> Array {
+    Array::new(beta.shape.clone(), beta.data.iter().map(|b| dt / (1.0 - b)).collect())
 }
 
 /// What a projection reads in the graph: the node whose output it is.
@@ -492,7 +482,7 @@ pub fn export(module: &Module, params: &Params<f64>, dt: f64, hints: &Hints) -> 
                 add(&mut graph, pop.name.clone(), out)?;
             }
             Kind::Leaky { beta, threshold } => {
-                let tau = tau_of(beta, dt, pop)?;
+                let tau = tau_of(beta, dt);
                 let r = Array::new(tau.shape.clone(), tau.data.iter().map(|t| t / dt).collect());
                 let li = Node::new("LI").with("tau", tau).with("r", r).with("v_leak", Array::full(&pop.shape, 0.0));
                 let minus = Array::new(threshold.shape.clone(), threshold.data.iter().map(|t| -t).collect());

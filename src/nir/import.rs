@@ -270,6 +270,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Whether an `Affine` or `Conv2d` with a bias feeds node `name` (through pass-through
+    /// nodes).
+    fn biased(&self, name: &str, depth: usize) -> bool {
+        self.preds(name).iter().any(|p| {
+            let node = self.node(p);
+            match node.kind.as_str() {
+                "Affine" | "Conv2d" => node.array("bias").is_some_and(|b| b.data.iter().any(|v| *v != 0.0)),
+                kind => PASS.contains(&kind) && depth < 64 && self.biased(p, depth + 1),
+            }
+        })
+    }
+
     /// What node `name` outputs, as connections read it (a pass-through node: what its inputs
     /// output).
     fn sources(&self, name: &str, depth: usize) -> Result<Vec<(Src, usize)>, NirError> {
@@ -499,7 +511,8 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
             .iter()
             .copied()
             .find(|s| graph.nodes[*s].kind == "Scale" && reader.preds(s) == [name.as_str()] && reader.succs(s) == [*li]);
-        if let Some(scale) = scale.filter(|scale| snntorch_leaky(&graph.nodes[*li], node, &graph.nodes[*scale], dt)) {
+        let leaky = |scale: &&str| snntorch_leaky(&graph.nodes[*li], node, &graph.nodes[*scale], dt) && !reader.biased(li, 0);
+        if let Some(scale) = scale.filter(leaky) {
             reader.leaky_by_part.insert(name.as_str(), li);
             reader.leaky_by_part.insert(scale, li);
             reader.leaky.insert(li, (name.as_str(), scale));
@@ -1010,7 +1023,7 @@ fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Optio
                     r * dt / tau,
                     if no_bias { "" } else { ", a bias" }
                 ),
-                "snnc reads such a loop as Leaky: v_leak = 0, r = tau / dt, a scale of -threshold and no bias",
+                "snnc reads such a loop as std's Leaky, which takes no constant input: give the Affine that feeds the LI a zero bias (or a Linear)",
             ));
         }
         return std(format!("Leaky(beta = {}, threshold = {})", num(round_15(1.0 - dt / tau)), num(threshold)));
