@@ -1,30 +1,46 @@
 //! A lowered module and its weights to a NIR graph.
 //!
 //! Forward Euler at the step `dt` is the discrete reading of every NIR neuron (docs/language.md,
-//! "NIR"), so a discrete decay `beta` is the time constant `tau = dt / (1 - beta)` with the
-//! resistance `r = tau / dt` (the input enters undecayed, with weight 1), as snnTorch writes it:
-//! - `LeakyZero(beta, threshold)` (reset to 0) is a `LIF` with `v_leak = 0`, `v_reset = 0`;
-//! - `LI(beta)` is an `LI`;
+//! "NIR"). Neurons are recognised by their updates, whatever their names: [`classify`] evaluates
+//! the update of each neuron in exact rational arithmetic at probe points, checks that it is
+//! affine in the state and the input, and reads NIR's parameters off the coefficients, so that a
+//! neuron `snnc import` wrote out (`NirLIF(tau = 0.02 s, ...)`) exports to the same numbers to the
+//! bit. With `a`, `c`, `b` the coefficients of `v`, the input and 1:
+//! - one state, `v = a v + c i + b`: an `LI` with `tau = dt / (1 - a)`, `r = c / (1 - a)`,
+//!   `v_leak = b / (1 - a)` (stdlib `LI(beta)`: `tau = dt / (1 - beta)`, `r = tau / dt`), or an
+//!   `I` when `a = 1` (`r = c / dt`); with `spike when v > threshold` and `on spike { v =
+//!   v_reset }` a `LIF` (stdlib `LeakyZero`), or an `IF` when `a = 1`; spiking without a reset
+//!   with `a = 0` (the state is this step's input) a `Threshold` at `(threshold - b) / c`;
+//! - a current first and the membrane after it, `syn = a_s syn + c_s i + b_s` then `v = a_v v +
+//!   k syn + b_v` with the new current: a `CubaLI`, or with the spike and reset a `CubaLIF`
+//!   (`tau_syn = dt / (1 - a_s)`, `w_in = c_s / (1 - a_s)`, `tau_mem = dt / (1 - a_v)`, `r = k /
+//!   (1 - a_v)`, `v_leak = b_v / (1 - a_v)`; snnTorch's `Synaptic` with a reset to 0 is one);
 //! - `Leaky(beta, threshold)` (snnTorch's subtractive reset, applied with the next step) is an
 //!   `LI` named after the population, a `Threshold` `<pop>__spike` reading it and a `Scale` of
 //!   `-threshold` `<pop>__reset` feeding the spikes back into it: a loop that NIR's readers
 //!   take as the previous step's spikes, which is when the reset acts.
 //!
+//! A constant input that `v_leak` cannot hold (an `I`'s, `IF`'s, `CubaLI`'s or `CubaLIF`'s `b /
+//! c`) is the bias of the one `Affine` (or `Conv2d`, per channel) that feeds the node. Continuous
+//! dynamics (`dv/dt`: the stdlib `CubaLIF`, integrated exactly with impulse inputs), input jumps
+//! and refractory periods are not NIR's Euler reading and are refused.
+//!
 //! Connections: `dense` is `Linear` (weights `[post, pre]`), `conv2d` is `Conv2d` (zero bias),
-//! `sum_pool2d` and `avg_pool2d` their pools; a delay (or `feedback`, one step) is a `Delay`
-//! before the map; every population that feeds nothing (or, if all do, the last) gets an
-//! `Output`. Each node is named after what it comes from; the source text of an input's encoder
-//! and of a connection travel in the node's metadata (`snnc_encoder`, `snnc_connect`), and the
-//! network's name, `dt` and `steps` in the graph's, so that `snnc import` rebuilds the same model.
+//! `sum_pool2d` and `avg_pool2d` their pools, `one_to_one` a `Scale` (an edge straight to the
+//! neurons when every weight is 1); a delay (or `feedback`, one step) is a `Delay` before the
+//! map; every population that feeds nothing (or, if all do, the last) gets an `Output`. Each
+//! node is named after what it comes from; the source text of an input's encoder and of a
+//! connection travel in the node's metadata (`snnc_encoder`, `snnc_connect`), and the network's
+//! name, `dt` and `steps` in the graph's, so that `snnc import` rebuilds the same model.
 //! Anything else is refused with `snn::nir::unsupported`.
 
-use super::{Array, Graph, NirError, Node, UNSUPPORTED, Value};
-use crate::exec::state::Params;
 use std::collections::BTreeMap;
 
 use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 
+use super::{Array, Graph, NirError, Node, UNSUPPORTED, Value};
+use crate::exec::state::Params;
 use crate::ir::{
     BinaryOp, Connectivity, ExprId, Global, Module, Node as IrNode, PoolKind, Population, PortId, Source, UnaryOp, VarId, VarKind,
 };

@@ -5,21 +5,26 @@
 //! when `v > v_threshold` and `v <- v_reset`. A neuron is written as the stdlib one where that
 //! is the same update (a `LIF` with `v_leak = 0`, `v_reset = 0` and `r = tau / dt` is
 //! `LeakyZero(beta = 1 - dt / tau)`; an `LI` so is `LI`; an `LI` whose `Threshold` feeds a
-//! `Scale` of `-threshold` back into it is snnTorch's `Leaky`), and written out in the file
-//! otherwise (`NirLIF`, `NirLI`, `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`; one written for the
-//! population, `NirLIF_<pop>`, with `per_neuron` parameters when values differ per neuron).
+//! `Scale` of `-threshold` back into it, with one `tau` and threshold and no bias, is
+//! snnTorch's `Leaky`), and written out in the file otherwise (`NirLIF`, `NirLI`,
+//! `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`, `NirThreshold`; one written for the population,
+//! `NirLIF_<pop>`, with `per_neuron` parameters when values differ per neuron). Every one of
+//! them exports back to its node ([`super::export`]). Any other `Threshold` is a population of
+//! `NirThreshold`, memoryless: its state `v` is the step's input, and it spikes where `v >
+//! threshold` (NIR's `H(x - threshold)` of the same step).
 //!
 //! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d` `conv2d`, the
 //! pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes values on, and a
 //! `Delay` adds its whole steps to the connections through it (`delay`). A map whose output
 //! feeds anything but neurons (another map, an `Output`) feeds a relay population (`NirRelay`,
 //! whose state `v` is its input) that the next connection reads. Connections have no bias: an
-//! `Affine`'s or `Conv2d`'s bias is a `bias` parameter of the populations it feeds, added to
-//! their input. A loop without a `Delay` reads the previous step (`feedback`). An `Input` is
-//! an input whose encoder is the one in its metadata (`snnc_encoder`, written by `snnc
-//! export`) or `repeat(sample)`, a current of the sample's value every step. Nested graphs
-//! are inlined first (`flatten`). Weights are not initialisers: they come back as tensors,
-//! one per connection, for a checkpoint.
+//! `Affine`'s or `Conv2d`'s bias is in the `v_leak` of the `LIF` or `LI` it feeds (`v_leak + r
+//! bias`), lowers a `Threshold`'s threshold, and is a `bias` parameter, added to the input, of
+//! the other neurons and relays. A loop without a `Delay` reads the previous step
+//! (`feedback`). An `Input` is an input whose encoder is the one in its metadata
+//! (`snnc_encoder`, written by `snnc export`) or `repeat(sample)`, a current of the sample's
+//! value every step. Nested graphs are inlined first (`flatten`). Weights are not
+//! initialisers: they come back as tensors, one per connection, for a checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
