@@ -16,8 +16,9 @@
 //! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d` `conv2d`, the
 //! pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes values on, and a
 //! `Delay` adds its whole steps to the connections through it (`delay`). A map whose output
-//! feeds anything but neurons (another map, an `Output`) feeds a relay population (`NirRelay`,
-//! whose state `v` is its input) that the next connection reads. Connections have no bias: an
+//! feeds anything but neurons (another map, an `Output`) feeds a relay population whose state
+//! `v` is its input (`LI(beta = 0)`, or `NirRelay` with an `Affine`'s bias) that the next
+//! connection reads. Connections have no bias: an
 //! `Affine`'s or `Conv2d`'s bias is in the `v_leak` of the `LIF` or `LI` it feeds (`v_leak + r
 //! bias`), lowers a `Threshold`'s threshold, and is a `bias` parameter, added to the input, of
 //! the other neurons and relays. A loop without a `Delay` reads the previous step
@@ -1015,6 +1016,11 @@ fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Optio
     let no_bias = bias.is_none_or(|b| b.iter().all(|v| *v == 0.0));
     let num = fmt_f64;
     let std = |call: String| Ok(NeuronOut { call, std: true, definition: None, values: Vec::new() });
+    // A relay without a bias is `LI(beta = 0)`: `v = i`, which exports as a NIR `LI` with
+    // `tau = dt` and imports back as itself.
+    if kind == "Relay" && no_bias {
+        return std("LI(beta = 0)".to_string());
+    }
     if kind == "LI" && reader.leaky.contains_key(name) {
         let u = |param: &str| uniform(name, node, param);
         let (threshold_node, scale_node) = reader.leaky[name];
