@@ -18,10 +18,9 @@
 //! `Delay` adds its whole steps to the connections through it (`delay`). A map whose output
 //! feeds anything but neurons (another map, an `Output`) feeds a relay population whose state
 //! `v` is its input (`LI(beta = 0)`, or `NirRelay` with an `Affine`'s bias) that the next
-//! connection reads. Connections have no bias: an
-//! `Affine`'s or `Conv2d`'s bias is in the `v_leak` of the `LIF` or `LI` it feeds (`v_leak + r
-//! bias`), lowers a `Threshold`'s threshold, and is a `bias` parameter, added to the input, of
-//! the other neurons and relays. A loop without a `Delay` reads the previous step
+//! connection reads. Connections have no bias: an `Affine`'s or `Conv2d`'s bias is in the
+//! `v_leak` of the `LIF` or `LI` it feeds (`v_leak + r bias`), lowers a `Threshold`'s
+//! threshold, and is a `bias` parameter, added to the input, of the other neurons and relays. A loop without a `Delay` reads the previous step
 //! (`feedback`). An `Input` is an input whose encoder is the one in its metadata
 //! (`snnc_encoder`, written by `snnc export`) or `repeat(sample)`, a current of the sample's
 //! value every step. Nested graphs are inlined first (`flatten`). Weights are not
