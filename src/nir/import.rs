@@ -5,22 +5,27 @@
 //! when `v > v_threshold` and `v <- v_reset`. A neuron is written as the stdlib one where that
 //! is the same update (a `LIF` with `v_leak = 0`, `v_reset = 0` and `r = tau / dt` is
 //! `LeakyZero(beta = 1 - dt / tau)`; an `LI` so is `LI`; an `LI` whose `Threshold` feeds a
-//! `Scale` of `-threshold` back into it is snnTorch's `Leaky`), and written out in the file
-//! otherwise (`NirLIF`, `NirLI`, `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`; one written for the
-//! population, `NirLIF_<pop>`, with `per_neuron` parameters when values differ per neuron).
+//! `Scale` of `-threshold` back into it, with one `tau` and threshold and no bias, is
+//! snnTorch's `Leaky`), and written out in the file otherwise (`NirLIF`, `NirLI`,
+//! `NirCubaLIF`, `NirCubaLI`, `NirIF`, `NirI`, `NirThreshold`; one written for the population,
+//! `NirLIF_<pop>`, with `per_neuron` parameters when values differ per neuron). Every one of
+//! them exports back to its node ([`super::export`]). Any other `Threshold` is a population of
+//! `NirThreshold`, memoryless: its state `v` is the step's input, and it spikes where `v >
+//! threshold` (NIR's `H(x - threshold)` of the same step).
 //!
 //! Linear maps become connections: `Affine` and `Linear` are `dense`, `Conv2d` `conv2d` and
 //! `Conv1d` `conv1d` (any kernel shape; padding as numbers, `valid` or `same`), the
 //! pools `sum_pool2d` and `avg_pool2d`, `Scale` `one_to_one`; `Flatten` passes values on, and a
 //! `Delay` adds its whole steps to the connections through it (`delay`). A map whose output
-//! feeds anything but neurons (another map, an `Output`) feeds a relay population (`NirRelay`,
-//! whose state `v` is its input) that the next connection reads. Connections have no bias: an
-//! `Affine`'s or a convolution's bias is a `bias` parameter of the populations it feeds, added to
-//! their input. A loop without a `Delay` reads the previous step (`feedback`). An `Input` is
-//! an input whose encoder is the one in its metadata (`snnc_encoder`, written by `snnc
-//! export`) or `repeat(sample)`, a current of the sample's value every step. Nested graphs
-//! are inlined first (`flatten`). Weights are not initialisers: they come back as tensors,
-//! one per connection, for a checkpoint.
+//! feeds anything but neurons (another map, an `Output`) feeds a relay population whose state
+//! `v` is its input (`LI(beta = 0)`, or `NirRelay` with an `Affine`'s bias) that the next
+//! connection reads. Connections have no bias: an `Affine`'s or a convolution's bias is in the
+//! `v_leak` of the `LIF` or `LI` it feeds (`v_leak + r bias`), lowers a `Threshold`'s
+//! threshold, and is a `bias` parameter, added to the input, of the other neurons and relays. A loop without a `Delay` reads the previous step
+//! (`feedback`). An `Input` is an input whose encoder is the one in its metadata
+//! (`snnc_encoder`, written by `snnc export`) or `repeat(sample)`, a current of the sample's
+//! value every step. Nested graphs are inlined first (`flatten`). Weights are not
+//! initialisers: they come back as tensors, one per connection, for a checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -71,6 +76,7 @@ fn neuron_params(kind: &str) -> &'static [&'static str] {
         "CubaLIF" => &["tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"],
         "CubaLI" => &["tau_syn", "tau_mem", "r", "v_leak", "w_in"],
         "IF" => &["r", "v_threshold", "v_reset"],
+        "Threshold" => &["threshold"],
         _ => &["r"],
     }
 }
@@ -265,7 +271,8 @@ impl<'a> Reader<'a> {
     }
 
     fn is_neuron(&self, name: &str) -> bool {
-        NEURONS.contains(&self.node(name).kind.as_str())
+        let kind = self.node(name).kind.as_str();
+        NEURONS.contains(&kind) || kind == "Threshold" && !self.leaky_by_part.contains_key(name)
     }
 
     /// Whether a map's output feeds something other than neurons (through `Flatten`s), so
@@ -273,7 +280,7 @@ impl<'a> Reader<'a> {
     fn needs_relay(&self, name: &str, depth: usize) -> bool {
         self.succs(name).iter().any(|s| {
             let kind = self.node(s).kind.as_str();
-            if PASS.contains(&kind) && depth < 64 { self.needs_relay(s, depth + 1) } else { !NEURONS.contains(&kind) }
+            if PASS.contains(&kind) && depth < 64 { self.needs_relay(s, depth + 1) } else { !self.is_neuron(s) }
         })
     }
 
@@ -284,10 +291,22 @@ impl<'a> Reader<'a> {
             let kind = self.node(s).kind.as_str();
             if PASS.contains(&kind) && depth < 64 {
                 self.neuron_targets(s, depth + 1, delay + self.delays.get(s).copied().unwrap_or(0), out);
-            } else if NEURONS.contains(&kind) && !out.contains(&(s, delay)) {
+            } else if self.is_neuron(s) && !out.contains(&(s, delay)) {
                 out.push((s, delay));
             }
         }
+    }
+
+    /// Whether an `Affine` or `Conv2d` with a bias feeds node `name` (through pass-through
+    /// nodes).
+    fn biased(&self, name: &str, depth: usize) -> bool {
+        self.preds(name).iter().any(|p| {
+            let node = self.node(p);
+            match node.kind.as_str() {
+                "Affine" | "Conv2d" => node.array("bias").is_some_and(|b| b.data.iter().any(|v| *v != 0.0)),
+                kind => PASS.contains(&kind) && depth < 64 && self.biased(p, depth + 1),
+            }
+        })
     }
 
     /// What node `name` outputs, as connections read it (a pass-through node: what its inputs
@@ -304,7 +323,7 @@ impl<'a> Reader<'a> {
             "LI" | "CubaLI" | "I" => vec![(Src::State(id), 0)],
             "Threshold" => match self.leaky_by_part.get(name) {
                 Some(li) => vec![(Src::Spikes(self.id(li)), 0)],
-                None => return Err(self.lone_threshold(name)),
+                None => vec![(Src::Spikes(id), 0)],
             },
             kind if PASS.contains(&kind) => {
                 let own = self.delays.get(name).copied().unwrap_or(0);
@@ -325,15 +344,6 @@ impl<'a> Reader<'a> {
                 ));
             }
         })
-    }
-
-    fn lone_threshold(&self, name: &str) -> NirError {
-        unsupported(
-            format!(
-                "node `{name}`: a `Threshold` that is not a Leaky reset (an `LI` -> `Threshold` -> `Scale(-threshold)` -> back to the `LI`)"
-            ),
-            "snnc imports a `Threshold` only as the spike of such a loop (snnTorch's subtractive reset)",
-        )
     }
 }
 
@@ -537,15 +547,11 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
             .iter()
             .copied()
             .find(|s| graph.nodes[*s].kind == "Scale" && reader.preds(s) == [name.as_str()] && reader.succs(s) == [*li]);
-        if let Some(scale) = scale {
+        let leaky = |scale: &&str| snntorch_leaky(&graph.nodes[*li], node, &graph.nodes[*scale], dt) && !reader.biased(li, 0);
+        if let Some(scale) = scale.filter(leaky) {
             reader.leaky_by_part.insert(name.as_str(), li);
             reader.leaky_by_part.insert(scale, li);
             reader.leaky.insert(li, (name.as_str(), scale));
-        }
-    }
-    for (name, node) in &graph.nodes {
-        if node.kind == "Threshold" && !reader.leaky_by_part.contains_key(name.as_str()) {
-            return Err(reader.lone_threshold(name));
         }
     }
     // Shapes of inputs and neurons, then of maps in edge order.
@@ -560,7 +566,7 @@ pub fn import(graph: &Graph, dt: Option<f64>) -> Result<Imported, NirError> {
                 }
                 reader.shapes.insert(name, dims);
             }
-            kind if NEURONS.contains(&kind) => {
+            _ if reader.is_neuron(name) => {
                 let shape = neuron_shape(name, node)?;
                 reader.shapes.insert(name, shape);
             }
@@ -990,16 +996,22 @@ type WrittenOut = (&'static str, &'static [(&'static str, bool)], &'static str, 
 fn written_out(kind: &str) -> WrittenOut {
     match kind {
         "LIF" => (
-            "/// NIR LIF: tau dv/dt = (v_leak - v) + r (i + bias) under forward Euler; a spike when\n/// v > v_threshold, then v = v_reset.\n",
-            &[("tau", true), ("r", false), ("v_leak", false), ("v_threshold", false), ("v_reset", false), ("bias", false)],
+            "/// NIR LIF: tau dv/dt = (v_leak - v) + r i under forward Euler (an Affine's bias is in\n/// v_leak); a spike when v > v_threshold, then v = v_reset.\n",
+            &[("tau", true), ("r", false), ("v_leak", false), ("v_threshold", false), ("v_reset", false)],
             "NirLIF",
-            "    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * (i + bias)) }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n",
+            "    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * i) }\n    spike when v > v_threshold\n    on spike { v = v_reset }\n",
         ),
         "LI" => (
-            "/// NIR LI: tau dv/dt = (v_leak - v) + r (i + bias) under forward Euler.\n",
-            &[("tau", true), ("r", false), ("v_leak", false), ("bias", false)],
+            "/// NIR LI: tau dv/dt = (v_leak - v) + r i under forward Euler (an Affine's bias is in\n/// v_leak).\n",
+            &[("tau", true), ("r", false), ("v_leak", false)],
             "NirLI",
-            "    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * (i + bias)) }\n",
+            "    state v = 0\n    input i\n    update { v = v + dt / tau * (v_leak - v + r * i) }\n",
+        ),
+        "Threshold" => (
+            "/// NIR Threshold: a spike in every step where the step's input exceeds the threshold,\n/// H(i - threshold), without memory: v is the step's input (an Affine's bias is in the\n/// threshold).\n",
+            &[("threshold", false)],
+            "NirThreshold",
+            "    state v = 0\n    input i\n    update { v = i }\n    spike when v > threshold\n",
         ),
         "CubaLIF" => (
             "/// NIR CubaLIF: tau_syn dI/dt = -I + w_in (s + bias), tau_mem dv/dt = (v_leak - v) + r I under\n/// forward Euler, the current first (v takes the step's new current); a spike when\n/// v > v_threshold, then v = v_reset.\n",
@@ -1052,10 +1064,15 @@ fn with_unit(value: f64, seconds: bool) -> String {
 /// neuron), with `bias` added to its input.
 fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Option<&[f64]>) -> Result<NeuronOut, NirError> {
     let dt = reader.dt;
-    let kind = if NEURONS.contains(&node.kind.as_str()) { node.kind.as_str() } else { "Relay" };
+    let kind = if reader.is_neuron(name) { node.kind.as_str() } else { "Relay" };
     let no_bias = bias.is_none_or(|b| b.iter().all(|v| *v == 0.0));
     let num = fmt_f64;
     let std = |call: String| Ok(NeuronOut { call, std: true, definition: None, values: Vec::new() });
+    // A relay without a bias is `LI(beta = 0)`: `v = i`, which exports as a NIR `LI` with
+    // `tau = dt` and imports back as itself.
+    if kind == "Relay" && no_bias {
+        return std("LI(beta = 0)".to_string());
+    }
     if kind == "LI" && reader.leaky.contains_key(name) {
         let u = |param: &str| uniform(name, node, param);
         let (threshold_node, scale_node) = reader.leaky[name];
@@ -1069,7 +1086,7 @@ fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Optio
                     r * dt / tau,
                     if no_bias { "" } else { ", a bias" }
                 ),
-                "snnc reads such a loop as Leaky: v_leak = 0, r = tau / dt, a scale of -threshold and no bias",
+                "snnc reads such a loop as std's Leaky, which takes no constant input: give the Affine that feeds the LI a zero bias (or a Linear)",
             ));
         }
         return std(format!("Leaky(beta = {}, threshold = {})", num(round_15(1.0 - dt / tau)), num(threshold)));
@@ -1101,6 +1118,20 @@ fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Optio
         }
         arrays.push((param, seconds, data));
     }
+    // An `LIF`'s or `LI`'s constant input is a leak towards `v_leak + r bias`, a `Threshold`'s a
+    // lower threshold: the neuron has no `bias` then, and exports back to the same node.
+    let folds = matches!(kind, "LIF" | "LI" | "Threshold");
+    if let Some(bias) = bias.filter(|_| folds) {
+        let r: Vec<f64> = arrays.iter().find(|(p, _, _)| *p == "r").map(|(_, _, d)| d.clone()).unwrap_or_default();
+        for (param, _, data) in &mut arrays {
+            match *param {
+                "threshold" => data.iter_mut().zip(bias).for_each(|(t, b)| *t -= b),
+                "v_leak" => data.iter_mut().zip(bias).zip(&r).for_each(|((v, b), r)| *v += r * b),
+                _ => {}
+            }
+        }
+    }
+    let no_bias = no_bias || folds;
     let all_uniform = arrays.iter().all(|(_, _, data)| data.iter().all(|v| *v == data[0]));
     let value = |param: &str| arrays.iter().find(|(p, _, _)| *p == param).map_or(0.0, |(_, _, data)| data[0]);
     if all_uniform && no_bias {
@@ -1136,7 +1167,7 @@ fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Optio
         let defaults = |param: &str| match param {
             "tau" | "tau_mem" => 0.01,
             "tau_syn" => 0.005,
-            "r" | "v_threshold" | "w_in" => 1.0,
+            "r" | "v_threshold" | "w_in" | "threshold" => 1.0,
             _ => 0.0,
         };
         let text = format!("{doc}neuron {base} {{\n{}{body}}}\n", declare(&|_| false, &defaults));
@@ -1159,6 +1190,19 @@ fn neuron_out(reader: &Reader, name: &str, node: &Node, size: usize, bias: Optio
     );
     let values = arrays.iter().filter(|(p, _, _)| varies(p)).map(|(p, _, data)| (p.to_string(), data.clone())).collect();
     Ok(NeuronOut { call: own.clone(), std: false, definition: Some((own, text)), values })
+}
+
+/// Whether an `LI` -> `Threshold` -> `Scale` -> the `LI` loop is snnTorch's `Leaky`: one
+/// `tau` and threshold for the node, `v_leak = 0`, `r = tau / dt` and a scale of
+/// `-threshold`. Any other such loop is imported as its nodes are (`feedback` closes it).
+fn snntorch_leaky(li: &Node, threshold: &Node, scale: &Node, dt: f64) -> bool {
+    let value = |node: &Node, param: &str| node.array(param).and_then(Array::uniform).filter(|v| v.is_finite());
+    let (Some(tau), Some(r), Some(v_leak), Some(threshold), Some(scale)) =
+        (value(li, "tau"), value(li, "r"), value(li, "v_leak"), value(threshold, "threshold"), value(scale, "scale"))
+    else {
+        return false;
+    };
+    tau > 0.0 && v_leak == 0.0 && same(r * dt / tau, 1.0) && same(scale, -threshold)
 }
 
 /// Populations in an order where every connection reads one declared before its target:

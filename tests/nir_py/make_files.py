@@ -1,6 +1,6 @@
 """Writes NIR graphs with the Python `nir` package, and what NIR's equations make of them.
 
-Usage: python make_files.py OUT_DIR. For each graph (`lif`, `cubalif`, `conv`, `recurrent`, `subgraph`) it writes
+Usage: python make_files.py OUT_DIR. For each graph (`lif`, `cubalif`, `conv`, `recurrent`, `subgraph`, `threshold`) it writes
 OUT_DIR/NAME.nir with `nir.write` and OUT_DIR/NAME.json: the step `dt`, the number of steps, the
 input (held at every step: snnc's `repeat(sample)`) and, per neuron node, the membrane after
 every step and the spikes of every step, from a NumPy simulation of the NIR equations under
@@ -9,6 +9,7 @@ forward Euler with the input held over each step (docs/language.md, "NIR"):
     LIF:     v <- v + dt / tau (v_leak - v + r x); spike where v > v_threshold; there v <- v_reset
     CubaLIF: I <- I + dt / tau_syn (w_in x - I); then v <- v + dt / tau_mem (v_leak - v + r I)
     LI:      v <- v + dt / tau (v_leak - v + r x)
+    Threshold: spike where x > threshold (no state: the input of the same step)
 
 where x is what the node receives in the step: the weighted sum of its sources' outputs of the
 same step (spikes for spiking neurons, v for LI, values for Input), except around a loop
@@ -278,11 +279,73 @@ def subgraph_graph():
     return graph, x, {"layer_lif": {"v": vs, "spikes": ss}}
 
 
+def threshold_graph():
+    """Standalone Threshold nodes: one reading an LI's membrane of the same step (thresholds
+    that differ per neuron), whose spikes feed an Affine with a bias and a LIF; another reading
+    an Affine with a bias straight from the input."""
+    w1 = rng.normal(0.8, 0.4, size=(4, 3))
+    w2 = rng.normal(0.9, 0.3, size=(2, 4))
+    b2 = np.array([0.2, -0.1])
+    w3 = rng.normal(0.0, 1.0, size=(3, 3))
+    b3 = np.array([0.3, -0.4, 0.1])
+    p_li = dict(tau=full(4, 0.008), r=full(4, 1.5), v_leak=full(4, 0.05))
+    th = np.array([1.0, 1.6, 2.0, 2.4])
+    th2 = np.array([-0.8, -0.9, -2.5])
+    p_lif = dict(tau=full(2, 0.005), r=full(2, 2.0), v_leak=full(2, 0.0), v_threshold=full(2, 1.5), v_reset=full(2, 0.0))
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([3])}),
+            "fc": nir.Linear(weight=w1),
+            "li": nir.LI(**p_li),
+            "th": nir.Threshold(threshold=th),
+            "fc2": nir.Affine(weight=w2, bias=b2),
+            "lif": nir.LIF(**p_lif),
+            "direct": nir.Affine(weight=w3, bias=b3),
+            "th2": nir.Threshold(threshold=th2),
+            "output": nir.Output(output_type={"output": np.array([2])}),
+            "output2": nir.Output(output_type={"output": np.array([3])}),
+        },
+        edges=[
+            ("input", "fc"),
+            ("fc", "li"),
+            ("li", "th"),
+            ("th", "fc2"),
+            ("fc2", "lif"),
+            ("lif", "output"),
+            ("input", "direct"),
+            ("direct", "th2"),
+            ("th2", "output2"),
+        ],
+    )
+    x = np.array([0.5, 1.0, 0.75])
+    v_li, v = np.zeros(4), np.zeros(2)
+    li_vs, th_ss, vs, ss, th2_ss = [], [], [], [], []
+    for _ in range(40):
+        v_li = v_li + DT / p_li["tau"] * (p_li["v_leak"] - v_li + p_li["r"] * (w1 @ x))
+        s_th = v_li > th
+        v, s = lif_step(v, w2 @ s_th.astype(float) + b2, p_lif)
+        s_th2 = w3 @ x + b3 > th2
+        li_vs.append(v_li.tolist())
+        th_ss.append(s_th.astype(int).tolist())
+        vs.append(v.tolist())
+        ss.append(s.astype(int).tolist())
+        th2_ss.append(s_th2.astype(int).tolist())
+    zeros = [[0] * 4 for _ in li_vs]
+    # A Threshold has no membrane: its spikes only (`th` reads the LI's v, which snnc's
+    # threshold population holds as its state).
+    return graph, x, {
+        "li": {"v": li_vs, "spikes": zeros},
+        "th": {"v": li_vs, "spikes": th_ss},
+        "lif": {"v": vs, "spikes": ss},
+        "th2": {"spikes": th2_ss},
+    }
+
+
 def main():
     out = pathlib.Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     graphs = []
-    for name, make in [("lif", lif_graph), ("cubalif", cubalif_graph), ("conv", conv_graph), ("recurrent", recurrent_graph), ("subgraph", subgraph_graph)]:
+    for name, make in [("lif", lif_graph), ("cubalif", cubalif_graph), ("conv", conv_graph), ("recurrent", recurrent_graph), ("subgraph", subgraph_graph), ("threshold", threshold_graph)]:
         graphs.append((name, *make()))
     graphs += conv1d_graph()
     for name, graph, x, traces in graphs:
