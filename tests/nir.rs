@@ -33,6 +33,18 @@ fn forward(engine: &dyn Engine<f64>, m: &Valid, params: &Params<f64>, samples: &
     engine.forward(&ctx, ParamsAccess::Shared(params), Shard { samples, hoisted: None }, None)
 }
 
+/// Both models run to the same spikes and states, bit for bit, on `engine`; the populations
+/// `spiking` must spike for the comparison to mean anything.
+fn assert_same_run(engine: EngineKind, a: (&Valid, &Params<f64>), b: (&Valid, &Params<f64>), samples: &[SampleRef], spiking: &[usize]) {
+    let before = forward(build::<f64>(engine, a.0).as_ref(), a.0, a.1, samples);
+    let after = forward(build::<f64>(engine, b.0).as_ref(), b.0, b.1, samples);
+    for p in spiking {
+        assert!((0..before.spikes[*p].len()).any(|k| before.spikes[*p].get(k)), "population {p} must spike for the comparison");
+    }
+    assert_eq!(before.spikes, after.spikes);
+    assert_eq!(before.states, after.states);
+}
+
 /// The module without its train block (NIR carries none).
 fn network_only(mut module: Module) -> Module {
     module.train = None;
@@ -97,18 +109,8 @@ fn delays_and_loops_go_through_nir_delay_nodes() {
     let (a, b) = (valid(original), valid(imported.module));
     let x = [0.5f32, 1.0, 0.25, 0.75];
     let samples = [SampleRef { id: 1, features: &x }];
-    let before = forward(build::<f64>(EngineKind::Oracle, &a).as_ref(), &a, &params, &samples);
-    let after = forward(build::<f64>(EngineKind::Oracle, &b).as_ref(), &b, &imported.params, &samples);
-    assert!((0..before.spikes[0].len()).any(|k| before.spikes[0].get(k)), "the comparison needs spikes");
-    assert_eq!(before.spikes, after.spikes);
-    assert_eq!(before.states, after.states);
-    match python() {
-        Ok(python) => {
-            let out = Command::new(&python).arg(root().join("tests/nir_py/read_back.py")).arg(&file).output().expect("python runs");
-            assert!(out.status.success(), "nir.read failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Err(why) => skip("delays_and_loops_go_through_nir_delay_nodes (its nir.read part)", &why),
-    }
+    assert_same_run(EngineKind::Oracle, (&a, &params), (&b, &imported.params), &samples, &[0]);
+    read_back(&file, "delays_and_loops_go_through_nir_delay_nodes (its nir.read part)");
 }
 
 /// A 1-d convolution, a 2-d one with a kernel, stride and padding per axis, and a rectangular
@@ -143,25 +145,13 @@ fn one_dimensional_and_rectangular_convolutions_go_through_nir() {
     let (a, b) = (valid(original), valid(imported.module));
     let x: Vec<f32> = (0..24 + 54).map(|k| (k % 5) as f32 / 4.0).collect();
     let samples = [SampleRef { id: 1, features: &x }];
-    let before = forward(build::<f64>(EngineKind::Jit, &a).as_ref(), &a, &params, &samples);
-    let after = forward(build::<f64>(EngineKind::Jit, &b).as_ref(), &b, &imported.params, &samples);
-    for p in 0..2 {
-        assert!((0..before.spikes[p].len()).any(|k| before.spikes[p].get(k)), "population {p} must spike for the comparison");
-    }
-    assert_eq!(before.spikes, after.spikes);
-    assert_eq!(before.states, after.states);
-    match python() {
-        Ok(python) => {
-            let out = Command::new(&python).arg(root().join("tests/nir_py/read_back.py")).arg(&file).output().expect("python runs");
-            assert!(out.status.success(), "nir.read failed: {}", String::from_utf8_lossy(&out.stderr));
-            let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-            let nodes = read["nodes"].as_object().expect("nodes");
-            let conv1d = nodes.values().find(|n| n["type"] == "Conv1d").expect("a Conv1d");
-            assert_eq!(conv1d["shapes"]["weight"], serde_json::json!([3, 2, 3]));
-            let conv2d = nodes.values().find(|n| n["type"] == "Conv2d").expect("a Conv2d");
-            assert_eq!(conv2d["shapes"]["weight"], serde_json::json!([2, 1, 3, 2]));
-        }
-        Err(why) => skip("one_dimensional_and_rectangular_convolutions_go_through_nir (its nir.read part)", &why),
+    assert_same_run(EngineKind::Jit, (&a, &params), (&b, &imported.params), &samples, &[0, 1]);
+    if let Some(read) = read_back(&file, "one_dimensional_and_rectangular_convolutions_go_through_nir (its nir.read part)") {
+        let nodes = read["nodes"].as_object().expect("nodes");
+        let conv1d = nodes.values().find(|n| n["type"] == "Conv1d").expect("a Conv1d");
+        assert_eq!(conv1d["shapes"]["weight"], serde_json::json!([3, 2, 3]));
+        let conv2d = nodes.values().find(|n| n["type"] == "Conv2d").expect("a Conv2d");
+        assert_eq!(conv2d["shapes"]["weight"], serde_json::json!([2, 1, 3, 2]));
     }
 }
 
@@ -204,6 +194,21 @@ fn python() -> Result<PathBuf, String> {
         Ok(out) => Err(format!("{} cannot import nir: {}", candidate.display(), String::from_utf8_lossy(&out.stderr).trim())),
         Err(error) => Err(format!("no Python at {} ({error})", candidate.display())),
     }
+}
+
+/// What Python's `nir.read` (type checks on) makes of `file`, as tests/nir_py/read_back.py
+/// prints it, or `None` (the skip reported for `test`) where the venv is missing.
+fn read_back(file: &Path, test: &str) -> Option<serde_json::Value> {
+    let python = match python() {
+        Ok(python) => python,
+        Err(why) => {
+            skip(test, &why);
+            return None;
+        }
+    };
+    let out = Command::new(&python).arg(root().join("tests/nir_py/read_back.py")).arg(file).output().expect("python runs");
+    assert!(out.status.success(), "nir.read failed: {}", String::from_utf8_lossy(&out.stderr));
+    Some(serde_json::from_slice(&out.stdout).expect("json"))
 }
 
 fn skip(test: &str, why: &str) {
@@ -293,16 +298,10 @@ fn simulate_as_the_reference_says(dir: &Path) {
 
 #[test]
 fn a_file_snnc_writes_loads_in_python_nir() {
-    let python = match python() {
-        Ok(python) => python,
-        Err(why) => return skip("a_file_snnc_writes_loads_in_python_nir", &why),
-    };
     let graph = snnc::cli::nir::export_graph(&root().join("models/yin_yang.snn"), None, None).expect("exports");
     let file = tmp("read_back").join("yin_yang.nir");
     std::fs::write(&file, hdf5::write(&graph).expect("writes")).expect("written");
-    let out = Command::new(&python).arg(root().join("tests/nir_py/read_back.py")).arg(&file).output().expect("python runs");
-    assert!(out.status.success(), "nir.read failed: {}", String::from_utf8_lossy(&out.stderr));
-    let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let Some(read) = read_back(&file, "a_file_snnc_writes_loads_in_python_nir") else { return };
     assert_eq!(read["version"], hdf5::VERSION);
     let nodes = read["nodes"].as_object().expect("nodes");
     assert_eq!(nodes.len(), graph.nodes.len());
@@ -662,25 +661,19 @@ network Written {
     });
     assert!(spiking.iter().all(|n| *n > 0), "every spiking population must spike for the comparison: {spiking:?}");
 
-    match python() {
-        Ok(python) => {
-            let out = Command::new(&python).arg(root().join("tests/nir_py/read_back.py")).arg(&file).output().expect("python runs");
-            assert!(out.status.success(), "nir.read failed: {}", String::from_utf8_lossy(&out.stderr));
-            let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-            let nodes = &read["nodes"];
-            for (name, kind) in [("syn", "CubaLIF"), ("gate", "Threshold"), ("integ", "IF"), ("count", "I"), ("current", "CubaLI")] {
-                assert_eq!(nodes[name]["type"], kind, "{name}");
-            }
-            for param in ["tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"] {
-                assert_eq!(nodes["syn"]["shapes"][param], serde_json::json!([5]), "syn.{param}");
-            }
-            assert_eq!(nodes["gate"]["shapes"]["threshold"], serde_json::json!([6]));
-            let affine = graph.edges.iter().find(|(_, to)| to == "count").map(|(from, _)| from.as_str()).expect("an edge");
-            assert_eq!(nodes[affine]["type"], "Affine");
-            assert_eq!(nodes[affine]["shapes"]["bias"], serde_json::json!([2]));
-            assert_eq!(nodes[affine]["shapes"]["weight"], serde_json::json!([2, 5]));
+    if let Some(read) = read_back(&file, "written_neurons_export_as_cubalif_if_i_and_threshold (its nir.read part)") {
+        let nodes = &read["nodes"];
+        for (name, kind) in [("syn", "CubaLIF"), ("gate", "Threshold"), ("integ", "IF"), ("count", "I"), ("current", "CubaLI")] {
+            assert_eq!(nodes[name]["type"], kind, "{name}");
         }
-        Err(why) => skip("written_neurons_export_as_cubalif_if_i_and_threshold (its nir.read part)", &why),
+        for param in ["tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"] {
+            assert_eq!(nodes["syn"]["shapes"][param], serde_json::json!([5]), "syn.{param}");
+        }
+        assert_eq!(nodes["gate"]["shapes"]["threshold"], serde_json::json!([6]));
+        let affine = graph.edges.iter().find(|(_, to)| to == "count").map(|(from, _)| from.as_str()).expect("an edge");
+        assert_eq!(nodes[affine]["type"], "Affine");
+        assert_eq!(nodes[affine]["shapes"]["bias"], serde_json::json!([2]));
+        assert_eq!(nodes[affine]["shapes"]["weight"], serde_json::json!([2, 5]));
     }
 }
 
