@@ -155,6 +155,41 @@ fn one_dimensional_and_rectangular_convolutions_go_through_nir() {
     }
 }
 
+/// A readout written `u = exp(-dt / tau) (u + i)` (std::neurons' LeakyIntegrator, per-neuron
+/// time constants) is an `LI` with `tau = dt / (1 - a)` and `r = a / (1 - a)`, `a = exp(-dt /
+/// tau)`; imported back it integrates to the same membrane.
+#[test]
+fn a_leaky_integrator_exports_as_an_li() {
+    let text = "import std::neurons\nimport std::encoders\n\nnetwork Readout {\n    steps = 12\n    input x[3] = repeat(sample)\n    \
+                population out[2] = LeakyIntegrator\n    connect x -> out : dense(init = uniform(-1, 1))\n}\n";
+    let path = tmp("integrator").join("readout.snn");
+    std::fs::write(&path, text).expect("written");
+    let graph = snnc::cli::nir::export_graph(&path, None, None).expect("exports");
+    let node = &graph.nodes["out"];
+    assert_eq!(node.kind, "LI");
+    let original = snnc::cli::driver::check_path(&path).expect("reads").outcome.module.expect("lowers");
+    let a = (-original.dt / 5e-3f64).exp();
+    let (tau, r) = (node.array("tau").expect("tau"), node.array("r").expect("r"));
+    for k in 0..2 {
+        assert!((tau.data[k] - original.dt / (1.0 - a)).abs() < 1e-12 * tau.data[k], "tau {}", tau.data[k]);
+        assert!((r.data[k] - a / (1.0 - a)).abs() < 1e-9 * r.data[k], "r {}", r.data[k]);
+    }
+    let file = tmp("integrator").join("readout.nir");
+    std::fs::write(&file, hdf5::write(&graph).expect("writes")).expect("written");
+    let imported = snnc::cli::nir::import_file(&file, None).expect("imports");
+    let params = init_params::<f64>(&original, 0);
+    let (a, b) = (valid(original), valid(imported.module));
+    let x = [0.5f32, 1.0, 0.25];
+    let samples = [SampleRef { id: 1, features: &x }];
+    let before = forward(build::<f64>(EngineKind::Oracle, &a).as_ref(), &a, &params, &samples);
+    let after = forward(build::<f64>(EngineKind::Oracle, &b).as_ref(), &b, &imported.params, &samples);
+    let (u, v) = (a.populations[0].var_by_name("u").expect("u").0 as usize, b.populations[0].var_by_name("v").expect("v").0 as usize);
+    assert!(before.states[0][u].iter().any(|x| x.abs() > 1e-3), "the readout must move");
+    for (x, y) in before.states[0][u].iter().zip(&after.states[0][v]) {
+        assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{x} vs {y}");
+    }
+}
+
 #[test]
 fn the_command_line_exports_imports_and_checks() {
     let dir = tmp("cli");
