@@ -258,6 +258,41 @@ fn rectangular_and_one_dimensional_convolutions_match_the_oracle() {
     }
 }
 
+/// A convolution and a transposed convolution from sparse spikes of 16 channels, trained with
+/// a surrogate that is zero below the threshold: the spikes' adjoints are read at spikes alone,
+/// so the compiled engine gathers them there and sums the weight gradients in the same pass
+/// (`conv::grads_at_spikes`). Forward and gradients against the oracle.
+#[test]
+fn gradients_gathered_at_sparse_spikes_match_the_oracle() {
+    use snnc::exec::kernels::conv::{Product, event_crossover};
+    let text = "import std::neurons\nimport std::encoders\n\
+                surrogate above() {\n    grad = select(x > 0, 1, 0)\n}\n\
+                network N {\n    dt = 1 ms\n    steps = 8\n    input x[5] = repeat(sample)\n    \
+                population p[16, 5, 5] = Leaky(threshold = 2)\n    population c[16, 3, 3] = Leaky(threshold = 1.5)\n    \
+                population d[16, 5, 5] = Leaky(threshold = 1.5)\n    population out[3] = LI(beta = 0.9)\n    \
+                connect x -> p.i : dense(init = uniform(-0.5, 0.6))\n    \
+                connect p -> c.i : conv2d(kernel = 3, init = uniform(-0.2, 0.25))\n    \
+                connect c -> d.i : conv_transpose2d(kernel = 3, init = uniform(-0.2, 0.6))\n    \
+                connect d -> out.i : dense(init = uniform(-0.5, 0.5))\n}\n\
+                train {\n    data = yin_yang()\n    method = bptt(surrogate = above())\n    loss ce = cross_entropy(sum_t(out.v), label)\n    \
+                predict = argmax(sum_t(out.v))\n    optimizer = adam(lr = 1e-3)\n}\n";
+    let m = valid(common::module(text));
+    let reference = agrees_with_the_oracle("gathered at spikes", &m);
+    let rate = |p: usize| reference.spikes[p].count(0..reference.spikes[p].len()) as f64 / reference.spikes[p].len() as f64;
+    // The sources of both convolutions fire, below the density where their gradients run
+    // event-driven (runs of 16 channels).
+    for p in [0, 1] {
+        assert!(rate(p) > 0.0 && rate(p) < event_crossover(Product::WeightGrad, 16), "population {p}: rate {}", rate(p));
+    }
+    // Both convolutions' weights get a gradient (not only the readout's).
+    let inputs: Vec<Vec<f32>> = (0..3).map(|s| features(5, s)).collect();
+    let (_, grads) =
+        gradients(&m, build::<f64>(EngineKind::Jit, &m).as_ref(), &init_params::<f64>(&m, 8), &examples(&inputs, &[0, 1, 2]), 2);
+    for proj in [1, 2] {
+        assert!(grads.weights[proj].iter().any(|g| *g != 0.0), "projection {proj} has a gradient");
+    }
+}
+
 /// `rand_per_sample()` is drawn once per sample and element: the same at every step, different
 /// between samples and elements, the same in the compiled encoder as in the oracle's; an
 /// encoder that reads it (and not `rand()`) is constant over time.

@@ -591,7 +591,7 @@ impl<F: Real> Backward<'_, F> {
                 // (row 0) has no gradient to take.
                 let first = states.start.max(1);
                 let skip = (first - states.start) * r_pre;
-                let to = &mut readout.states_mut(q, v)[(first - 1) * r_pre..(states.end - 1) * r_pre];
+                let to = readout.state_rows_mut(q, v, first - 1..states.end - 1);
                 if s.l2_normalize {
                     l2_normalize_rows_backward(&raw[skip..], &dx[skip..], n_pre, to);
                 } else {
@@ -623,7 +623,7 @@ impl<F: Real> Backward<'_, F> {
                         .as_ref()
                         .and_then(|t| t.method.surrogate())
                         .is_some_and(|s| crate::ir::grad::spike_gated(module.population(*q), s));
-                    let dx = &mut readout.spikes_mut(q.0 as usize)[from..to];
+                    let dx = readout.spike_rows_mut(q.0 as usize, t0 - delay..range.end - delay);
                     let at = gated.then_some((spikes, from));
                     project_grad(module, index, &self.params.weights[index], x, g, rows, dw, Some(InputGrad { dx, at }));
                 }
@@ -785,6 +785,14 @@ fn project_grad<F: Real>(
         let side = if transposed { Spikes::Output } else { Spikes::Input };
         let sparse =
             module.source_is_binary(proj) && density(&x) < conv::event_crossover(Product::WeightGrad, geo.run(Product::WeightGrad, side));
+        // Both gradients at the same spikes: one pass.
+        let same_spikes = matches!((&x, &input), (Rows::Bits(bits, range), Some(InputGrad { at: Some((at, start)), .. }))
+            if std::ptr::eq(*bits, *at) && range.start == *start);
+        if sparse && same_spikes && dw.is_some() {
+            let (Rows::Bits(bits, range), Some(InputGrad { dx, .. }), Some(dw)) = (&x, input, dw) else { unreachable!("matched above") };
+            conv::grads_at_spikes(&geo, w, bits, range.start, side, g, dx, dw, rows);
+            return;
+        }
         match (transposed, input) {
             (true, Some(InputGrad { dx, at: Some((bits, start)) })) => conv::forward_at(&geo, w, g, dx, rows, bits, start),
             (true, Some(InputGrad { dx, at: None })) => conv::forward(&geo, w, g, dx, rows, false),

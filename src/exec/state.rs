@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::ops::Range;
 
 use crate::data::{lowbias32, random_bits, uniform, uniform_prefix};
 use crate::exec::kernels::bits::Bits;
@@ -563,27 +564,59 @@ pub fn net_params<F: Real>(module: &Module) -> Vec<F> {
 
 /// Gradients of the loss with respect to what the network produced for a batch, in the row
 /// layout of [`Trace`]. A vector stays empty (all zeros) until a loss term or a projection's
-/// adjoint writes into it, so that populations the loss does not read cost nothing.
+/// adjoint writes into it, so that populations the loss does not read cost nothing; then only
+/// the rows written hold values (a `last_t` readout's one row is all that is zeroed and read).
 #[derive(Clone, Debug, Default)]
 pub struct ReadoutGrads<F: Real> {
     pub steps: usize,
     pub batch: usize,
     pub sizes: Vec<usize>,
     /// `spikes[pop]`, one row per step.
-    pub spikes: Vec<Vec<F>>,
+    spikes: Vec<Held<F>>,
     /// `states[pop][var]`, row `t` for the state after step `t`.
-    pub states: Vec<Vec<Vec<F>>>,
+    states: Vec<Vec<Held<F>>>,
     /// `weights[projection][k]`; a projection's vector is allocated only when a loss term reads
     /// its weights (`weight_l2`).
     pub weights: Vec<Vec<F>>,
+}
+
+/// One adjoint's rows: a buffer of all steps' rows of which `rows` hold values; the others
+/// are zero, never written and never read.
+#[derive(Clone, Debug, Default)]
+struct Held<F> {
+    values: Vec<F>,
+    rows: Range<usize>,
+}
+
+impl<F: Real> Held<F> {
+    /// Rows `rows` (of `row` elements in a buffer of `len`), zeroed where they held nothing.
+    fn rows_mut(&mut self, rows: Range<usize>, row: usize, len: usize) -> &mut [F] {
+        if self.values.is_empty() {
+            // Every element of the held rows is zeroed below before it is read.
+            self.values = crate::exec::pool::overwritten(len);
+            self.rows = rows.start..rows.start;
+        }
+        if self.rows.is_empty() {
+            self.rows = rows.start..rows.start;
+        }
+        let (start, end) = (rows.start.min(self.rows.start), rows.end.max(self.rows.end));
+        self.values[start * row..self.rows.start * row].fill(F::zero());
+        self.values[self.rows.end * row..end * row].fill(F::zero());
+        self.rows = start..end;
+        &mut self.values[rows.start * row..rows.end * row]
+    }
+
+    fn row(&self, t: usize, row: usize) -> Option<&[F]> {
+        self.rows.contains(&t).then(|| &self.values[t * row..(t + 1) * row])
+    }
 }
 
 /// The adjoint rows go back to this thread's pool: the next batch takes them from there
 /// instead of faulting in fresh pages.
 impl<F: Real> Drop for ReadoutGrads<F> {
     fn drop(&mut self) {
-        let rows = std::mem::take(&mut self.spikes).into_iter().chain(std::mem::take(&mut self.states).into_iter().flatten());
-        crate::exec::pool::spare(rows.filter(|row| row.capacity() > 0));
+        let held = std::mem::take(&mut self.spikes).into_iter().chain(std::mem::take(&mut self.states).into_iter().flatten());
+        crate::exec::pool::spare(held.map(|held| held.values).filter(|values| values.capacity() > 0));
     }
 }
 
@@ -593,46 +626,46 @@ impl<F: Real> ReadoutGrads<F> {
             steps,
             batch,
             sizes: module.populations.iter().map(|p| p.size()).collect(),
-            spikes: vec![Vec::new(); module.populations.len()],
-            states: module.populations.iter().map(|p| vec![Vec::new(); p.vars.len()]).collect(),
+            spikes: (0..module.populations.len()).map(|_| Held::default()).collect(),
+            states: module.populations.iter().map(|p| (0..p.vars.len()).map(|_| Held::default()).collect()).collect(),
             weights: module.projections.iter().map(|_| Vec::new()).collect(),
         }
     }
 
-    fn len(&self, p: usize) -> usize {
-        self.steps * self.batch * self.sizes[p]
+    fn row(&self, p: usize) -> usize {
+        self.batch * self.sizes[p]
     }
 
-    /// The spike gradient of population `p` over all steps, allocated on first use.
+    /// The spike gradient of population `p` over all steps.
     pub fn spikes_mut(&mut self, p: usize) -> &mut [F] {
-        let len = self.len(p);
-        let slot = &mut self.spikes[p];
-        if slot.is_empty() {
-            *slot = crate::exec::pool::zeroed(len);
-        }
-        slot
+        self.spike_rows_mut(p, 0..self.steps)
     }
 
+    /// The spike gradient of population `p` in the steps `rows` (zeros where nothing was
+    /// written yet).
+    pub fn spike_rows_mut(&mut self, p: usize, rows: Range<usize>) -> &mut [F] {
+        let (row, steps) = (self.row(p), self.steps);
+        self.spikes[p].rows_mut(rows, row, steps * row)
+    }
+
+    /// The gradient of population `p`'s state `v` over all steps.
     pub fn states_mut(&mut self, p: usize, v: usize) -> &mut [F] {
-        let len = self.len(p);
-        let slot = &mut self.states[p][v];
-        if slot.is_empty() {
-            *slot = crate::exec::pool::zeroed(len);
-        }
-        slot
+        self.state_rows_mut(p, v, 0..self.steps)
+    }
+
+    /// The gradient of population `p`'s state `v` in the steps `rows`.
+    pub fn state_rows_mut(&mut self, p: usize, v: usize, rows: Range<usize>) -> &mut [F] {
+        let (row, steps) = (self.row(p), self.steps);
+        self.states[p][v].rows_mut(rows, row, steps * row)
     }
 
     /// Row `t` of population `p`'s spike gradient, `None` when it is all zeros.
     pub fn spikes_at(&self, t: usize, p: usize) -> Option<&[F]> {
-        let r = self.batch * self.sizes[p];
-        let slot = &self.spikes[p];
-        (!slot.is_empty()).then(|| &slot[t * r..(t + 1) * r])
+        self.spikes[p].row(t, self.row(p))
     }
 
     pub fn state_at(&self, t: usize, p: usize, v: usize) -> Option<&[F]> {
-        let r = self.batch * self.sizes[p];
-        let slot = &self.states[p][v];
-        (!slot.is_empty()).then(|| &slot[t * r..(t + 1) * r])
+        self.states[p][v].row(t, self.row(p))
     }
 }
 

@@ -487,10 +487,10 @@ pub fn backward<F: Real>(
                     let row = grads.batch * n;
                     let per_step = matches!(readout, Readout::Spikes(_));
                     let rows = if per_step { g.len() / n.max(1) } else { steps };
-                    let slot = grads.spikes_mut(p.0 as usize);
+                    let slot = grads.spike_rows_mut(p.0 as usize, first + steps - rows..first + steps);
                     for t in steps - rows..steps {
                         let from = if per_step { (t + rows - steps) * n } else { 0 };
-                        let at = (first + t) * row + b * n;
+                        let at = (t + rows - steps) * row + b * n;
                         add_into(&mut slot[at..at + n], &g[from..from + n]);
                     }
                 }
@@ -498,9 +498,9 @@ pub fn backward<F: Real>(
                     let n = out.width;
                     let row = grads.batch * n;
                     let rows = g.len() / n.max(1);
-                    let slot = grads.states_mut(p.0 as usize, v.0 as usize);
+                    let slot = grads.state_rows_mut(p.0 as usize, v.0 as usize, first + steps - rows..first + steps);
                     for t in steps - rows..steps {
-                        let at = (first + t) * row + b * n;
+                        let at = (t + rows - steps) * row + b * n;
                         let from = (t + rows - steps) * n;
                         add_into(&mut slot[at..at + n], &g[from..from + n]);
                     }
@@ -523,9 +523,9 @@ pub fn backward<F: Real>(
                     let columns = Columns { vars: &vars, ports: &ports, times: &times, net, dt: module.dt };
                     for (v, d) in slopes {
                         let slope = eval_columns(&derived.exprs, d, &columns);
-                        let slot = grads.states_mut(p.0 as usize, v);
+                        let slot = grads.state_rows_mut(p.0 as usize, v, first..first + steps);
                         for t in 0..steps {
-                            let at = (first + t) * row + b * n;
+                            let at = t * row + b * n;
                             for i in 0..n {
                                 let g = g[t * n + i];
                                 if g != 0.0 {

@@ -582,6 +582,102 @@ pub fn weight_grad_events<F: Real>(geo: &Geometry, spikes: &Rows<F>, side: Spike
     });
 }
 
+/// Both gradients of a projection whose presynaptic spikes are the binary, sparse bits
+/// `start + image * len + element` of `spikes` on `side`, and whose spikes' adjoint is read at
+/// spikes alone: `dw` as [`weight_grad_events`] gives it, and `d_spikes` at the set elements
+/// as [`adjoint_at`] (spikes at the input) or [`forward_at`] (at the output side) give it, bit
+/// for bit. One pass does both: each image's `other` is transposed once, and each spike's runs
+/// of it are read once, for the weight gradient's sum and the gather's dot product.
+#[allow(clippy::too_many_arguments)]
+pub fn grads_at_spikes<F: Real>(
+    geo: &Geometry,
+    w: &[F],
+    spikes: &Bits,
+    start: usize,
+    side: Spikes,
+    other: &[F],
+    d_spikes: &mut [F],
+    dw: &mut [F],
+    rows: usize,
+) {
+    let (n_spikes, n_other) = match side {
+        Spikes::Input => (geo.in_len(), geo.out_len()),
+        Spikes::Output => (geo.out_len(), geo.in_len()),
+    };
+    assert!(
+        d_spikes.len() >= rows * n_spikes && other.len() >= rows * n_other && dw.len() >= geo.weights() && w.len() >= geo.weights(),
+        "convolution operands have the stated shapes"
+    );
+    let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
+    // The weights in the layout the partial sums take: a spike's runs are contiguous in both.
+    let wt = match side {
+        Spikes::Input => channels_last_weights(geo, w),
+        Spikes::Output => taps_first_weights(geo, w),
+    };
+    let partials: Vec<Vec<F>> = d_spikes[..rows * n_spikes]
+        .par_chunks_mut(IMAGES_PER_BLOCK * n_spikes)
+        .enumerate()
+        .map(|(block, d_block)| {
+            let mut partial = pool::zeroed::<F>(geo.weights());
+            let mut scratch = pool::overwritten::<F>(n_other);
+            for (k, d) in d_block.chunks_mut(n_spikes).enumerate() {
+                let image = block * IMAGES_PER_BLOCK + k;
+                let bits = start + image * n_spikes..start + (image + 1) * n_spikes;
+                if spikes.count(bits.clone()) == 0 {
+                    continue;
+                }
+                let other = &other[image * n_other..(image + 1) * n_other];
+                match side {
+                    Spikes::Input => {
+                        transpose(other, &mut scratch, geo.out_c, geo.pixels());
+                        spikes.for_each_set(bits, |i| {
+                            let ic = geo.in_channel(i);
+                            let first = ic / in_g * out_g;
+                            let mut sum = F::zero();
+                            geo.output_runs(i, |tap, pixel, count| {
+                                let (at, run) = ((ic * taps + tap) * out_g, count * out_g);
+                                let g = &scratch[pixel * geo.out_c + first..][..run];
+                                axpy(F::one(), g, &mut partial[at..][..run]);
+                                sum += dot(&wt[at..][..run], g);
+                            });
+                            d[i] += sum;
+                        });
+                    }
+                    Spikes::Output => {
+                        transpose(other, &mut scratch, geo.in_c, geo.in_h * geo.in_w);
+                        spikes.for_each_set(bits, |o| {
+                            let oc = geo.out_channel(o);
+                            let first = oc / out_g * in_g;
+                            let mut sum = F::zero();
+                            geo.input_runs(o, |tap, pixel, count| {
+                                let (at, run) = ((oc * taps + tap) * in_g, count * in_g);
+                                let x = &scratch[pixel * geo.in_c + first..][..run];
+                                axpy(F::one(), x, &mut partial[at..][..run]);
+                                sum += dot(&wt[at..][..run], x);
+                            });
+                            d[o] += sum;
+                        });
+                    }
+                }
+            }
+            pool::spare([scratch]);
+            let own = match side {
+                Spikes::Input => from_channels_last_weights(geo, &partial),
+                Spikes::Output => from_taps_first_weights(geo, &partial),
+            };
+            pool::spare([partial]);
+            own
+        })
+        .collect();
+    for partial in &partials {
+        for (d, p) in dw.iter_mut().zip(partial) {
+            *d += *p;
+        }
+    }
+    pool::spare(partials);
+    pool::spare([wt]);
+}
+
 /// Sums a weight gradient over fixed blocks of images in order (results do not depend on the
 /// threads), each block in the layout its path accumulates in (`events`: see
 /// [`weight_grad_input_events`] and [`weight_grad_output_events`]), put back in the weights'
@@ -894,6 +990,36 @@ mod tests {
                 reference_adjoint(geo, &w, &g[r * no..(r + 1) * no], &mut full);
                 let want: Vec<f64> = full.iter().zip(&in_chosen[r * ni..(r + 1) * ni]).map(|(v, c)| v * c).collect();
                 assert_close(&format!("{geo:?} adjoint_at, image {r}"), &want, &got[r * ni..(r + 1) * ni]);
+            }
+        }
+    }
+
+    /// The fused pass gives what the gather and the event-driven weight gradient give apart,
+    /// bit for bit, for spikes on either side, over more images than a block.
+    #[test]
+    fn both_gradients_at_spikes_in_one_pass() {
+        let rows = 19;
+        for (n, geo) in geometries().iter().enumerate() {
+            let w = values(geo.weights(), n as u64, None);
+            let (ni, no) = (geo.in_len(), geo.out_len());
+            for side in [Spikes::Input, Spikes::Output] {
+                let (n_spikes, n_other) = if side == Spikes::Input { (ni, no) } else { (no, ni) };
+                let spikes = values(rows * n_spikes, n as u64 + 110, Some(0.2));
+                let other = values(rows * n_other, n as u64 + 120, None);
+                let mut bits = Bits::zeros(rows * n_spikes + 13);
+                bits.store(13, &spikes);
+                let start_dx = values(rows * n_spikes, n as u64 + 130, None);
+                let (mut want_dx, mut want_dw) = (start_dx.clone(), vec![0.5; geo.weights()]);
+                match side {
+                    Spikes::Input => adjoint_at(geo, &w, &other, &mut want_dx, rows, &bits, 13),
+                    Spikes::Output => forward_at(geo, &w, &other, &mut want_dx, rows, &bits, 13),
+                }
+                weight_grad_events(geo, &Rows::Bits(&bits, 13..13 + rows * n_spikes), side, &other, &mut want_dw, rows);
+                let (mut got_dx, mut got_dw) = (start_dx.clone(), vec![0.5; geo.weights()]);
+                grads_at_spikes(geo, &w, &bits, 13, side, &other, &mut got_dx, &mut got_dw, rows);
+                assert_eq!(want_dx, got_dx, "{geo:?} spike gradient at {side:?}");
+                assert_eq!(want_dw, got_dw, "{geo:?} weight gradient at {side:?}");
+                assert!(got_dx != start_dx && got_dw.iter().any(|v| *v != 0.5), "{geo:?}: something was added");
             }
         }
     }
