@@ -609,6 +609,11 @@ pub fn grads_at_spikes<F: Real>(
         "convolution operands have the stated shapes"
     );
     let (taps, in_g, out_g) = (geo.taps(), geo.in_group(), geo.out_group());
+    // The other side's channels, and the run of them a spike reads per tap (its group's).
+    let (other_c, run_g) = match side {
+        Spikes::Input => (geo.out_c, out_g),
+        Spikes::Output => (geo.in_c, in_g),
+    };
     // The weights in the layout the partial sums take: a spike's runs are contiguous in both.
     let wt = match side {
         Spikes::Input => channels_last_weights(geo, w),
@@ -626,39 +631,26 @@ pub fn grads_at_spikes<F: Real>(
                 if spikes.count(bits.clone()) == 0 {
                     continue;
                 }
-                let other = &other[image * n_other..(image + 1) * n_other];
-                match side {
-                    Spikes::Input => {
-                        transpose(other, &mut scratch, geo.out_c, geo.pixels());
-                        spikes.for_each_set(bits, |i| {
-                            let ic = geo.in_channel(i);
-                            let first = ic / in_g * out_g;
-                            let mut sum = F::zero();
-                            geo.output_runs(i, |tap, pixel, count| {
-                                let (at, run) = ((ic * taps + tap) * out_g, count * out_g);
-                                let g = &scratch[pixel * geo.out_c + first..][..run];
-                                axpy(F::one(), g, &mut partial[at..][..run]);
-                                sum += dot(&wt[at..][..run], g);
-                            });
-                            d[i] += sum;
-                        });
+                transpose(&other[image * n_other..(image + 1) * n_other], &mut scratch, other_c, n_other / other_c);
+                spikes.for_each_set(bits, |e| {
+                    // The spike's channel, and the first channel of its group on the other side.
+                    let (c, first) = match side {
+                        Spikes::Input => (geo.in_channel(e), geo.in_channel(e) / in_g * out_g),
+                        Spikes::Output => (geo.out_channel(e), geo.out_channel(e) / out_g * in_g),
+                    };
+                    let mut sum = F::zero();
+                    let mut add = |tap: usize, pixel: usize, count: usize| {
+                        let (at, run) = ((c * taps + tap) * run_g, count * run_g);
+                        let x = &scratch[pixel * other_c + first..][..run];
+                        axpy(F::one(), x, &mut partial[at..][..run]);
+                        sum += dot(&wt[at..][..run], x);
+                    };
+                    match side {
+                        Spikes::Input => geo.output_runs(e, &mut add),
+                        Spikes::Output => geo.input_runs(e, &mut add),
                     }
-                    Spikes::Output => {
-                        transpose(other, &mut scratch, geo.in_c, geo.in_h * geo.in_w);
-                        spikes.for_each_set(bits, |o| {
-                            let oc = geo.out_channel(o);
-                            let first = oc / out_g * in_g;
-                            let mut sum = F::zero();
-                            geo.input_runs(o, |tap, pixel, count| {
-                                let (at, run) = ((oc * taps + tap) * in_g, count * in_g);
-                                let x = &scratch[pixel * geo.in_c + first..][..run];
-                                axpy(F::one(), x, &mut partial[at..][..run]);
-                                sum += dot(&wt[at..][..run], x);
-                            });
-                            d[o] += sum;
-                        });
-                    }
-                }
+                    d[e] += sum;
+                });
             }
             pool::spare([scratch]);
             let own = match side {
