@@ -653,20 +653,10 @@ pub fn grads_at_spikes<F: Real>(
                 });
             }
             pool::spare([scratch]);
-            let own = match side {
-                Spikes::Input => from_channels_last_weights(geo, &partial),
-                Spikes::Output => from_taps_first_weights(geo, &partial),
-            };
-            pool::spare([partial]);
-            own
+            in_own_layout(geo, Some(side), partial)
         })
         .collect();
-    for partial in &partials {
-        for (d, p) in dw.iter_mut().zip(partial) {
-            *d += *p;
-        }
-    }
-    pool::spare(partials);
+    add_partials(dw, partials);
     pool::spare([wt]);
 }
 
@@ -697,21 +687,27 @@ fn weight_grad_blocks<F: Real>(
                 per_image(image, &mut partial, &mut scratch);
             }
             pool::spare([scratch]);
-            match events {
-                None => partial,
-                Some(Spikes::Input) => {
-                    let own = from_channels_last_weights(geo, &partial);
-                    pool::spare([partial]);
-                    own
-                }
-                Some(Spikes::Output) => {
-                    let own = from_taps_first_weights(geo, &partial);
-                    pool::spare([partial]);
-                    own
-                }
-            }
+            in_own_layout(geo, events, partial)
         })
         .collect();
+    add_partials(dw, partials);
+}
+
+/// A block's partial weight gradient, summed in the layout of the path `events` names, in the
+/// weights' own layout (a converted partial goes back to the pool).
+fn in_own_layout<F: Real>(geo: &Geometry, events: Option<Spikes>, partial: Vec<F>) -> Vec<F> {
+    let own = match events {
+        None => return partial,
+        Some(Spikes::Input) => from_channels_last_weights(geo, &partial),
+        Some(Spikes::Output) => from_taps_first_weights(geo, &partial),
+    };
+    pool::spare([partial]);
+    own
+}
+
+/// Adds the blocks' partial sums to `dw` in block order (so that results do not depend on the
+/// threads) and gives them back to the pool.
+fn add_partials<F: Real>(dw: &mut [F], partials: Vec<Vec<F>>) {
     for partial in &partials {
         for (d, p) in dw.iter_mut().zip(partial) {
             *d += *p;
