@@ -14,8 +14,10 @@
 //! Each has a dense path, an im2col per image and per group and the `gemm` crate's f32/f64
 //! kernels, and an event-driven path for binary spikes below a measured density
 //! ([`event_crossover`]): a spike adds a kernel-sized patch of weights, and the weight gradient
-//! accumulates only at spikes. Images run in parallel; weight gradients are summed over fixed
-//! blocks of images in order, so that results do not depend on the number of threads.
+//! accumulates only at spikes; where the spikes' own adjoint is read at spikes alone,
+//! [`grads_at_spikes`] takes both gradients in one pass. Images run in parallel; weight
+//! gradients are summed over fixed blocks of images in order, so that results do not depend on
+//! the number of threads.
 //! [`reference_forward`], [`reference_adjoint`] and [`reference_weight_grad`] are the
 //! definitions written out, which the oracle runs.
 
