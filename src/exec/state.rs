@@ -594,7 +594,6 @@ impl<F: Real> Held<F> {
         if self.values.is_empty() {
             // Every element of the held rows is zeroed below before it is read.
             self.values = crate::exec::pool::overwritten(len);
-            self.rows = rows.start..rows.start;
         }
         if self.rows.is_empty() {
             self.rows = rows.start..rows.start;
@@ -768,5 +767,35 @@ impl<F> StepHook<F> for Chain<'_, F> {
         for hook in &mut self.0 {
             hook.before_step(at, trace);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Held rows start at zero whatever the pooled buffer held, keep what was written when
+    /// the range grows on either side, and read as absent outside the range.
+    #[test]
+    fn held_rows_are_zeroed_kept_and_bounded() {
+        let (row, steps) = (3, 6);
+        // A spare buffer of garbage is what the pool hands out next.
+        crate::exec::pool::spare([vec![f64::NAN; row * steps]]);
+        let mut held = Held::<f64>::default();
+        assert!(held.row(0, row).is_none());
+        held.rows_mut(3..4, row, row * steps).fill(2.0);
+        assert_eq!(held.row(3, row), Some(&[2.0; 3][..]));
+        assert!(held.row(2, row).is_none() && held.row(4, row).is_none());
+        // Grow on both sides: the new rows are zeros, row 3 keeps its values.
+        let grown = held.rows_mut(1..6, row, row * steps);
+        assert_eq!(grown.len(), 5 * row);
+        assert_eq!(&grown[..2 * row], &[0.0; 6][..]);
+        assert_eq!(&grown[2 * row..3 * row], &[2.0; 3][..]);
+        assert_eq!(&grown[3 * row..], &[0.0; 6][..]);
+        assert!(held.row(0, row).is_none());
+        assert_eq!(held.row(5, row), Some(&[0.0; 3][..]));
+        // Asking again for rows already held changes nothing.
+        held.rows_mut(3..4, row, row * steps)[0] += 1.0;
+        assert_eq!(held.row(3, row), Some(&[3.0, 2.0, 2.0][..]));
     }
 }
