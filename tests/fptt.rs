@@ -125,8 +125,15 @@ fn window_gradient(module: &snnc::ir::validate::Valid, before: &Params<f64>, at:
 
 #[test]
 fn two_windows_follow_the_fptt_update_from_each_window_s_gradient() {
+    // The correction leans by `rho - 1`: Kag & Saligrama's `rho = beta` by default, the
+    // seeds/000 code's 0 when the file says so.
+    two_windows_follow_the_fptt_update("", 0.5);
+    two_windows_follow_the_fptt_update(", rho = 0", 0.0);
+}
+
+fn two_windows_follow_the_fptt_update(rho_setting: &str, rho: f64) {
     let (alpha, beta, lr) = (0.2, 0.5, 0.1);
-    let text = model(&format!("fptt(surrogate = fast_sigmoid(), updates = 2, alpha = {alpha}, beta = {beta})"), 10, false);
+    let text = model(&format!("fptt(surrogate = fast_sigmoid(), updates = 2, alpha = {alpha}, beta = {beta}{rho_setting})"), 10, false);
     let module = common::valid(common::module(&text));
     let w0 = init_params::<f64>(&module, 5);
     let flat = |p: &Params<f64>| p.weights.concat();
@@ -148,9 +155,9 @@ fn two_windows_follow_the_fptt_update_from_each_window_s_gradient() {
     let mut lambda: Vec<f64> = x1.iter().zip(&x0).map(|(w, m)| -alpha * (w - m)).collect();
     let mut mean: Vec<f64> = (0..x0.len()).map(|k| (1.0 - beta) * x0[k] + beta * x1[k] - beta / alpha * lambda[k]).collect();
     // Window 2 (steps 5-9) at W1, its start state from window 1 run at W0: the gradient plus
-    // (beta - 1) λ + alpha (W1 - W̄1).
+    // (rho - 1) λ + alpha (W1 - W̄1).
     let g2 = flat(&window_gradient(&module, &w0, &unflat(&x1), 1, 2));
-    let total: Vec<f64> = (0..x0.len()).map(|k| g2[k] + (beta - 1.0) * lambda[k] + alpha * (x1[k] - mean[k])).collect();
+    let total: Vec<f64> = (0..x0.len()).map(|k| g2[k] + (rho - 1.0) * lambda[k] + alpha * (x1[k] - mean[k])).collect();
     let x2 = axpy(-lr, &total, &x1);
     for k in 0..x0.len() {
         lambda[k] -= alpha * (x2[k] - mean[k]);
@@ -168,6 +175,49 @@ fn two_windows_follow_the_fptt_update_from_each_window_s_gradient() {
     // Not the same as one BPTT step over the whole sample.
     let whole = one_batch(&model("bptt(surrogate = fast_sigmoid())", 10, false), &w0);
     assert!(whole.weights[0].iter().zip(&actual.weights[0]).any(|(a, b)| (a - b).abs() > 1e-4));
+}
+
+/// `truncate = 1` detaches the state before every step: with the loss read at the window's
+/// last step, the gradient is that step's alone, the loss differentiated with the state before
+/// the step held (central differences), not BPTT through the window; on both engines.
+#[test]
+fn a_window_truncated_to_one_step_differentiates_its_last_step_alone() {
+    let steps = 6;
+    let text = |method: &str| {
+        let full = model(method, steps, false);
+        // The nll term alone: it reads the window's last step.
+        full.lines().filter(|l| !l.contains("loss level")).collect::<Vec<_>>().join("\n")
+    };
+    let truncated = text("fptt(surrogate = fast_sigmoid(), updates = 1, alpha = 0, beta = 0.5, truncate = 1)");
+    let module = common::valid(common::module(&truncated));
+    let w0 = init_params::<f64>(&module, 5);
+    // Window `steps - 1` of `steps` one-step windows: the last step with its start state held;
+    // its nll weight (window + 1) / windows is 1, as the single window's.
+    let g = window_gradient(&module, &w0, &w0, steps - 1, steps);
+    let mut expected = w0.clone();
+    for (w, g) in expected.weights.iter_mut().zip(&g.weights) {
+        w.iter_mut().zip(g).for_each(|(w, g)| *w -= 0.1 * g);
+    }
+    let actual = one_batch(&truncated, &w0);
+    let moved = common::assert_weights_close("FPTT truncated to one step", &expected, &actual, 1e-6);
+    assert_eq!(moved, expected.weights.iter().map(Vec::len).sum::<usize>());
+    common::assert_weights_close("truncated on the oracle", &actual, &one_batch_on(EngineKind::Oracle, &truncated, &w0), 1e-12);
+    // The whole window's BPTT differs: the leaky readout carries earlier steps' inputs.
+    let whole = one_batch(&text("fptt(surrogate = fast_sigmoid(), updates = 1, alpha = 0, beta = 0.5)"), &w0);
+    assert!(whole.weights[0].iter().zip(&actual.weights[0]).any(|(a, b)| (a - b).abs() > 1e-4));
+    // A block as long as the window is the window.
+    let long = one_batch(&text("fptt(surrogate = fast_sigmoid(), updates = 1, alpha = 0, beta = 0.5, truncate = 50)"), &w0);
+    common::assert_weights_close("truncate beyond the window", &whole, &long, 1e-12);
+}
+
+/// Blocks of `truncate` steps tile a window from its end.
+#[test]
+fn truncated_blocks_tile_the_window_from_its_end() {
+    use snnc::train::fptt::blocks;
+    assert_eq!(blocks(3..10, None), vec![3..10]);
+    assert_eq!(blocks(3..10, Some(1)), (3..10).map(|t| t..t + 1).collect::<Vec<_>>());
+    assert_eq!(blocks(3..10, Some(3)), vec![3..4, 4..7, 7..10]);
+    assert_eq!(blocks(3..10, Some(20)), vec![3..10]);
 }
 
 /// FPTT keeps one window of a sample at a time ([`Stepping::slide`]): on a network with

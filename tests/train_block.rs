@@ -307,3 +307,26 @@ fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
     assert_eq!(resumed, uninterrupted);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Gradient-norm clipping measures the gradient the optimiser steps along: a time constant
+/// declared in ms by its gradient per ms, not per second (a thousand times larger), which
+/// would shrink every other gradient with it.
+#[test]
+fn clipping_measures_neuron_parameters_in_their_declared_unit() {
+    let text = "import std::encoders\nimport std::surrogates\nneuron Tau {\n    param tau: ms trainable per_neuron = 5 ms\n    state u = 0\n    input i\n    update { u = exp(-dt / tau) * u + i }\n}\nnetwork N {\n    steps = 4\n    input x[5] = repeat(sample)\n    population out[3] = Tau\n    connect x -> out.i : dense(init = uniform(-1, 1))\n}\ntrain {\n    data = yin_yang()\n    method = bptt(surrogate = fast_sigmoid())\n    loss ce = cross_entropy(last_t(out.u), label)\n    predict = argmax(last_t(out.u))\n    optimizer = sgd(lr = 1)\n    clip = 1\n}\n";
+    let module = common::valid(common::module(text));
+    let params = snnc::exec::state::init_params::<f64>(&module, 1);
+    let (pop, var) = module.populations[0].vars.iter().position(|v| v.name == "tau").map(|v| (0, v)).expect("tau");
+    let mut grads = params.zeros_like();
+    grads.weights[0][0] = 3.0;
+    // 4 per ms, as a gradient per second.
+    grads.neuron_params[pop][var][0] = 4000.0;
+    let train = module.train.as_ref().expect("train");
+    let mut optimizer = snnc::train::optim::Optimizer::new(&params);
+    let mut stepped = params.clone();
+    optimizer.update(&module, &mut stepped, &grads, &train.phases[0].optimizer, 1.0, train.clip_grad_norm);
+    // The norm is |(3, 4)| = 5: both are scaled by 1/5.
+    assert!((params.weights[0][0] - stepped.weights[0][0] - 0.6).abs() < 1e-12, "the weight moves by 3 / 5");
+    let tau_moved_ms = (params.neuron_params[pop][var][0] - stepped.neuron_params[pop][var][0]) * 1e3;
+    assert!((tau_moved_ms - 0.8).abs() < 1e-9, "tau moves by 4 / 5 ms, moved {tau_moved_ms} ms");
+}

@@ -666,6 +666,41 @@ impl<F: Real> ReadoutGrads<F> {
     pub fn state_at(&self, t: usize, p: usize, v: usize) -> Option<&[F]> {
         self.states[p][v].row(t, self.row(p))
     }
+
+    /// Whether any spike or state adjoint holds rows among `rows`: a sweep that starts from a
+    /// zero state adjoint over steps where none is held computes zeros.
+    pub fn holds_any(&self, rows: Range<usize>) -> bool {
+        let overlaps = |held: &Held<F>| held.rows.start < rows.end && rows.start < held.rows.end;
+        self.spikes.iter().any(overlaps) || self.states.iter().flatten().any(overlaps)
+    }
+
+    /// Sets the steps `rows` of every adjoint back to what `from` holds there (zeros where it
+    /// holds nothing): what was added to them since `from` was taken is dropped. A backward
+    /// pass that detaches the state between blocks of steps restores each block's rows before
+    /// its sweep, so that only the loss's own adjoints reach it.
+    pub fn restore_rows(&mut self, from: &ReadoutGrads<F>, rows: Range<usize>) {
+        fn restore<F: Real>(to: &mut Held<F>, from: &Held<F>, rows: &Range<usize>, row: usize, len: usize) {
+            let (start, end) = (rows.start.max(to.rows.start), rows.end.min(to.rows.end));
+            if start >= end {
+                return;
+            }
+            let values = to.rows_mut(start..end, row, len);
+            for (k, t) in (start..end).enumerate() {
+                let dst = &mut values[k * row..(k + 1) * row];
+                match from.row(t, row) {
+                    Some(src) => dst.copy_from_slice(src),
+                    None => dst.fill(F::zero()),
+                }
+            }
+        }
+        for p in 0..self.spikes.len() {
+            let (row, len) = (self.row(p), self.steps * self.row(p));
+            restore(&mut self.spikes[p], &from.spikes[p], &rows, row, len);
+            for (to, from) in self.states[p].iter_mut().zip(&from.states[p]) {
+                restore(to, from, &rows, row, len);
+            }
+        }
+    }
 }
 
 /// Products of inputs that do not change over time, for a whole batch: per hoisted projection
@@ -797,5 +832,34 @@ mod tests {
         // Asking again for rows already held changes nothing.
         held.rows_mut(3..4, row, row * steps)[0] += 1.0;
         assert_eq!(held.row(3, row), Some(&[3.0, 2.0, 2.0][..]));
+    }
+
+    /// Restoring a block of rows brings back the snapshot's values there (zeros where the
+    /// snapshot held nothing) and leaves every other row as it was.
+    #[test]
+    fn restored_rows_drop_what_was_added_since() {
+        let mut readout = ReadoutGrads::<f64> {
+            steps: 4,
+            batch: 1,
+            sizes: vec![2],
+            spikes: vec![Held::default()],
+            states: vec![vec![Held::default()]],
+            weights: Vec::new(),
+        };
+        readout.spike_rows_mut(0, 3..4).copy_from_slice(&[1.0, 2.0]);
+        let snapshot = readout.clone();
+        // A later block's sweep adds to rows 2 and 3 and to a state row.
+        readout.spike_rows_mut(0, 2..4).iter_mut().for_each(|x| *x += 10.0);
+        readout.state_rows_mut(0, 0, 2..3).fill(5.0);
+        readout.restore_rows(&snapshot, 2..3);
+        assert_eq!(readout.spikes_at(2, 0), Some(&[0.0, 0.0][..]));
+        assert_eq!(readout.state_at(2, 0, 0), Some(&[0.0, 0.0][..]));
+        // Row 3 is outside the restored block: it keeps what was added.
+        assert_eq!(readout.spikes_at(3, 0), Some(&[11.0, 12.0][..]));
+        readout.restore_rows(&snapshot, 3..4);
+        assert_eq!(readout.spikes_at(3, 0), Some(&[1.0, 2.0][..]));
+        assert!(readout.spikes_at(1, 0).is_none());
+        assert!(readout.holds_any(3..4) && readout.holds_any(0..3) && !readout.holds_any(0..2));
+        assert!(!snapshot.holds_any(0..3));
     }
 }

@@ -221,9 +221,21 @@ pub struct Surrogate {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Method {
-    Bptt { surrogate: Surrogate },
+    Bptt {
+        surrogate: Surrogate,
+    },
     EventProp,
-    Fptt { surrogate: Surrogate, updates: usize, alpha: f64, beta: f64 },
+    /// FPTT: `updates` windows per sample; the regulariser's weight `alpha`, the running
+    /// mean's rate `beta` and the correction's lean `rho - 1`; `truncate` steps per block of
+    /// BPTT inside a window (the state detached between blocks; `None`: the whole window).
+    Fptt {
+        surrogate: Surrogate,
+        updates: usize,
+        alpha: f64,
+        beta: f64,
+        rho: f64,
+        truncate: Option<usize>,
+    },
     Stdp,
 }
 
@@ -350,12 +362,14 @@ pub fn write_train(out: &mut String, module: &Module, train: &Train) {
         Method::Bptt { surrogate } => {
             let _ = writeln!(out, "  method bptt surrogate {}", surrogate_text(surrogate));
         }
-        Method::Fptt { surrogate, updates, alpha, beta } => {
+        Method::Fptt { surrogate, updates, alpha, beta, rho, truncate } => {
+            let truncate = truncate.map_or("window".to_string(), |n| n.to_string());
             let _ = writeln!(
                 out,
-                "  method fptt updates {updates} alpha {} beta {} surrogate {}",
+                "  method fptt updates {updates} alpha {} beta {} rho {} truncate {truncate} surrogate {}",
                 fmt_f64(*alpha),
                 fmt_f64(*beta),
+                fmt_f64(*rho),
                 surrogate_text(surrogate)
             );
         }

@@ -7,10 +7,13 @@
 //! 1. the train block's loss terms are taken over that window ([`loss::Windowed`]: per-step
 //!    readouts cover its steps, `window` and `windows` say which), and the gradient `g_p` of
 //!    their batch mean comes from BPTT over the window only (the adjoint starts at zero after
-//!    its last step and stops at its first: the state at its start is detached);
+//!    its last step and stops at its first: the state at its start is detached), or over
+//!    blocks of `truncate` steps each swept alone (the state detached between them too; with
+//!    1, every step: what the authors' code does);
 //! 2. the regulariser, in the form of the authors' code (the FPTT implementation seeds/000
-//!    builds on, Yin, Corradi & Bohte 2023): `(beta - 1) W·λ + alpha / 2 ||W - W̄||²`, which adds
-//!    `(beta - 1) λ + alpha (W - W̄)` to the gradient, `λ` standing for Kag & Saligrama's
+//!    builds on, Yin, Corradi & Bohte 2023): `(rho - 1) W·λ + alpha / 2 ||W - W̄||²`, which adds
+//!    `(rho - 1) λ + alpha (W - W̄)` to the gradient (Kag & Saligrama's `rho` is `beta`, the
+//!    seeds/000 code's 0), `λ` standing for Kag & Saligrama's
 //!    `g_prev / 2` term as a running sum (its scale is the parameters' steps, not the raw
 //!    gradient's, which an Adam-type optimiser does not follow);
 //! 3. the phase's optimiser takes one step;
@@ -52,6 +55,21 @@ pub struct Fptt<F> {
 /// The steps of window `p` of `k` over `steps` steps: as equal as integers allow.
 pub fn window(p: usize, k: usize, steps: usize) -> Range<usize> {
     p * steps / k..(p + 1) * steps / k
+}
+
+/// The blocks of at most `truncate` steps that BPTT runs over alone inside a window's `rows`,
+/// in time order, the last ending with the window (`None`: the window is one block).
+pub fn blocks(rows: Range<usize>, truncate: Option<usize>) -> Vec<Range<usize>> {
+    let n = truncate.unwrap_or(rows.len()).max(1);
+    let mut blocks = Vec::new();
+    let mut end = rows.end;
+    while end > rows.start {
+        let start = end.saturating_sub(n).max(rows.start);
+        blocks.push(start..end);
+        end = start;
+    }
+    blocks.reverse();
+    blocks
 }
 
 /// Calls `f(value, mean, gradient, correction)` for every trainable value, element by element.
@@ -103,8 +121,8 @@ impl<F: Real> Fptt<F> {
         examples: &[Example],
         samples: &[SampleRef],
         steps: Range<usize>,
-        p: usize,
-        k: usize,
+        (p, k): (usize, usize),
+        truncate: Option<usize>,
     ) -> Result<WindowResult<F>, RunError> {
         let (module, train, phase) = (session.module, session.train, session.phase);
         let trace = &stepping.trace;
@@ -135,8 +153,22 @@ impl<F: Real> Fptt<F> {
             }
         }
         let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
-        let shard = Shard { samples, hoisted: None };
-        session.engine.backward(&session.ctx(&net_f), params, Sweep { shard, trace, window: steps }, &mut readout, &mut grads)?;
+        let ctx = session.ctx(&net_f);
+        let blocks = blocks(steps, truncate);
+        // Between blocks the state is detached: each block's rows start from the loss's own
+        // adjoints, without what the later block's sweep sent back into them.
+        let loss_only = (blocks.len() > 1).then(|| readout.clone());
+        for block in blocks.into_iter().rev() {
+            if let Some(loss_only) = &loss_only {
+                readout.restore_rows(loss_only, block.clone());
+            }
+            // A block with no adjoint in it starts from a detached (zero) state: all zeros.
+            if !readout.holds_any(block.clone()) {
+                continue;
+            }
+            let shard = Shard { samples, hoisted: None };
+            session.engine.backward(&ctx, params, Sweep { shard, trace, window: block }, &mut readout, &mut grads)?;
+        }
         Ok(WindowResult { terms, grads })
     }
 }
@@ -186,7 +218,7 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         lr: f64,
     ) -> Result<BatchOutcome, RunError> {
         let (module, train) = (session.module, session.train);
-        let Method::Fptt { updates, alpha, beta, .. } = train.method else {
+        let Method::Fptt { updates, alpha, beta, rho, truncate, .. } = train.method else {
             unreachable!("the fptt method runs fptt train blocks");
         };
         if hooks::needs_sequential(train) {
@@ -220,7 +252,7 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
                     }
                     session.engine.advance(&ctx, shared, samples, stepping, steps.end);
                     let rows = stepping.rows(steps.clone());
-                    Self::window_gradients(session, shared, net, stepping, examples, samples, rows, p, k)
+                    Self::window_gradients(session, shared, net, stepping, examples, samples, rows, (p, k), truncate)
                 })
                 .collect();
             let mut total = params.zeros_like();
@@ -235,10 +267,10 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
             if total.has_non_finite() {
                 return Err(RunError::NonFinite { what: NonFinite::Gradient, epoch: 0, batch: 0 });
             }
-            // The regulariser's gradient: (beta - 1) λ + alpha (W - W̄).
+            // The regulariser's gradient: (rho - 1) λ + alpha (W - W̄).
             let (a, b, keep) = (F::of(alpha), F::of(beta), F::of(1.0 - beta));
             if alpha > 0.0 {
-                let lean = F::of(beta - 1.0);
+                let lean = F::of(rho - 1.0);
                 each_trainable(module, params, mean, &mut total, correction, &mut |w, m, g, l| *g += lean * *l + a * (*w - *m));
             }
             optimizer.update(module, params, &total, &session.phase.optimizer, lr, train.clip_grad_norm);

@@ -81,14 +81,18 @@ impl<F: Real> Optimizer<F> {
         self.step += 1;
         let mut scale = 1.0;
         if let Some(max_norm) = clip {
-            let norm: f64 = grads
-                .weights
-                .iter()
-                .flatten()
-                .chain(grads.neuron_params.iter().flatten().flatten())
-                .map(|g| g.into_f64() * g.into_f64())
-                .sum::<f64>()
-                .sqrt();
+            // The norm of the gradient the optimiser steps along: a neuron parameter's in its
+            // declared unit (a time constant in ms has a gradient per ms, not per second).
+            let weights: f64 = grads.weights.iter().flatten().map(|g| g.into_f64() * g.into_f64()).sum();
+            let mut neurons = 0.0;
+            for (p, pop) in module.populations.iter().enumerate() {
+                for (v, var) in pop.vars.iter().enumerate() {
+                    let VarKind::Param { trainable: true, scale: unit, .. } = var.kind else { continue };
+                    let unit = if unit > 0.0 && unit.is_finite() { unit } else { 1.0 };
+                    neurons += grads.neuron_params[p][v].iter().map(|g| (g.into_f64() * unit).powi(2)).sum::<f64>();
+                }
+            }
+            let norm = (weights + neurons).sqrt();
             if norm > max_norm {
                 scale = max_norm / norm;
             }

@@ -113,7 +113,7 @@ pub(super) fn lower_method(
         "fptt" => {
             // FPTT's settings: a whole number of updates per sample, a regulariser weight that
             // is not negative, a running-mean rate in (0, 1].
-            let checks: [FpttSetting; 3] = [
+            let checks: [FpttSetting; 5] = [
                 (
                     "updates",
                     10.0,
@@ -122,6 +122,18 @@ pub(super) fn lower_method(
                 ),
                 ("alpha", 0.2, |v| v >= 0.0 && v.is_finite(), "`alpha` weighs the regulariser: 0 (none) or more"),
                 ("beta", 0.5, |v| v > 0.0 && v <= 1.0, "`beta` is the running mean's rate: above 0 and at most 1 (the authors use 0.5)"),
+                (
+                    "rho",
+                    0.5,
+                    |v| (0.0..=1.0).contains(&v),
+                    "`rho` sets the correction's lean `rho - 1`: from 0 to 1 (Kag & Saligrama use beta, seeds/000's code 0)",
+                ),
+                (
+                    "truncate",
+                    1.0,
+                    |v| v >= 1.0 && v.fract() == 0.0,
+                    "`truncate` is how many steps BPTT runs back inside a window before the state is detached: a whole number, at least 1",
+                ),
             ];
             for (key, _, valid, help) in checks {
                 if let Some(arg) = named.get(key)
@@ -144,6 +156,9 @@ pub(super) fn lower_method(
                 updates: number("updates", checks[0].1).max(1.0) as usize,
                 alpha: number("alpha", checks[1].1),
                 beta: number("beta", checks[2].1),
+                // Kag & Saligrama's form leans the correction by `beta - 1`.
+                rho: number("rho", number("beta", checks[2].1)),
+                truncate: named.get("truncate").and_then(|e| const_number(e)).map(|v| v.0.max(1.0) as usize),
             }
         }
         "eventprop" => {
