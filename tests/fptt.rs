@@ -327,3 +327,33 @@ fn each_window_runs_with_the_neuron_parameters_it_is_given() {
         }
     }
 }
+
+/// A time constant declared in ms is optimised in ms: FPTT's regulariser, its running mean,
+/// clipping and the optimiser step move it exactly as they move the same number declared
+/// without a unit (and read as that many ms), over windows where the regulariser is active.
+#[test]
+fn a_time_constant_in_ms_trains_as_the_same_number_without_a_unit() {
+    let text = |param: &str, decay: &str| {
+        format!(
+            "import std::encoders\nimport std::surrogates\nneuron T {{\n    param tau{param} trainable per_neuron = 5{}\n    state u = 0\n    \
+             input i\n    update {{ u = exp(-dt / {decay}) * u + i }}\n}}\nnetwork N {{\n    steps = 9\n    input x[5] = repeat(sample)\n    \
+             population out[3] = T\n    connect x -> out.i : dense(init = uniform(-1, 1))\n}}\ntrain {{\n    data = yin_yang()\n    \
+             method = fptt(surrogate = fast_sigmoid(), updates = 3, alpha = 0.2, beta = 0.5, rho = 0)\n    \
+             loss nll = nll(log_softmax(last_t(out.u)), label)\n    predict = argmax(last_t(out.u))\n    optimizer = adam(lr = 0.5)\n    \
+             clip = 1\n}}\n",
+            if param.contains("ms") { " ms" } else { "" }
+        )
+    };
+    let (in_ms, plain) = (text(": ms", "tau"), text(": 1", "(tau * 1 ms)"));
+    let module = common::valid(common::module(&in_ms));
+    let var = module.populations[0].vars.iter().position(|v| v.name == "tau").expect("tau");
+    let params = init_params::<f64>(&module, 3);
+    let mut plain_params = params.clone();
+    plain_params.neuron_params[0][var].iter_mut().for_each(|t| *t *= 1e3);
+    let (a, b) = (one_batch_then(EngineKind::Jit, &in_ms, &params, true), one_batch_then(EngineKind::Jit, &plain, &plain_params, true));
+    assert!(a.weights.concat().iter().zip(b.weights.concat()).all(|(x, y)| (x - y).abs() < 1e-9), "the weights agree");
+    assert_ne!(a.weights, params.weights, "the weights moved");
+    let (ta, tb) = (&a.neuron_params[0][var], &b.neuron_params[0][var]);
+    assert!(ta.iter().zip(tb).all(|(x, y)| (x * 1e3 - y).abs() < 1e-9), "tau in s x 1000 {ta:?} against {tb:?}");
+    assert!(tb.iter().all(|t| (t - 5.0).abs() > 1e-3), "tau moved: {tb:?}");
+}

@@ -72,14 +72,16 @@ pub fn blocks(rows: Range<usize>, truncate: Option<usize>) -> Vec<Range<usize>> 
     blocks
 }
 
-/// Calls `f(value, mean, gradient, correction)` for every trainable value, element by element.
+/// Calls `f(value, mean, gradient, correction, unit)` for every trainable value, element by
+/// element: `unit` is the declared unit a neuron parameter is optimised in (1 for weights and
+/// dimensionless values; [`crate::train::optim`]), in which the regulariser is measured.
 fn each_trainable<F: Real>(
     module: &Module,
     params: &mut Params<F>,
     mean: &mut Params<F>,
     grads: &mut Grads<F>,
     correction: &mut Params<F>,
-    f: &mut dyn FnMut(&mut F, &mut F, &mut F, &mut F),
+    f: &mut dyn FnMut(&mut F, &mut F, &mut F, &mut F, F),
 ) {
     for (index, proj) in module.projections.iter().enumerate() {
         if !proj.trainable {
@@ -87,17 +89,16 @@ fn each_trainable<F: Real>(
         }
         let values = params.weights[index].iter_mut().zip(&mut mean.weights[index]);
         for ((w, m), (g, q)) in values.zip(grads.weights[index].iter_mut().zip(&mut correction.weights[index])) {
-            f(w, m, g, q);
+            f(w, m, g, q, F::one());
         }
     }
     for (p, pop) in module.populations.iter().enumerate() {
         for (v, var) in pop.vars.iter().enumerate() {
-            if !matches!(var.kind, VarKind::Param { trainable: true, .. }) {
-                continue;
-            }
+            let VarKind::Param { trainable: true, scale, .. } = var.kind else { continue };
+            let unit = F::of(if scale > 0.0 && scale.is_finite() { scale } else { 1.0 });
             let values = params.neuron_params[p][v].iter_mut().zip(&mut mean.neuron_params[p][v]);
             for ((w, m), (g, q)) in values.zip(grads.neuron_params[p][v].iter_mut().zip(&mut correction.neuron_params[p][v])) {
-                f(w, m, g, q);
+                f(w, m, g, q, unit);
             }
         }
     }
@@ -267,16 +268,21 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
             if total.has_non_finite() {
                 return Err(RunError::NonFinite { what: NonFinite::Gradient, epoch: 0, batch: 0 });
             }
-            // The regulariser's gradient: (rho - 1) λ + alpha (W - W̄).
+            // The regulariser's gradient: (rho - 1) λ + alpha (W - W̄), in the unit the
+            // optimiser steps a value in: for a value held in SI units but stepped in its
+            // declared unit u, that gradient in u over u, and λ and W - W̄ in u are their SI
+            // values over u: 1 / u² in all.
             let (a, b, keep) = (F::of(alpha), F::of(beta), F::of(1.0 - beta));
             if alpha > 0.0 {
                 let lean = F::of(rho - 1.0);
-                each_trainable(module, params, mean, &mut total, correction, &mut |w, m, g, l| *g += lean * *l + a * (*w - *m));
+                each_trainable(module, params, mean, &mut total, correction, &mut |w, m, g, l, u| {
+                    *g += (lean * *l + a * (*w - *m)) / (u * u);
+                });
             }
             optimizer.update(module, params, &total, &session.phase.optimizer, lr, train.clip_grad_norm);
             // λ, then the running mean.
             let pull = if alpha > 0.0 { F::of(beta / alpha) } else { F::zero() };
-            each_trainable(module, params, mean, &mut total, correction, &mut |w, m, _, l| {
+            each_trainable(module, params, mean, &mut total, correction, &mut |w, m, _, l, _| {
                 *l -= a * (*w - *m);
                 *m = keep * *m + b * *w - pull * *l;
             });
@@ -305,7 +311,7 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         if let Some(mean) = self.mean.as_mut() {
             let mut unused = params.zeros_like();
             let mut zeros = params.zeros_like();
-            each_trainable(module, params, mean, &mut unused, &mut zeros, &mut |w, m, _, _| *w = *m);
+            each_trainable(module, params, mean, &mut unused, &mut zeros, &mut |w, m, _, _, _| *w = *m);
         }
     }
 }
