@@ -13,43 +13,25 @@ What the authors' loop does, and this script with it:
 `--window` instead detaches only at the windows' starts and takes the NLL at each window's last
 step weighted by (p + 1) / K, as snnc's files do by default (`--rho` sets rho).
 
-    python fptt_energy_torch.py --mnist DIR [--limit-train N] [--limit-test N] [--epochs E]
+    .venv/bin/python fptt_energy_torch.py --mnist DIR [--limit-train N] [--limit-test N] [--epochs E]
         [--energy 0.05] [--spike 0.01] [--threads 2] [--window] [--rho 0] [--no-bias]
 """
 
 import argparse
-import gzip
 import json
 import math
 import os
-import struct
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = struct.unpack(">" + "I" * dims, data[4 : 4 + 4 * dims])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+import peer_common as common
 
 
-def mnist(folder, split):
-    prefix = "train" if split == "train" else "t10k"
-    def find(kind):
-        for name in (f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte", ):
-            for ext in (".gz", ""):
-                path = os.path.join(folder, name + ext)
-                if os.path.exists(path):
-                    return path
-        raise FileNotFoundError(f"no {prefix} {kind} in {folder}")
-    images = read_idx(find("images")).reshape(-1, 784).astype(np.float32) / 255.0
-    labels = read_idx(find("labels")).astype(np.int64)
+def mnist(folder, split, limit):
+    """Images normalised as the authors' loader does, (x - 0.5) / 0.5, and labels."""
+    images, labels = common.load_mnist(folder, split, limit)
     return torch.from_numpy((images - 0.5) / 0.5), torch.from_numpy(labels)
 
 
@@ -230,10 +212,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    train_x, train_y = mnist(args.mnist, "train")
-    test_x, test_y = mnist(args.mnist, "test")
-    train_x, train_y = train_x[: args.limit_train], train_y[: args.limit_train]
-    test_x, test_y = test_x[: args.limit_test], test_y[: args.limit_test]
+    train_x, train_y = mnist(args.mnist, "train", args.limit_train)
+    test_x, test_y = mnist(args.mnist, "test", args.limit_test)
     model = Energy(bias=not args.no_bias)
     optimizer = torch.optim.Adamax(model.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
