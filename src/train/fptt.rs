@@ -34,13 +34,12 @@ use crate::exec::engine::{Shard, Stepping, Sweep};
 use crate::exec::real::Real;
 use crate::exec::state::{Grads, Params, ReadoutGrads, SampleRef};
 use crate::ir::Module;
-use crate::ir::VarKind;
 use crate::ir::train::Method;
 use crate::train::bptt::SHARD;
 use crate::train::hooks;
 use crate::train::loss::{self, SampleInputs, Windowed};
 use crate::train::method::{BatchOutcome, Example, LearningMethod, MethodState, NonFinite, RunError, Session};
-use crate::train::optim::Optimizer;
+use crate::train::optim::{Optimizer, step_unit};
 
 /// FPTT with the phase's optimiser.
 #[derive(Default)]
@@ -94,8 +93,7 @@ fn each_trainable<F: Real>(
     }
     for (p, pop) in module.populations.iter().enumerate() {
         for (v, var) in pop.vars.iter().enumerate() {
-            let VarKind::Param { trainable: true, scale, .. } = var.kind else { continue };
-            let unit = F::of(if scale > 0.0 && scale.is_finite() { scale } else { 1.0 });
+            let Some(unit) = step_unit(&var.kind).map(F::of) else { continue };
             let values = params.neuron_params[p][v].iter_mut().zip(&mut mean.neuron_params[p][v]);
             for ((w, m), (g, q)) in values.zip(grads.neuron_params[p][v].iter_mut().zip(&mut correction.neuron_params[p][v])) {
                 f(w, m, g, q, unit);

@@ -21,6 +21,14 @@ pub fn learning_rate(schedule: &LrSchedule, base: f64, epoch: usize) -> f64 {
     }
 }
 
+/// The unit a trainable neuron parameter is optimised in (its declared unit's scale: 1e-3
+/// for ms), `None` for anything else: its value and gradient are taken in that unit by the
+/// optimiser step, by clipping and by FPTT's regulariser.
+pub fn step_unit(kind: &VarKind) -> Option<f64> {
+    let VarKind::Param { trainable: true, scale, .. } = *kind else { return None };
+    Some(if scale > 0.0 && scale.is_finite() { scale } else { 1.0 })
+}
+
 /// Adam, Adamax or SGD state for every learnable value.
 pub struct Optimizer<F> {
     m: Grads<F>,
@@ -87,8 +95,7 @@ impl<F: Real> Optimizer<F> {
             let mut neurons = 0.0;
             for (p, pop) in module.populations.iter().enumerate() {
                 for (v, var) in pop.vars.iter().enumerate() {
-                    let VarKind::Param { trainable: true, scale: unit, .. } = var.kind else { continue };
-                    let unit = if unit > 0.0 && unit.is_finite() { unit } else { 1.0 };
+                    let Some(unit) = step_unit(&var.kind) else { continue };
                     neurons += grads.neuron_params[p][v].iter().map(|g| (g.into_f64() * unit).powi(2)).sum::<f64>();
                 }
             }
@@ -117,10 +124,10 @@ impl<F: Real> Optimizer<F> {
         }
         for (p, pop) in module.populations.iter().enumerate() {
             for (v, var) in pop.vars.iter().enumerate() {
-                let VarKind::Param { trainable: true, scale: unit, .. } = var.kind else { continue };
+                let Some(unit) = step_unit(&var.kind) else { continue };
                 let (values, grads) = (&mut params.neuron_params[p][v], &grads.neuron_params[p][v]);
                 let (m, v) = (&mut self.m.neuron_params[p][v], &mut self.v.neuron_params[p][v]);
-                if unit == 1.0 || unit <= 0.0 || !unit.is_finite() {
+                if unit == 1.0 {
                     rule.apply(values, grads, m, v);
                     continue;
                 }
