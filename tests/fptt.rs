@@ -6,8 +6,11 @@
 
 mod common;
 
-use snnc::exec::engine::EngineKind;
-use snnc::exec::state::{Params, SampleRef, init_params};
+use std::ops::Range;
+use std::sync::Mutex;
+
+use snnc::exec::engine::{Ctx, Engine, EngineError, EngineKind, HoistedSums, ParamsAccess, Shard, StepHook, Stepping, Sweep};
+use snnc::exec::state::{Grads, Hoisted, Params, ReadoutGrads, SampleRef, Trace, init_params};
 use snnc::train::loss::{self, SampleInputs, Windowed};
 use snnc::train::method::{Example, Session, method_for};
 
@@ -228,7 +231,6 @@ fn truncated_blocks_tile_the_window_from_its_end() {
 /// longest delay reads, not the sample.
 #[test]
 fn a_pass_that_keeps_one_window_runs_and_differentiates_as_the_whole_trace() {
-    use snnc::exec::engine::{Ctx, ParamsAccess, Shard, Sweep};
     use snnc::exec::state::ReadoutGrads;
     // The readout's input weighs more at later steps: time must be the step's, not the row's.
     let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\n\
@@ -297,7 +299,6 @@ fn a_pass_that_keeps_one_window_runs_and_differentiates_as_the_whole_trace() {
 /// one (the trace's parameter rows were set once per batch before).
 #[test]
 fn each_window_runs_with_the_neuron_parameters_it_is_given() {
-    use snnc::exec::engine::Ctx;
     let text = "import std::neurons\nimport std::encoders\nimport std::surrogates\nnetwork N {\n    dt = 0.5 ms\n    steps = 10\n    \
         input x[5] = repeat(sample)\n    population out[3] = LeakyIntegrator\n    connect x -> out.i : dense(init = uniform(-0.5, 0.5))\n}\n\
         train {\n    data = yin_yang()\n    method = fptt(surrogate = fast_sigmoid(), updates = 2)\n    loss l = mean(last_t(out.u))\n    \
@@ -356,4 +357,80 @@ fn a_time_constant_in_ms_trains_as_the_same_number_without_a_unit() {
     let (ta, tb) = (&a.neuron_params[0][var], &b.neuron_params[0][var]);
     assert!(ta.iter().zip(tb).all(|(x, y)| (x * 1e3 - y).abs() < 1e-9), "tau in s x 1000 {ta:?} against {tb:?}");
     assert!(tb.iter().all(|t| (t - 5.0).abs() > 1e-3), "tau moved: {tb:?}");
+}
+
+/// An engine that runs another and records the windows its backward passes sweep.
+struct Counting<'a> {
+    inner: &'a dyn Engine<f64>,
+    swept: Mutex<Vec<Range<usize>>>,
+}
+
+impl Engine<f64> for Counting<'_> {
+    fn kind(&self) -> EngineKind {
+        self.inner.kind()
+    }
+    fn prepare(&self, ctx: &Ctx<f64>, params: &Params<f64>, samples: &[SampleRef]) -> Hoisted<f64> {
+        self.inner.prepare(ctx, params, samples)
+    }
+    fn forward(&self, ctx: &Ctx<f64>, params: ParamsAccess<f64>, shard: Shard<f64>, hook: Option<&mut dyn StepHook<f64>>) -> Trace<f64> {
+        self.inner.forward(ctx, params, shard, hook)
+    }
+    fn begin(&self, ctx: &Ctx<f64>, params: &Params<f64>, samples: &[SampleRef], rows: usize) -> Stepping<f64> {
+        self.inner.begin(ctx, params, samples, rows)
+    }
+    fn advance(&self, ctx: &Ctx<f64>, params: &Params<f64>, samples: &[SampleRef], stepping: &mut Stepping<f64>, until: usize) {
+        self.inner.advance(ctx, params, samples, stepping, until);
+    }
+    fn backward(
+        &self,
+        ctx: &Ctx<f64>,
+        params: &Params<f64>,
+        sweep: Sweep<f64>,
+        readout: &mut ReadoutGrads<f64>,
+        grads: &mut Grads<f64>,
+    ) -> Result<HoistedSums<f64>, EngineError> {
+        self.swept.lock().expect("not poisoned").push(sweep.window.clone());
+        self.inner.backward(ctx, params, sweep, readout, grads)
+    }
+    fn finish_batch(&self, ctx: &Ctx<f64>, hoisted: &Hoisted<f64>, sums: &[HoistedSums<f64>], grads: &mut Grads<f64>) {
+        self.inner.finish_batch(ctx, hoisted, sums, grads);
+    }
+}
+
+/// With `truncate = 1` and the loss read at each window's last step, that step alone is swept:
+/// the earlier one-step blocks start from a detached state with no loss in them, whatever the
+/// last block's sweep sent back into their rows (the hidden layer's spikes). Sweeping them
+/// adds zeros at the cost of the whole window's BPTT.
+#[test]
+fn a_truncated_window_sweeps_only_the_blocks_its_loss_reads() {
+    let text = model("fptt(surrogate = fast_sigmoid(), updates = 2, alpha = 0.1, beta = 0.5, truncate = 1)", 6, true);
+    // The nll term alone, and a recurrent connection: its adjoint reaches the step before.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.contains("loss level"))
+        .map(|l| {
+            if l.contains("connect x -> h.i") {
+                format!("{l}\n    connect h -> h.i : dense(init = uniform(0, 0.3)) feedback")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let module = common::valid(common::module(&text));
+    let train = module.train.as_ref().expect("train block");
+    for kind in [EngineKind::Jit, EngineKind::Oracle] {
+        let inner = common::build::<f64>(kind, &module);
+        let engine = Counting { inner: inner.as_ref(), swept: Mutex::default() };
+        let session = Session { module: &module, train, phase: &train.phases[0], engine: &engine, seed: 1, recording: false };
+        let mut method = method_for::<f64>(&train.method).expect("the method is built");
+        let mut params = init_params::<f64>(&module, 5);
+        method.begin_phase(&params);
+        let mut net = module.net_values();
+        method.train_batch(&session, &mut params, &mut net, &batch(), 0.1).expect("trains");
+        let swept = engine.swept.into_inner().expect("not poisoned");
+        // One shard and two windows of three steps: one one-step sweep per window.
+        assert_eq!(swept.len(), 2, "{kind:?}: {swept:?}");
+        assert!(swept.iter().all(|w| w.len() == 1), "{kind:?}: {swept:?}");
+    }
 }

@@ -158,11 +158,15 @@ impl<F: Real> Fptt<F> {
         // adjoints, without what the later block's sweep sent back into them.
         let loss_only = (blocks.len() > 1).then(|| readout.clone());
         for block in blocks.into_iter().rev() {
+            // A block with no adjoint of the loss's own starts from a detached (zero) state and
+            // computes zeros: skip it. What later blocks' sweeps sent back into its rows is
+            // dropped by the detachment, so only the loss's rows count.
             if let Some(loss_only) = &loss_only {
+                if !loss_only.holds_any(block.clone()) {
+                    continue;
+                }
                 readout.restore_rows(loss_only, block.clone());
-            }
-            // A block with no adjoint in it starts from a detached (zero) state: all zeros.
-            if !readout.holds_any(block.clone()) {
+            } else if !readout.holds_any(block.clone()) {
                 continue;
             }
             let shard = Shard { samples, hoisted: None };
