@@ -56,6 +56,11 @@ fn one_batch_on(kind: EngineKind, text: &str, params: &Params<f64>) -> Params<f6
 
 /// [`one_batch_on`], and when `end` the epoch's end after it (FPTT's reset to the mean).
 fn one_batch_then(kind: EngineKind, text: &str, params: &Params<f64>, end: bool) -> Params<f64> {
+    one_batch_of(kind, text, params, end, &batch())
+}
+
+/// [`one_batch_then`] on the given examples.
+fn one_batch_of(kind: EngineKind, text: &str, params: &Params<f64>, end: bool, examples: &[Example]) -> Params<f64> {
     let module = common::valid(common::module(text));
     let train = module.train.as_ref().expect("train block");
     let engine = common::build::<f64>(kind, &module);
@@ -64,7 +69,7 @@ fn one_batch_then(kind: EngineKind, text: &str, params: &Params<f64>, end: bool)
     let mut params = params.clone();
     method.begin_phase(&params);
     let mut net = module.net_values();
-    method.train_batch(&session, &mut params, &mut net, &batch(), 0.1).expect("trains");
+    method.train_batch(&session, &mut params, &mut net, examples, 0.1).expect("trains");
     if end {
         method.end_epoch(&module, &mut params);
     }
@@ -178,6 +183,27 @@ fn two_windows_follow_the_fptt_update(rho_setting: &str, rho: f64) {
     // Not the same as one BPTT step over the whole sample.
     let whole = one_batch(&model("bptt(surrogate = fast_sigmoid())", 10, false), &w0);
     assert!(whole.weights[0].iter().zip(&actual.weights[0]).any(|(a, b)| (a - b).abs() > 1e-4));
+}
+
+/// A batch larger than a shard runs in several shards whose gradients are summed, each shard's
+/// buffer cleared between windows: the three examples repeated over three shards (the last one
+/// short) give the batch mean of the three, window after window, as the three alone do.
+#[test]
+fn a_batch_over_several_shards_steps_as_its_mean_gradient() {
+    let text = model("fptt(surrogate = fast_sigmoid(), updates = 2, alpha = 0.2, beta = 0.5)", 10, true);
+    let module = common::valid(common::module(&text));
+    let w0 = init_params::<f64>(&module, 5);
+    let shard = snnc::train::fptt::FPTT_SHARD;
+    let copies = (2 * shard) / 3 + 3;
+    let repeated: Vec<Example> =
+        (0..copies * 3).map(|i| Example { sample: SampleRef { id: i as u64, features: &FEATURES[i % 3] }, label: LABELS[i % 3] }).collect();
+    assert!(repeated.len() > 2 * shard && !repeated.len().is_multiple_of(shard));
+    for kind in [EngineKind::Jit, EngineKind::Oracle] {
+        let alone = one_batch_of(kind, &text, &w0, true, &batch());
+        let sharded = one_batch_of(kind, &text, &w0, true, &repeated);
+        let moved = common::assert_weights_close("three examples over three shards", &alone, &sharded, 1e-12);
+        assert!(moved > 0);
+    }
 }
 
 /// `truncate = 1` detaches the state before every step: with the loss read at the window's

@@ -24,7 +24,8 @@
 //! With `alpha = 0` there is no regulariser (`λ` stays 0) and the mean is the plain average
 //! `(1 - beta) W̄ + beta W`; with one window and `alpha = 0` a batch is a BPTT step.
 //! Every trainable weight and neuron parameter takes part; fixed ones never move.
-//! Shards of a batch run in parallel and their gradients are summed in shard order.
+//! Shards of [`FPTT_SHARD`] samples run in parallel and their gradients are summed in shard
+//! order.
 
 use std::ops::Range;
 
@@ -35,11 +36,18 @@ use crate::exec::real::Real;
 use crate::exec::state::{Grads, Params, ReadoutGrads, SampleRef};
 use crate::ir::Module;
 use crate::ir::train::Method;
-use crate::train::bptt::SHARD;
 use crate::train::hooks;
 use crate::train::loss::{self, SampleInputs, Windowed};
 use crate::train::method::{BatchOutcome, Example, LearningMethod, MethodState, NonFinite, RunError, Session};
 use crate::train::optim::{Optimizer, step_unit};
+
+/// Samples per FPTT shard: fixed, so that gradients are summed in the same order whatever the
+/// thread count, and twice BPTT's [`crate::train::bptt::SHARD`]: a shard's trace holds one
+/// window, not the sample, so a larger shard costs little memory, while it gives every GEMM
+/// of a step twice the rows and halves the gradient buffers zeroed and summed per window
+/// (the authors' one-step truncation sweeps one step per window, so those buffers weigh more
+/// than in BPTT). Measured in docs/results.md.
+pub const FPTT_SHARD: usize = 64;
 
 /// FPTT with the phase's optimiser.
 #[derive(Default)]
@@ -102,15 +110,15 @@ fn each_trainable<F: Real>(
     }
 }
 
-/// What one shard gives for one window.
-struct WindowResult<F> {
-    terms: Vec<f64>,
+/// One shard's forward state and its gradient buffer, both kept across the windows of a batch.
+struct ShardRun<F> {
+    stepping: Stepping<F>,
     grads: Grads<F>,
 }
 
 impl<F: Real> Fptt<F> {
-    /// Loss terms and gradient of window `steps` (number `p` of `k`) for one shard whose
-    /// forward pass has run through the window.
+    /// Loss terms of window `steps` (number `p` of `k`) for one shard whose forward pass has
+    /// run through the window; its gradient is written into `grads` (cleared first).
     #[allow(clippy::too_many_arguments)]
     fn window_gradients(
         session: &Session<F>,
@@ -122,7 +130,8 @@ impl<F: Real> Fptt<F> {
         steps: Range<usize>,
         (p, k): (usize, usize),
         truncate: Option<usize>,
-    ) -> Result<WindowResult<F>, RunError> {
+        grads: &mut Grads<F>,
+    ) -> Result<Vec<f64>, RunError> {
         let (module, train, phase) = (session.module, session.train, session.phase);
         let trace = &stepping.trace;
         let mut readout = ReadoutGrads::zeros(module, trace.steps, examples.len());
@@ -145,7 +154,7 @@ impl<F: Real> Fptt<F> {
                 loss::backward(module, trace, &train.exprs, &values, *root, 1.0, params, &mut readout, b, net, steps.clone())?;
             }
         }
-        let mut grads = params.zeros_like();
+        grads.clear();
         for (g, r) in grads.weights.iter_mut().zip(&readout.weights) {
             for (x, y) in g.iter_mut().zip(r) {
                 *x += *y;
@@ -170,9 +179,9 @@ impl<F: Real> Fptt<F> {
                 continue;
             }
             let shard = Shard { samples, hoisted: None };
-            session.engine.backward(&ctx, params, Sweep { shard, trace, window: block }, &mut readout, &mut grads)?;
+            session.engine.backward(&ctx, params, Sweep { shard, trace, window: block }, &mut readout, grads)?;
         }
-        Ok(WindowResult { terms, grads })
+        Ok(terms)
     }
 }
 
@@ -232,12 +241,15 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         let net_f: Vec<F> = net.iter().map(|x| F::of(*x)).collect();
         let ctx = session.ctx(&net_f);
         let samples: Vec<SampleRef> = batch.iter().map(|e| e.sample).collect();
-        let shards: Vec<(&[Example], &[SampleRef])> = batch.chunks(SHARD).zip(samples.chunks(SHARD)).collect();
+        let shards: Vec<(&[Example], &[SampleRef])> = batch.chunks(FPTT_SHARD).zip(samples.chunks(FPTT_SHARD)).collect();
         // Each shard's trace holds one window, and the steps before it that delayed
         // connections read: memory in the window's length, not the sample's.
         let history = module.longest_delay();
         let first = window(0, k, module.steps).len();
-        let mut steppings: Vec<Stepping<F>> = shards.par_iter().map(|(_, s)| session.engine.begin(&ctx, params, s, first)).collect();
+        let mut runs: Vec<ShardRun<F>> = shards
+            .par_iter()
+            .map(|(_, s)| ShardRun { stepping: session.engine.begin(&ctx, params, s, first), grads: params.zeros_like() })
+            .collect();
         let mut outcome = BatchOutcome { terms: vec![0.0; session.phase.losses.len()], ..BatchOutcome::default() };
         let mean = self.mean.get_or_insert_with(|| params.clone());
         let correction = self.correction.get_or_insert_with(|| params.zeros_like());
@@ -246,25 +258,29 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         for p in 0..k {
             let steps = window(p, k, module.steps);
             let shared: &Params<F> = params;
-            let results: Vec<Result<WindowResult<F>, RunError>> = steppings
+            let results: Vec<Result<Vec<f64>, RunError>> = runs
                 .par_iter_mut()
                 .zip(&shards)
-                .map(|(stepping, (examples, samples))| {
+                .map(|(run, (examples, samples))| {
+                    let stepping = &mut run.stepping;
                     if p > 0 {
                         stepping.slide(module, steps.len(), history);
                     }
                     session.engine.advance(&ctx, shared, samples, stepping, steps.end);
                     let rows = stepping.rows(steps.clone());
-                    Self::window_gradients(session, shared, net, stepping, examples, samples, rows, (p, k), truncate)
+                    Self::window_gradients(session, shared, net, stepping, examples, samples, rows, (p, k), truncate, &mut run.grads)
                 })
                 .collect();
-            let mut total = params.zeros_like();
             for result in results {
-                let result = result?;
-                total.add(&result.grads);
-                for (sum, term) in outcome.terms.iter_mut().zip(&result.terms) {
+                for (sum, term) in outcome.terms.iter_mut().zip(&result?) {
                     *sum += term;
                 }
+            }
+            // Summed in shard order into the first shard's buffer.
+            let Some((first_run, rest)) = runs.split_first_mut() else { break };
+            let total = &mut first_run.grads;
+            for run in rest.iter() {
+                total.add(&run.grads);
             }
             total.scale(scale);
             if total.has_non_finite() {
@@ -277,14 +293,14 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
             let (a, b, keep) = (F::of(alpha), F::of(beta), F::of(1.0 - beta));
             if alpha > 0.0 {
                 let lean = F::of(rho - 1.0);
-                each_trainable(module, params, mean, &mut total, correction, &mut |w, m, g, l, u| {
+                each_trainable(module, params, mean, total, correction, &mut |w, m, g, l, u| {
                     *g += (lean * *l + a * (*w - *m)) / (u * u);
                 });
             }
-            optimizer.update(module, params, &total, &session.phase.optimizer, lr, train.clip_grad_norm);
+            optimizer.update(module, params, total, &session.phase.optimizer, lr, train.clip_grad_norm);
             // λ, then the running mean.
             let pull = if alpha > 0.0 { F::of(beta / alpha) } else { F::zero() };
-            each_trainable(module, params, mean, &mut total, correction, &mut |w, m, _, l, _| {
+            each_trainable(module, params, mean, total, correction, &mut |w, m, _, l, _| {
                 *l -= a * (*w - *m);
                 *m = keep * *m + b * *w - pull * *l;
             });
@@ -293,8 +309,8 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
         // the whole sample). The test pass predicts from whole samples.
         if let Some(root) = train.predict {
             let last = window(k - 1, k, module.steps);
-            for (stepping, (examples, _)) in steppings.iter().zip(&shards) {
-                let view = Windowed { trace: &stepping.trace, steps: stepping.rows(last.clone()), index: k - 1, count: k };
+            for (run, (examples, _)) in runs.iter().zip(&shards) {
+                let view = Windowed { trace: &run.stepping.trace, steps: run.stepping.rows(last.clone()), index: k - 1, count: k };
                 for (b, example) in examples.iter().enumerate() {
                     let inputs = SampleInputs { label: example.label, features: example.sample.features, net };
                     let values = loss::evaluate(module, &train.exprs, &view, b, params, inputs, &[root])?;
@@ -302,8 +318,8 @@ impl<F: Real> LearningMethod<F> for Fptt<F> {
                 }
             }
         }
-        for stepping in steppings.drain(..) {
-            stepping.trace.recycle();
+        for run in runs.drain(..) {
+            run.stepping.trace.recycle();
         }
         Ok(outcome)
     }
