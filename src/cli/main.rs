@@ -421,7 +421,10 @@ struct Console<'a> {
 /// `every` (`SNNC_PROGRESS_EVERY` seconds, 60 by default), with the epoch's rate so far.
 struct PlainProgress {
     every: std::time::Duration,
+    /// When the epoch's first batch was reported, and the samples it had done: the rate counts
+    /// the samples since, over the time since (the first batch's own time is not seen).
     epoch_start: std::time::Instant,
+    first_done: usize,
     last: std::time::Instant,
 }
 
@@ -433,7 +436,12 @@ impl PlainProgress {
         }
         let seconds = std::env::var("SNNC_PROGRESS_EVERY").ok().and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0);
         let now = std::time::Instant::now();
-        Some(PlainProgress { every: std::time::Duration::from_secs_f64(seconds.unwrap_or(60.0)), epoch_start: now, last: now })
+        Some(PlainProgress {
+            every: std::time::Duration::from_secs_f64(seconds.unwrap_or(60.0)),
+            epoch_start: now,
+            first_done: 0,
+            last: now,
+        })
     }
 }
 
@@ -447,15 +455,17 @@ impl<F: Real> Observer<F> for Console<'_> {
             self.bar.set_prefix(format!("epoch {}", self.epoch));
             if let Some(plain) = &mut self.plain {
                 plain.epoch_start = std::time::Instant::now();
+                plain.first_done = done;
             }
         }
         self.bar.set_position(done as u64);
         self.bar.set_message(format!("{running:.4}"));
         if let Some(plain) = &mut self.plain
             && plain.last.elapsed() >= plain.every
+            && done > plain.first_done
         {
             plain.last = std::time::Instant::now();
-            let rate = done as f64 / plain.epoch_start.elapsed().as_secs_f64().max(1e-9);
+            let rate = (done - plain.first_done) as f64 / plain.epoch_start.elapsed().as_secs_f64().max(1e-9);
             let has_loss = self.module.train.as_ref().is_some_and(|t| t.phases.iter().any(|p| !p.losses.is_empty()));
             let loss = if has_loss { format!(", running loss {running:.4}") } else { String::new() };
             eprintln!("epoch {}: {done}/{total} training samples, {rate:.0} samples/s{loss}", self.epoch);
