@@ -470,3 +470,35 @@ fn bounded_lif_current_sums_the_input_current() {
     }
     run.finish(&[0, 1]);
 }
+
+/// A spike condition gated with `and` and `or` (docs/language.md): the comparison counts while
+/// the gate holds, and the `or` condition spikes on its own. Here a leaky neuron that may fire
+/// only after more than 3 steps since its last spike (a lockout like the timer of Diehl &
+/// Cook's script), and fires anyway after 20 silent steps.
+#[test]
+fn a_gated_spike_condition_fires_as_written() {
+    let neuron = "neuron Gated {\n    state v = 0\n    state count = 0\n    input i\n    update {\n        v = 0.9 * v + i\n        \
+                  count = count + 1\n    }\n    spike when v > 1 and count > 3 or count == 20\n    on spike {\n        v = 0\n        count = 0\n    }\n}\n";
+    let text = network("1 ms", 45, 3, "Gated", &["i : one_to_one(weight = 0.5)"]).replacen("network N", &format!("{neuron}network N"), 1);
+    let features = [0.6f32, 1.5, 0.1];
+    let mut run = Run::new("Gated", &text, &features);
+    for (k, feature) in features.iter().enumerate() {
+        let x = f64::from(*feature) * 0.5;
+        let (mut v, mut count) = (0.0, 0.0);
+        for t in 0..run.steps() {
+            v = 0.9 * v + x;
+            count += 1.0;
+            let s = (v > 1.0 && count > 3.0) || count == 20.0;
+            if s {
+                v = 0.0;
+                count = 0.0;
+            }
+            run.state("v", t, k, v);
+            run.state("count", t, k, count);
+            run.spike(t, k, s);
+        }
+    }
+    // Neuron 1 crosses 1 in its second step but waits for the gate; neuron 2 never crosses
+    // and fires by the `or` condition alone, every 20 steps.
+    run.finish(&[0, 1, 2]);
+}

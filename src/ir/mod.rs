@@ -254,6 +254,16 @@ impl Exprs {
         }
     }
 
+    /// Whether the expression calls `func` anywhere.
+    pub fn calls(&self, id: ExprId, func: Func) -> bool {
+        match self.get(id) {
+            Node::Const(_) | Node::Var(_) | Node::Port(_) | Node::Global(_) => false,
+            Node::Unary(_, a) => self.calls(*a, func),
+            Node::Binary(_, a, b) => self.calls(*a, func) || self.calls(*b, func),
+            Node::Call(f, args) => *f == func || args.iter().any(|a| self.calls(*a, func)),
+        }
+    }
+
     /// Whether the expression reads input port `port`.
     pub fn reads_port(&self, id: ExprId, port: PortId) -> bool {
         match self.get(id) {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::front::ast::{self, AssignOp, BinaryOp, ExprKind, Modifier, NeuronStmt, Span, Stmt};
 use crate::front::diag::{Diagnostic, Diagnostics, suggestion_help};
 use crate::front::units::{self, Unit};
-use crate::ir::{self, ExprId, Exprs, Global, Init, InputJump, Integration, Node, PortId, Threshold, Update, Var, VarId, VarKind};
+use crate::ir::{self, ExprId, Exprs, Func, Global, Init, InputJump, Integration, Node, PortId, Threshold, Update, Var, VarId, VarKind};
 use crate::lower::affine::{Affine, affine, reads_port};
 use crate::lower::expr::{Binding, Env, Lowerer};
 use crate::lower::surrogate::{check_encoder, lower_surrogate};
@@ -570,21 +570,61 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
             return;
         }
         self.seen_spike = Some(span);
+        match self.lower_threshold(condition, env) {
+            Some(threshold) => self.pop.threshold = Some(threshold),
+            None => {
+                // A condition that was written but not understood: the population still has
+                // one, so that no later check adds "never spikes" errors to the one reported.
+                let zero = self.pop.exprs.push(Node::Const(0.0));
+                self.pop.threshold = Some(Threshold { lhs: zero, rhs: zero, op: BinaryOp::Gt });
+            }
+        }
+    }
+
+    /// A spike condition: one comparison, whose difference the surrogate gradient is taken
+    /// of, optionally gated by conditions joined with `and` (the comparison counts only while
+    /// they hold: its threshold is +infinity otherwise) or `or` (a spike whenever they hold:
+    /// the threshold is -infinity then). `and` and `or` bind left to right as written, so
+    /// `v > th and timer > t_ref or forced` spikes when `(v > th and timer > t_ref) or
+    /// forced`.
+    fn lower_threshold(&mut self, condition: &ast::Expr, env: &Env) -> Option<Threshold> {
         let mut inner = condition;
         while let ExprKind::Paren(e) = &inner.kind {
             inner = e;
         }
         let ExprKind::Binary { op, lhs, rhs } = &inner.kind else {
             self.report_spike_shape(condition.span);
-            return;
+            return None;
         };
         let (op, lhs, rhs) = match op {
             BinaryOp::Gt | BinaryOp::Ge => (*op, lhs, rhs),
             BinaryOp::Lt => (BinaryOp::Gt, rhs, lhs),
             BinaryOp::Le => (BinaryOp::Ge, rhs, lhs),
+            BinaryOp::And | BinaryOp::Or => {
+                let gated = self.lower_threshold(lhs, env)?;
+                let (gate, gate_unit) = self.lowerer().lower(env, rhs);
+                if gate_unit.as_ref().is_some_and(|u| !u.is_none()) {
+                    self.sink.push(
+                        Diagnostic::error(
+                            "snn::spike::gate",
+                            format!("`{}` in a spike condition joins a condition, but this is a quantity", op.symbol()),
+                            rhs.span,
+                            "not a condition",
+                        )
+                        .with_help("gate the comparison with another comparison, e.g. `spike when v > th and timer > t_ref`"),
+                    );
+                    return None;
+                }
+                // Closed gate under `and`: a threshold nothing crosses; open gate under `or`:
+                // one everything crosses.
+                let bound = self.pop.exprs.push(Node::Const(if *op == BinaryOp::And { f64::INFINITY } else { f64::NEG_INFINITY }));
+                let args = if *op == BinaryOp::And { vec![gate, gated.rhs, bound] } else { vec![gate, bound, gated.rhs] };
+                let rhs = self.pop.exprs.push(Node::Call(Func::Select, args));
+                return Some(Threshold { rhs, ..gated });
+            }
             _ => {
                 self.report_spike_shape(condition.span);
-                return;
+                return None;
             }
         };
         let (lhs_id, lhs_unit) = self.lowerer().lower(env, lhs);
@@ -603,7 +643,7 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
                 .with_help("a threshold must have the unit of the quantity it is compared with"),
             );
         }
-        self.pop.threshold = Some(Threshold { lhs: lhs_id, rhs: rhs_id, op });
+        Some(Threshold { lhs: lhs_id, rhs: rhs_id, op })
     }
 
     fn report_spike_shape(&mut self, span: Span) {
@@ -614,7 +654,10 @@ impl<'a> NeuronWalker<'_, '_, 'a> {
                 span,
                 "not a comparison",
             )
-            .with_help("write it as `spike when v > threshold`; the surrogate gradient is taken of the difference"),
+            .with_help(
+                "write it as `spike when v > threshold`, the surrogate gradient taken of the difference, gated if need be with \
+                 `and` or `or` and further conditions: `spike when v > threshold and timer > t_ref`",
+            ),
         );
     }
 

@@ -343,8 +343,22 @@ pub(super) fn check_eventprop(module: &Module, span: Span, sink: &mut Sink) {
                 .with_help("drop the neuron's `refractory` line, or train with `bptt`"),
             );
         }
-        if pop.threshold.is_none() {
+        let Some(threshold) = &pop.threshold else {
             continue;
+        };
+        if pop.exprs.calls(threshold.lhs, crate::ir::Func::Select) || pop.exprs.calls(threshold.rhs, crate::ir::Func::Select) {
+            sink.push(
+                Diagnostic::error(
+                    "snn::method::eventprop_gated_threshold",
+                    format!(
+                        "EventProp takes spike times from a smooth threshold crossing, but `{}` ({}) has a gated one",
+                        pop.name, pop.neuron
+                    ),
+                    span,
+                    "spike condition with `and`, `or` or `select`",
+                )
+                .with_help("compare the state with a threshold alone (`spike when v > threshold`), or train with `bptt`"),
+            );
         }
         for (update, integration) in &pop.dynamics {
             if *integration != Integration::Exact {
