@@ -88,7 +88,7 @@ fn each_trainable<F: Real>(
     mean: &mut Params<F>,
     grads: &mut Grads<F>,
     correction: &mut Params<F>,
-    f: &mut dyn FnMut(&mut F, &mut F, &mut F, &mut F, F),
+    f: &mut impl FnMut(&mut F, &mut F, &mut F, &mut F, F),
 ) {
     for (index, proj) in module.projections.iter().enumerate() {
         if !proj.trainable {
