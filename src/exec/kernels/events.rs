@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::exec::kernels::bits::{Bits, for_each_nonzero};
 use crate::exec::kernels::connectivity::shared;
+use crate::exec::kernels::simd::add;
 use crate::exec::pool;
 use crate::exec::real::Real;
 
@@ -107,11 +108,7 @@ pub fn give_back<F: Real>(values: Cow<'_, [F]>) {
 /// Event-driven `y += x W` over 0/1 rows: one weight row added per spike.
 pub fn accumulate<F: Real>(x: Rows<F>, w: &[F], y: &mut [F], n_pre: usize, n_post: usize) {
     EVENT_PASSES.fetch_add(1, Ordering::Relaxed);
-    x.for_each_event(n_pre, |r, i| {
-        for (a, b) in y[r * n_post..(r + 1) * n_post].iter_mut().zip(&w[i * n_post..(i + 1) * n_post]) {
-            *a += *b;
-        }
-    });
+    x.for_each_event(n_pre, |r, i| add(&w[i * n_post..(i + 1) * n_post], &mut y[r * n_post..(r + 1) * n_post]));
 }
 
 /// Event-driven `y += x W` over 0/1 rows for the connectivities with a weight per pair that
@@ -146,9 +143,5 @@ pub fn accumulate_sparse_connectivity<F: Real>(x: Rows<F>, w: &[F], y: &mut [F],
 /// Event-driven `dW += x^T g` over 0/1 rows: one gradient row added per spike.
 pub fn accumulate_grads<F: Real>(x: Rows<F>, g: &[F], dw: &mut [F], n_pre: usize, n_post: usize) {
     EVENT_PASSES.fetch_add(1, Ordering::Relaxed);
-    x.for_each_event(n_pre, |r, i| {
-        for (a, b) in dw[i * n_post..(i + 1) * n_post].iter_mut().zip(&g[r * n_post..(r + 1) * n_post]) {
-            *a += *b;
-        }
-    });
+    x.for_each_event(n_pre, |r, i| add(&g[r * n_post..(r + 1) * n_post], &mut dw[i * n_post..(i + 1) * n_post]));
 }

@@ -1,5 +1,5 @@
-//! The short vector loops of the event-driven kernels (a spike adds a run of weights; a gather
-//! sums a run of products), compiled twice: for the baseline x86-64 that the binary targets
+//! The short vector loops of the event-driven kernels (a spike adds a run of weights, or of
+//! weights times a value; a gather sums a run of products), compiled twice: for the baseline x86-64 that the binary targets
 //! (SSE2, four f32 lanes) and, where the CPU has it, for AVX2 (eight lanes), chosen at run
 //! time. Both versions do the same operations in the same order (no fused multiply-add, the
 //! same eight partial sums), so results are bit-identical whichever runs.
@@ -30,6 +30,17 @@ pub fn axpy<F: Real>(a: F, x: &[F], y: &mut [F]) {
     axpy_any(a, x, y)
 }
 
+/// `y += x`: a spike's weight row added to its output row (the event-driven products).
+#[inline]
+pub fn add<F: Real>(x: &[F], y: &mut [F]) {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { add_avx2(x, y) };
+    }
+    add_any(x, y)
+}
+
 /// `<a, b>`, in eight independent partial sums (lanes) added at the end: one running sum
 /// would be a chain of dependent additions, which the compiler may not reorder.
 #[inline]
@@ -46,6 +57,13 @@ pub fn dot<F: Real>(a: &[F], b: &[F]) -> F {
 fn axpy_any<F: Real>(a: F, x: &[F], y: &mut [F]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * *x;
+    }
+}
+
+#[inline(always)]
+fn add_any<F: Real>(x: &[F], y: &mut [F]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += *x;
     }
 }
 
@@ -73,6 +91,12 @@ fn axpy_avx2<F: Real>(a: F, x: &[F], y: &mut [F]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+fn add_avx2<F: Real>(x: &[F], y: &mut [F]) {
+    add_any(x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
 fn dot_avx2<F: Real>(a: &[F], b: &[F]) -> F {
     dot_any(a, b)
 }
@@ -92,6 +116,9 @@ mod tests {
             let mut y2 = b.clone();
             axpy(0.7, &x, &mut y1);
             axpy_any(0.7, &x, &mut y2);
+            assert_eq!(y1, y2);
+            add(&x, &mut y1);
+            add_any(&x, &mut y2);
             assert_eq!(y1, y2);
             assert_eq!(dot(&x, &b).to_bits(), dot_any(&x, &b).to_bits());
             let exact: f64 = x.iter().zip(&b).map(|(p, q)| *p as f64 * *q as f64).sum();
