@@ -1,8 +1,9 @@
 //! Code generation for one kernel: expressions of an IR arena as Cranelift instructions over
 //! one element or a vector of lanes (`f32x4`, `f64x2`: Cranelift's x86-64 vectors are 128
-//! bits), loops with a one-lane tail, loads and stores, host calls for transcendental
-//! functions (lane by lane, so that results are bit-identical to the oracle's), and the
-//! counter-based random draw of encoders.
+//! bits), loops with a one-lane tail, loads and stores, `exp` (with `sigmoid` and `gauss`)
+//! inline in every lane as [`crate::ir::exp`] computes it, host calls for the other
+//! transcendental functions (lane by lane, so that results are bit-identical to the oracle's),
+//! and the counter-based random draw of encoders.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{Block, FuncRef, InstBuilder, MemFlagsData, Value, types};
@@ -21,14 +22,11 @@ pub enum EmitError {
 /// The host functions a kernel may call, in this order (see [`super::HOST`]).
 #[derive(Clone, Copy)]
 pub(super) enum Host {
-    Exp,
     Log,
     Pow,
     Tanh,
     Sin,
     Cos,
-    Sigmoid,
-    Gauss,
 }
 
 /// Emits the draw of a `rand()` node.
@@ -152,6 +150,75 @@ impl Emitter<'_, '_> {
         out
     }
 
+    /// [`crate::ir::exp`] inline, in every lane at once: the same operations in the same order,
+    /// the scaling by `2^k` as an addition to the exponent bits.
+    fn exp(&mut self, x: Value) -> Value {
+        let c = crate::ir::ExpConstants::of_bytes(self.scalar.bytes() as usize);
+        let shifter = self.constant(c.shifter);
+        let log2e = self.constant(std::f64::consts::LOG2_E);
+        let scaled = self.b.ins().fmul(x, log2e);
+        let t = self.b.ins().fadd(scaled, shifter);
+        let k = self.b.ins().fsub(t, shifter);
+        let (hi, lo) = (self.constant(c.ln2_hi), self.constant(c.ln2_lo));
+        let k_hi = self.b.ins().fmul(k, hi);
+        let k_lo = self.b.ins().fmul(k, lo);
+        let reduced = self.b.ins().fsub(x, k_hi);
+        let r = self.b.ins().fsub(reduced, k_lo);
+        let mut p = self.constant(c.coefficients[c.coefficients.len() - 1]);
+        for coefficient in c.coefficients.iter().rev().skip(1) {
+            let term = self.constant(*coefficient);
+            let product = self.b.ins().fmul(p, r);
+            p = self.b.ins().fadd(product, term);
+        }
+        // t's low mantissa bits hold k: shifted into the exponent field and added to p's.
+        let int = if self.scalar == types::F32 { types::I32 } else { types::I64 };
+        let int = if self.vector() { int.by(u32::from(self.lanes)).expect("a 128-bit vector") } else { int };
+        let flags = if self.vector() {
+            MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little)
+        } else {
+            MemFlagsData::new()
+        };
+        let t_bits = self.b.ins().bitcast(int, flags, t);
+        let exponent = self.b.ins().ishl_imm_s(t_bits, i64::from(c.mantissa));
+        let p_bits = self.b.ins().bitcast(int, flags, p);
+        let sum = self.b.ins().iadd(p_bits, exponent);
+        let ty = self.float();
+        let result = self.b.ins().bitcast(ty, flags, sum);
+        // Outside [lo, hi]: infinity above, 0 below; NaN stays NaN.
+        let (upper, lower) = (self.constant(c.hi), self.constant(c.lo));
+        let (infinity, zero) = (self.constant(f64::INFINITY), self.constant(0.0));
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, upper);
+        let result = self.select(above, infinity, result);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, x, lower);
+        let result = self.select(below, zero, result);
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
+        self.select(nan, x, result)
+    }
+
+    /// [`crate::ir::sigmoid`] inline.
+    fn sigmoid(&mut self, x: Value) -> Value {
+        let minus = self.b.ins().fneg(x);
+        let e = self.exp(minus);
+        let one = self.constant(1.0);
+        let denominator = self.b.ins().fadd(one, e);
+        self.b.ins().fdiv(one, denominator)
+    }
+
+    /// [`crate::ir::gauss`] inline.
+    fn gauss(&mut self, x: Value, mu: Value, sigma: Value) -> Value {
+        let two = self.constant(2.0);
+        let root_tau = self.constant(std::f64::consts::TAU.sqrt());
+        let d = self.b.ins().fsub(x, mu);
+        let square = self.b.ins().fmul(d, d);
+        let minus = self.b.ins().fneg(square);
+        let two_sigma = self.b.ins().fmul(two, sigma);
+        let variance = self.b.ins().fmul(two_sigma, sigma);
+        let exponent = self.b.ins().fdiv(minus, variance);
+        let e = self.exp(exponent);
+        let scale = self.b.ins().fmul(sigma, root_tau);
+        self.b.ins().fdiv(e, scale)
+    }
+
     /// `a.min(b)` / `a.max(b)` with Rust's semantics: the other operand when one is NaN.
     fn min_max(&mut self, a: Value, b: Value, min: bool) -> Value {
         let cc = if min { FloatCC::LessThanOrEqual } else { FloatCC::GreaterThanOrEqual };
@@ -237,13 +304,13 @@ impl Emitter<'_, '_> {
             Node::Call(func, args) => {
                 let args = args.iter().map(|a| self.expr(exprs, *a, scope, memo)).collect::<Result<Vec<_>, _>>()?;
                 match func {
-                    Func::Exp => self.call(Host::Exp, &args),
+                    Func::Exp => self.exp(args[0]),
                     Func::Log => self.call(Host::Log, &args),
                     Func::Tanh => self.call(Host::Tanh, &args),
                     Func::Sin => self.call(Host::Sin, &args),
                     Func::Cos => self.call(Host::Cos, &args),
-                    Func::Sigmoid => self.call(Host::Sigmoid, &args),
-                    Func::Gauss => self.call(Host::Gauss, &args),
+                    Func::Sigmoid => self.sigmoid(args[0]),
+                    Func::Gauss => self.gauss(args[0], args[1], args[2]),
                     Func::Sqrt => self.b.ins().sqrt(args[0]),
                     Func::Abs => self.b.ins().fabs(args[0]),
                     Func::Min => self.min_max(args[0], args[1], true),

@@ -61,9 +61,6 @@ type BackwardKernel<F> = unsafe extern "C" fn(
 );
 type EncoderKernel<F> = unsafe extern "C" fn(*const f32, *mut F, i64, F, F, *const F, u64, u64, u64);
 
-extern "C" fn host_exp<F: Real>(x: F) -> F {
-    x.exp()
-}
 extern "C" fn host_log<F: Real>(x: F) -> F {
     x.ln()
 }
@@ -79,24 +76,15 @@ extern "C" fn host_sin<F: Real>(x: F) -> F {
 extern "C" fn host_cos<F: Real>(x: F) -> F {
     x.cos()
 }
-extern "C" fn host_sigmoid<F: Real>(x: F) -> F {
-    ir::sigmoid(x)
-}
-extern "C" fn host_gauss<F: Real>(x: F, mu: F, sigma: F) -> F {
-    ir::gauss(x, mu, sigma)
-}
 
 /// The host functions, in the order of [`emit::Host`], with their arity.
-fn host_functions<F: Real>() -> [(&'static str, *const u8, usize); 8] {
+fn host_functions<F: Real>() -> [(&'static str, *const u8, usize); 5] {
     [
-        ("snnc_exp", host_exp::<F> as *const u8, 1),
         ("snnc_log", host_log::<F> as *const u8, 1),
         ("snnc_pow", host_pow::<F> as *const u8, 2),
         ("snnc_tanh", host_tanh::<F> as *const u8, 1),
         ("snnc_sin", host_sin::<F> as *const u8, 1),
         ("snnc_cos", host_cos::<F> as *const u8, 1),
-        ("snnc_sigmoid", host_sigmoid::<F> as *const u8, 1),
-        ("snnc_gauss", host_gauss::<F> as *const u8, 3),
     ]
 }
 
