@@ -30,8 +30,8 @@ pub fn event_crossover<F: Real>(n_post: usize, bits: bool) -> f64 {
     match (F::BYTES == 4, n_post >= 64, bits) {
         (true, false, false) => 0.0,
         (true, false, true) => 0.06,
-        (true, true, false) => 0.25,
-        (true, true, true) => 0.27,
+        (true, true, false) => 0.30,
+        (true, true, true) => 0.33,
         (false, false, false) => 0.15,
         (false, false, true) => 0.28,
         (false, true, false) => 0.30,
